@@ -1,0 +1,79 @@
+# Taskloom's only entry points. `make` lists them.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+export PATH := $(CURDIR)/.tools/bin:$(PATH)
+PY := $(CURDIR)/.venv/bin/python
+GO_DIR := services/orchestrator-go
+RUST_BINS := taskloom-cache taskloom-metrics taskloom-vector
+
+.PHONY: help up test build proto proto-check lint fmt bench clean venv tools \
+        build-go build-rust test-go test-rust test-py test-e2e lint-go lint-rust lint-py
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+venv: ## Create .venv with every Python package (editable) and the dev tools
+	@scripts/venv.sh
+
+tools: ## Install the pinned generators and linters into .tools/
+	@scripts/tools.sh
+
+build: venv build-go build-rust ## Build every service (incremental)
+
+build-go:
+	cd $(GO_DIR) && go build -o $(CURDIR)/bin/ ./cmd/...
+
+build-rust:
+	cargo build --release $(addprefix --bin ,$(RUST_BINS))
+	@mkdir -p bin && for b in $(RUST_BINS); do cp -u target/release/$$b bin/; done
+
+up: build ## Start the whole stack as local processes; Ctrl-C stops it
+	$(PY) -m taskloom.sdk.localstack --bin-dir bin
+
+proto: venv tools ## Lint proto/ and regenerate the Go, Python and Rust code
+	scripts/proto.sh
+
+proto-check: proto ## Fail when the committed generated code is stale
+	@git diff --exit-code --stat -- services/orchestrator-go/gen python/sdk/src/taskloom/v1 services/proto-rust/src/gen \
+	  || { echo "generated code is stale: run 'make proto' and commit"; exit 1; }
+
+lint: lint-go lint-rust lint-py ## gofmt + go vet, rustfmt + clippy, ruff
+
+lint-go:
+	@out=$$(cd $(GO_DIR) && gofmt -l $$(find . -name '*.go' -not -path './gen/*')); \
+	  [ -z "$$out" ] || { echo "gofmt needed: $$out"; exit 1; }
+	cd $(GO_DIR) && go vet ./...
+
+lint-rust:
+	cargo fmt --all --check
+	cargo clippy --release --workspace --all-targets -- -D warnings
+
+lint-py: venv
+	.venv/bin/ruff check python tests
+	.venv/bin/ruff format --check python tests
+
+fmt: venv ## Format every language's code
+	cd $(GO_DIR) && gofmt -w $$(find . -name '*.go' -not -path './gen/*')
+	cargo fmt --all
+	.venv/bin/ruff format python tests
+	.venv/bin/ruff check --fix python tests
+
+test: tools venv proto-check lint test-go test-rust test-py build test-e2e ## Lint, then every unit test, then the end-to-end tests
+
+test-go:
+	cd $(GO_DIR) && go test -race -count=1 ./...
+
+test-rust:
+	cargo test --release --workspace
+
+test-py: venv
+	.venv/bin/pytest -q python
+
+test-e2e: build
+	.venv/bin/pytest -q tests
+
+bench: build ## Run the benchmarks (SCENARIO=name for one); results in bench/results/
+	$(PY) bench/run.py $(if $(SCENARIO),--scenario $(SCENARIO))
+
+clean: ## Remove build output and local state
+	rm -rf bin target .run $(GO_DIR)/bin
