@@ -21,7 +21,9 @@ def configure_logging(service: str, level: str = "info") -> structlog.stdlib.Bou
     """Route structlog and the standard library's logging to JSON lines on stderr."""
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
 
-    def add_service(_: object, __: str, event: structlog.types.EventDict) -> structlog.types.EventDict:
+    def add_service(
+        _: object, __: str, event: structlog.types.EventDict
+    ) -> structlog.types.EventDict:
         event.setdefault("service", service)
         return event
 

@@ -1,0 +1,27 @@
+"""`python -m taskloom.agents`: read the settings, set up logging, run the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from taskloom.agents.catalog import CatalogError
+from taskloom.agents.service import serve
+from taskloom.agents.settings import load_settings
+from taskloom.sdk.logs import configure_logging
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = load_settings(argv)
+    log = configure_logging("agent-worker", settings.log_level)
+    try:
+        asyncio.run(serve(settings))
+    except (CatalogError, OSError) as err:
+        log.error("agent worker cannot start", error=str(err))
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""Test doubles of the agent worker's peers, each a real gRPC server on a loopback port
+(a fake orchestrator and a dict-backed cache), offered to the tests as fixtures."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+import pytest
+import pytest_asyncio
+from google.protobuf import duration_pb2
+from prometheus_client import CollectorRegistry
+
+from taskloom.agents.catalog import load_catalog
+from taskloom.agents.metrics_reporter import MetricsReporter
+from taskloom.agents.providers.simulated import SimulatedProvider
+from taskloom.agents.runtime import AgentRuntime
+from taskloom.agents.telemetry import Telemetry
+from taskloom.agents.worker import Worker, WorkerOptions
+from taskloom.v1 import cache_pb2, cache_pb2_grpc, worker_hub_pb2, worker_hub_pb2_grpc
+
+WAIT_S = 10.0  # generous bound so a broken test fails instead of hanging
+
+
+class HubSession:
+    """One worker session as the fake orchestrator sees it."""
+
+    def __init__(self) -> None:
+        self.inbox: asyncio.Queue[worker_hub_pb2.SessionRequest | None] = asyncio.Queue()
+        self.outbox: asyncio.Queue[worker_hub_pb2.SessionResponse | None] = asyncio.Queue()
+        self.received: list[worker_hub_pb2.SessionRequest] = []
+
+    async def recv(self, *kinds: str) -> Any:
+        """The next message of one of `kinds`, skipping others; None after the half-close."""
+        while True:
+            msg = await asyncio.wait_for(self.inbox.get(), WAIT_S)
+            if msg is None:
+                return None
+            kind = msg.WhichOneof("msg")
+            if kind in kinds:
+                return getattr(msg, kind)
+
+    def send(self, **kwargs: Any) -> None:
+        self.outbox.put_nowait(worker_hub_pb2.SessionResponse(**kwargs))
+
+    def close(self) -> None:
+        self.outbox.put_nowait(None)
+
+
+class FakeHub(worker_hub_pb2_grpc.WorkerHubServiceServicer):
+    def __init__(self, heartbeat_interval_s: float = 5.0) -> None:
+        self.sessions: asyncio.Queue[HubSession] = asyncio.Queue()
+        self.heartbeat_interval_s = heartbeat_interval_s
+
+    async def Session(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:
+        session = HubSession()
+
+        async def pump() -> None:
+            async for request in request_iterator:
+                session.received.append(request)
+                session.inbox.put_nowait(request)
+                if request.WhichOneof("msg") == "register":
+                    interval = duration_pb2.Duration()
+                    interval.FromNanoseconds(int(self.heartbeat_interval_s * 1e9))
+                    session.send(
+                        registered=worker_hub_pb2.Registered(
+                            worker_id=request.register.worker_id or "assigned-id",
+                            heartbeat_interval=interval,
+                        )
+                    )
+            session.inbox.put_nowait(None)
+            session.close()  # answer the worker's half-close by ending the stream
+
+        reader = asyncio.create_task(pump())
+        self.sessions.put_nowait(session)
+        try:
+            while (msg := await session.outbox.get()) is not None:
+                yield msg
+        finally:
+            reader.cancel()
+
+    async def next_session(self) -> HubSession:
+        return await asyncio.wait_for(self.sessions.get(), WAIT_S)
+
+
+class FakeCache(cache_pb2_grpc.CacheServiceServicer):
+    def __init__(self) -> None:
+        self.data: dict[tuple[str, str], bytes] = {}
+
+    async def Get(self, request: Any, context: Any) -> cache_pb2.GetResponse:
+        value = self.data.get((request.namespace, request.key))
+        return cache_pb2.GetResponse(found=value is not None, value=value or b"")
+
+    async def Set(self, request: Any, context: Any) -> cache_pb2.SetResponse:
+        self.data[(request.namespace, request.key)] = request.value
+        return cache_pb2.SetResponse()
+
+
+async def start_server(servicer: Any, add: Any, port: int = 0) -> tuple[grpc.aio.Server, int]:
+    server = grpc.aio.server()
+    add(servicer, server)
+    port = server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    return server, port
+
+
+def make_telemetry() -> Telemetry:
+    return Telemetry(MetricsReporter(""), registry=CollectorRegistry())
+
+
+def make_runtime(provider: Any = None, cache: Any = None) -> AgentRuntime:
+    provider = provider or SimulatedProvider(latency_s=0, tokens_per_second=0)
+    return AgentRuntime(load_catalog(), {"simulated": provider}, make_telemetry(), cache)
+
+
+class RunningWorker:
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.stop = asyncio.Event()
+        self.task = asyncio.create_task(worker.run(self.stop))
+
+    async def shutdown(self) -> None:
+        self.stop.set()
+        try:
+            await asyncio.wait_for(self.task, WAIT_S)
+        finally:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+
+def start_worker(
+    addr: str, provider: Any = None, concurrency: int = 4, drain_timeout_s: float = 5.0
+) -> RunningWorker:
+    options = WorkerOptions(
+        orchestrator_addr=addr,
+        worker_id="worker-under-test",
+        concurrency=concurrency,
+        drain_timeout_s=drain_timeout_s,
+        reconnect_initial_s=0.05,
+        reconnect_max_s=0.2,
+    )
+    runtime = make_runtime(provider)
+    return RunningWorker(Worker(options, runtime, make_telemetry()))
+
+
+class HubServer:
+    """The fake orchestrator's server; `restart` brings up a fresh hub on the same port."""
+
+    def __init__(self, heartbeat_interval_s: float) -> None:
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.hub = FakeHub(heartbeat_interval_s)
+        self.server: grpc.aio.Server | None = None
+        self.port = 0
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.hub = FakeHub(self.heartbeat_interval_s)
+        self.server, self.port = await start_server(
+            self.hub, worker_hub_pb2_grpc.add_WorkerHubServiceServicer_to_server, self.port
+        )
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop(None)
+            self.server = None
+
+
+@pytest.fixture
+def heartbeat_interval_s() -> float:
+    return 5.0
+
+
+@pytest_asyncio.fixture
+async def hub_server(heartbeat_interval_s: float) -> AsyncIterator[HubServer]:
+    server = HubServer(heartbeat_interval_s)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest_asyncio.fixture
+async def worker_factory() -> AsyncIterator[Callable[..., RunningWorker]]:
+    started: list[RunningWorker] = []
+
+    def factory(*args: Any, **kwargs: Any) -> RunningWorker:
+        running = start_worker(*args, **kwargs)
+        started.append(running)
+        return running
+
+    yield factory
+    for running in started:
+        await running.shutdown()
+
+
+@pytest_asyncio.fixture
+async def cache_server() -> AsyncIterator[tuple[FakeCache, str]]:
+    cache = FakeCache()
+    server, port = await start_server(cache, cache_pb2_grpc.add_CacheServiceServicer_to_server)
+    yield cache, f"127.0.0.1:{port}"
+    await server.stop(None)
+
+
+@pytest.fixture
+def runtime_factory() -> Callable[..., AgentRuntime]:
+    return make_runtime

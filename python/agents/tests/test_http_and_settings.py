@@ -1,0 +1,59 @@
+"""The worker's HTTP port (readiness, metrics, port fallback) and its settings."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from taskloom.agents.http_server import HttpServer, bind_with_fallback, build_app
+from taskloom.agents.metrics_reporter import MetricsReporter
+from taskloom.agents.settings import load_settings
+from taskloom.agents.telemetry import Telemetry
+
+
+@pytest.mark.asyncio
+async def test_readyz_follows_registration_and_metrics_are_served() -> None:
+    telemetry = Telemetry(MetricsReporter(""), registry=CollectorRegistry())
+    telemetry.llm_cache(hit=True)
+    ready = False
+    server = HttpServer(build_app(telemetry.registry, lambda: ready), "127.0.0.1:0")
+    server.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://{server.addr}") as client:
+            assert (await client.get("/healthz")).json() == {"status": "ok"}
+            not_ready = await client.get("/readyz")
+            assert not_ready.status_code == 503
+            assert not_ready.json()["not_ready"] == ["orchestrator"]
+            ready = True
+            assert (await client.get("/readyz")).status_code == 200
+            metrics = (await client.get("/metrics")).text
+            assert 'taskloom_agent_llm_cache_total{result="hit"} 1.0' in metrics
+    finally:
+        await server.stop()
+
+
+def test_busy_port_moves_to_the_next_one() -> None:
+    first = bind_with_fallback("127.0.0.1:0")
+    port = first.getsockname()[1]
+    try:
+        second = bind_with_fallback(f"127.0.0.1:{port}", search=20)
+        assert port < second.getsockname()[1] <= port + 20
+        second.close()
+    finally:
+        first.close()
+
+
+def test_flags_override_env_and_secrets_are_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKLOOM_CONCURRENCY", "4")
+    monkeypatch.setenv("TASKLOOM_CACHE_ADDR", "127.0.0.1:50052")
+    monkeypatch.setenv("TASKLOOM_OPENAI_API_KEY", "sk-secret")
+    monkeypatch.setenv("TASKLOOM_AGENTS_DIR", "/a:/b")
+    settings = load_settings(["--concurrency", "8", "--sim-latency-ms", "0"])
+    assert settings.concurrency == 8
+    assert settings.cache_addr == "127.0.0.1:50052"
+    assert settings.sim_latency_ms == 0
+    assert [str(p) for p in settings.agents_dir] == ["/a", "/b"]
+    assert settings.openai_api_key.get_secret_value() == "sk-secret"
+    assert "sk-secret" not in str(settings.printable())
+    assert settings.printable()["openai_api_key"] == "***"

@@ -1,0 +1,85 @@
+"""The LLM cache in the agent run, against a dict-backed CacheService on a real gRPC port."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+
+from taskloom.agents.cache_client import CacheClient
+from taskloom.agents.providers import GenerationParams, Message, Usage
+from taskloom.agents.providers.simulated import SimulatedProvider
+from taskloom.agents.runtime import LLM_NAMESPACE
+
+pytestmark = pytest.mark.asyncio
+
+
+class CountingProvider(SimulatedProvider):
+    def __init__(self) -> None:
+        super().__init__(latency_s=0, tokens_per_second=0)
+        self.calls = 0
+
+    def stream(
+        self, messages: Sequence[Message], model: str, params: GenerationParams, usage: Usage
+    ) -> AsyncIterator[str]:
+        self.calls += 1
+        return super().stream(messages, model, params, usage)
+
+
+async def run_once(runtime, prompt: str) -> tuple[dict, list[str]]:
+    chunks: list[str] = []
+
+    async def on_chunk(text: str) -> None:
+        chunks.append(text)
+
+    result = await runtime.run("assistant", {"prompt": prompt}, on_chunk)
+    return result.output, chunks
+
+
+async def test_second_identical_task_is_served_from_cache(cache_server, runtime_factory) -> None:
+    fake_cache, addr = cache_server
+    provider = CountingProvider()
+    cache = CacheClient(addr)
+    runtime = runtime_factory(provider, cache)
+    try:
+        first, first_chunks = await run_once(runtime, "cache me")
+        second, second_chunks = await run_once(runtime, "cache me")
+    finally:
+        await cache.aclose()
+    assert provider.calls == 1
+    assert first["cached"] is False and second["cached"] is True
+    assert second["text"] == first["text"] == "".join(second_chunks) == "".join(first_chunks)
+    assert second["usage"]["cached_completions"] == 1
+    assert [ns for ns, _ in fake_cache.data] == [LLM_NAMESPACE]
+
+    await run_once(runtime_factory(provider, None), "cache me")
+    assert provider.calls == 2  # without a cache the provider answers every time
+
+
+async def test_different_prompt_misses_the_cache(cache_server, runtime_factory) -> None:
+    _, addr = cache_server
+    provider = CountingProvider()
+    cache = CacheClient(addr)
+    runtime = runtime_factory(provider, cache)
+    try:
+        await run_once(runtime, "one")
+        output, _ = await run_once(runtime, "two")
+    finally:
+        await cache.aclose()
+    assert provider.calls == 2 and output["cached"] is False
+
+
+async def test_task_succeeds_when_cache_is_down(runtime_factory) -> None:
+    with socket.socket() as sock:  # a port with nothing listening
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cache = CacheClient(f"127.0.0.1:{port}", timeout_s=0.5)
+    provider = CountingProvider()
+    try:
+        output, chunks = await run_once(runtime_factory(provider, cache), "still works")
+    finally:
+        await cache.aclose()
+    assert output["cached"] is False
+    assert output["text"].startswith("[simulated]")
+    assert "".join(chunks) == output["text"]

@@ -1,0 +1,33 @@
+"""Fixtures shared by the cross-service tests: the real stack on system-chosen ports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from taskloom.sdk.localstack import Ports, Stack, StackConfig
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = REPO / "bin"
+
+# Fast simulated LLM so the tests spend their time on Taskloom, not on sleeping.
+FAST_SIMULATION = {"TASKLOOM_SIM_LATENCY_MS": "30", "TASKLOOM_SIM_TOKENS_PER_SECOND": "400"}
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    cfg = StackConfig(
+        bin_dir=BIN,
+        state_dir=tmp_path_factory.mktemp("stack"),
+        ports=Ports.random(),
+        worker_env=FAST_SIMULATION,
+    )
+    with Stack(cfg) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def gateway(stack: Stack) -> str:
+    return stack.gateway_url

@@ -1,0 +1,105 @@
+"""One agent task end to end: REST → gateway → orchestrator → worker → back."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import orjson
+
+from taskloom.sdk.localstack import Stack
+
+TERMINAL = {"succeeded", "failed", "cancelled", "timed_out"}
+
+
+def wait_finished(client: httpx.Client, task_id: str, timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        task = client.get(f"/v1/tasks/{task_id}").json()
+        if task["status"] in TERMINAL:
+            return task
+        time.sleep(0.05)
+    raise AssertionError(f"task {task_id} did not finish: {task}")
+
+
+def read_sse(client: httpx.Client, path: str) -> list[tuple[str, dict]]:
+    events: list[tuple[str, dict]] = []
+    name, data = "message", []
+    with client.stream("GET", path, timeout=30.0) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                name = line.removeprefix("event:").strip()
+            elif line.startswith("data:"):
+                data.append(line.removeprefix("data:").strip())
+            elif line == "" and data:
+                events.append((name, orjson.loads("\n".join(data))))
+                name, data = "message", []
+    return events
+
+
+def test_agents_lists_the_shipped_assistant(gateway: str) -> None:
+    agents = httpx.get(f"{gateway}/v1/agents").json()["agents"]
+    assistant = next(a for a in agents if a["name"] == "assistant")
+    assert assistant["provider"] == "simulated"
+
+
+def test_submitted_task_returns_the_simulated_answer(gateway: str) -> None:
+    with httpx.Client(base_url=gateway) as client:
+        response = client.post("/v1/tasks", json={"agent": "assistant", "input": "What is 2+2?"})
+        assert response.status_code == 202, response.text
+        body = response.json()
+        assert body["status"] == "queued"
+        assert response.headers["location"] == f"/v1/tasks/{body['id']}"
+
+        task = wait_finished(client, body["id"])
+        assert task["status"] == "succeeded", task
+        assert task["agent"] == "assistant"
+        assert task["result"]["simulated"] is True
+        assert "simulated" in task["result"]["text"].lower()
+        assert task["created_at"] and task["finished_at"]
+        assert task["error"] is None
+
+
+def test_event_stream_delivers_chunks_then_done(gateway: str) -> None:
+    with httpx.Client(base_url=gateway) as client:
+        task_id = client.post(
+            "/v1/tasks", json={"agent": "assistant", "input": "Stream me a story"}
+        ).json()["id"]
+        events = read_sse(client, f"/v1/tasks/{task_id}/events")
+
+    names = [name for name, _ in events]
+    assert names[-1] == "done"
+    assert names.count("done") == 1
+    chunks = [data for name, data in events if name == "chunk"]
+    assert chunks, names
+    assert [c["seq"] for c in chunks] == list(range(len(chunks)))
+    final = events[-1][1]
+    assert final["status"] == "succeeded"
+    assert "".join(c["text"] for c in chunks) == final["result"]["text"]
+
+
+def test_identical_prompt_is_served_from_the_llm_cache(gateway: str) -> None:
+    with httpx.Client(base_url=gateway) as client:
+        payload = {"agent": "assistant", "input": "Cache me, exactly this prompt"}
+        first = wait_finished(client, client.post("/v1/tasks", json=payload).json()["id"])
+        second = wait_finished(client, client.post("/v1/tasks", json=payload).json()["id"])
+    assert first["result"]["cached"] is False
+    assert second["result"]["cached"] is True
+    assert second["result"]["text"] == first["result"]["text"]
+
+
+def test_worker_reports_metrics_to_the_metrics_service(gateway: str, stack: Stack) -> None:
+    with httpx.Client(base_url=gateway) as client:
+        task_id = client.post("/v1/tasks", json={"agent": "assistant", "input": "count me"}).json()[
+            "id"
+        ]
+        wait_finished(client, task_id)
+    metrics_url = f"{stack.service('metrics').base_url}/metrics"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if "taskloom_agent_" in httpx.get(metrics_url).text:
+            return
+        time.sleep(0.2)
+    raise AssertionError("no taskloom_agent_* series reached the metrics service")
