@@ -1,0 +1,69 @@
+"""The gateway's one typed settings object: flags, `TASKLOOM_*` environment variables, defaults."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def parse_api_keys(raw: str) -> dict[str, str]:
+    """Parse `key1=tenant-a,key2=tenant-b` into `{key: tenant}`."""
+    keys: dict[str, str] = {}
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, tenant = item.partition("=")
+        if not sep or not key.strip() or not tenant.strip():
+            raise ValueError(f"API key entry {item[:4]}… must look like KEY=TENANT")
+        keys[key.strip()] = tenant.strip()
+    return keys
+
+
+class Settings(BaseSettings):
+    """Every setting of the gateway, with a safe default."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TASKLOOM_",
+        extra="ignore",
+        cli_kebab_case=True,
+        cli_prog_name="taskloom-gateway",
+        cli_implicit_flags=True,
+    )
+
+    http_addr: str = Field("127.0.0.1:8000", description="host:port the HTTP API listens on")
+    orchestrator_addr: str = Field("127.0.0.1:50051", description="host:port of the orchestrator")
+    log_level: str = Field("info", description="debug, info, warning or error")
+    api_keys: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="KEY=TENANT pairs, comma separated; empty disables authentication",
+    )
+    default_tenant: str = Field("default", description="tenant of requests when auth is off")
+    grpc_timeout_seconds: float = Field(10.0, gt=0, description="deadline of each unary gRPC call")
+    ready_timeout_seconds: float = Field(2.0, gt=0, description="deadline of the /readyz check")
+    shutdown_grace_seconds: float = Field(5.0, ge=0, description="drain time on SIGTERM")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_api_keys(cls, value: Any) -> Any:
+        return parse_api_keys(value) if isinstance(value, str) else value
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys)
+
+    @property
+    def http_host_port(self) -> tuple[str, int]:
+        host, _, port = self.http_addr.rpartition(":")
+        return host.strip("[]") or "127.0.0.1", int(port)
+
+    def masked(self) -> dict[str, Any]:
+        """The settings as printed at start: API keys reduced to their count and tenants."""
+        data = self.model_dump()
+        data["api_keys"] = {
+            "count": len(self.api_keys),
+            "tenants": sorted(set(self.api_keys.values())),
+        }
+        return data

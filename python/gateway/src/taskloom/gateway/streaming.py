@@ -1,0 +1,75 @@
+"""Relays an orchestrator event stream to an HTTP client as Server-Sent Events or WebSocket
+messages. Each event becomes `(name, data)`; a stream error becomes a final `error` event
+carrying the problem+json body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+import orjson
+from fastapi import WebSocket
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.websockets import WebSocketDisconnect
+
+from taskloom.gateway.errors import ProblemError, close_code_for, problem_from_grpc
+from taskloom.gateway.orchestrator import EventStream
+from taskloom.gateway.telemetry import STREAMS_ACTIVE
+
+Converter = Callable[[Any], tuple[str, dict[str, Any]] | None]
+
+
+async def _named_events(
+    stream: EventStream, convert: Converter, instance: str
+) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    try:
+        async for event in stream.events():
+            item = convert(event)
+            if item is None:
+                continue
+            yield item
+            if item[0] == "done":
+                return
+    except grpc.aio.AioRpcError as err:
+        yield "error", problem_from_grpc(err).body(instance)
+
+
+def sse_response(stream: EventStream, convert: Converter, instance: str) -> EventSourceResponse:
+    async def frames() -> AsyncIterator[ServerSentEvent]:
+        STREAMS_ACTIVE.labels("sse").inc()
+        try:
+            async for name, data in _named_events(stream, convert, instance):
+                yield ServerSentEvent(data=orjson.dumps(data).decode(), event=name)
+        finally:
+            STREAMS_ACTIVE.labels("sse").dec()
+            stream.cancel()
+
+    return EventSourceResponse(frames(), headers={"Cache-Control": "no-store"})
+
+
+async def websocket_error(websocket: WebSocket, problem: ProblemError) -> None:
+    """Tell a WebSocket client why its stream cannot start, then close with 4000 + status."""
+    await websocket.accept()
+    await websocket.send_text(
+        orjson.dumps({"event": "error", "data": problem.body(websocket.url.path)}).decode()
+    )
+    await websocket.close(code=close_code_for(problem), reason=problem.reason)
+
+
+async def websocket_relay(websocket: WebSocket, stream: EventStream, convert: Converter) -> None:
+    await websocket.accept()
+    STREAMS_ACTIVE.labels("websocket").inc()
+    code = 1000
+    try:
+        async for name, data in _named_events(stream, convert, websocket.url.path):
+            await websocket.send_text(orjson.dumps({"event": name, "data": data}).decode())
+            if name == "error":
+                code = 1011
+        await websocket.close(code=code)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        STREAMS_ACTIVE.labels("websocket").dec()
+        stream.cancel()

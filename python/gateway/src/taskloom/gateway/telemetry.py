@@ -1,0 +1,103 @@
+"""Every metric of the gateway, and the ASGI middleware that records requests and trace context."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from typing import Any
+
+import structlog
+from prometheus_client import Counter, Gauge, Histogram
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUESTS = Counter(
+    "taskloom_gateway_requests_total",
+    "HTTP requests answered, by method, route template and status code.",
+    ["method", "route", "status"],
+)
+REQUEST_DURATION = Histogram(
+    "taskloom_gateway_request_duration_seconds",
+    "Time from receiving a request to sending its response headers.",
+    ["method", "route"],
+)
+STREAMS_ACTIVE = Gauge(
+    "taskloom_gateway_streams_active",
+    "Event streams (SSE and WebSocket) open right now.",
+    ["kind"],
+)
+ORCHESTRATOR_ERRORS = Counter(
+    "taskloom_gateway_orchestrator_errors_total",
+    "Failed orchestrator calls, by gRPC status code.",
+    ["code"],
+)
+
+TRACEPARENT = "traceparent"
+_TRACEPARENT_RE = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+
+
+def valid_traceparent(value: str | None) -> bool:
+    match = _TRACEPARENT_RE.match(value or "")
+    if not match:
+        return False
+    version, trace_id, parent_id, _ = match.groups()
+    return version != "ff" and trace_id != "0" * 32 and parent_id != "0" * 16
+
+
+def new_traceparent() -> str:
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+def trace_id_of(traceparent: str) -> str:
+    return traceparent.split("-")[1]
+
+
+def _route_template(scope: Scope) -> str:
+    route: Any = scope.get("route")
+    return getattr(route, "path", None) or "unmatched"
+
+
+class TelemetryMiddleware:
+    """Accepts or creates a W3C `traceparent` (kept in `scope["state"]`, echoed in the
+    response, bound to the logs) and counts and times every HTTP request by route template.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        incoming = Headers(scope=scope).get(TRACEPARENT)
+        traceparent = incoming if valid_traceparent(incoming) else new_traceparent()
+        assert traceparent is not None
+        scope.setdefault("state", {})[TRACEPARENT] = traceparent
+        structlog.contextvars.bind_contextvars(trace_id=trace_id_of(traceparent))
+        if scope["type"] == "websocket":
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                structlog.contextvars.unbind_contextvars("trace_id")
+            return
+
+        started = time.perf_counter()
+        method = scope["method"]
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)[TRACEPARENT] = traceparent
+                REQUEST_DURATION.labels(method, _route_template(scope)).observe(
+                    time.perf_counter() - started
+                )
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            REQUESTS.labels(method, _route_template(scope), str(status)).inc()
+            structlog.contextvars.unbind_contextvars("trace_id")

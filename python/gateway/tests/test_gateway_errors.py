@@ -1,0 +1,99 @@
+"""Problem+json for what is not the orchestrator's answer: routes, auth, outages; and health."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi.testclient import TestClient
+
+from taskloom.gateway.testing import unused_address
+
+MakeClient = Callable[..., TestClient]
+PROBLEM = "application/problem+json"
+
+
+def test_unknown_route_is_404_problem(client: TestClient) -> None:
+    resp = client.get("/v1/nothing-here")
+    assert resp.status_code == 404
+    assert resp.headers["content-type"] == PROBLEM
+    problem = resp.json()
+    assert problem["status"] == 404
+    assert problem["instance"] == "/v1/nothing-here"
+    assert problem["reason"] == "NOT_FOUND"
+
+
+def test_wrong_method_is_405_problem(client: TestClient) -> None:
+    resp = client.delete("/v1/tasks")
+    assert resp.status_code == 405
+    assert resp.headers["content-type"] == PROBLEM
+    assert resp.json()["reason"] == "METHOD_NOT_ALLOWED"
+
+
+def test_orchestrator_down_is_503_problem(make_client: MakeClient) -> None:
+    client = make_client(orchestrator_addr=unused_address())
+    resp = client.post("/v1/tasks", json={"agent": "echo"})
+    assert resp.status_code == 503
+    assert resp.headers["content-type"] == PROBLEM
+    problem = resp.json()
+    assert problem["reason"] == "UNAVAILABLE"
+    assert "127.0.0.1" not in problem["detail"]  # no internal addresses leak
+    assert client.get("/v1/tasks/x/events").status_code == 503
+
+
+def test_readyz_follows_the_orchestrators_health(make_client: MakeClient) -> None:
+    up = make_client()
+    assert up.get("/readyz").status_code == 200
+    assert up.get("/readyz").json()["checks"] == {"orchestrator": "serving"}
+    down = make_client(orchestrator_addr=unused_address())
+    resp = down.get("/readyz")
+    assert resp.status_code == 503
+    assert resp.headers["content-type"] == PROBLEM
+    assert resp.json()["checks"] == {"orchestrator": "not_serving"}
+    assert down.get("/healthz").json() == {"status": "ok", "checks": {}}
+
+
+def test_auth_off_everyone_is_tenant_default(client: TestClient) -> None:
+    resp = client.post("/v1/tasks", json={"agent": "echo"})
+    assert resp.status_code == 202
+    assert resp.json()["tenant"] == "default"
+
+
+def test_auth_on_requires_a_key_and_sets_the_tenant(make_client: MakeClient) -> None:
+    client = make_client(api_keys="ka=tenant-a,kb=tenant-b")
+    missing = client.post("/v1/tasks", json={"agent": "echo"})
+    assert missing.status_code == 401
+    assert missing.headers["content-type"] == PROBLEM
+    assert missing.json()["reason"] == "UNAUTHENTICATED"
+    wrong = client.get("/v1/agents", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+
+    a = client.post("/v1/tasks", json={"agent": "echo"}, headers={"Authorization": "Bearer ka"})
+    assert a.status_code == 202
+    assert a.json()["tenant"] == "tenant-a"
+    b = client.post("/v1/tasks", json={"agent": "echo"}, headers={"X-API-Key": "kb"})
+    assert b.json()["tenant"] == "tenant-b"
+
+    # Tenants see only their own tasks.
+    task_a = a.json()["id"]
+    assert client.get(f"/v1/tasks/{task_a}", headers={"X-API-Key": "ka"}).status_code == 200
+    assert client.get(f"/v1/tasks/{task_a}", headers={"X-API-Key": "kb"}).status_code == 404
+    listed = client.get("/v1/tasks", headers={"X-API-Key": "kb"}).json()["tasks"]
+    assert [t["tenant"] for t in listed] == ["tenant-b"]
+    # Health and metrics stay open.
+    assert client.get("/healthz").status_code == 200
+
+
+def test_metrics_count_requests_by_route_template(client: TestClient) -> None:
+    client.get("/v1/tasks/abc")
+    text = client.get("/metrics").text
+    assert (
+        'taskloom_gateway_requests_total{method="GET",route="/v1/tasks/{task_id}",status="404"}'
+        in text
+    )
+    assert "taskloom_gateway_request_duration_seconds_bucket" in text
+
+
+def test_openapi_docs_are_served(client: TestClient) -> None:
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/v1/tasks", "/v1/tasks/{task_id}", "/v1/agents", "/v1/workflows"} <= set(paths)

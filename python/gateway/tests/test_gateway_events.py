@@ -1,0 +1,89 @@
+"""Task events as Server-Sent Events (over a real uvicorn server) and as WebSocket messages."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import httpx
+from fastapi.testclient import TestClient
+
+from taskloom.gateway.config import Settings
+from taskloom.gateway.testing import FakeOrchestrator, serve_gateway
+
+MakeClient = Callable[..., TestClient]
+
+
+def _parse_sse(text: str) -> list[tuple[str, dict]]:
+    events = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in block.splitlines() if line and not line.startswith(":")
+        )
+        if "event" in fields:
+            events.append((fields["event"], json.loads(fields["data"])))
+    return events
+
+
+def test_sse_streams_status_chunks_then_done_and_ends(
+    fake_orchestrator: tuple[FakeOrchestrator, str],
+) -> None:
+    _, addr = fake_orchestrator
+    with (
+        serve_gateway(Settings(orchestrator_addr=addr)) as base_url,
+        httpx.Client(base_url=base_url, timeout=10) as http,
+    ):
+        task_id = http.post("/v1/tasks", json={"agent": "echo", "input": "hello big world"}).json()[
+            "id"
+        ]
+        with http.stream("GET", f"/v1/tasks/{task_id}/events") as resp:
+            assert resp.status_code == 200
+            assert resp.headers["content-type"].startswith("text/event-stream")
+            events = _parse_sse(resp.read().decode())  # returns only once the stream has ended
+
+    names = [name for name, _ in events]
+    assert names[0] == "status" and names[-1] == "done"
+    assert [d for n, d in events if n == "chunk"] == [
+        {"seq": 0, "text": "hello", "attempt": 1},
+        {"seq": 1, "text": "big", "attempt": 1},
+        {"seq": 2, "text": "world", "attempt": 1},
+    ]
+    assert {"status": "running"} in [d for n, d in events if n == "status"]
+    done = events[-1][1]
+    assert done["id"] == task_id
+    assert done["status"] == "succeeded"
+    assert done["result"] == {"echo": "hello big world"}
+
+
+def test_sse_of_unknown_task_is_404_before_streaming(client: TestClient) -> None:
+    resp = client.get("/v1/tasks/nope/events")
+    assert resp.status_code == 404
+    assert resp.json()["reason"] == "TASK_NOT_FOUND"
+
+
+def test_websocket_relays_the_same_events(client: TestClient) -> None:
+    task_id = client.post("/v1/tasks", json={"agent": "echo", "input": "a b"}).json()["id"]
+    messages = []
+    with client.websocket_connect(f"/v1/tasks/{task_id}/ws") as ws:
+        while True:
+            msg = ws.receive_json()
+            messages.append(msg)
+            if msg["event"] == "done":
+                break
+    assert [m["data"]["text"] for m in messages if m["event"] == "chunk"] == ["a", "b"]
+    assert messages[-1]["data"]["status"] == "succeeded"
+
+
+def test_websocket_of_unknown_task_sends_an_error_and_closes(client: TestClient) -> None:
+    with client.websocket_connect("/v1/tasks/nope/ws") as ws:
+        msg = ws.receive_json()
+        assert msg["event"] == "error"
+        assert msg["data"]["reason"] == "TASK_NOT_FOUND"
+        closed = ws.receive()
+        assert closed == {"type": "websocket.close", "code": 4404, "reason": "TASK_NOT_FOUND"}
+
+
+def test_websocket_requires_a_key_when_auth_is_on(make_client: MakeClient) -> None:
+    client = make_client(api_keys="ka=tenant-a")
+    with client.websocket_connect("/v1/tasks/x/ws") as ws:
+        assert ws.receive_json()["data"]["reason"] == "UNAUTHENTICATED"
