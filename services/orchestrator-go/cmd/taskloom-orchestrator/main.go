@@ -1,0 +1,124 @@
+// Command taskloom-orchestrator runs the Taskloom orchestrator: it schedules agent
+// tasks onto workers over gRPC. This file only wires config, components, servers and
+// shutdown; the logic lives in internal/.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/api"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/config"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/events"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/httpserver"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/scheduler"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/telemetry"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
+)
+
+func main() {
+	cfg, err := config.Load(os.Args[1:], os.Getenv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "taskloom-orchestrator:", err)
+		os.Exit(2)
+	}
+	log := telemetry.NewLogger(os.Stderr, cfg.Level())
+	if err := run(cfg, log); err != nil {
+		log.Error("orchestrator stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(cfg config.Config, log *slog.Logger) error {
+	log.Info("starting", "config", cfg)
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	metrics := telemetry.NewMetrics(reg)
+	st := store.NewMemory()
+	defer func() { _ = st.Close() }()
+	catalog := workers.NewCatalog()
+	sched := scheduler.New(scheduler.Config{
+		MaxQueue: cfg.MaxQueue, DefaultTimeout: cfg.DefaultTimeout, LeaseTTL: cfg.LeaseTTL,
+		HeartbeatInterval: cfg.HeartbeatInterval, MaxAttempts: int32(cfg.MaxAttempts),
+	}, scheduler.Deps{
+		Store: st, Catalog: catalog, Hub: events.NewHub(events.DefaultOptions(), metrics),
+		Metrics: metrics, Log: log,
+	})
+	if err := sched.Recover(context.Background()); err != nil {
+		return err
+	}
+	sched.Start()
+
+	grpcServer := grpc.NewServer(
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	)
+	health := api.Register(grpcServer, sched, catalog, log)
+	lis, err := net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("listen gRPC on %s: %w", cfg.GRPCAddr, err)
+	}
+	var ready httpserver.Readiness
+	httpSrv := httpserver.New(cfg.HTTPAddr, httpserver.Handler(&ready, reg))
+	httpLis, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen HTTP on %s: %w", cfg.HTTPAddr, err)
+	}
+
+	errc := make(chan error, 2)
+	go func() { errc <- grpcServer.Serve(lis) }()
+	go func() {
+		if err := httpSrv.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	ready.Set(true)
+	log.Info("serving", "grpc_addr", lis.Addr().String(), "http_addr", httpLis.Addr().String())
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	var serveErr error
+	select {
+	case s := <-sig:
+		log.Info("shutting down", "signal", s.String())
+	case serveErr = <-errc:
+		log.Error("server failed", "err", serveErr)
+	}
+
+	ready.Set(false)
+	health.Shutdown() // NOT_SERVING for every service
+	sched.Shutdown()  // ends worker sessions and watches so GracefulStop can finish
+	stopped := make(chan struct{})
+	go func() { grpcServer.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(cfg.ShutdownTimeout):
+		log.Warn("graceful stop timed out; closing remaining calls", "timeout", cfg.ShutdownTimeout.String())
+		grpcServer.Stop()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = httpSrv.Shutdown(ctx)
+	log.Info("stopped")
+	return serveErr
+}

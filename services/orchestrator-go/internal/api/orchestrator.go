@@ -1,0 +1,219 @@
+package api
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	pb "github.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/events"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/scheduler"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
+)
+
+// Paging limits of ListTasks.
+const (
+	defaultPageSize = 100
+	maxPageSize     = 1000
+	maxBatchSize    = 1000
+	pageTokenPrefix = "v1:"
+)
+
+// Orchestrator implements taskloom.v1.OrchestratorService.
+type Orchestrator struct {
+	pb.UnimplementedOrchestratorServiceServer
+	sched   *scheduler.Scheduler
+	catalog *workers.Catalog
+	log     *slog.Logger
+}
+
+// NewOrchestrator returns the OrchestratorService handlers.
+func NewOrchestrator(sched *scheduler.Scheduler, catalog *workers.Catalog, log *slog.Logger) *Orchestrator {
+	return &Orchestrator{sched: sched, catalog: catalog, log: log}
+}
+
+// SubmitTask implements OrchestratorService.
+func (o *Orchestrator) SubmitTask(ctx context.Context, req *pb.SubmitTaskRequest) (*pb.SubmitTaskResponse, error) {
+	spec, err := specFromProto(req.GetTask())
+	if err != nil {
+		return nil, toStatus(o.log, prefixField(err, "task"))
+	}
+	out, err := o.sched.Submit(ctx, []task.Spec{spec})
+	if err != nil {
+		return nil, toStatus(o.log, err)
+	}
+	return &pb.SubmitTaskResponse{Task: taskToProto(out[0].Task), Existing: out[0].Existing}, nil
+}
+
+// SubmitTasks implements OrchestratorService: every spec is validated before any is stored.
+func (o *Orchestrator) SubmitTasks(ctx context.Context, req *pb.SubmitTasksRequest) (*pb.SubmitTasksResponse, error) {
+	if len(req.GetTasks()) == 0 {
+		return nil, toStatus(o.log, invalid("tasks", "tasks must hold at least one task spec"))
+	}
+	if len(req.GetTasks()) > maxBatchSize {
+		return nil, toStatus(o.log, invalid("tasks", "at most %d tasks per call; got %d", maxBatchSize, len(req.GetTasks())))
+	}
+	specs := make([]task.Spec, len(req.GetTasks()))
+	for i, p := range req.GetTasks() {
+		spec, err := specFromProto(p)
+		if err != nil {
+			return nil, toStatus(o.log, prefixField(err, fmt.Sprintf("tasks[%d]", i)))
+		}
+		specs[i] = spec
+	}
+	out, err := o.sched.Submit(ctx, specs)
+	if err != nil {
+		return nil, toStatus(o.log, err)
+	}
+	resp := &pb.SubmitTasksResponse{Tasks: make([]*pb.Task, len(out))}
+	for i, s := range out {
+		resp.Tasks[i] = taskToProto(s.Task)
+	}
+	return resp, nil
+}
+
+// GetTask implements OrchestratorService.
+func (o *Orchestrator) GetTask(ctx context.Context, req *pb.GetTaskRequest) (*pb.GetTaskResponse, error) {
+	if req.GetId() == "" {
+		return nil, toStatus(o.log, invalid("id", "id is required"))
+	}
+	t, err := o.sched.Get(ctx, req.GetId())
+	if err != nil {
+		return nil, toStatus(o.log, err)
+	}
+	return &pb.GetTaskResponse{Task: taskToProto(t)}, nil
+}
+
+// ListTasks implements OrchestratorService: newest first, filtered, paginated.
+func (o *Orchestrator) ListTasks(ctx context.Context, req *pb.ListTasksRequest) (*pb.ListTasksResponse, error) {
+	size := int(req.GetPageSize())
+	switch {
+	case size < 0 || size > maxPageSize:
+		return nil, toStatus(o.log, invalid("page_size", "page_size must be between 0 (default %d) and %d; got %d", defaultPageSize, maxPageSize, size))
+	case size == 0:
+		size = defaultPageSize
+	}
+	if _, ok := pb.TaskStatus_name[int32(req.GetStatus())]; !ok {
+		return nil, toStatus(o.log, invalid("status", "unknown status %d", req.GetStatus()))
+	}
+	cursor, err := decodePageToken(req.GetPageToken())
+	if err != nil {
+		return nil, toStatus(o.log, err)
+	}
+	f := store.Filter{Tenant: req.GetTenant(), Status: task.Status(req.GetStatus()), Agent: req.GetAgent()}
+	tasks, next, err := o.sched.List(ctx, f, cursor, size)
+	if err != nil {
+		return nil, toStatus(o.log, err)
+	}
+	resp := &pb.ListTasksResponse{Tasks: make([]*pb.Task, len(tasks))}
+	for i, t := range tasks {
+		resp.Tasks[i] = taskToProto(t)
+	}
+	if next != "" {
+		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(pageTokenPrefix + next))
+	}
+	return resp, nil
+}
+
+func decodePageToken(tok string) (string, error) {
+	if tok == "" {
+		return "", nil
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil || !strings.HasPrefix(string(raw), pageTokenPrefix) || len(raw) == len(pageTokenPrefix) {
+		return "", invalid("page_token", "page_token is not one returned by ListTasks")
+	}
+	return strings.TrimPrefix(string(raw), pageTokenPrefix), nil
+}
+
+// CancelTask implements OrchestratorService.
+func (o *Orchestrator) CancelTask(ctx context.Context, req *pb.CancelTaskRequest) (*pb.CancelTaskResponse, error) {
+	if req.GetId() == "" {
+		return nil, toStatus(o.log, invalid("id", "id is required"))
+	}
+	t, err := o.sched.Cancel(ctx, req.GetId(), req.GetReason())
+	if err != nil {
+		return nil, toStatus(o.log, err)
+	}
+	return &pb.CancelTaskResponse{Task: taskToProto(t)}, nil
+}
+
+// WatchTask implements OrchestratorService: the status now, chunks (the current
+// attempt's so far replayed first), status changes, then DONE with the final task.
+func (o *Orchestrator) WatchTask(req *pb.WatchTaskRequest, stream pb.OrchestratorService_WatchTaskServer) error {
+	ctx := stream.Context()
+	if req.GetId() == "" {
+		return toStatus(o.log, invalid("id", "id is required"))
+	}
+	var cur events.Cursor
+	sub, err := o.sched.Watch(ctx, req.GetId(), nil)
+	if err != nil {
+		return toStatus(o.log, err)
+	}
+	for {
+		ev, err := sub.Next(ctx)
+		if err == nil {
+			if err := stream.Send(&pb.WatchTaskResponse{Event: eventToProto(ev)}); err != nil {
+				sub.Close()
+				return err
+			}
+			cur.Advance(ev)
+			continue
+		}
+		sub.Close()
+		switch {
+		case errors.Is(err, events.ErrDone):
+			return nil
+		case errors.Is(err, events.ErrLagged):
+			// Fell behind: pick up from the last event sent.
+			if sub, err = o.sched.Watch(ctx, req.GetId(), &cur); err != nil {
+				return toStatus(o.log, err)
+			}
+		case errors.Is(err, events.ErrShutdown):
+			return toStatus(o.log, scheduler.ErrShuttingDown)
+		default:
+			return toStatus(o.log, err)
+		}
+	}
+}
+
+// ListAgents implements OrchestratorService.
+func (o *Orchestrator) ListAgents(context.Context, *pb.ListAgentsRequest) (*pb.ListAgentsResponse, error) {
+	agents := o.catalog.List()
+	resp := &pb.ListAgentsResponse{Agents: make([]*pb.AgentInfo, len(agents))}
+	for i, a := range agents {
+		resp.Agents[i] = agentToProto(a)
+	}
+	return resp, nil
+}
+
+var errWorkflows = toStatus(slog.Default(), &errs.Error{
+	Kind: errs.KindUnimplemented, Reason: "UNAVAILABLE",
+	Message: "workflows are not implemented yet in this orchestrator; submit the steps as tasks",
+})
+
+// SubmitWorkflow implements OrchestratorService (not yet).
+func (o *Orchestrator) SubmitWorkflow(context.Context, *pb.SubmitWorkflowRequest) (*pb.SubmitWorkflowResponse, error) {
+	return nil, errWorkflows
+}
+
+// GetWorkflow implements OrchestratorService (not yet).
+func (o *Orchestrator) GetWorkflow(context.Context, *pb.GetWorkflowRequest) (*pb.GetWorkflowResponse, error) {
+	return nil, errWorkflows
+}
+
+// CancelWorkflow implements OrchestratorService (not yet).
+func (o *Orchestrator) CancelWorkflow(context.Context, *pb.CancelWorkflowRequest) (*pb.CancelWorkflowResponse, error) {
+	return nil, errWorkflows
+}
+
+// WatchWorkflow implements OrchestratorService (not yet).
+func (o *Orchestrator) WatchWorkflow(*pb.WatchWorkflowRequest, pb.OrchestratorService_WatchWorkflowServer) error {
+	return errWorkflows
+}

@@ -1,0 +1,173 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/scheduler"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
+)
+
+// WorkerHub implements taskloom.v1.WorkerHubService: one Session per worker.
+type WorkerHub struct {
+	pb.UnimplementedWorkerHubServiceServer
+	sched *scheduler.Scheduler
+	log   *slog.Logger
+}
+
+// NewWorkerHub returns the WorkerHubService handler.
+func NewWorkerHub(sched *scheduler.Scheduler, log *slog.Logger) *WorkerHub {
+	return &WorkerHub{sched: sched, log: log}
+}
+
+// registerTimeout bounds how long a new stream may wait before sending Register.
+const registerTimeout = 30 * time.Second
+
+// Session implements WorkerHubService. The handler's goroutine sends (assignments
+// and cancels from the worker's outbox); a second goroutine receives. The session
+// ends when the worker half-closes or breaks the stream, when a newer session takes
+// its worker id, or at shutdown; its leases are then requeued.
+func (h *WorkerHub) Session(stream pb.WorkerHubService_SessionServer) error {
+	ctx := stream.Context()
+	reg, err := h.receiveRegister(ctx, stream)
+	if err != nil {
+		return toStatus(h.log, err)
+	}
+	w, err := h.sched.Connect(reg)
+	if err != nil {
+		return toStatus(h.log, err)
+	}
+	defer h.sched.Disconnect(w)
+	cfg := h.sched.Config()
+	if err := stream.Send(&pb.SessionResponse{Msg: &pb.SessionResponse_Registered{Registered: &pb.Registered{
+		WorkerId: w.ID, HeartbeatInterval: durationpb.New(cfg.HeartbeatInterval), LeaseTtl: durationpb.New(cfg.LeaseTTL),
+	}}}); err != nil {
+		return err
+	}
+
+	recvErr := make(chan error, 1)
+	go func() {
+		err := h.receive(stream, w)
+		recvErr <- err
+		h.sched.Disconnect(w) // closes the outbox, which ends the send loop below
+	}()
+
+	for {
+		msgs, closed, err := w.Outbox.Next(ctx)
+		if closed {
+			if err != nil { // replaced or shutting down
+				return toStatus(h.log, err)
+			}
+			if err := <-recvErr; err != nil && !errors.Is(err, io.EOF) {
+				return toStatus(h.log, err)
+			}
+			return nil
+		}
+		if err != nil {
+			return toStatus(h.log, err)
+		}
+		for _, m := range msgs {
+			if err := stream.Send(messageToProto(m)); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// receiveRegister reads the worker's first message, which must be a valid Register.
+func (h *WorkerHub) receiveRegister(ctx context.Context, stream pb.WorkerHubService_SessionServer) (scheduler.Registration, error) {
+	type received struct {
+		req *pb.SessionRequest
+		err error
+	}
+	ch := make(chan received, 1)
+	go func() {
+		req, err := stream.Recv()
+		ch <- received{req, err}
+	}()
+	var r received
+	select {
+	case r = <-ch:
+	case <-time.After(registerTimeout):
+		return scheduler.Registration{}, invalid("register", "no register message within %s", registerTimeout)
+	case <-ctx.Done():
+		return scheduler.Registration{}, ctx.Err()
+	}
+	if r.err != nil {
+		return scheduler.Registration{}, r.err
+	}
+	reg := r.req.GetRegister()
+	if reg == nil {
+		return scheduler.Registration{}, invalid("register", "the first message of a session must be register")
+	}
+	if reg.GetConcurrency() <= 0 {
+		return scheduler.Registration{}, invalid("register.concurrency", "concurrency must be at least 1; got %d", reg.GetConcurrency())
+	}
+	out := scheduler.Registration{
+		WorkerID: reg.GetWorkerId(), Concurrency: reg.GetConcurrency(),
+		Hostname: reg.GetHostname(), Version: reg.GetVersion(),
+	}
+	for i, a := range reg.GetAgents() {
+		if a.GetName() == "" || len(a.GetName()) > maxAgentNameLen {
+			return scheduler.Registration{}, invalid("register.agents", "agents[%d].name must be 1 to %d characters", i, maxAgentNameLen)
+		}
+		out.Agents = append(out.Agents, agentFromProto(a))
+	}
+	return out, nil
+}
+
+// receive applies the worker's messages until the stream ends.
+func (h *WorkerHub) receive(stream pb.WorkerHubService_SessionServer, w *workers.Worker) error {
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		switch m := req.GetMsg().(type) {
+		case *pb.SessionRequest_Credit:
+			h.sched.Credit(w, m.Credit.GetCredits())
+		case *pb.SessionRequest_Heartbeat:
+			h.sched.Heartbeat(w, m.Heartbeat.GetLeaseIds())
+		case *pb.SessionRequest_Chunk:
+			c := m.Chunk
+			h.sched.Chunk(w, c.GetTaskId(), c.GetLeaseId(), c.GetSeq(), c.GetText())
+		case *pb.SessionRequest_Result:
+			h.sched.Complete(w, resultFromProto(m.Result))
+		case *pb.SessionRequest_Drain:
+			h.sched.Drain(w)
+		case *pb.SessionRequest_Register:
+			return invalid("register", "register may only be sent once per session")
+		default:
+			h.log.Warn("ignored unknown session message", "worker_id", w.ID)
+		}
+	}
+}
+
+func resultFromProto(r *pb.TaskResult) scheduler.Result {
+	out := scheduler.Result{TaskID: r.GetTaskId(), LeaseID: r.GetLeaseId(), Usage: usageFromProto(r.GetUsage())}
+	if r.GetError() != nil {
+		out.Failure = failureFromProto(r.GetError())
+		return out
+	}
+	out.Output, _ = valueToJSON(r.GetOutput())
+	return out
+}
+
+func messageToProto(m workers.Message) *pb.SessionResponse {
+	if a := m.Assignment; a != nil {
+		return &pb.SessionResponse{Msg: &pb.SessionResponse_Assignment{Assignment: &pb.Assignment{
+			Task: taskToProto(a.Task), LeaseId: a.LeaseID, Attempt: a.Attempt, Deadline: timestamppb.New(a.Deadline),
+		}}}
+	}
+	c := m.Cancel
+	return &pb.SessionResponse{Msg: &pb.SessionResponse_Cancel{Cancel: &pb.CancelAssignment{
+		TaskId: c.TaskID, LeaseId: c.LeaseID, Reason: c.Reason,
+	}}}
+}

@@ -1,0 +1,144 @@
+// Package config is the orchestrator's one typed settings object, read from flags
+// with TASKLOOM_* environment variables as defaults (a flag given on the command
+// line wins over the environment).
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/telemetry"
+)
+
+// Config holds every setting of the orchestrator.
+type Config struct {
+	GRPCAddr          string        `json:"grpc_addr"`
+	HTTPAddr          string        `json:"http_addr"`
+	LogLevel          string        `json:"log_level"`
+	DataDir           string        `json:"data_dir"`
+	MaxQueue          int           `json:"max_queue"`
+	DefaultTimeout    time.Duration `json:"default_timeout"`
+	LeaseTTL          time.Duration `json:"lease_ttl"`
+	HeartbeatInterval time.Duration `json:"heartbeat_interval"`
+	MaxAttempts       int           `json:"max_attempts"`
+	ShutdownTimeout   time.Duration `json:"shutdown_timeout"`
+}
+
+// Load parses args (without the program name). getenv supplies TASKLOOM_* values.
+// It returns flag.ErrHelp when -h/--help was given (usage already written to out).
+func Load(args []string, getenv func(string) string, out io.Writer) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("taskloom-orchestrator", flag.ContinueOnError)
+	fs.SetOutput(out)
+	var envErrs []error
+	str := func(p *string, name, def, usage string) {
+		fs.StringVar(p, name, envOr(getenv, name, def), usage+" (env "+envName(name)+")")
+	}
+	dur := func(p *time.Duration, name string, def time.Duration, usage string) {
+		v := def
+		if s := getenv(envName(name)); s != "" {
+			d, err := time.ParseDuration(s)
+			if err != nil {
+				envErrs = append(envErrs, fmt.Errorf("%s=%q: %w", envName(name), s, err))
+			}
+			v = d
+		}
+		fs.DurationVar(p, name, v, usage+" (env "+envName(name)+")")
+	}
+	num := func(p *int, name string, def int, usage string) {
+		v := def
+		if s := getenv(envName(name)); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil {
+				envErrs = append(envErrs, fmt.Errorf("%s=%q: not an integer", envName(name), s))
+			}
+			v = n
+		}
+		fs.IntVar(p, name, v, usage+" (env "+envName(name)+")")
+	}
+	str(&c.GRPCAddr, "grpc-addr", "127.0.0.1:50051", "gRPC listen address (OrchestratorService, WorkerHubService, health, reflection)")
+	str(&c.HTTPAddr, "http-addr", "127.0.0.1:9101", "HTTP listen address (/healthz, /readyz, /metrics, /debug/pprof)")
+	str(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	str(&c.DataDir, "data-dir", "./.run/orchestrator", "directory for durable state (created at start)")
+	num(&c.MaxQueue, "max-queue", 100_000, "most tasks waiting for a worker; beyond it SubmitTask returns RESOURCE_EXHAUSTED")
+	dur(&c.DefaultTimeout, "default-timeout", 300*time.Second, "time allowed for one attempt when the task sets none")
+	dur(&c.LeaseTTL, "lease-ttl", 15*time.Second, "a lease not renewed by a heartbeat within this expires and its task is requeued")
+	dur(&c.HeartbeatInterval, "heartbeat-interval", 2*time.Second, "how often workers are told to heartbeat")
+	num(&c.MaxAttempts, "max-attempts", 3, "attempts per task, the first included, when the task sets none")
+	dur(&c.ShutdownTimeout, "shutdown-timeout", 5*time.Second, "bound on draining in-flight calls at SIGTERM/SIGINT")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if err := errors.Join(envErrs...); err != nil {
+		return Config{}, err
+	}
+	return c, c.validate()
+}
+
+func (c Config) validate() error {
+	var problems []string
+	if _, ok := telemetry.ParseLevel(c.LogLevel); !ok {
+		problems = append(problems, fmt.Sprintf("--log-level %q is not debug, info, warn or error", c.LogLevel))
+	}
+	if c.GRPCAddr == "" || c.HTTPAddr == "" || c.DataDir == "" {
+		problems = append(problems, "--grpc-addr, --http-addr and --data-dir must not be empty")
+	}
+	if c.MaxQueue < 1 {
+		problems = append(problems, "--max-queue must be at least 1")
+	}
+	if c.MaxAttempts < 1 || c.MaxAttempts > 100 {
+		problems = append(problems, "--max-attempts must be between 1 and 100")
+	}
+	for name, d := range map[string]time.Duration{
+		"--default-timeout": c.DefaultTimeout, "--lease-ttl": c.LeaseTTL,
+		"--heartbeat-interval": c.HeartbeatInterval, "--shutdown-timeout": c.ShutdownTimeout,
+	} {
+		if d <= 0 {
+			problems = append(problems, name+" must be positive")
+		}
+	}
+	if c.HeartbeatInterval >= c.LeaseTTL {
+		problems = append(problems, "--heartbeat-interval must be shorter than --lease-ttl")
+	}
+	if len(problems) > 0 {
+		return errors.New("invalid configuration: " + strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// Level is the parsed log level.
+func (c Config) Level() slog.Level {
+	l, _ := telemetry.ParseLevel(c.LogLevel)
+	return l
+}
+
+// LogValue prints the settings as one group (no secrets today; mask them here when added).
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("grpc_addr", c.GRPCAddr), slog.String("http_addr", c.HTTPAddr),
+		slog.String("log_level", c.LogLevel), slog.String("data_dir", c.DataDir),
+		slog.Int("max_queue", c.MaxQueue), slog.String("default_timeout", c.DefaultTimeout.String()),
+		slog.String("lease_ttl", c.LeaseTTL.String()), slog.String("heartbeat_interval", c.HeartbeatInterval.String()),
+		slog.Int("max_attempts", c.MaxAttempts), slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
+	)
+}
+
+func envName(flagName string) string {
+	return "TASKLOOM_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func envOr(getenv func(string) string, flagName, def string) string {
+	if v := getenv(envName(flagName)); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,179 @@
+package scheduler
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
+)
+
+// Registration is what a worker says about itself when its session opens.
+type Registration struct {
+	WorkerID    string // empty: the hub assigns one
+	Agents      []workers.Agent
+	Concurrency int32
+	Hostname    string
+	Version     string
+}
+
+// Connect registers a worker session and adds its agents to the catalog. A session
+// already registered under the same worker id is ended and its leases requeued.
+func (s *Scheduler) Connect(reg Registration) (*workers.Worker, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrShuttingDown
+	}
+	if reg.WorkerID == "" {
+		reg.WorkerID = s.newID()
+	}
+	names := make([]string, len(reg.Agents))
+	for i, a := range reg.Agents {
+		names[i] = a.Name
+	}
+	s.catalog.Add(reg.Agents...)
+	w := workers.NewWorker(reg.WorkerID, reg.Hostname, reg.Version, names, reg.Concurrency)
+	if old := s.workers.Add(w); old != nil {
+		s.log.Warn("worker reconnected; ending its previous session", "worker_id", w.ID)
+		s.endSessionLocked(old, ErrReplaced)
+	}
+	s.metrics.WorkerSessionsOpen.Inc()
+	s.updateGaugesLocked()
+	s.log.Info("worker registered", "worker_id", w.ID, "agents", names, "concurrency", reg.Concurrency, "hostname", reg.Hostname, "version", reg.Version)
+	return w, nil
+}
+
+// Disconnect ends the worker's session (its stream closed): every lease it still
+// holds is requeued at once. Calling it again is harmless.
+func (s *Scheduler) Disconnect(w *workers.Worker) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w.Gone {
+		return
+	}
+	s.endSessionLocked(w, nil)
+	s.workers.Remove(w)
+	s.dispatchLocked(context.Background(), nil)
+	s.updateGaugesLocked()
+	s.log.Info("worker disconnected", "worker_id", w.ID)
+}
+
+func (s *Scheduler) endSessionLocked(w *workers.Worker, err error) {
+	w.Gone = true
+	w.Outbox.Close(err)
+	now := s.now()
+	for id := range w.Leases {
+		if l := s.leases[id]; l != nil {
+			s.loseLeaseLocked(context.Background(), l, "the worker running it disconnected", now)
+		}
+	}
+}
+
+// Credit adds credits: the worker may be sent that many more assignments.
+func (s *Scheduler) Credit(w *workers.Worker, n int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w.Gone || n <= 0 {
+		return
+	}
+	w.Credits = min(w.Credits+int(n), s.cfg.MaxCredits)
+	s.dispatchLocked(context.Background(), w)
+	s.updateGaugesLocked()
+}
+
+// Heartbeat renews the worker's leases among leaseIDs; others are ignored.
+func (s *Scheduler) Heartbeat(w *workers.Worker, leaseIDs []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	expires := s.now().Add(s.cfg.LeaseTTL)
+	for _, id := range leaseIDs {
+		if l := s.leases[id]; l != nil && l.worker == w {
+			l.expires = expires
+		}
+	}
+}
+
+// Drain stops assignments to the worker; it finishes what it runs, then closes.
+func (s *Scheduler) Drain(w *workers.Worker) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w.Draining = true
+	s.updateGaugesLocked()
+	s.log.Info("worker draining", "worker_id", w.ID, "running", len(w.Leases))
+}
+
+// currentLeaseLocked returns the lease if w holds it for taskID; a chunk or result
+// with any other lease is stale (the attempt was cancelled, timed out or lost).
+func (s *Scheduler) currentLeaseLocked(w *workers.Worker, taskID, leaseID, kind string) *lease {
+	l := s.leases[leaseID]
+	if l == nil || l.worker != w || l.taskID != taskID {
+		s.metrics.StaleMessages.WithLabelValues(kind).Inc()
+		s.log.Debug("ignored stale "+kind, "task_id", taskID, "lease_id", leaseID, "worker_id", w.ID)
+		return nil
+	}
+	return l
+}
+
+// Chunk is a piece of a running attempt's output; it renews the lease and goes to
+// the task's watchers.
+func (s *Scheduler) Chunk(w *workers.Worker, taskID, leaseID string, seq int64, text string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.currentLeaseLocked(w, taskID, leaseID, "chunk")
+	if l == nil {
+		return
+	}
+	now := s.now()
+	l.expires = now.Add(s.cfg.LeaseTTL)
+	s.hub.Chunk(taskID, l.attempt, seq, text, now)
+}
+
+// Result is the end of an attempt: success, or a failure retried after backoff
+// while it is retryable and attempts remain. It is recorded once: the lease ends.
+type Result struct {
+	TaskID  string
+	LeaseID string
+	Output  json.RawMessage
+	Failure *task.Failure // nil on success
+	Usage   task.Usage
+}
+
+// Complete records the result of an attempt; stale results are ignored.
+func (s *Scheduler) Complete(w *workers.Worker, r Result) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.currentLeaseLocked(w, r.TaskID, r.LeaseID, "result")
+	if l == nil {
+		return
+	}
+	s.dropLeaseLocked(l)
+	ctx := context.Background()
+	now := s.now()
+	t, err := s.store.Get(ctx, r.TaskID)
+	if err != nil {
+		s.log.Error("load task of result", "task_id", r.TaskID, "err", err)
+		return
+	}
+	addUsage(&t.Usage, r.Usage)
+	switch {
+	case r.Failure == nil:
+		t.Result = r.Output
+		err = s.finishLocked(ctx, t, task.StatusSucceeded, nil, now)
+	case r.Failure.Retryable && t.Attempts < t.MaxAttempts:
+		s.requeueLocked(ctx, t, r.Failure, backoff(t), now)
+	default:
+		err = s.finishLocked(ctx, t, task.StatusFailed, r.Failure, now)
+	}
+	if err != nil {
+		s.log.Error("record result", "task_id", r.TaskID, "err", err)
+	}
+	s.updateGaugesLocked()
+}
+
+// addUsage sums usage over attempts: every attempt spent its tokens.
+func addUsage(total *task.Usage, u task.Usage) {
+	total.PromptTokens += u.PromptTokens
+	total.CompletionTokens += u.CompletionTokens
+	total.CachedCompletions += u.CachedCompletions
+}

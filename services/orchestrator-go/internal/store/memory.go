@@ -1,0 +1,170 @@
+package store
+
+import (
+	"context"
+	"sync"
+
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
+)
+
+// Memory is the in-memory Store: a map by id for O(1) lookups plus the insertion
+// order for newest-first listing. It keeps every task for the life of the process.
+type Memory struct {
+	mu     sync.RWMutex
+	byID   map[string]*entry
+	order  []string // ids in insertion order
+	byIdem map[idemKey]string
+
+	workflows    map[string]*Workflow
+	workflowIdem map[idemKey]string
+}
+
+type entry struct {
+	pos  int // index in order
+	task *task.Task
+}
+
+type idemKey struct{ tenant, key string }
+
+// NewMemory returns an empty in-memory store.
+func NewMemory() *Memory {
+	return &Memory{
+		byID: map[string]*entry{}, byIdem: map[idemKey]string{},
+		workflows: map[string]*Workflow{}, workflowIdem: map[idemKey]string{},
+	}
+}
+
+// Put implements Store.
+func (m *Memory) Put(_ context.Context, tasks ...*task.Task) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, t := range tasks {
+		c := t.Clone()
+		if e, ok := m.byID[t.ID]; ok {
+			e.task = c
+			continue
+		}
+		m.byID[t.ID] = &entry{pos: len(m.order), task: c}
+		m.order = append(m.order, t.ID)
+		if t.IdempotencyKey != "" {
+			m.byIdem[idemKey{t.Tenant, t.IdempotencyKey}] = t.ID
+		}
+	}
+	return nil
+}
+
+// Get implements Store.
+func (m *Memory) Get(_ context.Context, id string) (*task.Task, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	e, ok := m.byID[id]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return e.task.Clone(), nil
+}
+
+// FindByIdempotencyKey implements Store.
+func (m *Memory) FindByIdempotencyKey(_ context.Context, tenant, key string) (*task.Task, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	id, ok := m.byIdem[idemKey{tenant, key}]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return m.byID[id].task.Clone(), nil
+}
+
+// List implements Store. The cursor is the id of the last task of the previous page.
+func (m *Memory) List(_ context.Context, f Filter, cursor string, limit int) ([]*task.Task, string, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	start := len(m.order) - 1
+	if cursor != "" {
+		e, ok := m.byID[cursor]
+		if !ok {
+			return nil, "", ErrBadCursor
+		}
+		start = e.pos - 1
+	}
+	var out []*task.Task
+	for i := start; i >= 0; i-- {
+		t := m.byID[m.order[i]].task
+		if !matches(t, f) {
+			continue
+		}
+		if len(out) == limit {
+			return out, out[len(out)-1].ID, nil
+		}
+		out = append(out, t.Clone())
+	}
+	return out, "", nil
+}
+
+// Unfinished implements Store.
+func (m *Memory) Unfinished(context.Context) ([]*task.Task, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var out []*task.Task
+	for _, id := range m.order {
+		if t := m.byID[id].task; !t.Status.Finished() {
+			out = append(out, t.Clone())
+		}
+	}
+	return out, nil
+}
+
+// PutWorkflow implements Store.
+func (m *Memory) PutWorkflow(_ context.Context, w *Workflow) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.workflows[w.ID] = w.Clone()
+	if w.IdempotencyKey != "" {
+		m.workflowIdem[idemKey{w.Tenant, w.IdempotencyKey}] = w.ID
+	}
+	return nil
+}
+
+// GetWorkflow implements Store.
+func (m *Memory) GetWorkflow(_ context.Context, id string) (*Workflow, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	w, ok := m.workflows[id]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return w.Clone(), nil
+}
+
+// FindWorkflowByIdempotencyKey implements Store.
+func (m *Memory) FindWorkflowByIdempotencyKey(_ context.Context, tenant, key string) (*Workflow, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	id, ok := m.workflowIdem[idemKey{tenant, key}]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return m.workflows[id].Clone(), nil
+}
+
+// UnfinishedWorkflows implements Store.
+func (m *Memory) UnfinishedWorkflows(context.Context) ([]*Workflow, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var out []*Workflow
+	for _, w := range m.workflows {
+		if !w.Done {
+			out = append(out, w.Clone())
+		}
+	}
+	return out, nil
+}
+
+// Close implements Store.
+func (m *Memory) Close() error { return nil }
+
+func matches(t *task.Task, f Filter) bool {
+	return (f.Tenant == "" || t.Tenant == f.Tenant) &&
+		(f.Status == task.StatusUnspecified || t.Status == f.Status) &&
+		(f.Agent == "" || t.Agent == f.Agent)
+}

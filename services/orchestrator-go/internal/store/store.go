@@ -1,0 +1,69 @@
+// Package store persists tasks. The scheduler talks only to the Store interface, so
+// the in-memory implementation here can be swapped for a durable one (bbolt, Redis)
+// without touching scheduling logic.
+package store
+
+import (
+	"context"
+	"errors"
+
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
+)
+
+// ErrNotFound is returned when no task has the requested id.
+var ErrNotFound = errors.New("task not found")
+
+// ErrBadCursor is returned by List when the cursor was not produced by this store.
+var ErrBadCursor = errors.New("invalid page cursor")
+
+// Filter narrows List; zero fields match everything.
+type Filter struct {
+	Tenant string
+	Status task.Status
+	Agent  string
+}
+
+// Store holds every task by id. Implementations must be safe for concurrent use and
+// must copy tasks in and out: callers may mutate what they get back.
+type Store interface {
+	// Put inserts or replaces the given tasks atomically: all are written or none.
+	Put(ctx context.Context, tasks ...*task.Task) error
+	// Get returns the task with the id, or ErrNotFound.
+	Get(ctx context.Context, id string) (*task.Task, error)
+	// FindByIdempotencyKey returns the task the tenant submitted with key, or ErrNotFound.
+	FindByIdempotencyKey(ctx context.Context, tenant, key string) (*task.Task, error)
+	// List returns up to limit tasks matching f, newest first, starting after cursor
+	// (empty for the first page). next is empty on the last page.
+	List(ctx context.Context, f Filter, cursor string, limit int) (tasks []*task.Task, next string, err error)
+	// Unfinished returns every task not yet in a terminal status (used to recover
+	// the queue at start).
+	Unfinished(ctx context.Context) ([]*task.Task, error)
+
+	// PutWorkflow inserts or replaces a workflow's record.
+	PutWorkflow(ctx context.Context, w *Workflow) error
+	// GetWorkflow returns the workflow with the id, or ErrNotFound.
+	GetWorkflow(ctx context.Context, id string) (*Workflow, error)
+	// FindWorkflowByIdempotencyKey returns the workflow the tenant submitted with key, or ErrNotFound.
+	FindWorkflowByIdempotencyKey(ctx context.Context, tenant, key string) (*Workflow, error)
+	// UnfinishedWorkflows returns every workflow not yet done (to resume them at start).
+	UnfinishedWorkflows(ctx context.Context) ([]*Workflow, error)
+
+	Close() error
+}
+
+// Workflow is the stored record of a workflow. The workflow engine owns State (its
+// own serialized form); the store only indexes the other fields.
+type Workflow struct {
+	ID             string
+	Tenant         string
+	IdempotencyKey string
+	Done           bool
+	State          []byte
+}
+
+// Clone returns a deep copy.
+func (w *Workflow) Clone() *Workflow {
+	c := *w
+	c.State = append([]byte(nil), w.State...)
+	return &c
+}
