@@ -1,0 +1,125 @@
+"""The Grafana dashboard and the Prometheus configuration match what the services expose.
+
+Every metric and grouping label the dashboard queries must exist on some service's
+/metrics, and a real Prometheus scraping the stack must evaluate every panel's query.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from taskloom.sdk.localstack import Stack, free_port
+
+REPO = Path(__file__).resolve().parents[2]
+DASHBOARD = REPO / "deploy/grafana/dashboards/taskloom-overview.json"
+METRIC = re.compile(r"\btaskloom_[a-z0-9_]+")
+BY = re.compile(r"\bby \(([^)]*)\)")
+SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})?")
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="')
+
+
+def dashboard_queries() -> list[str]:
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    return [t["expr"] for p in panels for t in p.get("targets", [])]
+
+
+def exposed(stack: Stack) -> dict[str, set[str]]:
+    """Sample name -> label names seen on it, over every service's /metrics."""
+    seen: dict[str, set[str]] = {}
+    for svc in stack.services:
+        for line in httpx.get(f"{svc.base_url}/metrics").text.splitlines():
+            match = SAMPLE.match(line)
+            if line.startswith("#") or not match:
+                continue
+            labels = set(LABEL.findall(match.group(2) or ""))
+            seen.setdefault(match.group(1), set()).update(labels)
+    return seen
+
+
+def run_one_task(gateway: str) -> None:
+    """Submits a task and follows its event stream to the end."""
+    with httpx.Client(base_url=gateway, timeout=30) as client:
+        task_id = client.post("/v1/tasks", json={"agent": "assistant", "input": "dash"}).json()[
+            "id"
+        ]
+        with client.stream("GET", f"/v1/tasks/{task_id}/events") as events:
+            lines = list(events.iter_lines())
+    assert "event: done" in lines
+
+
+def test_every_dashboard_metric_and_label_is_exposed(stack: Stack, gateway: str) -> None:
+    run_one_task(gateway)
+    # The worker reports to the metrics service once a second.
+    deadline = time.monotonic() + 10
+    while "taskloom_agent_tasks_total" not in (seen := exposed(stack)):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    missing = []
+    for expr in dashboard_queries():
+        names = METRIC.findall(expr)
+        for name in names:
+            if name not in seen:
+                missing.append(f"{name} (in {expr})")
+        for group in BY.findall(expr):
+            for label in (lab.strip() for lab in group.split(",")):
+                if label != "le" and not any(label in seen.get(n, set()) for n in names):
+                    missing.append(f"label {label} of {names} (in {expr})")
+    assert missing == []
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus is not installed")
+def test_prometheus_scrapes_every_service_and_evaluates_the_dashboard(
+    stack: Stack, gateway: str, tmp_path: Path
+) -> None:
+    local = yaml.safe_load((REPO / "deploy/prometheus/prometheus-local.yml").read_text())
+    local["scrape_configs"][0]["static_configs"][0]["targets"] = [
+        svc.base_url.removeprefix("http://") for svc in stack.services
+    ]
+    local["global"]["scrape_interval"] = "1s"
+    local["rule_files"] = [str(REPO / "deploy/prometheus/alerts.yml")]
+    config = tmp_path / "prometheus.yml"
+    config.write_text(yaml.safe_dump(local))
+    port = free_port()
+    prometheus = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    api = f"http://127.0.0.1:{port}/api/v1"
+    try:
+        deadline = time.monotonic() + 60
+        up: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            run_one_task(gateway)
+            try:
+                result = httpx.get(f"{api}/query", params={"query": "up"}).json()["data"]["result"]
+                up = {r["metric"]["instance"]: r["value"][1] for r in result}
+            except (httpx.HTTPError, KeyError):
+                up = {}
+            if len(up) == len(stack.services) and set(up.values()) == {"1"}:
+                break
+            time.sleep(0.5)
+        assert len(up) == len(stack.services) and set(up.values()) == {"1"}, up
+
+        for expr in dashboard_queries():
+            reply = httpx.get(f"{api}/query", params={"query": expr}).json()
+            assert reply["status"] == "success", (expr, reply)
+        rules = httpx.get(f"{api}/rules").json()["data"]["groups"]
+        assert rules and all(r["health"] != "err" for g in rules for r in g["rules"])
+    finally:
+        prometheus.terminate()
+        prometheus.wait(10)
