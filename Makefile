@@ -37,12 +37,12 @@ proto-check: proto ## Fail when the committed generated code is stale
 	@git diff --exit-code --stat -- services/orchestrator-go/gen python/sdk/src/taskloom/v1 services/proto-rust/src/gen \
 	  || { echo "generated code is stale: run 'make proto' and commit"; exit 1; }
 
-lint: lint-go lint-rust lint-py ## gofmt + go vet, rustfmt + clippy, ruff
+lint: tools lint-go lint-rust lint-py ## gofmt, go vet, golangci-lint; rustfmt, clippy; ruff
 
 lint-go:
 	@out=$$(cd $(GO_DIR) && gofmt -l $$(find . -name '*.go' -not -path './gen/*')); \
 	  [ -z "$$out" ] || { echo "gofmt needed: $$out"; exit 1; }
-	cd $(GO_DIR) && go vet ./...
+	cd $(GO_DIR) && go vet ./... && golangci-lint run ./...
 
 lint-rust:
 	cargo fmt --all --check

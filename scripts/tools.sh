@@ -6,6 +6,7 @@ TOOLS="$PWD/.tools"
 BUF_VERSION=1.75.0
 PROTOC_GEN_GO_VERSION=v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION=v1.6.2
+GOLANGCI_LINT_VERSION=v2.15.0
 mkdir -p "$TOOLS/bin"
 if [ ! -x "$TOOLS/node_modules/.bin/buf" ]; then
   npm install --silent --no-fund --no-audit --prefix "$TOOLS" "@bufbuild/buf@$BUF_VERSION" >/dev/null
@@ -16,4 +17,7 @@ if [ ! -x "$TOOLS/bin/protoc-gen-go" ]; then
 fi
 if [ ! -x "$TOOLS/bin/protoc-gen-go-grpc" ]; then
   GOBIN="$TOOLS/bin" go install "google.golang.org/grpc/cmd/protoc-gen-go-grpc@$PROTOC_GEN_GO_GRPC_VERSION"
+fi
+if [ ! -x "$TOOLS/bin/golangci-lint" ]; then
+  GOBIN="$TOOLS/bin" go install "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$GOLANGCI_LINT_VERSION"
 fi
