@@ -128,7 +128,7 @@ def _services(cfg: StackConfig) -> list[Service]:
             [str(cfg.bin_dir / "taskloom-vector")],
             {
                 **addrs(p.vector_grpc, p.vector_http),
-                "TASKLOOM_DATA_DIR": str(cfg.state_dir / "vector"),
+                "TASKLOOM_VECTOR_DATA_DIR": str(cfg.state_dir / "vector"),
             },
             p.vector_http,
             p.vector_grpc,

@@ -1,0 +1,26 @@
+//! The metrics service's settings: common flags plus the series bound.
+
+use clap::Parser;
+use serde::Serialize;
+use taskloom_common::CommonArgs;
+
+pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50053";
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:9103";
+
+#[derive(Parser, Debug, Clone, Serialize)]
+#[command(name = "taskloom-metrics", version, about = "Taskloom metrics service")]
+pub struct Settings {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: CommonArgs,
+
+    /// Most series held in memory; samples that would create more are rejected.
+    #[arg(long, env = "TASKLOOM_METRICS_MAX_SERIES", default_value_t = 100_000)]
+    pub max_series: usize,
+}
+
+impl Settings {
+    pub fn parse_args() -> Self {
+        taskloom_common::parse_config(DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR)
+    }
+}

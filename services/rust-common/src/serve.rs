@@ -1,0 +1,205 @@
+//! The serving loop every service shares: its tonic routes plus grpc.health.v1 and
+//! reflection on the gRPC port, /healthz /readyz /metrics on the HTTP port, and a clean
+//! drain on SIGTERM/SIGINT.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use futures::future::BoxFuture;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tonic_health::ServingStatus;
+use tracing::{info, warn};
+
+/// How long in-flight requests may run on after a shutdown signal.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Dependencies that are not reachable, by name, with why.
+pub type NotReady = BTreeMap<String, String>;
+
+/// Checks the service's dependencies for `/readyz`.
+pub type Readiness = Arc<dyn Fn() -> BoxFuture<'static, Result<(), NotReady>> + Send + Sync>;
+
+/// A readiness check for a service without external dependencies.
+pub fn always_ready() -> Readiness {
+    Arc::new(|| Box::pin(async { Ok(()) }))
+}
+
+/// Everything `serve` needs from a service.
+pub struct ServiceSpec {
+    /// The service's gRPC routes (its tonic servers).
+    pub routes: Routes,
+    /// Fully qualified gRPC service names, reported SERVING by grpc.health.v1.
+    pub grpc_service_names: Vec<&'static str>,
+    /// The service's metrics, exposed on `/metrics`.
+    pub registry: Registry,
+    pub readiness: Readiness,
+}
+
+/// Binds both addresses and serves until SIGTERM or SIGINT.
+pub async fn serve(
+    spec: ServiceSpec,
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+) -> anyhow::Result<()> {
+    let grpc = TcpListener::bind(grpc_addr).await?;
+    let http = TcpListener::bind(http_addr).await?;
+    serve_on(spec, grpc, http, shutdown_signal()).await
+}
+
+/// Serves on bound listeners until `shutdown` completes, then drains for at most
+/// [`DRAIN_TIMEOUT`]. Tests bind 127.0.0.1:0 and pass their own `shutdown`.
+pub async fn serve_on(
+    spec: ServiceSpec,
+    grpc: TcpListener,
+    http: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_service_status("", ServingStatus::Serving).await;
+    for name in &spec.grpc_service_names {
+        health
+            .set_service_status(*name, ServingStatus::Serving)
+            .await;
+    }
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(taskloom_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let routes = spec
+        .routes
+        .add_service(health_service)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?);
+
+    let stop = CancellationToken::new();
+    let grpc_addr = grpc.local_addr()?;
+    let http_addr = http.local_addr()?;
+    let grpc_server = tonic::transport::Server::builder()
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stop.clone().cancelled_owned());
+    let http_server = axum::serve(http, http_router(spec.registry, spec.readiness))
+        .with_graceful_shutdown(stop.clone().cancelled_owned());
+    info!(grpc_addr = %grpc_addr, http_addr = %http_addr, "serving");
+
+    let servers = async {
+        let (g, h) = tokio::join!(grpc_server, http_server);
+        g?;
+        h?;
+        anyhow::Ok(())
+    };
+    tokio::pin!(servers);
+    tokio::select! {
+        result = &mut servers => {
+            // A server stopped without being asked: report why.
+            return result.and_then(|()| Err(anyhow::anyhow!("server stopped unexpectedly")));
+        }
+        () = shutdown => {}
+    }
+    info!("shutdown requested, draining");
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    for name in &spec.grpc_service_names {
+        health
+            .set_service_status(*name, ServingStatus::NotServing)
+            .await;
+    }
+    stop.cancel();
+    match tokio::time::timeout(DRAIN_TIMEOUT, servers).await {
+        Ok(result) => result?,
+        Err(_) => warn!(timeout = ?DRAIN_TIMEOUT, "drain timed out; in-flight requests dropped"),
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            warn!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => info!(signal = "SIGINT", "signal received"),
+        () = term => info!(signal = "SIGTERM", "signal received"),
+    }
+}
+
+#[derive(Clone)]
+struct HttpState {
+    registry: Arc<Registry>,
+    readiness: Readiness,
+}
+
+fn http_router(registry: Registry, readiness: Readiness) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(HttpState {
+            registry: Arc::new(registry),
+            readiness,
+        })
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
+    match (state.readiness)().await {
+        Ok(()) => (StatusCode::OK, Json(serde_json::json!({"status": "ready"}))),
+        Err(not_ready) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "not_ready", "not_ready": not_ready})),
+        ),
+    }
+}
+
+async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        ),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("cannot encode metrics: {e}"),
+        ),
+    }
+}
