@@ -28,6 +28,7 @@ import (
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/telemetry"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workflow"
 )
 
 func main() {
@@ -54,26 +55,40 @@ func run(cfg config.Config, log *slog.Logger) error {
 
 	reg := prometheus.NewRegistry()
 	metrics := telemetry.NewMetrics(reg)
-	st := store.NewMemory()
+	st, err := store.Open(context.Background(), store.Options{Kind: cfg.Store, DataDir: cfg.DataDir, RedisURL: cfg.RedisURL})
+	if err != nil {
+		return err
+	}
 	defer func() { _ = st.Close() }()
 	catalog := workers.NewCatalog()
+	engine := workflow.New(workflow.Deps{Store: st, Catalog: catalog, Metrics: telemetry.NewWorkflowMetrics(reg), Log: log})
 	sched := scheduler.New(scheduler.Config{
 		MaxQueue: cfg.MaxQueue, DefaultTimeout: cfg.DefaultTimeout, LeaseTTL: cfg.LeaseTTL,
 		HeartbeatInterval: cfg.HeartbeatInterval, MaxAttempts: int32(cfg.MaxAttempts),
+		AgentLimits: cfg.AgentLimits, ProviderLimits: cfg.ProviderLimits,
 	}, scheduler.Deps{
 		Store: st, Catalog: catalog, Hub: events.NewHub(events.DefaultOptions(), metrics),
-		Metrics: metrics, Log: log,
+		Metrics: metrics, Log: log, OnStepFinished: engine.StepFinished,
 	})
 	if err := sched.Recover(context.Background()); err != nil {
 		return err
 	}
 	sched.Start()
+	if err := engine.Start(context.Background(), sched); err != nil { // resumes unfinished workflows
+		return err
+	}
+	pruneCtx, stopPruning := context.WithCancel(context.Background())
+	defer stopPruning()
+	go (&store.Pruner{
+		Store: st, Retention: cfg.Retention, Log: log,
+		OnPruned: func(n int) { metrics.TasksPruned.Add(float64(n)) },
+	}).Run(pruneCtx)
 
 	grpcServer := grpc.NewServer(
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	)
-	health := api.Register(grpcServer, sched, catalog, log)
+	health := api.Register(grpcServer, sched, catalog, log, api.WithWorkflows(engine))
 	lis, err := net.Listen("tcp", cfg.GRPCAddr)
 	if err != nil {
 		return fmt.Errorf("listen gRPC on %s: %w", cfg.GRPCAddr, err)
@@ -107,6 +122,7 @@ func run(cfg config.Config, log *slog.Logger) error {
 
 	ready.Set(false)
 	health.Shutdown() // NOT_SERVING for every service
+	engine.Stop()     // ends workflow watches; workflows resume from the store on the next start
 	sched.Shutdown()  // ends worker sessions and watches so GracefulStop can finish
 	stopped := make(chan struct{})
 	go func() { grpcServer.GracefulStop(); close(stopped) }()

@@ -9,12 +9,12 @@ import (
 	"strings"
 
 	pb "github.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1"
-	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/events"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/scheduler"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workflow"
 )
 
 // Paging limits of ListTasks.
@@ -31,11 +31,17 @@ type Orchestrator struct {
 	sched   *scheduler.Scheduler
 	catalog *workers.Catalog
 	log     *slog.Logger
+	// workflows serves the workflow RPCs (workflow.go); nil: UNIMPLEMENTED.
+	workflows *workflow.Engine
 }
 
 // NewOrchestrator returns the OrchestratorService handlers.
-func NewOrchestrator(sched *scheduler.Scheduler, catalog *workers.Catalog, log *slog.Logger) *Orchestrator {
-	return &Orchestrator{sched: sched, catalog: catalog, log: log}
+func NewOrchestrator(sched *scheduler.Scheduler, catalog *workers.Catalog, log *slog.Logger, opts ...Option) *Orchestrator {
+	o := &Orchestrator{sched: sched, catalog: catalog, log: log}
+	for _, opt := range opts {
+		opt(o)
+	}
+	return o
 }
 
 // SubmitTask implements OrchestratorService.
@@ -44,6 +50,7 @@ func (o *Orchestrator) SubmitTask(ctx context.Context, req *pb.SubmitTaskRequest
 	if err != nil {
 		return nil, toStatus(o.log, prefixField(err, "task"))
 	}
+	spec.Labels = withTraceparent(ctx, spec.Labels)
 	out, err := o.sched.Submit(ctx, []task.Spec{spec})
 	if err != nil {
 		return nil, toStatus(o.log, err)
@@ -65,6 +72,7 @@ func (o *Orchestrator) SubmitTasks(ctx context.Context, req *pb.SubmitTasksReque
 		if err != nil {
 			return nil, toStatus(o.log, prefixField(err, fmt.Sprintf("tasks[%d]", i)))
 		}
+		spec.Labels = withTraceparent(ctx, spec.Labels)
 		specs[i] = spec
 	}
 	out, err := o.sched.Submit(ctx, specs)
@@ -191,29 +199,4 @@ func (o *Orchestrator) ListAgents(context.Context, *pb.ListAgentsRequest) (*pb.L
 		resp.Agents[i] = agentToProto(a)
 	}
 	return resp, nil
-}
-
-var errWorkflows = toStatus(slog.Default(), &errs.Error{
-	Kind: errs.KindUnimplemented, Reason: "UNAVAILABLE",
-	Message: "workflows are not implemented yet in this orchestrator; submit the steps as tasks",
-})
-
-// SubmitWorkflow implements OrchestratorService (not yet).
-func (o *Orchestrator) SubmitWorkflow(context.Context, *pb.SubmitWorkflowRequest) (*pb.SubmitWorkflowResponse, error) {
-	return nil, errWorkflows
-}
-
-// GetWorkflow implements OrchestratorService (not yet).
-func (o *Orchestrator) GetWorkflow(context.Context, *pb.GetWorkflowRequest) (*pb.GetWorkflowResponse, error) {
-	return nil, errWorkflows
-}
-
-// CancelWorkflow implements OrchestratorService (not yet).
-func (o *Orchestrator) CancelWorkflow(context.Context, *pb.CancelWorkflowRequest) (*pb.CancelWorkflowResponse, error) {
-	return nil, errWorkflows
-}
-
-// WatchWorkflow implements OrchestratorService (not yet).
-func (o *Orchestrator) WatchWorkflow(*pb.WatchWorkflowRequest, pb.OrchestratorService_WatchWorkflowServer) error {
-	return errWorkflows
 }

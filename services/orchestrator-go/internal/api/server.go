@@ -16,8 +16,9 @@ import (
 // Register adds the orchestrator's services to s: OrchestratorService,
 // WorkerHubService, grpc.health.v1.Health (overall and per service SERVING) and
 // server reflection. It returns the health server so shutdown can mark NOT_SERVING.
-func Register(s *grpc.Server, sched *scheduler.Scheduler, catalog *workers.Catalog, log *slog.Logger) *health.Server {
-	pb.RegisterOrchestratorServiceServer(s, NewOrchestrator(sched, catalog, log))
+// Options add optional parts, e.g. WithWorkflows.
+func Register(s *grpc.Server, sched *scheduler.Scheduler, catalog *workers.Catalog, log *slog.Logger, opts ...Option) *health.Server {
+	pb.RegisterOrchestratorServiceServer(s, NewOrchestrator(sched, catalog, log, opts...))
 	pb.RegisterWorkerHubServiceServer(s, NewWorkerHub(sched, log))
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(s, hs)

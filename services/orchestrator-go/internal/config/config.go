@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -18,16 +19,21 @@ import (
 
 // Config holds every setting of the orchestrator.
 type Config struct {
-	GRPCAddr          string        `json:"grpc_addr"`
-	HTTPAddr          string        `json:"http_addr"`
-	LogLevel          string        `json:"log_level"`
-	DataDir           string        `json:"data_dir"`
-	MaxQueue          int           `json:"max_queue"`
-	DefaultTimeout    time.Duration `json:"default_timeout"`
-	LeaseTTL          time.Duration `json:"lease_ttl"`
-	HeartbeatInterval time.Duration `json:"heartbeat_interval"`
-	MaxAttempts       int           `json:"max_attempts"`
-	ShutdownTimeout   time.Duration `json:"shutdown_timeout"`
+	GRPCAddr          string         `json:"grpc_addr"`
+	HTTPAddr          string         `json:"http_addr"`
+	LogLevel          string         `json:"log_level"`
+	DataDir           string         `json:"data_dir"`
+	MaxQueue          int            `json:"max_queue"`
+	DefaultTimeout    time.Duration  `json:"default_timeout"`
+	LeaseTTL          time.Duration  `json:"lease_ttl"`
+	HeartbeatInterval time.Duration  `json:"heartbeat_interval"`
+	MaxAttempts       int            `json:"max_attempts"`
+	ShutdownTimeout   time.Duration  `json:"shutdown_timeout"`
+	Store             string         `json:"store"`
+	RedisURL          string         `json:"redis_url"`
+	Retention         time.Duration  `json:"retention"`
+	AgentLimits       map[string]int `json:"agent_limits"`
+	ProviderLimits    map[string]int `json:"provider_limits"`
 }
 
 // Load parses args (without the program name). getenv supplies TASKLOOM_* values.
@@ -72,6 +78,22 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	dur(&c.HeartbeatInterval, "heartbeat-interval", 2*time.Second, "how often workers are told to heartbeat")
 	num(&c.MaxAttempts, "max-attempts", 3, "attempts per task, the first included, when the task sets none")
 	dur(&c.ShutdownTimeout, "shutdown-timeout", 5*time.Second, "bound on draining in-flight calls at SIGTERM/SIGINT")
+	str(&c.Store, "store", "bolt", "task store: bolt (embedded file <data-dir>/orchestrator.db), redis (shared; see --redis-url) or memory (tests; nothing survives a restart)")
+	str(&c.RedisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis URL for --store redis (run Redis with appendonly yes, appendfsync always for full durability)")
+	dur(&c.Retention, "retention", 168*time.Hour, "finished tasks older than this are pruned")
+	c.AgentLimits, c.ProviderLimits = map[string]int{}, map[string]int{}
+	limits := func(m map[string]int, name, usage string) {
+		if s := getenv(envName(name)); s != "" {
+			if err := parseLimits(m, s); err != nil {
+				envErrs = append(envErrs, fmt.Errorf("%s: %w", envName(name), err))
+			}
+		}
+		fs.Func(name, usage+"; NAME=N, repeatable or comma-separated (env "+envName(name)+")", func(s string) error {
+			return parseLimits(m, s)
+		})
+	}
+	limits(c.AgentLimits, "agent-limit", "most tasks of an agent running at once")
+	limits(c.ProviderLimits, "provider-limit", "most tasks of an LLM provider's agents running at once")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -106,6 +128,18 @@ func (c Config) validate() error {
 			problems = append(problems, name+" must be positive")
 		}
 	}
+	switch c.Store {
+	case "bolt", "memory":
+	case "redis":
+		if !strings.HasPrefix(c.RedisURL, "redis://") && !strings.HasPrefix(c.RedisURL, "rediss://") {
+			problems = append(problems, "--redis-url must start with redis:// or rediss://")
+		}
+	default:
+		problems = append(problems, fmt.Sprintf("--store %q is not bolt, redis or memory", c.Store))
+	}
+	if c.Retention <= 0 {
+		problems = append(problems, "--retention must be positive")
+	}
 	if c.HeartbeatInterval >= c.LeaseTTL {
 		problems = append(problems, "--heartbeat-interval must be shorter than --lease-ttl")
 	}
@@ -129,7 +163,39 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("max_queue", c.MaxQueue), slog.String("default_timeout", c.DefaultTimeout.String()),
 		slog.String("lease_ttl", c.LeaseTTL.String()), slog.String("heartbeat_interval", c.HeartbeatInterval.String()),
 		slog.Int("max_attempts", c.MaxAttempts), slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
+		slog.String("store", c.Store), slog.String("redis_url", maskURL(c.RedisURL)),
+		slog.String("retention", c.Retention.String()),
+		slog.Any("agent_limits", c.AgentLimits), slog.Any("provider_limits", c.ProviderLimits),
 	)
+}
+
+// parseLimits adds "name=n[,name=n...]" to m.
+func parseLimits(m map[string]int, s string) error {
+	for part := range strings.SplitSeq(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, val, ok := strings.Cut(part, "=")
+		n, err := strconv.Atoi(strings.TrimSpace(val))
+		if !ok || strings.TrimSpace(name) == "" || err != nil || n < 1 {
+			return fmt.Errorf("%q is not NAME=N with N at least 1", part)
+		}
+		m[strings.TrimSpace(name)] = n
+	}
+	return nil
+}
+
+// maskURL hides the password of a URL for logging.
+func maskURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable)"
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
 }
 
 func envName(flagName string) string {

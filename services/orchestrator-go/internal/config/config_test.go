@@ -58,3 +58,28 @@ func TestHelp(t *testing.T) {
 		t.Fatalf("err=%v usage=%q", err, out.String())
 	}
 }
+
+func TestStoreRetentionAndLimits(t *testing.T) {
+	c, err := Load(nil, env(nil), io.Discard)
+	if err != nil || c.Store != "bolt" || c.Retention != 168*time.Hour || len(c.AgentLimits) != 0 {
+		t.Fatalf("defaults = %+v, %v", c, err)
+	}
+	e := env(map[string]string{"TASKLOOM_AGENT_LIMIT": "assistant=100", "TASKLOOM_STORE": "redis"})
+	c, err = Load([]string{"--agent-limit", "coder=2,writer=3", "--provider-limit", "simulated=500", "--provider-limit", "openai=7",
+		"--redis-url", "redis://:secret@127.0.0.1:6380/1", "--retention", "1h"}, e, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Store != "redis" || c.Retention != time.Hour || c.AgentLimits["assistant"] != 100 || c.AgentLimits["coder"] != 2 ||
+		c.AgentLimits["writer"] != 3 || c.ProviderLimits["simulated"] != 500 || c.ProviderLimits["openai"] != 7 {
+		t.Fatalf("config = %+v", c)
+	}
+	if got := maskURL(c.RedisURL); strings.Contains(got, "secret") {
+		t.Fatalf("password not masked: %s", got)
+	}
+	for _, args := range [][]string{{"--store", "sqlite"}, {"--agent-limit", "x=0"}, {"--agent-limit", "noequals"}, {"--retention", "0s"}} {
+		if _, err := Load(args, env(nil), io.Discard); err == nil {
+			t.Errorf("Load(%v) accepted", args)
+		}
+	}
+}

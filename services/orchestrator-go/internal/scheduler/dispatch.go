@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
@@ -9,10 +10,15 @@ import (
 )
 
 // dispatchLocked hands queued tasks to workers with free credits: to only if given
-// (it just granted credits), else to every connected worker.
-func (s *Scheduler) dispatchLocked(ctx context.Context, only *workers.Worker) {
+// (it just granted credits), else to every connected worker. It runs on every
+// event that may make an assignment possible, so assignment never waits for a tick.
+func (s *Scheduler) dispatchLocked(only *workers.Worker) {
 	if s.queue.Len() == 0 {
 		return
+	}
+	var allowed func(string) bool
+	if len(s.cfg.AgentLimits) > 0 || len(s.cfg.ProviderLimits) > 0 {
+		allowed = s.mayStartLocked
 	}
 	candidates := []*workers.Worker{only}
 	if only == nil {
@@ -20,54 +26,85 @@ func (s *Scheduler) dispatchLocked(ctx context.Context, only *workers.Worker) {
 	}
 	for _, w := range candidates {
 		for w.CanTake() {
-			item, ok := s.queue.Peek(w.Agents)
+			item, ok := s.queue.Peek(w.Agents, allowed)
 			if !ok {
 				break
 			}
-			if err := s.assignLocked(ctx, w, item); err != nil {
-				s.log.Error("assign task", "task_id", item.id, "worker_id", w.ID, "err", err)
-				return
-			}
+			s.assignLocked(w, item)
 		}
 	}
 }
 
-// assignLocked starts the next attempt of the queued task on w: the task turns
-// running, a fresh lease is taken and the assignment is posted to the worker.
-func (s *Scheduler) assignLocked(ctx context.Context, w *workers.Worker, item *queued) error {
-	now := s.now()
-	t, err := s.store.Get(ctx, item.id)
-	if err != nil {
-		s.queue.Remove(item.id) // nothing to run: drop it rather than spin on it
-		return err
+// mayStartLocked reports whether the agent and its provider are under their limits.
+func (s *Scheduler) mayStartLocked(agent string) bool {
+	if limit, ok := s.cfg.AgentLimits[agent]; ok && s.runningAgent[agent] >= limit {
+		return false
 	}
+	if len(s.cfg.ProviderLimits) > 0 {
+		p := s.catalog.Provider(agent)
+		if limit, ok := s.cfg.ProviderLimits[p]; ok && s.runningProv[p] >= limit {
+			return false
+		}
+	}
+	return true
+}
+
+// assignLocked starts the next attempt of the queued task on w: the task turns
+// running, a fresh lease is taken and the assignment is posted to the worker. The
+// running state is written behind (not waited for): if it is lost in a crash, the
+// task is simply queued again at restart.
+func (s *Scheduler) assignLocked(w *workers.Worker, item *queued) {
+	e := s.live[item.id]
+	if e == nil || e.finishing || e.t.Status != task.StatusQueued {
+		s.queue.Remove(item.id) // nothing to run: drop it rather than spin on it
+		return
+	}
+	s.queue.Pop(item)
+	now := s.now()
+	t := e.t
 	t.Status, t.WorkerID, t.StartedAt = task.StatusRunning, w.ID, now
 	t.Attempts++
-	if err := s.store.Put(ctx, t); err != nil {
-		return err
-	}
-	s.queue.Remove(item.id)
+	snap := t.Clone()
+	s.commit.Write(snap)
 	l := &lease{
-		id: s.newID(), taskID: t.ID, worker: w, attempt: t.Attempts,
+		id: s.newID(), taskID: t.ID, agent: t.Agent, worker: w, attempt: t.Attempts,
 		expires: now.Add(s.cfg.LeaseTTL), deadline: now.Add(t.Timeout),
 	}
+	if len(s.cfg.ProviderLimits) > 0 {
+		l.provider = s.catalog.Provider(t.Agent)
+	}
 	s.leases[l.id], s.running[t.ID] = l, l
+	s.runningAgent[l.agent]++
+	s.runningProv[l.provider]++
+	s.timers.push(timer{at: l.nextCheck(), kind: timerLease, id: l.id})
 	w.Leases[l.id] = struct{}{}
 	w.Credits--
-	w.Outbox.Post(workers.Message{Assignment: &workers.Assignment{Task: t, LeaseID: l.id, Attempt: l.attempt, Deadline: l.deadline}})
+	// The snapshot is shared read-only by the committer and the worker's stream.
+	w.Outbox.Post(workers.Message{Assignment: &workers.Assignment{Task: snap, LeaseID: l.id, Attempt: l.attempt, Deadline: l.deadline}})
 	s.metrics.AssignmentsSent.Inc()
 	s.metrics.SchedulingLatency.Observe(now.Sub(item.enqueuedAt).Seconds())
 	s.hub.Status(t.ID, task.StatusRunning, t.Attempts, now)
-	s.log.Debug("task assigned", "task_id", t.ID, "worker_id", w.ID, "attempt", t.Attempts, "lease_id", l.id)
-	return nil
+	if s.log.Enabled(context.Background(), slog.LevelDebug) { // skip building the attributes
+		s.log.Debug("task assigned", append(taskAttrs(t), "worker_id", w.ID, "attempt", t.Attempts, "lease_id", l.id)...)
+	}
 }
 
-// backoff is the wait before attempt n+1 after n attempts: it doubles from the
-// initial backoff up to the max. (Jitter is left for when retries come in storms.)
-func backoff(t *task.Task) time.Duration {
+// backoffCap is the most a retry waits after n attempts: it doubles from the
+// initial backoff up to the max.
+func backoffCap(t *task.Task) time.Duration {
 	d := t.InitialBackoff
 	for i := int32(1); i < t.Attempts && d < t.MaxBackoff; i++ {
 		d *= 2
 	}
 	return min(d, t.MaxBackoff)
+}
+
+// backoff is the wait before the next attempt: "full jitter", uniform in
+// [0, backoffCap], so retries of tasks that failed together spread out.
+func (s *Scheduler) backoff(t *task.Task) time.Duration {
+	c := backoffCap(t)
+	if c <= 0 {
+		return 0
+	}
+	return time.Duration(s.rand(int64(c) + 1))
 }

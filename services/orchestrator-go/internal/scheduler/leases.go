@@ -1,7 +1,6 @@
 package scheduler
 
 import (
-	"context"
 	"time"
 
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
@@ -13,56 +12,107 @@ import (
 type lease struct {
 	id       string
 	taskID   string
+	agent    string
+	provider string // "" unless provider limits are configured
 	worker   *workers.Worker
 	attempt  int32
 	expires  time.Time
 	deadline time.Time
 }
 
-// Tick expires unrenewed leases, times out attempts past their deadline and queues
-// retries whose backoff has passed. Start calls it periodically; tests call it
-// directly with a fake clock.
+// nextCheck is when the lease may next need action: its expiry or its deadline.
+func (l *lease) nextCheck() time.Time {
+	if l.deadline.Before(l.expires) {
+		return l.deadline
+	}
+	return l.expires
+}
+
+// Tick expires unrenewed leases, times out attempts past their deadline, queues
+// retries whose backoff has passed and refreshes the queue-depth gauges. Start
+// calls it periodically; tests call it directly with a fake clock.
 func (s *Scheduler) Tick() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return
 	}
-	ctx := context.Background()
 	now := s.now()
-	for _, l := range s.leases {
-		switch {
-		case !now.Before(l.deadline):
-			s.timeoutLocked(ctx, l, now)
-		case !now.Before(l.expires):
+	for {
+		tm, ok := s.timers.popDue(now)
+		if !ok {
+			break
+		}
+		switch tm.kind {
+		case timerLease:
+			l := s.leases[tm.id]
+			if l == nil {
+				continue // ended since
+			}
+			if at := l.nextCheck(); at.After(now) {
+				s.timers.push(timer{at: at, kind: timerLease, id: l.id}) // renewed since
+				continue
+			}
+			if !now.Before(l.deadline) {
+				s.timeoutLocked(l, now)
+				continue
+			}
 			s.metrics.LeasesExpired.Inc()
-			s.log.Warn("lease expired", "task_id", l.taskID, "worker_id", l.worker.ID, "lease_id", l.id)
+			attrs := []any{"task_id", l.taskID}
+			if e := s.live[l.taskID]; e != nil {
+				attrs = taskAttrs(e.t)
+			}
+			s.log.Warn("lease expired", append(attrs, "worker_id", l.worker.ID, "lease_id", l.id)...)
 			s.sendCancelLocked(l, "lease expired")
-			s.loseLeaseLocked(ctx, l, "lease expired: no heartbeat within the lease TTL", now)
+			s.loseLeaseLocked(l, "lease expired: no heartbeat within the lease TTL", now)
+		case timerRetry:
+			at, ok := s.delayed[tm.id]
+			if !ok || at.After(now) {
+				continue
+			}
+			delete(s.delayed, tm.id)
+			if e := s.live[tm.id]; e != nil && !e.finishing && e.t.Status == task.StatusQueued {
+				s.queue.Push(e.t, now)
+			}
 		}
 	}
-	for id, at := range s.delayed {
-		if now.Before(at) {
-			continue
-		}
-		delete(s.delayed, id)
-		t, err := s.store.Get(ctx, id)
-		if err != nil || t.Status != task.StatusQueued {
-			continue
-		}
-		s.queue.Push(t.ID, t.Agent, t.Priority, now)
-	}
-	s.dispatchLocked(ctx, nil)
+	s.limitFreed = false
+	s.dispatchLocked(nil)
 	s.updateGaugesLocked()
+	s.updateQueueDepthLocked()
 }
 
 // dropLeaseLocked forgets the lease; later chunks and results carrying it are stale.
 func (s *Scheduler) dropLeaseLocked(l *lease) {
+	if _, ok := s.leases[l.id]; !ok {
+		return
+	}
 	delete(s.leases, l.id)
 	if s.running[l.taskID] == l {
 		delete(s.running, l.taskID)
 	}
 	delete(l.worker.Leases, l.id)
+	if limit, ok := s.cfg.AgentLimits[l.agent]; ok && s.runningAgent[l.agent] == limit {
+		s.limitFreed = true
+	}
+	if limit, ok := s.cfg.ProviderLimits[l.provider]; ok && s.runningProv[l.provider] == limit {
+		s.limitFreed = true
+	}
+	if s.runningAgent[l.agent]--; s.runningAgent[l.agent] <= 0 {
+		delete(s.runningAgent, l.agent)
+	}
+	if s.runningProv[l.provider]--; s.runningProv[l.provider] <= 0 {
+		delete(s.runningProv, l.provider)
+	}
+}
+
+// afterLeaseChangeLocked offers queued work to every worker when a capped agent or
+// provider got room (a worker's own credits are handled where they are granted).
+func (s *Scheduler) afterLeaseChangeLocked() {
+	if s.limitFreed {
+		s.limitFreed = false
+		s.dispatchLocked(nil)
+	}
 }
 
 func (s *Scheduler) sendCancelLocked(l *lease, reason string) {
@@ -74,53 +124,48 @@ func (s *Scheduler) sendCancelLocked(l *lease, reason string) {
 }
 
 // timeoutLocked ends an attempt that ran past its deadline: the task times out.
-func (s *Scheduler) timeoutLocked(ctx context.Context, l *lease, now time.Time) {
+func (s *Scheduler) timeoutLocked(l *lease, now time.Time) {
 	s.dropLeaseLocked(l)
 	s.sendCancelLocked(l, "deadline exceeded")
-	t, err := s.store.Get(ctx, l.taskID)
-	if err != nil {
-		s.log.Error("load timed-out task", "task_id", l.taskID, "err", err)
+	e := s.live[l.taskID]
+	if e == nil || e.finishing {
 		return
 	}
-	msg := "the attempt did not finish within its timeout of " + t.Timeout.String()
-	if err := s.finishLocked(ctx, t, task.StatusTimedOut, &task.Failure{Reason: task.ReasonDeadlineExceeded, Message: msg}, now); err != nil {
-		s.log.Error("finish timed-out task", "task_id", l.taskID, "err", err)
-	}
+	msg := "the attempt did not finish within its timeout of " + e.t.Timeout.String()
+	s.log.Warn("task timed out", append(taskAttrs(e.t), "worker_id", l.worker.ID, "attempt", l.attempt)...)
+	s.finishLocked(e, task.StatusTimedOut, &task.Failure{Reason: task.ReasonDeadlineExceeded, Message: msg}, now)
 }
 
 // loseLeaseLocked handles an attempt whose worker is gone or silent: the attempt
 // counts, and the task is queued again at once while attempts remain, else it fails.
-func (s *Scheduler) loseLeaseLocked(ctx context.Context, l *lease, why string, now time.Time) {
+func (s *Scheduler) loseLeaseLocked(l *lease, why string, now time.Time) {
 	s.dropLeaseLocked(l)
-	t, err := s.store.Get(ctx, l.taskID)
-	if err != nil {
-		s.log.Error("load task of lost lease", "task_id", l.taskID, "err", err)
+	e := s.live[l.taskID]
+	if e == nil || e.finishing {
 		return
 	}
 	failure := &task.Failure{Reason: task.ReasonLeaseLost, Message: why, Retryable: true}
-	if t.Attempts >= t.MaxAttempts {
-		if err := s.finishLocked(ctx, t, task.StatusFailed, failure, now); err != nil {
-			s.log.Error("fail task of lost lease", "task_id", t.ID, "err", err)
-		}
+	if e.t.Attempts >= e.t.MaxAttempts {
+		s.finishLocked(e, task.StatusFailed, failure, now)
 		return
 	}
-	s.requeueLocked(ctx, t, failure, 0, now)
+	s.requeueLocked(e, failure, 0, now)
 }
 
 // requeueLocked returns a running task to the queue for another attempt, after
 // delay (0: at once).
-func (s *Scheduler) requeueLocked(ctx context.Context, t *task.Task, failure *task.Failure, delay time.Duration, now time.Time) {
-	t.Status, t.Failure = task.StatusQueued, failure
-	if err := s.store.Put(ctx, t); err != nil {
-		s.log.Error("requeue task", "task_id", t.ID, "err", err)
-		return
-	}
+func (s *Scheduler) requeueLocked(e *liveTask, failure *task.Failure, delay time.Duration, now time.Time) {
+	t := e.t
+	t.Status, t.Failure, t.WorkerID = task.StatusQueued, failure, ""
+	s.commit.Write(t.Clone())
 	s.metrics.TaskRetries.WithLabelValues(t.Agent).Inc()
-	s.log.Info("task requeued", "task_id", t.ID, "attempts", t.Attempts, "reason", failure.Message, "delay", delay.String())
+	s.log.Info("task requeued", append(taskAttrs(t), "attempts", t.Attempts, "reason", failure.Message, "delay", delay.String())...)
 	s.hub.Status(t.ID, task.StatusQueued, t.Attempts, now)
 	if delay > 0 {
-		s.delayed[t.ID] = now.Add(delay)
+		at := now.Add(delay)
+		s.delayed[t.ID] = at
+		s.timers.push(timer{at: at, kind: timerRetry, id: t.ID})
 		return
 	}
-	s.queue.Push(t.ID, t.Agent, t.Priority, now)
+	s.queue.Push(t, now)
 }

@@ -1,14 +1,19 @@
 // Package scheduler is the orchestrator's core: it owns every task state transition.
-// It queues tasks by priority, hands them to workers as their credits allow, tracks
-// the lease of each running attempt (heartbeats, expiry, deadlines), retries, cancels,
-// and publishes task events. One lock orders all of it; the store persists it.
+// It queues tasks by priority with per-tenant fair share, hands them to workers as
+// their credits and the per-agent/per-provider limits allow, tracks the lease of each
+// running attempt (heartbeats, expiry, deadlines), retries with jittered backoff,
+// cancels, and publishes task events.
+//
+// One lock orders all of it; it is never held while waiting for the disk. Writes go
+// to the store through a group Committer: a submit is acknowledged, and a task
+// reported finished, only once its write has committed.
 package scheduler
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strconv"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -23,7 +28,7 @@ import (
 
 // Config tunes scheduling; zero values are replaced by DefaultConfig's.
 type Config struct {
-	// MaxQueue bounds tasks waiting for a worker (queued or backing off).
+	// MaxQueue bounds tasks waiting for a worker (queued, backing off or being stored).
 	MaxQueue int
 	// DefaultTimeout is the time allowed for one attempt when the spec gives none.
 	DefaultTimeout time.Duration
@@ -36,12 +41,20 @@ type Config struct {
 	// InitialBackoff and MaxBackoff bound the wait before a retry when the spec gives none.
 	InitialBackoff time.Duration
 	MaxBackoff     time.Duration
-	// TickInterval is how often leases, deadlines and backoffs are checked.
+	// TickInterval is how often leases, deadlines and backoffs are checked (and the
+	// queue-depth gauges refreshed). Assignment never waits for a tick.
 	TickInterval time.Duration
 	// QueueFullRetryAfter is the hint given to clients refused with QUEUE_FULL.
 	QueueFullRetryAfter time.Duration
 	// MaxCredits caps the credits one worker may hold.
 	MaxCredits int
+	// AgentLimits and ProviderLimits cap the tasks running at once per agent and per
+	// LLM provider (the agent's provider in the catalog). Absent: no cap.
+	AgentLimits    map[string]int
+	ProviderLimits map[string]int
+	// TenantLabels caps the tenant label values of the queue-depth gauge: the
+	// tenants with the most queued tasks get their own series, the rest "other".
+	TenantLabels int
 }
 
 // DefaultConfig returns the defaults documented on the command line.
@@ -51,6 +64,7 @@ func DefaultConfig() Config {
 		HeartbeatInterval: 2 * time.Second, MaxAttempts: 3,
 		InitialBackoff: time.Second, MaxBackoff: 30 * time.Second,
 		TickInterval: 250 * time.Millisecond, QueueFullRetryAfter: time.Second, MaxCredits: 4096,
+		TenantLabels: 20,
 	}
 }
 
@@ -86,10 +100,14 @@ func (c Config) withDefaults() Config {
 	if c.MaxCredits <= 0 {
 		c.MaxCredits = d.MaxCredits
 	}
+	if c.TenantLabels <= 0 {
+		c.TenantLabels = d.TenantLabels
+	}
 	return c
 }
 
-// Deps are the scheduler's collaborators. Now and NewID may be nil (wall clock, UUIDs).
+// Deps are the scheduler's collaborators. Now, NewID and Rand may be nil (wall
+// clock, UUIDv7s, math/rand).
 type Deps struct {
 	Store   store.Store
 	Catalog *workers.Catalog
@@ -98,44 +116,70 @@ type Deps struct {
 	Log     *slog.Logger
 	Now     func() time.Time
 	NewID   func() string
+	// Rand returns a uniform random number in [0, n) (backoff jitter).
+	Rand func(n int64) int64
 	// OnStepFinished, if set, is called with a copy of every finished task that is a
-	// workflow step, in its own goroutine and outside the scheduler's lock, so that
-	// the workflow engine may submit the next steps from it.
+	// workflow step, in its own goroutine and outside the scheduler's lock, once the
+	// result is durable, so that the workflow engine may submit the next steps from it.
 	OnStepFinished func(*task.Task)
+}
+
+// liveTask is an unfinished task: the scheduler's memory is its authority, the
+// store its durable copy (written through the committer, in order).
+type liveTask struct {
+	t *task.Task
+	// submitted is the batch committing the submission; nil once it is durable.
+	submitted *store.Batch
+	// finishing is set once a terminal status is being written; the task leaves
+	// the live set when that write commits (until then Get shows the state before).
+	finishing bool
 }
 
 // Scheduler owns task state transitions; all methods are safe for concurrent use.
 type Scheduler struct {
 	cfg     Config
 	store   store.Store
+	commit  *store.Committer
 	catalog *workers.Catalog
 	hub     *events.Hub
 	metrics *telemetry.Metrics
 	log     *slog.Logger
 	now     func() time.Time
 	newID   func() string
+	rand    func(int64) int64
 
 	onStepFinished func(*task.Task)
 
-	mu      sync.Mutex
-	queue   *queue
-	workers *workers.Registry
-	leases  map[string]*lease    // by lease id
-	running map[string]*lease    // by task id
-	delayed map[string]time.Time // task id -> when its retry may be queued
-	closed  bool
+	mu             sync.Mutex
+	live           map[string]*liveTask // unfinished tasks by id
+	idem           map[idemKey]*liveTask
+	queue          *queue
+	workers        *workers.Registry
+	leases         map[string]*lease    // by lease id
+	running        map[string]*lease    // by task id
+	delayed        map[string]time.Time // task id -> when its retry may be queued
+	timers         timerHeap            // lease checks and retry times
+	runningAgent   map[string]int
+	runningProv    map[string]int
+	limitFreed     bool // a capped agent/provider got room: every worker may take work
+	pendingSubmits int  // tasks whose submission is being written
+	closed         bool
 
 	stopTick chan struct{}
 	tickDone chan struct{}
 }
 
+type idemKey struct{ tenant, key string }
+
 // New returns a scheduler; call Recover, then Start.
 func New(cfg Config, d Deps) *Scheduler {
 	s := &Scheduler{
 		cfg: cfg.withDefaults(), store: d.Store, catalog: d.Catalog, hub: d.Hub,
-		metrics: d.Metrics, log: d.Log, now: d.Now, newID: d.NewID, onStepFinished: d.OnStepFinished,
+		metrics: d.Metrics, log: d.Log, now: d.Now, newID: d.NewID, rand: d.Rand, onStepFinished: d.OnStepFinished,
+		live: map[string]*liveTask{}, idem: map[idemKey]*liveTask{},
 		queue: newQueue(), workers: workers.NewRegistry(),
 		leases: map[string]*lease{}, running: map[string]*lease{}, delayed: map[string]time.Time{},
+		runningAgent: map[string]int{}, runningProv: map[string]int{},
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -143,38 +187,71 @@ func New(cfg Config, d Deps) *Scheduler {
 	if s.newID == nil {
 		s.newID = func() string { return uuid.Must(uuid.NewV7()).String() }
 	}
+	if s.rand == nil {
+		s.rand = rand.Int64N
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.commit = store.NewCommitter(d.Store, store.CommitterOptions{
+		OnCommitted: s.committed,
+		Observe: func(n int, took time.Duration) {
+			s.metrics.StoreCommits.Inc()
+			s.metrics.StoreCommitTasks.Observe(float64(n))
+			s.metrics.StoreCommitDuration.Observe(took.Seconds())
+		},
+	})
 	return s
 }
 
 // Config returns the effective configuration.
 func (s *Scheduler) Config() Config { return s.cfg }
 
-// Recover queues the unfinished tasks found in the store. Attempts that were running
-// when the process stopped lost their lease: they count and are queued again.
+// Committer exposes the group committer (tests count its commits).
+func (s *Scheduler) Committer() *store.Committer { return s.commit }
+
+// Sync waits until every state change made so far is durable.
+func (s *Scheduler) Sync() error { return s.commit.Sync() }
+
+// Recover loads the unfinished tasks found in the store and queues them. Attempts
+// that were running when the process stopped lost their lease: they count, and the
+// task is queued again while attempts remain (else it fails with LEASE_LOST).
 func (s *Scheduler) Recover(ctx context.Context) error {
 	tasks, err := s.store.Unfinished(ctx)
 	if err != nil {
 		return fmt.Errorf("recover unfinished tasks: %w", err)
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	now := s.now()
+	requeued := 0
 	for _, t := range tasks {
-		if t.Status == task.StatusRunning {
-			t.Status, t.WorkerID = task.StatusQueued, ""
-			if err := s.store.Put(ctx, t); err != nil {
-				return fmt.Errorf("requeue recovered task %s: %w", t.ID, err)
-			}
+		e := &liveTask{t: t}
+		s.live[t.ID] = e
+		if t.IdempotencyKey != "" {
+			s.idem[idemKey{t.Tenant, t.IdempotencyKey}] = e
 		}
-		s.queue.Push(t.ID, t.Agent, t.Priority, now)
+		if t.Status == task.StatusRunning {
+			failure := &task.Failure{Reason: task.ReasonLeaseLost, Message: "the orchestrator restarted while the attempt ran", Retryable: true}
+			if t.Attempts >= t.MaxAttempts {
+				s.finishLocked(e, task.StatusFailed, failure, now)
+				continue
+			}
+			t.Status, t.WorkerID, t.Failure = task.StatusQueued, "", failure
+			s.commit.Write(t.Clone())
+			requeued++
+		}
+		s.queue.Push(t, now)
 	}
-	if len(tasks) > 0 {
-		s.log.Info("recovered unfinished tasks", "count", len(tasks))
-	}
+	s.metrics.TasksRecovered.Add(float64(len(tasks)))
 	s.updateGaugesLocked()
+	s.updateQueueDepthLocked()
+	s.mu.Unlock()
+	if len(tasks) > 0 {
+		s.log.Info("recovered unfinished tasks", "count", len(tasks), "were_running", requeued)
+	}
+	if err := s.commit.Sync(); err != nil {
+		return fmt.Errorf("store recovered tasks: %w", err)
+	}
 	return nil
 }
 
@@ -197,8 +274,8 @@ func (s *Scheduler) Start() {
 	}()
 }
 
-// Shutdown ends every worker session and watcher and stops the background loop.
-// Leases are not requeued here: a durable store recovers them on the next start.
+// Shutdown ends every worker session and watcher, commits pending writes and stops
+// the background loop. Leases are not requeued here: Recover does it at next start.
 func (s *Scheduler) Shutdown() {
 	s.mu.Lock()
 	s.closed = true
@@ -207,40 +284,86 @@ func (s *Scheduler) Shutdown() {
 		w.Outbox.Close(ErrShuttingDown)
 	}
 	s.mu.Unlock()
-	s.hub.Close()
 	if s.stopTick != nil {
 		close(s.stopTick)
 		<-s.tickDone
 		s.stopTick = nil
 	}
+	s.commit.Close()
+	s.hub.Close()
 }
 
-// queuedLocked counts tasks waiting for a worker, backing-off retries included.
-func (s *Scheduler) queuedLocked() int { return s.queue.Len() + len(s.delayed) }
+// queuedLocked counts tasks waiting for a worker: queued, backing off or being stored.
+func (s *Scheduler) queuedLocked() int { return s.queue.Len() + len(s.delayed) + s.pendingSubmits }
 
 func (s *Scheduler) updateGaugesLocked() {
-	for p := task.MinPriority; p <= task.MaxPriority; p++ {
-		s.metrics.QueueDepth.WithLabelValues(strconv.Itoa(p)).Set(float64(s.queue.Depth(int32(p))))
-	}
 	s.metrics.TasksRunning.Set(float64(len(s.running)))
 	s.metrics.WorkersConnected.Set(float64(s.workers.Len()))
 	s.metrics.WorkerCreditsFree.Set(float64(s.workers.FreeCredits()))
 }
 
-// finishLocked moves t to a terminal status, persists it and ends its watches.
-func (s *Scheduler) finishLocked(ctx context.Context, t *task.Task, status task.Status, failure *task.Failure, now time.Time) error {
-	t.Status, t.Failure, t.FinishedAt = status, failure, now
-	if err := s.store.Put(ctx, t); err != nil {
-		return fmt.Errorf("store finished task %s: %w", t.ID, err)
+// updateQueueDepthLocked refreshes the queue-depth gauge by priority and tenant.
+// It ranks tenants, so it runs on ticks rather than on every change.
+func (s *Scheduler) updateQueueDepthLocked() {
+	s.metrics.SetQueueDepth(s.queue.DepthByTenant(), s.cfg.TenantLabels)
+}
+
+// finishLocked writes t's terminal status. The task stays live (Get shows its state
+// before) until the write commits; then committed reports it finished. It returns
+// the final snapshot and the batch writing it.
+func (s *Scheduler) finishLocked(e *liveTask, status task.Status, failure *task.Failure, now time.Time) (*task.Task, *store.Batch) {
+	e.finishing = true
+	s.queue.Remove(e.t.ID)
+	delete(s.delayed, e.t.ID)
+	fin := e.t.Clone()
+	fin.Status, fin.Failure, fin.FinishedAt = status, failure, now
+	return fin, s.commit.Write(fin)
+}
+
+// committed runs after each group commit: finished tasks whose terminal write is
+// now durable leave the live set and are reported to watchers and the workflow
+// engine.
+func (s *Scheduler) committed(tasks []*task.Task, err error) {
+	if err != nil {
+		// The state stays as the scheduler decided; the store lags until a later
+		// write of the same task succeeds.
+		s.log.Error("store commit failed", "tasks", len(tasks), "err", err)
 	}
-	s.metrics.TasksFinished.WithLabelValues(t.Agent, status.String()).Inc()
-	if !t.StartedAt.IsZero() {
-		s.metrics.TaskDuration.WithLabelValues(t.Agent, status.String()).Observe(now.Sub(t.StartedAt).Seconds())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	for _, t := range tasks {
+		if !t.Status.Finished() {
+			continue
+		}
+		e := s.live[t.ID]
+		if e == nil || !e.finishing {
+			continue
+		}
+		delete(s.live, t.ID)
+		if t.IdempotencyKey != "" {
+			k := idemKey{t.Tenant, t.IdempotencyKey}
+			if s.idem[k] == e {
+				delete(s.idem, k)
+			}
+		}
+		s.metrics.TasksFinished.WithLabelValues(t.Agent, t.Status.String()).Inc()
+		if !t.StartedAt.IsZero() {
+			s.metrics.TaskDuration.WithLabelValues(t.Agent, t.Status.String()).Observe(t.FinishedAt.Sub(t.StartedAt).Seconds())
+		}
+		s.hub.Done(t, now)
+		if t.WorkflowID != "" && s.onStepFinished != nil {
+			go s.onStepFinished(t.Clone())
+		}
+		s.log.Info("task finished", append(taskAttrs(t), "agent", t.Agent, "status", t.Status.String(), "attempts", t.Attempts)...)
 	}
-	s.hub.Done(t.Clone(), now)
-	if t.WorkflowID != "" && s.onStepFinished != nil {
-		go s.onStepFinished(t.Clone())
+}
+
+// taskAttrs are the log attributes naming a task: its id and, when it carries a
+// W3C traceparent label, its trace id.
+func taskAttrs(t *task.Task) []any {
+	if id := t.TraceID(); id != "" {
+		return []any{"task_id", t.ID, "trace_id", id}
 	}
-	s.log.Info("task finished", "task_id", t.ID, "agent", t.Agent, "status", status.String(), "attempts", t.Attempts)
-	return nil
+	return []any{"task_id", t.ID}
 }

@@ -18,25 +18,36 @@ import (
 
 // fixture is a scheduler on a fake clock with one known agent, "echo".
 type fixture struct {
-	t     *testing.T
-	s     *Scheduler
-	store *store.Memory
-	mu    sync.Mutex
-	now   time.Time
-	ids   int
+	t       *testing.T
+	s       *Scheduler
+	store   *store.Memory
+	catalog *workers.Catalog
+	metrics *telemetry.Metrics
+	mu      sync.Mutex
+	now     time.Time
+	ids     int
 }
 
 func newFixture(t *testing.T, cfg Config) *fixture {
 	t.Helper()
-	f := &fixture{t: t, store: store.NewMemory(), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	catalog := workers.NewCatalog()
-	catalog.Add(workers.Agent{Name: "echo"})
-	m := telemetry.NewTestMetrics()
-	f.s = New(cfg, Deps{
-		Store: f.store, Catalog: catalog, Hub: events.NewHub(events.DefaultOptions(), m), Metrics: m,
-		Now:   func() time.Time { f.mu.Lock(); defer f.mu.Unlock(); return f.now },
-		NewID: func() string { f.mu.Lock(); defer f.mu.Unlock(); f.ids++; return fmt.Sprintf("id-%03d", f.ids) },
-	})
+	m := store.NewMemory()
+	f := newFixtureWith(t, cfg, Deps{Store: m}, workers.Agent{Name: "echo"})
+	f.store = m
+	return f
+}
+
+// newFixtureWith builds a fixture on d (Store, Log, Rand as given) knowing agents.
+func newFixtureWith(t *testing.T, cfg Config, d Deps, agents ...workers.Agent) *fixture {
+	t.Helper()
+	f := &fixture{t: t, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	f.catalog = workers.NewCatalog()
+	f.catalog.Add(agents...)
+	f.metrics = telemetry.NewTestMetrics()
+	d.Catalog, d.Metrics, d.Hub = f.catalog, f.metrics, events.NewHub(events.DefaultOptions(), f.metrics)
+	d.Now = func() time.Time { f.mu.Lock(); defer f.mu.Unlock(); return f.now }
+	d.NewID = func() string { f.mu.Lock(); defer f.mu.Unlock(); f.ids++; return fmt.Sprintf("id-%03d", f.ids) }
+	f.s = New(cfg, d)
+	t.Cleanup(f.s.Shutdown)
 	return f
 }
 
@@ -56,8 +67,12 @@ func (f *fixture) submit(spec task.Spec) *task.Task {
 	return out[0].Task
 }
 
+// get returns the task once every state change so far is durable.
 func (f *fixture) get(id string) *task.Task {
 	f.t.Helper()
+	if err := f.s.Sync(); err != nil {
+		f.t.Fatalf("Sync: %v", err)
+	}
 	t, err := f.s.Get(context.Background(), id)
 	if err != nil {
 		f.t.Fatalf("Get(%s): %v", id, err)
@@ -412,11 +427,11 @@ func drain(t *testing.T, sub *events.Subscription) string {
 	}
 }
 
-func TestBackoffDoublesUpToMax(t *testing.T) {
+func TestBackoffCapDoublesUpToMax(t *testing.T) {
 	tk := &task.Task{InitialBackoff: time.Second, MaxBackoff: 5 * time.Second}
 	for attempts, want := range map[int32]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 4: 5 * time.Second, 10: 5 * time.Second} {
 		tk.Attempts = attempts
-		if got := backoff(tk); got != want {
+		if got := backoffCap(tk); got != want {
 			t.Errorf("backoff after %d attempts = %v, want %v", attempts, got, want)
 		}
 	}

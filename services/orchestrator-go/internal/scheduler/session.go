@@ -1,7 +1,6 @@
 package scheduler
 
 import (
-	"context"
 	"encoding/json"
 
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
@@ -54,7 +53,8 @@ func (s *Scheduler) Disconnect(w *workers.Worker) {
 	}
 	s.endSessionLocked(w, nil)
 	s.workers.Remove(w)
-	s.dispatchLocked(context.Background(), nil)
+	s.limitFreed = false
+	s.dispatchLocked(nil)
 	s.updateGaugesLocked()
 	s.log.Info("worker disconnected", "worker_id", w.ID)
 }
@@ -65,7 +65,7 @@ func (s *Scheduler) endSessionLocked(w *workers.Worker, err error) {
 	now := s.now()
 	for id := range w.Leases {
 		if l := s.leases[id]; l != nil {
-			s.loseLeaseLocked(context.Background(), l, "the worker running it disconnected", now)
+			s.loseLeaseLocked(l, "the worker running it disconnected", now)
 		}
 	}
 }
@@ -78,7 +78,7 @@ func (s *Scheduler) Credit(w *workers.Worker, n int32) {
 		return
 	}
 	w.Credits = min(w.Credits+int(n), s.cfg.MaxCredits)
-	s.dispatchLocked(context.Background(), w)
+	s.dispatchLocked(w)
 	s.updateGaugesLocked()
 }
 
@@ -130,7 +130,9 @@ func (s *Scheduler) Chunk(w *workers.Worker, taskID, leaseID string, seq int64, 
 }
 
 // Result is the end of an attempt: success, or a failure retried after backoff
-// while it is retryable and attempts remain. It is recorded once: the lease ends.
+// while it is retryable and attempts remain. It is recorded once: the lease ends,
+// so a second result of the same attempt is stale. The task is reported finished
+// once the result is durable.
 type Result struct {
 	TaskID  string
 	LeaseID string
@@ -148,26 +150,21 @@ func (s *Scheduler) Complete(w *workers.Worker, r Result) {
 		return
 	}
 	s.dropLeaseLocked(l)
-	ctx := context.Background()
 	now := s.now()
-	t, err := s.store.Get(ctx, r.TaskID)
-	if err != nil {
-		s.log.Error("load task of result", "task_id", r.TaskID, "err", err)
-		return
+	if e := s.live[r.TaskID]; e != nil && !e.finishing {
+		t := e.t
+		addUsage(&t.Usage, r.Usage)
+		switch {
+		case r.Failure == nil:
+			t.Result = r.Output
+			s.finishLocked(e, task.StatusSucceeded, nil, now)
+		case r.Failure.Retryable && t.Attempts < t.MaxAttempts:
+			s.requeueLocked(e, r.Failure, s.backoff(t), now)
+		default:
+			s.finishLocked(e, task.StatusFailed, r.Failure, now)
+		}
 	}
-	addUsage(&t.Usage, r.Usage)
-	switch {
-	case r.Failure == nil:
-		t.Result = r.Output
-		err = s.finishLocked(ctx, t, task.StatusSucceeded, nil, now)
-	case r.Failure.Retryable && t.Attempts < t.MaxAttempts:
-		s.requeueLocked(ctx, t, r.Failure, backoff(t), now)
-	default:
-		err = s.finishLocked(ctx, t, task.StatusFailed, r.Failure, now)
-	}
-	if err != nil {
-		s.log.Error("record result", "task_id", r.TaskID, "err", err)
-	}
+	s.afterLeaseChangeLocked()
 	s.updateGaugesLocked()
 }
 

@@ -20,24 +20,81 @@ type Submitted struct {
 	Existing bool
 }
 
-// Submit stores and queues the specs, all or none. Specs must already be well-formed
-// (the transport validates fields); zero values take the configured defaults. A spec
-// whose idempotency key the tenant already used yields the existing task.
+// Submit stores and queues the specs, all or none, and returns once they are
+// durable. Specs must already be well-formed (the transport validates fields); zero
+// values take the configured defaults. A spec whose idempotency key the tenant
+// already used yields the existing task.
+//
+// Validation, idempotency and the queue bound are decided under the lock; the
+// durable write is waited for outside it (group commit), and only then do the tasks
+// enter the queue, so no worker runs a task that is not yet durable.
 func (s *Scheduler) Submit(ctx context.Context, specs []task.Spec) ([]Submitted, error) {
+	out, fresh, waits, err := s.admit(ctx, specs)
+	if err != nil {
+		return nil, err
+	}
+	var werr error
+	for _, b := range waits {
+		if err := b.Wait(); err != nil && werr == nil {
+			werr = err
+		}
+	}
+	if len(fresh) == 0 && werr == nil {
+		return out, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pendingSubmits -= len(fresh)
+	if werr != nil {
+		for _, t := range fresh {
+			if e := s.live[t.ID]; e != nil && !e.finishing {
+				delete(s.live, t.ID)
+				if s.idem[idemKey{t.Tenant, t.IdempotencyKey}] == e {
+					delete(s.idem, idemKey{t.Tenant, t.IdempotencyKey})
+				}
+			}
+		}
+		return nil, fmt.Errorf("store submitted tasks: %w", werr)
+	}
+	now := s.now()
+	for _, t := range fresh {
+		s.metrics.TasksSubmitted.WithLabelValues(t.Agent).Inc()
+		e := s.live[t.ID]
+		if e == nil || e.finishing { // cancelled while being stored
+			continue
+		}
+		e.submitted = nil
+		s.queue.Push(e.t, now)
+	}
+	s.dispatchLocked(nil)
+	s.updateGaugesLocked()
+	return out, nil
+}
+
+// admit decides the submission under the lock: it returns the outcomes, the new
+// tasks and the batches to wait for (the new tasks' and those of idempotent
+// repeats of tasks still being stored).
+func (s *Scheduler) admit(ctx context.Context, specs []task.Spec) (out []Submitted, fresh []*task.Task, waits []*store.Batch, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, ErrShuttingDown
+		return nil, nil, nil, ErrShuttingDown
 	}
 	now := s.now()
-	out := make([]Submitted, len(specs))
-	var fresh []*task.Task
-	inBatch := map[[2]string]*task.Task{}
+	out = make([]Submitted, len(specs))
+	inBatch := map[idemKey]*task.Task{}
 	for i, spec := range specs {
 		if spec.IdempotencyKey != "" {
-			k := [2]string{spec.Tenant, spec.IdempotencyKey}
+			k := idemKey{spec.Tenant, spec.IdempotencyKey}
 			if t, ok := inBatch[k]; ok {
-				out[i] = Submitted{Task: t, Existing: true}
+				out[i] = Submitted{Task: t.Clone(), Existing: true}
+				continue
+			}
+			if e := s.idem[k]; e != nil {
+				out[i] = Submitted{Task: e.t.Clone(), Existing: true}
+				if e.submitted != nil {
+					waits = append(waits, e.submitted)
+				}
 				continue
 			}
 			t, err := s.store.FindByIdempotencyKey(ctx, spec.Tenant, spec.IdempotencyKey)
@@ -46,44 +103,45 @@ func (s *Scheduler) Submit(ctx context.Context, specs []task.Spec) ([]Submitted,
 				continue
 			}
 			if !errors.Is(err, store.ErrNotFound) {
-				return nil, fmt.Errorf("look up idempotency key: %w", err)
+				return nil, nil, nil, fmt.Errorf("look up idempotency key: %w", err)
 			}
 		}
 		if !s.catalog.Has(spec.Agent) {
 			s.metrics.SubmitRejected.WithLabelValues("AGENT_NOT_FOUND").Inc()
-			return nil, agentNotFound(spec.Agent)
+			return nil, nil, nil, agentNotFound(spec.Agent)
 		}
 		t := s.newTask(spec, now)
 		fresh = append(fresh, t)
-		out[i] = Submitted{Task: t}
+		out[i] = Submitted{Task: t.Clone()}
 		if spec.IdempotencyKey != "" {
-			inBatch[[2]string{spec.Tenant, spec.IdempotencyKey}] = t
+			inBatch[idemKey{spec.Tenant, spec.IdempotencyKey}] = t
 		}
 	}
 	if len(fresh) == 0 {
-		return out, nil
+		return out, nil, waits, nil
 	}
 	if s.queuedLocked()+len(fresh) > s.cfg.MaxQueue {
 		s.metrics.SubmitRejected.WithLabelValues("QUEUE_FULL").Inc()
-		return nil, &errs.Error{
+		return nil, nil, nil, &errs.Error{
 			Kind: errs.KindResourceExhausted, Reason: "QUEUE_FULL",
 			Message:  fmt.Sprintf("the queue is full (%d tasks waiting, limit %d); retry later", s.queuedLocked(), s.cfg.MaxQueue),
 			Metadata: map[string]string{"retry_after_ms": strconv.FormatInt(s.cfg.QueueFullRetryAfter.Milliseconds(), 10)},
 		}
 	}
-	if err := s.store.Put(ctx, fresh...); err != nil {
-		return nil, fmt.Errorf("store submitted tasks: %w", err)
+	snaps := make([]*task.Task, len(fresh))
+	for i, t := range fresh {
+		snaps[i] = t.Clone()
 	}
+	b := s.commit.Write(snaps...)
 	for _, t := range fresh {
-		s.queue.Push(t.ID, t.Agent, t.Priority, now)
-		s.metrics.TasksSubmitted.WithLabelValues(t.Agent).Inc()
+		e := &liveTask{t: t, submitted: b}
+		s.live[t.ID] = e
+		if t.IdempotencyKey != "" {
+			s.idem[idemKey{t.Tenant, t.IdempotencyKey}] = e
+		}
 	}
-	for i := range out {
-		out[i].Task = out[i].Task.Clone()
-	}
-	s.dispatchLocked(ctx, nil)
-	s.updateGaugesLocked()
-	return out, nil
+	s.pendingSubmits += len(fresh)
+	return out, fresh, append(waits, b), nil
 }
 
 func (s *Scheduler) newTask(spec task.Spec, now time.Time) *task.Task {
@@ -92,6 +150,7 @@ func (s *Scheduler) newTask(spec task.Spec, now time.Time) *task.Task {
 		Tenant: spec.Tenant, Priority: spec.Priority, Labels: spec.Labels,
 		IdempotencyKey: spec.IdempotencyKey, MaxAttempts: spec.MaxAttempts, Timeout: spec.Timeout,
 		InitialBackoff: spec.InitialBackoff, MaxBackoff: spec.MaxBackoff, CreatedAt: now,
+		WorkflowID: spec.WorkflowID, StepID: spec.StepID,
 	}
 	if t.Priority == 0 {
 		t.Priority = task.DefaultPriority
@@ -111,8 +170,19 @@ func (s *Scheduler) newTask(spec task.Spec, now time.Time) *task.Task {
 	return t
 }
 
-// Get returns the task with the id.
+// Get returns the task with the id: live tasks from memory, finished ones from the store.
 func (s *Scheduler) Get(ctx context.Context, id string) (*task.Task, error) {
+	s.mu.Lock()
+	if e := s.live[id]; e != nil {
+		t := e.t.Clone()
+		s.mu.Unlock()
+		return t, nil
+	}
+	s.mu.Unlock()
+	return s.getStored(ctx, id)
+}
+
+func (s *Scheduler) getStored(ctx context.Context, id string) (*task.Task, error) {
 	t, err := s.store.Get(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, taskNotFound(id)
@@ -120,7 +190,8 @@ func (s *Scheduler) Get(ctx context.Context, id string) (*task.Task, error) {
 	return t, err
 }
 
-// List returns a page of tasks, newest first; see store.Store.List.
+// List returns a page of tasks, newest first, from the store; see store.Store.List.
+// A task appears once its submission is durable; live state may be a moment newer.
 func (s *Scheduler) List(ctx context.Context, f store.Filter, cursor string, limit int) ([]*task.Task, string, error) {
 	tasks, next, err := s.store.List(ctx, f, cursor, limit)
 	if errors.Is(err, store.ErrBadCursor) {
@@ -131,32 +202,37 @@ func (s *Scheduler) List(ctx context.Context, f store.Filter, cursor string, lim
 
 // Cancel stops a task: a queued one is cancelled at once; a running one is cancelled
 // and its worker told to stop (its late result is ignored). A finished task cannot
-// be cancelled.
+// be cancelled. It returns once the cancellation is durable.
 func (s *Scheduler) Cancel(ctx context.Context, id, reason string) (*task.Task, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, err := s.Get(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	if t.Status.Finished() {
+	e := s.live[id]
+	if e == nil || e.finishing {
+		s.mu.Unlock()
+		t, err := s.getStored(ctx, id)
+		if err != nil {
+			if e != nil {
+				return nil, errs.FailedPrecondition("TASK_FINISHED", "task %s is finishing", id)
+			}
+			return nil, err
+		}
 		return nil, errs.FailedPrecondition("TASK_FINISHED", "task %s already finished with status %s", id, t.Status)
 	}
 	if reason == "" {
 		reason = "cancelled by request"
 	}
-	now := s.now()
-	s.queue.Remove(id)
-	delete(s.delayed, id)
 	if l := s.running[id]; l != nil {
 		s.dropLeaseLocked(l)
 		s.sendCancelLocked(l, reason)
 	}
-	if err := s.finishLocked(ctx, t, task.StatusCancelled, &task.Failure{Reason: task.ReasonCancelled, Message: reason}, now); err != nil {
-		return nil, err
-	}
+	fin, b := s.finishLocked(e, task.StatusCancelled, &task.Failure{Reason: task.ReasonCancelled, Message: reason}, s.now())
+	s.log.Info("task cancelled", append(taskAttrs(e.t), "reason", reason)...)
+	s.afterLeaseChangeLocked()
 	s.updateGaugesLocked()
-	return t.Clone(), nil
+	s.mu.Unlock()
+	if err := b.Wait(); err != nil {
+		return nil, fmt.Errorf("store cancelled task: %w", err)
+	}
+	return fin.Clone(), nil
 }
 
 // Watch subscribes to the task's events from cur (nil for the start): see
@@ -164,9 +240,14 @@ func (s *Scheduler) Cancel(ctx context.Context, id, reason string) (*task.Task, 
 func (s *Scheduler) Watch(ctx context.Context, id string, cur *events.Cursor) (*events.Subscription, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t, err := s.Get(ctx, id)
-	if err != nil {
-		return nil, err
+	var t *task.Task
+	if e := s.live[id]; e != nil {
+		t = e.t.Clone()
+	} else {
+		var err error
+		if t, err = s.getStored(ctx, id); err != nil {
+			return nil, err
+		}
 	}
 	return s.hub.Subscribe(t, cur, s.now()), nil
 }

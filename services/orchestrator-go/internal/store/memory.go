@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 )
@@ -158,6 +159,30 @@ func (m *Memory) UnfinishedWorkflows(context.Context) ([]*Workflow, error) {
 		}
 	}
 	return out, nil
+}
+
+// PruneFinished implements Store. It scans every task: the memory store is for tests.
+func (m *Memory) PruneFinished(_ context.Context, before time.Time, limit int) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	pruned := 0
+	kept := m.order[:0]
+	for _, id := range m.order {
+		t := m.byID[id].task
+		if pruned < limit && t.Status.Finished() && t.FinishedAt.Before(before) {
+			delete(m.byID, id)
+			if t.IdempotencyKey != "" {
+				delete(m.byIdem, idemKey{t.Tenant, t.IdempotencyKey})
+			}
+			pruned++
+			continue
+		}
+		m.byID[id].pos = len(kept)
+		kept = append(kept, id)
+	}
+	clear(m.order[len(kept):])
+	m.order = kept
+	return pruned, nil
 }
 
 // Close implements Store.

@@ -1,11 +1,13 @@
-// Package store persists tasks. The scheduler talks only to the Store interface, so
-// the in-memory implementation here can be swapped for a durable one (bbolt, Redis)
-// without touching scheduling logic.
+// Package store persists tasks and workflows. The scheduler talks only to the Store
+// interface (through a group Committer for writes), so the embedded bbolt file
+// (default), Redis (shared state) and memory (tests) implementations are
+// interchangeable. Open picks one by name.
 package store
 
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 )
@@ -26,7 +28,9 @@ type Filter struct {
 // Store holds every task by id. Implementations must be safe for concurrent use and
 // must copy tasks in and out: callers may mutate what they get back.
 type Store interface {
-	// Put inserts or replaces the given tasks atomically: all are written or none.
+	// Put inserts or replaces the given tasks atomically: all are written or none,
+	// and durably (fsync / acknowledged by Redis) before it returns. The same id may
+	// appear more than once; the last one wins.
 	Put(ctx context.Context, tasks ...*task.Task) error
 	// Get returns the task with the id, or ErrNotFound.
 	Get(ctx context.Context, id string) (*task.Task, error)
@@ -47,6 +51,10 @@ type Store interface {
 	FindWorkflowByIdempotencyKey(ctx context.Context, tenant, key string) (*Workflow, error)
 	// UnfinishedWorkflows returns every workflow not yet done (to resume them at start).
 	UnfinishedWorkflows(ctx context.Context) ([]*Workflow, error)
+
+	// PruneFinished deletes up to limit finished tasks whose FinishedAt is before
+	// before, oldest first, and returns how many it deleted.
+	PruneFinished(ctx context.Context, before time.Time, limit int) (int, error)
 
 	Close() error
 }

@@ -134,6 +134,9 @@ type Spec struct {
 	MaxAttempts    int32
 	InitialBackoff time.Duration
 	MaxBackoff     time.Duration
+	// WorkflowID and StepID are set by the workflow engine on a step's tasks.
+	WorkflowID string
+	StepID     string
 }
 
 // Priority bounds. A submitted priority of 0 means "unset" and becomes DefaultPriority:

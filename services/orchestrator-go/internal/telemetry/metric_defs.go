@@ -3,6 +3,7 @@
 package telemetry
 
 import (
+	"slices"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,23 +17,30 @@ const namespace = "taskloom_orchestrator"
 // Metrics holds the orchestrator's metrics. Label values are bounded: agents come
 // from the catalog, statuses and priorities are enums.
 type Metrics struct {
-	TasksSubmitted     *prometheus.CounterVec   // {agent}
-	TasksFinished      *prometheus.CounterVec   // {agent,status}
-	TaskRetries        *prometheus.CounterVec   // {agent}
-	QueueDepth         *prometheus.GaugeVec     // {priority}
-	TasksRunning       prometheus.Gauge         //
-	SchedulingLatency  prometheus.Histogram     // queued -> assigned
-	TaskDuration       *prometheus.HistogramVec // {agent,status}: started -> finished
-	WorkersConnected   prometheus.Gauge         //
-	WorkerCreditsFree  prometheus.Gauge         //
-	LeasesExpired      prometheus.Counter       //
-	StaleMessages      *prometheus.CounterVec   // {kind}: chunk|result with an unknown lease
-	WatchersActive     prometheus.Gauge         //
-	WatchersLagged     prometheus.Counter       //
-	SubmitRejected     *prometheus.CounterVec   // {reason}
-	AssignmentsSent    prometheus.Counter       //
-	CancellationsSent  prometheus.Counter       //
-	WorkerSessionsOpen prometheus.Counter       // sessions ever registered
+	TasksSubmitted      *prometheus.CounterVec   // {agent}
+	TasksFinished       *prometheus.CounterVec   // {agent,status}
+	TaskRetries         *prometheus.CounterVec   // {agent}
+	QueueDepth          *prometheus.GaugeVec     // {priority,tenant}: tenant capped (top N + "other")
+	TasksRunning        prometheus.Gauge         //
+	SchedulingLatency   prometheus.Histogram     // queued -> assigned
+	TaskDuration        *prometheus.HistogramVec // {agent,status}: started -> finished
+	WorkersConnected    prometheus.Gauge         //
+	WorkerCreditsFree   prometheus.Gauge         //
+	LeasesExpired       prometheus.Counter       //
+	StaleMessages       *prometheus.CounterVec   // {kind}: chunk|result with an unknown lease
+	WatchersActive      prometheus.Gauge         //
+	WatchersLagged      prometheus.Counter       //
+	SubmitRejected      *prometheus.CounterVec   // {reason}
+	AssignmentsSent     prometheus.Counter       //
+	CancellationsSent   prometheus.Counter       //
+	WorkerSessionsOpen  prometheus.Counter       // sessions ever registered
+	StoreCommits        prometheus.Counter       // group-commit transactions
+	StoreCommitTasks    prometheus.Histogram     // task writes per commit
+	StoreCommitDuration prometheus.Histogram     // one commit, fsync included
+	TasksRecovered      prometheus.Counter       // unfinished tasks loaded at start
+	TasksPruned         prometheus.Counter       // finished tasks deleted by retention
+
+	queueDepthSeries map[[2]string]bool // label pairs set last time
 }
 
 // NewMetrics creates the metrics and registers them (and the Go/process collectors)
@@ -53,8 +61,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"agent"}),
 		QueueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "queue_depth",
-			Help: "Tasks waiting for a worker, by priority.",
-		}, []string{"priority"}),
+			Help: "Tasks waiting for a worker, by priority and tenant (the tenants with most queued tasks; the rest as \"other\").",
+		}, []string{"priority", "tenant"}),
 		TasksRunning: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "tasks_running",
 			Help: "Tasks assigned to a worker and not yet finished.",
@@ -109,20 +117,140 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: namespace, Name: "worker_sessions_total",
 			Help: "Worker sessions registered since start.",
 		}),
+		StoreCommits: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "store_commits_total",
+			Help: "Group-commit transactions written to the store.",
+		}),
+		StoreCommitTasks: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "store_commit_tasks",
+			Help:    "Task writes batched into one store commit.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 8),
+		}),
+		StoreCommitDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "store_commit_duration_seconds",
+			Help:    "Time to write and flush one store commit.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		TasksRecovered: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "tasks_recovered_total",
+			Help: "Unfinished tasks loaded from the store at start.",
+		}),
+		TasksPruned: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "tasks_pruned_total",
+			Help: "Finished tasks deleted by the retention setting.",
+		}),
+		queueDepthSeries: map[[2]string]bool{},
 	}
 	reg.MustRegister(
 		m.TasksSubmitted, m.TasksFinished, m.TaskRetries, m.QueueDepth, m.TasksRunning,
 		m.SchedulingLatency, m.TaskDuration, m.WorkersConnected, m.WorkerCreditsFree,
 		m.LeasesExpired, m.StaleMessages, m.WatchersActive, m.WatchersLagged,
 		m.SubmitRejected, m.AssignmentsSent, m.CancellationsSent, m.WorkerSessionsOpen,
+		m.StoreCommits, m.StoreCommitTasks, m.StoreCommitDuration, m.TasksRecovered, m.TasksPruned,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	for p := task.MinPriority; p <= task.MaxPriority; p++ {
-		m.QueueDepth.WithLabelValues(strconv.Itoa(p)).Set(0)
-	}
+	m.SetQueueDepth(nil, 0)
 	return m
+}
+
+// OtherTenants is the tenant label value of tenants beyond the top N.
+const OtherTenants = "other"
+
+// SetQueueDepth sets the queue-depth gauge from depth by tenant and priority. The
+// topN tenants with the most queued tasks get their own label; the rest add up
+// under "other", which is always present. Series of tenants no longer shown are
+// deleted, so the label set stays bounded. Not safe for concurrent use (the
+// scheduler calls it under its lock).
+func (m *Metrics) SetQueueDepth(depth map[string]*[task.MaxPriority + 1]int, topN int) {
+	type tenantTotal struct {
+		tenant string
+		total  int
+	}
+	totals := make([]tenantTotal, 0, len(depth))
+	for tenant, d := range depth {
+		n := 0
+		for _, v := range d {
+			n += v
+		}
+		totals = append(totals, tenantTotal{tenant, n})
+	}
+	slices.SortFunc(totals, func(a, b tenantTotal) int {
+		if a.total != b.total {
+			return b.total - a.total
+		}
+		if a.tenant < b.tenant {
+			return -1
+		}
+		return 1
+	})
+	var other [task.MaxPriority + 1]int
+	seen := make(map[[2]string]bool, len(m.queueDepthSeries))
+	for i, tt := range totals {
+		d := depth[tt.tenant]
+		if i >= topN || tt.tenant == OtherTenants {
+			for p, v := range d {
+				other[p] += v
+			}
+			continue
+		}
+		for p, v := range d {
+			if v == 0 {
+				continue
+			}
+			k := [2]string{strconv.Itoa(p), tt.tenant}
+			m.QueueDepth.WithLabelValues(k[0], k[1]).Set(float64(v))
+			seen[k] = true
+		}
+	}
+	for p, v := range other {
+		k := [2]string{strconv.Itoa(p), OtherTenants}
+		m.QueueDepth.WithLabelValues(k[0], k[1]).Set(float64(v))
+		seen[k] = true
+	}
+	for k := range m.queueDepthSeries {
+		if !seen[k] {
+			m.QueueDepth.DeleteLabelValues(k[0], k[1])
+		}
+	}
+	m.queueDepthSeries = seen
 }
 
 // NewTestMetrics returns metrics on a private registry.
 func NewTestMetrics() *Metrics { return NewMetrics(prometheus.NewRegistry()) }
+
+// ---- Workflow engine (internal/workflow) ----
+
+// WorkflowMetrics are the workflow engine's metrics, registered apart from Metrics
+// so the engine and the scheduler can be wired independently.
+type WorkflowMetrics struct {
+	Started      *prometheus.CounterVec // {mode}
+	Finished     *prometheus.CounterVec // {status}
+	Running      prometheus.Gauge       //
+	StepOverhead prometheus.Histogram   // step ready -> its tasks submitted
+}
+
+// NewWorkflowMetrics creates the workflow metrics and registers them on reg.
+func NewWorkflowMetrics(reg prometheus.Registerer) *WorkflowMetrics {
+	m := &WorkflowMetrics{
+		Started: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "workflows_started_total",
+			Help: "Workflows accepted by SubmitWorkflow (idempotent repeats excluded), by mode.",
+		}, []string{"mode"}),
+		Finished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "workflows_finished_total",
+			Help: "Workflows that reached a terminal status.",
+		}, []string{"status"}),
+		Running: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "workflows_running",
+			Help: "Workflows started and not yet finished.",
+		}),
+		StepOverhead: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "workflow_step_overhead_seconds",
+			Help:    "Time from a step becoming ready (its upstream steps done) to its tasks being submitted.",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16),
+		}),
+	}
+	reg.MustRegister(m.Started, m.Finished, m.Running, m.StepOverhead)
+	return m
+}

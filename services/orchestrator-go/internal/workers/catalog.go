@@ -44,6 +44,13 @@ func (c *Catalog) Has(name string) bool {
 	return ok
 }
 
+// Provider returns the LLM provider the agent was registered with ("" if unknown).
+func (c *Catalog) Provider(name string) string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.agents[name].Provider
+}
+
 // List returns the agents sorted by name.
 func (c *Catalog) List() []Agent {
 	c.mu.RLock()

@@ -1,0 +1,357 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
+)
+
+// Bolt is the embedded default store: one bbolt file. Every Put is one read-write
+// transaction, committed with fsync before Put returns (the Committer batches many
+// writes into one Put, so one fsync covers them all).
+//
+// Buckets:
+//
+//	tasks        id -> task record (codec.go): O(1) Get by id
+//	created      created-at (8-byte big-endian ns) + id -> nil: newest-first List
+//	idem         tenant 0x00 key -> id
+//	unfinished   id -> nil: recovery at start
+//	finished     finished-at (8-byte ns) + id -> nil: retention pruning, oldest first
+//	workflows    id -> workflow record
+//	wf_idem      tenant 0x00 key -> workflow id
+//	wf_open      id -> nil: workflows not done
+type Bolt struct {
+	db *bolt.DB
+}
+
+var (
+	bucketTasks      = []byte("tasks")
+	bucketCreated    = []byte("created")
+	bucketIdem       = []byte("idem")
+	bucketUnfinished = []byte("unfinished")
+	bucketFinished   = []byte("finished")
+	bucketWorkflows  = []byte("workflows")
+	bucketWfIdem     = []byte("wf_idem")
+	bucketWfOpen     = []byte("wf_open")
+)
+
+// OpenBolt opens (creating if needed) the bbolt file at path.
+func OpenBolt(path string) (*Bolt, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: 5 * time.Second, // another process holds the file lock
+		// The freelist is rebuilt at open instead of written on every commit:
+		// smaller commits, the usual choice for write-heavy bbolt use.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open bolt store %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketTasks, bucketCreated, bucketIdem, bucketUnfinished, bucketFinished, bucketWorkflows, bucketWfIdem, bucketWfOpen} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("create bolt buckets: %w", err)
+	}
+	return &Bolt{db: db}, nil
+}
+
+func timeKey(t time.Time, id string) []byte {
+	k := make([]byte, 8, 8+len(id))
+	binary.BigEndian.PutUint64(k, uint64(unixNano(t)))
+	return append(k, id...)
+}
+
+func idemBoltKey(tenant, key string) []byte {
+	k := make([]byte, 0, len(tenant)+1+len(key))
+	k = append(k, tenant...)
+	k = append(k, 0)
+	return append(k, key...)
+}
+
+// Put implements Store.
+func (b *Bolt) Put(_ context.Context, tasks ...*task.Task) error {
+	if len(tasks) == 0 {
+		return nil
+	}
+	return b.db.Update(func(tx *bolt.Tx) error {
+		byID, created, idem := tx.Bucket(bucketTasks), tx.Bucket(bucketCreated), tx.Bucket(bucketIdem)
+		unfinished, finished := tx.Bucket(bucketUnfinished), tx.Bucket(bucketFinished)
+		for _, t := range tasks {
+			// bbolt keeps references to keys and values until the commit: no reuse.
+			id := []byte(t.ID)
+			if err := byID.Put(id, encodeTask(nil, t)); err != nil {
+				return err
+			}
+			// The index keys derive from immutable fields (created-at, key) or are
+			// written once (finished-at), so re-putting them is harmless.
+			if err := created.Put(timeKey(t.CreatedAt, t.ID), nil); err != nil {
+				return err
+			}
+			if t.IdempotencyKey != "" {
+				if err := idem.Put(idemBoltKey(t.Tenant, t.IdempotencyKey), id); err != nil {
+					return err
+				}
+			}
+			if t.Status.Finished() {
+				if err := unfinished.Delete(id); err != nil {
+					return err
+				}
+				if err := finished.Put(timeKey(t.FinishedAt, t.ID), nil); err != nil {
+					return err
+				}
+			} else if err := unfinished.Put(id, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Get implements Store.
+func (b *Bolt) Get(_ context.Context, id string) (*task.Task, error) {
+	var t *task.Task
+	err := b.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketTasks).Get([]byte(id))
+		if v == nil {
+			return ErrNotFound
+		}
+		var err error
+		t, err = decodeTask(v)
+		return err
+	})
+	return t, err
+}
+
+// FindByIdempotencyKey implements Store.
+func (b *Bolt) FindByIdempotencyKey(_ context.Context, tenant, key string) (*task.Task, error) {
+	var t *task.Task
+	err := b.db.View(func(tx *bolt.Tx) error {
+		id := tx.Bucket(bucketIdem).Get(idemBoltKey(tenant, key))
+		if id == nil {
+			return ErrNotFound
+		}
+		v := tx.Bucket(bucketTasks).Get(id)
+		if v == nil {
+			return ErrNotFound // pruned
+		}
+		var err error
+		t, err = decodeTask(v)
+		return err
+	})
+	return t, err
+}
+
+// List implements Store: it walks the created index backwards. The cursor is the
+// id of the last task of the previous page.
+func (b *Bolt) List(_ context.Context, f Filter, cursor string, limit int) ([]*task.Task, string, error) {
+	var out []*task.Task
+	next := ""
+	err := b.db.View(func(tx *bolt.Tx) error {
+		byID := tx.Bucket(bucketTasks)
+		c := tx.Bucket(bucketCreated).Cursor()
+		var k []byte
+		if cursor == "" {
+			k, _ = c.Last()
+		} else {
+			v := byID.Get([]byte(cursor))
+			if v == nil {
+				return ErrBadCursor
+			}
+			ct, err := decodeTask(v)
+			if err != nil {
+				return err
+			}
+			start := timeKey(ct.CreatedAt, ct.ID)
+			// Seek lands on the cursor's own key (or past it); the page goes on before it.
+			if k, _ = c.Seek(start); k == nil {
+				k, _ = c.Last()
+			} else {
+				k, _ = c.Prev()
+			}
+		}
+		for ; k != nil; k, _ = c.Prev() {
+			v := byID.Get(k[8:])
+			if v == nil {
+				continue
+			}
+			t, err := decodeTask(v)
+			if err != nil {
+				return err
+			}
+			if !matches(t, f) {
+				continue
+			}
+			if len(out) == limit {
+				next = out[len(out)-1].ID
+				return nil
+			}
+			out = append(out, t)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return out, next, nil
+}
+
+// Unfinished implements Store.
+func (b *Bolt) Unfinished(context.Context) ([]*task.Task, error) {
+	var out []*task.Task
+	err := b.db.View(func(tx *bolt.Tx) error {
+		byID := tx.Bucket(bucketTasks)
+		return tx.Bucket(bucketUnfinished).ForEach(func(id, _ []byte) error {
+			v := byID.Get(id)
+			if v == nil {
+				return nil
+			}
+			t, err := decodeTask(v)
+			if err != nil {
+				return err
+			}
+			out = append(out, t)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// PruneFinished implements Store: one transaction deletes the batch.
+func (b *Bolt) PruneFinished(_ context.Context, before time.Time, limit int) (int, error) {
+	n := 0
+	err := b.db.Update(func(tx *bolt.Tx) error {
+		byID, created, idem := tx.Bucket(bucketTasks), tx.Bucket(bucketCreated), tx.Bucket(bucketIdem)
+		fin := tx.Bucket(bucketFinished)
+		end := timeKey(before, "")
+		var doomed [][]byte
+		c := fin.Cursor()
+		for k, _ := c.First(); k != nil && bytes.Compare(k[:8], end) < 0 && len(doomed) < limit; k, _ = c.Next() {
+			doomed = append(doomed, bytes.Clone(k))
+		}
+		for _, k := range doomed {
+			if err := fin.Delete(k); err != nil {
+				return err
+			}
+			id := k[8:]
+			v := byID.Get(id)
+			if v == nil {
+				continue
+			}
+			t, err := decodeTask(v)
+			if err != nil {
+				return err
+			}
+			if !t.Status.Finished() {
+				continue // defensive: never prune live work
+			}
+			if err := created.Delete(timeKey(t.CreatedAt, t.ID)); err != nil {
+				return err
+			}
+			if t.IdempotencyKey != "" {
+				ik := idemBoltKey(t.Tenant, t.IdempotencyKey)
+				if bytes.Equal(idem.Get(ik), id) {
+					if err := idem.Delete(ik); err != nil {
+						return err
+					}
+				}
+			}
+			if err := byID.Delete(id); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+// PutWorkflow implements Store.
+func (b *Bolt) PutWorkflow(_ context.Context, w *Workflow) error {
+	return b.db.Update(func(tx *bolt.Tx) error {
+		id := []byte(w.ID)
+		if err := tx.Bucket(bucketWorkflows).Put(id, encodeWorkflow(w)); err != nil {
+			return err
+		}
+		if w.IdempotencyKey != "" {
+			if err := tx.Bucket(bucketWfIdem).Put(idemBoltKey(w.Tenant, w.IdempotencyKey), id); err != nil {
+				return err
+			}
+		}
+		if w.Done {
+			return tx.Bucket(bucketWfOpen).Delete(id)
+		}
+		return tx.Bucket(bucketWfOpen).Put(id, nil)
+	})
+}
+
+// GetWorkflow implements Store.
+func (b *Bolt) GetWorkflow(_ context.Context, id string) (*Workflow, error) {
+	var w *Workflow
+	err := b.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketWorkflows).Get([]byte(id))
+		if v == nil {
+			return ErrNotFound
+		}
+		var err error
+		w, err = decodeWorkflow(v)
+		return err
+	})
+	return w, err
+}
+
+// FindWorkflowByIdempotencyKey implements Store.
+func (b *Bolt) FindWorkflowByIdempotencyKey(ctx context.Context, tenant, key string) (*Workflow, error) {
+	var id []byte
+	_ = b.db.View(func(tx *bolt.Tx) error {
+		id = bytes.Clone(tx.Bucket(bucketWfIdem).Get(idemBoltKey(tenant, key)))
+		return nil
+	})
+	if id == nil {
+		return nil, ErrNotFound
+	}
+	return b.GetWorkflow(ctx, string(id))
+}
+
+// UnfinishedWorkflows implements Store.
+func (b *Bolt) UnfinishedWorkflows(context.Context) ([]*Workflow, error) {
+	var out []*Workflow
+	err := b.db.View(func(tx *bolt.Tx) error {
+		all := tx.Bucket(bucketWorkflows)
+		return tx.Bucket(bucketWfOpen).ForEach(func(id, _ []byte) error {
+			v := all.Get(id)
+			if v == nil {
+				return nil
+			}
+			w, err := decodeWorkflow(v)
+			if err != nil {
+				return err
+			}
+			out = append(out, w)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Close implements Store.
+func (b *Bolt) Close() error {
+	if err := b.db.Close(); err != nil && !errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return err
+	}
+	return nil
+}

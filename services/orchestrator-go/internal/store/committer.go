@@ -1,0 +1,181 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
+)
+
+// ErrCommitterClosed is the error of writes made after Close.
+var ErrCommitterClosed = errors.New("store committer closed")
+
+// Committer is group commit: writes from many goroutines accumulate in the current
+// batch while the previous one is being committed; one writer goroutine then puts
+// the whole batch in one Store.Put (one transaction, one fsync) and releases every
+// waiter at once. Under load a batch holds hundreds of writes, so durability costs
+// one disk flush per batch rather than per task.
+//
+// Write never blocks (callers hold the scheduler's lock when they call it), and
+// writes are committed in the order they were made, so the last snapshot of a task
+// wins.
+type Committer struct {
+	store       Store
+	onCommitted func(tasks []*task.Task, err error)
+	observe     func(tasks int, d time.Duration)
+
+	mu     sync.Mutex
+	cur    *Batch
+	closed bool
+	wake   chan struct{}
+	exited chan struct{}
+
+	commits atomic.Int64
+}
+
+// Batch is one group of writes committed together.
+type Batch struct {
+	tasks  []*task.Task
+	writes int
+	done   chan struct{}
+	err    error
+}
+
+// Wait blocks until the batch is committed and returns the commit's error.
+func (b *Batch) Wait() error {
+	<-b.done
+	return b.err
+}
+
+// Done is closed once the batch is committed; Err is valid after.
+func (b *Batch) Done() <-chan struct{} { return b.done }
+
+// Err is the batch's commit error (after Done).
+func (b *Batch) Err() error { return b.err }
+
+// CommitterOptions are the committer's hooks; both may be nil.
+type CommitterOptions struct {
+	// OnCommitted is called once per batch, in commit order, from the writer
+	// goroutine, after the batch is durable (err nil) or failed, and before its
+	// waiters are released. tasks holds the last snapshot of each task written.
+	OnCommitted func(tasks []*task.Task, err error)
+	// Observe reports each commit's size and duration (metrics).
+	Observe func(tasks int, d time.Duration)
+}
+
+// NewCommitter starts the writer goroutine; Close stops it.
+func NewCommitter(s Store, o CommitterOptions) *Committer {
+	c := &Committer{
+		store: s, onCommitted: o.OnCommitted, observe: o.Observe,
+		cur: newBatch(), wake: make(chan struct{}, 1), exited: make(chan struct{}),
+	}
+	go c.loop()
+	return c
+}
+
+func newBatch() *Batch { return &Batch{done: make(chan struct{})} }
+
+// Write queues snapshots of the tasks, which the caller must not modify afterwards,
+// and returns the batch that will commit them. Write with no tasks returns the
+// current batch: waiting on it waits for every earlier write (a barrier).
+func (c *Committer) Write(tasks ...*task.Task) *Batch {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		b := newBatch()
+		b.err = ErrCommitterClosed
+		close(b.done)
+		return b
+	}
+	b := c.cur
+	b.tasks = append(b.tasks, tasks...)
+	b.writes++
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	return b
+}
+
+// Sync waits until every write made before it is committed.
+func (c *Committer) Sync() error { return c.Write().Wait() }
+
+// Commits is the number of Store.Put transactions made so far.
+func (c *Committer) Commits() int64 { return c.commits.Load() }
+
+// Close commits what is pending, then stops the writer. Later writes fail.
+func (c *Committer) Close() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		<-c.exited
+		return
+	}
+	c.closed = true
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	<-c.exited
+}
+
+func (c *Committer) loop() {
+	defer close(c.exited)
+	for range c.wake {
+		for {
+			c.mu.Lock()
+			b := c.cur
+			if b.writes == 0 {
+				closed := c.closed
+				c.mu.Unlock()
+				if closed {
+					return
+				}
+				break
+			}
+			c.cur = newBatch()
+			c.mu.Unlock()
+			c.commit(b)
+		}
+	}
+}
+
+func (c *Committer) commit(b *Batch) {
+	tasks := lastSnapshots(b.tasks)
+	if len(tasks) > 0 {
+		start := time.Now()
+		b.err = c.store.Put(context.Background(), tasks...)
+		c.commits.Add(1)
+		if c.observe != nil {
+			c.observe(len(tasks), time.Since(start))
+		}
+	}
+	if c.onCommitted != nil {
+		c.onCommitted(tasks, b.err)
+	}
+	b.tasks = nil
+	close(b.done)
+}
+
+// lastSnapshots keeps the last write of each task, in first-write order.
+func lastSnapshots(ts []*task.Task) []*task.Task {
+	if len(ts) < 2 {
+		return ts
+	}
+	pos := make(map[string]int, len(ts))
+	out := ts[:0:0]
+	for _, t := range ts {
+		if i, ok := pos[t.ID]; ok {
+			out[i] = t
+			continue
+		}
+		pos[t.ID] = len(out)
+		out = append(out, t)
+	}
+	return out
+}

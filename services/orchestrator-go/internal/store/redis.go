@@ -1,0 +1,324 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
+)
+
+// Redis is the shared store (Redis 6.2 or later): several orchestrators (or a restarted one on another
+// host) see the same state. Every Put is one MULTI/EXEC transaction, so a batch is
+// applied atomically; Put returns once Redis acknowledged EXEC.
+//
+// Durability is Redis's: run it with `appendonly yes` and `appendfsync always` so an
+// acknowledged write is on disk (with `everysec`, a Redis crash may lose the last
+// second of acknowledged tasks; an orchestrator crash never does).
+//
+// Keys (prefix P, default "taskloom:orch:"):
+//
+//	P task:<id>       string: task record (codec.go): O(1) Get by id
+//	P created         sorted set, all scores 0, member "<16-hex created ns>:<id>": newest-first List by lex order
+//	P idem            hash "<tenant>\x00<key>" -> id
+//	P unfinished      set of ids: recovery at start
+//	P finished        sorted set, score finished-at unix ms, member id: retention pruning
+//	P wf:<id>         string: workflow record
+//	P wf_idem         hash "<tenant>\x00<key>" -> workflow id
+//	P wf_open         set of ids of workflows not done
+type Redis struct {
+	c      *redis.Client
+	prefix string
+}
+
+// DefaultRedisPrefix namespaces the orchestrator's keys.
+const DefaultRedisPrefix = "taskloom:orch:"
+
+// OpenRedis connects to url (redis://host:port/db) and checks it answers.
+func OpenRedis(ctx context.Context, url, prefix string) (*Redis, error) {
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse redis url: %w", err)
+	}
+	c := redis.NewClient(opts)
+	if err := c.Ping(ctx).Err(); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("connect to redis at %s: %w", opts.Addr, err)
+	}
+	if prefix == "" {
+		prefix = DefaultRedisPrefix
+	}
+	return &Redis{c: c, prefix: prefix}, nil
+}
+
+func (r *Redis) key(parts ...string) string {
+	k := r.prefix
+	for _, p := range parts {
+		k += p
+	}
+	return k
+}
+
+func createdMember(t *task.Task) string {
+	return fmt.Sprintf("%016x:%s", uint64(unixNano(t.CreatedAt)), t.ID)
+}
+
+func idemField(tenant, key string) string { return tenant + "\x00" + key }
+
+// Put implements Store.
+func (r *Redis) Put(ctx context.Context, tasks ...*task.Task) error {
+	if len(tasks) == 0 {
+		return nil
+	}
+	created, idem, unfinished, finished := r.key("created"), r.key("idem"), r.key("unfinished"), r.key("finished")
+	_, err := r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for _, t := range tasks {
+			p.Set(ctx, r.key("task:", t.ID), encodeTask(nil, t), 0)
+			p.ZAdd(ctx, created, redis.Z{Score: 0, Member: createdMember(t)})
+			if t.IdempotencyKey != "" {
+				p.HSet(ctx, idem, idemField(t.Tenant, t.IdempotencyKey), t.ID)
+			}
+			if t.Status.Finished() {
+				p.SRem(ctx, unfinished, t.ID)
+				p.ZAdd(ctx, finished, redis.Z{Score: float64(t.FinishedAt.UnixMilli()), Member: t.ID})
+			} else {
+				p.SAdd(ctx, unfinished, t.ID)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redis put: %w", err)
+	}
+	return nil
+}
+
+// Get implements Store.
+func (r *Redis) Get(ctx context.Context, id string) (*task.Task, error) {
+	v, err := r.c.Get(ctx, r.key("task:", id)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("redis get: %w", err)
+	}
+	return decodeTask(v)
+}
+
+// FindByIdempotencyKey implements Store.
+func (r *Redis) FindByIdempotencyKey(ctx context.Context, tenant, key string) (*task.Task, error) {
+	id, err := r.c.HGet(ctx, r.key("idem"), idemField(tenant, key)).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("redis idempotency lookup: %w", err)
+	}
+	return r.Get(ctx, id)
+}
+
+// getMany loads the tasks with ids in one MGET; missing ones are skipped.
+func (r *Redis) getMany(ctx context.Context, ids []string) ([]*task.Task, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = r.key("task:", id)
+	}
+	vals, err := r.c.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis mget: %w", err)
+	}
+	out := make([]*task.Task, 0, len(vals))
+	for _, v := range vals {
+		s, ok := v.(string)
+		if !ok {
+			continue
+		}
+		t, err := decodeTask([]byte(s))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// List implements Store: it reads the created index backwards in chunks.
+func (r *Redis) List(ctx context.Context, f Filter, cursor string, limit int) ([]*task.Task, string, error) {
+	maxLex := "+"
+	if cursor != "" {
+		ct, err := r.Get(ctx, cursor)
+		if errors.Is(err, ErrNotFound) {
+			return nil, "", ErrBadCursor
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		maxLex = "(" + createdMember(ct)
+	}
+	const chunk = 256
+	var out []*task.Task
+	for {
+		members, err := r.c.ZRangeArgs(ctx, redis.ZRangeArgs{
+			Key: r.key("created"), Start: maxLex, Stop: "-", ByLex: true, Rev: true, Count: chunk,
+		}).Result()
+		if err != nil {
+			return nil, "", fmt.Errorf("redis list: %w", err)
+		}
+		ids := make([]string, len(members))
+		for i, m := range members {
+			ids[i] = m[17:]
+		}
+		tasks, err := r.getMany(ctx, ids)
+		if err != nil {
+			return nil, "", err
+		}
+		for _, t := range tasks {
+			if !matches(t, f) {
+				continue
+			}
+			if len(out) == limit {
+				return out, out[len(out)-1].ID, nil
+			}
+			out = append(out, t)
+		}
+		if len(members) < chunk {
+			return out, "", nil
+		}
+		maxLex = "(" + members[len(members)-1]
+	}
+}
+
+// Unfinished implements Store.
+func (r *Redis) Unfinished(ctx context.Context) ([]*task.Task, error) {
+	ids, err := r.c.SMembers(ctx, r.key("unfinished")).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis unfinished: %w", err)
+	}
+	var out []*task.Task
+	for len(ids) > 0 {
+		n := min(len(ids), 1000)
+		tasks, err := r.getMany(ctx, ids[:n])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, tasks...)
+		ids = ids[n:]
+	}
+	return out, nil
+}
+
+// PruneFinished implements Store.
+func (r *Redis) PruneFinished(ctx context.Context, before time.Time, limit int) (int, error) {
+	ids, err := r.c.ZRangeArgs(ctx, redis.ZRangeArgs{
+		Key: r.key("finished"), Start: "-inf", Stop: "(" + strconv.FormatInt(before.UnixMilli(), 10), ByScore: true, Count: int64(limit),
+	}).Result()
+	if err != nil || len(ids) == 0 {
+		return 0, err
+	}
+	tasks, err := r.getMany(ctx, ids)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	_, err = r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for _, t := range tasks {
+			if !t.Status.Finished() {
+				continue // defensive: never prune live work
+			}
+			p.Del(ctx, r.key("task:", t.ID))
+			p.ZRem(ctx, r.key("created"), createdMember(t))
+			if t.IdempotencyKey != "" {
+				p.HDel(ctx, r.key("idem"), idemField(t.Tenant, t.IdempotencyKey))
+			}
+			n++
+		}
+		// Index entries whose task is already gone go too.
+		members := make([]any, len(ids))
+		for i, id := range ids {
+			members[i] = id
+		}
+		p.ZRem(ctx, r.key("finished"), members...)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("redis prune: %w", err)
+	}
+	return n, nil
+}
+
+// PutWorkflow implements Store.
+func (r *Redis) PutWorkflow(ctx context.Context, w *Workflow) error {
+	_, err := r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, r.key("wf:", w.ID), encodeWorkflow(w), 0)
+		if w.IdempotencyKey != "" {
+			p.HSet(ctx, r.key("wf_idem"), idemField(w.Tenant, w.IdempotencyKey), w.ID)
+		}
+		if w.Done {
+			p.SRem(ctx, r.key("wf_open"), w.ID)
+		} else {
+			p.SAdd(ctx, r.key("wf_open"), w.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redis put workflow: %w", err)
+	}
+	return nil
+}
+
+// GetWorkflow implements Store.
+func (r *Redis) GetWorkflow(ctx context.Context, id string) (*Workflow, error) {
+	v, err := r.c.Get(ctx, r.key("wf:", id)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("redis get workflow: %w", err)
+	}
+	return decodeWorkflow(v)
+}
+
+// FindWorkflowByIdempotencyKey implements Store.
+func (r *Redis) FindWorkflowByIdempotencyKey(ctx context.Context, tenant, key string) (*Workflow, error) {
+	id, err := r.c.HGet(ctx, r.key("wf_idem"), idemField(tenant, key)).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("redis workflow idempotency lookup: %w", err)
+	}
+	return r.GetWorkflow(ctx, id)
+}
+
+// UnfinishedWorkflows implements Store.
+func (r *Redis) UnfinishedWorkflows(ctx context.Context) ([]*Workflow, error) {
+	ids, err := r.c.SMembers(ctx, r.key("wf_open")).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis open workflows: %w", err)
+	}
+	out := make([]*Workflow, 0, len(ids))
+	for _, id := range ids {
+		w, err := r.GetWorkflow(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+// Close implements Store.
+func (r *Redis) Close() error { return r.c.Close() }
+
+// Ping checks Redis answers (readiness).
+func (r *Redis) Ping(ctx context.Context) error { return r.c.Ping(ctx).Err() }
