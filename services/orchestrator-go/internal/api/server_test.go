@@ -313,7 +313,7 @@ func TestErrorsCarryReasonAndField(t *testing.T) {
 		{"workflows", func() error {
 			_, err := ts.client.SubmitWorkflow(ctx, &pb.SubmitWorkflowRequest{})
 			return err
-		}, codes.Unimplemented, "UNAVAILABLE", ""},
+		}, codes.Unimplemented, "UNIMPLEMENTED", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

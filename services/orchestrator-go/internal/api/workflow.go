@@ -23,7 +23,7 @@ func WithWorkflows(e *workflow.Engine) Option {
 }
 
 var errNoWorkflows = &errs.Error{
-	Kind: errs.KindUnimplemented, Reason: "UNAVAILABLE",
+	Kind: errs.KindUnimplemented, Reason: "UNIMPLEMENTED",
 	Message: "this orchestrator runs no workflow engine; submit the steps as tasks",
 }
 

@@ -122,6 +122,7 @@ func workflowToProto(w *workflow.Workflow) *pb.Workflow {
 		p.Steps[i] = &pb.StepState{
 			StepId: s.StepID, Status: pb.TaskStatus(s.Status), TaskIds: s.TaskIDs,
 			Output: jsonToValue(s.Output), Error: failureToProto(s.Failure),
+			StartedAt: timestamp(s.StartedAt), FinishedAt: timestamp(s.FinishedAt),
 		}
 	}
 	return p

@@ -56,6 +56,7 @@ const (
 	ReasonLeaseLost        Reason = "LEASE_LOST"
 	ReasonDeadlineExceeded Reason = "DEADLINE_EXCEEDED"
 	ReasonCancelled        Reason = "CANCELLED"
+	ReasonSkipped          Reason = "SKIPPED"
 )
 
 // Failure says why a task did not succeed.

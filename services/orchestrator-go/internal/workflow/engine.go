@@ -439,7 +439,7 @@ func (e *Engine) advance(ctx context.Context, r *run) {
 			switch {
 			case blocker != "":
 				st.Status, st.Skipped, st.FinishedAt = task.StatusCancelled, true, e.now()
-				st.Failure = &task.Failure{Reason: task.ReasonCancelled, Message: fmt.Sprintf("skipped: upstream %s failed", blocker)}
+				st.Failure = &task.Failure{Reason: task.ReasonSkipped, Message: fmt.Sprintf("skipped: upstream %s failed", blocker)}
 				r.dirty, progress = true, true
 			case ready:
 				progress = e.startStep(ctx, r, i) || progress

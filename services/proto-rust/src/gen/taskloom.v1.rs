@@ -858,6 +858,10 @@ pub enum ErrorReason {
     DeadlineExceeded = 15,
     AgentError = 16,
     Cancelled = 17,
+    /// The server does not offer this call (yet).
+    Unimplemented = 18,
+    /// A workflow step did not run because a step it depends on failed.
+    Skipped = 19,
 }
 impl ErrorReason {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -884,6 +888,8 @@ impl ErrorReason {
             Self::DeadlineExceeded => "ERROR_REASON_DEADLINE_EXCEEDED",
             Self::AgentError => "ERROR_REASON_AGENT_ERROR",
             Self::Cancelled => "ERROR_REASON_CANCELLED",
+            Self::Unimplemented => "ERROR_REASON_UNIMPLEMENTED",
+            Self::Skipped => "ERROR_REASON_SKIPPED",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -907,6 +913,8 @@ impl ErrorReason {
             "ERROR_REASON_DEADLINE_EXCEEDED" => Some(Self::DeadlineExceeded),
             "ERROR_REASON_AGENT_ERROR" => Some(Self::AgentError),
             "ERROR_REASON_CANCELLED" => Some(Self::Cancelled),
+            "ERROR_REASON_UNIMPLEMENTED" => Some(Self::Unimplemented),
+            "ERROR_REASON_SKIPPED" => Some(Self::Skipped),
             _ => None,
         }
     }
@@ -1709,6 +1717,10 @@ pub struct StepState {
     pub output: ::core::option::Option<::prost_types::Value>,
     #[prost(message, optional, tag = "5")]
     pub error: ::core::option::Option<TaskError>,
+    #[prost(message, optional, tag = "6")]
+    pub started_at: ::core::option::Option<::prost_types::Timestamp>,
+    #[prost(message, optional, tag = "7")]
+    pub finished_at: ::core::option::Option<::prost_types::Timestamp>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]

@@ -225,18 +225,22 @@ class WorkflowSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., mode: _Optional[_Union[WorkflowMode, str]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., input: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., failure_policy: _Optional[_Union[FailurePolicy, str]] = ..., tenant: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class StepState(_message.Message):
-    __slots__ = ("step_id", "status", "task_ids", "output", "error")
+    __slots__ = ("step_id", "status", "task_ids", "output", "error", "started_at", "finished_at")
     STEP_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     TASK_IDS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
     step_id: str
     status: _common_pb2.TaskStatus
     task_ids: _containers.RepeatedScalarFieldContainer[str]
     output: _struct_pb2.Value
     error: _common_pb2.TaskError
-    def __init__(self, step_id: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.TaskStatus, str]] = ..., task_ids: _Optional[_Iterable[str]] = ..., output: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.TaskError, _Mapping]] = ...) -> None: ...
+    started_at: _timestamp_pb2.Timestamp
+    finished_at: _timestamp_pb2.Timestamp
+    def __init__(self, step_id: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.TaskStatus, str]] = ..., task_ids: _Optional[_Iterable[str]] = ..., output: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.TaskError, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Workflow(_message.Message):
     __slots__ = ("id", "spec", "status", "steps", "output", "error", "created_at", "finished_at", "exited_at_step")

@@ -1234,9 +1234,11 @@ type StepState struct {
 	StepId string                 `protobuf:"bytes,1,opt,name=step_id,json=stepId,proto3" json:"step_id,omitempty"`
 	Status TaskStatus             `protobuf:"varint,2,opt,name=status,proto3,enum=taskloom.v1.TaskStatus" json:"status,omitempty"`
 	// Task ids of the step's runs (more than one for a map step).
-	TaskIds       []string        `protobuf:"bytes,3,rep,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`
-	Output        *structpb.Value `protobuf:"bytes,4,opt,name=output,proto3" json:"output,omitempty"`
-	Error         *TaskError      `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	TaskIds       []string               `protobuf:"bytes,3,rep,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`
+	Output        *structpb.Value        `protobuf:"bytes,4,opt,name=output,proto3" json:"output,omitempty"`
+	Error         *TaskError             `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	FinishedAt    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1302,6 +1304,20 @@ func (x *StepState) GetOutput() *structpb.Value {
 func (x *StepState) GetError() *TaskError {
 	if x != nil {
 		return x.Error
+	}
+	return nil
+}
+
+func (x *StepState) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *StepState) GetFinishedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FinishedAt
 	}
 	return nil
 }
@@ -1948,13 +1964,17 @@ const file_taskloom_v1_orchestrator_proto_rawDesc = "" +
 	"\x06labels\x18\b \x03(\v2%.taskloom.v1.WorkflowSpec.LabelsEntryR\x06labels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xce\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc6\x02\n" +
 	"\tStepState\x12\x17\n" +
 	"\astep_id\x18\x01 \x01(\tR\x06stepId\x12/\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x17.taskloom.v1.TaskStatusR\x06status\x12\x19\n" +
 	"\btask_ids\x18\x03 \x03(\tR\ataskIds\x12.\n" +
 	"\x06output\x18\x04 \x01(\v2\x16.google.protobuf.ValueR\x06output\x12,\n" +
-	"\x05error\x18\x05 \x01(\v2\x16.taskloom.v1.TaskErrorR\x05error\"\xa8\x03\n" +
+	"\x05error\x18\x05 \x01(\v2\x16.taskloom.v1.TaskErrorR\x05error\x129\n" +
+	"\n" +
+	"started_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
+	"\vfinished_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"finishedAt\"\xa8\x03\n" +
 	"\bWorkflow\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12-\n" +
 	"\x04spec\x18\x02 \x01(\v2\x19.taskloom.v1.WorkflowSpecR\x04spec\x123\n" +
@@ -2116,49 +2136,51 @@ var file_taskloom_v1_orchestrator_proto_depIdxs = []int32{
 	35, // 22: taskloom.v1.StepState.status:type_name -> taskloom.v1.TaskStatus
 	38, // 23: taskloom.v1.StepState.output:type_name -> google.protobuf.Value
 	41, // 24: taskloom.v1.StepState.error:type_name -> taskloom.v1.TaskError
-	20, // 25: taskloom.v1.Workflow.spec:type_name -> taskloom.v1.WorkflowSpec
-	3,  // 26: taskloom.v1.Workflow.status:type_name -> taskloom.v1.WorkflowStatus
-	21, // 27: taskloom.v1.Workflow.steps:type_name -> taskloom.v1.StepState
-	38, // 28: taskloom.v1.Workflow.output:type_name -> google.protobuf.Value
-	41, // 29: taskloom.v1.Workflow.error:type_name -> taskloom.v1.TaskError
-	36, // 30: taskloom.v1.Workflow.created_at:type_name -> google.protobuf.Timestamp
-	36, // 31: taskloom.v1.Workflow.finished_at:type_name -> google.protobuf.Timestamp
-	20, // 32: taskloom.v1.SubmitWorkflowRequest.workflow:type_name -> taskloom.v1.WorkflowSpec
-	22, // 33: taskloom.v1.SubmitWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
-	22, // 34: taskloom.v1.GetWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
-	22, // 35: taskloom.v1.CancelWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
-	15, // 36: taskloom.v1.WorkflowEvent.task_event:type_name -> taskloom.v1.TaskEvent
-	3,  // 37: taskloom.v1.WorkflowEvent.status:type_name -> taskloom.v1.WorkflowStatus
-	22, // 38: taskloom.v1.WorkflowEvent.workflow:type_name -> taskloom.v1.Workflow
-	36, // 39: taskloom.v1.WorkflowEvent.time:type_name -> google.protobuf.Timestamp
-	30, // 40: taskloom.v1.WatchWorkflowResponse.event:type_name -> taskloom.v1.WorkflowEvent
-	4,  // 41: taskloom.v1.OrchestratorService.SubmitTask:input_type -> taskloom.v1.SubmitTaskRequest
-	6,  // 42: taskloom.v1.OrchestratorService.SubmitTasks:input_type -> taskloom.v1.SubmitTasksRequest
-	8,  // 43: taskloom.v1.OrchestratorService.GetTask:input_type -> taskloom.v1.GetTaskRequest
-	10, // 44: taskloom.v1.OrchestratorService.ListTasks:input_type -> taskloom.v1.ListTasksRequest
-	12, // 45: taskloom.v1.OrchestratorService.CancelTask:input_type -> taskloom.v1.CancelTaskRequest
-	14, // 46: taskloom.v1.OrchestratorService.WatchTask:input_type -> taskloom.v1.WatchTaskRequest
-	17, // 47: taskloom.v1.OrchestratorService.ListAgents:input_type -> taskloom.v1.ListAgentsRequest
-	23, // 48: taskloom.v1.OrchestratorService.SubmitWorkflow:input_type -> taskloom.v1.SubmitWorkflowRequest
-	25, // 49: taskloom.v1.OrchestratorService.GetWorkflow:input_type -> taskloom.v1.GetWorkflowRequest
-	27, // 50: taskloom.v1.OrchestratorService.CancelWorkflow:input_type -> taskloom.v1.CancelWorkflowRequest
-	29, // 51: taskloom.v1.OrchestratorService.WatchWorkflow:input_type -> taskloom.v1.WatchWorkflowRequest
-	5,  // 52: taskloom.v1.OrchestratorService.SubmitTask:output_type -> taskloom.v1.SubmitTaskResponse
-	7,  // 53: taskloom.v1.OrchestratorService.SubmitTasks:output_type -> taskloom.v1.SubmitTasksResponse
-	9,  // 54: taskloom.v1.OrchestratorService.GetTask:output_type -> taskloom.v1.GetTaskResponse
-	11, // 55: taskloom.v1.OrchestratorService.ListTasks:output_type -> taskloom.v1.ListTasksResponse
-	13, // 56: taskloom.v1.OrchestratorService.CancelTask:output_type -> taskloom.v1.CancelTaskResponse
-	16, // 57: taskloom.v1.OrchestratorService.WatchTask:output_type -> taskloom.v1.WatchTaskResponse
-	18, // 58: taskloom.v1.OrchestratorService.ListAgents:output_type -> taskloom.v1.ListAgentsResponse
-	24, // 59: taskloom.v1.OrchestratorService.SubmitWorkflow:output_type -> taskloom.v1.SubmitWorkflowResponse
-	26, // 60: taskloom.v1.OrchestratorService.GetWorkflow:output_type -> taskloom.v1.GetWorkflowResponse
-	28, // 61: taskloom.v1.OrchestratorService.CancelWorkflow:output_type -> taskloom.v1.CancelWorkflowResponse
-	31, // 62: taskloom.v1.OrchestratorService.WatchWorkflow:output_type -> taskloom.v1.WatchWorkflowResponse
-	52, // [52:63] is the sub-list for method output_type
-	41, // [41:52] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	36, // 25: taskloom.v1.StepState.started_at:type_name -> google.protobuf.Timestamp
+	36, // 26: taskloom.v1.StepState.finished_at:type_name -> google.protobuf.Timestamp
+	20, // 27: taskloom.v1.Workflow.spec:type_name -> taskloom.v1.WorkflowSpec
+	3,  // 28: taskloom.v1.Workflow.status:type_name -> taskloom.v1.WorkflowStatus
+	21, // 29: taskloom.v1.Workflow.steps:type_name -> taskloom.v1.StepState
+	38, // 30: taskloom.v1.Workflow.output:type_name -> google.protobuf.Value
+	41, // 31: taskloom.v1.Workflow.error:type_name -> taskloom.v1.TaskError
+	36, // 32: taskloom.v1.Workflow.created_at:type_name -> google.protobuf.Timestamp
+	36, // 33: taskloom.v1.Workflow.finished_at:type_name -> google.protobuf.Timestamp
+	20, // 34: taskloom.v1.SubmitWorkflowRequest.workflow:type_name -> taskloom.v1.WorkflowSpec
+	22, // 35: taskloom.v1.SubmitWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
+	22, // 36: taskloom.v1.GetWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
+	22, // 37: taskloom.v1.CancelWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
+	15, // 38: taskloom.v1.WorkflowEvent.task_event:type_name -> taskloom.v1.TaskEvent
+	3,  // 39: taskloom.v1.WorkflowEvent.status:type_name -> taskloom.v1.WorkflowStatus
+	22, // 40: taskloom.v1.WorkflowEvent.workflow:type_name -> taskloom.v1.Workflow
+	36, // 41: taskloom.v1.WorkflowEvent.time:type_name -> google.protobuf.Timestamp
+	30, // 42: taskloom.v1.WatchWorkflowResponse.event:type_name -> taskloom.v1.WorkflowEvent
+	4,  // 43: taskloom.v1.OrchestratorService.SubmitTask:input_type -> taskloom.v1.SubmitTaskRequest
+	6,  // 44: taskloom.v1.OrchestratorService.SubmitTasks:input_type -> taskloom.v1.SubmitTasksRequest
+	8,  // 45: taskloom.v1.OrchestratorService.GetTask:input_type -> taskloom.v1.GetTaskRequest
+	10, // 46: taskloom.v1.OrchestratorService.ListTasks:input_type -> taskloom.v1.ListTasksRequest
+	12, // 47: taskloom.v1.OrchestratorService.CancelTask:input_type -> taskloom.v1.CancelTaskRequest
+	14, // 48: taskloom.v1.OrchestratorService.WatchTask:input_type -> taskloom.v1.WatchTaskRequest
+	17, // 49: taskloom.v1.OrchestratorService.ListAgents:input_type -> taskloom.v1.ListAgentsRequest
+	23, // 50: taskloom.v1.OrchestratorService.SubmitWorkflow:input_type -> taskloom.v1.SubmitWorkflowRequest
+	25, // 51: taskloom.v1.OrchestratorService.GetWorkflow:input_type -> taskloom.v1.GetWorkflowRequest
+	27, // 52: taskloom.v1.OrchestratorService.CancelWorkflow:input_type -> taskloom.v1.CancelWorkflowRequest
+	29, // 53: taskloom.v1.OrchestratorService.WatchWorkflow:input_type -> taskloom.v1.WatchWorkflowRequest
+	5,  // 54: taskloom.v1.OrchestratorService.SubmitTask:output_type -> taskloom.v1.SubmitTaskResponse
+	7,  // 55: taskloom.v1.OrchestratorService.SubmitTasks:output_type -> taskloom.v1.SubmitTasksResponse
+	9,  // 56: taskloom.v1.OrchestratorService.GetTask:output_type -> taskloom.v1.GetTaskResponse
+	11, // 57: taskloom.v1.OrchestratorService.ListTasks:output_type -> taskloom.v1.ListTasksResponse
+	13, // 58: taskloom.v1.OrchestratorService.CancelTask:output_type -> taskloom.v1.CancelTaskResponse
+	16, // 59: taskloom.v1.OrchestratorService.WatchTask:output_type -> taskloom.v1.WatchTaskResponse
+	18, // 60: taskloom.v1.OrchestratorService.ListAgents:output_type -> taskloom.v1.ListAgentsResponse
+	24, // 61: taskloom.v1.OrchestratorService.SubmitWorkflow:output_type -> taskloom.v1.SubmitWorkflowResponse
+	26, // 62: taskloom.v1.OrchestratorService.GetWorkflow:output_type -> taskloom.v1.GetWorkflowResponse
+	28, // 63: taskloom.v1.OrchestratorService.CancelWorkflow:output_type -> taskloom.v1.CancelWorkflowResponse
+	31, // 64: taskloom.v1.OrchestratorService.WatchWorkflow:output_type -> taskloom.v1.WatchWorkflowResponse
+	54, // [54:65] is the sub-list for method output_type
+	43, // [43:54] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_taskloom_v1_orchestrator_proto_init() }
