@@ -49,14 +49,14 @@ lint-rust:
 	cargo clippy --release --workspace --all-targets -- -D warnings
 
 lint-py: venv
-	.venv/bin/ruff check python tests
-	.venv/bin/ruff format --check python tests
+	.venv/bin/ruff check python tests bench
+	.venv/bin/ruff format --check python tests bench
 
 fmt: venv ## Format every language's code
 	cd $(GO_DIR) && gofmt -w $$(find . -name '*.go' -not -path './gen/*')
 	cargo fmt --all
-	.venv/bin/ruff format python tests
-	.venv/bin/ruff check --fix python tests
+	.venv/bin/ruff format python tests bench
+	.venv/bin/ruff check --fix python tests bench
 
 test: tools venv proto-check lint test-go test-rust test-py build test-e2e ## Lint, then every unit test, then the end-to-end tests
 

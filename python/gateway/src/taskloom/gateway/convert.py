@@ -192,7 +192,9 @@ def workflow_spec(
 ) -> orchestrator_pb2.WorkflowSpec:
     return orchestrator_pb2.WorkflowSpec(
         name=body.name,
-        mode=orchestrator_pb2.WorkflowMode.Value("WORKFLOW_MODE_" + body.mode.upper()),
+        mode=orchestrator_pb2.WorkflowMode.Value(
+            "WORKFLOW_MODE_" + body.mode.upper() if body.mode else "WORKFLOW_MODE_UNSPECIFIED"
+        ),
         steps=[
             orchestrator_pb2.Step(
                 id=s.id,
@@ -258,6 +260,8 @@ def workflow_out(wf: orchestrator_pb2.Workflow) -> models.WorkflowOut:
                 task_ids=list(s.task_ids),
                 output=value_to_json(s.output),
                 error=task_error(s.error) if s.HasField("error") else None,
+                started_at=_time_out(s.started_at),
+                finished_at=_time_out(s.finished_at),
             )
             for s in wf.steps
         ],

@@ -112,7 +112,9 @@ class StepIn(_Strict):
 
 class WorkflowCreate(_Strict):
     name: str = ""
-    mode: WorkflowModeName = "sequential"
+    mode: WorkflowModeName | None = Field(
+        None, description="Default: dag when any step has depends_on, else sequential"
+    )
     steps: list[StepIn] = Field(min_length=1)
     input: JsonValue = None
     failure_policy: FailurePolicyName = "fail_fast"
@@ -129,6 +131,8 @@ class StepStateOut(BaseModel):
     task_ids: list[str] = Field(default_factory=list)
     output: JsonValue = None
     error: TaskErrorOut | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
 
 
 class WorkflowSpecOut(BaseModel):
