@@ -34,8 +34,10 @@ func (r *run) throughput(ctx context.Context) (*report, error) {
 	}
 	defer closeFleet()
 	profileDone := r.startProfile(ctx)
+	cpu0 := r.cpuTime()
 	sub := submitAll(ctx, r.clients, r.submitOptions(r.cfg.tasks, 0))
 	end, err := r.awaitCompletion(ctx, fl)
+	cpu := r.cpuTime() - cpu0
 	if perr := <-profileDone; perr != nil {
 		rep.Notes = append(rep.Notes, "profile: "+perr.Error())
 	}
@@ -48,6 +50,11 @@ func (r *run) throughput(ctx context.Context) (*report, error) {
 	rep.Metrics.DurationSeconds = elapsed.Seconds()
 	rep.Metrics.TasksPerSecond = float64(fl.completed.Load()) / elapsed.Seconds()
 	rep.Metrics.SubmitPerSecond = float64(sub.accepted) / sub.end.Sub(sub.start).Seconds()
+	if cpu > 0 && fl.completed.Load() > 0 {
+		// CPU per task depends far less than tasks/s on what else loads the machine.
+		rep.Metrics.CPUPerTaskMicros = float64(cpu.Microseconds()) / float64(fl.completed.Load())
+		rep.Metrics.CPUCores = cpu.Seconds() / elapsed.Seconds()
+	}
 	rep.Notes = append(rep.Notes, "scheduling latency here includes the wait in a deep queue; see mode latency for idle workers")
 	r.addMemory(rep)
 	return rep, nil
@@ -326,6 +333,18 @@ func (r *run) workerOptions(hold time.Duration) workerOptions {
 
 func (r *run) submitOptions(total int, rate float64) submitOptions {
 	return submitOptions{agent: r.cfg.agent, total: total, submitters: r.cfg.submitters, batch: r.cfg.batch, rate: rate}
+}
+
+// cpuTime is the orchestrator's CPU time so far (0 when its pid is unknown).
+func (r *run) cpuTime() time.Duration {
+	if r.target.pid <= 0 {
+		return 0
+	}
+	d, err := readCPU(r.target.pid)
+	if err != nil {
+		return 0
+	}
+	return d
 }
 
 func (r *run) addMemory(rep *report) {

@@ -28,6 +28,8 @@ type metrics struct {
 	TasksPerSecond    float64 `json:"tasks_per_second,omitempty"`
 	SubmitPerSecond   float64 `json:"submit_per_second,omitempty"`
 	Backpressure      int64   `json:"backpressure_answers"`
+	CPUPerTaskMicros  float64 `json:"orchestrator_cpu_per_task_us,omitempty"` // user + system
+	CPUCores          float64 `json:"orchestrator_cpu_cores,omitempty"`       // CPU time / duration
 	QueuedTasks       int64   `json:"queued_tasks,omitempty"`
 	PeakRunning       int64   `json:"peak_running,omitempty"`
 	Workflows         int64   `json:"workflows,omitempty"`
@@ -99,6 +101,8 @@ func (rep *report) printTable(w io.Writer) {
 	num("tasks/s (first submit -> last done)", m.TasksPerSecond, "tasks/s")
 	num("submitted/s", m.SubmitPerSecond, "tasks/s")
 	num("duration", m.DurationSeconds, "s")
+	num("orchestrator CPU per task", m.CPUPerTaskMicros, "µs")
+	num("orchestrator CPU busy", m.CPUCores, "cores")
 	lat("submit latency (per call)", m.SubmitLatency)
 	lat("scheduling latency (created->assigned)", m.SchedulingLatency)
 	lat("assign latency (created->at worker)", m.AssignLatency)

@@ -23,6 +23,7 @@ import (
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/api"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/config"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/events"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/gctune"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/httpserver"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/scheduler"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
@@ -47,8 +48,16 @@ func main() {
 	}
 }
 
+// gcHeapFloor is the heap size below which the garbage collector need not run
+// (internal/gctune); above it, GOGC is 100 as by default. Setting GOGC turns the
+// tuning off.
+const gcHeapFloor = 128 << 20
+
 func run(cfg config.Config, log *slog.Logger) error {
 	log.Info("starting", "config", cfg)
+	if os.Getenv("GOGC") == "" {
+		defer gctune.Start(gcHeapFloor, 100, 500).Stop()
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
@@ -60,7 +69,10 @@ func run(cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer func() { _ = st.Close() }()
-	catalog := workers.NewCatalog()
+	catalog, err := workers.LoadCatalog(context.Background(), st, log) // agents known before the restart
+	if err != nil {
+		return fmt.Errorf("load agent catalog: %w", err)
+	}
 	engine := workflow.New(workflow.Deps{Store: st, Catalog: catalog, Metrics: telemetry.NewWorkflowMetrics(reg), Log: log})
 	sched := scheduler.New(scheduler.Config{
 		MaxQueue: cfg.MaxQueue, DefaultTimeout: cfg.DefaultTimeout, LeaseTTL: cfg.LeaseTTL,
@@ -94,7 +106,7 @@ func run(cfg config.Config, log *slog.Logger) error {
 		return fmt.Errorf("listen gRPC on %s: %w", cfg.GRPCAddr, err)
 	}
 	var ready httpserver.Readiness
-	httpSrv := httpserver.New(cfg.HTTPAddr, httpserver.Handler(&ready, reg))
+	httpSrv := httpserver.New(cfg.HTTPAddr, httpserver.Handler(&ready, reg, httpserver.Check{Name: "store", Probe: st.Ping}))
 	httpLis, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen HTTP on %s: %w", cfg.HTTPAddr, err)

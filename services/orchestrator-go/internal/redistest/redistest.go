@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 )
@@ -19,6 +20,7 @@ type Server struct {
 	Addr string
 	Dir  string
 	cmd  *exec.Cmd
+	stop sync.Once
 }
 
 // Start runs redis-server for the test and stops it at cleanup. It skips the test
@@ -38,10 +40,7 @@ func Start(t testing.TB) *Server {
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("start redis-server: %v", err)
 	}
-	t.Cleanup(func() {
-		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
-	})
+	t.Cleanup(s.Stop)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", s.Addr, 200*time.Millisecond)
@@ -64,6 +63,14 @@ func freePort(t testing.TB) int {
 	}
 	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Stop kills the server (a Redis outage); calling it again is harmless.
+func (s *Server) Stop() {
+	s.stop.Do(func() {
+		_ = s.cmd.Process.Kill()
+		_ = s.cmd.Wait()
+	})
 }
 
 // String names the server in test logs.

@@ -51,8 +51,10 @@ func (s *Scheduler) mayStartLocked(agent string) bool {
 
 // assignLocked starts the next attempt of the queued task on w: the task turns
 // running, a fresh lease is taken and the assignment is posted to the worker. The
-// running state is written behind (not waited for): if it is lost in a crash, the
-// task is simply queued again at restart.
+// running state is not written now: most attempts end sooner than a tick, and their
+// terminal write says all. Attempts still running a full tick later are written
+// then (saveRunningLocked). If the running state is lost in a crash, the task is
+// simply queued again at restart, that attempt uncounted.
 func (s *Scheduler) assignLocked(w *workers.Worker, item *queued) {
 	e := s.live[item.id]
 	if e == nil || e.finishing || e.t.Status != task.StatusQueued {
@@ -64,8 +66,8 @@ func (s *Scheduler) assignLocked(w *workers.Worker, item *queued) {
 	t := e.t
 	t.Status, t.WorkerID, t.StartedAt = task.StatusRunning, w.ID, now
 	t.Attempts++
-	snap := t.Clone()
-	s.commit.Write(snap)
+	snap := t.Snapshot()
+	s.unsavedRunning = append(s.unsavedRunning, runningMark{e: e, attempt: t.Attempts})
 	l := &lease{
 		id: s.newID(), taskID: t.ID, agent: t.Agent, worker: w, attempt: t.Attempts,
 		expires: now.Add(s.cfg.LeaseTTL), deadline: now.Add(t.Timeout),
@@ -76,10 +78,10 @@ func (s *Scheduler) assignLocked(w *workers.Worker, item *queued) {
 	s.leases[l.id], s.running[t.ID] = l, l
 	s.runningAgent[l.agent]++
 	s.runningProv[l.provider]++
-	s.timers.push(timer{at: l.nextCheck(), kind: timerLease, id: l.id})
+	s.leaseChecks.add(l)
 	w.Leases[l.id] = struct{}{}
 	w.Credits--
-	// The snapshot is shared read-only by the committer and the worker's stream.
+	// The snapshot is read by the worker's stream, outside the lock.
 	w.Outbox.Post(workers.Message{Assignment: &workers.Assignment{Task: snap, LeaseID: l.id, Attempt: l.attempt, Deadline: l.deadline}})
 	s.metrics.AssignmentsSent.Inc()
 	s.metrics.SchedulingLatency.Observe(now.Sub(item.enqueuedAt).Seconds())
@@ -87,6 +89,27 @@ func (s *Scheduler) assignLocked(w *workers.Worker, item *queued) {
 	if s.log.Enabled(context.Background(), slog.LevelDebug) { // skip building the attributes
 		s.log.Debug("task assigned", append(taskAttrs(t), "worker_id", w.ID, "attempt", t.Attempts, "lease_id", l.id)...)
 	}
+}
+
+// runningMark is an attempt whose running state is not yet written.
+type runningMark struct {
+	e       *liveTask
+	attempt int32
+}
+
+// saveRunningLocked writes the running state of the attempts started before the
+// previous tick that still run, and ages those started since. So an attempt is
+// written running once it has run between one and two ticks, and a short one
+// never is.
+func (s *Scheduler) saveRunningLocked() {
+	for i, m := range s.agingRunning {
+		t := m.e.t
+		if !m.e.finishing && t.Status == task.StatusRunning && t.Attempts == m.attempt && s.live[t.ID] == m.e {
+			s.commit.Write(t.Snapshot())
+		}
+		s.agingRunning[i] = runningMark{}
+	}
+	s.agingRunning, s.unsavedRunning = s.unsavedRunning, s.agingRunning[:0]
 }
 
 // backoffCap is the most a retry waits after n attempts: it doubles from the

@@ -18,6 +18,10 @@ type lease struct {
 	attempt  int32
 	expires  time.Time
 	deadline time.Time
+	// check is the time the lease is filed under in the lease heap, heapIndex its
+	// place there (-1: not in it).
+	check     time.Time
+	heapIndex int
 }
 
 // nextCheck is when the lease may next need action: its expiry or its deadline.
@@ -39,45 +43,44 @@ func (s *Scheduler) Tick() {
 	}
 	now := s.now()
 	for {
-		tm, ok := s.timers.popDue(now)
+		l, ok := s.leaseChecks.popDue(now)
 		if !ok {
 			break
 		}
-		switch tm.kind {
-		case timerLease:
-			l := s.leases[tm.id]
-			if l == nil {
-				continue // ended since
-			}
-			if at := l.nextCheck(); at.After(now) {
-				s.timers.push(timer{at: at, kind: timerLease, id: l.id}) // renewed since
-				continue
-			}
-			if !now.Before(l.deadline) {
-				s.timeoutLocked(l, now)
-				continue
-			}
-			s.metrics.LeasesExpired.Inc()
-			attrs := []any{"task_id", l.taskID}
-			if e := s.live[l.taskID]; e != nil {
-				attrs = taskAttrs(e.t)
-			}
-			s.log.Warn("lease expired", append(attrs, "worker_id", l.worker.ID, "lease_id", l.id)...)
-			s.sendCancelLocked(l, "lease expired")
-			s.loseLeaseLocked(l, "lease expired: no heartbeat within the lease TTL", now)
-		case timerRetry:
-			at, ok := s.delayed[tm.id]
-			if !ok || at.After(now) {
-				continue
-			}
-			delete(s.delayed, tm.id)
-			if e := s.live[tm.id]; e != nil && !e.finishing && e.t.Status == task.StatusQueued {
-				s.queue.Push(e.t, now)
-			}
+		if l.nextCheck().After(now) {
+			s.leaseChecks.add(l) // renewed since
+			continue
+		}
+		if !now.Before(l.deadline) {
+			s.timeoutLocked(l, now)
+			continue
+		}
+		s.metrics.LeasesExpired.Inc()
+		attrs := []any{"task_id", l.taskID}
+		if e := s.live[l.taskID]; e != nil {
+			attrs = taskAttrs(e.t)
+		}
+		s.log.Warn("lease expired", append(attrs, "worker_id", l.worker.ID, "lease_id", l.id)...)
+		s.sendCancelLocked(l, "lease expired")
+		s.loseLeaseLocked(l, "lease expired: no heartbeat within the lease TTL", now)
+	}
+	for {
+		r, ok := s.retries.popDue(now)
+		if !ok {
+			break
+		}
+		at, ok := s.delayed[r.taskID]
+		if !ok || at.After(now) {
+			continue
+		}
+		delete(s.delayed, r.taskID)
+		if e := s.live[r.taskID]; e != nil && !e.finishing && e.t.Status == task.StatusQueued {
+			s.queue.Push(e.t, now)
 		}
 	}
 	s.limitFreed = false
 	s.dispatchLocked(nil)
+	s.saveRunningLocked()
 	s.updateGaugesLocked()
 	s.updateQueueDepthLocked()
 }
@@ -88,6 +91,7 @@ func (s *Scheduler) dropLeaseLocked(l *lease) {
 		return
 	}
 	delete(s.leases, l.id)
+	s.leaseChecks.remove(l)
 	if s.running[l.taskID] == l {
 		delete(s.running, l.taskID)
 	}
@@ -157,14 +161,14 @@ func (s *Scheduler) loseLeaseLocked(l *lease, why string, now time.Time) {
 func (s *Scheduler) requeueLocked(e *liveTask, failure *task.Failure, delay time.Duration, now time.Time) {
 	t := e.t
 	t.Status, t.Failure, t.WorkerID = task.StatusQueued, failure, ""
-	s.commit.Write(t.Clone())
+	s.commit.Write(t.Snapshot())
 	s.metrics.TaskRetries.WithLabelValues(t.Agent).Inc()
 	s.log.Info("task requeued", append(taskAttrs(t), "attempts", t.Attempts, "reason", failure.Message, "delay", delay.String())...)
 	s.hub.Status(t.ID, task.StatusQueued, t.Attempts, now)
 	if delay > 0 {
 		at := now.Add(delay)
 		s.delayed[t.ID] = at
-		s.timers.push(timer{at: at, kind: timerRetry, id: t.ID})
+		s.retries.push(retry{at: at, taskID: t.ID})
 		return
 	}
 	s.queue.Push(t, now)

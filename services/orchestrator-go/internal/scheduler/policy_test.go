@@ -141,6 +141,8 @@ func TestRecoverRequeuesUnfinishedAndKeepsResults(t *testing.T) {
 	w := f.worker(2)
 	got := assignments(t, w)
 	f.s.Complete(w, Result{TaskID: done.ID, LeaseID: got[0].LeaseID, Output: json.RawMessage(`"kept"`)})
+	f.s.Tick() // the running attempt outlives two ticks: its state is written
+	f.s.Tick()
 	if err := f.s.Sync(); err != nil {
 		t.Fatal(err)
 	}
@@ -164,6 +166,37 @@ func TestRecoverRequeuesUnfinishedAndKeepsResults(t *testing.T) {
 	a := assignments(t, w2)
 	if len(a) != 2 || a[0].Task.ID != running.ID || a[0].Attempt != 2 || a[1].Task.ID != queued.ID {
 		t.Fatalf("after restart the worker got %+v", a)
+	}
+}
+
+func TestRunningStateWrittenOnlyOnceAnAttemptOutlivesATick(t *testing.T) {
+	f := newFixture(t, Config{})
+	short := f.submit(task.Spec{Agent: "echo"})
+	long := f.submit(task.Spec{Agent: "echo"})
+	w := f.worker(2)
+	got := assignments(t, w)
+	stored := func(id string) *task.Task {
+		t.Helper()
+		if err := f.s.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		st, err := f.store.Get(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	f.s.Complete(w, Result{TaskID: short.ID, LeaseID: got[0].LeaseID})
+	f.s.Tick()
+	if st := stored(long.ID); st.Status != task.StatusQueued || st.Attempts != 0 {
+		t.Fatalf("after one tick the store has %v attempts %d; want queued 0 (not yet written)", st.Status, st.Attempts)
+	}
+	f.s.Tick()
+	if st := stored(long.ID); st.Status != task.StatusRunning || st.Attempts != 1 || st.WorkerID != w.ID {
+		t.Fatalf("after two ticks the store has %v attempts %d worker %q; want running 1 %q", st.Status, st.Attempts, st.WorkerID, w.ID)
+	}
+	if st := stored(short.ID); st.Status != task.StatusSucceeded || st.Attempts != 1 || st.StartedAt.IsZero() {
+		t.Fatalf("short task stored as %v attempts %d started %v; want succeeded 1 with a start time", st.Status, st.Attempts, st.StartedAt)
 	}
 }
 

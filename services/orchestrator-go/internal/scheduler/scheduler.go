@@ -158,12 +158,17 @@ type Scheduler struct {
 	leases         map[string]*lease    // by lease id
 	running        map[string]*lease    // by task id
 	delayed        map[string]time.Time // task id -> when its retry may be queued
-	timers         timerHeap            // lease checks and retry times
+	leaseChecks    leaseHeap            // running leases by next expiry/deadline check
+	retries        retryHeap            // backed-off tasks by the end of their backoff
 	runningAgent   map[string]int
 	runningProv    map[string]int
 	limitFreed     bool // a capped agent/provider got room: every worker may take work
 	pendingSubmits int  // tasks whose submission is being written
-	closed         bool
+	// Attempts started since the last tick, and between the last two ticks, whose
+	// running state is not yet written (see saveRunningLocked).
+	unsavedRunning, agingRunning []runningMark
+	agentSeries                  map[string]*telemetry.AgentSeries
+	closed                       bool
 
 	stopTick chan struct{}
 	tickDone chan struct{}
@@ -180,6 +185,7 @@ func New(cfg Config, d Deps) *Scheduler {
 		queue: newQueue(), workers: workers.NewRegistry(),
 		leases: map[string]*lease{}, running: map[string]*lease{}, delayed: map[string]time.Time{},
 		runningAgent: map[string]int{}, runningProv: map[string]int{},
+		agentSeries: map[string]*telemetry.AgentSeries{},
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -296,6 +302,8 @@ func (s *Scheduler) Shutdown() {
 // queuedLocked counts tasks waiting for a worker: queued, backing off or being stored.
 func (s *Scheduler) queuedLocked() int { return s.queue.Len() + len(s.delayed) + s.pendingSubmits }
 
+// updateGaugesLocked refreshes the running, worker and credit gauges. The hot paths
+// (submit, credit, result) leave it to the next tick; rarer changes call it at once.
 func (s *Scheduler) updateGaugesLocked() {
 	s.metrics.TasksRunning.Set(float64(len(s.running)))
 	s.metrics.WorkersConnected.Set(float64(s.workers.Len()))
@@ -315,7 +323,7 @@ func (s *Scheduler) finishLocked(e *liveTask, status task.Status, failure *task.
 	e.finishing = true
 	s.queue.Remove(e.t.ID)
 	delete(s.delayed, e.t.ID)
-	fin := e.t.Clone()
+	fin := e.t.Snapshot()
 	fin.Status, fin.Failure, fin.FinishedAt = status, failure, now
 	return fin, s.commit.Write(fin)
 }
@@ -332,6 +340,7 @@ func (s *Scheduler) committed(tasks []*task.Task, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
+	infoLogs := s.log.Enabled(context.Background(), slog.LevelInfo) // skip building attributes
 	for _, t := range tasks {
 		if !t.Status.Finished() {
 			continue
@@ -347,16 +356,29 @@ func (s *Scheduler) committed(tasks []*task.Task, err error) {
 				delete(s.idem, k)
 			}
 		}
-		s.metrics.TasksFinished.WithLabelValues(t.Agent, t.Status.String()).Inc()
+		series := s.agentSeriesLocked(t.Agent)
+		series.Finished(t.Status).Inc()
 		if !t.StartedAt.IsZero() {
-			s.metrics.TaskDuration.WithLabelValues(t.Agent, t.Status.String()).Observe(t.FinishedAt.Sub(t.StartedAt).Seconds())
+			series.Duration(t.Status).Observe(t.FinishedAt.Sub(t.StartedAt).Seconds())
 		}
 		s.hub.Done(t, now)
 		if t.WorkflowID != "" && s.onStepFinished != nil {
 			go s.onStepFinished(t.Clone())
 		}
-		s.log.Info("task finished", append(taskAttrs(t), "agent", t.Agent, "status", t.Status.String(), "attempts", t.Attempts)...)
+		if infoLogs {
+			s.log.Info("task finished", append(taskAttrs(t), "agent", t.Agent, "status", t.Status.String(), "attempts", t.Attempts)...)
+		}
 	}
+}
+
+// agentSeriesLocked returns the agent's metric series (agents are bounded by the catalog).
+func (s *Scheduler) agentSeriesLocked(agent string) *telemetry.AgentSeries {
+	a := s.agentSeries[agent]
+	if a == nil {
+		a = s.metrics.AgentSeries(agent)
+		s.agentSeries[agent] = a
+	}
+	return a
 }
 
 // taskAttrs are the log attributes naming a task: its id and, when it carries a

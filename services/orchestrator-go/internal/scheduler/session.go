@@ -19,6 +19,8 @@ type Registration struct {
 // Connect registers a worker session and adds its agents to the catalog. A session
 // already registered under the same worker id is ended and its leases requeued.
 func (s *Scheduler) Connect(reg Registration) (*workers.Worker, error) {
+	// Outside the lock: a persistent catalog writes new agents to the store first.
+	s.catalog.Add(reg.Agents...)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -31,7 +33,6 @@ func (s *Scheduler) Connect(reg Registration) (*workers.Worker, error) {
 	for i, a := range reg.Agents {
 		names[i] = a.Name
 	}
-	s.catalog.Add(reg.Agents...)
 	w := workers.NewWorker(reg.WorkerID, reg.Hostname, reg.Version, names, reg.Concurrency)
 	if old := s.workers.Add(w); old != nil {
 		s.log.Warn("worker reconnected; ending its previous session", "worker_id", w.ID)
@@ -79,7 +80,6 @@ func (s *Scheduler) Credit(w *workers.Worker, n int32) {
 	}
 	w.Credits = min(w.Credits+int(n), s.cfg.MaxCredits)
 	s.dispatchLocked(w)
-	s.updateGaugesLocked()
 }
 
 // Heartbeat renews the worker's leases among leaseIDs; others are ignored.
@@ -165,7 +165,6 @@ func (s *Scheduler) Complete(w *workers.Worker, r Result) {
 		}
 	}
 	s.afterLeaseChangeLocked()
-	s.updateGaugesLocked()
 }
 
 // addUsage sums usage over attempts: every attempt spent its tokens.

@@ -15,6 +15,7 @@ import (
 
 // Submitted is one outcome of Submit.
 type Submitted struct {
+	// Task is a snapshot shared with the store's writer: read it, never modify it.
 	Task *task.Task
 	// Existing is true when the spec's idempotency key matched a task already submitted.
 	Existing bool
@@ -58,7 +59,7 @@ func (s *Scheduler) Submit(ctx context.Context, specs []task.Spec) ([]Submitted,
 	}
 	now := s.now()
 	for _, t := range fresh {
-		s.metrics.TasksSubmitted.WithLabelValues(t.Agent).Inc()
+		s.agentSeriesLocked(t.Agent).Submitted().Inc()
 		e := s.live[t.ID]
 		if e == nil || e.finishing { // cancelled while being stored
 			continue
@@ -67,7 +68,6 @@ func (s *Scheduler) Submit(ctx context.Context, specs []task.Spec) ([]Submitted,
 		s.queue.Push(e.t, now)
 	}
 	s.dispatchLocked(nil)
-	s.updateGaugesLocked()
 	return out, nil
 }
 
@@ -82,16 +82,17 @@ func (s *Scheduler) admit(ctx context.Context, specs []task.Spec) (out []Submitt
 	}
 	now := s.now()
 	out = make([]Submitted, len(specs))
-	inBatch := map[idemKey]*task.Task{}
+	var snaps []*task.Task // what the store writes and the caller reads; never modified
+	var inBatch map[idemKey]*task.Task
 	for i, spec := range specs {
 		if spec.IdempotencyKey != "" {
 			k := idemKey{spec.Tenant, spec.IdempotencyKey}
-			if t, ok := inBatch[k]; ok {
-				out[i] = Submitted{Task: t.Clone(), Existing: true}
+			if snap, ok := inBatch[k]; ok {
+				out[i] = Submitted{Task: snap, Existing: true}
 				continue
 			}
 			if e := s.idem[k]; e != nil {
-				out[i] = Submitted{Task: e.t.Clone(), Existing: true}
+				out[i] = Submitted{Task: e.t.Snapshot(), Existing: true}
 				if e.submitted != nil {
 					waits = append(waits, e.submitted)
 				}
@@ -111,10 +112,14 @@ func (s *Scheduler) admit(ctx context.Context, specs []task.Spec) (out []Submitt
 			return nil, nil, nil, agentNotFound(spec.Agent)
 		}
 		t := s.newTask(spec, now)
-		fresh = append(fresh, t)
-		out[i] = Submitted{Task: t.Clone()}
+		snap := t.Snapshot()
+		fresh, snaps = append(fresh, t), append(snaps, snap)
+		out[i] = Submitted{Task: snap}
 		if spec.IdempotencyKey != "" {
-			inBatch[idemKey{spec.Tenant, spec.IdempotencyKey}] = t
+			if inBatch == nil {
+				inBatch = map[idemKey]*task.Task{}
+			}
+			inBatch[idemKey{spec.Tenant, spec.IdempotencyKey}] = snap
 		}
 	}
 	if len(fresh) == 0 {
@@ -127,10 +132,6 @@ func (s *Scheduler) admit(ctx context.Context, specs []task.Spec) (out []Submitt
 			Message:  fmt.Sprintf("the queue is full (%d tasks waiting, limit %d); retry later", s.queuedLocked(), s.cfg.MaxQueue),
 			Metadata: map[string]string{"retry_after_ms": strconv.FormatInt(s.cfg.QueueFullRetryAfter.Milliseconds(), 10)},
 		}
-	}
-	snaps := make([]*task.Task, len(fresh))
-	for i, t := range fresh {
-		snaps[i] = t.Clone()
 	}
 	b := s.commit.Write(snaps...)
 	for _, t := range fresh {

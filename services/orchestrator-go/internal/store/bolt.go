@@ -28,6 +28,8 @@ import (
 //	workflows    id -> workflow record
 //	wf_idem      tenant 0x00 key -> workflow id
 //	wf_open      id -> nil: workflows not done
+//	wf_finished  finished-at (8-byte ns) + id -> nil: workflow retention pruning
+//	agents       name -> agent record (JSON): the persisted agent catalog
 type Bolt struct {
 	db *bolt.DB
 }
@@ -41,7 +43,14 @@ var (
 	bucketWorkflows  = []byte("workflows")
 	bucketWfIdem     = []byte("wf_idem")
 	bucketWfOpen     = []byte("wf_open")
+	bucketWfFinished = []byte("wf_finished")
+	bucketAgents     = []byte("agents")
 )
+
+// appendFillPercent is the page fill of buckets whose keys are appended in order.
+// bbolt's default (0.5) suits random inserts; for appends it leaves every page half
+// empty, doubling the pages each commit rewrites and the file's size.
+const appendFillPercent = 0.9
 
 // OpenBolt opens (creating if needed) the bbolt file at path.
 func OpenBolt(path string) (*Bolt, error) {
@@ -56,7 +65,7 @@ func OpenBolt(path string) (*Bolt, error) {
 		return nil, fmt.Errorf("open bolt store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketTasks, bucketCreated, bucketIdem, bucketUnfinished, bucketFinished, bucketWorkflows, bucketWfIdem, bucketWfOpen} {
+		for _, b := range [][]byte{bucketTasks, bucketCreated, bucketIdem, bucketUnfinished, bucketFinished, bucketWorkflows, bucketWfIdem, bucketWfOpen, bucketWfFinished, bucketAgents} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -91,6 +100,11 @@ func (b *Bolt) Put(_ context.Context, tasks ...*task.Task) error {
 	return b.db.Update(func(tx *bolt.Tx) error {
 		byID, created, idem := tx.Bucket(bucketTasks), tx.Bucket(bucketCreated), tx.Bucket(bucketIdem)
 		unfinished, finished := tx.Bucket(bucketUnfinished), tx.Bucket(bucketFinished)
+		// Their keys grow with time (UUIDv7 ids, time-prefixed index keys), so new
+		// keys land on the last page: fill pages before splitting instead of half.
+		for _, bk := range []*bolt.Bucket{byID, created, unfinished, finished} {
+			bk.FillPercent = appendFillPercent
+		}
 		for _, t := range tasks {
 			// bbolt keeps references to keys and values until the commit: no reuse.
 			id := []byte(t.ID)
@@ -238,26 +252,44 @@ func (b *Bolt) PruneFinished(_ context.Context, before time.Time, limit int) (in
 		byID, created, idem := tx.Bucket(bucketTasks), tx.Bucket(bucketCreated), tx.Bucket(bucketIdem)
 		fin := tx.Bucket(bucketFinished)
 		end := timeKey(before, "")
-		var doomed [][]byte
+		wfOpen := tx.Bucket(bucketWfOpen)
+		// Collect first: bbolt cursors must not walk a bucket being modified. Step
+		// tasks of open workflows stay indexed and are passed over, not counted.
+		type entry struct {
+			key []byte
+			t   *task.Task
+		}
+		var doomed []entry
+		var stale [][]byte
 		c := fin.Cursor()
 		for k, _ := c.First(); k != nil && bytes.Compare(k[:8], end) < 0 && len(doomed) < limit; k, _ = c.Next() {
-			doomed = append(doomed, bytes.Clone(k))
-		}
-		for _, k := range doomed {
-			if err := fin.Delete(k); err != nil {
-				return err
-			}
-			id := k[8:]
-			v := byID.Get(id)
+			v := byID.Get(k[8:])
 			if v == nil {
+				stale = append(stale, bytes.Clone(k))
 				continue
 			}
 			t, err := decodeTask(v)
 			if err != nil {
 				return err
 			}
-			if !t.Status.Finished() {
-				continue // defensive: never prune live work
+			switch {
+			case !t.Status.Finished():
+				stale = append(stale, bytes.Clone(k)) // defensive: never prune live work
+			case t.WorkflowID != "" && has(wfOpen, []byte(t.WorkflowID)):
+				// its workflow may still read the result when it resumes
+			default:
+				doomed = append(doomed, entry{bytes.Clone(k), t})
+			}
+		}
+		for _, k := range stale {
+			if err := fin.Delete(k); err != nil {
+				return err
+			}
+		}
+		for _, d := range doomed {
+			t, id := d.t, []byte(d.t.ID)
+			if err := fin.Delete(d.key); err != nil {
+				return err
 			}
 			if err := created.Delete(timeKey(t.CreatedAt, t.ID)); err != nil {
 				return err
@@ -280,6 +312,13 @@ func (b *Bolt) PruneFinished(_ context.Context, before time.Time, limit int) (in
 	return n, err
 }
 
+// has reports whether the bucket holds key. (Get cannot tell: a key put with a nil
+// value reads back as nil inside the transaction that wrote it.)
+func has(b *bolt.Bucket, key []byte) bool {
+	k, _ := b.Cursor().Seek(key)
+	return bytes.Equal(k, key)
+}
+
 // PutWorkflow implements Store.
 func (b *Bolt) PutWorkflow(_ context.Context, w *Workflow) error {
 	return b.db.Update(func(tx *bolt.Tx) error {
@@ -292,11 +331,99 @@ func (b *Bolt) PutWorkflow(_ context.Context, w *Workflow) error {
 				return err
 			}
 		}
-		if w.Done {
-			return tx.Bucket(bucketWfOpen).Delete(id)
+		if !w.Done {
+			return tx.Bucket(bucketWfOpen).Put(id, nil)
 		}
-		return tx.Bucket(bucketWfOpen).Put(id, nil)
+		if err := tx.Bucket(bucketWfOpen).Delete(id); err != nil {
+			return err
+		}
+		if w.FinishedAt.IsZero() {
+			return nil
+		}
+		return tx.Bucket(bucketWfFinished).Put(timeKey(w.FinishedAt, w.ID), nil)
 	})
+}
+
+// PruneFinishedWorkflows implements Store: one transaction deletes the batch.
+func (b *Bolt) PruneFinishedWorkflows(_ context.Context, before time.Time, limit int) (int, error) {
+	n := 0
+	err := b.db.Update(func(tx *bolt.Tx) error {
+		all, idem, fin := tx.Bucket(bucketWorkflows), tx.Bucket(bucketWfIdem), tx.Bucket(bucketWfFinished)
+		end := timeKey(before, "")
+		var doomed [][]byte
+		c := fin.Cursor()
+		for k, _ := c.First(); k != nil && bytes.Compare(k[:8], end) < 0 && len(doomed) < limit; k, _ = c.Next() {
+			doomed = append(doomed, bytes.Clone(k))
+		}
+		for _, k := range doomed {
+			if err := fin.Delete(k); err != nil {
+				return err
+			}
+			id := k[8:]
+			v := all.Get(id)
+			if v == nil {
+				continue
+			}
+			w, err := decodeWorkflow(v)
+			if err != nil {
+				return err
+			}
+			if !w.Done || !bytes.Equal(timeKey(w.FinishedAt, w.ID), k) {
+				continue // defensive: an index entry that no longer describes the record
+			}
+			if w.IdempotencyKey != "" {
+				ik := idemBoltKey(w.Tenant, w.IdempotencyKey)
+				if bytes.Equal(idem.Get(ik), id) {
+					if err := idem.Delete(ik); err != nil {
+						return err
+					}
+				}
+			}
+			if err := all.Delete(id); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+// PutAgents implements Store.
+func (b *Bolt) PutAgents(_ context.Context, agents ...Agent) error {
+	if len(agents) == 0 {
+		return nil
+	}
+	return b.db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(bucketAgents)
+		for _, a := range agents {
+			if err := bk.Put([]byte(a.Name), encodeAgent(a)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Agents implements Store; bbolt keeps keys sorted, so they come sorted by name.
+func (b *Bolt) Agents(context.Context) ([]Agent, error) {
+	var out []Agent
+	err := b.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketAgents).ForEach(func(_, v []byte) error {
+			a, err := decodeAgent(v)
+			if err != nil {
+				return err
+			}
+			out = append(out, a)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Ping implements Store: it fails once the file is closed.
+func (b *Bolt) Ping(context.Context) error {
+	return b.db.View(func(*bolt.Tx) error { return nil })
 }
 
 // GetWorkflow implements Store.

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
@@ -19,8 +21,11 @@ const codecVersion = 1
 
 var errCorrupt = errors.New("corrupt task record")
 
-// encodeTask appends t's record to dst.
+// encodeTask appends t's record to dst (nil: a buffer of the record's size).
 func encodeTask(dst []byte, t *task.Task) []byte {
+	if dst == nil {
+		dst = make([]byte, 0, taskSizeHint(t))
+	}
 	b := append(dst, codecVersion)
 	b = appendString(b, t.ID)
 	b = appendString(b, t.Agent)
@@ -58,6 +63,20 @@ func encodeTask(dst []byte, t *task.Task) []byte {
 	b = binary.AppendVarint(b, t.Usage.CachedCompletions)
 	b = appendString(b, t.WorkerID)
 	return b
+}
+
+// taskSizeHint bounds the record's size from above, so encodeTask allocates once:
+// the variable-length fields plus at most 10 bytes for each length and number.
+func taskSizeHint(t *task.Task) int {
+	n := len(t.ID) + len(t.Agent) + len(t.Input) + len(t.Result) + len(t.Tenant) +
+		len(t.IdempotencyKey) + len(t.WorkflowID) + len(t.StepID) + len(t.WorkerID)
+	if f := t.Failure; f != nil {
+		n += len(f.Reason) + len(f.Message) + 3*binary.MaxVarintLen64
+	}
+	for k, v := range t.Labels {
+		n += len(k) + len(v) + 2*binary.MaxVarintLen64
+	}
+	return n + 32*binary.MaxVarintLen64
 }
 
 // decodeTask parses a record written by encodeTask. It copies what it keeps, so the
@@ -106,27 +125,53 @@ func decodeTask(src []byte) (*task.Task, error) {
 	return t, nil
 }
 
-// encodeWorkflow writes a workflow record: the indexed fields, then the engine's state.
+// Workflow records have their own version: 1 had no finish time, 2 appends it.
+const workflowCodecVersion = 2
+
+// encodeWorkflow writes a workflow record: the indexed fields, then the engine's
+// state, then (version 2) the finish time.
 func encodeWorkflow(w *Workflow) []byte {
-	b := []byte{codecVersion}
+	b := []byte{workflowCodecVersion}
 	b = appendString(b, w.ID)
 	b = appendString(b, w.Tenant)
 	b = appendString(b, w.IdempotencyKey)
 	b = appendBool(b, w.Done)
-	return appendBytes(b, w.State)
+	b = appendBytes(b, w.State)
+	return binary.AppendVarint(b, unixNano(w.FinishedAt))
 }
 
 func decodeWorkflow(src []byte) (*Workflow, error) {
-	if len(src) == 0 || src[0] != codecVersion {
+	if len(src) == 0 || src[0] < 1 || src[0] > workflowCodecVersion {
 		return nil, fmt.Errorf("%w: unknown workflow version", errCorrupt)
 	}
 	r := reader{b: src[1:]}
 	w := &Workflow{ID: r.string(), Tenant: r.string(), IdempotencyKey: r.string(), Done: r.byte() == 1}
 	w.State = r.bytes()
+	if src[0] >= 2 {
+		w.FinishedAt = fromUnixNano(r.varint())
+	}
 	if r.err {
 		return nil, fmt.Errorf("%w: truncated workflow", errCorrupt)
 	}
 	return w, nil
+}
+
+// Catalog agents are few and rarely written: JSON keeps them readable.
+func encodeAgent(a Agent) []byte {
+	b, _ := json.Marshal(a) // a struct of strings always marshals
+	return b
+}
+
+func decodeAgent(src []byte) (Agent, error) {
+	var a Agent
+	if err := json.Unmarshal(src, &a); err != nil {
+		return Agent{}, fmt.Errorf("%w: agent: %v", errCorrupt, err)
+	}
+	return a, nil
+}
+
+func sortAgents(agents []Agent) {
+	slices.SortFunc(agents, func(a, b Agent) int { return strings.Compare(a.Name, b.Name) })
 }
 
 func unixNano(t time.Time) int64 {

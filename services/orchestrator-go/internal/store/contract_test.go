@@ -273,3 +273,161 @@ func TestCodecRejectsGarbage(t *testing.T) {
 		t.Fatal("truncated record decoded")
 	}
 }
+
+func TestStorePersistsAgentCatalog(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s Store, reopen func() Store) {
+		ctx := context.Background()
+		if got, err := s.Agents(ctx); err != nil || len(got) != 0 {
+			t.Fatalf("Agents of an empty store = %v, %v", got, err)
+		}
+		writer := Agent{Name: "writer", Description: "writes", Provider: "simulated", Model: "sim-1", Tools: []string{"search", "calc"}}
+		if err := s.PutAgents(ctx, Agent{Name: "zeta"}, writer); err != nil {
+			t.Fatal(err)
+		}
+		changed := writer
+		changed.Model, changed.Tools = "sim-2", []string{"search"}
+		if err := s.PutAgents(ctx, changed); err != nil {
+			t.Fatal(err)
+		}
+		if reopen != nil {
+			s = reopen()
+		}
+		got, err := s.Agents(ctx)
+		want := []Agent{changed, {Name: "zeta"}}
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("Agents = %+v, %v\nwant %+v", got, err, want)
+		}
+	})
+}
+
+func TestStorePruningKeepsStepTasksOfRunningWorkflows(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s Store, _ func() Store) {
+		ctx := context.Background()
+		if err := s.PutWorkflow(ctx, &Workflow{ID: "running", Tenant: "acme", State: []byte("{}")}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutWorkflow(ctx, &Workflow{ID: "ended", Tenant: "acme", Done: true, FinishedAt: t0, State: []byte("{}")}); err != nil {
+			t.Fatal(err)
+		}
+		finished := func(id, wf string, minute int) *task.Task {
+			return &task.Task{ID: id, Agent: "echo", Tenant: "acme", IdempotencyKey: "k-" + id, WorkflowID: wf, StepID: "s",
+				Status: task.StatusSucceeded, Result: json.RawMessage(`1`), CreatedAt: t0, FinishedAt: t0.Add(time.Duration(minute) * time.Minute)}
+		}
+		// The running workflow's step tasks are the oldest: a pass must get past them.
+		held := []*task.Task{finished("held0", "running", 0), finished("held1", "running", 1), finished("held2", "running", 2)}
+		prunable := []*task.Task{finished("ended0", "ended", 3), finished("plain0", "", 4), finished("ended1", "ended", 5), finished("orphan", "gone", 6)}
+		if err := s.Put(ctx, append(append([]*task.Task{}, held...), prunable...)...); err != nil {
+			t.Fatal(err)
+		}
+		p := &Pruner{Store: s, BatchSize: 2, Retention: time.Hour, Now: func() time.Time { return t0.Add(2 * time.Hour) }}
+		if n, err := p.PruneOnce(ctx); err != nil || n != len(prunable) {
+			t.Fatalf("PruneOnce pruned %d, %v; want %d", n, err, len(prunable))
+		}
+		for _, tk := range held {
+			if got, err := s.Get(ctx, tk.ID); err != nil || string(got.Result) != "1" {
+				t.Fatalf("step task %s of a running workflow was pruned: %v", tk.ID, err)
+			}
+			if _, err := s.FindByIdempotencyKey(ctx, "acme", tk.IdempotencyKey); err != nil {
+				t.Fatalf("idempotency key of %s was pruned: %v", tk.ID, err)
+			}
+		}
+		for _, tk := range prunable {
+			if _, err := s.Get(ctx, tk.ID); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("%s survived pruning: %v", tk.ID, err)
+			}
+		}
+		// Once the workflow is done, its step tasks age out like any other.
+		if err := s.PutWorkflow(ctx, &Workflow{ID: "running", Tenant: "acme", Done: true, FinishedAt: t0.Add(time.Minute), State: []byte("{}")}); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := p.PruneOnce(ctx); err != nil || n != len(held) {
+			t.Fatalf("PruneOnce after the workflow ended pruned %d, %v; want %d", n, err, len(held))
+		}
+		if page, _, _ := s.List(ctx, Filter{}, "", 10); len(page) != 0 {
+			t.Fatalf("left after pruning: %s", ids(page))
+		}
+	})
+}
+
+func TestStorePrunesOldFinishedWorkflows(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s Store, reopen func() Store) {
+		ctx := context.Background()
+		wfs := []*Workflow{
+			{ID: "old0", Tenant: "acme", IdempotencyKey: "k0", Done: true, FinishedAt: t0, State: []byte("a")},
+			{ID: "old1", Tenant: "acme", IdempotencyKey: "k1", Done: true, FinishedAt: t0.Add(time.Minute), State: []byte("b")},
+			{ID: "old2", Tenant: "acme", Done: true, FinishedAt: t0.Add(2 * time.Minute), State: []byte("c")},
+			{ID: "recent", Tenant: "acme", IdempotencyKey: "k3", Done: true, FinishedAt: t0.Add(3 * time.Hour), State: []byte("d")},
+			{ID: "open", Tenant: "acme", IdempotencyKey: "k4", State: []byte("e")},
+		}
+		for _, w := range wfs {
+			if err := s.PutWorkflow(ctx, w); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if reopen != nil {
+			s = reopen()
+		}
+		if got, err := s.GetWorkflow(ctx, "old1"); err != nil || !got.FinishedAt.Equal(t0.Add(time.Minute)) {
+			t.Fatalf("FinishedAt did not round-trip: %+v, %v", got, err)
+		}
+		p := &Pruner{Store: s, BatchSize: 2, Retention: time.Hour, Now: func() time.Time { return t0.Add(2 * time.Hour) }}
+		if n, err := p.PruneWorkflowsOnce(ctx); err != nil || n != 3 {
+			t.Fatalf("PruneWorkflowsOnce pruned %d, %v; want 3", n, err)
+		}
+		for _, id := range []string{"old0", "old1", "old2"} {
+			if _, err := s.GetWorkflow(ctx, id); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("workflow %s survived: %v", id, err)
+			}
+		}
+		if _, err := s.FindWorkflowByIdempotencyKey(ctx, "acme", "k0"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("idempotency key of a pruned workflow survived: %v", err)
+		}
+		for _, id := range []string{"recent", "open"} {
+			if _, err := s.GetWorkflow(ctx, id); err != nil {
+				t.Fatalf("workflow %s was pruned: %v", id, err)
+			}
+		}
+		if got, err := s.FindWorkflowByIdempotencyKey(ctx, "acme", "k4"); err != nil || got.ID != "open" {
+			t.Fatalf("FindWorkflowByIdempotencyKey(open) = %+v, %v", got, err)
+		}
+		if open, _ := s.UnfinishedWorkflows(ctx); len(open) != 1 || open[0].ID != "open" {
+			t.Fatalf("UnfinishedWorkflows = %v", open)
+		}
+	})
+}
+
+func TestStorePingFailsOnceClosed(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s Store, _ func() Store) {
+		ctx := context.Background()
+		if err := s.Ping(ctx); err != nil {
+			t.Fatalf("Ping of an open store = %v", err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Ping(ctx); err == nil {
+			t.Fatal("Ping of a closed store succeeded")
+		}
+	})
+}
+
+func TestCodecReadsVersion1Workflows(t *testing.T) {
+	w := &Workflow{ID: "w", Tenant: "acme", IdempotencyKey: "k", Done: true, State: []byte(`{"x":1}`)}
+	v1 := []byte{1}
+	v1 = appendString(v1, w.ID)
+	v1 = appendString(v1, w.Tenant)
+	v1 = appendString(v1, w.IdempotencyKey)
+	v1 = appendBool(v1, w.Done)
+	v1 = appendBytes(v1, w.State)
+	got, err := decodeWorkflow(v1)
+	if err != nil || !reflect.DeepEqual(got, w) {
+		t.Fatalf("decode v1 = %+v, %v", got, err)
+	}
+	w.FinishedAt = t0
+	if got, err := decodeWorkflow(encodeWorkflow(w)); err != nil || !reflect.DeepEqual(got, w) {
+		t.Fatalf("round trip = %+v, %v", got, err)
+	}
+	if _, err := decodeWorkflow([]byte{9}); err == nil {
+		t.Fatal("unknown version decoded")
+	}
+}

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,6 +20,9 @@ type Memory struct {
 
 	workflows    map[string]*Workflow
 	workflowIdem map[idemKey]string
+
+	agents map[string]Agent
+	closed bool
 }
 
 type entry struct {
@@ -32,6 +37,7 @@ func NewMemory() *Memory {
 	return &Memory{
 		byID: map[string]*entry{}, byIdem: map[idemKey]string{},
 		workflows: map[string]*Workflow{}, workflowIdem: map[idemKey]string{},
+		agents: map[string]Agent{},
 	}
 }
 
@@ -169,7 +175,7 @@ func (m *Memory) PruneFinished(_ context.Context, before time.Time, limit int) (
 	kept := m.order[:0]
 	for _, id := range m.order {
 		t := m.byID[id].task
-		if pruned < limit && t.Status.Finished() && t.FinishedAt.Before(before) {
+		if pruned < limit && t.Status.Finished() && t.FinishedAt.Before(before) && !m.workflowOpenLocked(t.WorkflowID) {
 			delete(m.byID, id)
 			if t.IdempotencyKey != "" {
 				delete(m.byIdem, idemKey{t.Tenant, t.IdempotencyKey})
@@ -185,8 +191,76 @@ func (m *Memory) PruneFinished(_ context.Context, before time.Time, limit int) (
 	return pruned, nil
 }
 
-// Close implements Store.
-func (m *Memory) Close() error { return nil }
+func (m *Memory) workflowOpenLocked(id string) bool {
+	if id == "" {
+		return false
+	}
+	w, ok := m.workflows[id]
+	return ok && !w.Done
+}
+
+// PruneFinishedWorkflows implements Store.
+func (m *Memory) PruneFinishedWorkflows(_ context.Context, before time.Time, limit int) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var doomed []*Workflow
+	for _, w := range m.workflows {
+		if w.Done && !w.FinishedAt.IsZero() && w.FinishedAt.Before(before) {
+			doomed = append(doomed, w)
+		}
+	}
+	slices.SortFunc(doomed, func(a, b *Workflow) int { return a.FinishedAt.Compare(b.FinishedAt) })
+	doomed = doomed[:min(len(doomed), limit)]
+	for _, w := range doomed {
+		delete(m.workflows, w.ID)
+		if k := (idemKey{w.Tenant, w.IdempotencyKey}); w.IdempotencyKey != "" && m.workflowIdem[k] == w.ID {
+			delete(m.workflowIdem, k)
+		}
+	}
+	return len(doomed), nil
+}
+
+// PutAgents implements Store.
+func (m *Memory) PutAgents(_ context.Context, agents ...Agent) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, a := range agents {
+		a.Tools = slices.Clone(a.Tools)
+		m.agents[a.Name] = a
+	}
+	return nil
+}
+
+// Agents implements Store.
+func (m *Memory) Agents(context.Context) ([]Agent, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]Agent, 0, len(m.agents))
+	for _, a := range m.agents {
+		a.Tools = slices.Clone(a.Tools)
+		out = append(out, a)
+	}
+	sortAgents(out)
+	return out, nil
+}
+
+// Ping implements Store: the memory store serves until closed.
+func (m *Memory) Ping(context.Context) error {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return errors.New("memory store closed")
+	}
+	return nil
+}
+
+// Close implements Store. The data stays readable (tests reuse a closed store).
+func (m *Memory) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	return nil
+}
 
 func matches(t *task.Task, f Filter) bool {
 	return (f.Tenant == "" || t.Tenant == f.Tenant) &&

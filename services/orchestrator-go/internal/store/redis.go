@@ -30,6 +30,8 @@ import (
 //	P wf:<id>         string: workflow record
 //	P wf_idem         hash "<tenant>\x00<key>" -> workflow id
 //	P wf_open         set of ids of workflows not done
+//	P wf_finished     sorted set, score finished-at unix ms, member workflow id: retention pruning
+//	P agents          hash name -> agent record (JSON): the persisted agent catalog
 type Redis struct {
 	c      *redis.Client
 	prefix string
@@ -214,43 +216,133 @@ func (r *Redis) Unfinished(ctx context.Context) ([]*task.Task, error) {
 	return out, nil
 }
 
-// PruneFinished implements Store.
+// PruneFinished implements Store. It reads the oldest entries of the finished
+// index page by page; step tasks of open workflows stay indexed and are passed over
+// (the next page starts after them).
 func (r *Redis) PruneFinished(ctx context.Context, before time.Time, limit int) (int, error) {
+	n, held := 0, 0
+	for n < limit {
+		want := limit - n
+		ids, err := r.c.ZRangeArgs(ctx, redis.ZRangeArgs{
+			Key: r.key("finished"), Start: "-inf", Stop: "(" + strconv.FormatInt(before.UnixMilli(), 10), ByScore: true,
+			Offset: int64(held), Count: int64(want),
+		}).Result()
+		if err != nil || len(ids) == 0 {
+			return n, err
+		}
+		tasks, err := r.getMany(ctx, ids)
+		if err != nil {
+			return n, err
+		}
+		open, err := r.openWorkflows(ctx, tasks)
+		if err != nil {
+			return n, err
+		}
+		keep := map[string]bool{}
+		_, err = r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			for _, t := range tasks {
+				if !t.Status.Finished() {
+					continue // defensive: never prune live work
+				}
+				if open[t.WorkflowID] {
+					keep[t.ID] = true // its workflow may still read the result when it resumes
+					continue
+				}
+				p.Del(ctx, r.key("task:", t.ID))
+				p.ZRem(ctx, r.key("created"), createdMember(t))
+				if t.IdempotencyKey != "" {
+					p.HDel(ctx, r.key("idem"), idemField(t.Tenant, t.IdempotencyKey))
+				}
+				n++
+			}
+			// Index entries whose task is already gone (or live) go too.
+			var members []any
+			for _, id := range ids {
+				if !keep[id] {
+					members = append(members, id)
+				}
+			}
+			if len(members) > 0 {
+				p.ZRem(ctx, r.key("finished"), members...)
+			}
+			return nil
+		})
+		if err != nil {
+			return n, fmt.Errorf("redis prune: %w", err)
+		}
+		held += len(keep)
+		if len(ids) < want {
+			return n, nil
+		}
+	}
+	return n, nil
+}
+
+// openWorkflows reports which of the tasks' workflows are not done, in one call.
+func (r *Redis) openWorkflows(ctx context.Context, tasks []*task.Task) (map[string]bool, error) {
+	var wfIDs []any
+	seen := map[string]bool{}
+	for _, t := range tasks {
+		if t.WorkflowID != "" && !seen[t.WorkflowID] {
+			seen[t.WorkflowID] = true
+			wfIDs = append(wfIDs, t.WorkflowID)
+		}
+	}
+	open := map[string]bool{}
+	if len(wfIDs) == 0 {
+		return open, nil
+	}
+	member, err := r.c.SMIsMember(ctx, r.key("wf_open"), wfIDs...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis open workflows: %w", err)
+	}
+	for i, ok := range member {
+		if ok {
+			open[wfIDs[i].(string)] = true
+		}
+	}
+	return open, nil
+}
+
+// PruneFinishedWorkflows implements Store.
+func (r *Redis) PruneFinishedWorkflows(ctx context.Context, before time.Time, limit int) (int, error) {
 	ids, err := r.c.ZRangeArgs(ctx, redis.ZRangeArgs{
-		Key: r.key("finished"), Start: "-inf", Stop: "(" + strconv.FormatInt(before.UnixMilli(), 10), ByScore: true, Count: int64(limit),
+		Key: r.key("wf_finished"), Start: "-inf", Stop: "(" + strconv.FormatInt(before.UnixMilli(), 10), ByScore: true, Count: int64(limit),
 	}).Result()
 	if err != nil || len(ids) == 0 {
 		return 0, err
 	}
-	tasks, err := r.getMany(ctx, ids)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	_, err = r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		for _, t := range tasks {
-			if !t.Status.Finished() {
-				continue // defensive: never prune live work
-			}
-			p.Del(ctx, r.key("task:", t.ID))
-			p.ZRem(ctx, r.key("created"), createdMember(t))
-			if t.IdempotencyKey != "" {
-				p.HDel(ctx, r.key("idem"), idemField(t.Tenant, t.IdempotencyKey))
-			}
-			n++
+	var doomed []*Workflow
+	for _, id := range ids {
+		w, err := r.GetWorkflow(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			continue
 		}
-		// Index entries whose task is already gone go too.
+		if err != nil {
+			return 0, err
+		}
+		if w.Done {
+			doomed = append(doomed, w)
+		}
+	}
+	_, err = r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for _, w := range doomed {
+			p.Del(ctx, r.key("wf:", w.ID))
+			if w.IdempotencyKey != "" {
+				p.HDel(ctx, r.key("wf_idem"), idemField(w.Tenant, w.IdempotencyKey))
+			}
+		}
 		members := make([]any, len(ids))
 		for i, id := range ids {
 			members[i] = id
 		}
-		p.ZRem(ctx, r.key("finished"), members...)
+		p.ZRem(ctx, r.key("wf_finished"), members...)
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("redis prune: %w", err)
+		return 0, fmt.Errorf("redis prune workflows: %w", err)
 	}
-	return n, nil
+	return len(doomed), nil
 }
 
 // PutWorkflow implements Store.
@@ -260,10 +352,13 @@ func (r *Redis) PutWorkflow(ctx context.Context, w *Workflow) error {
 		if w.IdempotencyKey != "" {
 			p.HSet(ctx, r.key("wf_idem"), idemField(w.Tenant, w.IdempotencyKey), w.ID)
 		}
-		if w.Done {
-			p.SRem(ctx, r.key("wf_open"), w.ID)
-		} else {
+		if !w.Done {
 			p.SAdd(ctx, r.key("wf_open"), w.ID)
+			return nil
+		}
+		p.SRem(ctx, r.key("wf_open"), w.ID)
+		if !w.FinishedAt.IsZero() {
+			p.ZAdd(ctx, r.key("wf_finished"), redis.Z{Score: float64(w.FinishedAt.UnixMilli()), Member: w.ID})
 		}
 		return nil
 	})
@@ -317,8 +412,41 @@ func (r *Redis) UnfinishedWorkflows(ctx context.Context) ([]*Workflow, error) {
 	return out, nil
 }
 
+// PutAgents implements Store.
+func (r *Redis) PutAgents(ctx context.Context, agents ...Agent) error {
+	if len(agents) == 0 {
+		return nil
+	}
+	fields := make([]any, 0, 2*len(agents))
+	for _, a := range agents {
+		fields = append(fields, a.Name, encodeAgent(a))
+	}
+	if err := r.c.HSet(ctx, r.key("agents"), fields...).Err(); err != nil {
+		return fmt.Errorf("redis put agents: %w", err)
+	}
+	return nil
+}
+
+// Agents implements Store.
+func (r *Redis) Agents(ctx context.Context) ([]Agent, error) {
+	all, err := r.c.HGetAll(ctx, r.key("agents")).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis agents: %w", err)
+	}
+	out := make([]Agent, 0, len(all))
+	for _, v := range all {
+		a, err := decodeAgent([]byte(v))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	sortAgents(out)
+	return out, nil
+}
+
 // Close implements Store.
 func (r *Redis) Close() error { return r.c.Close() }
 
-// Ping checks Redis answers (readiness).
+// Ping implements Store: Redis answers PING.
 func (r *Redis) Ping(ctx context.Context) error { return r.c.Ping(ctx).Err() }

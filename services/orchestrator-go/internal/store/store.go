@@ -53,8 +53,22 @@ type Store interface {
 	UnfinishedWorkflows(ctx context.Context) ([]*Workflow, error)
 
 	// PruneFinished deletes up to limit finished tasks whose FinishedAt is before
-	// before, oldest first, and returns how many it deleted.
+	// before, oldest first, and returns how many it deleted. It never deletes a step
+	// task whose workflow is stored and not done: resuming the workflow reads its
+	// result. Such tasks stay indexed and are pruned once their workflow is done.
 	PruneFinished(ctx context.Context, before time.Time, limit int) (int, error)
+	// PruneFinishedWorkflows deletes up to limit done workflows whose FinishedAt is
+	// before before, oldest first, and returns how many it deleted.
+	PruneFinishedWorkflows(ctx context.Context, before time.Time, limit int) (int, error)
+
+	// PutAgents inserts or replaces agents of the catalog, by name.
+	PutAgents(ctx context.Context, agents ...Agent) error
+	// Agents returns every stored agent, sorted by name.
+	Agents(ctx context.Context) ([]Agent, error)
+
+	// Ping reports whether the store can serve (readiness): the bolt file is open,
+	// Redis answers.
+	Ping(ctx context.Context) error
 
 	Close() error
 }
@@ -66,7 +80,21 @@ type Workflow struct {
 	Tenant         string
 	IdempotencyKey string
 	Done           bool
-	State          []byte
+	// FinishedAt is when a done workflow finished (retention pruning); a done
+	// workflow without it is never pruned.
+	FinishedAt time.Time
+	State      []byte
+}
+
+// Agent is a catalog entry: an agent some worker registered. The catalog is
+// persisted so that tasks for known agents are accepted after a restart before any
+// worker reconnects.
+type Agent struct {
+	Name        string   `json:"name"`
+	Description string   `json:"description,omitempty"`
+	Provider    string   `json:"provider,omitempty"`
+	Model       string   `json:"model,omitempty"`
+	Tools       []string `json:"tools,omitempty"`
 }
 
 // Clone returns a deep copy.

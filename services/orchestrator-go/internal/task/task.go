@@ -75,6 +75,9 @@ type Usage struct {
 
 // Task is one unit of agent work and its current state. Input and Result hold JSON
 // (any JSON value), so a durable store can write them as they are.
+//
+// Input, Result, Labels and Failure are never modified in place once set: a new
+// value replaces the old one. That is what lets Snapshot share them.
 type Task struct {
 	ID             string
 	Agent          string
@@ -113,6 +116,18 @@ func (t *Task) Clone() *Task {
 		f := *t.Failure
 		c.Failure = &f
 	}
+	return &c
+}
+
+// Snapshot returns a copy of t's fields that shares Input, Result, Labels and
+// Failure with t (they are never modified in place). It costs one allocation, so the
+// scheduler takes one per state change for the store and the worker stream; both
+// only read it. Callers that may modify what they get use Clone.
+func (t *Task) Snapshot() *Task {
+	if t == nil {
+		return nil
+	}
+	c := *t
 	return &c
 }
 

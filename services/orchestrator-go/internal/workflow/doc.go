@@ -54,7 +54,11 @@
 //     workflow, reads its step tasks' statuses from the task store, applies the
 //     results it missed and submits what is missing. A step whose tasks cannot be
 //     submitted (no worker has registered its agent since the restart, queue full)
-//     stays pending and is retried every RetryInterval.
+//     stays pending and is retried every RetryInterval. A step whose task cannot be
+//     read on resume goes back to pending and is submitted again under the same
+//     idempotency keys (existing tasks are reused, finished ones applied). Retention
+//     never prunes a finished step task while its workflow is not done; done
+//     workflows are pruned by the same retention (store.Pruner).
 //   - Watching (watch.go). A watcher gets the workflow status first, then every event
 //     of every step task (with its step id), then one last event with done=true and
 //     the final workflow. The engine never blocks on a watcher: it hands it at most

@@ -349,7 +349,10 @@ func (e *Engine) StepFinished(t *task.Task) {
 }
 
 // reconcile applies the results of a resumed workflow's step tasks that finished
-// while nobody was listening.
+// while nobody was listening. A step whose task cannot be read (missing from the
+// store, or the store failed) goes back to pending: advance submits it again under
+// the same idempotency keys, which return the tasks that exist (applying the
+// finished ones) and recreate only what is gone, so the workflow cannot hang on it.
 func (e *Engine) reconcile(ctx context.Context, r *run) {
 	for i := range r.wf.Steps {
 		st := &r.wf.Steps[i]
@@ -362,11 +365,18 @@ func (e *Engine) reconcile(ctx context.Context, r *run) {
 			}
 			t, err := e.store.Get(ctx, id)
 			if err != nil {
-				e.log.Error("load step task of resumed workflow", "workflow_id", r.wf.ID, "task_id", id, "err", err)
-				continue
+				e.log.Warn("cannot read a step task of a resumed workflow; submitting the step again",
+					"workflow_id", r.wf.ID, "step_id", st.StepID, "task_id", id, "err", err)
+				st.Status, st.TaskIDs, st.StartedAt = task.StatusUnspecified, nil, time.Time{}
+				r.steps[i] = nil
+				r.dirty = true
+				break
 			}
 			if t.Status.Finished() {
 				e.apply(ctx, r, t)
+			}
+			if st.Status != task.StatusRunning {
+				break // the step ended (e.g. a failed element under FAIL_FAST)
 			}
 		}
 	}
@@ -708,7 +718,8 @@ func (e *Engine) write(ctx context.Context, wf *Workflow) error {
 		return fmt.Errorf("encode workflow %s: %w", wf.ID, err)
 	}
 	err = e.store.PutWorkflow(ctx, &store.Workflow{
-		ID: wf.ID, Tenant: wf.Spec.Tenant, IdempotencyKey: wf.Spec.IdempotencyKey, Done: wf.Status.Finished(), State: state,
+		ID: wf.ID, Tenant: wf.Spec.Tenant, IdempotencyKey: wf.Spec.IdempotencyKey, Done: wf.Status.Finished(),
+		FinishedAt: wf.FinishedAt, State: state,
 	})
 	if err != nil {
 		return fmt.Errorf("store workflow %s: %w", wf.ID, err)

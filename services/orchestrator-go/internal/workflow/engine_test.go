@@ -24,14 +24,14 @@ var testAgents = []string{"echo", "slow", "fail", "block"}
 // harness is a real scheduler and engine over a store, with an optional fake worker.
 type harness struct {
 	t     *testing.T
-	store *store.Memory
+	store store.Store
 	sched *scheduler.Scheduler
 	eng   *Engine
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
 }
 
-func newHarness(t *testing.T, st *store.Memory) *harness {
+func newHarness(t *testing.T, st store.Store) *harness {
 	t.Helper()
 	m := telemetry.NewTestMetrics()
 	catalog := workers.NewCatalog()

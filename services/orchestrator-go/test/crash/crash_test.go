@@ -1,8 +1,9 @@
 // Package crash is the orchestrator's crash test: it builds the real binary, runs
-// fake workers over the real WorkerHubService protocol, submits 1,000 tasks over
-// gRPC, kills the orchestrator with SIGKILL midway, restarts it on the same state
-// and checks that every acknowledged task completes with exactly one recorded
-// result. It runs against the bolt and the Redis store.
+// fake workers over the real WorkerHubService protocol, submits 1,000 tasks and
+// three workflows (sequential, DAG, map) over gRPC, kills the orchestrator with
+// SIGKILL midway, restarts it on the same state and checks that every acknowledged
+// task and workflow completes with exactly one recorded result. It runs against the
+// bolt and the Redis store. catalog_test.go checks the agent catalog survives too.
 //
 //	go test -count=1 ./test/crash/
 package crash
@@ -59,12 +60,12 @@ func TestMain(m *testing.M) {
 }
 
 func TestCrashBolt(t *testing.T) {
-	runCrashScenario(t, []string{"--store", "bolt", "--data-dir", t.TempDir()})
+	runCrashScenario(t, []string{"--store", "bolt", "--data-dir", t.TempDir()}, workflowsExtra())
 }
 
 func TestCrashRedis(t *testing.T) {
 	srv := redistest.Start(t)
-	runCrashScenario(t, []string{"--store", "redis", "--redis-url", srv.URL})
+	runCrashScenario(t, []string{"--store", "redis", "--redis-url", srv.URL}, workflowsExtra())
 }
 
 // Extra is more work that must survive the crash (the hook for workflows): Submit
@@ -125,6 +126,7 @@ func runCrashScenario(t *testing.T, storeArgs []string, extras ...Extra) {
 		time.Sleep(2 * time.Millisecond)
 	}
 	first.kill(t)
+	h.Workers.releaseHeld() // what the first orchestrator assigned died with it
 	t.Logf("SIGKILL with %d tasks acknowledged and %d executions seen", acked.len(), h.Workers.runs())
 	second := start(t, args, logs)
 	defer second.stop(t)
@@ -300,14 +302,55 @@ func (a *ackSet) all() map[string]string {
 }
 
 // Recorder counts what the fake workers ran: the lease ids of every execution of
-// every task.
+// every task, the tasks of the workflow agent apart. Until releaseHeld (the kill),
+// workflow tasks whose input says "hold": true are held: never answered.
 type Recorder struct {
-	mu     sync.Mutex
-	leases map[string]map[string]bool
-	total  atomic.Int64
+	mu       sync.Mutex
+	leases   map[string]map[string]bool
+	wfLeases map[string]map[string]bool
+	total    atomic.Int64
+	held     atomic.Int64
+	release  chan struct{}
+	released sync.Once
 }
 
-func newRecorder() *Recorder { return &Recorder{leases: map[string]map[string]bool{}} }
+func newRecorder() *Recorder {
+	return &Recorder{leases: map[string]map[string]bool{}, wfLeases: map[string]map[string]bool{}, release: make(chan struct{})}
+}
+
+func (r *Recorder) ranWorkflowTask(taskID, leaseID string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.wfLeases[taskID] == nil {
+		r.wfLeases[taskID] = map[string]bool{}
+	}
+	r.wfLeases[taskID][leaseID] = true
+}
+
+// WorkflowTaskLeases returns the lease ids of every execution of a workflow-agent task.
+func (r *Recorder) WorkflowTaskLeases(taskID string) map[string]bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]bool{}
+	for l := range r.wfLeases[taskID] {
+		out[l] = true
+	}
+	return out
+}
+
+// Held is how many workflow tasks the workers are holding (or held) unanswered.
+func (r *Recorder) Held() int { return int(r.held.Load()) }
+
+func (r *Recorder) releaseHeld() { r.released.Do(func() { close(r.release) }) }
+
+func (r *Recorder) holding() bool {
+	select {
+	case <-r.release:
+		return false
+	default:
+		return true
+	}
+}
 
 func (r *Recorder) ran(taskID, leaseID string) {
 	r.mu.Lock()
@@ -370,10 +413,15 @@ func session(ctx context.Context, hub pb.WorkerHubServiceClient, id string, conc
 	if err != nil {
 		return err
 	}
-	send := func(m *pb.SessionRequest) error { return stream.Send(m) }
+	var sendMu sync.Mutex // held workflow tasks answer from their own goroutines
+	send := func(m *pb.SessionRequest) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		return stream.Send(m)
+	}
 	err = send(&pb.SessionRequest{Msg: &pb.SessionRequest_Register{Register: &pb.Register{
 		WorkerId: id, Concurrency: concurrency, Hostname: "crash-test",
-		Agents: []*pb.AgentInfo{{Name: agentName, Provider: "simulated"}},
+		Agents: []*pb.AgentInfo{{Name: agentName, Provider: "simulated"}, {Name: workflowAgent, Provider: "simulated"}},
 	}}})
 	if err == nil {
 		err = send(&pb.SessionRequest{Msg: &pb.SessionRequest_Credit{Credit: &pb.CreditGrant{Credits: concurrency}}})
@@ -391,9 +439,19 @@ func session(ctx context.Context, hub pb.WorkerHubServiceClient, id string, conc
 			continue
 		}
 		taskID, leaseID := a.GetTask().GetId(), a.GetLeaseId()
-		rec.ran(taskID, leaseID)
+		output := structpb.NewStringValue(leaseID)
+		if a.GetTask().GetAgent() == workflowAgent {
+			rec.ranWorkflowTask(taskID, leaseID)
+			output = echoWithLease(a.GetTask().GetInput(), leaseID)
+			if output.GetStructValue().GetFields()["hold"].GetBoolValue() && rec.holding() {
+				rec.held.Add(1) // never answered: the orchestrator is killed first
+				continue
+			}
+		} else {
+			rec.ran(taskID, leaseID)
+		}
 		if err := send(&pb.SessionRequest{Msg: &pb.SessionRequest_Result{Result: &pb.TaskResult{
-			TaskId: taskID, LeaseId: leaseID, Output: structpb.NewStringValue(leaseID),
+			TaskId: taskID, LeaseId: leaseID, Output: output,
 		}}}); err != nil {
 			return err
 		}
@@ -401,6 +459,17 @@ func session(ctx context.Context, hub pb.WorkerHubServiceClient, id string, conc
 			return err
 		}
 	}
+}
+
+// echoWithLease is the workflow agent's output: its input object with the lease id
+// of the run added, so every recorded result names the run that produced it.
+func echoWithLease(input *structpb.Value, leaseID string) *structpb.Value {
+	fields := map[string]*structpb.Value{}
+	for k, v := range input.GetStructValue().GetFields() {
+		fields[k] = v
+	}
+	fields["lease"] = structpb.NewStringValue(leaseID)
+	return structpb.NewStructValue(&structpb.Struct{Fields: fields})
 }
 
 // proc is a running orchestrator.

@@ -1,0 +1,91 @@
+package workers
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
+)
+
+// countingStore records every PutAgents call and can be made to fail.
+type countingStore struct {
+	*store.Memory
+	puts [][]store.Agent
+	fail error
+}
+
+func (s *countingStore) PutAgents(ctx context.Context, agents ...store.Agent) error {
+	if s.fail != nil {
+		return s.fail
+	}
+	s.puts = append(s.puts, agents)
+	return s.Memory.PutAgents(ctx, agents...)
+}
+
+func TestCatalogWritesOnlyNewOrChangedAgents(t *testing.T) {
+	ctx := context.Background()
+	st := &countingStore{Memory: store.NewMemory()}
+	c, err := LoadCatalog(ctx, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writer := Agent{Name: "writer", Provider: "simulated", Tools: []string{"search"}}
+	c.Add(writer, Agent{Name: "coder"})
+	if len(st.puts) != 1 || len(st.puts[0]) != 2 {
+		t.Fatalf("first registration wrote %v", st.puts)
+	}
+	c.Add(Agent{Name: "coder"}, writer) // a worker reconnecting with the same agents
+	if len(st.puts) != 1 {
+		t.Fatalf("an unchanged registration was written: %v", st.puts)
+	}
+	writer.Tools = []string{"search", "calc"}
+	c.Add(Agent{Name: "coder"}, writer)
+	if len(st.puts) != 2 || len(st.puts[1]) != 1 || st.puts[1][0].Name != "writer" {
+		t.Fatalf("a changed agent was not written alone: %v", st.puts)
+	}
+
+	// A restarted orchestrator knows both agents before any worker registers.
+	again, err := LoadCatalog(ctx, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.Has("coder") || !again.Has("writer") || again.Provider("writer") != "simulated" {
+		t.Fatalf("reloaded catalog = %+v", again.List())
+	}
+	if got := again.List(); !reflect.DeepEqual(got, []Agent{{Name: "coder"}, writer}) {
+		t.Fatalf("reloaded catalog = %+v", got)
+	}
+}
+
+func TestCatalogRetriesAFailedWrite(t *testing.T) {
+	ctx := context.Background()
+	st := &countingStore{Memory: store.NewMemory(), fail: errors.New("disk full")}
+	c, err := LoadCatalog(ctx, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Add(Agent{Name: "coder"})
+	if !c.Has("coder") {
+		t.Fatal("an agent whose write failed is not served from memory")
+	}
+	st.fail = nil
+	c.Add(Agent{Name: "coder"})
+	if stored, _ := st.Agents(ctx); len(stored) != 1 || stored[0].Name != "coder" {
+		t.Fatalf("the failed write was not retried: %v", stored)
+	}
+}
+
+func TestMemoryCatalogKeepsAgentsAfterWorkersLeave(t *testing.T) {
+	c := NewCatalog()
+	c.Add(Agent{Name: "b", Tools: []string{"x"}}, Agent{Name: "a"})
+	if !c.Has("a") || c.Has("z") {
+		t.Fatal("Has is wrong")
+	}
+	got := c.List()
+	got[1].Tools[0] = "changed"
+	if names := []string{got[0].Name, got[1].Name}; !reflect.DeepEqual(names, []string{"a", "b"}) || c.List()[1].Tools[0] != "x" {
+		t.Fatalf("List = %+v", c.List())
+	}
+}

@@ -1,0 +1,147 @@
+package workflow
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/redistest"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
+)
+
+// durableStores open a real store and reopen the same data as a new process would.
+func durableStores() map[string]func(t *testing.T) (open func() store.Store) {
+	return map[string]func(t *testing.T) func() store.Store{
+		"bolt": func(t *testing.T) func() store.Store {
+			path := filepath.Join(t.TempDir(), store.BoltFileName)
+			return func() store.Store {
+				b, err := store.OpenBolt(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = b.Close() })
+				return b
+			}
+		},
+		"redis": func(t *testing.T) func() store.Store {
+			srv := redistest.Start(t)
+			return func() store.Store {
+				r, err := store.OpenRedis(context.Background(), srv.URL, "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = r.Close() })
+				return r
+			}
+		},
+	}
+}
+
+// An unfinished workflow stored in bolt or Redis resumes under a new engine over
+// the reopened store; retention never prunes the step result it still needs, and
+// prunes the workflow and its tasks once it is done and old.
+func TestResumeFromDurableStoreAndPruneAfterwards(t *testing.T) {
+	for name, backend := range durableStores() {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			open := backend(t)
+			st := open()
+
+			// First life: no worker, so step 1's task waits in the queue.
+			h1 := newHarness(t, st)
+			wf := h1.submit(Spec{Mode: ModeSequential, Tenant: "acme", IdempotencyKey: "nightly", Input: js(`{"x":"hello"}`), Steps: []Step{
+				{ID: "s1", Agent: "echo", Input: js(`{"x":"{{ input.x }}"}`)},
+				{ID: "s2", Agent: "echo", Input: js(`"{{ steps.s1.output.x }} again"`)},
+				{ID: "s3", Agent: "echo", Input: js(`{"final":"{{ steps.s2.output }}"}`)},
+			}})
+			s1 := h1.waitRunning(wf.ID, "s1")
+			h1.close()
+			// While it was down, step 1's task finished long ago (recorded; the engine never told).
+			tk := h1.task(s1.TaskIDs[0])
+			tk.Status, tk.Result, tk.Attempts = task.StatusSucceeded, js(`{"x":"hello"}`), 1
+			tk.FinishedAt = time.Now().Add(-48 * time.Hour)
+			if err := st.Put(ctx, tk); err != nil {
+				t.Fatal(err)
+			}
+			// Retention runs before the restart: the finished step task of a running
+			// workflow stays, or the workflow could never read its result.
+			pruner := &store.Pruner{Store: st, Retention: time.Hour}
+			if n, err := pruner.PruneOnce(ctx); err != nil || n != 0 {
+				t.Fatalf("pruned %d step tasks of a running workflow (%v)", n, err)
+			}
+			if n, err := pruner.PruneWorkflowsOnce(ctx); err != nil || n != 0 {
+				t.Fatalf("pruned %d running workflows (%v)", n, err)
+			}
+			if err := st.Close(); err != nil {
+				t.Fatal(err)
+			}
+
+			// Second life: a new engine over the reopened store resumes at step 2.
+			st = open()
+			h2 := newHarness(t, st)
+			h2.worker(4)
+			done := h2.wait(wf.ID)
+			if done.Status != StatusSucceeded {
+				t.Fatalf("resumed workflow = %+v", done)
+			}
+			jsonEq(t, done.Output, `{"final":"hello again"}`)
+			all, _, err := st.List(ctx, store.Filter{}, "", 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			perStep := map[string]int{}
+			for _, tk := range all {
+				perStep[tk.StepID]++
+			}
+			if len(all) != 3 || perStep["s1"] != 1 || perStep["s2"] != 1 || perStep["s3"] != 1 {
+				t.Fatalf("tasks per step = %v (want one each)", perStep)
+			}
+			if again, existing, err := h2.eng.Submit(ctx, Spec{Tenant: "acme", IdempotencyKey: "nightly", Steps: []Step{{ID: "x", Agent: "echo"}}}); err != nil || !existing || again.ID != wf.ID {
+				t.Fatalf("idempotent resubmit after the restart = %+v, %v, %v", again, existing, err)
+			}
+
+			// Once done and older than the retention, the workflow and its tasks go.
+			h2.close()
+			later := &store.Pruner{Store: st, Retention: time.Hour, Now: func() time.Time { return time.Now().Add(2 * time.Hour) }}
+			if n, err := later.PruneOnce(ctx); err != nil || n != 3 {
+				t.Fatalf("pruned %d tasks of the finished workflow (%v), want 3", n, err)
+			}
+			if n, err := later.PruneWorkflowsOnce(ctx); err != nil || n != 1 {
+				t.Fatalf("pruned %d finished workflows (%v), want 1", n, err)
+			}
+			if _, err := st.GetWorkflow(ctx, wf.ID); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("the pruned workflow is still stored: %v", err)
+			}
+		})
+	}
+}
+
+// A resumed step whose task is missing from the store is submitted again; the same
+// idempotency key finds the task that does exist, so nothing runs twice.
+func TestResumeResubmitsAStepWhoseTaskCannotBeRead(t *testing.T) {
+	st := store.NewMemory()
+	ctx := context.Background()
+	h1 := newHarness(t, st)
+	wf := h1.submit(Spec{Steps: []Step{{ID: "only", Agent: "echo", Input: js(`{"n":1}`)}}})
+	stored := h1.waitRunning(wf.ID, "only").TaskIDs[0]
+	h1.close()
+	stale, _ := h1.eng.Get(ctx, wf.ID)
+	stale.Steps[0].TaskIDs = []string{"ghost"} // a task id the store does not have
+	if err := h1.eng.write(ctx, stale); err != nil {
+		t.Fatal(err)
+	}
+
+	h2 := newHarness(t, st)
+	h2.worker(2)
+	done := h2.wait(wf.ID)
+	if done.Status != StatusSucceeded || len(done.Steps[0].TaskIDs) != 1 || done.Steps[0].TaskIDs[0] != stored {
+		t.Fatalf("workflow = %+v (want it finished by task %s)", done, stored)
+	}
+	jsonEq(t, done.Output, `{"n":1}`)
+	if all, _, _ := st.List(ctx, store.Filter{}, "", 10); len(all) != 1 {
+		t.Fatalf("%d tasks for one step", len(all))
+	}
+}
