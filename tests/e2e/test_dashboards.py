@@ -46,14 +46,17 @@ def exposed(stack: Stack) -> dict[str, set[str]]:
 
 
 def run_one_task(gateway: str) -> None:
-    """Submits a task and follows its event stream to the end."""
+    """Runs a task and a one-step workflow, following their event streams to the end."""
     with httpx.Client(base_url=gateway, timeout=30) as client:
         task_id = client.post("/v1/tasks", json={"agent": "assistant", "input": "dash"}).json()[
             "id"
         ]
-        with client.stream("GET", f"/v1/tasks/{task_id}/events") as events:
-            lines = list(events.iter_lines())
-    assert "event: done" in lines
+        workflow_id = client.post(
+            "/v1/workflows", json={"steps": [{"id": "a", "agent": "assistant", "input": "wf"}]}
+        ).json()["id"]
+        for path in (f"/v1/tasks/{task_id}/events", f"/v1/workflows/{workflow_id}/events"):
+            with client.stream("GET", path) as events:
+                assert "event: done" in list(events.iter_lines())
 
 
 def test_every_dashboard_metric_and_label_is_exposed(stack: Stack, gateway: str) -> None:

@@ -228,8 +228,13 @@ type AgentSeries struct {
 	duration [task.StatusTimedOut + 1]prometheus.Observer
 }
 
-// AgentSeries returns the agent's series handle; series are created on first use.
-func (m *Metrics) AgentSeries(agent string) *AgentSeries { return &AgentSeries{m: m, agent: agent} }
+// AgentSeries returns the agent's series handle; series are created on first use,
+// except the retry counter, which starts at 0 so that rate() over it works from the
+// agent's first task rather than from its first retry.
+func (m *Metrics) AgentSeries(agent string) *AgentSeries {
+	m.TaskRetries.WithLabelValues(agent)
+	return &AgentSeries{m: m, agent: agent}
+}
 
 // Submitted is TasksSubmitted{agent}.
 func (a *AgentSeries) Submitted() prometheus.Counter {
