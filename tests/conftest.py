@@ -24,8 +24,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         ports=Ports.random(),
         worker_env=FAST_SIMULATION,
     )
-    with Stack(cfg) as running:
+    running = Stack(cfg)
+    running.start()
+    try:
         yield running
+    finally:
+        codes = running.stop()
+    # SIGTERM drains every service and exits 0 (DESIGN.md §6).
+    assert {name: code for name, code in codes.items() if code != 0} == {}
 
 
 @pytest.fixture(scope="session")

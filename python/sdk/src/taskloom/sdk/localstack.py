@@ -252,19 +252,24 @@ class Stack:
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM in reverse start order (gateway first), then SIGKILL what lingers."""
+    def stop(self, timeout: float = 15.0) -> dict[str, int]:
+        """SIGTERM in reverse start order (gateway first), then SIGKILL what lingers.
+
+        Returns the exit code of every service this call stopped (-9 for a SIGKILL).
+        """
+        codes: dict[str, int] = {}
         for svc in reversed(self.services):
             if svc.process is not None and svc.process.poll() is None:
                 svc.process.send_signal(signal.SIGTERM)
                 try:
-                    svc.process.wait(timeout)
+                    codes[svc.name] = svc.process.wait(timeout)
                 except subprocess.TimeoutExpired:
                     svc.process.kill()
-                    svc.process.wait()
+                    codes[svc.name] = svc.process.wait()
             if svc.log is not None:
                 svc.log.close()
                 svc.log = None
+        return codes
 
     def kill(self, name: str) -> None:
         """SIGKILL one service, as a crash would."""
@@ -362,7 +367,13 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.5)
     except KeyboardInterrupt:
         print("\nStopping Taskloom…", flush=True)
-        return 0
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        unclean = {name: code for name, code in stack.stop().items() if code != 0}
+        for name, code in unclean.items():
+            print(f"{name} did not exit cleanly (exit code {code})", flush=True)
+        print("Stopped.", flush=True)
+        return 1 if unclean else 0
     except (RuntimeError, TimeoutError, FileNotFoundError) as exc:
         print(f"taskloom: {exc}", file=sys.stderr)
         return 1
@@ -370,7 +381,6 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stack.stop()
-        print("Stopped.", flush=True)
 
 
 if __name__ == "__main__":
