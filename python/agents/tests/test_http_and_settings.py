@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry
 
 from taskloom.agents.http_server import HttpServer, bind_with_fallback, build_app
 from taskloom.agents.metrics_reporter import MetricsReporter
-from taskloom.agents.settings import load_settings
+from taskloom.agents.settings import Settings, env_names, load_settings
 from taskloom.agents.telemetry import Telemetry
 
 
@@ -57,3 +57,35 @@ def test_flags_override_env_and_secrets_are_masked(monkeypatch: pytest.MonkeyPat
     assert settings.openai_api_key.get_secret_value() == "sk-secret"
     assert "sk-secret" not in str(settings.printable())
     assert settings.printable()["openai_api_key"] == "***"
+
+
+def test_help_documents_every_setting_with_its_env_var(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        load_settings(["--help"])
+    assert exited.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())  # undo argparse's line wrapping
+    for name, field in Settings.model_fields.items():
+        assert field.description, f"setting {name} has no description"
+        for env in env_names(name):
+            assert env in help_text, f"--help does not mention {env}"
+        if name != "openai_api_key":
+            assert "--" + name.replace("_", "-") in help_text
+    assert "--openai-api-key" not in help_text  # secrets come from the environment only
+
+
+def test_stack_wide_and_unknown_env_vars_are_tolerated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKLOOM_GRPC_ADDR", "127.0.0.1:50052")  # set for the Rust services
+    monkeypatch.setenv("TASKLOOM_SOMETHING_ELSE", "x")
+    monkeypatch.setenv("TASKLOOM_VECTOR_ADDR", "127.0.0.1:50054")
+    settings = load_settings([])
+    assert settings.vector_addr == "127.0.0.1:50054"
+    assert settings.printable()["vector_addr"] == "127.0.0.1:50054"
+    assert load_settings(["--vector-addr", ""]).vector_addr == ""
+
+
+def test_api_key_flag_is_refused() -> None:
+    with pytest.raises(SystemExit) as exited:
+        load_settings(["--openai-api-key", "sk-on-argv"])
+    assert exited.value.code == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from google.protobuf import json_format, struct_pb2
@@ -126,3 +127,90 @@ async def test_stop_drains_running_task_then_half_closes(hub_server, worker_fact
     assert await session.recv("credit") is None
     await asyncio.wait_for(running.task, WAIT_S)
     assert not running.worker.ready
+
+
+class GatedProvider:
+    """Streams "hello ", then waits for `gate` before "world"; records when it was stopped."""
+
+    name = "simulated"
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.stopped = 0
+
+    async def stream(self, messages, model, params, usage):  # type: ignore[no-untyped-def]
+        try:
+            yield "hello "
+            await self.gate.wait()
+            yield "world"
+        finally:
+            if not self.gate.is_set():
+                self.stopped += 1
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_deadline_stops_the_agent_and_reports_a_final_timeout(
+    hub_server, worker_factory
+) -> None:
+    provider = GatedProvider()  # never released: only the deadline ends the run
+    running = worker_factory(hub_server.addr, provider=provider)
+    session = await hub_server.hub.next_session()
+    await session.recv("credit")
+    timed = assignment("t6", "too slow")
+    timed.deadline.FromNanoseconds(time.time_ns() + 200_000_000)
+    session.send(assignment=timed)
+
+    result = await session.recv("result")
+    assert result.task_id == "t6" and result.lease_id == "lease-t6"
+    assert result.error.reason == common_pb2.ERROR_REASON_DEADLINE_EXCEEDED
+    assert result.error.retryable is False  # the orchestrator ends the task TIMED_OUT
+    assert not result.HasField("output")
+    assert provider.stopped == 1  # the agent was cancelled, not left running
+    assert (await session.recv("credit", "chunk")).credits == 1
+    assert running.worker.running_lease_ids() == []
+
+
+async def test_deadline_already_passed_still_sends_result_and_credit(
+    hub_server, worker_factory
+) -> None:
+    worker_factory(hub_server.addr, provider=GatedProvider())
+    session = await hub_server.hub.next_session()
+    await session.recv("credit")
+    late = assignment("t7", "late")
+    late.deadline.FromSeconds(int(time.time()) - 60)
+    session.send(assignment=late)
+    result = await session.recv("result")
+    assert result.error.reason == common_pb2.ERROR_REASON_DEADLINE_EXCEEDED
+    assert not result.error.retryable
+    assert (await session.recv("credit")).credits == 1
+
+
+async def test_cancel_of_an_unknown_lease_leaves_a_newer_attempt_running(
+    hub_server, worker_factory
+) -> None:
+    provider = GatedProvider()
+    running = worker_factory(hub_server.addr, provider=provider)
+    session = await hub_server.hub.next_session()
+    await session.recv("credit")
+    newer = assignment("t8", "attempt two")
+    newer.lease_id, newer.attempt = "lease-t8-attempt2", 2
+    session.send(assignment=newer)
+    session.send(assignment=assignment("t9", "bystander"))
+    while len(running.worker.running_lease_ids()) < 2:
+        await session.recv("chunk")
+    # A cancel aimed at the first attempt's lease, then one for the bystander: once the
+    # bystander's result is back, the worker has handled the stale cancel as well.
+    session.send(cancel=worker_hub_pb2.CancelAssignment(task_id="t8", lease_id="lease-t8"))
+    session.send(cancel=worker_hub_pb2.CancelAssignment(task_id="t9", lease_id="lease-t9"))
+    bystander = await session.recv("result")
+    assert bystander.task_id == "t9"
+    assert bystander.error.reason == common_pb2.ERROR_REASON_CANCELLED
+    assert running.worker.running_lease_ids() == ["lease-t8-attempt2"]
+
+    provider.gate.set()
+    result = await session.recv("result")
+    assert result.lease_id == "lease-t8-attempt2"
+    assert not result.HasField("error")
+    assert json_format.MessageToDict(result.output)["text"] == "hello world"

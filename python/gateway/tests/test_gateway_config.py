@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 from pydantic_settings import CliApp
 
+from taskloom.gateway.__main__ import graceful_shutdown_timeout, uvicorn_config
 from taskloom.gateway.config import Settings
 
 
@@ -32,3 +33,12 @@ def test_malformed_api_keys_are_rejected(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("TASKLOOM_API_KEYS", "just-a-key")
     with pytest.raises(ValidationError, match="KEY=TENANT"):
         Settings()
+
+
+@pytest.mark.parametrize(("grace", "timeout"), [(5.0, 5.0), (0.5, 0.5), (0.0, 0.0)])
+def test_shutdown_grace_is_passed_to_uvicorn_as_given(grace: float, timeout: float) -> None:
+    # None would make uvicorn wait for open requests forever; 0 cancels them at once.
+    assert graceful_shutdown_timeout(grace) == timeout
+    config = uvicorn_config(Settings(shutdown_grace_seconds=grace))
+    assert config.timeout_graceful_shutdown == timeout
+    assert config.timeout_graceful_shutdown is not None

@@ -93,6 +93,24 @@ def test_metrics_count_requests_by_route_template(client: TestClient) -> None:
     assert "taskloom_gateway_request_duration_seconds_bucket" in text
 
 
+def test_unknown_http_methods_share_one_metric_label(client: TestClient) -> None:
+    for method in ("BREW", "PROPFIND"):
+        assert client.request(method, "/v1/tasks/abc").status_code == 405
+    assert client.request("PATCH", "/v1/tasks/abc").status_code == 405
+    samples = [
+        line
+        for line in client.get("/metrics").text.splitlines()
+        if line.startswith("taskloom_gateway_requests_total{")
+    ]
+    methods = {line.split('method="', 1)[1].split('"', 1)[0] for line in samples}
+    assert {"other", "PATCH"} <= methods
+    assert methods <= {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "other"}
+    assert (
+        'taskloom_gateway_requests_total{method="other",route="/v1/tasks/{task_id}",status="405"}'
+        in "\n".join(samples)
+    )
+
+
 def test_openapi_docs_are_served(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]

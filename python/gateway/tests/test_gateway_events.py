@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 
 import httpx
@@ -87,3 +88,21 @@ def test_websocket_requires_a_key_when_auth_is_on(make_client: MakeClient) -> No
     client = make_client(api_keys="ka=tenant-a")
     with client.websocket_connect("/v1/tasks/x/ws") as ws:
         assert ws.receive_json()["data"]["reason"] == "UNAUTHENTICATED"
+
+
+def test_websocket_client_leaving_an_idle_stream_ends_the_watch(
+    client: TestClient, fake: FakeOrchestrator
+) -> None:
+    fake.hold_watches = True  # no event will come to notice the client has gone
+    task_id = client.post("/v1/tasks", json={"agent": "echo", "input": "x"}).json()["id"]
+    with client.websocket_connect(f"/v1/tasks/{task_id}/ws") as ws:
+        assert ws.receive_json()["event"] == "status"
+        _wait_for(lambda: fake.open_watches == 1)
+    _wait_for(lambda: fake.open_watches == 0)
+
+
+def _wait_for(check: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10  # generous: a leak fails instead of hanging
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)

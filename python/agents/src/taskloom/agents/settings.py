@@ -20,49 +20,90 @@ def _default_worker_id() -> str:
 class Settings(BaseSettings):
     """Every setting of the worker: flags override `TASKLOOM_*` env, which overrides defaults."""
 
+    # Unknown TASKLOOM_* variables are ignored on purpose: the launcher exports the whole
+    # stack's settings (TASKLOOM_GRPC_ADDR for the Rust services, ...) to every service.
     model_config = SettingsConfigDict(env_prefix="TASKLOOM_", extra="ignore")
 
-    orchestrator_addr: str = "127.0.0.1:50051"
-    # host:port of the cache / metrics services; empty = not used.
-    cache_addr: str = ""
-    metrics_addr: str = ""
-    # Health and metrics HTTP port; the next free port (up to +20) is taken when busy.
-    http_addr: str = "127.0.0.1:9105"
-    worker_id: str = Field(default_factory=_default_worker_id)
-    concurrency: int = Field(default=16, ge=1, le=10_000)
-    # Extra directories of agent YAML files on top of the shipped catalog (env: `:`-separated).
-    agents_dir: Annotated[list[Path], NoDecode] = Field(default_factory=list)
-    log_level: str = "info"
+    orchestrator_addr: str = Field(
+        default="127.0.0.1:50051", description="host:port of the orchestrator's gRPC port"
+    )
+    cache_addr: str = Field(default="", description="host:port of the cache service; empty = off")
+    metrics_addr: str = Field(
+        default="", description="host:port of the metrics service; empty = off"
+    )
+    vector_addr: str = Field(
+        default="",
+        description="host:port of the vector memory service (reserved for agent memory); "
+        "empty = off",
+    )
+    http_addr: str = Field(
+        default="127.0.0.1:9105",
+        description="host:port of the health and metrics HTTP port; when busy, the next free "
+        "port (up to +20) is taken",
+    )
+    worker_id: str = Field(
+        default_factory=_default_worker_id,
+        description="this worker's id (default: <hostname>-<pid>)",
+    )
+    concurrency: int = Field(
+        default=16, ge=1, le=10_000, description="tasks this worker runs at once"
+    )
+    agents_dir: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="extra directory of agent YAML files on top of the shipped catalog; "
+        "repeat the flag for more; in the env, ':'-separated",
+    )
+    log_level: str = Field(default="info", description="debug, info, warning or error")
 
-    drain_timeout_s: float = Field(default=10.0, ge=0)
-    reconnect_initial_s: float = Field(default=0.5, gt=0)
-    reconnect_max_s: float = Field(default=15.0, gt=0)
-    # Used until the orchestrator's Registered message says otherwise.
-    heartbeat_interval_s: float = Field(default=5.0, gt=0)
+    drain_timeout_s: float = Field(
+        default=10.0, ge=0, description="on SIGTERM, how long running tasks may finish"
+    )
+    reconnect_initial_s: float = Field(
+        default=0.5, gt=0, description="first delay before reconnecting to the orchestrator"
+    )
+    reconnect_max_s: float = Field(
+        default=15.0, gt=0, description="ceiling of the reconnect backoff"
+    )
+    heartbeat_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="heartbeat interval until the orchestrator's Registered message sets one",
+    )
 
-    cache_timeout_s: float = Field(default=0.5, gt=0)
-    cache_ttl_s: float = Field(default=0.0, ge=0)  # 0 = the namespace's default TTL
-    metrics_interval_s: float = Field(default=1.0, gt=0)
+    cache_timeout_s: float = Field(default=0.5, gt=0, description="deadline of each cache call")
+    cache_ttl_s: float = Field(
+        default=0.0, ge=0, description="TTL of cached LLM answers; 0 = the namespace's default"
+    )
+    metrics_interval_s: float = Field(
+        default=1.0, gt=0, description="how often metrics are pushed to the metrics service"
+    )
 
-    # The simulated provider: time to first token and token rate (0 = no delay).
-    sim_latency_ms: float = Field(default=200.0, ge=0)
-    sim_tokens_per_second: float = Field(default=50.0, ge=0)
+    sim_latency_ms: float = Field(
+        default=200.0, ge=0, description="simulated provider: time to first token (0 = none)"
+    )
+    sim_tokens_per_second: float = Field(
+        default=50.0, ge=0, description="simulated provider: token rate (0 = no delay)"
+    )
 
-    # OpenAI-compatible chat completions API (OpenAI, vLLM, Ollama, llama.cpp server, OpenRouter).
     openai_base_url: str = Field(
         default="https://api.openai.com/v1",
         validation_alias=AliasChoices(
             "TASKLOOM_OPENAI_BASE_URL", "OPENAI_BASE_URL", "openai_base_url"
         ),
+        description="base URL of an OpenAI-compatible chat completions API (OpenAI, vLLM, "
+        "Ollama, llama.cpp server, OpenRouter)",
     )
     openai_api_key: SecretStr = Field(
         default=SecretStr(""),
         validation_alias=AliasChoices(
             "TASKLOOM_OPENAI_API_KEY", "OPENAI_API_KEY", "openai_api_key"
         ),
+        description="API key of the OpenAI-compatible API, read from the environment only",
     )
-    llm_timeout_s: float = Field(default=120.0, gt=0)
-    llm_max_retries: int = Field(default=3, ge=0)
+    llm_timeout_s: float = Field(default=120.0, gt=0, description="deadline of each LLM call")
+    llm_max_retries: int = Field(
+        default=3, ge=0, description="retries of a failed LLM call (429, 5xx, network)"
+    )
 
     @field_validator("agents_dir", mode="before")
     @classmethod
@@ -78,24 +119,55 @@ class Settings(BaseSettings):
         return out
 
 
+# Secrets are never taken from argv (visible in `ps`): only from the environment.
+_ENV_ONLY = frozenset({"openai_api_key"})
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def load_settings(argv: Sequence[str] | None = None) -> Settings:
-    """Build the settings from env and command-line flags (flags win)."""
+def env_names(name: str) -> list[str]:
+    """The environment variables a setting reads, in order of precedence."""
+    field = Settings.model_fields[name]
+    if isinstance(field.validation_alias, AliasChoices):
+        return [c for c in field.validation_alias.choices if isinstance(c, str) and c.isupper()]
+    return [f"TASKLOOM_{name.upper()}"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env_only = "; ".join(
+        f"{' or '.join(env_names(name))}: {Settings.model_fields[name].description}"
+        for name in sorted(_ENV_ONLY)
+    )
     parser = argparse.ArgumentParser(
         prog="python -m taskloom.agents",
-        description="Taskloom agent worker. Each flag also reads TASKLOOM_<NAME> from the env.",
+        description="Taskloom agent worker. Flags override TASKLOOM_* environment variables, "
+        "which override the defaults. Unknown TASKLOOM_* variables (other services' settings) "
+        "are ignored.",
+        epilog=f"Secrets: {env_only}.",
         argument_default=argparse.SUPPRESS,
+        allow_abbrev=False,
     )
     for name, field in Settings.model_fields.items():
+        if name in _ENV_ONLY:
+            continue
+        has_default = field.default_factory is None and field.default not in (None, "")
+        shown = f" (default: {field.default})" if has_default else ""
+        help_text = f"{field.description}{shown} [env: {' | '.join(env_names(name))}]"
         if name == "agents_dir":
-            parser.add_argument(_flag(name), action="append", type=Path, help=field.description)
-        elif name == "openai_api_key":
-            continue  # secrets come from the environment only, never from argv
+            parser.add_argument(
+                _flag(name), action="append", type=Path, metavar="DIR", help=help_text
+            )
         else:
             kind: type[Any] = field.annotation if field.annotation in (int, float) else str  # type: ignore[assignment]
-            parser.add_argument(_flag(name), type=kind, metavar=name.upper())
-    overrides = vars(parser.parse_args(argv))
+            parser.add_argument(
+                _flag(name), type=kind, metavar=name.upper(), help=help_text.replace("%", "%%")
+            )
+    return parser
+
+
+def load_settings(argv: Sequence[str] | None = None) -> Settings:
+    """Build the settings from env and command-line flags (flags win)."""
+    overrides = vars(build_parser().parse_args(argv))
     return Settings(**overrides)

@@ -51,6 +51,10 @@ class _SessionClosed(Exception):
     """The orchestrator ended the stream."""
 
 
+class _DeadlineExceeded(Exception):
+    """The assignment's deadline passed while the agent was running."""
+
+
 @dataclass
 class _Running:
     assignment: worker_hub_pb2.Assignment
@@ -237,11 +241,15 @@ class Worker:
         )
 
     def _cancel(self, cancel: worker_hub_pb2.CancelAssignment) -> None:
-        running = self._running.get(cancel.lease_id) or next(
-            (r for r in self._running.values() if r.assignment.task.id == cancel.task_id), None
-        )
+        # The lease id is authoritative: a cancel of an older attempt must not stop a newer
+        # attempt of the same task that now runs here under another lease.
+        running = self._running.get(cancel.lease_id)
         if running is None or running.task is None:
-            log.info("cancel for a task not running here", task_id=cancel.task_id)
+            log.info(
+                "cancel for a lease not running here",
+                task_id=cancel.task_id,
+                lease_id=cancel.lease_id,
+            )
             return
         running.cancel_reason = "hub"
         running.task.cancel(cancel.reason or "cancelled by orchestrator")
@@ -286,12 +294,15 @@ class Worker:
         log.info("task started", agent=task.agent, attempt=a.attempt, lease_id=a.lease_id)
         try:
             task_input = json_format.MessageToDict(task.input) if task.HasField("input") else None
-            timeout = None
-            if a.HasField("deadline") and a.deadline.seconds > 0:
-                remaining = a.deadline.seconds + a.deadline.nanos / 1e9 - time.time()
-                timeout = asyncio.get_running_loop().time() + remaining
-            async with asyncio.timeout_at(timeout):
-                run = await self._runtime.run(task.agent, task_input, on_chunk)
+            # At the deadline the agent is cancelled; the result still goes out below.
+            deadline = asyncio.timeout_at(self._deadline(a))
+            try:
+                async with deadline:
+                    run = await self._runtime.run(task.agent, task_input, on_chunk)
+            except TimeoutError:
+                if not deadline.expired():
+                    raise  # the agent's own timeout: reported as a crash below
+                raise _DeadlineExceeded() from None
             result.output.CopyFrom(_to_value(run.output))
             result.usage.CopyFrom(
                 common_pb2.TokenUsage(
@@ -306,11 +317,16 @@ class Worker:
             result.error.CopyFrom(
                 _error(common_pb2.ERROR_REASON_AGENT_ERROR, str(err), err.retryable)
             )
-        except TimeoutError:
+        except _DeadlineExceeded:
+            # Not retryable: the orchestrator ends a task whose deadline passed as TIMED_OUT.
             outcome = "timed_out"
             log.warning("task deadline exceeded")
             result.error.CopyFrom(
-                _error(common_pb2.ERROR_REASON_DEADLINE_EXCEEDED, "the deadline passed", True)
+                _error(
+                    common_pb2.ERROR_REASON_DEADLINE_EXCEEDED,
+                    "the task's deadline passed before the agent finished",
+                    False,
+                )
             )
         except asyncio.CancelledError:
             if running.cancel_reason != "hub":
@@ -336,6 +352,14 @@ class Worker:
                     worker_hub_pb2.SessionRequest(credit=worker_hub_pb2.CreditGrant(credits=1))
                 )
         log.info("task finished", outcome=outcome, chunks=seq)
+
+    @staticmethod
+    def _deadline(a: worker_hub_pb2.Assignment) -> float | None:
+        """The assignment's deadline on the event loop's clock; None when it has none."""
+        if not a.HasField("deadline") or a.deadline.seconds <= 0:
+            return None
+        remaining = a.deadline.seconds + a.deadline.nanos / 1e9 - time.time()
+        return asyncio.get_running_loop().time() + remaining
 
     def _finish(self, agent: str, outcome: str, started: float) -> None:
         self._telemetry.task_finished(agent, outcome, time.monotonic() - started)

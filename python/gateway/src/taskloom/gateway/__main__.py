@@ -34,21 +34,32 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def main(argv: list[str] | None = None) -> None:
-    settings = CliApp.run(Settings, cli_args=sys.argv[1:] if argv is None else argv)
-    log = configure_logging("gateway", settings.log_level)
-    log.info("starting", settings=settings.masked())
+def graceful_shutdown_timeout(grace_seconds: float) -> float:
+    """uvicorn's `timeout_graceful_shutdown` for a grace in seconds. Never None, which would
+    wait for open requests forever; 0 means no grace: requests still open at shutdown are
+    cancelled at once. (Event streams close themselves at shutdown, well within any grace.)"""
+    return 0.0 if grace_seconds <= 0 else float(grace_seconds)
+
+
+def uvicorn_config(settings: Settings) -> uvicorn.Config:
     host, port = settings.http_host_port
-    config = uvicorn.Config(
+    return uvicorn.Config(
         create_app(settings),
         host=host,
         port=port,
         log_config=None,  # keep uvicorn's records on the JSON handler set up above
         log_level=settings.log_level.lower(),
         access_log=False,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None,
+        # Annotated `int | None` by uvicorn, which hands it to asyncio.wait_for: floats work.
+        timeout_graceful_shutdown=graceful_shutdown_timeout(settings.shutdown_grace_seconds),
     )
-    _Server(config).run()
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = CliApp.run(Settings, cli_args=sys.argv[1:] if argv is None else argv)
+    log = configure_logging("gateway", settings.log_level)
+    log.info("starting", settings=settings.masked())
+    _Server(uvicorn_config(settings)).run()
     log.info("stopped")
 
 

@@ -43,7 +43,11 @@ class Settings(BaseSettings):
     default_tenant: str = Field("default", description="tenant of requests when auth is off")
     grpc_timeout_seconds: float = Field(10.0, gt=0, description="deadline of each unary gRPC call")
     ready_timeout_seconds: float = Field(2.0, gt=0, description="deadline of the /readyz check")
-    shutdown_grace_seconds: float = Field(5.0, ge=0, description="drain time on SIGTERM")
+    shutdown_grace_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="on SIGTERM, how long open requests may finish; 0 = cancel them at once",
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod

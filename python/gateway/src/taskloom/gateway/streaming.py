@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import anyio
 import grpc
 import orjson
 from fastapi import WebSocket
@@ -59,8 +60,27 @@ async def websocket_error(websocket: WebSocket, problem: ProblemError) -> None:
 
 
 async def websocket_relay(websocket: WebSocket, stream: EventStream, convert: Converter) -> None:
+    """Send the stream's events until it ends or the client goes away. The client is read at
+    the same time, so a disconnect (or the server closing the socket at shutdown) ends the
+    relay at once instead of at the task's next event."""
     await websocket.accept()
     STREAMS_ACTIVE.labels("websocket").inc()
+    try:
+        async with anyio.create_task_group() as group:
+
+            async def end_on_disconnect() -> None:
+                await _until_disconnect(websocket)
+                group.cancel_scope.cancel()
+
+            group.start_soon(end_on_disconnect)
+            await _send_events(websocket, stream, convert)
+            group.cancel_scope.cancel()
+    finally:
+        STREAMS_ACTIVE.labels("websocket").dec()
+        stream.cancel()
+
+
+async def _send_events(websocket: WebSocket, stream: EventStream, convert: Converter) -> None:
     code = 1000
     try:
         async for name, data in _named_events(stream, convert, websocket.url.path):
@@ -70,6 +90,9 @@ async def websocket_relay(websocket: WebSocket, stream: EventStream, convert: Co
         await websocket.close(code=code)
     except WebSocketDisconnect:
         pass
-    finally:
-        STREAMS_ACTIVE.labels("websocket").dec()
-        stream.cancel()
+
+
+async def _until_disconnect(websocket: WebSocket) -> None:
+    """Return once the client disconnects; messages from the client are ignored."""
+    while (await websocket.receive())["type"] != "websocket.disconnect":
+        pass

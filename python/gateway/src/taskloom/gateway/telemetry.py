@@ -53,6 +53,14 @@ def trace_id_of(traceparent: str) -> str:
     return traceparent.split("-")[1]
 
 
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    """The request method as a metric label: a known method, else "other" (bounded labels)."""
+    return method if method in _METHODS else "other"
+
+
 def _route_template(scope: Scope) -> str:
     route: Any = scope.get("route")
     return getattr(route, "path", None) or "unmatched"
@@ -83,7 +91,7 @@ class TelemetryMiddleware:
             return
 
         started = time.perf_counter()
-        method = scope["method"]
+        method = method_label(scope["method"])
         status = 500
 
         async def send_wrapper(message: Message) -> None:

@@ -74,6 +74,10 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self.queue_full = False
         self.reject_field = ""  # when set, SubmitTask answers INVALID_ARGUMENT naming it
         self.last_metadata: dict[str, str] = {}
+        # When set, WatchTask sends the task's status and then holds the stream open (as for
+        # a task that never finishes) until the caller goes away; `open_watches` counts them.
+        self.hold_watches = False
+        self.open_watches = 0
 
     def _now(self) -> timestamp_pb2.Timestamp:
         ts = timestamp_pb2.Timestamp()
@@ -190,6 +194,12 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             return orchestrator_pb2.WatchTaskResponse(event=ev(task_id=task.id, **kw))
 
         yield event(type=orchestrator_pb2.TASK_EVENT_TYPE_STATUS, status=task.status)
+        if self.hold_watches:
+            self.open_watches += 1
+            try:
+                await asyncio.Event().wait()  # until the call is cancelled
+            finally:
+                self.open_watches -= 1
         if task.status == common_pb2.TASK_STATUS_QUEUED:
             task.status = common_pb2.TASK_STATUS_RUNNING
             task.attempts = 1
