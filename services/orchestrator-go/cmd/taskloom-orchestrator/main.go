@@ -132,17 +132,29 @@ func run(cfg config.Config, log *slog.Logger) error {
 		log.Error("server failed", "err", serveErr)
 	}
 
+	// One bound, --shutdown-timeout, covers draining the workers and the calls.
+	drainCtx, cancelDrain := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancelDrain()
 	ready.Set(false)
 	health.Shutdown() // NOT_SERVING for every service
-	engine.Stop()     // ends workflow watches; workflows resume from the store on the next start
-	sched.Shutdown()  // ends worker sessions and watches so GracefulStop can finish
+	// Refuses new work and stops assigning; running attempts finish and their results
+	// are stored (until the timeout), then worker sessions and watches end so that
+	// GracefulStop can finish. The workflow engine still records the steps that finish
+	// meanwhile; steps it cannot submit any more stay pending until the next start.
+	sched.GracefulShutdown(drainCtx)
+	engine.Stop() // ends workflow watches; workflows resume from the store on the next start
 	stopped := make(chan struct{})
 	go func() { grpcServer.GracefulStop(); close(stopped) }()
 	select {
 	case <-stopped:
-	case <-time.After(cfg.ShutdownTimeout):
-		log.Warn("graceful stop timed out; closing remaining calls", "timeout", cfg.ShutdownTimeout.String())
-		grpcServer.Stop()
+	case <-drainCtx.Done():
+		// At least a moment for calls to end once the workers are gone.
+		select {
+		case <-stopped:
+		case <-time.After(time.Second):
+			log.Warn("graceful stop timed out; closing remaining calls", "timeout", cfg.ShutdownTimeout.String())
+			grpcServer.Stop()
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()

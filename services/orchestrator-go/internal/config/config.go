@@ -17,23 +17,24 @@ import (
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/telemetry"
 )
 
-// Config holds every setting of the orchestrator.
+// Config holds every setting of the orchestrator. LogValue is how it is printed
+// (the start-up log line), secrets masked; it has no other serialized form.
 type Config struct {
-	GRPCAddr          string         `json:"grpc_addr"`
-	HTTPAddr          string         `json:"http_addr"`
-	LogLevel          string         `json:"log_level"`
-	DataDir           string         `json:"data_dir"`
-	MaxQueue          int            `json:"max_queue"`
-	DefaultTimeout    time.Duration  `json:"default_timeout"`
-	LeaseTTL          time.Duration  `json:"lease_ttl"`
-	HeartbeatInterval time.Duration  `json:"heartbeat_interval"`
-	MaxAttempts       int            `json:"max_attempts"`
-	ShutdownTimeout   time.Duration  `json:"shutdown_timeout"`
-	Store             string         `json:"store"`
-	RedisURL          string         `json:"redis_url"`
-	Retention         time.Duration  `json:"retention"`
-	AgentLimits       map[string]int `json:"agent_limits"`
-	ProviderLimits    map[string]int `json:"provider_limits"`
+	GRPCAddr          string
+	HTTPAddr          string
+	LogLevel          string
+	DataDir           string
+	MaxQueue          int
+	DefaultTimeout    time.Duration
+	LeaseTTL          time.Duration
+	HeartbeatInterval time.Duration
+	MaxAttempts       int
+	ShutdownTimeout   time.Duration
+	Store             string
+	RedisURL          string
+	Retention         time.Duration
+	AgentLimits       map[string]int
+	ProviderLimits    map[string]int
 }
 
 // Load parses args (without the program name). getenv supplies TASKLOOM_* values.

@@ -28,7 +28,9 @@ const (
 
 // Event is one thing that happened to a task.
 type Event struct {
-	TaskID  string
+	TaskID string
+	// StepID is the task's step on a Feed subscription (workflow watches).
+	StepID  string
 	Kind    Kind
 	Status  task.Status
 	Chunk   string
@@ -282,8 +284,11 @@ func (h *Hub) cancel(s *Subscription) {
 
 // Subscription is one watcher's queue of events.
 type Subscription struct {
-	hub        *Hub
+	hub        *Hub  // a task subscription's hub
+	feed       *Feed // a feed subscription's feed
 	taskID     string
+	fwd        *Feed  // set (under hub.mu) once attached to a feed: events go there
+	step       string // the step tag of a forwarder's events
 	limit      int
 	notify     chan struct{}
 	subscribed bool // guarded by hub.mu
@@ -295,6 +300,10 @@ type Subscription struct {
 
 // offer queues ev unless the live queue is full.
 func (s *Subscription) offer(ev Event) bool {
+	if s.fwd != nil {
+		s.fwd.forward(s.taskID, ev)
+		return true
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.err != nil {
@@ -351,6 +360,10 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 
 // Close stops the subscription; call it when the watcher goes away.
 func (s *Subscription) Close() {
-	s.hub.cancel(s)
+	if s.feed != nil {
+		s.feed.cancel(s)
+	} else {
+		s.hub.cancel(s)
+	}
 	s.end(ErrShutdown)
 }

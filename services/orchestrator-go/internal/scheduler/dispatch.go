@@ -13,7 +13,7 @@ import (
 // (it just granted credits), else to every connected worker. It runs on every
 // event that may make an assignment possible, so assignment never waits for a tick.
 func (s *Scheduler) dispatchLocked(only *workers.Worker) {
-	if s.queue.Len() == 0 {
+	if s.queue.Len() == 0 || s.closed { // nothing starts once shutting down
 		return
 	}
 	var allowed func(string) bool
@@ -64,7 +64,7 @@ func (s *Scheduler) assignLocked(w *workers.Worker, item *queued) {
 	s.queue.Pop(item)
 	now := s.now()
 	t := e.t
-	t.Status, t.WorkerID, t.StartedAt = task.StatusRunning, w.ID, now
+	t.Status, t.WorkerID, t.StartedAt, t.NotBefore = task.StatusRunning, w.ID, now, time.Time{}
 	t.Attempts++
 	snap := t.Snapshot()
 	s.unsavedRunning = append(s.unsavedRunning, runningMark{e: e, attempt: t.Attempts})

@@ -1,7 +1,10 @@
 package scheduler
 
 import (
+	"strconv"
+
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
 )
 
 // ErrShuttingDown ends worker sessions and refuses new work during shutdown.
@@ -18,4 +21,14 @@ func agentNotFound(agent string) error {
 	e := errs.NotFound("AGENT_NOT_FOUND", "no worker has registered agent %q", agent)
 	e.Metadata = map[string]string{"agent": agent}
 	return e
+}
+
+// catalogFull refuses a worker registration that would overflow the agent catalog.
+// (No ErrorReason names this case; QUEUE_FULL is the closest "too many" reason.)
+func catalogFull(e *workers.ErrCatalogFull) error {
+	return &errs.Error{
+		Kind: errs.KindResourceExhausted, Reason: "QUEUE_FULL",
+		Message:  e.Error() + "; register fewer distinct agent names or raise the orchestrator's limit",
+		Metadata: map[string]string{"agent_limit": strconv.Itoa(e.Limit), "new_agents": strconv.Itoa(e.New)},
+	}
 }

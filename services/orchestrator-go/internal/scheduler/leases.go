@@ -38,7 +38,7 @@ func (l *lease) nextCheck() time.Time {
 func (s *Scheduler) Tick() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	if s.stopped { // while draining, running leases are still checked
 		return
 	}
 	now := s.now()
@@ -108,6 +108,10 @@ func (s *Scheduler) dropLeaseLocked(l *lease) {
 	if s.runningProv[l.provider]--; s.runningProv[l.provider] <= 0 {
 		delete(s.runningProv, l.provider)
 	}
+	if s.drained != nil && len(s.running) == 0 {
+		close(s.drained)
+		s.drained = nil
+	}
 }
 
 // afterLeaseChangeLocked offers queued work to every worker when a capped agent or
@@ -135,7 +139,16 @@ func (s *Scheduler) timeoutLocked(l *lease, now time.Time) {
 	if e == nil || e.finishing {
 		return
 	}
+	s.timedOutLocked(e, l, now, "")
+}
+
+// timedOutLocked finishes the task of an attempt that ran out of time: TIMED_OUT,
+// never retried. detail is the worker's own message, if it reported the timeout.
+func (s *Scheduler) timedOutLocked(e *liveTask, l *lease, now time.Time, detail string) {
 	msg := "the attempt did not finish within its timeout of " + e.t.Timeout.String()
+	if detail != "" {
+		msg += " (worker: " + detail + ")"
+	}
 	s.log.Warn("task timed out", append(taskAttrs(e.t), "worker_id", l.worker.ID, "attempt", l.attempt)...)
 	s.finishLocked(e, task.StatusTimedOut, &task.Failure{Reason: task.ReasonDeadlineExceeded, Message: msg}, now)
 }
@@ -160,16 +173,23 @@ func (s *Scheduler) loseLeaseLocked(l *lease, why string, now time.Time) {
 // delay (0: at once).
 func (s *Scheduler) requeueLocked(e *liveTask, failure *task.Failure, delay time.Duration, now time.Time) {
 	t := e.t
-	t.Status, t.Failure, t.WorkerID = task.StatusQueued, failure, ""
+	t.Status, t.Failure, t.WorkerID, t.NotBefore = task.StatusQueued, failure, "", time.Time{}
+	if delay > 0 {
+		t.NotBefore = now.Add(delay) // stored, so a restart keeps the backoff
+	}
 	s.commit.Write(t.Snapshot())
 	s.metrics.TaskRetries.WithLabelValues(t.Agent).Inc()
 	s.log.Info("task requeued", append(taskAttrs(t), "attempts", t.Attempts, "reason", failure.Message, "delay", delay.String())...)
 	s.hub.Status(t.ID, task.StatusQueued, t.Attempts, now)
 	if delay > 0 {
-		at := now.Add(delay)
-		s.delayed[t.ID] = at
-		s.retries.push(retry{at: at, taskID: t.ID})
+		s.delayLocked(t, t.NotBefore)
 		return
 	}
 	s.queue.Push(t, now)
+}
+
+// delayLocked holds the queued task back until at; a tick then queues it.
+func (s *Scheduler) delayLocked(t *task.Task, at time.Time) {
+	s.delayed[t.ID] = at
+	s.retries.push(retry{at: at, taskID: t.ID})
 }

@@ -133,6 +133,9 @@ type liveTask struct {
 	// finishing is set once a terminal status is being written; the task leaves
 	// the live set when that write commits (until then Get shows the state before).
 	finishing bool
+	// final is the durable terminal snapshot of a finished task whose idempotency
+	// key the map keeps a while longer (see retireIdemLocked).
+	final *task.Task
 }
 
 // Scheduler owns task state transitions; all methods are safe for concurrent use.
@@ -168,7 +171,18 @@ type Scheduler struct {
 	// running state is not yet written (see saveRunningLocked).
 	unsavedRunning, agingRunning []runningMark
 	agentSeries                  map[string]*telemetry.AgentSeries
-	closed                       bool
+	// closed: shutting down, nothing new is accepted or assigned; stopped: the
+	// worker sessions are ended too. drained, while set, is closed when the last
+	// running attempt ends (GracefulShutdown waits for it).
+	closed, stopped bool
+	drained         chan struct{}
+	shutdownOnce    sync.Once
+	// Idempotency-key lookups in flight outside the lock (see idemLookup):
+	// lookupSeq numbers them, lookups counts those in flight by number, and
+	// retiredIdem holds finished tasks' keys that one of them may still need.
+	lookupSeq   uint64
+	lookups     map[uint64]int
+	retiredIdem []retiredIdem
 
 	stopTick chan struct{}
 	tickDone chan struct{}
@@ -181,7 +195,7 @@ func New(cfg Config, d Deps) *Scheduler {
 	s := &Scheduler{
 		cfg: cfg.withDefaults(), store: d.Store, catalog: d.Catalog, hub: d.Hub,
 		metrics: d.Metrics, log: d.Log, now: d.Now, newID: d.NewID, rand: d.Rand, onStepFinished: d.OnStepFinished,
-		live: map[string]*liveTask{}, idem: map[idemKey]*liveTask{},
+		live: map[string]*liveTask{}, idem: map[idemKey]*liveTask{}, lookups: map[uint64]int{},
 		queue: newQueue(), workers: workers.NewRegistry(),
 		leases: map[string]*lease{}, running: map[string]*lease{}, delayed: map[string]time.Time{},
 		runningAgent: map[string]int{}, runningProv: map[string]int{},
@@ -206,6 +220,10 @@ func New(cfg Config, d Deps) *Scheduler {
 			s.metrics.StoreCommitTasks.Observe(float64(n))
 			s.metrics.StoreCommitDuration.Observe(took.Seconds())
 		},
+		OnError: func(err error, attempt int) {
+			s.metrics.StoreCommitFailures.Inc()
+			s.log.Error("store commit failed; retrying", "attempt", attempt, "err", err)
+		},
 	})
 	return s
 }
@@ -221,7 +239,8 @@ func (s *Scheduler) Sync() error { return s.commit.Sync() }
 
 // Recover loads the unfinished tasks found in the store and queues them. Attempts
 // that were running when the process stopped lost their lease: they count, and the
-// task is queued again while attempts remain (else it fails with LEASE_LOST).
+// task is queued again while attempts remain (else it fails with LEASE_LOST). A
+// task that was backing off before a retry waits out the rest of its backoff.
 func (s *Scheduler) Recover(ctx context.Context) error {
 	tasks, err := s.store.Unfinished(ctx)
 	if err != nil {
@@ -245,6 +264,10 @@ func (s *Scheduler) Recover(ctx context.Context) error {
 			t.Status, t.WorkerID, t.Failure = task.StatusQueued, "", failure
 			s.commit.Write(t.Clone())
 			requeued++
+		}
+		if t.NotBefore.After(now) {
+			s.delayLocked(t, t.NotBefore)
+			continue
 		}
 		s.queue.Push(t, now)
 	}
@@ -280,11 +303,48 @@ func (s *Scheduler) Start() {
 	}()
 }
 
-// Shutdown ends every worker session and watcher, commits pending writes and stops
-// the background loop. Leases are not requeued here: Recover does it at next start.
+// Shutdown stops at once: GracefulShutdown with no time to drain.
 func (s *Scheduler) Shutdown() {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	s.GracefulShutdown(ctx)
+}
+
+// GracefulShutdown stops the scheduler. At once it refuses submissions and worker
+// registrations and stops assigning work. Attempts already running keep their
+// worker sessions (heartbeats, chunks, results, deadline checks) until they all
+// end, their results written to the store, or until ctx ends. Then it ends every
+// worker session and watcher, commits pending writes and stops the background
+// loop. Attempts still running then are abandoned, not requeued here: their
+// results are ignored, and Recover queues them again at the next start. Later
+// calls wait for the first to finish.
+func (s *Scheduler) GracefulShutdown(ctx context.Context) {
+	s.shutdownOnce.Do(func() { s.shutdown(ctx) })
+}
+
+func (s *Scheduler) shutdown(ctx context.Context) {
 	s.mu.Lock()
 	s.closed = true
+	var drained chan struct{}
+	if n := len(s.running); n > 0 && ctx.Err() == nil {
+		drained = make(chan struct{})
+		s.drained = drained
+		s.log.Info("shutting down: waiting for running attempts to finish", "running", n)
+	}
+	s.mu.Unlock()
+	if drained != nil {
+		select {
+		case <-drained:
+			s.log.Info("shutting down: every running attempt finished")
+		case <-ctx.Done():
+			s.mu.Lock()
+			n := len(s.running)
+			s.mu.Unlock()
+			s.log.Warn("shutting down: drain timed out; abandoning running attempts (queued again at next start)", "running", n)
+		}
+	}
+	s.mu.Lock()
+	s.stopped, s.drained = true, nil
 	for _, w := range s.workers.All() {
 		w.Gone = true
 		w.Outbox.Close(ErrShuttingDown)
@@ -330,12 +390,14 @@ func (s *Scheduler) finishLocked(e *liveTask, status task.Status, failure *task.
 
 // committed runs after each group commit: finished tasks whose terminal write is
 // now durable leave the live set and are reported to watchers and the workflow
-// engine.
+// engine. The committer retries a failed commit until it succeeds, so an error
+// only comes at shutdown (the committer closed while the store refused the
+// batch): then nothing is reported finished; the tasks stay live, and the store
+// keeps their last durable state, which Recover resumes from at the next start.
 func (s *Scheduler) committed(tasks []*task.Task, err error) {
 	if err != nil {
-		// The state stays as the scheduler decided; the store lags until a later
-		// write of the same task succeeds.
-		s.log.Error("store commit failed", "tasks", len(tasks), "err", err)
+		s.log.Error("store commit failed at shutdown; these task states were not stored and are resumed from the last stored ones at restart", "tasks", len(tasks), "err", err)
+		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -351,10 +413,7 @@ func (s *Scheduler) committed(tasks []*task.Task, err error) {
 		}
 		delete(s.live, t.ID)
 		if t.IdempotencyKey != "" {
-			k := idemKey{t.Tenant, t.IdempotencyKey}
-			if s.idem[k] == e {
-				delete(s.idem, k)
-			}
+			s.retireIdemLocked(idemKey{t.Tenant, t.IdempotencyKey}, e, t)
 		}
 		series := s.agentSeriesLocked(t.Agent)
 		series.Finished(t.Status).Inc()

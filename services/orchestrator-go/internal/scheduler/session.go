@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"encoding/json"
+	"errors"
 
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
@@ -18,9 +19,24 @@ type Registration struct {
 
 // Connect registers a worker session and adds its agents to the catalog. A session
 // already registered under the same worker id is ended and its leases requeued.
+// It is refused with UNAVAILABLE while shutting down (before anything is stored),
+// and with RESOURCE_EXHAUSTED when its new agents would overflow the catalog.
 func (s *Scheduler) Connect(reg Registration) (*workers.Worker, error) {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return nil, ErrShuttingDown
+	}
 	// Outside the lock: a persistent catalog writes new agents to the store first.
-	s.catalog.Add(reg.Agents...)
+	if err := s.catalog.Register(reg.Agents...); err != nil {
+		var full *workers.ErrCatalogFull
+		if errors.As(err, &full) {
+			s.log.Warn("worker registration refused: agent catalog full", "worker_id", reg.WorkerID, "limit", full.Limit, "new_agents", full.New)
+			return nil, catalogFull(full)
+		}
+		return nil, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -107,7 +123,7 @@ func (s *Scheduler) Drain(w *workers.Worker) {
 // with any other lease is stale (the attempt was cancelled, timed out or lost).
 func (s *Scheduler) currentLeaseLocked(w *workers.Worker, taskID, leaseID, kind string) *lease {
 	l := s.leases[leaseID]
-	if l == nil || l.worker != w || l.taskID != taskID {
+	if l == nil || l.worker != w || l.taskID != taskID || w.Gone { // Gone: session ended at shutdown
 		s.metrics.StaleMessages.WithLabelValues(kind).Inc()
 		s.log.Debug("ignored stale "+kind, "task_id", taskID, "lease_id", leaseID, "worker_id", w.ID)
 		return nil
@@ -141,7 +157,10 @@ type Result struct {
 	Usage   task.Usage
 }
 
-// Complete records the result of an attempt; stale results are ignored.
+// Complete records the result of an attempt; stale results are ignored. A failure
+// the worker reports as DEADLINE_EXCEEDED, or any failure arriving at or after the
+// attempt's deadline, times the task out (TIMED_OUT, no retry) like the
+// orchestrator's own deadline check; a success is kept whenever it arrives.
 func (s *Scheduler) Complete(w *workers.Worker, r Result) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -158,6 +177,11 @@ func (s *Scheduler) Complete(w *workers.Worker, r Result) {
 		case r.Failure == nil:
 			t.Result = r.Output
 			s.finishLocked(e, task.StatusSucceeded, nil, now)
+		case r.Failure.Reason == task.ReasonDeadlineExceeded || !now.Before(l.deadline):
+			// The worker stopped the attempt at its deadline (often before a tick
+			// noticed it), or failed it past the deadline: the task timed out, as if
+			// the orchestrator had stopped it, and is not retried.
+			s.timedOutLocked(e, l, now, r.Failure.Message)
 		case r.Failure.Retryable && t.Attempts < t.MaxAttempts:
 			s.requeueLocked(e, r.Failure, s.backoff(t), now)
 		default:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -26,22 +27,72 @@ type Submitted struct {
 // values take the configured defaults. A spec whose idempotency key the tenant
 // already used yields the existing task.
 //
-// Validation, idempotency and the queue bound are decided under the lock; the
+// The lock is never held while waiting for the store. Idempotency keys are first
+// looked up in the store in one batched read (lookUpKeys), outside the lock; then
+// validation, idempotency (the store's answers and the in-memory map, which holds
+// every key submitted since) and the queue bound are decided under the lock; the
 // durable write is waited for outside it (group commit), and only then do the tasks
 // enter the queue, so no worker runs a task that is not yet durable.
+//
+// The committer retries a failed write until the store takes it, so Submit waits
+// for the store to come back, up to ctx. If ctx ends first it returns UNAVAILABLE:
+// the tasks were not acknowledged, yet they are stored and run once the store
+// takes the write (a retry with the same idempotency keys returns them).
 func (s *Scheduler) Submit(ctx context.Context, specs []task.Spec) ([]Submitted, error) {
-	out, fresh, waits, err := s.admit(ctx, specs)
+	var look *idemLookup
+	if hasIdempotencyKeys(specs) {
+		var err error
+		if look, err = s.lookUpKeys(ctx, specs); err != nil {
+			return nil, err
+		}
+	}
+	out, fresh, waits, err := s.admit(specs, look)
 	if err != nil {
 		return nil, err
 	}
-	var werr error
-	for _, b := range waits {
-		if err := b.Wait(); err != nil && werr == nil {
-			werr = err
+	if len(waits) == 0 {
+		return out, nil
+	}
+	werr, cerr := waitBatches(ctx, waits)
+	if cerr != nil {
+		// Not yet durable: queue the tasks once they are (or drop them if the write fails at shutdown).
+		go func() {
+			werr, _ := waitBatches(context.Background(), waits)
+			_ = s.enqueueSubmitted(fresh, werr)
+		}()
+		return nil, &errs.Error{
+			Kind: errs.KindUnavailable, Reason: "UNAVAILABLE",
+			Message: "the task store has not confirmed the submission yet (it is retrying); the tasks will run once it does. " +
+				"Resubmit with the same idempotency keys to learn their ids",
 		}
 	}
+	if err := s.enqueueSubmitted(fresh, werr); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// waitBatches waits for every batch: werr is the first commit error, cerr is
+// ctx's error if it ended first.
+func waitBatches(ctx context.Context, waits []*store.Batch) (werr, cerr error) {
+	for _, b := range waits {
+		select {
+		case <-b.Done():
+			if err := b.Err(); err != nil && werr == nil {
+				werr = err
+			}
+		case <-ctx.Done():
+			return werr, ctx.Err()
+		}
+	}
+	return werr, nil
+}
+
+// enqueueSubmitted queues the fresh tasks of a submission once its write
+// committed, or forgets them if it failed.
+func (s *Scheduler) enqueueSubmitted(fresh []*task.Task, werr error) error {
 	if len(fresh) == 0 && werr == nil {
-		return out, nil
+		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -55,7 +106,7 @@ func (s *Scheduler) Submit(ctx context.Context, specs []task.Spec) ([]Submitted,
 				}
 			}
 		}
-		return nil, fmt.Errorf("store submitted tasks: %w", werr)
+		return fmt.Errorf("store submitted tasks: %w", werr)
 	}
 	now := s.now()
 	for _, t := range fresh {
@@ -68,15 +119,144 @@ func (s *Scheduler) Submit(ctx context.Context, specs []task.Spec) ([]Submitted,
 		s.queue.Push(e.t, now)
 	}
 	s.dispatchLocked(nil)
-	return out, nil
+	return nil
+}
+
+func hasIdempotencyKeys(specs []task.Spec) bool {
+	for i := range specs {
+		if specs[i].IdempotencyKey != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// idemLookup is one Submit's read of its idempotency keys from the store, made
+// outside the lock.
+//
+// Why it cannot miss a task: a key not found in the store belonged to no durable
+// task when the read began. A task with that key that becomes durable later was
+// live, so in the in-memory map, before it was written, and stays there until it
+// finishes. The map drops a finished task's key only once no lookup that began
+// before the task finished is still in flight (retireIdemLocked); so when admit
+// takes the lock, the key is either still in the map or was read by this lookup.
+type idemLookup struct {
+	start uint64                 // this lookup's sequence number
+	known map[idemKey]*task.Task // durable tasks found, by key
+}
+
+// retiredIdem is the key of a finished task, kept in the idempotency map while a
+// lookup that began before the task finished (seq >= its start) is in flight.
+type retiredIdem struct {
+	key idemKey
+	e   *liveTask
+	seq uint64
+}
+
+// lookUpKeys reads from the store, in one call and outside the lock, the tasks of
+// the specs' idempotency keys that the in-memory map does not hold. admit ends the
+// lookup.
+func (s *Scheduler) lookUpKeys(ctx context.Context, specs []task.Spec) (*idemLookup, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrShuttingDown
+	}
+	s.lookupSeq++
+	look := &idemLookup{start: s.lookupSeq, known: map[idemKey]*task.Task{}}
+	s.lookups[look.start]++
+	var keys []store.IdempotencyKey
+	seen := map[idemKey]bool{}
+	for i := range specs {
+		k := idemKey{specs[i].Tenant, specs[i].IdempotencyKey}
+		if k.key == "" || seen[k] {
+			continue
+		}
+		seen[k] = true
+		if e := s.idem[k]; e != nil {
+			if e.final != nil { // finished and durable: may leave the map before admit
+				look.known[k] = e.final
+			}
+			continue // live: stays in the map while this lookup is in flight
+		}
+		keys = append(keys, store.IdempotencyKey{Tenant: k.tenant, Key: k.key})
+	}
+	s.mu.Unlock()
+	if len(keys) == 0 {
+		return look, nil
+	}
+	found, err := s.store.FindByIdempotencyKeys(ctx, keys)
+	if err != nil {
+		s.mu.Lock()
+		s.endLookupLocked(look)
+		s.mu.Unlock()
+		return nil, fmt.Errorf("look up idempotency keys: %w", err)
+	}
+	for k, t := range found {
+		look.known[idemKey{k.Tenant, k.Key}] = t
+	}
+	return look, nil
+}
+
+// endLookupLocked ends an idempotency lookup and drops the keys of finished tasks
+// that no lookup in flight may still need.
+func (s *Scheduler) endLookupLocked(look *idemLookup) {
+	if n := s.lookups[look.start] - 1; n > 0 {
+		s.lookups[look.start] = n
+	} else {
+		delete(s.lookups, look.start)
+	}
+	s.purgeRetiredIdemLocked()
+}
+
+// retireIdemLocked drops the key of the finished task e from the idempotency map,
+// or keeps it there (with the final snapshot) while an older lookup is in flight.
+func (s *Scheduler) retireIdemLocked(k idemKey, e *liveTask, final *task.Task) {
+	if s.idem[k] != e {
+		return
+	}
+	if len(s.lookups) == 0 {
+		delete(s.idem, k)
+		return
+	}
+	e.final = final
+	s.retiredIdem = append(s.retiredIdem, retiredIdem{key: k, e: e, seq: s.lookupSeq})
+}
+
+func (s *Scheduler) purgeRetiredIdemLocked() {
+	if len(s.retiredIdem) == 0 {
+		return
+	}
+	oldest := uint64(math.MaxUint64)
+	for start := range s.lookups {
+		oldest = min(oldest, start)
+	}
+	n := 0
+	for _, r := range s.retiredIdem {
+		if oldest <= r.seq {
+			break
+		}
+		if s.idem[r.key] == r.e {
+			delete(s.idem, r.key)
+		}
+		n++
+	}
+	clear(s.retiredIdem[:n])
+	s.retiredIdem = s.retiredIdem[n:]
+	if len(s.retiredIdem) == 0 {
+		s.retiredIdem = nil
+	}
 }
 
 // admit decides the submission under the lock: it returns the outcomes, the new
 // tasks and the batches to wait for (the new tasks' and those of idempotent
-// repeats of tasks still being stored).
-func (s *Scheduler) admit(ctx context.Context, specs []task.Spec) (out []Submitted, fresh []*task.Task, waits []*store.Batch, err error) {
+// repeats of tasks still being stored). It ends look, if any.
+func (s *Scheduler) admit(specs []task.Spec, look *idemLookup) (out []Submitted, fresh []*task.Task, waits []*store.Batch, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if look != nil {
+		defer s.endLookupLocked(look) // after the map was read below
+	}
 	if s.closed {
 		return nil, nil, nil, ErrShuttingDown
 	}
@@ -92,19 +272,19 @@ func (s *Scheduler) admit(ctx context.Context, specs []task.Spec) (out []Submitt
 				continue
 			}
 			if e := s.idem[k]; e != nil {
-				out[i] = Submitted{Task: e.t.Snapshot(), Existing: true}
+				snap := e.final
+				if snap == nil {
+					snap = e.t.Snapshot()
+				}
+				out[i] = Submitted{Task: snap, Existing: true}
 				if e.submitted != nil {
 					waits = append(waits, e.submitted)
 				}
 				continue
 			}
-			t, err := s.store.FindByIdempotencyKey(ctx, spec.Tenant, spec.IdempotencyKey)
-			if err == nil {
+			if t := look.known[k]; t != nil {
 				out[i] = Submitted{Task: t, Existing: true}
 				continue
-			}
-			if !errors.Is(err, store.ErrNotFound) {
-				return nil, nil, nil, fmt.Errorf("look up idempotency key: %w", err)
 			}
 		}
 		if !s.catalog.Has(spec.Agent) {
@@ -230,25 +410,36 @@ func (s *Scheduler) Cancel(ctx context.Context, id, reason string) (*task.Task, 
 	s.afterLeaseChangeLocked()
 	s.updateGaugesLocked()
 	s.mu.Unlock()
-	if err := b.Wait(); err != nil {
-		return nil, fmt.Errorf("store cancelled task: %w", err)
+	select {
+	case <-b.Done():
+		if err := b.Err(); err != nil {
+			return nil, fmt.Errorf("store cancelled task: %w", err)
+		}
+	case <-ctx.Done():
+		return nil, &errs.Error{
+			Kind: errs.KindUnavailable, Reason: "UNAVAILABLE",
+			Message: fmt.Sprintf("task %s is cancelled, but the task store has not confirmed it yet (it is retrying)", id),
+		}
 	}
 	return fin.Clone(), nil
 }
 
 // Watch subscribes to the task's events from cur (nil for the start): see
 // events.Hub.Subscribe. The caller must Close the subscription.
+//
+// A live task is subscribed under the lock, so no event falls between its state
+// and the subscription. A task not live has finished (its Done already published)
+// and is read from the store outside the lock.
 func (s *Scheduler) Watch(ctx context.Context, id string, cur *events.Cursor) (*events.Subscription, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	var t *task.Task
 	if e := s.live[id]; e != nil {
-		t = e.t.Clone()
-	} else {
-		var err error
-		if t, err = s.getStored(ctx, id); err != nil {
-			return nil, err
-		}
+		defer s.mu.Unlock()
+		return s.hub.Subscribe(e.t.Clone(), cur, s.now()), nil
+	}
+	s.mu.Unlock()
+	t, err := s.getStored(ctx, id)
+	if err != nil {
+		return nil, err
 	}
 	return s.hub.Subscribe(t, cur, s.now()), nil
 }

@@ -21,7 +21,10 @@ import (
 // Buckets:
 //
 //	tasks        id -> task record (codec.go): O(1) Get by id
-//	created      created-at (8-byte big-endian ns) + id -> nil: newest-first List
+//	created      created-at (8-byte big-endian ns) + id -> status + agent: newest-first List
+//	tenant_created  tenant 0x00 created-at (8-byte ns) + id -> status + agent: a
+//	             tenant's List in O(page); status and agent filters read the value,
+//	             not the task (listing.go)
 //	idem         tenant 0x00 key -> id
 //	unfinished   id -> nil: recovery at start
 //	finished     finished-at (8-byte ns) + id -> nil: retention pruning, oldest first
@@ -37,6 +40,7 @@ type Bolt struct {
 var (
 	bucketTasks      = []byte("tasks")
 	bucketCreated    = []byte("created")
+	bucketTenantIdx  = []byte("tenant_created")
 	bucketIdem       = []byte("idem")
 	bucketUnfinished = []byte("unfinished")
 	bucketFinished   = []byte("finished")
@@ -65,10 +69,21 @@ func OpenBolt(path string) (*Bolt, error) {
 		return nil, fmt.Errorf("open bolt store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketTasks, bucketCreated, bucketIdem, bucketUnfinished, bucketFinished, bucketWorkflows, bucketWfIdem, bucketWfOpen, bucketWfFinished, bucketAgents} {
+		backfill := tx.Bucket(bucketTenantIdx) == nil && tx.Bucket(bucketTasks) != nil
+		for _, b := range [][]byte{bucketTasks, bucketCreated, bucketTenantIdx, bucketIdem, bucketUnfinished, bucketFinished, bucketWorkflows, bucketWfIdem, bucketWfOpen, bucketWfFinished, bucketAgents} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
+		}
+		if backfill { // a file from before the tenant index
+			idx := tx.Bucket(bucketTenantIdx)
+			return tx.Bucket(bucketTasks).ForEach(func(_, v []byte) error {
+				t, err := decodeTask(v)
+				if err != nil {
+					return err
+				}
+				return idx.Put(tenantTimeKey(t.Tenant, t.CreatedAt, t.ID), indexValue(t))
+			})
 		}
 		return nil
 	})
@@ -85,6 +100,14 @@ func timeKey(t time.Time, id string) []byte {
 	return append(k, id...)
 }
 
+// tenantTimeKey is a task's key in the tenant index: tenant 0x00 timeKey.
+func tenantTimeKey(tenant string, t time.Time, id string) []byte {
+	k := make([]byte, 0, len(tenant)+1+8+len(id))
+	k = append(k, tenant...)
+	k = append(k, 0)
+	return append(k, timeKey(t, id)...)
+}
+
 func idemBoltKey(tenant, key string) []byte {
 	k := make([]byte, 0, len(tenant)+1+len(key))
 	k = append(k, tenant...)
@@ -99,7 +122,7 @@ func (b *Bolt) Put(_ context.Context, tasks ...*task.Task) error {
 	}
 	return b.db.Update(func(tx *bolt.Tx) error {
 		byID, created, idem := tx.Bucket(bucketTasks), tx.Bucket(bucketCreated), tx.Bucket(bucketIdem)
-		unfinished, finished := tx.Bucket(bucketUnfinished), tx.Bucket(bucketFinished)
+		unfinished, finished, tenants := tx.Bucket(bucketUnfinished), tx.Bucket(bucketFinished), tx.Bucket(bucketTenantIdx)
 		// Their keys grow with time (UUIDv7 ids, time-prefixed index keys), so new
 		// keys land on the last page: fill pages before splitting instead of half.
 		for _, bk := range []*bolt.Bucket{byID, created, unfinished, finished} {
@@ -111,9 +134,14 @@ func (b *Bolt) Put(_ context.Context, tasks ...*task.Task) error {
 			if err := byID.Put(id, encodeTask(nil, t)); err != nil {
 				return err
 			}
-			// The index keys derive from immutable fields (created-at, key) or are
-			// written once (finished-at), so re-putting them is harmless.
-			if err := created.Put(timeKey(t.CreatedAt, t.ID), nil); err != nil {
+			// The index keys derive from immutable fields (created-at, tenant, key)
+			// or are written once (finished-at), so re-putting them is harmless; the
+			// created indexes' values follow the status.
+			iv := indexValue(t)
+			if err := created.Put(timeKey(t.CreatedAt, t.ID), iv); err != nil {
+				return err
+			}
+			if err := tenants.Put(tenantTimeKey(t.Tenant, t.CreatedAt, t.ID), iv); err != nil {
 				return err
 			}
 			if t.IdempotencyKey != "" {
@@ -170,40 +198,84 @@ func (b *Bolt) FindByIdempotencyKey(_ context.Context, tenant, key string) (*tas
 	return t, err
 }
 
-// List implements Store: it walks the created index backwards. The cursor is the
-// id of the last task of the previous page.
+// FindByIdempotencyKeys implements Store: one read transaction.
+func (b *Bolt) FindByIdempotencyKeys(_ context.Context, keys []IdempotencyKey) (map[IdempotencyKey]*task.Task, error) {
+	out := map[IdempotencyKey]*task.Task{}
+	err := b.db.View(func(tx *bolt.Tx) error {
+		idem, byID := tx.Bucket(bucketIdem), tx.Bucket(bucketTasks)
+		for _, k := range keys {
+			id := idem.Get(idemBoltKey(k.Tenant, k.Key))
+			if id == nil {
+				continue
+			}
+			v := byID.Get(id)
+			if v == nil {
+				continue // pruned
+			}
+			t, err := decodeTask(v)
+			if err != nil {
+				return err
+			}
+			out[k] = t
+		}
+		return nil
+	})
+	return out, err
+}
+
+// List implements Store: it walks the created index backwards, or the tenant's
+// part of the tenant index when f names a tenant, reading a task only when the
+// index value matches f's status and agent; at most MaxListScan entries per call.
 func (b *Bolt) List(_ context.Context, f Filter, cursor string, limit int) ([]*task.Task, string, error) {
 	var out []*task.Task
 	next := ""
 	err := b.db.View(func(tx *bolt.Tx) error {
 		byID := tx.Bucket(bucketTasks)
-		c := tx.Bucket(bucketCreated).Cursor()
-		var k []byte
-		if cursor == "" {
-			k, _ = c.Last()
-		} else {
-			v := byID.Get([]byte(cursor))
-			if v == nil {
-				return ErrBadCursor
-			}
-			ct, err := decodeTask(v)
+		idx, prefix := tx.Bucket(bucketCreated), []byte(nil)
+		if f.Tenant != "" {
+			idx, prefix = tx.Bucket(bucketTenantIdx), append([]byte(f.Tenant), 0)
+		}
+		c := idx.Cursor()
+		// start: the first key after the range to list (the tenant's range, or the
+		// cursor's position); the walk begins just before it.
+		var start []byte
+		if cursor != "" {
+			pos, err := boltCursorPos(byID, cursor)
 			if err != nil {
 				return err
 			}
-			start := timeKey(ct.CreatedAt, ct.ID)
-			// Seek lands on the cursor's own key (or past it); the page goes on before it.
-			if k, _ = c.Seek(start); k == nil {
-				k, _ = c.Last()
-			} else {
-				k, _ = c.Prev()
-			}
+			start = append(bytes.Clone(prefix), pos...)
+		} else if prefix != nil {
+			start = append([]byte(f.Tenant), 1)
 		}
-		for ; k != nil; k, _ = c.Prev() {
-			v := byID.Get(k[8:])
-			if v == nil {
+		var k, v []byte
+		if start == nil {
+			k, v = c.Last()
+		} else if k, _ = c.Seek(start); k == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Prev()
+		}
+		var last []byte // position of the last entry examined
+		for scanned := 0; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
+			if scanned == MaxListScan && last != nil {
+				next = cursorOfKey(last) // the next call goes on just before it
+				return nil
+			}
+			scanned++
+			pos := k[len(prefix):]
+			if len(pos) < 8 {
 				continue
 			}
-			t, err := decodeTask(v)
+			last = pos
+			if !indexMayMatch(v, f) {
+				continue
+			}
+			rec := byID.Get(pos[8:])
+			if rec == nil {
+				continue
+			}
+			t, err := decodeTask(rec)
 			if err != nil {
 				return err
 			}
@@ -211,7 +283,7 @@ func (b *Bolt) List(_ context.Context, f Filter, cursor string, limit int) ([]*t
 				continue
 			}
 			if len(out) == limit {
-				next = out[len(out)-1].ID
+				next = createdMember(out[len(out)-1])
 				return nil
 			}
 			out = append(out, t)
@@ -222,6 +294,22 @@ func (b *Bolt) List(_ context.Context, f Filter, cursor string, limit int) ([]*t
 		return nil, "", err
 	}
 	return out, next, nil
+}
+
+// boltCursorPos returns the created-index position (8-byte ns + id) of a cursor.
+func boltCursorPos(byID *bolt.Bucket, cursor string) ([]byte, error) {
+	if ns, id, ok := parseCursor(cursor); ok {
+		return boltCursorKey(ns, id), nil
+	}
+	v := byID.Get([]byte(cursor)) // a bare task id (earlier versions' cursor)
+	if v == nil {
+		return nil, ErrBadCursor
+	}
+	ct, err := decodeTask(v)
+	if err != nil {
+		return nil, err
+	}
+	return timeKey(ct.CreatedAt, ct.ID), nil
 }
 
 // Unfinished implements Store.
@@ -292,6 +380,9 @@ func (b *Bolt) PruneFinished(_ context.Context, before time.Time, limit int) (in
 				return err
 			}
 			if err := created.Delete(timeKey(t.CreatedAt, t.ID)); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketTenantIdx).Delete(tenantTimeKey(t.Tenant, t.CreatedAt, t.ID)); err != nil {
 				return err
 			}
 			if t.IdempotencyKey != "" {

@@ -16,8 +16,8 @@ import (
 // every field in a fixed order as uvarints / varints / length-prefixed bytes. It is
 // several times faster and smaller than JSON, which matters at tens of thousands of
 // task writes per second. A new field is appended and the version bumped; decode
-// accepts every older version.
-const codecVersion = 1
+// accepts every older version. Version 2 appended NotBefore.
+const codecVersion = 2
 
 var errCorrupt = errors.New("corrupt task record")
 
@@ -62,6 +62,7 @@ func encodeTask(dst []byte, t *task.Task) []byte {
 	b = binary.AppendVarint(b, t.Usage.CompletionTokens)
 	b = binary.AppendVarint(b, t.Usage.CachedCompletions)
 	b = appendString(b, t.WorkerID)
+	b = binary.AppendVarint(b, unixNano(t.NotBefore))
 	return b
 }
 
@@ -82,7 +83,7 @@ func taskSizeHint(t *task.Task) int {
 // decodeTask parses a record written by encodeTask. It copies what it keeps, so the
 // caller may reuse or unmap src (bbolt's memory is only valid inside a transaction).
 func decodeTask(src []byte) (*task.Task, error) {
-	if len(src) == 0 || src[0] != codecVersion {
+	if len(src) == 0 || src[0] < 1 || src[0] > codecVersion {
 		return nil, fmt.Errorf("%w: unknown version", errCorrupt)
 	}
 	r := reader{b: src[1:]}
@@ -119,6 +120,9 @@ func decodeTask(src []byte) (*task.Task, error) {
 	t.Usage.CompletionTokens = r.varint()
 	t.Usage.CachedCompletions = r.varint()
 	t.WorkerID = r.string()
+	if src[0] >= 2 {
+		t.NotBefore = fromUnixNano(r.varint())
+	}
 	if r.err {
 		return nil, fmt.Errorf("%w: truncated", errCorrupt)
 	}

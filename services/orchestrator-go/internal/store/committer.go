@@ -22,16 +22,27 @@ var ErrCommitterClosed = errors.New("store committer closed")
 // Write never blocks (callers hold the scheduler's lock when they call it), and
 // writes are committed in the order they were made, so the last snapshot of a task
 // wins.
+//
+// A batch the store refuses is retried, with a backoff doubling from
+// RetryMinBackoff to RetryMaxBackoff, until it commits: a batch is reported
+// committed (OnCommitted with a nil error, waiters released with nil) only once it
+// is durable, and later batches wait behind it, keeping the order. Only Close ends
+// the retrying: from then on each batch (the failing one included) gets one more
+// attempt and fails if the store refuses it.
 type Committer struct {
 	store       Store
 	onCommitted func(tasks []*task.Task, err error)
 	observe     func(tasks int, d time.Duration)
+	onError     func(err error, attempt int)
+	minBackoff  time.Duration
+	maxBackoff  time.Duration
 
-	mu     sync.Mutex
-	cur    *Batch
-	closed bool
-	wake   chan struct{}
-	exited chan struct{}
+	mu       sync.Mutex
+	cur      *Batch
+	closed   bool
+	wake     chan struct{}
+	stopping chan struct{} // closed by Close: cuts a retry's wait short
+	exited   chan struct{}
 
 	commits atomic.Int64
 }
@@ -64,13 +75,32 @@ type CommitterOptions struct {
 	OnCommitted func(tasks []*task.Task, err error)
 	// Observe reports each commit's size and duration (metrics).
 	Observe func(tasks int, d time.Duration)
+	// OnError reports each failed attempt to commit a batch (attempt counts from
+	// 1); the batch is retried.
+	OnError func(err error, attempt int)
+	// RetryMinBackoff and RetryMaxBackoff bound the wait before retrying a failed
+	// commit (defaults 10ms and 1s).
+	RetryMinBackoff, RetryMaxBackoff time.Duration
 }
+
+// Default bounds of the wait before a failed commit is retried.
+const (
+	DefaultRetryMinBackoff = 10 * time.Millisecond
+	DefaultRetryMaxBackoff = time.Second
+)
 
 // NewCommitter starts the writer goroutine; Close stops it.
 func NewCommitter(s Store, o CommitterOptions) *Committer {
 	c := &Committer{
-		store: s, onCommitted: o.OnCommitted, observe: o.Observe,
-		cur: newBatch(), wake: make(chan struct{}, 1), exited: make(chan struct{}),
+		store: s, onCommitted: o.OnCommitted, observe: o.Observe, onError: o.OnError,
+		minBackoff: o.RetryMinBackoff, maxBackoff: o.RetryMaxBackoff,
+		cur: newBatch(), wake: make(chan struct{}, 1), stopping: make(chan struct{}), exited: make(chan struct{}),
+	}
+	if c.minBackoff <= 0 {
+		c.minBackoff = DefaultRetryMinBackoff
+	}
+	if c.maxBackoff < c.minBackoff {
+		c.maxBackoff = max(DefaultRetryMaxBackoff, c.minBackoff)
 	}
 	go c.loop()
 	return c
@@ -107,7 +137,8 @@ func (c *Committer) Sync() error { return c.Write().Wait() }
 // Commits is the number of Store.Put transactions made so far.
 func (c *Committer) Commits() int64 { return c.commits.Load() }
 
-// Close commits what is pending, then stops the writer. Later writes fail.
+// Close commits what is pending, then stops the writer. Later writes fail. A batch
+// the store keeps refusing gets one last attempt, then fails (with every later one).
 func (c *Committer) Close() {
 	c.mu.Lock()
 	if c.closed {
@@ -116,6 +147,7 @@ func (c *Committer) Close() {
 		return
 	}
 	c.closed = true
+	close(c.stopping)
 	c.mu.Unlock()
 	select {
 	case c.wake <- struct{}{}:
@@ -148,12 +180,7 @@ func (c *Committer) loop() {
 func (c *Committer) commit(b *Batch) {
 	tasks := lastSnapshots(b.tasks)
 	if len(tasks) > 0 {
-		start := time.Now()
-		b.err = c.store.Put(context.Background(), tasks...)
-		c.commits.Add(1)
-		if c.observe != nil {
-			c.observe(len(tasks), time.Since(start))
-		}
+		b.err = c.put(tasks)
 	}
 	if c.onCommitted != nil {
 		c.onCommitted(tasks, b.err)
@@ -178,4 +205,44 @@ func lastSnapshots(ts []*task.Task) []*task.Task {
 		out = append(out, t)
 	}
 	return out
+}
+
+// put writes tasks in one Store.Put, retrying with backoff until it succeeds or,
+// once Close was called, until one more attempt failed.
+func (c *Committer) put(tasks []*task.Task) error {
+	wait := c.minBackoff
+	for attempt := 1; ; attempt++ {
+		stopping := c.isStopping()
+		start := time.Now()
+		err := c.store.Put(context.Background(), tasks...)
+		if err == nil {
+			c.commits.Add(1)
+			if c.observe != nil {
+				c.observe(len(tasks), time.Since(start))
+			}
+			return nil
+		}
+		if c.onError != nil {
+			c.onError(err, attempt)
+		}
+		if stopping {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-c.stopping:
+			t.Stop()
+		}
+		wait = min(2*wait, c.maxBackoff)
+	}
+}
+
+func (c *Committer) isStopping() bool {
+	select {
+	case <-c.stopping:
+		return true
+	default:
+		return false
+	}
 }

@@ -2,9 +2,11 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 )
@@ -92,5 +94,87 @@ func TestCommitterKeepsLastSnapshotAndSyncIsABarrier(t *testing.T) {
 	c.Close()
 	if err := c.Write(&task.Task{ID: "late"}).Wait(); err != ErrCommitterClosed {
 		t.Fatalf("write after close err = %v", err)
+	}
+}
+
+// failingStore refuses the first fail Puts (all of them while fail < 0).
+type failingStore struct {
+	*Memory
+	mu    sync.Mutex
+	fail  int
+	tries int
+}
+
+func (f *failingStore) Put(ctx context.Context, tasks ...*task.Task) error {
+	f.mu.Lock()
+	f.tries++
+	refuse := f.fail != 0
+	if f.fail > 0 {
+		f.fail--
+	}
+	f.mu.Unlock()
+	if refuse {
+		return fmt.Errorf("disk full")
+	}
+	return f.Memory.Put(ctx, tasks...)
+}
+
+func TestCommitterRetriesAFailedBatchInOrderUntilItCommits(t *testing.T) {
+	st := &failingStore{Memory: NewMemory(), fail: 3}
+	var mu sync.Mutex
+	var reports []error
+	var errorsSeen int
+	c := NewCommitter(st, CommitterOptions{
+		RetryMinBackoff: time.Millisecond, RetryMaxBackoff: 2 * time.Millisecond,
+		OnCommitted: func(_ []*task.Task, err error) { mu.Lock(); reports = append(reports, err); mu.Unlock() },
+		OnError:     func(error, int) { mu.Lock(); errorsSeen++; mu.Unlock() },
+	})
+	defer c.Close()
+	first := c.Write(&task.Task{ID: "a", Status: task.StatusQueued})
+	second := c.Write(&task.Task{ID: "a", Status: task.StatusSucceeded})
+	if err := first.Wait(); err != nil {
+		t.Fatalf("first batch: %v", err)
+	}
+	if err := second.Wait(); err != nil {
+		t.Fatalf("second batch: %v", err)
+	}
+	if got, _ := st.Get(context.Background(), "a"); got.Status != task.StatusSucceeded {
+		t.Fatalf("stored %v: a retried batch overtook a later write", got.Status)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if errorsSeen != 3 {
+		t.Fatalf("OnError called %d times, want 3", errorsSeen)
+	}
+	for _, err := range reports {
+		if err != nil {
+			t.Fatalf("a batch was reported failed: %v", err)
+		}
+	}
+	if c.Commits() < 1 {
+		t.Fatal("no commit counted")
+	}
+}
+
+func TestCommitterCloseEndsTheRetryingOfAStoreThatStaysDown(t *testing.T) {
+	st := &failingStore{Memory: NewMemory(), fail: -1}
+	failed := make(chan struct{}, 1)
+	c := NewCommitter(st, CommitterOptions{
+		RetryMinBackoff: time.Hour, // only Close cuts the wait short
+		OnError: func(error, int) {
+			select {
+			case failed <- struct{}{}:
+			default:
+			}
+		},
+	})
+	b := c.Write(&task.Task{ID: "a", Status: task.StatusQueued})
+	<-failed
+	c.Close()
+	if err := b.Wait(); err == nil {
+		t.Fatal("a batch the store never took was reported committed")
+	}
+	if err := c.Write(&task.Task{ID: "b"}).Wait(); !errors.Is(err, ErrCommitterClosed) {
+		t.Fatalf("write after Close = %v", err)
 	}
 }

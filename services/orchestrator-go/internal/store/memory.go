@@ -82,26 +82,53 @@ func (m *Memory) FindByIdempotencyKey(_ context.Context, tenant, key string) (*t
 	return m.byID[id].task.Clone(), nil
 }
 
-// List implements Store. The cursor is the id of the last task of the previous page.
+// FindByIdempotencyKeys implements Store.
+func (m *Memory) FindByIdempotencyKeys(_ context.Context, keys []IdempotencyKey) (map[IdempotencyKey]*task.Task, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := map[IdempotencyKey]*task.Task{}
+	for _, k := range keys {
+		if id, ok := m.byIdem[idemKey{k.Tenant, k.Key}]; ok {
+			out[k] = m.byID[id].task.Clone()
+		}
+	}
+	return out, nil
+}
+
+// List implements Store (at most MaxListScan tasks examined per call). The cursor
+// is a position (listing.go); a position whose task was pruned is found by
+// comparing positions.
 func (m *Memory) List(_ context.Context, f Filter, cursor string, limit int) ([]*task.Task, string, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	start := len(m.order) - 1
 	if cursor != "" {
-		e, ok := m.byID[cursor]
+		_, id, ok := parseCursor(cursor)
 		if !ok {
-			return nil, "", ErrBadCursor
+			id = cursor // a bare task id (earlier versions' cursor)
 		}
-		start = e.pos - 1
+		switch e, found := m.byID[id]; {
+		case found:
+			start = e.pos - 1
+		case !ok:
+			return nil, "", ErrBadCursor
+		default:
+			for start >= 0 && createdMember(m.byID[m.order[start]].task) >= cursor {
+				start--
+			}
+		}
 	}
 	var out []*task.Task
-	for i := start; i >= 0; i-- {
+	for i, scanned := start, 0; i >= 0; i, scanned = i-1, scanned+1 {
 		t := m.byID[m.order[i]].task
+		if scanned == MaxListScan {
+			return out, createdMember(m.byID[m.order[i+1]].task), nil
+		}
 		if !matches(t, f) {
 			continue
 		}
 		if len(out) == limit {
-			return out, out[len(out)-1].ID, nil
+			return out, createdMember(out[len(out)-1]), nil
 		}
 		out = append(out, t.Clone())
 	}

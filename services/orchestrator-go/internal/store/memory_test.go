@@ -22,11 +22,11 @@ func TestMemoryListNewestFirstWithPagesAndFilters(t *testing.T) {
 		}
 	}
 	page, next, err := m.List(ctx, Filter{}, "", 2)
-	if err != nil || len(page) != 2 || page[0].ID != "t4" || page[1].ID != "t3" || next != "t3" {
+	if err != nil || len(page) != 2 || page[0].ID != "t4" || page[1].ID != "t3" || next == "" {
 		t.Fatalf("first page = %v next=%q err=%v", ids(page), next, err)
 	}
 	page, next, _ = m.List(ctx, Filter{}, next, 2)
-	if ids(page) != "t2,t1," || next != "t1" {
+	if ids(page) != "t2,t1," || next == "" {
 		t.Fatalf("second page = %v next=%q", ids(page), next)
 	}
 	page, next, _ = m.List(ctx, Filter{}, next, 2)

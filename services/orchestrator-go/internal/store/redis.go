@@ -24,6 +24,7 @@ import (
 //
 //	P task:<id>       string: task record (codec.go): O(1) Get by id
 //	P created         sorted set, all scores 0, member "<16-hex created ns>:<id>": newest-first List by lex order
+//	P created:t:<tenant>  the same for one tenant's tasks: a tenant's List in O(page)
 //	P idem            hash "<tenant>\x00<key>" -> id
 //	P unfinished      set of ids: recovery at start
 //	P finished        sorted set, score finished-at unix ms, member id: retention pruning
@@ -65,10 +66,6 @@ func (r *Redis) key(parts ...string) string {
 	return k
 }
 
-func createdMember(t *task.Task) string {
-	return fmt.Sprintf("%016x:%s", uint64(unixNano(t.CreatedAt)), t.ID)
-}
-
 func idemField(tenant, key string) string { return tenant + "\x00" + key }
 
 // Put implements Store.
@@ -80,7 +77,9 @@ func (r *Redis) Put(ctx context.Context, tasks ...*task.Task) error {
 	_, err := r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		for _, t := range tasks {
 			p.Set(ctx, r.key("task:", t.ID), encodeTask(nil, t), 0)
-			p.ZAdd(ctx, created, redis.Z{Score: 0, Member: createdMember(t)})
+			m := createdMember(t)
+			p.ZAdd(ctx, created, redis.Z{Score: 0, Member: m})
+			p.ZAdd(ctx, r.key("created:t:", t.Tenant), redis.Z{Score: 0, Member: m})
 			if t.IdempotencyKey != "" {
 				p.HSet(ctx, idem, idemField(t.Tenant, t.IdempotencyKey), t.ID)
 			}
@@ -123,6 +122,40 @@ func (r *Redis) FindByIdempotencyKey(ctx context.Context, tenant, key string) (*
 	return r.Get(ctx, id)
 }
 
+// FindByIdempotencyKeys implements Store: one HMGET, then one MGET.
+func (r *Redis) FindByIdempotencyKeys(ctx context.Context, keys []IdempotencyKey) (map[IdempotencyKey]*task.Task, error) {
+	out := map[IdempotencyKey]*task.Task{}
+	if len(keys) == 0 {
+		return out, nil
+	}
+	fields := make([]string, len(keys))
+	for i, k := range keys {
+		fields[i] = idemField(k.Tenant, k.Key)
+	}
+	vals, err := r.c.HMGet(ctx, r.key("idem"), fields...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis idempotency lookup: %w", err)
+	}
+	keyOf := map[string]IdempotencyKey{}
+	var ids []string
+	for i, v := range vals {
+		if id, ok := v.(string); ok {
+			keyOf[id] = keys[i]
+			ids = append(ids, id)
+		}
+	}
+	tasks, err := r.getMany(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range tasks {
+		if k, ok := keyOf[t.ID]; ok {
+			out[k] = t
+		}
+	}
+	return out, nil
+}
+
 // getMany loads the tasks with ids in one MGET; missing ones are skipped.
 func (r *Redis) getMany(ctx context.Context, ids []string) ([]*task.Task, error) {
 	if len(ids) == 0 {
@@ -151,31 +184,48 @@ func (r *Redis) getMany(ctx context.Context, ids []string) ([]*task.Task, error)
 	return out, nil
 }
 
-// List implements Store: it reads the created index backwards in chunks.
+// List implements Store: it reads the created index backwards in chunks, or the
+// tenant's own index when f names a tenant; at most MaxListScan entries per call.
+// (Tasks stored before the tenant indexes existed are listed only without a tenant
+// filter.)
 func (r *Redis) List(ctx context.Context, f Filter, cursor string, limit int) ([]*task.Task, string, error) {
+	key := r.key("created")
+	if f.Tenant != "" {
+		key = r.key("created:t:", f.Tenant)
+	}
 	maxLex := "+"
 	if cursor != "" {
-		ct, err := r.Get(ctx, cursor)
-		if errors.Is(err, ErrNotFound) {
-			return nil, "", ErrBadCursor
+		if _, _, ok := parseCursor(cursor); ok {
+			maxLex = "(" + cursor
+		} else { // a bare task id (earlier versions' cursor)
+			ct, err := r.Get(ctx, cursor)
+			if errors.Is(err, ErrNotFound) {
+				return nil, "", ErrBadCursor
+			}
+			if err != nil {
+				return nil, "", err
+			}
+			maxLex = "(" + createdMember(ct)
 		}
-		if err != nil {
-			return nil, "", err
-		}
-		maxLex = "(" + createdMember(ct)
 	}
 	const chunk = 256
 	var out []*task.Task
-	for {
+	for scanned := 0; ; {
+		if scanned >= MaxListScan {
+			return out, maxLex[1:], nil // the next call goes on from here
+		}
+		want := min(chunk, MaxListScan-scanned)
 		members, err := r.c.ZRangeArgs(ctx, redis.ZRangeArgs{
-			Key: r.key("created"), Start: maxLex, Stop: "-", ByLex: true, Rev: true, Count: chunk,
+			Key: key, Start: maxLex, Stop: "-", ByLex: true, Rev: true, Count: int64(want),
 		}).Result()
 		if err != nil {
 			return nil, "", fmt.Errorf("redis list: %w", err)
 		}
-		ids := make([]string, len(members))
-		for i, m := range members {
-			ids[i] = m[17:]
+		ids := make([]string, 0, len(members))
+		for _, m := range members {
+			if _, id, ok := parseCursor(m); ok {
+				ids = append(ids, id)
+			}
 		}
 		tasks, err := r.getMany(ctx, ids)
 		if err != nil {
@@ -186,13 +236,14 @@ func (r *Redis) List(ctx context.Context, f Filter, cursor string, limit int) ([
 				continue
 			}
 			if len(out) == limit {
-				return out, out[len(out)-1].ID, nil
+				return out, createdMember(out[len(out)-1]), nil
 			}
 			out = append(out, t)
 		}
-		if len(members) < chunk {
+		if len(members) < want { // the index ends here
 			return out, "", nil
 		}
+		scanned += len(members)
 		maxLex = "(" + members[len(members)-1]
 	}
 }
@@ -250,6 +301,7 @@ func (r *Redis) PruneFinished(ctx context.Context, before time.Time, limit int) 
 				}
 				p.Del(ctx, r.key("task:", t.ID))
 				p.ZRem(ctx, r.key("created"), createdMember(t))
+				p.ZRem(ctx, r.key("created:t:", t.Tenant), createdMember(t))
 				if t.IdempotencyKey != "" {
 					p.HDel(ctx, r.key("idem"), idemField(t.Tenant, t.IdempotencyKey))
 				}

@@ -18,6 +18,9 @@ var ErrNotFound = errors.New("task not found")
 // ErrBadCursor is returned by List when the cursor was not produced by this store.
 var ErrBadCursor = errors.New("invalid page cursor")
 
+// IdempotencyKey is a tenant's idempotency key.
+type IdempotencyKey struct{ Tenant, Key string }
+
 // Filter narrows List; zero fields match everything.
 type Filter struct {
 	Tenant string
@@ -36,6 +39,9 @@ type Store interface {
 	Get(ctx context.Context, id string) (*task.Task, error)
 	// FindByIdempotencyKey returns the task the tenant submitted with key, or ErrNotFound.
 	FindByIdempotencyKey(ctx context.Context, tenant, key string) (*task.Task, error)
+	// FindByIdempotencyKeys looks up many keys in one round trip: it returns the
+	// tasks found, by key (keys without a task are absent).
+	FindByIdempotencyKeys(ctx context.Context, keys []IdempotencyKey) (map[IdempotencyKey]*task.Task, error)
 	// List returns up to limit tasks matching f, newest first, starting after cursor
 	// (empty for the first page). next is empty on the last page.
 	List(ctx context.Context, f Filter, cursor string, limit int) (tasks []*task.Task, next string, err error)

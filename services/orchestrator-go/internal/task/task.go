@@ -101,6 +101,9 @@ type Task struct {
 	StepID         string
 	Usage          Usage
 	WorkerID       string
+	// NotBefore is set on a queued task backing off after a failed attempt: its
+	// next attempt may not start before it (kept across restarts).
+	NotBefore time.Time
 }
 
 // Clone returns a deep copy, so stores and callers never share mutable state.

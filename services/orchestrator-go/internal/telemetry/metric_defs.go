@@ -35,6 +35,7 @@ type Metrics struct {
 	CancellationsSent   prometheus.Counter       //
 	WorkerSessionsOpen  prometheus.Counter       // sessions ever registered
 	StoreCommits        prometheus.Counter       // group-commit transactions
+	StoreCommitFailures prometheus.Counter       // failed commit attempts (each is retried)
 	StoreCommitTasks    prometheus.Histogram     // task writes per commit
 	StoreCommitDuration prometheus.Histogram     // one commit, fsync included
 	TasksRecovered      prometheus.Counter       // unfinished tasks loaded at start
@@ -122,6 +123,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: namespace, Name: "store_commits_total",
 			Help: "Group-commit transactions written to the store.",
 		}),
+		StoreCommitFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "store_commit_failures_total",
+			Help: "Group-commit attempts the store refused; each batch is retried until it commits.",
+		}),
 		StoreCommitTasks: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "store_commit_tasks",
 			Help:    "Task writes batched into one store commit.",
@@ -147,7 +152,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.SchedulingLatency, m.TaskDuration, m.WorkersConnected, m.WorkerCreditsFree,
 		m.LeasesExpired, m.StaleMessages, m.WatchersActive, m.WatchersLagged,
 		m.SubmitRejected, m.AssignmentsSent, m.CancellationsSent, m.WorkerSessionsOpen,
-		m.StoreCommits, m.StoreCommitTasks, m.StoreCommitDuration, m.TasksRecovered, m.TasksPruned,
+		m.StoreCommits, m.StoreCommitFailures, m.StoreCommitTasks, m.StoreCommitDuration, m.TasksRecovered, m.TasksPruned,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

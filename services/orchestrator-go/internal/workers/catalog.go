@@ -4,6 +4,7 @@ package workers
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -43,6 +44,7 @@ const persistTimeout = 5 * time.Second
 type Catalog struct {
 	mu     sync.RWMutex
 	agents map[string]Agent
+	limit  int // most agents Register accepts; 0: DefaultMaxAgents
 
 	persistMu sync.Mutex // orders writes to the store; held across one write
 	store     AgentStore
@@ -72,23 +74,103 @@ func LoadCatalog(ctx context.Context, s AgentStore, log *slog.Logger) (*Catalog,
 	return c, nil
 }
 
-// Add records agents; a later registration of the same name replaces its
-// description. A persistent catalog first writes the agents that are new or
-// changed (nothing when a worker re-registers what is known); if that write fails
-// the agents are still served from memory and the write is retried on the next
-// registration.
+// DefaultMaxAgents bounds the catalog: agent names are a metric label and live
+// forever, so a worker (a trusted peer, but possibly buggy) cannot grow them
+// without limit.
+const DefaultMaxAgents = 10_000
+
+// ErrCatalogFull refuses a registration that would take the catalog past its limit.
+type ErrCatalogFull struct {
+	Limit int // the most agents the catalog holds
+	New   int // agents the registration would add
+}
+
+func (e *ErrCatalogFull) Error() string {
+	return fmt.Sprintf("the agent catalog is full (limit %d agents); a registration adding %d new agents was refused", e.Limit, e.New)
+}
+
+// Add records agents without checking the limit (trusted callers and tests);
+// see Register.
 func (c *Catalog) Add(agents ...Agent) {
+	_ = c.add(agents, 0)
+}
+
+// Register records the agents a worker registers; a later registration of the
+// same name replaces its description. It fails with *ErrCatalogFull, recording
+// nothing, when the new names would take the catalog past its limit
+// (DefaultMaxAgents unless SetLimit changed it). A persistent catalog first writes
+// the agents that are new or changed (nothing when a worker re-registers what is
+// known); if that write fails the agents are still served from memory and the
+// write is retried on the next registration.
+func (c *Catalog) Register(agents ...Agent) error {
+	c.mu.RLock()
+	limit := c.limit
+	c.mu.RUnlock()
+	if limit <= 0 {
+		limit = DefaultMaxAgents
+	}
+	return c.add(agents, limit)
+}
+
+// SetLimit sets the most agents Register accepts (0: DefaultMaxAgents).
+func (c *Catalog) SetLimit(n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.limit = n
+}
+
+// add records agents; limit > 0 refuses them if the catalog would exceed it.
+func (c *Catalog) add(agents []Agent, limit int) error {
 	if c.store != nil {
 		c.persistMu.Lock()
 		defer c.persistMu.Unlock()
+	}
+	// persistMu (when there is a store) orders registrations, so the count checked
+	// here holds until the agents are added below.
+	if limit > 0 {
+		if n := c.newNames(agents); n > 0 && c.Len()+n > limit {
+			return &ErrCatalogFull{Limit: limit, New: n}
+		}
+	}
+	if c.store != nil {
 		c.persist(agents)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if limit > 0 { // re-checked: without a store, registrations are not ordered
+		if n := c.newNamesLocked(agents); n > 0 && len(c.agents)+n > limit {
+			return &ErrCatalogFull{Limit: limit, New: n}
+		}
+	}
 	for _, a := range agents {
 		a.Tools = slices.Clone(a.Tools)
 		c.agents[a.Name] = a
 	}
+	return nil
+}
+
+// newNames counts the distinct names among agents the catalog does not hold.
+func (c *Catalog) newNames(agents []Agent) int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.newNamesLocked(agents)
+}
+
+func (c *Catalog) newNamesLocked(agents []Agent) int {
+	seen := map[string]bool{}
+	for _, a := range agents {
+		if _, ok := c.agents[a.Name]; !ok && !seen[a.Name] {
+			seen[a.Name] = true
+		}
+	}
+	return len(seen)
+}
+
+// Len is the number of agents in the catalog.
+func (c *Catalog) Len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.agents)
 }
 
 // persist writes the agents the store lacks or holds differently. persistMu is held.

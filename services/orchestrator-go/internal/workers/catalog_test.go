@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"strconv"
 	"testing"
 
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
@@ -87,5 +88,48 @@ func TestMemoryCatalogKeepsAgentsAfterWorkersLeave(t *testing.T) {
 	got[1].Tools[0] = "changed"
 	if names := []string{got[0].Name, got[1].Name}; !reflect.DeepEqual(names, []string{"a", "b"}) || c.List()[1].Tools[0] != "x" {
 		t.Fatalf("List = %+v", c.List())
+	}
+}
+
+func TestRegisterRefusesAgentsBeyondTheLimitAndStoresNothing(t *testing.T) {
+	ctx := context.Background()
+	st := &countingStore{Memory: store.NewMemory()}
+	c, err := LoadCatalog(ctx, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetLimit(3)
+	if err := c.Register(Agent{Name: "a"}, Agent{Name: "b"}, Agent{Name: "a"}); err != nil {
+		t.Fatalf("two new agents under a limit of 3: %v", err)
+	}
+	err = c.Register(Agent{Name: "a"}, Agent{Name: "c"}, Agent{Name: "d"})
+	var full *ErrCatalogFull
+	if !errors.As(err, &full) || full.Limit != 3 || full.New != 2 {
+		t.Fatalf("Register past the limit = %v", err)
+	}
+	if c.Has("c") || c.Has("d") || c.Len() != 2 || len(st.puts) != 1 {
+		t.Fatalf("a refused registration changed the catalog: %v, writes %v", c.List(), st.puts)
+	}
+	// Known agents (re-registration) and one more new one still fit.
+	if err := c.Register(Agent{Name: "b", Description: "new text"}, Agent{Name: "c"}); err != nil {
+		t.Fatalf("Register within the limit = %v", err)
+	}
+	if c.Len() != 3 {
+		t.Fatalf("catalog = %v", c.List())
+	}
+}
+
+func TestRegisterDefaultsToTheDefaultLimit(t *testing.T) {
+	c := NewCatalog()
+	agents := make([]Agent, DefaultMaxAgents+1)
+	for i := range agents {
+		agents[i] = Agent{Name: "agent-" + strconv.Itoa(i)}
+	}
+	if err := c.Register(agents[:DefaultMaxAgents]...); err != nil {
+		t.Fatalf("filling the catalog to its limit: %v", err)
+	}
+	var full *ErrCatalogFull
+	if err := c.Register(agents[DefaultMaxAgents]); !errors.As(err, &full) || full.Limit != DefaultMaxAgents {
+		t.Fatalf("one past the default limit = %v", err)
 	}
 }

@@ -61,7 +61,15 @@
 //     workflows are pruned by the same retention (store.Pruner).
 //   - Watching (watch.go). A watcher gets the workflow status first, then every event
 //     of every step task (with its step id), then one last event with done=true and
-//     the final workflow. The engine never blocks on a watcher: it hands it at most
-//     one message per step plus the final one, and the step task events come from
-//     the scheduler's event hub, whose slow subscribers resubscribe from a cursor.
+//     the final workflow. Each run has one events.Feed: a started step's tasks are
+//     attached to it (one hub subscription per task, however many watchers), and
+//     a watcher holds one feed subscription and one goroutine, whatever the fan-out.
+//     The engine never blocks on a watcher, nor does the hub: a watcher that falls
+//     behind its bound resubscribes from its cursor and gets each task's current
+//     status, the retained chunks it missed and every Done it has not seen (so
+//     intermediate statuses may be skipped, never a Done). The final event waits
+//     up to 5 s for the Done events of the tasks cancelled at the end.
+//   - Finishing. The final state is written before the step tasks still running
+//     are cancelled and the run is forgotten; if that write fails, the run stays
+//     in memory (Get serves the finished state) and the loop retries the write.
 package workflow

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/events"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/scheduler"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
@@ -70,8 +71,14 @@ type run struct {
 	steps    []*stepRun
 	outputs  map[string]any // decoded outputs of succeeded steps
 	watchers map[*Watch]struct{}
-	stalled  bool // a step could not be submitted or a write failed: retry
-	dirty    bool // wf changed since it was last written
+	feed     *events.Feed // the step tasks' events, for the watchers
+	stalled  bool         // a step could not be submitted or a write failed: retry
+	dirty    bool         // wf changed since it was last written
+	// A finished workflow's step tasks to cancel once its final state is written,
+	// and why; settled once that is done and the run left e.runs.
+	cancel    []string
+	cancelWhy string
+	settled   bool
 }
 
 // stepRun tracks the tasks of a started step (rebuilt from the task store on resume).
@@ -144,6 +151,11 @@ func (e *Engine) Start(ctx context.Context, sched *scheduler.Scheduler) error {
 	for _, r := range resumed {
 		r.mu.Lock()
 		e.reconcile(ctx, r)
+		for i, sr := range r.steps {
+			if sr != nil && !r.wf.Status.Finished() {
+				e.attach(ctx, r, r.wf.Steps[i].StepID, r.wf.Steps[i].TaskIDs)
+			}
+		}
 		e.advance(ctx, r)
 		e.flush(ctx, r)
 		r.mu.Unlock()
@@ -168,9 +180,7 @@ func (e *Engine) Stop() {
 	}
 	for _, r := range runs {
 		r.mu.Lock()
-		for w := range r.watchers {
-			w.push(control{shutdown: true})
-		}
+		r.feed.Shutdown()
 		r.watchers = map[*Watch]struct{}{}
 		r.mu.Unlock()
 	}
@@ -211,7 +221,8 @@ func (e *Engine) loop(stop <-chan struct{}, done chan<- struct{}) {
 }
 
 func newRun(wf *Workflow, p *plan) *run {
-	r := &run{wf: wf, plan: p, steps: make([]*stepRun, len(wf.Steps)), outputs: map[string]any{}, watchers: map[*Watch]struct{}{}}
+	r := &run{wf: wf, plan: p, steps: make([]*stepRun, len(wf.Steps)), outputs: map[string]any{}, watchers: map[*Watch]struct{}{},
+		feed: events.NewFeed(feedBuffer)}
 	for i, st := range wf.Steps {
 		switch st.Status {
 		case task.StatusRunning:
@@ -525,9 +536,7 @@ func (e *Engine) startStep(ctx context.Context, r *run, i int) bool {
 	r.steps[i] = newStepRun(ids)
 	r.dirty = true
 	e.metrics.StepOverhead.Observe(now.Sub(e.readyAt(r, i)).Seconds())
-	for w := range r.watchers {
-		w.push(control{stepID: s.ID, taskIDs: ids})
-	}
+	e.attach(ctx, r, s.ID, ids)
 	if len(ids) == 0 {
 		e.succeedStep(ctx, r, i)
 		return true
@@ -680,36 +689,77 @@ func (e *Engine) finish(ctx context.Context, r *run, status Status, output json.
 		}
 	}
 	r.wf.Status, r.wf.Output, r.wf.Failure, r.wf.ExitedAtStep, r.wf.FinishedAt = status, output, f, exitedAt, now
+	r.cancel, r.cancelWhy = cancel, why
 	r.dirty = true
-	e.flush(ctx, r) // the outcome is durable before any task is cancelled
-	for _, id := range cancel {
-		if _, err := e.sched.Cancel(ctx, id, why); err != nil {
+	e.metrics.Running.Dec()
+	e.metrics.Finished.WithLabelValues(status.String()).Inc()
+	e.log.Info("workflow finished", "workflow_id", r.wf.ID, "status", status.String(), "exited_at_step", exitedAt)
+	e.flush(ctx, r) // settles the run once the outcome is durable; else the loop retries
+}
+
+// settle completes a finished workflow whose final state is durable: it cancels
+// the step tasks still running (only now, so that a crash before the write resumes
+// a workflow whose tasks were left alone), forgets the run and tells the watchers.
+// Until then the run stays in e.runs, so Get serves the finished state and the
+// loop retries the write.
+func (e *Engine) settle(ctx context.Context, r *run) {
+	if r.settled || r.dirty || !r.wf.Status.Finished() {
+		return
+	}
+	r.settled = true
+	for _, id := range r.cancel {
+		if _, err := e.sched.Cancel(ctx, id, r.cancelWhy); err != nil {
 			e.log.Debug("cancel step task", "workflow_id", r.wf.ID, "task_id", id, "err", err)
 		}
 	}
+	r.cancel = nil
 	e.mu.Lock()
-	delete(e.runs, r.wf.ID)
+	if e.runs[r.wf.ID] == r {
+		delete(e.runs, r.wf.ID)
+	}
 	e.mu.Unlock()
-	e.metrics.Running.Dec()
-	e.metrics.Finished.WithLabelValues(status.String()).Inc()
 	final := r.wf.Clone()
 	for w := range r.watchers {
-		w.push(control{final: final})
+		w.setFinal(final)
 	}
 	r.watchers = map[*Watch]struct{}{}
-	e.log.Info("workflow finished", "workflow_id", r.wf.ID, "status", status.String(), "exited_at_step", exitedAt)
+	r.feed.End(endGrace)
 }
 
-// flush writes the workflow if it changed; a failed write is retried by the loop.
+// attach feeds the events of a step's tasks to the run's watchers: each task's
+// hub subscription, opened from its current state under the scheduler's lock,
+// becomes a forwarder into the run's feed. r.mu is held, so a watcher subscribing
+// to the feed sees each task either in its replay or live.
+func (e *Engine) attach(ctx context.Context, r *run, stepID string, taskIDs []string) {
+	for _, id := range taskIDs {
+		var err error
+		for range 3 { // a subscription cut off before it is attached is reopened
+			var sub *events.Subscription
+			if sub, err = e.sched.Watch(ctx, id, nil); err != nil {
+				break
+			}
+			if err = r.feed.Attach(sub, stepID); !errors.Is(err, events.ErrLagged) {
+				break
+			}
+		}
+		if err != nil {
+			e.log.Warn("cannot watch a step task; its events are not streamed to workflow watchers",
+				"workflow_id", r.wf.ID, "step_id", stepID, "task_id", id, "err", err)
+		}
+	}
+}
+
+// flush writes the workflow if it changed, and settles it once it is finished and
+// written. A failed write leaves the run dirty: the loop retries it.
 func (e *Engine) flush(ctx context.Context, r *run) {
-	if !r.dirty {
-		return
+	if r.dirty {
+		if err := e.write(ctx, r.wf); err != nil {
+			e.log.Error("store workflow", "workflow_id", r.wf.ID, "err", err)
+			return
+		}
+		r.dirty = false
 	}
-	if err := e.write(ctx, r.wf); err != nil {
-		e.log.Error("store workflow", "workflow_id", r.wf.ID, "err", err)
-		return
-	}
-	r.dirty = false
+	e.settle(ctx, r)
 }
 
 func (e *Engine) write(ctx context.Context, wf *Workflow) error {

@@ -1,11 +1,12 @@
 package workflow
 
-// WatchWorkflow's fan-in: one watch merges the workflow's own events (status,
-// the end) with the events of every step task, read from the scheduler's event
-// hub. The engine only appends a message per started step and one at the end to a
-// watch's control list, so it never waits for a watcher; the step task events are
-// pulled by the watch's own goroutines, which resubscribe from their cursor when
-// the hub cuts them off for lagging.
+// WatchWorkflow's fan-in. Every run has one events.Feed: when a step starts, the
+// engine attaches each of its tasks to the feed (one hub subscription per task,
+// whatever the number of watchers), and the hub forwards the tasks' events to the
+// feed under its own lock, without blocking. A watch holds one feed subscription
+// and one goroutine; when it falls behind its bound it resubscribes from its
+// cursor. The engine never waits for a watcher: at the end it only sets each
+// watch's final workflow and ends the feed.
 
 import (
 	"context"
@@ -18,8 +19,12 @@ import (
 
 const (
 	watchBuffer = 64
-	// pumpGrace bounds how long the final event waits for step task events still in flight.
-	pumpGrace = 5 * time.Second
+	// feedBuffer bounds the step task events a watch may have undelivered before
+	// it is cut off and resubscribes from its cursor.
+	feedBuffer = 1024
+	// endGrace bounds how long the final event waits for step task events still
+	// in flight (the Done events of the tasks cancelled at the end).
+	endGrace = 5 * time.Second
 )
 
 // Event is one thing a workflow watcher sees: a workflow-level event (StepID
@@ -35,13 +40,6 @@ type Event struct {
 	Time       time.Time
 }
 
-type control struct {
-	stepID   string
-	taskIDs  []string
-	final    *Workflow
-	shutdown bool
-}
-
 // Watch is one watcher of a workflow. Read it with Next; Close it when done.
 type Watch struct {
 	e      *Engine
@@ -52,29 +50,26 @@ type Watch struct {
 	cancel context.CancelFunc
 	err    error // why out was closed; read after out is closed
 
-	mu     sync.Mutex
-	ctl    []control
-	notify chan struct{}
+	sub *events.Subscription // the run's feed; owned by loop once started
+	cur events.FeedCursor
+
+	mu    sync.Mutex
+	final *Workflow
 }
 
 // Watch starts watching the workflow: its status now, then its step task events,
 // then a final Done event.
 func (e *Engine) Watch(ctx context.Context, id string) (*Watch, error) {
 	wctx, cancel := context.WithCancel(ctx)
-	w := &Watch{e: e, id: id, out: make(chan Event, watchBuffer), ctx: wctx, cancel: cancel, notify: make(chan struct{}, 1)}
+	w := &Watch{e: e, id: id, out: make(chan Event, watchBuffer), ctx: wctx, cancel: cancel}
 	if r := e.run(id); r != nil {
 		r.mu.Lock()
 		if !r.wf.Status.Finished() {
 			w.r = r
 			w.out <- Event{WorkflowID: id, Status: r.wf.Status, Time: e.now()}
-			for _, st := range r.wf.Steps {
-				if len(st.TaskIDs) > 0 && r.steps[indexOf(r, st.StepID)] != nil {
-					w.ctl = append(w.ctl, control{stepID: st.StepID, taskIDs: st.TaskIDs})
-				}
-			}
+			w.sub = r.feed.Subscribe(nil, e.now())
 			r.watchers[w] = struct{}{}
 			r.mu.Unlock()
-			w.wake()
 			go w.loop()
 			return w, nil
 		}
@@ -96,8 +91,6 @@ func (e *Engine) Watch(ctx context.Context, id string) (*Watch, error) {
 	return w, nil
 }
 
-func indexOf(r *run, stepID string) int { return r.plan.index[stepID] }
-
 // Next returns the next event. After the Done event it returns events.ErrDone; if
 // the orchestrator shuts down, events.ErrShutdown; if ctx ends, ctx.Err().
 func (w *Watch) Next(ctx context.Context) (Event, error) {
@@ -112,7 +105,7 @@ func (w *Watch) Next(ctx context.Context) (Event, error) {
 	}
 }
 
-// Close stops the watch and its goroutines.
+// Close stops the watch and its goroutine.
 func (w *Watch) Close() {
 	w.cancel()
 	if w.r != nil {
@@ -122,107 +115,51 @@ func (w *Watch) Close() {
 	}
 }
 
-// push hands the watch a control message; it never blocks (the engine calls it
-// under the run's lock, at most once per step and once at the end).
-func (w *Watch) push(c control) {
+// setFinal hands the watch the finished workflow; the engine calls it under the
+// run's lock before it ends the feed, so it is there when the feed's end is read.
+func (w *Watch) setFinal(wf *Workflow) {
 	w.mu.Lock()
-	w.ctl = append(w.ctl, c)
+	w.final = wf
 	w.mu.Unlock()
-	w.wake()
-}
-
-func (w *Watch) wake() {
-	select {
-	case w.notify <- struct{}{}:
-	default:
-	}
 }
 
 func (w *Watch) loop() {
-	pctx, stopPumps := context.WithCancel(w.ctx)
-	defer stopPumps()
-	var pumps sync.WaitGroup
-	end := func(err error) {
-		stopPumps()
-		pumps.Wait()
+	defer func() { w.sub.Close() }()
+	for {
+		ev, err := w.sub.Next(w.ctx)
+		if err == nil {
+			w.cur.Advance(ev)
+			select {
+			case w.out <- Event{WorkflowID: w.id, StepID: ev.StepID, Task: &ev, Time: ev.Time}:
+				continue
+			case <-w.ctx.Done():
+				err = w.ctx.Err()
+			}
+		}
+		switch {
+		case errors.Is(err, events.ErrLagged):
+			w.sub.Close()
+			w.sub = w.r.feed.Subscribe(&w.cur, w.e.now())
+			continue
+		case errors.Is(err, events.ErrDone):
+			w.mu.Lock()
+			final := w.final
+			w.mu.Unlock()
+			if final == nil { // not expected: the engine sets it before ending the feed
+				if final, err = w.e.Get(w.ctx, w.id); err != nil {
+					break
+				}
+			}
+			ev := Event{WorkflowID: w.id, Status: final.Status, Workflow: final, Done: true, Time: w.e.now()}
+			select {
+			case w.out <- ev:
+				err = events.ErrDone
+			case <-w.ctx.Done():
+				err = w.ctx.Err()
+			}
+		}
 		w.err = err
 		close(w.out)
-	}
-	for {
-		select {
-		case <-w.notify:
-		case <-w.ctx.Done():
-			end(w.ctx.Err())
-			return
-		}
-		w.mu.Lock()
-		batch := w.ctl
-		w.ctl = nil
-		w.mu.Unlock()
-		for _, c := range batch {
-			switch {
-			case c.shutdown:
-				end(events.ErrShutdown)
-				return
-			case c.final != nil:
-				waitFor(&pumps, pumpGrace)
-				stopPumps()
-				pumps.Wait()
-				ev := Event{WorkflowID: w.id, Status: c.final.Status, Workflow: c.final, Done: true, Time: w.e.now()}
-				select {
-				case w.out <- ev:
-					w.err = events.ErrDone
-				case <-w.ctx.Done():
-					w.err = w.ctx.Err()
-				}
-				close(w.out)
-				return
-			}
-			for _, id := range c.taskIDs {
-				pumps.Add(1)
-				go func() {
-					defer pumps.Done()
-					w.pump(pctx, c.stepID, id)
-				}()
-			}
-		}
-	}
-}
-
-// waitFor waits for wg up to d.
-func waitFor(wg *sync.WaitGroup, d time.Duration) {
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
-	}
-}
-
-// pump forwards one step task's events until its Done event.
-func (w *Watch) pump(ctx context.Context, stepID, taskID string) {
-	var cur events.Cursor
-	sub, err := w.e.sched.Watch(ctx, taskID, nil)
-	for err == nil {
-		var ev events.Event
-		ev, err = sub.Next(ctx)
-		if err == nil {
-			select {
-			case w.out <- Event{WorkflowID: w.id, StepID: stepID, Task: &ev, Time: ev.Time}:
-				cur.Advance(ev)
-			case <-ctx.Done():
-				err = ctx.Err()
-			}
-			continue
-		}
-		sub.Close()
-		if errors.Is(err, events.ErrLagged) {
-			sub, err = w.e.sched.Watch(ctx, taskID, &cur)
-		}
-	}
-	if sub != nil {
-		sub.Close()
+		return
 	}
 }

@@ -1,0 +1,145 @@
+package events
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
+)
+
+func TestFeedMergesAttachedTasksAndResumesFromCursor(t *testing.T) {
+	h := newHub(Options{SubscriberBuffer: 8, ReplayChunks: 100, ReplayBytes: 1 << 20, FinishedTasks: 4})
+	f := NewFeed(3)
+	// "done" finished before it was attached: its snapshot ends with Done.
+	doneTask := &task.Task{ID: "done", Status: task.StatusSucceeded, Attempts: 1}
+	if err := f.Attach(h.Subscribe(doneTask, nil, t0), "a"); err != nil {
+		t.Fatal(err)
+	}
+	h.Chunk("run", 1, 0, "x0", t0)
+	if err := f.Attach(h.Subscribe(running("run"), nil, t0), "b"); err != nil {
+		t.Fatal(err)
+	}
+	sub := f.Subscribe(nil, t0)
+	// Publishing past the bound never blocks; the subscriber is cut off.
+	for i := int64(1); i < 20; i++ {
+		h.Chunk("run", 1, i, "x", t0)
+	}
+	var cur FeedCursor
+	var got []Event
+	for {
+		ev, err := next(t, sub)
+		if errors.Is(err, ErrLagged) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("Next: %v", err)
+		}
+		cur.Advance(ev)
+		got = append(got, ev)
+	}
+	if got[0].TaskID != "done" || got[0].StepID != "a" || got[1].Kind != KindDone ||
+		got[2].TaskID != "run" || got[2].StepID != "b" || got[2].Kind != KindStatus || got[3].Chunk != "x0" {
+		t.Fatalf("events before lag = %+v", got)
+	}
+	sub.Close()
+	h.Done(&task.Task{ID: "run", Status: task.StatusSucceeded, Attempts: 1}, t0)
+	again := f.Subscribe(&cur, t0)
+	defer again.Close()
+	nextSeq := got[len(got)-1].Seq + 1
+	var kinds []Kind
+	for {
+		ev, err := next(t, again)
+		if err != nil {
+			t.Fatalf("Next: %v", err)
+		}
+		if ev.TaskID != "run" || ev.StepID != "b" {
+			t.Fatalf("replayed %+v (done's events were seen already)", ev)
+		}
+		if ev.Kind == KindChunk {
+			if ev.Seq != nextSeq {
+				t.Fatalf("chunk %d after %d", ev.Seq, nextSeq-1)
+			}
+			nextSeq++
+		}
+		kinds = append(kinds, ev.Kind)
+		if ev.Kind == KindDone {
+			break
+		}
+	}
+	if nextSeq != 20 || kinds[0] != KindStatus { // the final status, as Subscribe orders it
+		t.Fatalf("after resubscribe: chunks up to %d, kinds %v", nextSeq, kinds)
+	}
+	// Every member finished: End ends the feed at once.
+	f.End(time.Hour)
+	if _, err := next(t, again); !errors.Is(err, ErrDone) {
+		t.Fatalf("after End: %v", err)
+	}
+}
+
+func TestFeedEndWaitsForPendingTasksUpToGrace(t *testing.T) {
+	h := newHub(DefaultOptions())
+	f := NewFeed(0)
+	if err := f.Attach(h.Subscribe(running("a"), nil, t0), "s"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Attach(h.Subscribe(running("b"), nil, t0), "s"); err != nil {
+		t.Fatal(err)
+	}
+	sub := f.Subscribe(nil, t0)
+	defer sub.Close()
+	f.End(time.Hour)
+	h.Done(&task.Task{ID: "a", Status: task.StatusCancelled, Attempts: 1}, t0)
+	h.Done(&task.Task{ID: "b", Status: task.StatusCancelled, Attempts: 1}, t0)
+	n := 0
+	for {
+		_, err := next(t, sub)
+		if errors.Is(err, ErrDone) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("Next: %v", err)
+		}
+		n++
+	}
+	if n != 6 { // per task: running, then cancelled status and Done
+		t.Fatalf("%d events before the end", n)
+	}
+
+	stuck := NewFeed(0)
+	if err := stuck.Attach(h.Subscribe(running("c"), nil, t0), "s"); err != nil {
+		t.Fatal(err)
+	}
+	s2 := stuck.Subscribe(nil, t0)
+	defer s2.Close()
+	stuck.End(10 * time.Millisecond) // "c" never finishes
+	if ev, _ := next(t, s2); ev.TaskID != "c" {
+		t.Fatalf("first = %+v", ev)
+	}
+	if _, err := next(t, s2); !errors.Is(err, ErrDone) {
+		t.Fatalf("after the grace: %v", err)
+	}
+}
+
+func TestAttachedTaskIsNotCountedAsAWatcherAndLeavesOnDone(t *testing.T) {
+	h := newHub(DefaultOptions())
+	f := NewFeed(0)
+	if err := f.Attach(h.Subscribe(running("a"), nil, t0), "s"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Attach(h.Subscribe(running("a"), nil, t0), "s"); err != nil { // again: ignored
+		t.Fatal(err)
+	}
+	h.mu.Lock()
+	subs := len(h.active["a"].subs)
+	h.mu.Unlock()
+	if subs != 1 {
+		t.Fatalf("%d forwarders for one task", subs)
+	}
+	h.Done(&task.Task{ID: "a", Status: task.StatusSucceeded, Attempts: 1}, t0)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.active) != 0 {
+		t.Fatalf("active topics after Done: %v", h.active)
+	}
+}
