@@ -81,6 +81,12 @@ impl L1 {
         self.entries.insert(key, entry).await;
     }
 
+    /// Stores `entry` unless a live entry is already there (a fill from L2 must not
+    /// overwrite a newer value set meanwhile).
+    pub async fn insert_if_absent(&self, key: CacheKey, entry: Entry) {
+        self.entries.entry(key).or_insert(entry).await;
+    }
+
     pub async fn delete(&self, key: &CacheKey) -> bool {
         self.entries
             .remove(key)

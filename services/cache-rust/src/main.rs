@@ -9,7 +9,7 @@ async fn main() -> anyhow::Result<()> {
     logging::init("cache", &settings.common.log_level)?;
     logging::log_config(&settings);
     serve(
-        service_spec(&settings),
+        service_spec(&settings)?,
         settings.common.grpc_addr,
         settings.common.http_addr,
     )

@@ -15,8 +15,9 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::cache::Cache;
 use crate::metrics::CacheMetrics;
-use crate::tier::{CacheKey, TierError, TierKind};
+use crate::tier::{CacheKey, Entry, TierError, TierKind, MAX_TTL};
 
+pub const MAX_NAMESPACE_BYTES: usize = 256;
 pub const MAX_KEY_BYTES: usize = 1024;
 pub const MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
 pub const MAX_BATCH_KEYS: usize = 10_000;
@@ -42,8 +43,12 @@ impl CacheGrpc {
         error_status(
             Code::Unavailable,
             ErrorReason::Unavailable,
-            e.to_string(),
-            HashMap::new(),
+            format!(
+                "The shared cache tier (Redis) did not answer, so the {op} is incomplete; \
+                 retry it ({}).",
+                e.message
+            ),
+            HashMap::from([("tier".to_string(), format!("{:?}", e.tier))]),
         )
     }
 }
@@ -51,6 +56,19 @@ impl CacheGrpc {
 fn validate_namespace(namespace: &str) -> Result<(), Status> {
     if namespace.is_empty() {
         return Err(invalid_argument("namespace", "must not be empty"));
+    }
+    if namespace.len() > MAX_NAMESPACE_BYTES {
+        return Err(invalid_argument(
+            "namespace",
+            format!(
+                "is {} bytes, more than the {MAX_NAMESPACE_BYTES} allowed",
+                namespace.len()
+            ),
+        ));
+    }
+    // `:` separates namespace and key in L2's `taskloom:cache:<namespace>:<key>`.
+    if namespace.contains(':') {
+        return Err(invalid_argument("namespace", "must not contain ':'"));
     }
     Ok(())
 }
@@ -90,6 +108,13 @@ fn parse_ttl(field: &str, ttl: Option<prost_types::Duration>) -> Result<Option<D
         None => Ok(None),
         Some(d) => match Duration::try_from(d) {
             Ok(d) if d.is_zero() => Ok(None),
+            Ok(d) if d > MAX_TTL => Err(invalid_argument(
+                field,
+                format!(
+                    "must not be longer than {}",
+                    humantime::format_duration(MAX_TTL)
+                ),
+            )),
             Ok(d) => Ok(Some(d)),
             Err(_) => Err(invalid_argument(field, "must not be negative")),
         },
@@ -118,14 +143,10 @@ impl CacheService for CacheGrpc {
             .and_then(|()| validate_key("key", &req.key))
             .map_err(|s| self.invalid("get", s))?;
         let key = CacheKey::new(req.namespace, req.key);
-        let found = self
-            .cache
-            .get(&key)
-            .await
-            .map_err(|e| self.unavailable("get", e))?;
+        let found = self.cache.get(&key).await;
         Ok(Response::new(match found {
             Some((entry, tier)) => {
-                self.metrics.record("get", "hit");
+                self.metrics.record_hit("get", tier);
                 GetResponse {
                     found: true,
                     value: entry.value.to_vec(),
@@ -148,8 +169,7 @@ impl CacheService for CacheGrpc {
             .map_err(|s| self.invalid("set", s))?;
         self.cache
             .set(CacheKey::new(req.namespace, req.key), req.value, ttl)
-            .await
-            .map_err(|e| self.unavailable("set", e))?;
+            .await;
         self.metrics.record("set", "ok");
         Ok(Response::new(SetResponse {}))
     }
@@ -162,6 +182,8 @@ impl CacheService for CacheGrpc {
         validate_namespace(&req.namespace)
             .and_then(|()| validate_key("key", &req.key))
             .map_err(|s| self.invalid("delete", s))?;
+        // An L2 failure fails the delete (after removing the L1 entry): a delete that left
+        // the shared copy would bring the value back once Redis returns.
         let deleted = self
             .cache
             .delete(&CacheKey::new(req.namespace, req.key))
@@ -186,20 +208,24 @@ impl CacheService for CacheGrpc {
                     .try_for_each(|(i, k)| validate_key(&format!("keys[{i}]"), k))
             })
             .map_err(|s| self.invalid("batch_get", s))?;
-        let mut entries = Vec::with_capacity(req.keys.len());
-        let (mut hits, mut misses) = (0, 0);
-        for key in req.keys {
-            let cache_key = CacheKey::new(req.namespace.clone(), key);
-            let found = self
-                .cache
-                .get(&cache_key)
-                .await
-                .map_err(|e| self.unavailable("batch_get", e))?;
-            entries.push(match found {
-                Some((entry, _)) => {
-                    hits += 1;
+        let keys: Vec<CacheKey> = req
+            .keys
+            .into_iter()
+            .map(|k| CacheKey::new(req.namespace.clone(), k))
+            .collect();
+        let found = self.cache.get_many(keys.clone()).await;
+        let (mut l1_hits, mut l2_hits, mut misses) = (0, 0, 0);
+        let entries = keys
+            .into_iter()
+            .zip(found)
+            .map(|(key, found)| match found {
+                Some((entry, tier)) => {
+                    match tier {
+                        TierKind::L1 => l1_hits += 1,
+                        TierKind::L2 => l2_hits += 1,
+                    }
                     CacheEntry {
-                        key: cache_key.key,
+                        key: key.key,
                         found: true,
                         value: entry.value.to_vec(),
                         ttl: Some(to_proto_duration(entry.remaining_ttl())),
@@ -208,14 +234,15 @@ impl CacheService for CacheGrpc {
                 None => {
                     misses += 1;
                     CacheEntry {
-                        key: cache_key.key,
+                        key: key.key,
                         ..CacheEntry::default()
                     }
                 }
-            });
-        }
-        self.metrics.record_n("batch_get", "hit", hits);
-        self.metrics.record_n("batch_get", "miss", misses);
+            })
+            .collect();
+        self.metrics.record_n("batch_get", "hit", "l1", l1_hits);
+        self.metrics.record_n("batch_get", "hit", "l2", l2_hits);
+        self.metrics.record_n("batch_get", "miss", "none", misses);
         Ok(Response::new(BatchGetResponse { entries }))
     }
 
@@ -240,17 +267,18 @@ impl CacheService for CacheGrpc {
             })
             .map_err(|s| self.invalid("batch_set", s))?;
         let n = req.entries.len() as u64;
-        for (entry, ttl) in req.entries.into_iter().zip(ttls) {
-            self.cache
-                .set(
-                    CacheKey::new(req.namespace.clone(), entry.key),
-                    entry.value,
-                    ttl,
-                )
-                .await
-                .map_err(|e| self.unavailable("batch_set", e))?;
-        }
-        self.metrics.record_n("batch_set", "ok", n);
+        let entries = req
+            .entries
+            .into_iter()
+            .zip(ttls)
+            .map(|(entry, ttl)| {
+                let key = CacheKey::new(req.namespace.clone(), entry.key);
+                let ttl = self.cache.ttl_or_default(&key.namespace, ttl);
+                (key, Entry::new(entry.value, ttl))
+            })
+            .collect();
+        self.cache.set_many(entries).await;
+        self.metrics.record_n("batch_set", "ok", "none", n);
         Ok(Response::new(BatchSetResponse {}))
     }
 }
@@ -279,7 +307,7 @@ mod tests {
             namespace_ttls: HashMap::new(),
         });
         let metrics = Arc::new(CacheMetrics::register(&mut Registry::default(), l1.clone()));
-        CacheGrpc::new(Cache::new(l1, None), metrics)
+        CacheGrpc::new(Cache::new(l1, None, metrics.clone()), metrics)
     }
 
     fn assert_invalid(status: &Status, field: &str) {
@@ -340,6 +368,24 @@ mod tests {
             nanos: 0,
         });
         assert_invalid(&svc.set(neg).await.unwrap_err(), "ttl");
+        let mut long = set_req("ns", "k", b"v");
+        long.get_mut().ttl = Some(to_proto_duration(MAX_TTL + Duration::from_secs(1)));
+        assert_invalid(&svc.set(long).await.unwrap_err(), "ttl");
+        let e = svc.set(set_req("a:b", "k", b"v")).await.unwrap_err();
+        assert_invalid(&e, "namespace");
+        let long_ns = "n".repeat(MAX_NAMESPACE_BYTES + 1);
+        let e = svc.set(set_req(&long_ns, "k", b"v")).await.unwrap_err();
+        assert_invalid(&e, "namespace");
+        // Bad input changed nothing.
+        let got = svc
+            .get(Request::new(GetRequest {
+                namespace: "ns".into(),
+                key: "k".into(),
+            }))
+            .await
+            .expect("get")
+            .into_inner();
+        assert!(!got.found);
     }
 
     #[tokio::test]

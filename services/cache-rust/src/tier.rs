@@ -1,10 +1,14 @@
-//! The seam between the cache and its storage tiers. L1 (moka) implements it today; an L2
-//! (Redis) implements the same trait and is handed to [`crate::cache::Cache::new`].
+//! The seam between the cache and its storage tiers: L1 (moka, [`crate::l1`]) and L2 (Redis,
+//! [`crate::l2`]) implement the same trait; [`crate::cache::Cache`] stacks them.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
+use futures::FutureExt;
+
+/// The longest TTL an entry may have (longer requests are rejected, longer defaults clamped).
+pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// A namespaced key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -30,10 +34,11 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// `ttl` is clamped to [`MAX_TTL`].
     pub fn new(value: impl Into<Arc<[u8]>>, ttl: Duration) -> Self {
         Self {
             value: value.into(),
-            expires_at: Instant::now() + ttl,
+            expires_at: Instant::now() + ttl.min(MAX_TTL),
         }
     }
 
@@ -55,7 +60,7 @@ pub enum TierKind {
 }
 
 /// Why a tier could not answer (a remote tier's connection error, say).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{tier:?} unavailable: {message}")]
 pub struct TierError {
     pub tier: TierKind,
@@ -69,4 +74,35 @@ pub trait Tier: Send + Sync + 'static {
     fn set(&self, key: CacheKey, entry: Entry) -> BoxFuture<'_, Result<(), TierError>>;
     /// Whether a live entry was removed.
     fn delete<'a>(&'a self, key: &'a CacheKey) -> BoxFuture<'a, Result<bool, TierError>>;
+
+    /// One answer per key, in order. Remote tiers override this with one round trip.
+    fn get_many<'a>(
+        &'a self,
+        keys: &'a [CacheKey],
+    ) -> BoxFuture<'a, Result<Vec<Option<Entry>>, TierError>> {
+        async move {
+            let mut found = Vec::with_capacity(keys.len());
+            for key in keys {
+                found.push(self.get(key).await?);
+            }
+            Ok(found)
+        }
+        .boxed()
+    }
+
+    /// Stores every entry. Remote tiers override this with one round trip.
+    fn set_many(&self, entries: Vec<(CacheKey, Entry)>) -> BoxFuture<'_, Result<(), TierError>> {
+        async move {
+            for (key, entry) in entries {
+                self.set(key, entry).await?;
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+
+    /// Whether the tier is reachable (for readiness). Local tiers always are.
+    fn ping(&self) -> BoxFuture<'_, Result<(), TierError>> {
+        async { Ok(()) }.boxed()
+    }
 }

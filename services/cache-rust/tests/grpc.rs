@@ -14,7 +14,7 @@ use tonic_types::StatusExt;
 #[tokio::test]
 async fn set_get_over_grpc_and_http_endpoints() -> anyhow::Result<()> {
     let settings: Settings = parse_config_from(["taskloom-cache"], "127.0.0.1:0", "127.0.0.1:0")?;
-    let server = TestServer::start(service_spec(&settings)).await?;
+    let server = TestServer::start(service_spec(&settings)?).await?;
     let mut client = CacheServiceClient::connect(server.grpc_url()).await?;
 
     client
@@ -60,7 +60,7 @@ async fn set_get_over_grpc_and_http_endpoints() -> anyhow::Result<()> {
     let (status, metrics) = http_get(server.http_addr, "/metrics").await?;
     assert_eq!(status, 200);
     assert!(
-        metrics.contains(r#"taskloom_cache_requests_total{op="get",result="hit"} 1"#),
+        metrics.contains(r#"taskloom_cache_requests_total{op="get",result="hit",tier="l1"} 1"#),
         "{metrics}"
     );
     assert!(metrics.contains("taskloom_cache_size_bytes"), "{metrics}");
