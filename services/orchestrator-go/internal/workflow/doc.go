@@ -50,15 +50,24 @@
 //     workflow CANCELLED; cancelling a finished workflow returns it unchanged. An
 //     idempotency key per tenant returns the workflow first submitted with it.
 //   - Durability. The whole Workflow (spec and step states) is written to the store
-//     on every step start and end. At start the engine loads every unfinished
-//     workflow, reads its step tasks' statuses from the task store, applies the
-//     results it missed and submits what is missing. A step whose tasks cannot be
-//     submitted (no worker has registered its agent since the restart, queue full)
-//     stays pending and is retried every RetryInterval. A step whose task cannot be
-//     read on resume goes back to pending and is submitted again under the same
-//     idempotency keys (existing tasks are reused, finished ones applied). Retention
-//     never prunes a finished step task while its workflow is not done; done
-//     workflows are pruned by the same retention (store.Pruner).
+//     twice: when it is submitted (before Submit returns) and when it finishes.
+//     In between, its progress is durable in the task store: each step task is
+//     durable before it runs and its result before the engine hears of it, and a
+//     step's task keys are derived from the workflow, so the step states need not
+//     be written (that would cost a disk flush per step). At start the engine
+//     loads every unfinished workflow and runs it again from its stored state:
+//     each step is submitted again under the same idempotency keys, which return
+//     the tasks that exist (finished ones are applied at once, with the step's
+//     original start and end times; running ones are followed), so no step task
+//     is created twice and only what is missing is submitted. Templates and
+//     exit_if read only the recorded outputs, so the replay takes the same path.
+//     A stored step in RUNNING (written by an older version) has its tasks read
+//     by id; one whose task cannot be read goes back to pending and is submitted
+//     again the same way. A step whose tasks cannot be submitted (no worker has
+//     registered its agent since the restart, queue full) stays pending and is
+//     retried every RetryInterval. Retention never prunes a finished step task
+//     while its workflow is not done; done workflows are pruned by the same
+//     retention (store.Pruner).
 //   - Watching (watch.go). A watcher gets the workflow status first, then every event
 //     of every step task (with its step id), then one last event with done=true and
 //     the final workflow. Each run has one events.Feed: a started step's tasks are

@@ -53,7 +53,7 @@ type Engine struct {
 	newID      func() string
 	retryEvery time.Duration
 
-	submitMu sync.Mutex // orders the idempotency-key check with the insert
+	submitMu sync.Mutex // orders the idempotency-key check with the insert (keyed submits only)
 
 	mu    sync.Mutex // guards sched, runs and the loop's channels
 	sched *scheduler.Scheduler
@@ -72,8 +72,10 @@ type run struct {
 	outputs  map[string]any // decoded outputs of succeeded steps
 	watchers map[*Watch]struct{}
 	feed     *events.Feed // the step tasks' events, for the watchers
-	stalled  bool         // a step could not be submitted or a write failed: retry
-	dirty    bool         // wf changed since it was last written
+	stalled  bool         // a step could not be submitted: retry
+	// unsaved: the workflow finished and its final state is not yet written. Only
+	// the submitted and the final states are written (see "Durability" in doc.go).
+	unsaved bool
 	// A finished workflow's step tasks to cancel once its final state is written,
 	// and why; settled once that is done and the run left e.runs.
 	cancel    []string
@@ -89,6 +91,9 @@ type stepRun struct {
 	ndone   int
 	failed  *task.Task // the first element that did not succeed
 	failIdx int
+	// lastEnd is the latest FinishedAt of the tasks applied: the step's end, also
+	// when it is applied again after a restart.
+	lastEnd time.Time
 }
 
 // New returns an engine; it accepts no work until Start.
@@ -210,7 +215,7 @@ func (e *Engine) loop(stop <-chan struct{}, done chan<- struct{}) {
 		ctx := context.Background()
 		for _, r := range runs {
 			r.mu.Lock()
-			if r.stalled || r.dirty {
+			if r.stalled || r.unsaved {
 				r.stalled = false
 				e.advance(ctx, r)
 				e.flush(ctx, r)
@@ -258,16 +263,18 @@ func (e *Engine) Submit(ctx context.Context, spec Spec) (*Workflow, bool, error)
 		return nil, false, errNotStarted
 	}
 
-	e.submitMu.Lock()
+	unlock := func() {}
 	if spec.IdempotencyKey != "" {
+		e.submitMu.Lock()
+		unlock = e.submitMu.Unlock
 		sw, err := e.store.FindWorkflowByIdempotencyKey(ctx, spec.Tenant, spec.IdempotencyKey)
 		if err == nil {
-			e.submitMu.Unlock()
+			unlock()
 			wf, err := e.Get(ctx, sw.ID)
 			return wf, err == nil, err
 		}
 		if !errors.Is(err, store.ErrNotFound) {
-			e.submitMu.Unlock()
+			unlock()
 			return nil, false, fmt.Errorf("look up workflow idempotency key: %w", err)
 		}
 	}
@@ -276,14 +283,14 @@ func (e *Engine) Submit(ctx context.Context, spec Spec) (*Workflow, bool, error)
 		wf.Steps[i].StepID = s.ID
 	}
 	if err := e.write(ctx, wf); err != nil {
-		e.submitMu.Unlock()
+		unlock()
 		return nil, false, err
 	}
 	r := newRun(wf, p)
 	e.mu.Lock()
 	e.runs[wf.ID] = r
 	e.mu.Unlock()
-	e.submitMu.Unlock()
+	unlock()
 	e.metrics.Started.WithLabelValues(spec.Mode.String()).Inc()
 	e.metrics.Running.Inc()
 	e.log.Info("workflow submitted", "workflow_id", wf.ID, "tenant", spec.Tenant, "mode", spec.Mode.String(), "steps", len(spec.Steps))
@@ -380,7 +387,6 @@ func (e *Engine) reconcile(ctx context.Context, r *run) {
 					"workflow_id", r.wf.ID, "step_id", st.StepID, "task_id", id, "err", err)
 				st.Status, st.TaskIDs, st.StartedAt = task.StatusUnspecified, nil, time.Time{}
 				r.steps[i] = nil
-				r.dirty = true
 				break
 			}
 			if t.Status.Finished() {
@@ -409,6 +415,9 @@ func (e *Engine) apply(ctx context.Context, r *run, t *task.Task) bool {
 	}
 	sr.done[k] = true
 	sr.ndone++
+	if t.FinishedAt.After(sr.lastEnd) {
+		sr.lastEnd = t.FinishedAt
+	}
 	if t.Status == task.StatusSucceeded {
 		sr.results[k] = t.Result
 	} else if sr.failed == nil {
@@ -461,7 +470,7 @@ func (e *Engine) advance(ctx context.Context, r *run) {
 			case blocker != "":
 				st.Status, st.Skipped, st.FinishedAt = task.StatusCancelled, true, e.now()
 				st.Failure = &task.Failure{Reason: task.ReasonSkipped, Message: fmt.Sprintf("skipped: upstream %s failed", blocker)}
-				r.dirty, progress = true, true
+				progress = true
 			case ready:
 				progress = e.startStep(ctx, r, i) || progress
 			}
@@ -527,15 +536,23 @@ func (e *Engine) startStep(ctx context.Context, r *run, i int) bool {
 			return false
 		}
 	}
+	// The step started when its tasks were created, the same after a restart
+	// (resubmitted, the tasks already exist).
 	now := e.now()
 	ids := make([]string, len(out))
+	startedAt, resumed := now, len(out) > 0
 	for k, o := range out {
 		ids[k] = o.Task.ID
+		resumed = resumed && o.Existing
+		if c := o.Task.CreatedAt; !c.IsZero() && c.Before(startedAt) {
+			startedAt = c
+		}
 	}
-	st.Status, st.TaskIDs, st.StartedAt = task.StatusRunning, ids, now
+	if !resumed {
+		e.metrics.StepOverhead.Observe(now.Sub(e.readyAt(r, i)).Seconds())
+	}
+	st.Status, st.TaskIDs, st.StartedAt = task.StatusRunning, ids, startedAt
 	r.steps[i] = newStepRun(ids)
-	r.dirty = true
-	e.metrics.StepOverhead.Observe(now.Sub(e.readyAt(r, i)).Seconds())
 	e.attach(ctx, r, s.ID, ids)
 	if len(ids) == 0 {
 		e.succeedStep(ctx, r, i)
@@ -586,9 +603,8 @@ func (e *Engine) succeedStep(ctx context.Context, r *run, i int) {
 	} else {
 		st.Output = sr.results[0]
 	}
-	st.Status, st.FinishedAt = task.StatusSucceeded, e.now()
+	st.Status, st.FinishedAt = task.StatusSucceeded, e.stepEnd(sr)
 	r.steps[i] = nil
-	r.dirty = true
 	out, _ := decodeJSON(st.Output)
 	r.outputs[st.StepID] = out
 	if c := r.plan.exitIf[i]; c != nil {
@@ -601,11 +617,20 @@ func (e *Engine) succeedStep(ctx context.Context, r *run, i int) {
 
 func (e *Engine) failStep(ctx context.Context, r *run, i int, status task.Status, f *task.Failure) {
 	st := &r.wf.Steps[i]
-	st.Status, st.Failure, st.FinishedAt = status, f, e.now()
-	r.dirty = true // r.steps[i] stays: finish cancels the elements still running
+	st.Status, st.Failure, st.FinishedAt = status, f, e.stepEnd(r.steps[i])
+	// r.steps[i] stays: finish cancels the elements still running.
 	if r.wf.Spec.FailurePolicy == PolicyFailFast {
 		e.finish(ctx, r, StatusFailed, nil, stepFailure(st), "", fmt.Sprintf("workflow failed: step %s %s", st.StepID, status))
 	}
+}
+
+// stepEnd is when a step ended: when its last task finished, or now (a step that
+// ends without its tasks: no tasks, or its input could not be rendered).
+func (e *Engine) stepEnd(sr *stepRun) time.Time {
+	if sr != nil && !sr.lastEnd.IsZero() {
+		return sr.lastEnd
+	}
+	return e.now()
 }
 
 func stepFailure(st *StepState) *task.Failure {
@@ -690,7 +715,7 @@ func (e *Engine) finish(ctx context.Context, r *run, status Status, output json.
 	}
 	r.wf.Status, r.wf.Output, r.wf.Failure, r.wf.ExitedAtStep, r.wf.FinishedAt = status, output, f, exitedAt, now
 	r.cancel, r.cancelWhy = cancel, why
-	r.dirty = true
+	r.unsaved = true
 	e.metrics.Running.Dec()
 	e.metrics.Finished.WithLabelValues(status.String()).Inc()
 	e.log.Info("workflow finished", "workflow_id", r.wf.ID, "status", status.String(), "exited_at_step", exitedAt)
@@ -703,7 +728,7 @@ func (e *Engine) finish(ctx context.Context, r *run, status Status, output json.
 // Until then the run stays in e.runs, so Get serves the finished state and the
 // loop retries the write.
 func (e *Engine) settle(ctx context.Context, r *run) {
-	if r.settled || r.dirty || !r.wf.Status.Finished() {
+	if r.settled || r.unsaved || !r.wf.Status.Finished() {
 		return
 	}
 	r.settled = true
@@ -749,15 +774,17 @@ func (e *Engine) attach(ctx context.Context, r *run, stepID string, taskIDs []st
 	}
 }
 
-// flush writes the workflow if it changed, and settles it once it is finished and
-// written. A failed write leaves the run dirty: the loop retries it.
+// flush writes the final state of a finished workflow and then settles it. A
+// failed write leaves the run unsaved: the loop retries it. The states in between
+// are not written: the step tasks, found again by their idempotency keys, are the
+// durable record of a running workflow's progress (see reconcile).
 func (e *Engine) flush(ctx context.Context, r *run) {
-	if r.dirty {
+	if r.unsaved {
 		if err := e.write(ctx, r.wf); err != nil {
 			e.log.Error("store workflow", "workflow_id", r.wf.ID, "err", err)
 			return
 		}
-		r.dirty = false
+		r.unsaved = false
 	}
 	e.settle(ctx, r)
 }

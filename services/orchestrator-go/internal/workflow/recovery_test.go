@@ -1,9 +1,13 @@
 package workflow
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -143,5 +147,116 @@ func TestResumeResubmitsAStepWhoseTaskCannotBeRead(t *testing.T) {
 	jsonEq(t, done.Output, `{"n":1}`)
 	if all, _, _ := st.List(ctx, store.Filter{}, "", 10); len(all) != 1 {
 		t.Fatalf("%d tasks for one step", len(all))
+	}
+}
+
+// A workflow stopped mid-pipeline resumes from its step tasks alone: its stored
+// record still holds the submitted state (the states in between are not written),
+// yet every step that had started gets back the same tasks, results and times,
+// and no step task is created twice.
+func TestResumeMidPipelineFindsEveryStepTaskAgain(t *testing.T) {
+	for name, backend := range durableStores() {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			open := backend(t)
+			st := open()
+
+			// First life: s1 and the map step finish; s3 (1 s) is running at the stop.
+			h1 := newHarness(t, st)
+			h1.worker(8)
+			wf := h1.submit(Spec{Mode: ModeSequential, Input: js(`{"items":[1,2,3,4]}`), Steps: []Step{
+				{ID: "s1", Agent: "echo", Input: js(`{"items":"{{ input.items }}"}`)},
+				{ID: "m", Agent: "echo", MapOver: "{{ steps.s1.output.items }}", Input: js(`{"n":"{{ item }}","i":"{{ index }}"}`)},
+				{ID: "s3", Agent: "slow", Input: js(`{"all":"{{ steps.m.output }}"}`)},
+			}})
+			h1.waitRunning(wf.ID, "s3")
+			before, err := h1.eng.Get(ctx, wf.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h1.close()
+			sw, err := st.GetWorkflow(ctx, wf.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stored Workflow
+			if err := json.Unmarshal(sw.State, &stored); err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range stored.Steps {
+				if s.Status != task.StatusUnspecified || len(s.TaskIDs) != 0 {
+					t.Fatalf("stored step %s = %+v (want the submitted state: nothing else is written before the end)", s.StepID, s)
+				}
+			}
+			if err := st.Close(); err != nil {
+				t.Fatal(err)
+			}
+
+			// Second life: every step is submitted again under its idempotency keys.
+			st = open()
+			h2 := newHarness(t, st)
+			h2.worker(8)
+			done := h2.wait(wf.ID)
+			if done.Status != StatusSucceeded {
+				t.Fatalf("resumed workflow = %+v", done)
+			}
+			jsonEq(t, done.Output, `{"all":[{"n":1,"i":0},{"n":2,"i":1},{"n":3,"i":2},{"n":4,"i":3}]}`)
+			for i, was := range before.Steps {
+				now := done.Steps[i]
+				if fmt.Sprint(now.TaskIDs) != fmt.Sprint(was.TaskIDs) || !now.StartedAt.Equal(was.StartedAt) {
+					t.Fatalf("step %s after the restart = %+v, before = %+v (want the same tasks and start)", was.StepID, now, was)
+				}
+				if was.Status == task.StatusSucceeded && (!now.FinishedAt.Equal(was.FinishedAt) || !bytes.Equal(now.Output, was.Output)) {
+					t.Fatalf("finished step %s after the restart = %+v, before = %+v", was.StepID, now, was)
+				}
+			}
+			all, _, err := st.List(ctx, store.Filter{}, "", 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			perStep := map[string]int{}
+			for _, tk := range all {
+				perStep[tk.StepID]++
+			}
+			if len(all) != 6 || perStep["s1"] != 1 || perStep["m"] != 4 || perStep["s3"] != 1 {
+				t.Fatalf("tasks per step = %v (want s1:1 m:4 s3:1)", perStep)
+			}
+		})
+	}
+}
+
+// countingStore counts PutWorkflow calls.
+type countingStore struct {
+	store.Store
+	puts atomic.Int64
+}
+
+func (s *countingStore) PutWorkflow(ctx context.Context, wf *store.Workflow) error {
+	s.puts.Add(1)
+	return s.Store.PutWorkflow(ctx, wf)
+}
+
+// A workflow is written twice, whatever its length: when submitted and when it
+// finishes (its steps' progress is in the task store).
+func TestWorkflowWrittenAtSubmitAndAtTheEndOnly(t *testing.T) {
+	st := &countingStore{Store: store.NewMemory()}
+	h := newHarness(t, st)
+	h.worker(4)
+	wf := h.submit(Spec{Mode: ModeSequential, Steps: []Step{
+		{ID: "a", Agent: "echo", Input: js(`1`)},
+		{ID: "b", Agent: "echo", MapOver: "{{ input.list }}"},
+		{ID: "c", Agent: "echo", Input: js(`3`)},
+		{ID: "d", Agent: "echo", Input: js(`4`)},
+	}, Input: js(`{"list":[1,2,3]}`)})
+	done := h.wait(wf.ID)
+	if done.Status != StatusSucceeded {
+		t.Fatalf("workflow = %+v", done)
+	}
+	if n := st.puts.Load(); n != 2 {
+		t.Fatalf("%d workflow writes, want 2", n)
+	}
+	sw, err := st.GetWorkflow(context.Background(), wf.ID)
+	if err != nil || !sw.Done {
+		t.Fatalf("stored workflow = %+v, %v (want done)", sw, err)
 	}
 }
