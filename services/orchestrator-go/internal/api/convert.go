@@ -16,11 +16,39 @@ import (
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
 )
 
-// Limits on a submitted spec.
+// Limits on a submitted spec. Tenants and idempotency keys become store keys
+// (bbolt refuses keys over 32 KiB), so they are bounded well below that.
 const (
-	maxAttemptsLimit = 100
-	maxAgentNameLen  = 128
+	maxAttemptsLimit     = 100
+	maxAgentNameLen      = 128
+	maxTenantLen         = 128
+	maxIdempotencyKeyLen = 256
+	maxLabels            = 64
+	maxLabelKeyLen       = 256
+	maxLabelValueLen     = 4096
 )
+
+// checkOwnership bounds the tenant, idempotency key and labels of a task or
+// workflow spec (sizes in bytes).
+func checkOwnership(tenant, idempotencyKey string, labels map[string]string) error {
+	switch {
+	case len(tenant) > maxTenantLen:
+		return invalid("tenant", "tenant is longer than %d bytes (%d)", maxTenantLen, len(tenant))
+	case len(idempotencyKey) > maxIdempotencyKeyLen:
+		return invalid("idempotency_key", "idempotency_key is longer than %d bytes (%d)", maxIdempotencyKeyLen, len(idempotencyKey))
+	case len(labels) > maxLabels:
+		return invalid("labels", "at most %d labels are allowed; got %d", maxLabels, len(labels))
+	}
+	for k, v := range labels {
+		switch {
+		case len(k) > maxLabelKeyLen:
+			return invalid("labels", "label key %.32q... is longer than %d bytes", k, maxLabelKeyLen)
+		case len(v) > maxLabelValueLen:
+			return invalid("labels", "the value of label %q is longer than %d bytes", k, maxLabelValueLen)
+		}
+	}
+	return nil
+}
 
 // specFromProto validates a TaskSpec and converts it. Field names in errors are
 // relative to the spec ("agent"); callers prefix them ("task.agent").
@@ -40,6 +68,9 @@ func specFromProto(p *pb.TaskSpec) (task.Spec, error) {
 	case spec.Priority < task.MinPriority || spec.Priority > task.MaxPriority:
 		return task.Spec{}, invalid("priority", "priority must be between %d and %d (0 means the default, %d); got %d",
 			task.MinPriority, task.MaxPriority, task.DefaultPriority, spec.Priority)
+	}
+	if err := checkOwnership(spec.Tenant, spec.IdempotencyKey, spec.Labels); err != nil {
+		return task.Spec{}, err
 	}
 	var err error
 	if spec.Input, err = valueToJSON(p.GetInput()); err != nil {

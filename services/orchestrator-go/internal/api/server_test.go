@@ -3,8 +3,10 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -294,6 +296,27 @@ func TestErrorsCarryReasonAndField(t *testing.T) {
 			_, err := ts.client.SubmitTasks(ctx, &pb.SubmitTasksRequest{Tasks: []*pb.TaskSpec{{Agent: "echo"}, {}}})
 			return err
 		}, codes.InvalidArgument, "INVALID_ARGUMENT", "tasks[1].agent"},
+		{"idempotency key too long", func() error {
+			_, err := ts.client.SubmitTask(ctx, &pb.SubmitTaskRequest{Task: &pb.TaskSpec{Agent: "echo", IdempotencyKey: strings.Repeat("k", 40_000)}})
+			return err
+		}, codes.InvalidArgument, "INVALID_ARGUMENT", "task.idempotency_key"},
+		{"tenant too long", func() error {
+			_, err := ts.client.SubmitTask(ctx, &pb.SubmitTaskRequest{Task: &pb.TaskSpec{Agent: "echo", Tenant: strings.Repeat("t", 129)}})
+			return err
+		}, codes.InvalidArgument, "INVALID_ARGUMENT", "task.tenant"},
+		{"label value too long", func() error {
+			_, err := ts.client.SubmitTask(ctx, &pb.SubmitTaskRequest{Task: &pb.TaskSpec{Agent: "echo",
+				Labels: map[string]string{"k": strings.Repeat("v", 4097)}}})
+			return err
+		}, codes.InvalidArgument, "INVALID_ARGUMENT", "task.labels"},
+		{"too many labels", func() error {
+			labels := map[string]string{}
+			for i := range 65 {
+				labels[fmt.Sprint("l", i)] = "v"
+			}
+			_, err := ts.client.SubmitTask(ctx, &pb.SubmitTaskRequest{Task: &pb.TaskSpec{Agent: "echo", Labels: labels}})
+			return err
+		}, codes.InvalidArgument, "INVALID_ARGUMENT", "task.labels"},
 		{"unknown agent", func() error {
 			_, err := ts.client.SubmitTask(ctx, &pb.SubmitTaskRequest{Task: &pb.TaskSpec{Agent: "nope"}})
 			return err

@@ -34,6 +34,9 @@ func workflowSpecFromProto(p *pb.WorkflowSpec) (workflow.Spec, error) {
 		Tenant: p.GetTenant(), IdempotencyKey: p.GetIdempotencyKey(), Labels: p.GetLabels(),
 		Steps: make([]workflow.Step, len(p.GetSteps())),
 	}
+	if err := checkOwnership(spec.Tenant, spec.IdempotencyKey, spec.Labels); err != nil {
+		return workflow.Spec{}, err
+	}
 	var err error
 	if spec.Input, err = valueToJSON(p.GetInput()); err != nil {
 		return workflow.Spec{}, invalid("input", "input is not a valid JSON value: %v", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -171,6 +172,12 @@ func TestWorkflowErrors(t *testing.T) {
 			codes.InvalidArgument, "UNKNOWN_STEP", "workflow.steps[0].depends_on"},
 		{"bad priority", &pb.WorkflowSpec{Steps: []*pb.Step{{Id: "a", Agent: "echo", Priority: 12}}},
 			codes.InvalidArgument, "INVALID_ARGUMENT", "workflow.steps[0].priority"},
+		{"idempotency key too long", &pb.WorkflowSpec{IdempotencyKey: strings.Repeat("k", 40_000), Steps: []*pb.Step{{Id: "a", Agent: "echo"}}},
+			codes.InvalidArgument, "INVALID_ARGUMENT", "workflow.idempotency_key"},
+		{"tenant too long", &pb.WorkflowSpec{Tenant: strings.Repeat("t", 129), Steps: []*pb.Step{{Id: "a", Agent: "echo"}}},
+			codes.InvalidArgument, "INVALID_ARGUMENT", "workflow.tenant"},
+		{"label key too long", &pb.WorkflowSpec{Labels: map[string]string{strings.Repeat("k", 257): "v"}, Steps: []*pb.Step{{Id: "a", Agent: "echo"}}},
+			codes.InvalidArgument, "INVALID_ARGUMENT", "workflow.labels"},
 		{"unknown agent", &pb.WorkflowSpec{Steps: []*pb.Step{{Id: "a", Agent: "echo"}, {Id: "b", Agent: "nope"}}},
 			codes.NotFound, "AGENT_NOT_FOUND", ""},
 	}

@@ -468,3 +468,26 @@ func TestRegistrationBeyondTheCatalogLimitIsRefused(t *testing.T) {
 		t.Fatalf("Connect within the limit = %v", err)
 	}
 }
+
+func TestSubmitTheStoreRefusesFailsAloneAndLaterSubmitsCommit(t *testing.T) {
+	b, err := store.OpenBolt(t.TempDir() + "/tasks.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() }) // after the scheduler's shutdown
+	f := newFixtureWith(t, Config{}, Deps{Store: b}, workers.Agent{Name: "echo"})
+	ctx := context.Background()
+	huge := string(make([]byte, 40_000)) // bbolt refuses keys over 32 KiB
+	if _, err := f.s.Submit(ctx, []task.Spec{{Agent: "echo", IdempotencyKey: huge}}); !store.IsPermanent(err) {
+		t.Fatalf("Submit with a huge key = %v, want the store's permanent error", err)
+	}
+	ok := f.submit(task.Spec{Agent: "echo", IdempotencyKey: "small"})
+	if got := f.get(ok.ID); got.Status != task.StatusQueued {
+		t.Fatalf("later task = %v", got.Status)
+	}
+	// The refused task was forgotten: nothing is queued for it.
+	w := f.worker(10)
+	if a := onlyAssignment(t, w); a.Task.ID != ok.ID {
+		t.Fatalf("assigned %s, want %s", a.Task.ID, ok.ID)
+	}
+}

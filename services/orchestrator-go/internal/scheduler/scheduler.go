@@ -222,7 +222,7 @@ func New(cfg Config, d Deps) *Scheduler {
 		},
 		OnError: func(err error, attempt int) {
 			s.metrics.StoreCommitFailures.Inc()
-			s.log.Error("store commit failed; retrying", "attempt", attempt, "err", err)
+			s.log.Error("store commit failed; retrying", "attempt", attempt, "permanent", store.IsPermanent(err), "err", err)
 		},
 	})
 	return s
@@ -282,6 +282,20 @@ func (s *Scheduler) Recover(ctx context.Context) error {
 		return fmt.Errorf("store recovered tasks: %w", err)
 	}
 	return nil
+}
+
+// UnfinishedSteps returns the unfinished workflow step tasks (neither finished
+// nor finishing), their ids by workflow id.
+func (s *Scheduler) UnfinishedSteps() map[string][]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string][]string{}
+	for id, e := range s.live {
+		if e.t.WorkflowID != "" && !e.finishing {
+			out[e.t.WorkflowID] = append(out[e.t.WorkflowID], id)
+		}
+	}
+	return out
 }
 
 // Start runs the background loop that expires leases, times out attempts and
@@ -395,6 +409,16 @@ func (s *Scheduler) finishLocked(e *liveTask, status task.Status, failure *task.
 // batch): then nothing is reported finished; the tasks stay live, and the store
 // keeps their last durable state, which Recover resumes from at the next start.
 func (s *Scheduler) committed(tasks []*task.Task, err error) {
+	if err != nil && store.IsPermanent(err) {
+		// Refused for good (e.g. a key the store cannot hold): the waiters of these
+		// writes get the error (a submission is forgotten by enqueueSubmitted).
+		ids := make([]string, 0, min(len(tasks), 10))
+		for _, t := range tasks[:min(len(tasks), 10)] {
+			ids = append(ids, t.ID)
+		}
+		s.log.Error("the task store refused these task writes permanently; they are not stored", "tasks", len(tasks), "task_ids", ids, "err", err)
+		return
+	}
 	if err != nil {
 		s.log.Error("store commit failed at shutdown; these task states were not stored and are resumed from the last stored ones at restart", "tasks", len(tasks), "err", err)
 		return

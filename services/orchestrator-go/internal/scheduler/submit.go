@@ -34,7 +34,9 @@ type Submitted struct {
 // durable write is waited for outside it (group commit), and only then do the tasks
 // enter the queue, so no worker runs a task that is not yet durable.
 //
-// The committer retries a failed write until the store takes it, so Submit waits
+// A write the store refuses permanently (store.IsPermanent, e.g. a key too
+// large) fails this submission only. The committer retries any other failed
+// write until the store takes it, so Submit waits
 // for the store to come back, up to ctx. If ctx ends first it returns UNAVAILABLE:
 // the tasks were not acknowledged, yet they are stored and run once the store
 // takes the write (a retry with the same idempotency keys returns them).
@@ -53,32 +55,53 @@ func (s *Scheduler) Submit(ctx context.Context, specs []task.Spec) ([]Submitted,
 	if len(waits) == 0 {
 		return out, nil
 	}
+	// freshErr is the outcome of this submission's own write (the last wait),
+	// which decides whether its new tasks are queued or forgotten; werr may also
+	// come from an idempotent repeat of a task another submission is storing.
+	freshErr := func() error {
+		if len(fresh) == 0 {
+			return nil
+		}
+		w := waits[len(waits)-1]
+		return w.b.ErrFor(w.task)
+	}
 	werr, cerr := waitBatches(ctx, waits)
 	if cerr != nil {
-		// Not yet durable: queue the tasks once they are (or drop them if the write fails at shutdown).
-		go func() {
-			werr, _ := waitBatches(context.Background(), waits)
-			_ = s.enqueueSubmitted(fresh, werr)
-		}()
+		if len(fresh) > 0 {
+			// Not yet durable: queue the tasks once they are (or drop them if the write fails).
+			go func() {
+				_, _ = waitBatches(context.Background(), waits[len(waits)-1:])
+				_ = s.enqueueSubmitted(fresh, freshErr())
+			}()
+		}
 		return nil, &errs.Error{
 			Kind: errs.KindUnavailable, Reason: "UNAVAILABLE",
 			Message: "the task store has not confirmed the submission yet (it is retrying); the tasks will run once it does. " +
 				"Resubmit with the same idempotency keys to learn their ids",
 		}
 	}
-	if err := s.enqueueSubmitted(fresh, werr); err != nil {
+	if err := s.enqueueSubmitted(fresh, freshErr()); err != nil {
 		return nil, err
+	}
+	if werr != nil {
+		return nil, fmt.Errorf("store submitted tasks: %w", werr)
 	}
 	return out, nil
 }
 
-// waitBatches waits for every batch: werr is the first commit error, cerr is
-// ctx's error if it ended first.
-func waitBatches(ctx context.Context, waits []*store.Batch) (werr, cerr error) {
-	for _, b := range waits {
+// batchWait is a batch to wait for and the task whose write in it matters.
+type batchWait struct {
+	b    *store.Batch
+	task string
+}
+
+// waitBatches waits for every batch: werr is the first commit error of the
+// writes waited for, cerr is ctx's error if it ended first.
+func waitBatches(ctx context.Context, waits []batchWait) (werr, cerr error) {
+	for _, w := range waits {
 		select {
-		case <-b.Done():
-			if err := b.Err(); err != nil && werr == nil {
+		case <-w.b.Done():
+			if err := w.b.ErrFor(w.task); err != nil && werr == nil {
 				werr = err
 			}
 		case <-ctx.Done():
@@ -251,7 +274,7 @@ func (s *Scheduler) purgeRetiredIdemLocked() {
 // admit decides the submission under the lock: it returns the outcomes, the new
 // tasks and the batches to wait for (the new tasks' and those of idempotent
 // repeats of tasks still being stored). It ends look, if any.
-func (s *Scheduler) admit(specs []task.Spec, look *idemLookup) (out []Submitted, fresh []*task.Task, waits []*store.Batch, err error) {
+func (s *Scheduler) admit(specs []task.Spec, look *idemLookup) (out []Submitted, fresh []*task.Task, waits []batchWait, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if look != nil {
@@ -278,7 +301,7 @@ func (s *Scheduler) admit(specs []task.Spec, look *idemLookup) (out []Submitted,
 				}
 				out[i] = Submitted{Task: snap, Existing: true}
 				if e.submitted != nil {
-					waits = append(waits, e.submitted)
+					waits = append(waits, batchWait{e.submitted, e.t.ID})
 				}
 				continue
 			}
@@ -322,7 +345,8 @@ func (s *Scheduler) admit(specs []task.Spec, look *idemLookup) (out []Submitted,
 		}
 	}
 	s.pendingSubmits += len(fresh)
-	return out, fresh, append(waits, b), nil
+	// One Write: the store takes all of the submission's tasks or none.
+	return out, fresh, append(waits, batchWait{b, fresh[0].ID}), nil
 }
 
 func (s *Scheduler) newTask(spec task.Spec, now time.Time) *task.Task {
@@ -412,7 +436,7 @@ func (s *Scheduler) Cancel(ctx context.Context, id, reason string) (*task.Task, 
 	s.mu.Unlock()
 	select {
 	case <-b.Done():
-		if err := b.Err(); err != nil {
+		if err := b.ErrFor(id); err != nil {
 			return nil, fmt.Errorf("store cancelled task: %w", err)
 		}
 	case <-ctx.Done():

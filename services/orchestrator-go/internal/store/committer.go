@@ -3,15 +3,30 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 )
 
 // ErrCommitterClosed is the error of writes made after Close.
 var ErrCommitterClosed = errors.New("store committer closed")
+
+// ErrPermanent marks a store error that retrying cannot cure (a write the store
+// can never take, e.g. one it cannot encode); wrap it with %w.
+var ErrPermanent = errors.New("permanent store error")
+
+// IsPermanent reports whether err is a store refusal that retrying cannot cure:
+// a key or value bbolt cannot hold (too large, empty) or an error wrapping
+// ErrPermanent. Other errors (I/O, a store that is down) are transient.
+func IsPermanent(err error) bool {
+	return errors.Is(err, ErrPermanent) || errors.Is(err, berrors.ErrKeyTooLarge) ||
+		errors.Is(err, berrors.ErrValueTooLarge) || errors.Is(err, berrors.ErrKeyRequired)
+}
 
 // Committer is group commit: writes from many goroutines accumulate in the current
 // batch while the previous one is being committed; one writer goroutine then puts
@@ -23,12 +38,17 @@ var ErrCommitterClosed = errors.New("store committer closed")
 // writes are committed in the order they were made, so the last snapshot of a task
 // wins.
 //
-// A batch the store refuses is retried, with a backoff doubling from
-// RetryMinBackoff to RetryMaxBackoff, until it commits: a batch is reported
-// committed (OnCommitted with a nil error, waiters released with nil) only once it
-// is durable, and later batches wait behind it, keeping the order. Only Close ends
-// the retrying: from then on each batch (the failing one included) gets one more
-// attempt and fails if the store refuses it.
+// A batch the store refuses with a transient error is retried, with a backoff
+// doubling from RetryMinBackoff to RetryMaxBackoff, until it commits: a batch is
+// reported committed (OnCommitted with a nil error, waiters released with nil)
+// only once it is durable, and later batches wait behind it, keeping the order.
+// Only Close ends the retrying: from then on each batch (the failing one
+// included) gets one more attempt and fails if the store refuses it.
+//
+// A permanent refusal (IsPermanent: a key too large, say) is never retried as
+// is: the batch's writes are committed again one Write call at a time, in order,
+// so that only the writes the store refuses fail (Batch.ErrFor tells each waiter)
+// and the others, and every later batch, commit as usual.
 type Committer struct {
 	store       Store
 	onCommitted func(tasks []*task.Task, err error)
@@ -50,9 +70,13 @@ type Committer struct {
 // Batch is one group of writes committed together.
 type Batch struct {
 	tasks  []*task.Task
+	ends   []int // end of each Write call's tasks in tasks
 	writes int
 	done   chan struct{}
 	err    error
+	// rejected, set when the batch was committed one write at a time, holds the
+	// error of each task whose write the store refused.
+	rejected map[string]error
 }
 
 // Wait blocks until the batch is committed and returns the commit's error.
@@ -61,17 +85,36 @@ func (b *Batch) Wait() error {
 	return b.err
 }
 
-// Done is closed once the batch is committed; Err is valid after.
+// Done is closed once the batch is committed; Err and ErrFor are valid after.
 func (b *Batch) Done() <-chan struct{} { return b.done }
 
-// Err is the batch's commit error (after Done).
+// Err is the batch's commit error (after Done): non-nil if any of its writes
+// failed. See ErrFor for one writer's outcome.
 func (b *Batch) Err() error { return b.err }
+
+// ErrFor is the commit error of the writes of the tasks with the ids (after
+// Done): nil when they are durable, even if the store refused another write of
+// the batch.
+func (b *Batch) ErrFor(ids ...string) error {
+	if b.rejected == nil {
+		return b.err
+	}
+	for _, id := range ids {
+		if err := b.rejected[id]; err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // CommitterOptions are the committer's hooks; both may be nil.
 type CommitterOptions struct {
 	// OnCommitted is called once per batch, in commit order, from the writer
 	// goroutine, after the batch is durable (err nil) or failed, and before its
 	// waiters are released. tasks holds the last snapshot of each task written.
+	// When the store refused some writes of a batch permanently, it is called
+	// twice: with the tasks committed (err nil), then with those refused (err the
+	// permanent error).
 	OnCommitted func(tasks []*task.Task, err error)
 	// Observe reports each commit's size and duration (metrics).
 	Observe func(tasks int, d time.Duration)
@@ -121,7 +164,10 @@ func (c *Committer) Write(tasks ...*task.Task) *Batch {
 		return b
 	}
 	b := c.cur
-	b.tasks = append(b.tasks, tasks...)
+	if len(tasks) > 0 {
+		b.tasks = append(b.tasks, tasks...)
+		b.ends = append(b.ends, len(b.tasks))
+	}
 	b.writes++
 	c.mu.Unlock()
 	select {
@@ -182,11 +228,51 @@ func (c *Committer) commit(b *Batch) {
 	if len(tasks) > 0 {
 		b.err = c.put(tasks)
 	}
-	if c.onCommitted != nil {
+	if b.err != nil && IsPermanent(b.err) {
+		c.commitEach(b)
+	} else if c.onCommitted != nil {
 		c.onCommitted(tasks, b.err)
 	}
-	b.tasks = nil
+	b.tasks, b.ends = nil, nil
 	close(b.done)
+}
+
+// commitEach commits a batch the store refused permanently one Write call at a
+// time, in order, and records the tasks of the writes it refuses again.
+func (c *Committer) commitEach(b *Batch) {
+	b.err, b.rejected = nil, map[string]error{}
+	var ok, bad []*task.Task
+	var badErr error
+	start := 0
+	for _, end := range b.ends {
+		group := lastSnapshots(b.tasks[start:end])
+		start = end
+		if err := c.put(group); err != nil {
+			for _, t := range group {
+				b.rejected[t.ID] = err
+			}
+			bad = append(bad, group...)
+			if badErr == nil {
+				badErr = err
+			}
+			continue
+		}
+		ok = append(ok, group...)
+	}
+	if badErr != nil {
+		b.err = fmt.Errorf("the store refused %d of the batch's task writes: %w", len(bad), badErr)
+	}
+	if c.onCommitted == nil {
+		return
+	}
+	// A task written again after a refused write may be in both lists; the
+	// store holds its last write that committed.
+	if len(ok) > 0 {
+		c.onCommitted(lastSnapshots(ok), nil)
+	}
+	if len(bad) > 0 {
+		c.onCommitted(lastSnapshots(bad), badErr)
+	}
 }
 
 // lastSnapshots keeps the last write of each task, in first-write order.
@@ -207,8 +293,9 @@ func lastSnapshots(ts []*task.Task) []*task.Task {
 	return out
 }
 
-// put writes tasks in one Store.Put, retrying with backoff until it succeeds or,
-// once Close was called, until one more attempt failed.
+// put writes tasks in one Store.Put, retrying with backoff until it succeeds,
+// the store refuses it permanently or, once Close was called, until one more
+// attempt failed.
 func (c *Committer) put(tasks []*task.Task) error {
 	wait := c.minBackoff
 	for attempt := 1; ; attempt++ {
@@ -225,7 +312,7 @@ func (c *Committer) put(tasks []*task.Task) error {
 		if c.onError != nil {
 			c.onError(err, attempt)
 		}
-		if stopping {
+		if stopping || IsPermanent(err) {
 			return err
 		}
 		t := time.NewTimer(wait)

@@ -178,3 +178,103 @@ func TestCommitterCloseEndsTheRetryingOfAStoreThatStaysDown(t *testing.T) {
 		t.Fatalf("write after Close = %v", err)
 	}
 }
+
+// gateStore blocks its first Put until the gate opens.
+type gateStore struct {
+	Store
+	entered, gate chan struct{}
+	once          sync.Once
+}
+
+func (g *gateStore) Put(ctx context.Context, tasks ...*task.Task) error {
+	g.once.Do(func() {
+		close(g.entered)
+		<-g.gate
+	})
+	return g.Store.Put(ctx, tasks...)
+}
+
+func TestCommitterIsolatesAWriteTheStoreRefusesPermanently(t *testing.T) {
+	b, err := OpenBolt(t.TempDir() + "/tasks.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = b.Close() }()
+	g := &gateStore{Store: b, entered: make(chan struct{}), gate: make(chan struct{})}
+	var mu sync.Mutex
+	var refused []string
+	c := NewCommitter(g, CommitterOptions{OnCommitted: func(ts []*task.Task, err error) {
+		if err != nil {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, t := range ts {
+				refused = append(refused, t.ID)
+			}
+		}
+	}})
+	defer c.Close()
+
+	now := time.Now()
+	mk := func(id, key string) *task.Task {
+		return &task.Task{ID: id, Status: task.StatusQueued, Tenant: "t", IdempotencyKey: key, CreatedAt: now}
+	}
+	first := c.Write(mk("first", ""))
+	<-g.entered // the next writes pile up in one batch
+	good1 := c.Write(mk("good1", "k1"))
+	bad := c.Write(mk("bad", string(make([]byte, 40_000))), mk("bad-sibling", "k2")) // one write: refused together
+	good2 := c.Write(mk("good2", "k3"))
+	if good1 != bad || bad != good2 {
+		t.Fatal("the writes did not share a batch")
+	}
+	close(g.gate)
+	if err := first.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	<-bad.Done()
+	if err := bad.ErrFor("bad"); !IsPermanent(err) {
+		t.Fatalf("ErrFor(bad) = %v, want a permanent error", err)
+	}
+	if err := bad.ErrFor("bad-sibling"); !IsPermanent(err) {
+		t.Fatalf("ErrFor(bad-sibling) = %v, want a permanent error", err)
+	}
+	if err := bad.ErrFor("good1", "good2"); err != nil {
+		t.Fatalf("ErrFor(good) = %v", err)
+	}
+	if bad.Err() == nil {
+		t.Fatal("the batch reports no error though a write was refused")
+	}
+	for _, id := range []string{"first", "good1", "good2"} {
+		if _, err := b.Get(context.Background(), id); err != nil {
+			t.Fatalf("Get(%s) = %v", id, err)
+		}
+	}
+	for _, id := range []string{"bad", "bad-sibling"} {
+		if _, err := b.Get(context.Background(), id); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Get(%s) = %v, want not found", id, err)
+		}
+	}
+	// Later batches are not held up.
+	if err := c.Write(mk("later", "k4")).Wait(); err != nil {
+		t.Fatalf("later write: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(refused) != 2 || refused[0] != "bad" || refused[1] != "bad-sibling" {
+		t.Fatalf("OnCommitted reported refused %v", refused)
+	}
+}
+
+func TestIsPermanent(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{fmt.Errorf("put: %w", errors.New("disk on fire")), false},
+		{fmt.Errorf("encode: %w", ErrPermanent), true},
+		{nil, false},
+	} {
+		if got := IsPermanent(tc.err); got != tc.want {
+			t.Errorf("IsPermanent(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}

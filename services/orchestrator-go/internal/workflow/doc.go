@@ -80,5 +80,14 @@
 //     up to 5 s for the Done events of the tasks cancelled at the end.
 //   - Finishing. The final state is written before the step tasks still running
 //     are cancelled and the run is forgotten; if that write fails, the run stays
-//     in memory (Get serves the finished state) and the loop retries the write.
+//     in memory (Get serves the finished state) and the loop retries the write;
+//     Cancel then returns UNAVAILABLE (retry it to confirm). At start, step tasks
+//     still unfinished whose workflow is done (a crash between the final write
+//     and their cancellation) or pruned are cancelled.
+//   - A store that hangs. Every scheduler or store call made while holding a
+//     workflow is bounded by StoreTimeout: a step whose submission is not
+//     confirmed in time stays pending and is retried (the same keys return the
+//     tasks already created). Get, Cancel and Watch give up (UNAVAILABLE) when
+//     their context ends while another call holds the workflow. Stop waits (up to
+//     5 s) for step results being applied and ignores later ones.
 package workflow

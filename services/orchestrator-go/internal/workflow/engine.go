@@ -40,7 +40,18 @@ type Deps struct {
 	// RetryInterval is how often steps whose tasks could not be submitted are
 	// retried (default 1 s).
 	RetryInterval time.Duration
+	// StoreTimeout bounds each call the engine makes to the scheduler or the store
+	// while it holds a workflow (submitting step tasks, cancelling them, writing
+	// the workflow), so that a store that is down stalls the workflow, which is
+	// retried every RetryInterval, rather than the engine (default 5 s).
+	StoreTimeout time.Duration
 }
+
+// DefaultStoreTimeout is the default of Deps.StoreTimeout.
+const DefaultStoreTimeout = 5 * time.Second
+
+// stopWait bounds how long Stop waits for step results being applied.
+const stopWait = 5 * time.Second
 
 // Engine runs workflows; all methods are safe for concurrent use. Create it before
 // the scheduler (pass StepFinished as scheduler.Deps.OnStepFinished), then Start it.
@@ -52,6 +63,7 @@ type Engine struct {
 	now        func() time.Time
 	newID      func() string
 	retryEvery time.Duration
+	opTimeout  time.Duration
 
 	submitMu sync.Mutex // orders the idempotency-key check with the insert (keyed submits only)
 
@@ -60,12 +72,17 @@ type Engine struct {
 	runs  map[string]*run // unfinished workflows by id
 	stop  chan struct{}
 	done  chan struct{}
+	// inflight counts StepFinished calls running; stopped refuses new ones, and
+	// idle is closed when the last one ends after Stop (nil otherwise).
+	inflight int
+	stopped  bool
+	idle     chan struct{}
 }
 
 // run is the live state of one unfinished workflow. Lock order: run.mu before
 // Engine.mu; never the other way round.
 type run struct {
-	mu       sync.Mutex
+	mu       runLock
 	wf       *Workflow
 	plan     *plan
 	steps    []*stepRun
@@ -100,7 +117,7 @@ type stepRun struct {
 func New(d Deps) *Engine {
 	e := &Engine{
 		store: d.Store, catalog: d.Catalog, metrics: d.Metrics, log: d.Log, now: d.Now, newID: d.NewID,
-		retryEvery: d.RetryInterval, runs: map[string]*run{},
+		retryEvery: d.RetryInterval, opTimeout: d.StoreTimeout, runs: map[string]*run{},
 	}
 	if e.metrics == nil {
 		e.metrics = telemetry.NewWorkflowMetrics(prometheus.NewRegistry())
@@ -116,6 +133,9 @@ func New(d Deps) *Engine {
 	}
 	if e.retryEvery <= 0 {
 		e.retryEvery = time.Second
+	}
+	if e.opTimeout <= 0 {
+		e.opTimeout = DefaultStoreTimeout
 	}
 	return e
 }
@@ -168,20 +188,67 @@ func (e *Engine) Start(ctx context.Context, sched *scheduler.Scheduler) error {
 	if len(resumed) > 0 {
 		e.log.Info("resumed unfinished workflows", "count", len(resumed))
 	}
+	e.cancelOrphanSteps(ctx, sched)
 	go e.loop(e.stop, e.done)
 	return nil
 }
 
-// Stop ends the retry loop and every watch. Workflows stay as stored.
+// cancelOrphanSteps cancels the unfinished step tasks of workflows that are done
+// (or pruned): a crash between a workflow's final write and the cancellation of
+// its running steps (settle) leaves them queued for nobody.
+func (e *Engine) cancelOrphanSteps(ctx context.Context, sched *scheduler.Scheduler) {
+	for wfID, ids := range sched.UnfinishedSteps() {
+		if e.run(wfID) != nil {
+			continue
+		}
+		sw, err := e.store.GetWorkflow(ctx, wfID)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			e.log.Warn("cannot read the workflow of unfinished step tasks; leaving them", "workflow_id", wfID, "tasks", len(ids), "err", err)
+			continue
+		case !sw.Done:
+			continue // stored unfinished but not resumed (unreadable): leave it alone
+		}
+		for _, id := range ids {
+			cctx, cancel := context.WithTimeout(ctx, e.opTimeout)
+			_, err := sched.Cancel(cctx, id, "workflow "+wfID+" already finished")
+			cancel()
+			if err != nil {
+				e.log.Warn("cancel a step task of a finished workflow", "workflow_id", wfID, "task_id", id, "err", err)
+			}
+		}
+		e.log.Info("cancelled the step tasks left running by a finished workflow", "workflow_id", wfID, "tasks", len(ids))
+	}
+}
+
+// Stop ends the retry loop and every watch, and waits (up to a few seconds) for
+// the step results being applied, so that nothing writes to the store once it
+// returns. Later step results are ignored. Workflows stay as stored.
 func (e *Engine) Stop() {
 	e.mu.Lock()
 	stop, done := e.stop, e.done
 	e.stop = nil
+	e.stopped = true
+	var idle chan struct{}
+	if e.inflight > 0 {
+		idle = make(chan struct{})
+		e.idle = idle
+	}
 	runs := e.snapshotLocked()
 	e.mu.Unlock()
 	if stop != nil {
 		close(stop)
 		<-done
+	}
+	if idle != nil {
+		t := time.NewTimer(stopWait)
+		select {
+		case <-idle:
+		case <-t.C:
+			e.log.Warn("stopping: step results still being applied; they resume from the store at the next start")
+		}
+		t.Stop()
 	}
 	for _, r := range runs {
 		r.mu.Lock()
@@ -228,6 +295,7 @@ func (e *Engine) loop(stop <-chan struct{}, done chan<- struct{}) {
 func newRun(wf *Workflow, p *plan) *run {
 	r := &run{wf: wf, plan: p, steps: make([]*stepRun, len(wf.Steps)), outputs: map[string]any{}, watchers: map[*Watch]struct{}{},
 		feed: events.NewFeed(feedBuffer)}
+	r.mu.init()
 	for i, st := range wf.Steps {
 		switch st.Status {
 		case task.StatusRunning:
@@ -307,7 +375,9 @@ func (e *Engine) Submit(ctx context.Context, spec Spec) (*Workflow, bool, error)
 // Get returns the workflow with the id.
 func (e *Engine) Get(ctx context.Context, id string) (*Workflow, error) {
 	if r := e.run(id); r != nil {
-		r.mu.Lock()
+		if err := r.mu.LockCtx(ctx); err != nil {
+			return nil, busy(id, err)
+		}
 		defer r.mu.Unlock()
 		return r.wf.Clone(), nil
 	}
@@ -341,11 +411,20 @@ func (e *Engine) Cancel(ctx context.Context, id, reason string) (*Workflow, erro
 	if reason == "" {
 		reason = "cancelled by request"
 	}
-	r.mu.Lock()
+	if err := r.mu.LockCtx(ctx); err != nil {
+		return nil, busy(id, err)
+	}
 	defer r.mu.Unlock()
 	if !r.wf.Status.Finished() {
+		// Not cut short by the caller leaving: each store call is bounded instead.
 		e.finish(context.WithoutCancel(ctx), r, StatusCancelled, nil,
 			&task.Failure{Reason: task.ReasonCancelled, Message: reason}, "", "workflow cancelled: "+reason)
+	}
+	if r.unsaved {
+		// The loop keeps retrying the write; until it lands a restart would resume
+		// the workflow, so the cancellation is not confirmed.
+		return nil, &errs.Error{Kind: errs.KindUnavailable, Reason: "UNAVAILABLE",
+			Message: fmt.Sprintf("workflow %s is cancelled, but the store has not confirmed it yet (it is retrying); retry the call to confirm", id)}
 	}
 	return r.wf.Clone(), nil
 }
@@ -353,7 +432,22 @@ func (e *Engine) Cancel(ctx context.Context, id, reason string) (*Workflow, erro
 // StepFinished records a finished step task and starts what it unblocks. It is the
 // scheduler's OnStepFinished hook; a task of a workflow it does not run is ignored.
 func (e *Engine) StepFinished(t *task.Task) {
-	r := e.run(t.WorkflowID)
+	e.mu.Lock()
+	if e.stopped {
+		e.mu.Unlock()
+		return // the workflow resumes from the task store at the next start
+	}
+	e.inflight++
+	r := e.runs[t.WorkflowID]
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		if e.inflight--; e.inflight == 0 && e.idle != nil {
+			close(e.idle)
+			e.idle = nil
+		}
+		e.mu.Unlock()
+	}()
 	if r == nil {
 		return
 	}
@@ -529,8 +623,11 @@ func (e *Engine) startStep(ctx context.Context, r *run, i int) bool {
 	}
 	var out []scheduler.Submitted
 	if len(specs) > 0 {
+		sctx, cancel := context.WithTimeout(ctx, e.opTimeout)
 		var err error
-		if out, err = e.sched.Submit(ctx, specs); err != nil {
+		out, err = e.sched.Submit(sctx, specs)
+		cancel()
+		if err != nil {
 			e.log.Warn("cannot submit step tasks yet; will retry", "workflow_id", r.wf.ID, "step_id", s.ID, "err", err)
 			r.stalled = true
 			return false
@@ -733,7 +830,12 @@ func (e *Engine) settle(ctx context.Context, r *run) {
 	}
 	r.settled = true
 	for _, id := range r.cancel {
-		if _, err := e.sched.Cancel(ctx, id, r.cancelWhy); err != nil {
+		// A cancellation the store has not confirmed in time still commits (the
+		// committer retries it).
+		cctx, cancel := context.WithTimeout(ctx, e.opTimeout)
+		_, err := e.sched.Cancel(cctx, id, r.cancelWhy)
+		cancel()
+		if err != nil {
 			e.log.Debug("cancel step task", "workflow_id", r.wf.ID, "task_id", id, "err", err)
 		}
 	}
@@ -760,7 +862,10 @@ func (e *Engine) attach(ctx context.Context, r *run, stepID string, taskIDs []st
 		var err error
 		for range 3 { // a subscription cut off before it is attached is reopened
 			var sub *events.Subscription
-			if sub, err = e.sched.Watch(ctx, id, nil); err != nil {
+			wctx, cancel := context.WithTimeout(ctx, e.opTimeout)
+			sub, err = e.sched.Watch(wctx, id, nil)
+			cancel()
+			if err != nil {
 				break
 			}
 			if err = r.feed.Attach(sub, stepID); !errors.Is(err, events.ErrLagged) {
@@ -794,6 +899,8 @@ func (e *Engine) write(ctx context.Context, wf *Workflow) error {
 	if err != nil {
 		return fmt.Errorf("encode workflow %s: %w", wf.ID, err)
 	}
+	ctx, cancel := context.WithTimeout(ctx, e.opTimeout)
+	defer cancel()
 	err = e.store.PutWorkflow(ctx, &store.Workflow{
 		ID: wf.ID, Tenant: wf.Spec.Tenant, IdempotencyKey: wf.Spec.IdempotencyKey, Done: wf.Status.Finished(),
 		FinishedAt: wf.FinishedAt, State: state,
@@ -803,3 +910,37 @@ func (e *Engine) write(ctx context.Context, wf *Workflow) error {
 	}
 	return nil
 }
+
+// busy is the error of a call that gave up waiting for a workflow another call
+// holds (a step submission waiting for the store, say).
+func busy(id string, err error) error {
+	return &errs.Error{Kind: errs.KindUnavailable, Reason: "UNAVAILABLE",
+		Message: fmt.Sprintf("workflow %s is busy (waiting for the store): %v; retry shortly", id, err)}
+}
+
+// runLock is a run's mutex whose callers may give up waiting when their
+// context ends.
+type runLock struct{ ch chan struct{} }
+
+func (l *runLock) init() { l.ch = make(chan struct{}, 1) }
+
+// Lock waits for the lock.
+func (l *runLock) Lock() { l.ch <- struct{}{} }
+
+// LockCtx waits for the lock until ctx ends.
+func (l *runLock) LockCtx(ctx context.Context) error {
+	select {
+	case l.ch <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case l.ch <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Unlock releases the lock.
+func (l *runLock) Unlock() { <-l.ch }

@@ -33,13 +33,19 @@ type harness struct {
 
 func newHarness(t *testing.T, st store.Store) *harness {
 	t.Helper()
+	return newHarnessWith(t, st, 0)
+}
+
+// newHarnessWith is newHarness with the engine's StoreTimeout (0: the default).
+func newHarnessWith(t *testing.T, st store.Store, storeTimeout time.Duration) *harness {
+	t.Helper()
 	m := telemetry.NewTestMetrics()
 	catalog := workers.NewCatalog()
 	for _, a := range testAgents {
 		catalog.Add(workers.Agent{Name: a})
 	}
 	h := &harness{t: t, store: st}
-	h.eng = New(Deps{Store: st, Catalog: catalog, RetryInterval: 20 * time.Millisecond})
+	h.eng = New(Deps{Store: st, Catalog: catalog, RetryInterval: 20 * time.Millisecond, StoreTimeout: storeTimeout})
 	h.sched = scheduler.New(scheduler.Config{TickInterval: 20 * time.Millisecond}, scheduler.Deps{
 		Store: st, Catalog: catalog, Hub: events.NewHub(events.DefaultOptions(), m), Metrics: m,
 		OnStepFinished: h.eng.StepFinished,

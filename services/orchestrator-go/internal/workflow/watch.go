@@ -63,7 +63,10 @@ func (e *Engine) Watch(ctx context.Context, id string) (*Watch, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	w := &Watch{e: e, id: id, out: make(chan Event, watchBuffer), ctx: wctx, cancel: cancel}
 	if r := e.run(id); r != nil {
-		r.mu.Lock()
+		if err := r.mu.LockCtx(ctx); err != nil {
+			cancel()
+			return nil, busy(id, err)
+		}
 		if !r.wf.Status.Finished() {
 			w.r = r
 			w.out <- Event{WorkflowID: id, Status: r.wf.Status, Time: e.now()}

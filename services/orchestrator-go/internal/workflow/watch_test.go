@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/events"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
@@ -38,9 +39,10 @@ func TestFinishKeepsTheRunUntilItsFinalWriteSucceeds(t *testing.T) {
 	h.waitRunning(wf.ID, "wait")
 
 	st.failing.Store(true)
+	// The cancellation is not durable: Cancel says so (a restart would resume the workflow).
 	cancelled, err := h.eng.Cancel(ctx, wf.ID, "stop")
-	if err != nil || cancelled.Status != StatusCancelled {
-		t.Fatalf("Cancel = %+v, %v", cancelled, err)
+	if e, ok := errs.As(err); !ok || e.Kind != errs.KindUnavailable || cancelled != nil {
+		t.Fatalf("Cancel while the final write fails = %+v, %v; want UNAVAILABLE", cancelled, err)
 	}
 	// The loop retries the write every 20 ms; meanwhile Get serves the finished
 	// state, not the stored running one, and the step task is left alone.
@@ -73,6 +75,9 @@ func TestFinishKeepsTheRunUntilItsFinalWriteSucceeds(t *testing.T) {
 	}
 	if got, err := h.eng.Get(ctx, wf.ID); err != nil || got.Status != StatusCancelled {
 		t.Fatalf("Get after the write = %+v, %v", got, err)
+	}
+	if got, err := h.eng.Cancel(ctx, wf.ID, "again"); err != nil || got.Status != StatusCancelled {
+		t.Fatalf("Cancel retried after the write = %+v, %v", got, err)
 	}
 	for h.task(stepTask).Status != task.StatusCancelled {
 		if time.Now().After(deadline) {
