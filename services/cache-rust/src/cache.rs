@@ -12,11 +12,18 @@
 //!
 //! Single-flight: concurrent Gets of one key that miss L1 share one L2 lookup (an in-flight
 //! map of shared futures). The lookup runs as its own task, so it completes and cleans up
-//! even when every caller gives up. A set or delete of the key meanwhile detaches the
-//! lookup, which then answers its callers but does not fill L1 with what may be the older
-//! value. Fills never overwrite an entry that is already in L1.
+//! (also when it panics) even when every caller gives up.
+//!
+//! Writes against fills: every L2 read (single-flight or batch) takes a write-generation
+//! ticket ([`crate::versions`]) before it reads, and fills L1 only if no set or delete of the
+//! key began since and none is in progress, so a value a write made old never lands in L1
+//! after (or while) the write. A write also ends the in-flight lookup of its key: Gets after
+//! it start a new one instead of joining one that may have read before it. Writes run as
+//! their own tasks, so a caller that gives up does not leave one half done. Fills never
+//! overwrite an entry that is already in L1.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -28,14 +35,46 @@ use tracing::{debug, info, warn};
 use crate::l1::L1;
 use crate::metrics::CacheMetrics;
 use crate::tier::{CacheKey, Entry, Tier, TierError, TierKind};
+use crate::versions::{Ticket, WriteGuard, WriteVersions};
+
+type Flights = Arc<Mutex<HashMap<CacheKey, Flight>>>;
 
 /// An L2 lookup that concurrent Gets of the same key share.
 #[derive(Clone)]
 struct Flight {
     id: u64,
-    /// Set when a write to the key makes the lookup's answer unfit for L1.
-    detached: Arc<AtomicBool>,
     answer: Shared<BoxFuture<'static, Option<Entry>>>,
+}
+
+/// Removes a lookup from the in-flight map when its task ends, however it ends.
+struct Landing {
+    flights: Flights,
+    key: CacheKey,
+    id: u64,
+}
+
+impl Drop for Landing {
+    fn drop(&mut self) {
+        let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
+        if flights.get(&self.key).is_some_and(|f| f.id == self.id) {
+            flights.remove(&self.key);
+        }
+    }
+}
+
+/// A write of one key in progress. When it ends, the key's in-flight lookup (which may have
+/// read before the write) takes no new callers; then the write generation moves on.
+struct WriteFence {
+    flights: Flights,
+    key: CacheKey,
+    _version: WriteGuard,
+}
+
+impl Drop for WriteFence {
+    fn drop(&mut self) {
+        let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
+        flights.remove(&self.key);
+    }
 }
 
 #[derive(Clone)]
@@ -43,8 +82,9 @@ pub struct Cache {
     l1: L1,
     l2: Option<Arc<dyn Tier>>,
     metrics: Arc<CacheMetrics>,
-    flights: Arc<Mutex<HashMap<CacheKey, Flight>>>,
+    flights: Flights,
     next_flight: Arc<AtomicU64>,
+    versions: Arc<WriteVersions>,
     l2_up: Arc<AtomicBool>,
 }
 
@@ -56,6 +96,7 @@ impl Cache {
             metrics,
             flights: Arc::default(),
             next_flight: Arc::default(),
+            versions: Arc::default(),
             l2_up: Arc::new(AtomicBool::new(true)),
         }
     }
@@ -98,28 +139,27 @@ impl Cache {
             return flight.answer.clone();
         }
         let id = self.next_flight.fetch_add(1, Ordering::Relaxed);
-        let detached = Arc::new(AtomicBool::new(false));
         let lookup = {
-            let (cache, l2, key, detached) =
-                (self.clone(), l2.clone(), key.clone(), detached.clone());
+            let (cache, l2, key) = (self.clone(), l2.clone(), key.clone());
             async move {
+                let _landing = Landing {
+                    flights: cache.flights.clone(),
+                    key: key.clone(),
+                    id,
+                };
+                let ticket = cache.versions.ticket(&key);
                 let found = cache
                     .observe_l2("get", l2.get(&key))
                     .await
                     .unwrap_or_default();
                 if let Some(entry) = &found {
-                    if !detached.load(Ordering::Acquire) {
-                        cache.l1.insert_if_absent(key.clone(), entry.clone()).await;
-                    }
-                }
-                let mut flights = cache.flights.lock().unwrap_or_else(PoisonError::into_inner);
-                if flights.get(&key).is_some_and(|f| f.id == id) {
-                    flights.remove(&key);
+                    cache.fill(ticket, key, entry.clone()).await;
                 }
                 found
             }
         };
         let task = tokio::spawn(lookup);
+        // A lookup that panicked answers a miss (and has left the map).
         let answer = async move { task.await.unwrap_or_default() }
             .boxed()
             .shared();
@@ -127,18 +167,25 @@ impl Cache {
             key.clone(),
             Flight {
                 id,
-                detached,
                 answer: answer.clone(),
             },
         );
         answer
     }
 
-    /// Stops an in-flight lookup of `key` from filling L1 (a write makes its answer old).
-    fn detach_flight(&self, key: &CacheKey) {
-        let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(flight) = flights.remove(key) {
-            flight.detached.store(true, Ordering::Release);
+    /// Fills L1 with what an L2 read found, unless a write of the key began since `ticket`.
+    async fn fill(&self, ticket: Ticket, key: CacheKey, entry: Entry) {
+        self.versions
+            .fill_if_unchanged(ticket, self.l1.insert_if_absent(key, entry))
+            .await;
+    }
+
+    /// Call before a write of `key` touches either tier; hold until it is done with both.
+    async fn begin_write(&self, key: &CacheKey) -> WriteFence {
+        WriteFence {
+            flights: self.flights.clone(),
+            key: key.clone(),
+            _version: self.versions.begin_write(key).await,
         }
     }
 
@@ -161,12 +208,15 @@ impl Cache {
             return found;
         }
         let missed: Vec<CacheKey> = missing.iter().map(|&i| keys[i].clone()).collect();
+        let tickets: Vec<Ticket> = missed.iter().map(|k| self.versions.ticket(k)).collect();
         let Ok(answers) = self.observe_l2("batch_get", l2.get_many(&missed)).await else {
             return found;
         };
-        for ((i, key), answer) in missing.into_iter().zip(missed).zip(answers) {
+        for (((i, key), ticket), answer) in
+            missing.into_iter().zip(missed).zip(tickets).zip(answers)
+        {
             if let Some(entry) = answer {
-                self.l1.insert_if_absent(key, entry.clone()).await;
+                self.fill(ticket, key, entry.clone()).await;
                 found[i] = Some((entry, TierKind::L2));
             }
         }
@@ -182,39 +232,52 @@ impl Cache {
     /// counted and logged; the entry is still in L1.
     pub async fn set(&self, key: CacheKey, value: Vec<u8>, ttl: Option<Duration>) {
         let entry = Entry::new(value, self.ttl_or_default(&key.namespace, ttl));
-        self.detach_flight(&key);
-        if let Some(l2) = &self.l2 {
-            let _ = self
-                .observe_l2("set", l2.set(key.clone(), entry.clone()))
-                .await;
-        }
-        self.l1.set(key, entry).await;
+        let cache = self.clone();
+        run_to_end(async move {
+            let _fence = cache.begin_write(&key).await;
+            if let Some(l2) = &cache.l2 {
+                let _ = cache
+                    .observe_l2("set", l2.set(key.clone(), entry.clone()))
+                    .await;
+            }
+            cache.l1.set(key, entry).await;
+        })
+        .await;
     }
 
     /// Stores every entry (one L2 round trip), as [`Cache::set`].
     pub async fn set_many(&self, entries: Vec<(CacheKey, Entry)>) {
-        for (key, _) in &entries {
-            self.detach_flight(key);
-        }
-        if let Some(l2) = &self.l2 {
-            let _ = self
-                .observe_l2("batch_set", l2.set_many(entries.clone()))
-                .await;
-        }
-        for (key, entry) in entries {
-            self.l1.set(key, entry).await;
-        }
+        let cache = self.clone();
+        run_to_end(async move {
+            let mut fences = Vec::with_capacity(entries.len());
+            for (key, _) in &entries {
+                fences.push(cache.begin_write(key).await);
+            }
+            if let Some(l2) = &cache.l2 {
+                let _ = cache
+                    .observe_l2("batch_set", l2.set_many(entries.clone()))
+                    .await;
+            }
+            for (key, entry) in entries {
+                cache.l1.set(key, entry).await;
+            }
+        })
+        .await;
     }
 
     /// Whether a live entry was removed from any tier. The L1 entry is removed even when
     /// L2 fails, and the failure is returned.
     pub async fn delete(&self, key: &CacheKey) -> Result<bool, TierError> {
-        self.detach_flight(key);
-        let mut deleted = self.l1.delete(key).await;
-        if let Some(l2) = &self.l2 {
-            deleted |= self.observe_l2("delete", l2.delete(key)).await?;
-        }
-        Ok(deleted)
+        let (cache, key) = (self.clone(), key.clone());
+        run_to_end(async move {
+            let _fence = cache.begin_write(&key).await;
+            let mut deleted = cache.l1.delete(&key).await;
+            if let Some(l2) = &cache.l2 {
+                deleted |= cache.observe_l2("delete", l2.delete(&key)).await?;
+            }
+            Ok(deleted)
+        })
+        .await
     }
 
     /// Times an L2 call, counts and logs its failure, and tracks whether L2 is up.
@@ -245,6 +308,18 @@ impl Cache {
     }
 }
 
+/// Runs `write` as its own task, so that it completes even when the caller gives up (a
+/// half-done write would leave L1 and L2 disagreeing). A panic in it reaches the caller.
+async fn run_to_end<T: Send + 'static>(write: impl Future<Output = T> + Send + 'static) -> T {
+    match tokio::spawn(write).await {
+        Ok(value) => value,
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("cache write task did not finish: {e}"),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,37 +330,76 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
     use tokio::sync::Semaphore;
 
-    /// Wraps a tier to count its Gets and, when gated, hold each Get's answer until the
-    /// test lets it through.
-    struct Counting {
-        inner: Arc<dyn Tier>,
-        gets: AtomicUsize,
-        answered: AtomicUsize,
-        gate: Option<Semaphore>,
+    /// Where a tier call waits, while closed, until the test lets it through.
+    struct Gate {
+        closed: AtomicBool,
+        waiting: Semaphore,
+        release: Semaphore,
     }
 
-    impl Counting {
-        fn new(inner: Arc<dyn Tier>, gated: bool) -> Arc<Self> {
+    impl Gate {
+        fn new() -> Self {
+            Self {
+                closed: AtomicBool::new(false),
+                waiting: Semaphore::new(0),
+                release: Semaphore::new(0),
+            }
+        }
+
+        fn close(&self) {
+            self.closed.store(true, Ordering::SeqCst);
+        }
+
+        async fn pass(&self) {
+            if self.closed.load(Ordering::SeqCst) {
+                self.waiting.add_permits(1);
+                self.release.acquire().await.expect("gate").forget();
+            }
+        }
+
+        /// Waits until `n` more calls wait at the gate.
+        async fn reached(&self, n: u32) {
+            tokio::time::timeout(Duration::from_secs(10), self.waiting.acquire_many(n))
+                .await
+                .expect("calls did not reach the gate")
+                .expect("gate")
+                .forget();
+        }
+
+        /// Lets every call through, now and from now on.
+        fn open(&self) {
+            self.closed.store(false, Ordering::SeqCst);
+            self.release.add_permits(Semaphore::MAX_PERMITS / 2);
+        }
+    }
+
+    /// Wraps a tier to count its Gets, hold Gets after they read (`read_gate`) and Deletes
+    /// before they reach the tier (`delete_gate`), and make the next Gets panic.
+    struct Probe {
+        inner: Arc<dyn Tier>,
+        gets: AtomicUsize,
+        panics: AtomicUsize,
+        read_gate: Gate,
+        delete_gate: Gate,
+    }
+
+    impl Probe {
+        fn new(inner: Arc<dyn Tier>) -> Arc<Self> {
             Arc::new(Self {
                 inner,
                 gets: AtomicUsize::new(0),
-                answered: AtomicUsize::new(0),
-                gate: gated.then(|| Semaphore::new(0)),
+                panics: AtomicUsize::new(0),
+                read_gate: Gate::new(),
+                delete_gate: Gate::new(),
             })
         }
 
         fn gets(&self) -> usize {
             self.gets.load(Ordering::SeqCst)
         }
-
-        fn open(&self) {
-            if let Some(gate) = &self.gate {
-                gate.add_permits(Semaphore::MAX_PERMITS / 2);
-            }
-        }
     }
 
-    impl Tier for Counting {
+    impl Tier for Probe {
         fn kind(&self) -> TierKind {
             self.inner.kind()
         }
@@ -293,11 +407,25 @@ mod tests {
         fn get<'a>(&'a self, key: &'a CacheKey) -> BoxFuture<'a, Result<Option<Entry>, TierError>> {
             async move {
                 self.gets.fetch_add(1, Ordering::SeqCst);
+                let panic_now = self
+                    .panics
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+                assert!(!panic_now, "injected panic in an L2 Get");
                 let answer = self.inner.get(key).await;
-                self.answered.fetch_add(1, Ordering::SeqCst);
-                if let Some(gate) = &self.gate {
-                    let _permit = gate.acquire().await.expect("gate");
-                }
+                self.read_gate.pass().await;
+                answer
+            }
+            .boxed()
+        }
+
+        fn get_many<'a>(
+            &'a self,
+            keys: &'a [CacheKey],
+        ) -> BoxFuture<'a, Result<Vec<Option<Entry>>, TierError>> {
+            async move {
+                let answer = self.inner.get_many(keys).await;
+                self.read_gate.pass().await;
                 answer
             }
             .boxed()
@@ -308,8 +436,25 @@ mod tests {
         }
 
         fn delete<'a>(&'a self, key: &'a CacheKey) -> BoxFuture<'a, Result<bool, TierError>> {
-            self.inner.delete(key)
+            async move {
+                self.delete_gate.pass().await;
+                self.inner.delete(key).await
+            }
+            .boxed()
         }
+    }
+
+    /// A Redis tier behind a probe, holding `k` = "old", and a cache over it.
+    async fn probed(redis: &RedisServer) -> anyhow::Result<(Cache, Arc<Probe>)> {
+        let l2 = redis_tier(redis);
+        l2.set(
+            key("k"),
+            Entry::new(b"old".to_vec(), Duration::from_secs(60)),
+        )
+        .await?;
+        let probe = Probe::new(l2);
+        let (cache, _) = cache(Some(probe.clone()));
+        Ok((cache, probe))
     }
 
     fn redis_tier(redis: &RedisServer) -> Arc<dyn Tier> {
@@ -476,8 +621,9 @@ mod tests {
             Entry::new(b"v".to_vec(), Duration::from_secs(60)),
         )
         .await?;
-        let counting = Counting::new(l2, true);
-        let (cache, registry) = cache(Some(counting.clone()));
+        let probe = Probe::new(l2);
+        probe.read_gate.close();
+        let (cache, registry) = cache(Some(probe.clone()));
 
         const GETS: usize = 16;
         let tasks: Vec<_> = (0..GETS)
@@ -487,19 +633,20 @@ mod tests {
             })
             .collect();
         // Hold the first lookup's answer until every other Get has joined it.
+        probe.read_gate.reached(1).await;
         let deadline = Instant::now() + Duration::from_secs(10);
         while cache.metrics.l2_coalesced_count() < (GETS - 1) as u64 {
             assert!(Instant::now() < deadline, "Gets did not coalesce");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        counting.open();
+        probe.read_gate.open();
         for task in tasks {
             let (entry, tier) = task.await?.expect("hit");
             assert_eq!((&*entry.value, tier), (&b"v"[..], TierKind::L2));
         }
-        assert_eq!(counting.gets(), 1, "one L2 GET for {GETS} concurrent Gets");
+        assert_eq!(probe.gets(), 1, "one L2 GET for {GETS} concurrent Gets");
         assert_eq!(cache.get(&key("hot")).await.expect("hit").1, TierKind::L1);
-        assert_eq!(counting.gets(), 1);
+        assert_eq!(probe.gets(), 1);
         assert!(metrics_text(&registry)
             .contains(&format!("taskloom_cache_l2_coalesced_total {}", GETS - 1)),);
         Ok(())
@@ -510,26 +657,16 @@ mod tests {
         let Some(redis) = RedisServer::start().await? else {
             return Ok(());
         };
-        let l2 = redis_tier(&redis);
-        l2.set(
-            key("k"),
-            Entry::new(b"old".to_vec(), Duration::from_secs(60)),
-        )
-        .await?;
-        let counting = Counting::new(l2, true);
-        let (cache, _) = cache(Some(counting.clone()));
+        let (cache, probe) = probed(&redis).await?;
+        probe.read_gate.close();
         let lookup = tokio::spawn({
             let cache = cache.clone();
             async move { cache.get(&key("k")).await }
         });
         // The lookup has read "old" and waits at the gate.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while counting.answered.load(Ordering::SeqCst) == 0 {
-            assert!(Instant::now() < deadline, "lookup did not start");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        probe.read_gate.reached(1).await;
         cache.set(key("k"), b"new".to_vec(), None).await;
-        counting.open();
+        probe.read_gate.open();
         let (entry, tier) = lookup.await?.expect("hit");
         assert_eq!((&*entry.value, tier), (&b"old"[..], TierKind::L2));
         let (entry, tier) = cache.get(&key("k")).await.expect("hit");
@@ -542,31 +679,136 @@ mod tests {
         let Some(redis) = RedisServer::start().await? else {
             return Ok(());
         };
-        let l2 = redis_tier(&redis);
-        l2.set(
-            key("k"),
-            Entry::new(b"old".to_vec(), Duration::from_secs(60)),
-        )
-        .await?;
-        let counting = Counting::new(l2, true);
-        let (cache, _) = cache(Some(counting.clone()));
+        let (cache, probe) = probed(&redis).await?;
+        probe.read_gate.close();
         let lookup = tokio::spawn({
             let cache = cache.clone();
             async move { cache.get(&key("k")).await }
         });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while counting.answered.load(Ordering::SeqCst) == 0 {
-            assert!(Instant::now() < deadline, "lookup did not start");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        probe.read_gate.reached(1).await;
         assert!(cache.delete(&key("k")).await?);
-        counting.open();
+        probe.read_gate.open();
         assert!(lookup.await?.is_some(), "the lookup answers what it read");
         assert!(
             cache.l1().get(&key("k")).await.is_none(),
             "but does not fill L1"
         );
         assert!(cache.get(&key("k")).await.is_none());
+        Ok(())
+    }
+
+    /// A Get that misses L1 after a delete removed the L1 entry, but reads L2 before the
+    /// delete reaches it, must not put the deleted value back into L1.
+    #[tokio::test]
+    async fn a_get_while_a_delete_reaches_l2_does_not_refill_l1() -> anyhow::Result<()> {
+        let Some(redis) = RedisServer::start().await? else {
+            return Ok(());
+        };
+        let (cache, probe) = probed(&redis).await?;
+        assert_eq!(cache.get(&key("k")).await.expect("hit").1, TierKind::L2);
+        assert_eq!(cache.get(&key("k")).await.expect("hit").1, TierKind::L1);
+
+        probe.delete_gate.close();
+        let delete = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.delete(&key("k")).await }
+        });
+        // The L1 entry is gone; the DEL has not reached Redis.
+        probe.delete_gate.reached(1).await;
+        let (entry, tier) = cache.get(&key("k")).await.expect("L2 still has it");
+        assert_eq!((&*entry.value, tier), (&b"old"[..], TierKind::L2));
+        probe.delete_gate.open();
+        assert!(delete.await??);
+
+        assert!(cache.l1().get(&key("k")).await.is_none(), "refilled L1");
+        assert!(cache.get(&key("k")).await.is_none());
+        Ok(())
+    }
+
+    /// A Get after a delete returned must not join a lookup that started during the delete
+    /// (and may have read the value before the DEL).
+    #[tokio::test]
+    async fn a_get_after_a_delete_does_not_join_a_lookup_from_during_it() -> anyhow::Result<()> {
+        let Some(redis) = RedisServer::start().await? else {
+            return Ok(());
+        };
+        let (cache, probe) = probed(&redis).await?;
+        probe.delete_gate.close();
+        probe.read_gate.close();
+        let delete = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.delete(&key("k")).await }
+        });
+        probe.delete_gate.reached(1).await;
+        let during = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.get(&key("k")).await }
+        });
+        // That lookup has read "old" and waits.
+        probe.read_gate.reached(1).await;
+        probe.delete_gate.open();
+        assert!(delete.await??);
+
+        let after = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.get(&key("k")).await }
+        });
+        // Either it joined the waiting lookup or it started its own (a second L2 Get).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while cache.metrics.l2_coalesced_count() == 0 && probe.gets() < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "the Get after the delete did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        probe.read_gate.open();
+        assert!(
+            during.await?.is_some(),
+            "concurrent with the delete: either answer"
+        );
+        assert!(after.await?.is_none(), "after the delete: gone");
+        assert!(cache.get(&key("k")).await.is_none());
+        Ok(())
+    }
+
+    /// A batch Get whose L2 round trip overlaps a delete must not fill L1 with the value.
+    #[tokio::test]
+    async fn a_batch_get_during_a_delete_does_not_refill_l1() -> anyhow::Result<()> {
+        let Some(redis) = RedisServer::start().await? else {
+            return Ok(());
+        };
+        let (cache, probe) = probed(&redis).await?;
+        probe.read_gate.close();
+        let batch = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.get_many(vec![key("k"), key("other")]).await }
+        });
+        // The batch has read "old" and waits.
+        probe.read_gate.reached(1).await;
+        assert!(cache.delete(&key("k")).await?);
+        probe.read_gate.open();
+        let got = batch.await?;
+        assert_eq!(&*got[0].as_ref().expect("read before").0.value, b"old");
+
+        assert!(cache.l1().get(&key("k")).await.is_none(), "refilled L1");
+        assert!(cache.get(&key("k")).await.is_none());
+        Ok(())
+    }
+
+    /// A lookup task that panics answers a miss and leaves the in-flight map, so the key is
+    /// looked up again next time instead of joining the dead lookup forever.
+    #[tokio::test]
+    async fn a_panicking_lookup_does_not_stick() -> anyhow::Result<()> {
+        let Some(redis) = RedisServer::start().await? else {
+            return Ok(());
+        };
+        let (cache, probe) = probed(&redis).await?;
+        probe.panics.store(1, Ordering::SeqCst);
+        assert!(cache.get(&key("k")).await.is_none(), "the panicking lookup");
+        let (entry, tier) = cache.get(&key("k")).await.expect("looked up again");
+        assert_eq!((&*entry.value, tier), (&b"old"[..], TierKind::L2));
+        assert_eq!(probe.gets(), 2);
         Ok(())
     }
 

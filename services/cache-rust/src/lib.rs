@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod service;
 pub mod testing;
 pub mod tier;
+pub mod versions;
 
 use std::sync::Arc;
 
