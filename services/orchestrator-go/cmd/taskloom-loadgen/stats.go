@@ -51,16 +51,3 @@ func Percentile(sorted []time.Duration, p float64) time.Duration {
 func ms(d time.Duration) float64 {
 	return math.Round(float64(d.Microseconds())) / 1000
 }
-
-// merge concatenates per-goroutine samples into one.
-func merge(parts ...[]time.Duration) []time.Duration {
-	n := 0
-	for _, p := range parts {
-		n += len(p)
-	}
-	out := make([]time.Duration, 0, n)
-	for _, p := range parts {
-		out = append(out, p...)
-	}
-	return out
-}

@@ -57,10 +57,3 @@ func TestSummarizeSortsAndConvertsToMilliseconds(t *testing.T) {
 		t.Errorf("Summarize(nil) is not the zero Summary")
 	}
 }
-
-func TestMerge(t *testing.T) {
-	got := merge([]time.Duration{1, 2}, nil, []time.Duration{3})
-	if len(got) != 3 || got[0] != 1 || got[2] != 3 {
-		t.Errorf("merge = %v, want [1 2 3]", got)
-	}
-}

@@ -43,8 +43,16 @@ func startServer(t *testing.T, cfg scheduler.Config) *testServer {
 		Store: store.NewMemory(), Catalog: catalog, Hub: events.NewHub(events.DefaultOptions(), m), Metrics: m,
 	})
 	sched.Start()
+	t.Cleanup(sched.Shutdown)
+	return serve(t, sched, catalog)
+}
+
+// serve registers the API over sched on a gRPC server listening on a loopback port
+// chosen by the system, and returns clients of it; both stop when the test ends.
+func serve(t *testing.T, sched *scheduler.Scheduler, catalog *workers.Catalog, opts ...Option) *testServer {
+	t.Helper()
 	srv := grpc.NewServer()
-	Register(srv, sched, catalog, telemetry.NewLogger(io.Discard, 0))
+	Register(srv, sched, catalog, telemetry.NewLogger(io.Discard, 0), opts...)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -54,9 +62,10 @@ func startServer(t *testing.T, cfg scheduler.Config) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Cleanups run last-registered first: the connection and server go before the
+	// scheduler (and engine) their caller registered.
 	t.Cleanup(func() {
 		_ = conn.Close()
-		sched.Shutdown()
 		srv.Stop()
 	})
 	return &testServer{conn: conn, client: pb.NewOrchestratorServiceClient(conn), hub: pb.NewWorkerHubServiceClient(conn), sched: sched}

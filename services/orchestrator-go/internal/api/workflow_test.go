@@ -4,13 +4,10 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"strings"
 	"testing"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	pb "github.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1"
@@ -34,27 +31,12 @@ func startWorkflowServer(t *testing.T) *testServer {
 		OnStepFinished: eng.StepFinished,
 	})
 	sched.Start()
+	t.Cleanup(sched.Shutdown)
 	if err := eng.Start(context.Background(), sched); err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
-	Register(srv, sched, catalog, telemetry.NewLogger(io.Discard, 0), WithWorkflows(eng))
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(lis) }()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = conn.Close()
-		eng.Stop()
-		sched.Shutdown()
-		srv.Stop()
-	})
-	return &testServer{conn: conn, client: pb.NewOrchestratorServiceClient(conn), hub: pb.NewWorkerHubServiceClient(conn), sched: sched}
+	t.Cleanup(eng.Stop)
+	return serve(t, sched, catalog, WithWorkflows(eng))
 }
 
 // echo answers every assignment with its input and a chunk, until the stream ends.

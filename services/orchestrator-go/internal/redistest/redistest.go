@@ -4,7 +4,6 @@
 package redistest
 
 import (
-	"fmt"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -72,6 +71,3 @@ func (s *Server) Stop() {
 		_ = s.cmd.Wait()
 	})
 }
-
-// String names the server in test logs.
-func (s *Server) String() string { return fmt.Sprintf("redis-server at %s (dir %s)", s.Addr, s.Dir) }

@@ -374,9 +374,6 @@ func (r *Recorder) leasesOf(taskID string) map[string]bool {
 	return out
 }
 
-// RanTask reports whether any worker ran the task (for extras' checks).
-func (r *Recorder) RanTask(taskID string) bool { return len(r.leasesOf(taskID)) > 0 }
-
 func (r *Recorder) tasksNotIn(acked *ackSet) []string {
 	known := map[string]bool{}
 	for _, id := range acked.all() {

@@ -271,23 +271,6 @@ class Stack:
                 svc.log = None
         return codes
 
-    def kill(self, name: str) -> None:
-        """SIGKILL one service, as a crash would."""
-        process = self.service(name).process
-        assert process is not None
-        process.kill()
-        process.wait()
-
-    def restart(self, name: str) -> None:
-        svc = self.service(name)
-        if svc.process is not None and svc.process.poll() is None:
-            svc.process.send_signal(signal.SIGTERM)
-            svc.process.wait(15)
-        if svc.log is not None:
-            svc.log.close()
-        self._spawn(svc)
-        self.wait_ready()
-
     def _write_state(self) -> None:
         state = {
             svc.name: {
