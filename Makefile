@@ -6,8 +6,9 @@ PY := $(CURDIR)/.venv/bin/python
 GO_DIR := services/orchestrator-go
 RUST_BINS := taskloom-cache taskloom-metrics taskloom-vector
 
-.PHONY: help up test build proto proto-check lint fmt bench clean venv tools \
-        build-go build-rust test-go test-rust test-py test-e2e lint-go lint-rust lint-py
+.PHONY: help up test build proto proto-check lint fmt bench clean venv tools deps \
+        build-go build-rust test-unit test-integration test-e2e test-go test-rust test-py \
+        lint-go lint-rust lint-py
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -17,6 +18,9 @@ venv: ## Create .venv with every Python package (editable) and the dev tools
 
 tools: ## Install the pinned generators and linters into .tools/
 	@scripts/tools.sh
+
+deps: ## Install the system programs the tests run (redis-server, prometheus, bwrap) if missing
+	@scripts/deps.sh
 
 build: venv build-go build-rust ## Build every service (incremental)
 
@@ -58,10 +62,15 @@ fmt: venv ## Format every language's code
 	.venv/bin/ruff format python tests bench
 	.venv/bin/ruff check --fix python tests bench
 
-test: tools venv proto-check lint test-go test-rust test-py build test-e2e ## Lint, then every unit test, then the end-to-end tests
+# Each step is timed; see scripts/timed-make.sh.
+TEST_STEPS := deps tools venv proto-check lint test-unit build test-integration test-e2e
+test: ## Install what is missing, lint, then unit, integration and end-to-end tests
+	@scripts/timed-make.sh $(TEST_STEPS)
+
+test-unit: test-go test-rust test-py ## Unit tests of every language
 
 test-go:
-	cd $(GO_DIR) && go test -race -count=1 ./...
+	cd $(GO_DIR) && go test -race -count=1 $$(go list ./... | grep -v /test/)
 
 test-rust:
 	cargo test --release --workspace
@@ -69,7 +78,10 @@ test-rust:
 test-py: venv
 	.venv/bin/pytest -q python
 
-test-e2e: build
+test-integration: ## Kill -9 crash tests of the orchestrator on bolt and Redis
+	cd $(GO_DIR) && go test -race -count=1 ./test/...
+
+test-e2e: build ## The real binaries of the stack, driven through their public interfaces
 	.venv/bin/pytest -q tests
 
 bench: build ## Run the benchmarks (SCENARIO=name for one); results in bench/results/

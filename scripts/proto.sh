@@ -1,27 +1,42 @@
 #!/usr/bin/env bash
 # `make proto`: lints proto/taskloom/v1 and regenerates the Go, Python and Rust code from it.
+# Every generator writes into a scratch directory; the committed code is replaced only when
+# all of them succeeded, so a failed run leaves the working tree as it was.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.tools/bin:$PATH"
-PY="${PY:-.venv/bin/python}"
+export PY="${PY:-$PWD/.venv/bin/python}"
+PROTOC="$PWD/scripts/protoc"
+export PROTOC # prost-build (taskloom-protogen) runs it too
 
 buf lint proto
 
 GO_OUT=services/orchestrator-go/gen
+PY_OUT=python/sdk/src
+RS_OUT=services/proto-rust/src/gen
+
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+mkdir -p "$scratch/go" "$scratch/py" "$scratch/rs"
+
+"$PROTOC" -I proto \
+  --go_out="$scratch/go" --go_opt=paths=source_relative \
+  --go-grpc_out="$scratch/go" --go-grpc_opt=paths=source_relative \
+  proto/taskloom/v1/*.proto
+"$PROTOC" -I proto \
+  --python_out="$scratch/py" --pyi_out="$scratch/py" --grpc_python_out="$scratch/py" \
+  proto/taskloom/v1/*.proto
+cargo run --quiet --release -p taskloom-protogen -- proto "$scratch/rs"
+
+# Every generator succeeded: swap the new code in.
 rm -rf "$GO_OUT/taskloom"
 mkdir -p "$GO_OUT"
-protoc -I proto \
-  --go_out="$GO_OUT" --go_opt=paths=source_relative \
-  --go-grpc_out="$GO_OUT" --go-grpc_opt=paths=source_relative \
-  proto/taskloom/v1/*.proto
+cp -R "$scratch/go/taskloom" "$GO_OUT/"
 
-PY_OUT=python/sdk/src
 rm -f "$PY_OUT"/taskloom/v1/*_pb2*.py "$PY_OUT"/taskloom/v1/*_pb2*.pyi
-"$PY" -m grpc_tools.protoc -I proto \
-  --python_out="$PY_OUT" --pyi_out="$PY_OUT" --grpc_python_out="$PY_OUT" \
-  proto/taskloom/v1/*.proto
+mkdir -p "$PY_OUT/taskloom/v1"
+cp "$scratch"/py/taskloom/v1/*_pb2*.py* "$PY_OUT/taskloom/v1/"
 touch "$PY_OUT/taskloom/v1/__init__.py"
 
-RS_OUT=services/proto-rust/src/gen
 rm -rf "$RS_OUT"
-cargo run --quiet --release -p taskloom-protogen -- proto "$RS_OUT"
+cp -R "$scratch/rs" "$RS_OUT"
