@@ -6,7 +6,7 @@ PY := $(CURDIR)/.venv/bin/python
 GO_DIR := services/orchestrator-go
 RUST_BINS := taskloom-cache taskloom-metrics taskloom-vector
 
-.PHONY: help up test build proto proto-check lint fmt bench clean venv tools deps \
+.PHONY: help up test build proto proto-check proto-baseline lint fmt bench clean venv tools deps \
         build-go build-rust test-unit test-integration test-e2e test-go test-rust test-py \
         lint-go lint-rust lint-py
 
@@ -37,9 +37,13 @@ up: build ## Start the whole stack as local processes; Ctrl-C stops it
 proto: venv tools ## Lint proto/ and regenerate the Go, Python and Rust code
 	scripts/proto.sh
 
-proto-check: proto ## Fail when the committed generated code is stale
+proto-check: proto ## Fail when the generated code is stale or a v1 contract broke (buf breaking)
 	@git diff --exit-code --stat -- services/orchestrator-go/gen python/sdk/src/taskloom/v1 services/proto-rust/src/gen \
 	  || { echo "generated code is stale: run 'make proto' and commit"; exit 1; }
+	buf breaking proto --against proto/baseline/v1.binpb
+
+proto-baseline: tools ## Accept the current contracts as the new buf breaking baseline (on purpose only)
+	buf build proto -o proto/baseline/v1.binpb
 
 lint: tools lint-go lint-rust lint-py ## gofmt, go vet, golangci-lint; rustfmt, clippy; ruff
 

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -294,7 +295,7 @@ func TestErrorsCarryReasonAndField(t *testing.T) {
 			return err
 		}, codes.InvalidArgument, "INVALID_ARGUMENT", "task.agent"},
 		{"priority out of range", func() error {
-			_, err := ts.client.SubmitTask(ctx, &pb.SubmitTaskRequest{Task: &pb.TaskSpec{Agent: "echo", Priority: 10}})
+			_, err := ts.client.SubmitTask(ctx, &pb.SubmitTaskRequest{Task: &pb.TaskSpec{Agent: "echo", Priority: proto.Int32(10)}})
 			return err
 		}, codes.InvalidArgument, "INVALID_ARGUMENT", "task.priority"},
 		{"negative timeout", func() error {

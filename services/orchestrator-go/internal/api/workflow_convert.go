@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1"
@@ -92,7 +93,7 @@ func workflowSpecToProto(s workflow.Spec) *pb.WorkflowSpec {
 	for i, st := range s.Steps {
 		ps := &pb.Step{
 			Id: st.ID, Agent: st.Agent, Input: jsonToValue(st.Input), DependsOn: st.DependsOn,
-			MapOver: st.MapOver, ExitIf: st.ExitIf, Priority: st.Priority,
+			MapOver: st.MapOver, ExitIf: st.ExitIf, Priority: proto.Int32(st.Priority),
 		}
 		if st.Timeout > 0 {
 			ps.Timeout = durationpb.New(st.Timeout)

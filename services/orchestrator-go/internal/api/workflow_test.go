@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	pb "github.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1"
@@ -152,7 +153,7 @@ func TestWorkflowErrors(t *testing.T) {
 		{"no steps", &pb.WorkflowSpec{}, codes.InvalidArgument, "INVALID_ARGUMENT", "workflow.steps"},
 		{"unknown step", &pb.WorkflowSpec{Mode: dag, Steps: []*pb.Step{{Id: "a", Agent: "echo", DependsOn: []string{"x"}}}},
 			codes.InvalidArgument, "UNKNOWN_STEP", "workflow.steps[0].depends_on"},
-		{"bad priority", &pb.WorkflowSpec{Steps: []*pb.Step{{Id: "a", Agent: "echo", Priority: 12}}},
+		{"bad priority", &pb.WorkflowSpec{Steps: []*pb.Step{{Id: "a", Agent: "echo", Priority: proto.Int32(12)}}},
 			codes.InvalidArgument, "INVALID_ARGUMENT", "workflow.steps[0].priority"},
 		{"idempotency key too long", &pb.WorkflowSpec{IdempotencyKey: strings.Repeat("k", 40_000), Steps: []*pb.Step{{Id: "a", Agent: "echo"}}},
 			codes.InvalidArgument, "INVALID_ARGUMENT", "workflow.idempotency_key"},
