@@ -73,20 +73,20 @@ func run(cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("load agent catalog: %w", err)
 	}
-	engine := workflow.New(workflow.Deps{Store: st, Catalog: catalog, Metrics: telemetry.NewWorkflowMetrics(reg), Log: log})
 	sched := scheduler.New(scheduler.Config{
 		MaxQueue: cfg.MaxQueue, DefaultTimeout: cfg.DefaultTimeout, LeaseTTL: cfg.LeaseTTL,
 		HeartbeatInterval: cfg.HeartbeatInterval, MaxAttempts: int32(cfg.MaxAttempts),
 		AgentLimits: cfg.AgentLimits, ProviderLimits: cfg.ProviderLimits,
 	}, scheduler.Deps{
 		Store: st, Catalog: catalog, Hub: events.NewHub(events.DefaultOptions(), metrics),
-		Metrics: metrics, Log: log, OnStepFinished: engine.StepFinished,
+		Metrics: metrics, Log: log,
 	})
 	if err := sched.Recover(context.Background()); err != nil {
 		return err
 	}
 	sched.Start()
-	if err := engine.Start(context.Background(), sched); err != nil { // resumes unfinished workflows
+	engine := workflow.New(workflow.Deps{Scheduler: sched, Store: st, Catalog: catalog, Metrics: telemetry.NewWorkflowMetrics(reg), Log: log})
+	if err := engine.Start(context.Background()); err != nil { // resumes unfinished workflows
 		return err
 	}
 	pruneCtx, stopPruning := context.WithCancel(context.Background())

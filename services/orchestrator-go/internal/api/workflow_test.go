@@ -26,14 +26,13 @@ func startWorkflowServer(t *testing.T) *testServer {
 	m := telemetry.NewTestMetrics()
 	catalog := workers.NewCatalog()
 	st := store.NewMemory()
-	eng := workflow.New(workflow.Deps{Store: st, Catalog: catalog})
 	sched := scheduler.New(scheduler.Config{}, scheduler.Deps{
 		Store: st, Catalog: catalog, Hub: events.NewHub(events.DefaultOptions(), m), Metrics: m,
-		OnStepFinished: eng.StepFinished,
 	})
+	eng := workflow.New(workflow.Deps{Scheduler: sched, Store: st, Catalog: catalog})
 	sched.Start()
 	t.Cleanup(sched.Shutdown)
-	if err := eng.Start(context.Background(), sched); err != nil {
+	if err := eng.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(eng.Stop)

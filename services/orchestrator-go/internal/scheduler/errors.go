@@ -1,5 +1,7 @@
 package scheduler
 
+// The scheduler's domain errors.
+
 import (
 	"strconv"
 

@@ -118,10 +118,6 @@ type Deps struct {
 	NewID   func() string
 	// Rand returns a uniform random number in [0, n) (backoff jitter).
 	Rand func(n int64) int64
-	// OnStepFinished, if set, is called with a copy of every finished task that is a
-	// workflow step, in its own goroutine and outside the scheduler's lock, once the
-	// result is durable, so that the workflow engine may submit the next steps from it.
-	OnStepFinished func(*task.Task)
 }
 
 // liveTask is an unfinished task: the scheduler's memory is its authority, the
@@ -151,7 +147,9 @@ type Scheduler struct {
 	newID   func() string
 	rand    func(int64) int64
 
-	onStepFinished func(*task.Task)
+	// finishedSteps holds the finished workflow step tasks until the workflow
+	// engine takes them (NextFinishedStep).
+	finishedSteps stepQueue
 
 	mu             sync.Mutex
 	live           map[string]*liveTask // unfinished tasks by id
@@ -188,13 +186,11 @@ type Scheduler struct {
 	tickDone chan struct{}
 }
 
-type idemKey struct{ tenant, key string }
-
 // New returns a scheduler; call Recover, then Start.
 func New(cfg Config, d Deps) *Scheduler {
 	s := &Scheduler{
 		cfg: cfg.withDefaults(), store: d.Store, catalog: d.Catalog, hub: d.Hub,
-		metrics: d.Metrics, log: d.Log, now: d.Now, newID: d.NewID, rand: d.Rand, onStepFinished: d.OnStepFinished,
+		metrics: d.Metrics, log: d.Log, now: d.Now, newID: d.NewID, rand: d.Rand,
 		live: map[string]*liveTask{}, idem: map[idemKey]*liveTask{}, lookups: map[uint64]int{},
 		queue: newQueue(), workers: workers.NewRegistry(),
 		leases: map[string]*lease{}, running: map[string]*lease{}, delayed: map[string]time.Time{},
@@ -284,20 +280,6 @@ func (s *Scheduler) Recover(ctx context.Context) error {
 	return nil
 }
 
-// UnfinishedSteps returns the unfinished workflow step tasks (neither finished
-// nor finishing), their ids by workflow id.
-func (s *Scheduler) UnfinishedSteps() map[string][]string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := map[string][]string{}
-	for id, e := range s.live {
-		if e.t.WorkflowID != "" && !e.finishing {
-			out[e.t.WorkflowID] = append(out[e.t.WorkflowID], id)
-		}
-	}
-	return out
-}
-
 // Start runs the background loop that expires leases, times out attempts and
 // queues retries whose backoff has passed.
 func (s *Scheduler) Start() {
@@ -315,6 +297,25 @@ func (s *Scheduler) Start() {
 			}
 		}
 	}()
+}
+
+// Tick expires unrenewed leases, times out attempts past their deadline, queues
+// retries whose backoff has passed and refreshes the queue-depth gauges. Start
+// calls it periodically; tests call it directly with a fake clock.
+func (s *Scheduler) Tick() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped { // while draining, running leases are still checked
+		return
+	}
+	now := s.now()
+	s.expireLeasesLocked(now)
+	s.queueDueRetriesLocked(now)
+	s.limitFreed = false
+	s.dispatchLocked(nil)
+	s.saveRunningLocked()
+	s.updateGaugesLocked()
+	s.updateQueueDepthLocked()
 }
 
 // Shutdown stops at once: GracefulShutdown with no time to drain.
@@ -445,8 +446,8 @@ func (s *Scheduler) committed(tasks []*task.Task, err error) {
 			series.Duration(t.Status).Observe(t.FinishedAt.Sub(t.StartedAt).Seconds())
 		}
 		s.hub.Done(t, now)
-		if t.WorkflowID != "" && s.onStepFinished != nil {
-			go s.onStepFinished(t.Clone())
+		if t.WorkflowID != "" {
+			s.finishedSteps.push(t.Clone())
 		}
 		if infoLogs {
 			s.log.Info("task finished", append(taskAttrs(t), "agent", t.Agent, "status", t.Status.String(), "attempts", t.Attempts)...)

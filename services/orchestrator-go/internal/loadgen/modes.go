@@ -1,4 +1,4 @@
-package main
+package loadgen
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 
 // run is one load-generation run against one orchestrator.
 type run struct {
-	cfg     config
+	cfg     Config
 	target  *target
 	dial    func(string) (*grpc.ClientConn, error)
 	clients []pb.OrchestratorServiceClient
@@ -26,7 +26,7 @@ type run struct {
 
 // throughput pushes cfg.tasks no-op tasks through W immediate workers with K
 // submitters: tasks/s from the first submit to the last recorded result.
-func (r *run) throughput(ctx context.Context) (*report, error) {
+func (r *run) throughput(ctx context.Context) (*Report, error) {
 	rep := r.newReport()
 	fl, closeFleet, err := startFleet(ctx, r.target.grpcAddr, r.cfg.workers, r.workerOptions(0), int64(r.cfg.tasks), r.dial)
 	if err != nil {
@@ -62,7 +62,7 @@ func (r *run) throughput(ctx context.Context) (*report, error) {
 
 // latency submits single tasks at a modest paced rate to idle workers: the
 // scheduling latency (queued -> assigned) the scheduler itself adds.
-func (r *run) latency(ctx context.Context) (*report, error) {
+func (r *run) latency(ctx context.Context) (*Report, error) {
 	rep := r.newReport()
 	fl, closeFleet, err := startFleet(ctx, r.target.grpcAddr, r.cfg.workers, r.workerOptions(0), int64(r.cfg.tasks+r.cfg.warmup), r.dial)
 	if err != nil {
@@ -99,7 +99,7 @@ func (r *run) latency(ctx context.Context) (*report, error) {
 
 // queued submits cfg.tasks tasks with no worker connected and reports the
 // orchestrator's memory while it holds them.
-func (r *run) queued(ctx context.Context) (*report, error) {
+func (r *run) queued(ctx context.Context) (*Report, error) {
 	rep := r.newReport()
 	// The agent must be known: a worker registers it, then leaves (the catalog keeps it).
 	fl, closeFleet, err := startFleet(ctx, r.target.grpcAddr, 1, workerOptions{agent: r.cfg.agent, concurrency: 1}, 0, r.dial)
@@ -124,7 +124,7 @@ func (r *run) queued(ctx context.Context) (*report, error) {
 }
 
 // running holds cfg.tasks tasks at once on workers that take cfg.hold per task.
-func (r *run) running(ctx context.Context) (*report, error) {
+func (r *run) running(ctx context.Context) (*Report, error) {
 	rep := r.newReport()
 	if capacity := r.cfg.workers * r.cfg.concurrency; capacity < r.cfg.tasks {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("worker capacity %d is below %d tasks: not all run at once", capacity, r.cfg.tasks))
@@ -152,7 +152,7 @@ func (r *run) running(ctx context.Context) (*report, error) {
 
 // workflow runs cfg.tasks 3-step sequential no-op workflows one after another
 // (cfg.submitters at a time): per-step overhead = workflow duration / 3.
-func (r *run) workflow(ctx context.Context) (*report, error) {
+func (r *run) workflow(ctx context.Context) (*Report, error) {
 	rep := r.newReport()
 	fl, closeFleet, err := startFleet(ctx, r.target.grpcAddr, r.cfg.workers, r.workerOptions(0), 0, r.dial)
 	if err != nil {
@@ -347,7 +347,7 @@ func (r *run) cpuTime() time.Duration {
 	return d
 }
 
-func (r *run) addMemory(rep *report) {
+func (r *run) addMemory(rep *Report) {
 	if r.target.pid <= 0 {
 		return
 	}

@@ -260,3 +260,107 @@ func TestWorkflowWrittenAtSubmitAndAtTheEndOnly(t *testing.T) {
 		t.Fatalf("stored workflow = %+v, %v (want done)", sw, err)
 	}
 }
+
+func TestResumeAfterRestart(t *testing.T) {
+	st := store.NewMemory()
+	ctx := context.Background()
+	// First life: no worker, so step 1's task just waits in the queue.
+	h1 := newHarness(t, st)
+	wf := h1.submit(Spec{Mode: ModeSequential, Input: js(`{"x":"hello"}`), Steps: []Step{
+		{ID: "s1", Agent: "echo", Input: js(`{"x":"{{ input.x }}"}`)},
+		{ID: "s2", Agent: "echo", Input: js(`"{{ steps.s1.output.x }} again"`)},
+		{ID: "s3", Agent: "echo", Input: js(`"{{ steps.s2.output }}"`)},
+	}})
+	s1 := h1.waitRunning(wf.ID, "s1")
+	h1.close()
+
+	// While it was down, step 1's task finished (its result recorded, the engine never told).
+	tk := h1.task(s1.TaskIDs[0])
+	tk.Status, tk.Result, tk.FinishedAt = task.StatusSucceeded, js(`{"x":"hello"}`), time.Now()
+	if err := st.Put(ctx, tk); err != nil {
+		t.Fatal(err)
+	}
+	if sw, _ := st.GetWorkflow(ctx, wf.ID); sw.Done {
+		t.Fatal("the stored workflow is already done")
+	}
+
+	// Second life over the same store: the workflow resumes from step 2.
+	h2 := newHarness(t, st)
+	h2.worker(4)
+	done := h2.wait(wf.ID)
+	if done.Status != StatusSucceeded {
+		t.Fatalf("resumed workflow = %+v", done)
+	}
+	jsonEq(t, done.Output, `"hello again"`)
+	all, _, err := st.List(ctx, store.Filter{}, "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perStep := map[string]int{}
+	for _, tk := range all {
+		perStep[tk.StepID]++
+	}
+	if len(all) != 3 || perStep["s1"] != 1 || perStep["s2"] != 1 || perStep["s3"] != 1 {
+		t.Fatalf("tasks per step = %v (want one each)", perStep)
+	}
+	if sw, _ := st.GetWorkflow(ctx, wf.ID); !sw.Done {
+		t.Fatal("the stored workflow is not marked done")
+	}
+}
+
+func TestResubmittedStepReusesItsTask(t *testing.T) {
+	// A crash between submitting a step's task and writing the workflow leaves the
+	// step pending in the store; on resume the same idempotency key finds the task.
+	st := store.NewMemory()
+	ctx := context.Background()
+	h1 := newHarness(t, st)
+	wf := h1.submit(Spec{Steps: []Step{{ID: "only", Agent: "echo", Input: js(`1`)}}})
+	h1.waitRunning(wf.ID, "only")
+	h1.close()
+	stale, _ := h1.eng.Get(ctx, wf.ID)
+	stale.Steps[0] = StepState{StepID: "only"} // as if the write of "running" was lost
+	if err := h1.eng.write(ctx, stale); err != nil {
+		t.Fatal(err)
+	}
+
+	h2 := newHarness(t, st)
+	h2.worker(2)
+	done := h2.wait(wf.ID)
+	if done.Status != StatusSucceeded {
+		t.Fatalf("workflow = %+v", done)
+	}
+	if all, _, _ := st.List(ctx, store.Filter{}, "", 10); len(all) != 1 {
+		t.Fatalf("%d tasks for one step", len(all))
+	}
+}
+
+func TestStartCancelsStepTasksOfFinishedWorkflows(t *testing.T) {
+	st := store.NewMemory()
+	ctx := context.Background()
+	state, _ := json.Marshal(&Workflow{ID: "wf-done", Status: StatusSucceeded})
+	if err := st.PutWorkflow(ctx, &store.Workflow{ID: "wf-done", Done: true, FinishedAt: time.Now(), State: state}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	mk := func(id, wf string) *task.Task {
+		return &task.Task{ID: id, Agent: "block", Status: task.StatusQueued, WorkflowID: wf, StepID: "a",
+			MaxAttempts: 3, Timeout: time.Minute, CreatedAt: now}
+	}
+	// Left by a crash between the workflow's final write and the cancellation of its
+	// steps; the pruned workflow's task likewise; a plain task is not touched.
+	if err := st.Put(ctx, mk("orphan", "wf-done"), mk("pruned", "wf-gone"), mk("plain", "")); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, st)
+	if err := h.sched.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"orphan", "pruned"} {
+		if got := h.task(id); got.Status != task.StatusCancelled {
+			t.Errorf("step task %s of a finished workflow = %v, want CANCELLED", id, got.Status)
+		}
+	}
+	if got := h.task("plain"); got.Status != task.StatusQueued {
+		t.Errorf("plain task = %v, want QUEUED", got.Status)
+	}
+}

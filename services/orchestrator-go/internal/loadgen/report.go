@@ -1,4 +1,4 @@
-package main
+package loadgen
 
 import (
 	"encoding/json"
@@ -8,8 +8,8 @@ import (
 	"time"
 )
 
-// report is the outcome of one run; it is printed as a table and written as JSON.
-type report struct {
+// Report is the outcome of one run; it is printed as a table and written as JSON.
+type Report struct {
 	Mode      string         `json:"mode"`
 	Available bool           `json:"available"` // false: the orchestrator lacks the RPCs the mode needs
 	OK        bool           `json:"ok"`
@@ -47,11 +47,11 @@ type metrics struct {
 	StepOverheadClient Summary `json:"step_overhead_client"`
 }
 
-func (r *run) newReport() *report {
-	return &report{Mode: r.cfg.mode, Available: true, OK: true, Config: r.cfg.describe(), Metrics: metrics{Tasks: int64(r.cfg.tasks)}}
+func (r *run) newReport() *Report {
+	return &Report{Mode: r.cfg.mode, Available: true, OK: true, Config: r.cfg.describe(), Metrics: metrics{Tasks: int64(r.cfg.tasks)}}
 }
 
-func (rep *report) fail(err error) {
+func (rep *Report) fail(err error) {
 	rep.OK = false
 	rep.Errors++
 	if len(rep.ErrorList) < maxErrorsKept {
@@ -59,7 +59,7 @@ func (rep *report) fail(err error) {
 	}
 }
 
-func (rep *report) addSubmit(s *submitStats) {
+func (rep *Report) addSubmit(s *submitStats) {
 	rep.Metrics.SubmitLatency = summary(s.latencies)
 	rep.Metrics.Backpressure = s.backpressure
 	for _, err := range s.errs {
@@ -67,7 +67,7 @@ func (rep *report) addSubmit(s *submitStats) {
 	}
 }
 
-func (rep *report) addFleet(f *fleet) {
+func (rep *Report) addFleet(f *fleet) {
 	rep.Metrics.Completed = f.completed.Load()
 	sched, assign := f.latencies()
 	rep.Metrics.SchedulingLatency = summary(sched)
@@ -79,8 +79,8 @@ func (rep *report) addFleet(f *fleet) {
 
 func summary(ds []time.Duration) Summary { return Summarize(ds) }
 
-// printTable writes the report as an aligned table.
-func (rep *report) printTable(w io.Writer) {
+// PrintTable writes the report as an aligned table.
+func (rep *Report) PrintTable(w io.Writer) {
 	m := rep.Metrics
 	row := func(name, value string) { _, _ = fmt.Fprintf(w, "  %-40s %s\n", name, value) }
 	lat := func(name string, s Summary) {
@@ -130,7 +130,7 @@ func (rep *report) printTable(w io.Writer) {
 	}
 }
 
-func (rep *report) writeJSON(path string) error {
+func (rep *Report) WriteJSON(path string) error {
 	b, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
 		return err

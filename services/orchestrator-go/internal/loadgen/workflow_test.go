@@ -1,4 +1,4 @@
-package main
+package loadgen
 
 import (
 	"context"
@@ -54,7 +54,7 @@ func dialFake(t *testing.T, srv pb.OrchestratorServiceServer) pb.OrchestratorSer
 
 func TestRunWorkflowTimesThreeSequentialStepsByServerClock(t *testing.T) {
 	fake := &fakeWorkflows{}
-	r := &run{cfg: config{agent: "noop"}}
+	r := &run{cfg: Config{agent: "noop"}}
 	timing, err := r.runWorkflow(context.Background(), dialFake(t, fake))
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +74,7 @@ func TestRunWorkflowTimesThreeSequentialStepsByServerClock(t *testing.T) {
 }
 
 func TestRunWorkflowReportsUnimplemented(t *testing.T) {
-	r := &run{cfg: config{agent: "noop"}}
+	r := &run{cfg: Config{agent: "noop"}}
 	_, err := r.runWorkflow(context.Background(), dialFake(t, &pb.UnimplementedOrchestratorServiceServer{}))
 	if !isUnimplemented(err) {
 		t.Fatalf("err = %v, want UNIMPLEMENTED", err)
