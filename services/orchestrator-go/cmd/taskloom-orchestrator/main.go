@@ -96,11 +96,12 @@ func run(cfg config.Config, log *slog.Logger) error {
 		OnPruned: func(n int) { metrics.TasksPruned.Add(float64(n)) },
 	}).Run(pruneCtx)
 
-	grpcServer := grpc.NewServer(
+	grpcServer := grpc.NewServer(append(api.ServerOptions(),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	)...,
 	)
-	health := api.Register(grpcServer, sched, catalog, log, api.WithWorkflows(engine))
+	health := api.Register(grpcServer, sched, engine, catalog, log)
 	lis, err := net.Listen("tcp", cfg.GRPCAddr)
 	if err != nil {
 		return fmt.Errorf("listen gRPC on %s: %w", cfg.GRPCAddr, err)

@@ -26,6 +26,7 @@ import (
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/telemetry"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workflow"
 )
 
 // testServer is the real gRPC server on a loopback port chosen by the system.
@@ -36,24 +37,26 @@ type testServer struct {
 	sched  *scheduler.Scheduler
 }
 
+// startServer runs the scheduler and the workflow engine over a memory store and
+// serves the API on a gRPC server listening on a loopback port chosen by the
+// system; it returns clients of it. Everything stops when the test ends.
 func startServer(t *testing.T, cfg scheduler.Config) *testServer {
 	t.Helper()
 	m := telemetry.NewTestMetrics()
 	catalog := workers.NewCatalog()
+	st := store.NewMemory()
 	sched := scheduler.New(cfg, scheduler.Deps{
-		Store: store.NewMemory(), Catalog: catalog, Hub: events.NewHub(events.DefaultOptions(), m), Metrics: m,
+		Store: st, Catalog: catalog, Hub: events.NewHub(events.DefaultOptions(), m), Metrics: m,
 	})
 	sched.Start()
 	t.Cleanup(sched.Shutdown)
-	return serve(t, sched, catalog)
-}
-
-// serve registers the API over sched on a gRPC server listening on a loopback port
-// chosen by the system, and returns clients of it; both stop when the test ends.
-func serve(t *testing.T, sched *scheduler.Scheduler, catalog *workers.Catalog, opts ...Option) *testServer {
-	t.Helper()
-	srv := grpc.NewServer()
-	Register(srv, sched, catalog, telemetry.NewLogger(io.Discard, 0), opts...)
+	eng := workflow.New(workflow.Deps{Scheduler: sched, Store: st, Catalog: catalog})
+	if err := eng.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(eng.Stop)
+	srv := grpc.NewServer(ServerOptions()...)
+	Register(srv, sched, eng, catalog, telemetry.NewLogger(io.Discard, 0))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -343,10 +346,6 @@ func TestErrorsCarryReasonAndField(t *testing.T) {
 			_, err := ts.client.SubmitTasks(ctx, &pb.SubmitTasksRequest{Tasks: []*pb.TaskSpec{{Agent: "echo"}, {Agent: "echo"}}})
 			return err
 		}, codes.ResourceExhausted, "QUEUE_FULL", ""},
-		{"workflows", func() error {
-			_, err := ts.client.SubmitWorkflow(ctx, &pb.SubmitWorkflowRequest{})
-			return err
-		}, codes.Unimplemented, "UNIMPLEMENTED", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

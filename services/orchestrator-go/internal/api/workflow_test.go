@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"errors"
 	"io"
 	"strings"
@@ -12,32 +11,8 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	pb "github.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1"
-	"github.com/taskloom/taskloom/services/orchestrator-go/internal/events"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/scheduler"
-	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
-	"github.com/taskloom/taskloom/services/orchestrator-go/internal/telemetry"
-	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
-	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workflow"
 )
-
-// startWorkflowServer is startServer with the workflow engine wired in.
-func startWorkflowServer(t *testing.T) *testServer {
-	t.Helper()
-	m := telemetry.NewTestMetrics()
-	catalog := workers.NewCatalog()
-	st := store.NewMemory()
-	sched := scheduler.New(scheduler.Config{}, scheduler.Deps{
-		Store: st, Catalog: catalog, Hub: events.NewHub(events.DefaultOptions(), m), Metrics: m,
-	})
-	eng := workflow.New(workflow.Deps{Scheduler: sched, Store: st, Catalog: catalog})
-	sched.Start()
-	t.Cleanup(sched.Shutdown)
-	if err := eng.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(eng.Stop)
-	return serve(t, sched, catalog, WithWorkflows(eng))
-}
 
 // echo answers every assignment with its input and a chunk, until the stream ends.
 func (w *fakeWorker) echo() {
@@ -59,17 +34,18 @@ func (w *fakeWorker) echo() {
 }
 
 func TestSubmitAndWatchWorkflowOverGRPC(t *testing.T) {
-	ts := startWorkflowServer(t)
+	ts := startServer(t, scheduler.Config{})
 	ctx := testCtx(t)
 	connectWorker(t, ts, "echo", 4).echo()
 
 	input, _ := structpb.NewValue(map[string]any{"name": "ada"})
 	s1, _ := structpb.NewValue(map[string]any{"greeting": "hi {{ input.name }}"})
 	s2 := structpb.NewStringValue("{{ steps.s1.output.greeting }}!")
-	sub, err := ts.client.SubmitWorkflow(ctx, &pb.SubmitWorkflowRequest{Workflow: &pb.WorkflowSpec{
+	spec := &pb.WorkflowSpec{
 		Name: "greet", Mode: pb.WorkflowMode_WORKFLOW_MODE_SEQUENTIAL, Input: input, Tenant: "acme", IdempotencyKey: "greet-1",
 		Steps: []*pb.Step{{Id: "s1", Agent: "echo", Input: s1}, {Id: "s2", Agent: "echo", Input: s2}},
-	}})
+	}
+	sub, err := ts.client.SubmitWorkflow(ctx, &pb.SubmitWorkflowRequest{Workflow: spec})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,11 +91,15 @@ func TestSubmitAndWatchWorkflowOverGRPC(t *testing.T) {
 		got.GetWorkflow().GetSpec().GetName() != "greet" || got.GetWorkflow().GetFinishedAt() == nil {
 		t.Fatalf("GetWorkflow = %v, %v", got, err)
 	}
-	again, err := ts.client.SubmitWorkflow(ctx, &pb.SubmitWorkflowRequest{Workflow: &pb.WorkflowSpec{
-		Tenant: "acme", IdempotencyKey: "greet-1", Steps: []*pb.Step{{Id: "s1", Agent: "echo"}},
-	}})
+	again, err := ts.client.SubmitWorkflow(ctx, &pb.SubmitWorkflowRequest{Workflow: spec})
 	if err != nil || !again.GetExisting() || again.GetWorkflow().GetId() != id {
 		t.Fatalf("repeat = %v, %v", again, err)
+	}
+	_, err = ts.client.SubmitWorkflow(ctx, &pb.SubmitWorkflowRequest{Workflow: &pb.WorkflowSpec{
+		Tenant: "acme", IdempotencyKey: "greet-1", Steps: []*pb.Step{{Id: "s1", Agent: "echo"}},
+	}})
+	if code, info, _ := errorInfo(t, err); code != codes.AlreadyExists || info.GetReason() != "IDEMPOTENCY_CONFLICT" || info.GetMetadata()["existing_id"] != id {
+		t.Fatalf("another request under the key: %v %v", code, info)
 	}
 	cancelled, err := ts.client.CancelWorkflow(ctx, &pb.CancelWorkflowRequest{Id: id})
 	if err != nil || cancelled.GetWorkflow().GetStatus() != pb.WorkflowStatus_WORKFLOW_STATUS_SUCCEEDED {
@@ -128,7 +108,7 @@ func TestSubmitAndWatchWorkflowOverGRPC(t *testing.T) {
 }
 
 func TestWorkflowErrors(t *testing.T) {
-	ts := startWorkflowServer(t)
+	ts := startServer(t, scheduler.Config{})
 	ctx := testCtx(t)
 	connectWorker(t, ts, "echo", 0)
 	dag := pb.WorkflowMode_WORKFLOW_MODE_DAG

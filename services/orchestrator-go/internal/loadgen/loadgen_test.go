@@ -55,8 +55,8 @@ func startOrchestrator(t *testing.T) string {
 	if err := eng.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
-	api.Register(srv, sched, catalog, telemetry.NewLogger(io.Discard, 0), api.WithWorkflows(eng))
+	srv := grpc.NewServer(api.ServerOptions()...)
+	api.Register(srv, sched, eng, catalog, telemetry.NewLogger(io.Discard, 0))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

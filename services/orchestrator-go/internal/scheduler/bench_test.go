@@ -26,11 +26,11 @@ func BenchmarkSubmitRunCompleteBolt(b *testing.B) {
 	}
 	defer func() { _ = st.Close() }()
 	catalog := workers.NewCatalog()
-	catalog.Add(workers.Agent{Name: "noop"})
+	catalog.Add(task.AgentInfo{Name: "noop"})
 	m := telemetry.NewTestMetrics()
 	s := New(Config{MaxCredits: 1 << 20}, Deps{Store: st, Catalog: catalog, Hub: events.NewHub(events.DefaultOptions(), m), Metrics: m})
 	defer s.Shutdown()
-	w, _ := s.Connect(Registration{Agents: []workers.Agent{{Name: "noop"}}, Concurrency: 1 << 20})
+	w, _ := s.Connect(Registration{Agents: []task.AgentInfo{{Name: "noop"}}, Concurrency: 1 << 20})
 	s.Credit(w, 1<<20)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

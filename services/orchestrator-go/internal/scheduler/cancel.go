@@ -21,11 +21,11 @@ func (s *Scheduler) Cancel(ctx context.Context, id, reason string) (*task.Task, 
 		t, err := s.getStored(ctx, id)
 		if err != nil {
 			if e != nil {
-				return nil, errs.FailedPrecondition("TASK_FINISHED", "task %s is finishing", id)
+				return nil, errs.FailedPrecondition(errs.ReasonTaskFinished, "task %s is finishing", id)
 			}
 			return nil, err
 		}
-		return nil, errs.FailedPrecondition("TASK_FINISHED", "task %s already finished with status %s", id, t.Status)
+		return nil, errs.FailedPrecondition(errs.ReasonTaskFinished, "task %s already finished with status %s", id, t.Status)
 	}
 	if reason == "" {
 		reason = "cancelled by request"
@@ -34,7 +34,7 @@ func (s *Scheduler) Cancel(ctx context.Context, id, reason string) (*task.Task, 
 		s.dropLeaseLocked(l)
 		s.sendCancelLocked(l, reason)
 	}
-	fin, b := s.finishLocked(e, task.StatusCancelled, &task.Failure{Reason: task.ReasonCancelled, Message: reason}, s.now())
+	fin, b := s.finishLocked(e, task.StatusCancelled, &task.Failure{Reason: errs.ReasonCancelled, Message: reason}, s.now())
 	s.log.Info("task cancelled", append(taskAttrs(e.t), "reason", reason)...)
 	s.afterLeaseChangeLocked()
 	s.updateGaugesLocked()
@@ -46,7 +46,7 @@ func (s *Scheduler) Cancel(ctx context.Context, id, reason string) (*task.Task, 
 		}
 	case <-ctx.Done():
 		return nil, &errs.Error{
-			Kind: errs.KindUnavailable, Reason: "UNAVAILABLE",
+			Kind: errs.KindUnavailable, Reason: errs.ReasonUnavailable,
 			Message: fmt.Sprintf("task %s is cancelled, but the task store has not confirmed it yet (it is retrying)", id),
 		}
 	}

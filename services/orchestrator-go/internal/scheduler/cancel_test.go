@@ -40,7 +40,7 @@ func TestCancelQueuedRunningAndFinished(t *testing.T) {
 		t.Fatalf("cancelled task was assigned: %+v", msgs)
 	}
 	_, err = f.s.Cancel(ctx, runningTask.ID, "")
-	if e, ok := errs.As(err); !ok || e.Kind != errs.KindFailedPrecondition || e.Reason != "TASK_FINISHED" {
+	if e, ok := errs.As(err); !ok || e.Kind != errs.KindFailedPrecondition || e.Reason != errs.ReasonTaskFinished {
 		t.Fatalf("cancel finished err = %v", err)
 	}
 	if _, err := f.s.Cancel(ctx, "missing", ""); reasonOf(err) != "TASK_NOT_FOUND" {

@@ -90,12 +90,12 @@ func TestAgentLimitCapsRunningTasksAndFreesOnCompletion(t *testing.T) {
 
 func TestProviderLimitSpansTheProvidersAgents(t *testing.T) {
 	f := newFixtureWith(t, Config{ProviderLimits: map[string]int{"simulated": 3}}, Deps{Store: store.NewMemory()},
-		workers.Agent{Name: "writer", Provider: "simulated"}, workers.Agent{Name: "coder", Provider: "simulated"},
-		workers.Agent{Name: "local", Provider: "ollama"})
+		task.AgentInfo{Name: "writer", Provider: "simulated"}, task.AgentInfo{Name: "coder", Provider: "simulated"},
+		task.AgentInfo{Name: "local", Provider: "ollama"})
 	for _, agent := range []string{"writer", "writer", "coder", "coder", "local", "local"} {
 		f.submit(task.Spec{Agent: agent})
 	}
-	w, err := f.s.Connect(Registration{Agents: []workers.Agent{{Name: "writer", Provider: "simulated"}, {Name: "coder", Provider: "simulated"}, {Name: "local", Provider: "ollama"}}, Concurrency: 10})
+	w, err := f.s.Connect(Registration{Agents: []task.AgentInfo{{Name: "writer", Provider: "simulated"}, {Name: "coder", Provider: "simulated"}, {Name: "local", Provider: "ollama"}}, Concurrency: 10})
 	if err != nil {
 		t.Fatal(err)
 	}

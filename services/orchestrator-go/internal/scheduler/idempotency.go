@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 )
@@ -139,3 +140,54 @@ func (s *Scheduler) purgeRetiredIdemLocked() {
 }
 
 type idemKey struct{ tenant, key string }
+
+// fingerprints returns the fingerprints of the keyed specs (zero for the others).
+func fingerprints(specs []task.Spec) []task.Fingerprint {
+	fps := make([]task.Fingerprint, len(specs))
+	for i := range specs {
+		if specs[i].IdempotencyKey != "" {
+			fps[i] = specs[i].Fingerprint()
+		}
+	}
+	return fps
+}
+
+// existingLocked returns the task the key already names, if any: one submitted
+// earlier in the same batch, a live or recently finished one, or one the lookup
+// found in the store; and, for a task whose submission is still being stored, the
+// write to wait for.
+func (s *Scheduler) existingLocked(k idemKey, inBatch map[idemKey]*task.Task, look *idemLookup) (*task.Task, *batchWait) {
+	if snap, ok := inBatch[k]; ok {
+		return snap, nil
+	}
+	if e := s.idem[k]; e != nil {
+		snap := e.final
+		if snap == nil {
+			snap = e.t.Snapshot()
+		}
+		if e.submitted != nil {
+			return snap, &batchWait{e.submitted, e.t.ID}
+		}
+		return snap, nil
+	}
+	if t := look.known[k]; t != nil {
+		return t, nil
+	}
+	return nil, nil
+}
+
+// sameRequest refuses a key that names a task submitted with a different request:
+// a retry carries the same request, and gets the task; anything else gets
+// IDEMPOTENCY_CONFLICT and creates nothing. A task stored without a fingerprint
+// (by an older version) takes any request as its retry.
+func sameRequest(existing *task.Task, fp task.Fingerprint, key string) error {
+	if existing.Fingerprint.IsZero() || existing.Fingerprint == fp {
+		return nil
+	}
+	return &errs.Error{
+		Kind: errs.KindAlreadyExists, Reason: errs.ReasonIdempotencyConflict,
+		Message: fmt.Sprintf("idempotency key %q already named task %s, submitted with a different request; "+
+			"resend that request to get the task, or use a new key", errs.Clip(key), existing.ID),
+		Metadata: map[string]string{"existing_id": existing.ID},
+	}
+}

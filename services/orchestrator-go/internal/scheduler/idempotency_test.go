@@ -9,7 +9,6 @@ import (
 
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
-	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
 )
 
 func TestIdempotencyKeyReturnsExistingTaskPerTenant(t *testing.T) {
@@ -35,7 +34,7 @@ func TestIdempotencyKeyReturnsExistingTaskPerTenant(t *testing.T) {
 
 func TestIdempotentSubmitRacingTheKeysTaskFinishingMakesNoDuplicate(t *testing.T) {
 	st := newFlakyStore()
-	f := newFixtureWith(t, Config{}, Deps{Store: st}, workers.Agent{Name: "echo"})
+	f := newFixtureWith(t, Config{}, Deps{Store: st}, task.AgentInfo{Name: "echo"})
 	w := f.worker(1)
 	st.mu.Lock()
 	st.lookupGate, st.lookupEntered = make(chan struct{}), make(chan struct{})

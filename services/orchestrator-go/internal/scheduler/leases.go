@@ -7,6 +7,7 @@ import (
 	"container/heap"
 	"time"
 
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
 )
@@ -130,7 +131,7 @@ func (s *Scheduler) timedOutLocked(e *liveTask, l *lease, now time.Time, detail 
 		msg += " (worker: " + detail + ")"
 	}
 	s.log.Warn("task timed out", append(taskAttrs(e.t), "worker_id", l.worker.ID, "attempt", l.attempt)...)
-	s.finishLocked(e, task.StatusTimedOut, &task.Failure{Reason: task.ReasonDeadlineExceeded, Message: msg}, now)
+	s.finishLocked(e, task.StatusTimedOut, &task.Failure{Reason: errs.ReasonDeadlineExceeded, Message: msg}, now)
 }
 
 // leaseHeap orders the running leases by their next check (expiry or deadline), so

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 )
 
@@ -22,7 +23,7 @@ func TestLeaseExpiryRequeuesAndHeartbeatRenews(t *testing.T) {
 	}
 	f.advance(5 * time.Second) // 11s after the heartbeat
 	got := f.get(tk.ID)
-	if got.Status != task.StatusQueued || got.Attempts != 1 || got.Failure.Reason != task.ReasonLeaseLost {
+	if got.Status != task.StatusQueued || got.Attempts != 1 || got.Failure.Reason != errs.ReasonLeaseLost {
 		t.Fatalf("after expiry: %+v", got)
 	}
 	msgs := pending(t, w)
@@ -43,7 +44,7 @@ func TestLeaseLostOnLastAttemptFails(t *testing.T) {
 	w := f.worker(1)
 	onlyAssignment(t, w)
 	f.s.Disconnect(w)
-	if got := f.get(tk.ID); got.Status != task.StatusFailed || got.Failure.Reason != task.ReasonLeaseLost {
+	if got := f.get(tk.ID); got.Status != task.StatusFailed || got.Failure.Reason != errs.ReasonLeaseLost {
 		t.Fatalf("task = %+v", got)
 	}
 }
@@ -55,7 +56,7 @@ func TestDeadlineTimesOutAndCancelsWorker(t *testing.T) {
 	a := onlyAssignment(t, w)
 	f.advance(5 * time.Second)
 	got := f.get(tk.ID)
-	if got.Status != task.StatusTimedOut || got.Failure.Reason != task.ReasonDeadlineExceeded {
+	if got.Status != task.StatusTimedOut || got.Failure.Reason != errs.ReasonDeadlineExceeded {
 		t.Fatalf("task = %+v", got)
 	}
 	msgs := pending(t, w)

@@ -8,7 +8,6 @@ import (
 
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/events"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
-	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
 )
 
 func TestWatcherGetsReplayedChunksThenDoneLast(t *testing.T) {
@@ -69,7 +68,7 @@ func drain(t *testing.T, sub *events.Subscription) string {
 
 func TestWatchOfAFinishedTaskReadsTheStoreOutsideTheLock(t *testing.T) {
 	st := newFlakyStore()
-	f := newFixtureWith(t, Config{}, Deps{Store: st}, workers.Agent{Name: "echo"})
+	f := newFixtureWith(t, Config{}, Deps{Store: st}, task.AgentInfo{Name: "echo"})
 	tk := f.submit(task.Spec{Agent: "echo"})
 	if _, err := f.s.Cancel(context.Background(), tk.ID, ""); err != nil {
 		t.Fatal(err)

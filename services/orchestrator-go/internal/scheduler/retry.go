@@ -7,6 +7,7 @@ import (
 	"container/heap"
 	"time"
 
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 )
 
@@ -38,7 +39,7 @@ func (s *Scheduler) backoff(t *task.Task) time.Duration {
 func (s *Scheduler) attemptFailedLocked(e *liveTask, l *lease, f *task.Failure, now time.Time) {
 	t := e.t
 	switch {
-	case f.Reason == task.ReasonDeadlineExceeded || !now.Before(l.deadline):
+	case f.Reason == errs.ReasonDeadlineExceeded || !now.Before(l.deadline):
 		// The worker stopped the attempt at its deadline (often before a tick
 		// noticed it), or failed it past the deadline: the task timed out, as if
 		// the orchestrator had stopped it, and is not retried.
@@ -58,7 +59,7 @@ func (s *Scheduler) loseLeaseLocked(l *lease, why string, now time.Time) {
 	if e == nil || e.finishing {
 		return
 	}
-	failure := &task.Failure{Reason: task.ReasonLeaseLost, Message: why, Retryable: true}
+	failure := &task.Failure{Reason: errs.ReasonLeaseLost, Message: why, Retryable: true}
 	if e.t.Attempts >= e.t.MaxAttempts {
 		s.finishLocked(e, task.StatusFailed, failure, now)
 		return

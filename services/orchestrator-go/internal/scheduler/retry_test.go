@@ -5,16 +5,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
-	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
 )
 
 func TestRetryableErrorRetriesAfterBackoffThenFails(t *testing.T) {
 	f := newFixture(t, Config{MaxAttempts: 2, InitialBackoff: time.Second})
 	tk := f.submit(task.Spec{Agent: "echo"})
 	w := f.worker(2)
-	fail := &task.Failure{Reason: task.ReasonAgentError, Message: "rate limited", Retryable: true}
+	fail := &task.Failure{Reason: errs.ReasonAgentError, Message: "rate limited", Retryable: true}
 	a := onlyAssignment(t, w)
 	f.s.Complete(w, Result{TaskID: tk.ID, LeaseID: a.LeaseID, Failure: fail})
 	if got := f.get(tk.ID); got.Status != task.StatusQueued || got.Failure == nil {
@@ -39,7 +39,7 @@ func TestNonRetryableErrorFailsAtOnce(t *testing.T) {
 	tk := f.submit(task.Spec{Agent: "echo"})
 	w := f.worker(1)
 	a := onlyAssignment(t, w)
-	f.s.Complete(w, Result{TaskID: tk.ID, LeaseID: a.LeaseID, Failure: &task.Failure{Reason: task.ReasonAgentError, Message: "bad input"}})
+	f.s.Complete(w, Result{TaskID: tk.ID, LeaseID: a.LeaseID, Failure: &task.Failure{Reason: errs.ReasonAgentError, Message: "bad input"}})
 	if got := f.get(tk.ID); got.Status != task.StatusFailed || got.Attempts != 1 {
 		t.Fatalf("task = %+v", got)
 	}
@@ -87,10 +87,10 @@ func TestWorkerReportedDeadlineTimesOutWithoutRetry(t *testing.T) {
 	// The worker stopped the attempt at the deadline and said so before a tick
 	// noticed; today it marks the failure retryable.
 	f.s.Complete(w, Result{TaskID: tk.ID, LeaseID: a.LeaseID, Failure: &task.Failure{
-		Reason: task.ReasonDeadlineExceeded, Message: "deadline exceeded after 60s", Retryable: true,
+		Reason: errs.ReasonDeadlineExceeded, Message: "deadline exceeded after 60s", Retryable: true,
 	}})
 	got := f.get(tk.ID)
-	if got.Status != task.StatusTimedOut || got.Failure.Reason != task.ReasonDeadlineExceeded || got.Failure.Retryable || got.Attempts != 1 {
+	if got.Status != task.StatusTimedOut || got.Failure.Reason != errs.ReasonDeadlineExceeded || got.Failure.Retryable || got.Attempts != 1 {
 		t.Fatalf("task = %+v (failure %+v)", got, got.Failure)
 	}
 	f.advance(time.Hour)
@@ -107,8 +107,8 @@ func TestFailureArrivingAfterTheDeadlineTimesOut(t *testing.T) {
 	f.mu.Lock()
 	f.now = f.now.Add(5 * time.Second) // at the deadline; no tick has run
 	f.mu.Unlock()
-	f.s.Complete(w, Result{TaskID: tk.ID, LeaseID: a.LeaseID, Failure: &task.Failure{Reason: task.ReasonAgentError, Message: "cancelled", Retryable: true}})
-	if got := f.get(tk.ID); got.Status != task.StatusTimedOut || got.Failure.Reason != task.ReasonDeadlineExceeded {
+	f.s.Complete(w, Result{TaskID: tk.ID, LeaseID: a.LeaseID, Failure: &task.Failure{Reason: errs.ReasonAgentError, Message: "cancelled", Retryable: true}})
+	if got := f.get(tk.ID); got.Status != task.StatusTimedOut || got.Failure.Reason != errs.ReasonDeadlineExceeded {
 		t.Fatalf("task = %+v", got)
 	}
 }
@@ -116,17 +116,17 @@ func TestFailureArrivingAfterTheDeadlineTimesOut(t *testing.T) {
 func TestRecoverWaitsOutTheBackoffOfARetry(t *testing.T) {
 	m := store.NewMemory()
 	full := func(n int64) int64 { return n - 1 } // the whole backoff cap
-	f := newFixtureWith(t, Config{InitialBackoff: 10 * time.Second}, Deps{Store: m, Rand: full}, workers.Agent{Name: "echo"})
+	f := newFixtureWith(t, Config{InitialBackoff: 10 * time.Second}, Deps{Store: m, Rand: full}, task.AgentInfo{Name: "echo"})
 	tk := f.submit(task.Spec{Agent: "echo"})
 	w := f.worker(1)
 	a := onlyAssignment(t, w)
-	f.s.Complete(w, Result{TaskID: tk.ID, LeaseID: a.LeaseID, Failure: &task.Failure{Reason: task.ReasonAgentError, Message: "rate limited", Retryable: true}})
+	f.s.Complete(w, Result{TaskID: tk.ID, LeaseID: a.LeaseID, Failure: &task.Failure{Reason: errs.ReasonAgentError, Message: "rate limited", Retryable: true}})
 	if st := f.get(tk.ID); st.Status != task.StatusQueued || !st.NotBefore.Equal(f.now.Add(10*time.Second)) {
 		t.Fatalf("backing-off task = %+v", st)
 	}
 	f.s.Shutdown()
 
-	g := newFixtureWith(t, Config{}, Deps{Store: m}, workers.Agent{Name: "echo"})
+	g := newFixtureWith(t, Config{}, Deps{Store: m}, task.AgentInfo{Name: "echo"})
 	if err := g.s.Recover(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/events"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
@@ -252,7 +253,7 @@ func (s *Scheduler) Recover(ctx context.Context) error {
 			s.idem[idemKey{t.Tenant, t.IdempotencyKey}] = e
 		}
 		if t.Status == task.StatusRunning {
-			failure := &task.Failure{Reason: task.ReasonLeaseLost, Message: "the orchestrator restarted while the attempt ran", Retryable: true}
+			failure := &task.Failure{Reason: errs.ReasonLeaseLost, Message: "the orchestrator restarted while the attempt ran", Retryable: true}
 			if t.Attempts >= t.MaxAttempts {
 				s.finishLocked(e, task.StatusFailed, failure, now)
 				continue

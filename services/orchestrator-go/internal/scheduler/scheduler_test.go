@@ -36,13 +36,13 @@ type fixture struct {
 func newFixture(t *testing.T, cfg Config) *fixture {
 	t.Helper()
 	m := store.NewMemory()
-	f := newFixtureWith(t, cfg, Deps{Store: m}, workers.Agent{Name: "echo"})
+	f := newFixtureWith(t, cfg, Deps{Store: m}, task.AgentInfo{Name: "echo"})
 	f.store = m
 	return f
 }
 
 // newFixtureWith builds a fixture on d (Store, Log, Rand as given) knowing agents.
-func newFixtureWith(t *testing.T, cfg Config, d Deps, agents ...workers.Agent) *fixture {
+func newFixtureWith(t *testing.T, cfg Config, d Deps, agents ...task.AgentInfo) *fixture {
 	t.Helper()
 	f := &fixture{t: t, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	f.catalog = workers.NewCatalog()
@@ -87,7 +87,7 @@ func (f *fixture) get(id string) *task.Task {
 
 func (f *fixture) worker(credits int32) *workers.Worker {
 	f.t.Helper()
-	w, err := f.s.Connect(Registration{Agents: []workers.Agent{{Name: "echo"}}, Concurrency: credits})
+	w, err := f.s.Connect(Registration{Agents: []task.AgentInfo{{Name: "echo"}}, Concurrency: credits})
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -115,14 +115,14 @@ func onlyAssignment(t *testing.T, w *workers.Worker) *workers.Assignment {
 
 func reasonOf(err error) string {
 	if e, ok := errs.As(err); ok {
-		return e.Reason
+		return errs.ReasonName(e.Reason)
 	}
 	return ""
 }
 
 func TestRecoverRequeuesUnfinishedAndKeepsResults(t *testing.T) {
 	m := store.NewMemory()
-	f := newFixtureWith(t, Config{}, Deps{Store: m}, workers.Agent{Name: "echo"})
+	f := newFixtureWith(t, Config{}, Deps{Store: m}, task.AgentInfo{Name: "echo"})
 	done := f.submit(task.Spec{Agent: "echo", Priority: 9})
 	running := f.submit(task.Spec{Agent: "echo", Priority: 8})
 	queued := f.submit(task.Spec{Agent: "echo", Priority: 1, IdempotencyKey: "k"})
@@ -135,7 +135,7 @@ func TestRecoverRequeuesUnfinishedAndKeepsResults(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The process dies: a new scheduler on the same store.
-	g := newFixtureWith(t, Config{}, Deps{Store: m}, workers.Agent{Name: "echo"})
+	g := newFixtureWith(t, Config{}, Deps{Store: m}, task.AgentInfo{Name: "echo"})
 	if err := g.s.Recover(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func TestRecoverRequeuesUnfinishedAndKeepsResults(t *testing.T) {
 		t.Fatalf("finished task after restart = %+v", r)
 	}
 	r := g.get(running.ID)
-	if r.Status != task.StatusQueued || r.Attempts != 1 || r.Failure == nil || r.Failure.Reason != task.ReasonLeaseLost {
+	if r.Status != task.StatusQueued || r.Attempts != 1 || r.Failure == nil || r.Failure.Reason != errs.ReasonLeaseLost {
 		t.Fatalf("running task after restart = %+v", r)
 	}
 	again, err := g.s.Submit(context.Background(), []task.Spec{{Agent: "echo", Priority: 1, IdempotencyKey: "k"}})
@@ -186,7 +186,7 @@ func TestTaskLogLinesCarryTraceAndTaskIDs(t *testing.T) {
 		defer mu.Unlock()
 		return buf.Write(p)
 	}), nil))
-	f := newFixtureWith(t, Config{}, Deps{Store: store.NewMemory(), Log: log}, workers.Agent{Name: "echo"})
+	f := newFixtureWith(t, Config{}, Deps{Store: store.NewMemory(), Log: log}, task.AgentInfo{Name: "echo"})
 	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	tk := f.submit(task.Spec{Agent: "echo", Labels: map[string]string{task.LabelTraceparent: tp}})
 	w := f.worker(1)
@@ -216,7 +216,7 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func TestNextFinishedStepSeesDurableWorkflowSteps(t *testing.T) {
 	m := store.NewMemory()
-	f := newFixtureWith(t, Config{}, Deps{Store: m}, workers.Agent{Name: "echo"})
+	f := newFixtureWith(t, Config{}, Deps{Store: m}, task.AgentInfo{Name: "echo"})
 	tk := f.submit(task.Spec{Agent: "echo", WorkflowID: "wf-1", StepID: "a"})
 	plain := f.submit(task.Spec{Agent: "echo"})
 	w := f.worker(2)
@@ -276,7 +276,7 @@ func TestGracefulShutdownLetsRunningAttemptsFinishAndStoresTheirResults(t *testi
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if _, err := f.s.Connect(Registration{Agents: []workers.Agent{{Name: "late-agent"}}, Concurrency: 1}); !errors.Is(err, ErrShuttingDown) {
+	if _, err := f.s.Connect(Registration{Agents: []task.AgentInfo{{Name: "late-agent"}}, Concurrency: 1}); !errors.Is(err, ErrShuttingDown) {
 		t.Fatalf("Connect while shutting down = %v", err)
 	}
 	if f.catalog.Has("late-agent") {

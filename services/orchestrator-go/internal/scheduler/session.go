@@ -14,7 +14,7 @@ import (
 // Registration is what a worker says about itself when its session opens.
 type Registration struct {
 	WorkerID    string // empty: the hub assigns one
-	Agents      []workers.Agent
+	Agents      []task.AgentInfo
 	Concurrency int32
 	Hostname    string
 	Version     string

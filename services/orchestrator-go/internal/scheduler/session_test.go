@@ -9,7 +9,6 @@ import (
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/events"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
-	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
 )
 
 func TestResultSucceedsOnceAndStaleResultIsIgnored(t *testing.T) {
@@ -22,7 +21,7 @@ func TestResultSucceedsOnceAndStaleResultIsIgnored(t *testing.T) {
 		t.Fatalf("a result with a wrong lease changed the task: %v", got.Status)
 	}
 	f.s.Complete(w, Result{TaskID: tk.ID, LeaseID: a.LeaseID, Output: json.RawMessage(`{"x":1}`), Usage: task.Usage{PromptTokens: 3}})
-	f.s.Complete(w, Result{TaskID: tk.ID, LeaseID: a.LeaseID, Failure: &task.Failure{Reason: "AGENT_ERROR", Message: "late"}})
+	f.s.Complete(w, Result{TaskID: tk.ID, LeaseID: a.LeaseID, Failure: &task.Failure{Reason: errs.ReasonAgentError, Message: "late"}})
 	got := f.get(tk.ID)
 	if got.Status != task.StatusSucceeded || string(got.Result) != `{"x":1}` || got.Failure != nil ||
 		got.Usage.PromptTokens != 3 || got.WorkerID != w.ID || got.FinishedAt.IsZero() || got.StartedAt.IsZero() {
@@ -57,7 +56,7 @@ func TestDrainingWorkerGetsNothing(t *testing.T) {
 
 func TestWorkerOnlyGetsItsAgents(t *testing.T) {
 	f := newFixture(t, Config{})
-	w, _ := f.s.Connect(Registration{Agents: []workers.Agent{{Name: "summarize"}}, Concurrency: 1})
+	w, _ := f.s.Connect(Registration{Agents: []task.AgentInfo{{Name: "summarize"}}, Concurrency: 1})
 	f.s.Credit(w, 1)
 	f.submit(task.Spec{Agent: "echo"})
 	if msgs := pending(t, w); len(msgs) != 0 {
@@ -68,21 +67,21 @@ func TestWorkerOnlyGetsItsAgents(t *testing.T) {
 func TestRegistrationBeyondTheCatalogLimitIsRefused(t *testing.T) {
 	f := newFixture(t, Config{})
 	f.catalog.SetLimit(2) // "echo" is known
-	_, err := f.s.Connect(Registration{Agents: []workers.Agent{{Name: "a"}, {Name: "b"}}, Concurrency: 1})
+	_, err := f.s.Connect(Registration{Agents: []task.AgentInfo{{Name: "a"}, {Name: "b"}}, Concurrency: 1})
 	if e, ok := errs.As(err); !ok || e.Kind != errs.KindResourceExhausted || e.Metadata["agent_limit"] != "2" {
 		t.Fatalf("Connect over the limit = %#v", err)
 	}
 	if f.catalog.Has("a") || f.catalog.Has("b") {
 		t.Fatal("a refused registration added agents")
 	}
-	if _, err := f.s.Connect(Registration{Agents: []workers.Agent{{Name: "echo"}, {Name: "a"}}, Concurrency: 1}); err != nil {
+	if _, err := f.s.Connect(Registration{Agents: []task.AgentInfo{{Name: "echo"}, {Name: "a"}}, Concurrency: 1}); err != nil {
 		t.Fatalf("Connect within the limit = %v", err)
 	}
 }
 
 func TestFailedResultWriteIsRetriedAndReportedOnceDurable(t *testing.T) {
 	st := newFlakyStore()
-	f := newFixtureWith(t, Config{}, Deps{Store: st}, workers.Agent{Name: "echo"})
+	f := newFixtureWith(t, Config{}, Deps{Store: st}, task.AgentInfo{Name: "echo"})
 	tk := f.submit(task.Spec{Agent: "echo", WorkflowID: "wf", StepID: "a"})
 	w := f.worker(1)
 	a := onlyAssignment(t, w)

@@ -42,13 +42,15 @@ type Submitted struct {
 // takes the write (a retry with the same idempotency keys returns them).
 func (s *Scheduler) Submit(ctx context.Context, specs []task.Spec) ([]Submitted, error) {
 	var look *idemLookup
+	var fps []task.Fingerprint
 	if hasIdempotencyKeys(specs) {
+		fps = fingerprints(specs) // outside the lock: it reads every input
 		var err error
 		if look, err = s.lookUpKeys(ctx, specs); err != nil {
 			return nil, err
 		}
 	}
-	out, fresh, waits, err := s.admit(specs, look)
+	out, fresh, waits, err := s.admit(specs, fps, look)
 	if err != nil {
 		return nil, err
 	}
@@ -75,7 +77,7 @@ func (s *Scheduler) Submit(ctx context.Context, specs []task.Spec) ([]Submitted,
 			}()
 		}
 		return nil, &errs.Error{
-			Kind: errs.KindUnavailable, Reason: "UNAVAILABLE",
+			Kind: errs.KindUnavailable, Reason: errs.ReasonUnavailable,
 			Message: "the task store has not confirmed the submission yet (it is retrying); the tasks will run once it does. " +
 				"Resubmit with the same idempotency keys to learn their ids",
 		}
@@ -147,8 +149,9 @@ func (s *Scheduler) enqueueSubmitted(fresh []*task.Task, werr error) error {
 
 // admit decides the submission under the lock: it returns the outcomes, the new
 // tasks and the batches to wait for (the new tasks' and those of idempotent
-// repeats of tasks still being stored). It ends look, if any.
-func (s *Scheduler) admit(specs []task.Spec, look *idemLookup) (out []Submitted, fresh []*task.Task, waits []batchWait, err error) {
+// repeats of tasks still being stored). fps holds the keyed specs' fingerprints.
+// It ends look, if any.
+func (s *Scheduler) admit(specs []task.Spec, fps []task.Fingerprint, look *idemLookup) (out []Submitted, fresh []*task.Task, waits []batchWait, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if look != nil {
@@ -164,31 +167,27 @@ func (s *Scheduler) admit(specs []task.Spec, look *idemLookup) (out []Submitted,
 	for i, spec := range specs {
 		if spec.IdempotencyKey != "" {
 			k := idemKey{spec.Tenant, spec.IdempotencyKey}
-			if snap, ok := inBatch[k]; ok {
-				out[i] = Submitted{Task: snap, Existing: true}
-				continue
-			}
-			if e := s.idem[k]; e != nil {
-				snap := e.final
-				if snap == nil {
-					snap = e.t.Snapshot()
+			existing, wait := s.existingLocked(k, inBatch, look)
+			if existing != nil {
+				if err := sameRequest(existing, fps[i], spec.IdempotencyKey); err != nil {
+					s.metrics.SubmitRejected.WithLabelValues(errs.ReasonName(errs.ReasonIdempotencyConflict)).Inc()
+					return nil, nil, nil, err
 				}
-				out[i] = Submitted{Task: snap, Existing: true}
-				if e.submitted != nil {
-					waits = append(waits, batchWait{e.submitted, e.t.ID})
+				out[i] = Submitted{Task: existing, Existing: true}
+				if wait != nil {
+					waits = append(waits, *wait)
 				}
-				continue
-			}
-			if t := look.known[k]; t != nil {
-				out[i] = Submitted{Task: t, Existing: true}
 				continue
 			}
 		}
 		if !s.catalog.Has(spec.Agent) {
-			s.metrics.SubmitRejected.WithLabelValues("AGENT_NOT_FOUND").Inc()
+			s.metrics.SubmitRejected.WithLabelValues(errs.ReasonName(errs.ReasonAgentNotFound)).Inc()
 			return nil, nil, nil, agentNotFound(spec.Agent)
 		}
 		t := s.newTask(spec, now)
+		if fps != nil {
+			t.Fingerprint = fps[i]
+		}
 		snap := t.Snapshot()
 		fresh, snaps = append(fresh, t), append(snaps, snap)
 		out[i] = Submitted{Task: snap}
@@ -203,9 +202,9 @@ func (s *Scheduler) admit(specs []task.Spec, look *idemLookup) (out []Submitted,
 		return out, nil, waits, nil
 	}
 	if s.queuedLocked()+len(fresh) > s.cfg.MaxQueue {
-		s.metrics.SubmitRejected.WithLabelValues("QUEUE_FULL").Inc()
+		s.metrics.SubmitRejected.WithLabelValues(errs.ReasonName(errs.ReasonQueueFull)).Inc()
 		return nil, nil, nil, &errs.Error{
-			Kind: errs.KindResourceExhausted, Reason: "QUEUE_FULL",
+			Kind: errs.KindResourceExhausted, Reason: errs.ReasonQueueFull,
 			Message:  fmt.Sprintf("the queue is full (%d tasks waiting, limit %d); retry later", s.queuedLocked(), s.cfg.MaxQueue),
 			Metadata: map[string]string{"retry_after_ms": strconv.FormatInt(s.cfg.QueueFullRetryAfter.Milliseconds(), 10)},
 		}
@@ -230,9 +229,6 @@ func (s *Scheduler) newTask(spec task.Spec, now time.Time) *task.Task {
 		IdempotencyKey: spec.IdempotencyKey, MaxAttempts: spec.MaxAttempts, Timeout: spec.Timeout,
 		InitialBackoff: spec.InitialBackoff, MaxBackoff: spec.MaxBackoff, CreatedAt: now,
 		WorkflowID: spec.WorkflowID, StepID: spec.StepID,
-	}
-	if t.Priority == 0 {
-		t.Priority = task.DefaultPriority
 	}
 	if t.MaxAttempts <= 0 {
 		t.MaxAttempts = s.cfg.MaxAttempts

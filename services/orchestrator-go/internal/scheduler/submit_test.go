@@ -9,13 +9,12 @@ import (
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
-	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
 )
 
 func TestSubmitAppliesDefaults(t *testing.T) {
 	f := newFixture(t, Config{MaxAttempts: 4, DefaultTimeout: time.Minute})
 	got := f.submit(task.Spec{Agent: "echo"})
-	if got.Status != task.StatusQueued || got.Priority != task.DefaultPriority || got.MaxAttempts != 4 ||
+	if got.Status != task.StatusQueued || got.Priority != 0 || got.MaxAttempts != 4 ||
 		got.Timeout != time.Minute || !got.CreatedAt.Equal(f.now) {
 		t.Fatalf("task = %+v", got)
 	}
@@ -24,7 +23,7 @@ func TestSubmitAppliesDefaults(t *testing.T) {
 func TestSubmitUnknownAgentIsNotFound(t *testing.T) {
 	f := newFixture(t, Config{})
 	_, err := f.s.Submit(context.Background(), []task.Spec{{Agent: "echo"}, {Agent: "nope"}})
-	if e, ok := errs.As(err); !ok || e.Kind != errs.KindNotFound || e.Reason != "AGENT_NOT_FOUND" {
+	if e, ok := errs.As(err); !ok || e.Kind != errs.KindNotFound || e.Reason != errs.ReasonAgentNotFound {
 		t.Fatalf("err = %v", err)
 	}
 	if page, _, _ := f.s.List(context.Background(), store.Filter{}, "", 10); len(page) != 0 {
@@ -37,7 +36,7 @@ func TestQueueFullIsResourceExhaustedWithRetryHint(t *testing.T) {
 	f.submit(task.Spec{Agent: "echo"})
 	_, err := f.s.Submit(context.Background(), []task.Spec{{Agent: "echo"}, {Agent: "echo"}})
 	e, ok := errs.As(err)
-	if !ok || e.Kind != errs.KindResourceExhausted || e.Reason != "QUEUE_FULL" || e.Metadata["retry_after_ms"] == "" {
+	if !ok || e.Kind != errs.KindResourceExhausted || e.Reason != errs.ReasonQueueFull || e.Metadata["retry_after_ms"] == "" {
 		t.Fatalf("err = %#v", err)
 	}
 }
@@ -76,7 +75,7 @@ func (g *gateStore) Put(ctx context.Context, tasks ...*task.Task) error {
 
 func TestSubmitIsAckedOnlyOnceDurableAndRunsOnlyThen(t *testing.T) {
 	g := &gateStore{Memory: store.NewMemory(), entered: make(chan struct{}), gate: make(chan struct{})}
-	f := newFixtureWith(t, Config{}, Deps{Store: g}, workers.Agent{Name: "echo"})
+	f := newFixtureWith(t, Config{}, Deps{Store: g}, task.AgentInfo{Name: "echo"})
 	w := f.worker(1)
 	type outcome struct {
 		out []Submitted
@@ -114,7 +113,7 @@ func TestSubmitIsAckedOnlyOnceDurableAndRunsOnlyThen(t *testing.T) {
 
 func TestFailedSubmitWriteIsRetriedBeforeTheAck(t *testing.T) {
 	st := newFlakyStore()
-	f := newFixtureWith(t, Config{}, Deps{Store: st}, workers.Agent{Name: "echo"})
+	f := newFixtureWith(t, Config{}, Deps{Store: st}, task.AgentInfo{Name: "echo"})
 	w := f.worker(1)
 	st.set(2, false)
 	tk := f.submit(task.Spec{Agent: "echo"}) // acknowledged only once durable
@@ -128,7 +127,7 @@ func TestFailedSubmitWriteIsRetriedBeforeTheAck(t *testing.T) {
 
 func TestSubmitGivingUpOnASlowStoreIsUnavailableAndRunsOnceStored(t *testing.T) {
 	st := newFlakyStore()
-	f := newFixtureWith(t, Config{}, Deps{Store: st}, workers.Agent{Name: "echo"})
+	f := newFixtureWith(t, Config{}, Deps{Store: st}, task.AgentInfo{Name: "echo"})
 	w := f.worker(1)
 	st.set(0, true)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -169,7 +168,7 @@ func TestSubmitTheStoreRefusesFailsAloneAndLaterSubmitsCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Close() }) // after the scheduler's shutdown
-	f := newFixtureWith(t, Config{}, Deps{Store: b}, workers.Agent{Name: "echo"})
+	f := newFixtureWith(t, Config{}, Deps{Store: b}, task.AgentInfo{Name: "echo"})
 	ctx := context.Background()
 	huge := string(make([]byte, 40_000)) // bbolt refuses keys over 32 KiB
 	if _, err := f.s.Submit(ctx, []task.Spec{{Agent: "echo", IdempotencyKey: huge}}); !store.IsPermanent(err) {

@@ -170,7 +170,7 @@ func (b *Bolt) Get(_ context.Context, id string) (*task.Task, error) {
 	err := b.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketTasks).Get([]byte(id))
 		if v == nil {
-			return ErrNotFound
+			return ErrTaskNotFound
 		}
 		var err error
 		t, err = decodeTask(v)
@@ -185,11 +185,11 @@ func (b *Bolt) FindByIdempotencyKey(_ context.Context, tenant, key string) (*tas
 	err := b.db.View(func(tx *bolt.Tx) error {
 		id := tx.Bucket(bucketIdem).Get(idemBoltKey(tenant, key))
 		if id == nil {
-			return ErrNotFound
+			return ErrTaskNotFound
 		}
 		v := tx.Bucket(bucketTasks).Get(id)
 		if v == nil {
-			return ErrNotFound // pruned
+			return ErrTaskNotFound // pruned
 		}
 		var err error
 		t, err = decodeTask(v)
@@ -411,7 +411,7 @@ func has(b *bolt.Bucket, key []byte) bool {
 }
 
 // PutAgents implements Store.
-func (b *Bolt) PutAgents(_ context.Context, agents ...Agent) error {
+func (b *Bolt) PutAgents(_ context.Context, agents ...task.AgentInfo) error {
 	if len(agents) == 0 {
 		return nil
 	}
@@ -427,8 +427,8 @@ func (b *Bolt) PutAgents(_ context.Context, agents ...Agent) error {
 }
 
 // Agents implements Store; bbolt keeps keys sorted, so they come sorted by name.
-func (b *Bolt) Agents(context.Context) ([]Agent, error) {
-	var out []Agent
+func (b *Bolt) Agents(context.Context) ([]task.AgentInfo, error) {
+	var out []task.AgentInfo
 	err := b.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketAgents).ForEach(func(_, v []byte) error {
 			a, err := decodeAgent(v)

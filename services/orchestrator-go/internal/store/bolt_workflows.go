@@ -86,7 +86,7 @@ func (b *Bolt) GetWorkflow(_ context.Context, id string) (*Workflow, error) {
 	err := b.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketWorkflows).Get([]byte(id))
 		if v == nil {
-			return ErrNotFound
+			return ErrWorkflowNotFound
 		}
 		var err error
 		w, err = decodeWorkflow(v)
@@ -103,7 +103,7 @@ func (b *Bolt) FindWorkflowByIdempotencyKey(ctx context.Context, tenant, key str
 		return nil
 	})
 	if id == nil {
-		return nil, ErrNotFound
+		return nil, ErrWorkflowNotFound
 	}
 	return b.GetWorkflow(ctx, string(id))
 }

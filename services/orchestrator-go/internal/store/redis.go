@@ -102,7 +102,7 @@ func (r *Redis) Put(ctx context.Context, tasks ...*task.Task) error {
 func (r *Redis) Get(ctx context.Context, id string) (*task.Task, error) {
 	v, err := r.c.Get(ctx, r.key("task:", id)).Bytes()
 	if errors.Is(err, redis.Nil) {
-		return nil, ErrNotFound
+		return nil, ErrTaskNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("redis get: %w", err)
@@ -114,7 +114,7 @@ func (r *Redis) Get(ctx context.Context, id string) (*task.Task, error) {
 func (r *Redis) FindByIdempotencyKey(ctx context.Context, tenant, key string) (*task.Task, error) {
 	id, err := r.c.HGet(ctx, r.key("idem"), idemField(tenant, key)).Result()
 	if errors.Is(err, redis.Nil) {
-		return nil, ErrNotFound
+		return nil, ErrTaskNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("redis idempotency lookup: %w", err)
@@ -357,7 +357,7 @@ func (r *Redis) openWorkflows(ctx context.Context, tasks []*task.Task) (map[stri
 }
 
 // PutAgents implements Store.
-func (r *Redis) PutAgents(ctx context.Context, agents ...Agent) error {
+func (r *Redis) PutAgents(ctx context.Context, agents ...task.AgentInfo) error {
 	if len(agents) == 0 {
 		return nil
 	}
@@ -372,12 +372,12 @@ func (r *Redis) PutAgents(ctx context.Context, agents ...Agent) error {
 }
 
 // Agents implements Store.
-func (r *Redis) Agents(ctx context.Context) ([]Agent, error) {
+func (r *Redis) Agents(ctx context.Context) ([]task.AgentInfo, error) {
 	all, err := r.c.HGetAll(ctx, r.key("agents")).Result()
 	if err != nil {
 		return nil, fmt.Errorf("redis agents: %w", err)
 	}
-	out := make([]Agent, 0, len(all))
+	out := make([]task.AgentInfo, 0, len(all))
 	for _, v := range all {
 		a, err := decodeAgent([]byte(v))
 		if err != nil {

@@ -80,7 +80,7 @@ func (r *Redis) PutWorkflow(ctx context.Context, w *Workflow) error {
 func (r *Redis) GetWorkflow(ctx context.Context, id string) (*Workflow, error) {
 	v, err := r.c.Get(ctx, r.key("wf:", id)).Bytes()
 	if errors.Is(err, redis.Nil) {
-		return nil, ErrNotFound
+		return nil, ErrWorkflowNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("redis get workflow: %w", err)
@@ -92,7 +92,7 @@ func (r *Redis) GetWorkflow(ctx context.Context, id string) (*Workflow, error) {
 func (r *Redis) FindWorkflowByIdempotencyKey(ctx context.Context, tenant, key string) (*Workflow, error) {
 	id, err := r.c.HGet(ctx, r.key("wf_idem"), idemField(tenant, key)).Result()
 	if errors.Is(err, redis.Nil) {
-		return nil, ErrNotFound
+		return nil, ErrWorkflowNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("redis workflow idempotency lookup: %w", err)

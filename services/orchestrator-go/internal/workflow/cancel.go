@@ -27,12 +27,12 @@ func (e *Engine) Cancel(ctx context.Context, id, reason string) (*Workflow, erro
 	if !r.wf.Status.Finished() {
 		// Not cut short by the caller leaving: each store call is bounded instead.
 		e.finish(context.WithoutCancel(ctx), r, StatusCancelled, nil,
-			&task.Failure{Reason: task.ReasonCancelled, Message: reason}, "", "workflow cancelled: "+reason)
+			&task.Failure{Reason: errs.ReasonCancelled, Message: reason}, "", "workflow cancelled: "+reason)
 	}
 	if r.unsaved {
 		// The loop keeps retrying the write; until it lands a restart would resume
 		// the workflow, so the cancellation is not confirmed.
-		return nil, &errs.Error{Kind: errs.KindUnavailable, Reason: "UNAVAILABLE",
+		return nil, &errs.Error{Kind: errs.KindUnavailable, Reason: errs.ReasonUnavailable,
 			Message: fmt.Sprintf("workflow %s is cancelled, but the store has not confirmed it yet (it is retrying); retry the call to confirm", id)}
 	}
 	return r.wf.Clone(), nil

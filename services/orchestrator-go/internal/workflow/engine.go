@@ -116,7 +116,7 @@ func New(d Deps) *Engine {
 	return e
 }
 
-var errNotStarted = &errs.Error{Kind: errs.KindUnavailable, Reason: "UNAVAILABLE", Message: "the workflow engine is starting; retry shortly"}
+var errNotStarted = &errs.Error{Kind: errs.KindUnavailable, Reason: errs.ReasonUnavailable, Message: "the workflow engine is starting; retry shortly"}
 
 // Start resumes every unfinished workflow in the store and starts the loops that
 // apply finished steps and retry stalled ones. Call it after the scheduler's Recover.

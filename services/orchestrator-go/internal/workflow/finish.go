@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 )
@@ -22,10 +23,10 @@ func (e *Engine) finish(ctx context.Context, r *run, status Status, output json.
 		switch st.Status {
 		case task.StatusUnspecified:
 			st.Status, st.FinishedAt = task.StatusCancelled, now
-			st.Failure = &task.Failure{Reason: task.ReasonCancelled, Message: "not run: " + why}
+			st.Failure = &task.Failure{Reason: errs.ReasonCancelled, Message: "not run: " + why}
 		case task.StatusRunning:
 			st.Status, st.FinishedAt = task.StatusCancelled, now
-			st.Failure = &task.Failure{Reason: task.ReasonCancelled, Message: why}
+			st.Failure = &task.Failure{Reason: errs.ReasonCancelled, Message: why}
 		}
 		if sr := r.steps[i]; sr != nil {
 			for k, id := range st.TaskIDs {

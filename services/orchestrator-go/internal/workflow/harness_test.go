@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/events"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/scheduler"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
@@ -40,7 +41,7 @@ func newHarnessWith(t *testing.T, st store.Store, storeTimeout time.Duration) *h
 	m := telemetry.NewTestMetrics()
 	catalog := workers.NewCatalog()
 	for _, a := range testAgents {
-		catalog.Add(workers.Agent{Name: a})
+		catalog.Add(task.AgentInfo{Name: a})
 	}
 	h := &harness{t: t, store: st}
 	h.sched = scheduler.New(scheduler.Config{TickInterval: 20 * time.Millisecond}, scheduler.Deps{
@@ -100,10 +101,10 @@ func (h *harness) worker(concurrency int32) {
 	}()
 }
 
-func agentList() []workers.Agent {
-	out := make([]workers.Agent, len(testAgents))
+func agentList() []task.AgentInfo {
+	out := make([]task.AgentInfo, len(testAgents))
 	for i, a := range testAgents {
-		out[i] = workers.Agent{Name: a}
+		out[i] = task.AgentInfo{Name: a}
 	}
 	return out
 }
@@ -121,7 +122,7 @@ func (h *harness) run(ctx context.Context, w *workers.Worker, a *workers.Assignm
 			return
 		}
 	case "fail":
-		res.Output, res.Failure = nil, &task.Failure{Reason: task.ReasonAgentError, Message: "boom"}
+		res.Output, res.Failure = nil, &task.Failure{Reason: errs.ReasonAgentError, Message: "boom"}
 	case "block":
 		<-ctx.Done()
 		return

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 )
 
@@ -79,7 +80,7 @@ func (e *Engine) apply(ctx context.Context, r *run, t *task.Task) bool {
 func (e *Engine) elementFailure(r *run, i int, sr *stepRun) *task.Failure {
 	f := cloneFailure(sr.failed.Failure)
 	if f == nil {
-		f = &task.Failure{Reason: task.ReasonAgentError, Message: "the step's task " + sr.failed.Status.String()}
+		f = &task.Failure{Reason: errs.ReasonAgentError, Message: "the step's task " + sr.failed.Status.String()}
 	}
 	if r.plan.mapOver[i] != nil {
 		f.Message = fmt.Sprintf("element %d (task %s): %s", sr.failIdx, sr.failed.ID, f.Message)
@@ -112,7 +113,7 @@ func (e *Engine) advance(ctx context.Context, r *run) {
 			switch {
 			case blocker != "":
 				st.Status, st.Skipped, st.FinishedAt = task.StatusCancelled, true, e.now()
-				st.Failure = &task.Failure{Reason: task.ReasonSkipped, Message: fmt.Sprintf("skipped: upstream %s failed", blocker)}
+				st.Failure = &task.Failure{Reason: errs.ReasonSkipped, Message: fmt.Sprintf("skipped: upstream %s failed", blocker)}
 				progress = true
 			case ready:
 				progress = e.startStep(ctx, r, i) || progress

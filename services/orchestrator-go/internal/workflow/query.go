@@ -4,7 +4,6 @@ package workflow
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -23,13 +22,13 @@ func (e *Engine) Get(ctx context.Context, id string) (*Workflow, error) {
 	}
 	sw, err := e.store.GetWorkflow(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, errs.NotFound("WORKFLOW_NOT_FOUND", "no workflow has id %q", id)
+		return nil, errs.NotFound(errs.ReasonWorkflowNotFound, "no workflow has id %q", id)
 	}
 	if err != nil {
 		return nil, err
 	}
-	wf := &Workflow{}
-	if err := json.Unmarshal(sw.State, wf); err != nil {
+	wf, err := decodeWorkflow(sw.State)
+	if err != nil {
 		return nil, fmt.Errorf("decode stored workflow %s: %w", id, err)
 	}
 	return wf, nil

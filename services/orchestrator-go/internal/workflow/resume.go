@@ -5,7 +5,6 @@ package workflow
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"time"
 
@@ -20,8 +19,8 @@ func (e *Engine) resume(ctx context.Context, stored []*store.Workflow) {
 	var resumed []*run
 	e.mu.Lock()
 	for _, sw := range stored {
-		wf := &Workflow{}
-		if err := json.Unmarshal(sw.State, wf); err != nil {
+		wf, err := decodeWorkflow(sw.State)
+		if err != nil {
 			e.log.Error("skip unreadable workflow", "workflow_id", sw.ID, "err", err)
 			continue
 		}

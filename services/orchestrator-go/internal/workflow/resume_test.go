@@ -56,11 +56,12 @@ func TestResumeFromDurableStoreAndPruneAfterwards(t *testing.T) {
 
 			// First life: no worker, so step 1's task waits in the queue.
 			h1 := newHarness(t, st)
-			wf := h1.submit(Spec{Mode: ModeSequential, Tenant: "acme", IdempotencyKey: "nightly", Input: js(`{"x":"hello"}`), Steps: []Step{
+			spec := Spec{Mode: ModeSequential, Tenant: "acme", IdempotencyKey: "nightly", Input: js(`{"x":"hello"}`), Steps: []Step{
 				{ID: "s1", Agent: "echo", Input: js(`{"x":"{{ input.x }}"}`)},
 				{ID: "s2", Agent: "echo", Input: js(`"{{ steps.s1.output.x }} again"`)},
 				{ID: "s3", Agent: "echo", Input: js(`{"final":"{{ steps.s2.output }}"}`)},
-			}})
+			}}
+			wf := h1.submit(spec)
 			s1 := h1.waitRunning(wf.ID, "s1")
 			h1.close()
 			// While it was down, step 1's task finished long ago (recorded; the engine never told).
@@ -103,7 +104,7 @@ func TestResumeFromDurableStoreAndPruneAfterwards(t *testing.T) {
 			if len(all) != 3 || perStep["s1"] != 1 || perStep["s2"] != 1 || perStep["s3"] != 1 {
 				t.Fatalf("tasks per step = %v (want one each)", perStep)
 			}
-			if again, existing, err := h2.eng.Submit(ctx, Spec{Tenant: "acme", IdempotencyKey: "nightly", Steps: []Step{{ID: "x", Agent: "echo"}}}); err != nil || !existing || again.ID != wf.ID {
+			if again, existing, err := h2.eng.Submit(ctx, spec); err != nil || !existing || again.ID != wf.ID {
 				t.Fatalf("idempotent resubmit after the restart = %+v, %v, %v", again, existing, err)
 			}
 

@@ -79,7 +79,7 @@ func (e *Engine) run(id string) *run {
 // busy is the error of a call that gave up waiting for a workflow another call
 // holds (a step submission waiting for the store, say).
 func busy(id string, err error) error {
-	return &errs.Error{Kind: errs.KindUnavailable, Reason: "UNAVAILABLE",
+	return &errs.Error{Kind: errs.KindUnavailable, Reason: errs.ReasonUnavailable,
 		Message: fmt.Sprintf("workflow %s is busy (waiting for the store): %v; retry shortly", id, err)}
 }
 

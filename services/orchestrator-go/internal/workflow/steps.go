@@ -10,16 +10,20 @@ import (
 	"fmt"
 	"time"
 
+	pb "github.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1"
+
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/limits"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/scheduler"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 )
 
-// MaxMapElements bounds the fan-out of one map step.
-const MaxMapElements = 10_000
-
-// reasonInvalid marks a step that failed before running: a template or map_over
-// that does not resolve.
-const reasonInvalid task.Reason = "INVALID_ARGUMENT"
+// maxMapElements bounds the fan-out of one map step, and defaultPriority is the
+// priority of a step that gives none, as the contracts declare them.
+var (
+	maxMapElements  = int(limits.Field(&pb.Step{}, "map_over").GetMaxElements())
+	defaultPriority = int32(limits.Field(&pb.Step{}, "priority").GetDefault())
+)
 
 // startStep renders the step's input and submits its task(s). It reports whether
 // the step changed state (false: the submission failed and is retried later).
@@ -31,18 +35,18 @@ func (e *Engine) startStep(ctx context.Context, r *run, i int) bool {
 	if ref := r.plan.mapOver[i]; ref != nil {
 		v, err := sc.resolve(*ref)
 		if err != nil {
-			e.failStep(ctx, r, i, task.StatusFailed, &task.Failure{Reason: reasonInvalid, Message: "map_over: " + err.Error()})
+			e.failStep(ctx, r, i, task.StatusFailed, &task.Failure{Reason: errs.ReasonInvalidArgument, Message: "map_over: " + err.Error()})
 			return true
 		}
 		list, ok := v.([]any)
 		switch {
 		case !ok:
-			e.failStep(ctx, r, i, task.StatusFailed, &task.Failure{Reason: reasonInvalid,
+			e.failStep(ctx, r, i, task.StatusFailed, &task.Failure{Reason: errs.ReasonInvalidArgument,
 				Message: fmt.Sprintf("map_over {{ %s }} is %s, not a list", ref.raw, kindOf(v))})
 			return true
-		case len(list) > MaxMapElements:
-			e.failStep(ctx, r, i, task.StatusFailed, &task.Failure{Reason: reasonInvalid,
-				Message: fmt.Sprintf("map_over {{ %s }} has %d elements; a map step runs at most %d", ref.raw, len(list), MaxMapElements)})
+		case len(list) > maxMapElements:
+			e.failStep(ctx, r, i, task.StatusFailed, &task.Failure{Reason: errs.ReasonInvalidArgument,
+				Message: fmt.Sprintf("map_over {{ %s }} has %d elements; a map step runs at most %d", errs.Clip(ref.raw), len(list), maxMapElements)})
 			return true
 		}
 		items = list
@@ -55,11 +59,11 @@ func (e *Engine) startStep(ctx context.Context, r *run, i int) bool {
 		if s.Input != nil {
 			v, err := render(r.plan.inputs[i], sc)
 			if err != nil {
-				e.failStep(ctx, r, i, task.StatusFailed, &task.Failure{Reason: reasonInvalid, Message: "input: " + err.Error()})
+				e.failStep(ctx, r, i, task.StatusFailed, &task.Failure{Reason: errs.ReasonInvalidArgument, Message: "input: " + err.Error()})
 				return true
 			}
 			if input, err = json.Marshal(v); err != nil {
-				e.failStep(ctx, r, i, task.StatusFailed, &task.Failure{Reason: reasonInvalid, Message: "input: " + err.Error()})
+				e.failStep(ctx, r, i, task.StatusFailed, &task.Failure{Reason: errs.ReasonInvalidArgument, Message: "input: " + err.Error()})
 				return true
 			}
 		}
@@ -179,7 +183,7 @@ func (e *Engine) stepEnd(sr *stepRun) time.Time {
 }
 
 func stepFailure(st *StepState) *task.Failure {
-	f := &task.Failure{Reason: task.ReasonAgentError, Message: fmt.Sprintf("step %s %s", st.StepID, st.Status)}
+	f := &task.Failure{Reason: errs.ReasonAgentError, Message: fmt.Sprintf("step %s %s", st.StepID, st.Status)}
 	if st.Failure != nil {
 		f.Reason = st.Failure.Reason
 		f.Message += ": " + st.Failure.Message

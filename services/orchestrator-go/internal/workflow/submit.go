@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
 )
 
@@ -14,6 +15,7 @@ import (
 // already used returns the workflow it created, with existing=true.
 func (e *Engine) Submit(ctx context.Context, spec Spec) (*Workflow, bool, error) {
 	spec = (&Workflow{Spec: spec}).Clone().Spec
+	fp := spec.Fingerprint()
 	applyDefaults(&spec)
 	p, err := validate(&spec, e.catalog)
 	if err != nil {
@@ -34,14 +36,28 @@ func (e *Engine) Submit(ctx context.Context, spec Spec) (*Workflow, bool, error)
 		if err == nil {
 			unlock()
 			wf, err := e.Get(ctx, sw.ID)
-			return wf, err == nil, err
+			if err != nil {
+				return nil, false, err
+			}
+			if !wf.Fingerprint.IsZero() && wf.Fingerprint != fp {
+				return nil, false, &errs.Error{
+					Kind: errs.KindAlreadyExists, Reason: errs.ReasonIdempotencyConflict,
+					Message: fmt.Sprintf("idempotency key %q already named workflow %s, submitted with a different request; "+
+						"resend that request to get the workflow, or use a new key", errs.Clip(spec.IdempotencyKey), wf.ID),
+					Metadata: map[string]string{"existing_id": wf.ID},
+				}
+			}
+			return wf, true, nil
 		}
 		if !errors.Is(err, store.ErrNotFound) {
 			unlock()
 			return nil, false, fmt.Errorf("look up workflow idempotency key: %w", err)
 		}
 	}
-	wf := &Workflow{ID: e.newID(), Spec: spec, Status: StatusRunning, Steps: make([]StepState, len(spec.Steps)), CreatedAt: e.now()}
+	wf := &Workflow{
+		Format: currentFormat, ID: e.newID(), Spec: spec, Status: StatusRunning,
+		Steps: make([]StepState, len(spec.Steps)), CreatedAt: e.now(), Fingerprint: fp,
+	}
 	for i, s := range spec.Steps {
 		wf.Steps[i].StepID = s.ID
 	}

@@ -79,17 +79,22 @@ def error_reason_name(number: int) -> str:
         return "UNSPECIFIED"
 
 
-# REST field names of the TaskSpec / WorkflowSpec fields the orchestrator may name.
-_FIELD_RENAMES = {"timeout": "timeout_seconds", "retry.max_attempts": "max_attempts"}
+# Durations travel as seconds over REST; the task's retry policy is flattened into it.
+_SECONDS = {"timeout", "initial_backoff", "max_backoff"}
+_FLATTENED = {"retry.max_attempts": "max_attempts"}
 
 
 def rest_field_name(grpc_field: str) -> str:
-    """`task.agent` -> `agent`, `task.timeout` -> `timeout_seconds`."""
+    """The REST name of a field the orchestrator names, as the gateway's own errors spell
+    it: `task.timeout` -> `timeout_seconds`, `task.retry.max_attempts` -> `max_attempts`,
+    `workflow.steps[2].retry.initial_backoff` -> `steps.2.retry.initial_backoff_seconds`."""
+    is_task = grpc_field.startswith("task.")
     for prefix in ("task.", "workflow."):
-        if grpc_field.startswith(prefix):
-            grpc_field = grpc_field.removeprefix(prefix)
-            break
-    return _FIELD_RENAMES.get(grpc_field, grpc_field)
+        grpc_field = grpc_field.removeprefix(prefix)
+    if is_task and grpc_field in _FLATTENED:
+        return _FLATTENED[grpc_field]
+    parts = grpc_field.replace("[", ".").replace("]", "").split(".")
+    return ".".join(p + "_seconds" if p in _SECONDS else p for p in parts)
 
 
 # Tasks.
@@ -102,7 +107,7 @@ def task_spec(
         agent=body.agent,
         input=json_to_value(body.input),
         tenant=tenant,
-        priority=body.priority,
+        priority=body.priority,  # absent stays absent: the orchestrator's default
         labels={**body.labels, **labels},
         idempotency_key=idempotency_key,
         timeout=_seconds(body.timeout_seconds),

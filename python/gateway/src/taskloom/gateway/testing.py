@@ -140,7 +140,7 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             input=spec.input,
             status=common_pb2.TASK_STATUS_QUEUED,
             tenant=spec.tenant,
-            priority=spec.priority,
+            priority=spec.priority if spec.HasField("priority") else 5,
             labels=spec.labels,
             idempotency_key=spec.idempotency_key,
             max_attempts=spec.retry.max_attempts or 3,
