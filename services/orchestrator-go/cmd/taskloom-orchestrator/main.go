@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -41,6 +42,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "taskloom-orchestrator:", err)
 		os.Exit(2)
 	}
+	if cfg.CheckOnly { // --check-config: valid; say what it amounts to
+		telemetry.NewLogger(os.Stdout, cfg.Level()).Info("configuration is valid", "config", cfg)
+		return
+	}
 	log := telemetry.NewLogger(os.Stderr, cfg.Level())
 	if err := run(cfg, log); err != nil {
 		log.Error("orchestrator stopped", "err", err)
@@ -55,6 +60,9 @@ const gcHeapFloor = 128 << 20
 
 func run(cfg config.Config, log *slog.Logger) error {
 	log.Info("starting", "config", cfg)
+	if cfg.MemoryLimit > 0 {
+		debug.SetMemoryLimit(cfg.MemoryLimit)
+	}
 	if os.Getenv("GOGC") == "" {
 		defer gctune.Start(gcHeapFloor, 100, 500).Stop()
 	}

@@ -64,9 +64,9 @@ func BenchmarkSubmitRunCompleteBolt(b *testing.B) {
 		}()
 	}
 	wg.Wait()
-	if err := s.Sync(); err != nil {
+	if err := s.waitDurable(); err != nil {
 		b.Fatal(err)
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(s.Committer().Commits())/float64(64*per), "commits/task")
+	b.ReportMetric(float64(s.commit.Commits())/float64(64*per), "commits/task")
 }

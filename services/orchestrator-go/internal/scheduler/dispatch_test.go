@@ -117,7 +117,7 @@ func TestRunningStateWrittenOnlyOnceAnAttemptOutlivesATick(t *testing.T) {
 	got := assignments(t, w)
 	stored := func(id string) *task.Task {
 		t.Helper()
-		if err := f.s.Sync(); err != nil {
+		if err := f.s.waitDurable(); err != nil {
 			t.Fatal(err)
 		}
 		st, err := f.store.Get(context.Background(), id)
@@ -127,11 +127,11 @@ func TestRunningStateWrittenOnlyOnceAnAttemptOutlivesATick(t *testing.T) {
 		return st
 	}
 	f.s.Complete(w, Result{TaskID: short.ID, LeaseID: got[0].LeaseID})
-	f.s.Tick()
+	f.s.tick()
 	if st := stored(long.ID); st.Status != task.StatusQueued || st.Attempts != 0 {
 		t.Fatalf("after one tick the store has %v attempts %d; want queued 0 (not yet written)", st.Status, st.Attempts)
 	}
-	f.s.Tick()
+	f.s.tick()
 	if st := stored(long.ID); st.Status != task.StatusRunning || st.Attempts != 1 || st.WorkerID != w.ID {
 		t.Fatalf("after two ticks the store has %v attempts %d worker %q; want running 1 %q", st.Status, st.Attempts, st.WorkerID, w.ID)
 	}

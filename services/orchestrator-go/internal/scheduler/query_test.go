@@ -73,7 +73,7 @@ func TestWatchOfAFinishedTaskReadsTheStoreOutsideTheLock(t *testing.T) {
 	if _, err := f.s.Cancel(context.Background(), tk.ID, ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.s.Sync(); err != nil {
+	if err := f.s.waitDurable(); err != nil {
 		t.Fatal(err)
 	}
 	st.mu.Lock()

@@ -228,11 +228,8 @@ func New(cfg Config, d Deps) *Scheduler {
 // Config returns the effective configuration.
 func (s *Scheduler) Config() Config { return s.cfg }
 
-// Committer exposes the group committer (tests count its commits).
-func (s *Scheduler) Committer() *store.Committer { return s.commit }
-
-// Sync waits until every state change made so far is durable.
-func (s *Scheduler) Sync() error { return s.commit.Sync() }
+// waitDurable waits until every state change made so far is durable.
+func (s *Scheduler) waitDurable() error { return s.commit.Sync() }
 
 // Recover loads the unfinished tasks found in the store and queues them. Attempts
 // that were running when the process stopped lost their lease: they count, and the
@@ -292,7 +289,7 @@ func (s *Scheduler) Start() {
 		for {
 			select {
 			case <-t.C:
-				s.Tick()
+				s.tick()
 			case <-s.stopTick:
 				return
 			}
@@ -300,10 +297,10 @@ func (s *Scheduler) Start() {
 	}()
 }
 
-// Tick expires unrenewed leases, times out attempts past their deadline, queues
+// tick expires unrenewed leases, times out attempts past their deadline, queues
 // retries whose backoff has passed and refreshes the queue-depth gauges. Start
 // calls it periodically; tests call it directly with a fake clock.
-func (s *Scheduler) Tick() {
+func (s *Scheduler) tick() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopped { // while draining, running leases are still checked

@@ -60,7 +60,7 @@ func (f *fixture) advance(d time.Duration) {
 	f.mu.Lock()
 	f.now = f.now.Add(d)
 	f.mu.Unlock()
-	f.s.Tick()
+	f.s.tick()
 }
 
 func (f *fixture) submit(spec task.Spec) *task.Task {
@@ -75,7 +75,7 @@ func (f *fixture) submit(spec task.Spec) *task.Task {
 // get returns the task once every state change so far is durable.
 func (f *fixture) get(id string) *task.Task {
 	f.t.Helper()
-	if err := f.s.Sync(); err != nil {
+	if err := f.s.waitDurable(); err != nil {
 		f.t.Fatalf("Sync: %v", err)
 	}
 	t, err := f.s.Get(context.Background(), id)
@@ -129,9 +129,9 @@ func TestRecoverRequeuesUnfinishedAndKeepsResults(t *testing.T) {
 	w := f.worker(2)
 	got := assignments(t, w)
 	f.s.Complete(w, Result{TaskID: done.ID, LeaseID: got[0].LeaseID, Output: json.RawMessage(`"kept"`)})
-	f.s.Tick() // the running attempt outlives two ticks: its state is written
-	f.s.Tick()
-	if err := f.s.Sync(); err != nil {
+	f.s.tick() // the running attempt outlives two ticks: its state is written
+	f.s.tick()
+	if err := f.s.waitDurable(); err != nil {
 		t.Fatal(err)
 	}
 	// The process dies: a new scheduler on the same store.
@@ -164,7 +164,7 @@ func TestQueueDepthGaugeByPriorityAndCappedTenants(t *testing.T) {
 	}
 	f.submit(task.Spec{Agent: "echo", Tenant: "small", Priority: 7})
 	f.submit(task.Spec{Agent: "echo", Tenant: "tiny", Priority: 2})
-	f.s.Tick()
+	f.s.tick()
 	for _, c := range []struct {
 		priority, tenant string
 		want             float64
@@ -223,7 +223,7 @@ func TestNextFinishedStepSeesDurableWorkflowSteps(t *testing.T) {
 	for _, a := range assignments(t, w) {
 		f.s.Complete(w, Result{TaskID: a.Task.ID, LeaseID: a.LeaseID, Output: json.RawMessage(`2`)})
 	}
-	if err := f.s.Sync(); err != nil {
+	if err := f.s.waitDurable(); err != nil {
 		t.Fatal(err)
 	}
 	step, ok := pollFinishedStep(f.s)

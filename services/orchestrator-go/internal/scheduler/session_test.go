@@ -104,7 +104,7 @@ func TestFailedResultWriteIsRetriedAndReportedOnceDurable(t *testing.T) {
 		}
 		break
 	}
-	if err := f.s.Sync(); err != nil {
+	if err := f.s.waitDurable(); err != nil {
 		t.Fatal(err)
 	}
 	step, ok := pollFinishedStep(f.s)

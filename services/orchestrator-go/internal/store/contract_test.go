@@ -451,3 +451,14 @@ func TestNotFoundNamesTheKind(t *testing.T) {
 		}
 	})
 }
+
+// fullTask must set every field, so that TestStoreRoundTripsEveryField covers a new
+// field (and fails until the codec writes it).
+func TestFullTaskSetsEveryField(t *testing.T) {
+	v := reflect.ValueOf(*fullTask("a"))
+	for i := range v.NumField() {
+		if v.Field(i).IsZero() {
+			t.Errorf("fullTask leaves task.Task.%s zero: set it", v.Type().Field(i).Name)
+		}
+	}
+}

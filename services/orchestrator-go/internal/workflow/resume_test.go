@@ -352,10 +352,7 @@ func TestStartCancelsStepTasksOfFinishedWorkflows(t *testing.T) {
 	if err := st.Put(ctx, mk("orphan", "wf-done"), mk("pruned", "wf-gone"), mk("plain", "")); err != nil {
 		t.Fatal(err)
 	}
-	h := newHarness(t, st)
-	if err := h.sched.Sync(); err != nil {
-		t.Fatal(err)
-	}
+	h := newHarness(t, st) // Start returns once the cancellations are durable
 	for _, id := range []string{"orphan", "pruned"} {
 		if got := h.task(id); got.Status != task.StatusCancelled {
 			t.Errorf("step task %s of a finished workflow = %v, want CANCELLED", id, got.Status)

@@ -212,9 +212,9 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.detail if isinstance(exc.detail, str) else http.HTTPStatus(exc.status_code).phrase
         )
         if exc.status_code == 404 and detail == "Not Found":
-            detail = f"No route matches {request.method} {request.url.path}."
+            detail = f"No route matches {request.method} {clip(request.url.path)}."
         if exc.status_code == 405:
-            detail = f"{request.method} is not allowed on {request.url.path}."
+            detail = f"{request.method} is not allowed on {clip(request.url.path)}."
         problem = ProblemError(
             exc.status_code,
             reasons.get(exc.status_code, "HTTP_ERROR"),
