@@ -75,7 +75,7 @@ test-go:
 test-rust:
 	cargo test --release --workspace
 
-test-py: venv
+test-py: venv build-go # the gateway's contract tests run the real orchestrator too
 	.venv/bin/pytest -q python
 
 test-integration: ## Kill -9 crash tests of the orchestrator on bolt and Redis
