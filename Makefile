@@ -41,7 +41,7 @@ proto-check: proto ## Fail when the committed generated code is stale
 	@git diff --exit-code --stat -- services/orchestrator-go/gen python/sdk/src/taskloom/v1 services/proto-rust/src/gen \
 	  || { echo "generated code is stale: run 'make proto' and commit"; exit 1; }
 
-lint: tools lint-go lint-rust lint-py ## gofmt, go vet, golangci-lint; rustfmt, clippy; ruff
+lint: tools lint-go lint-rust lint-py ## gofmt, go vet, golangci-lint; rustfmt, clippy; ruff, mypy
 
 lint-go:
 	@out=$$(cd $(GO_DIR) && gofmt -l $$(find . -name '*.go' -not -path './gen/*')); \
@@ -55,6 +55,9 @@ lint-rust:
 lint-py: venv
 	.venv/bin/ruff check python tests bench
 	.venv/bin/ruff format --check python tests bench
+	.venv/bin/mypy
+	@# One run per test directory: each has its own conftest module.
+	@for d in python/sdk/tests python/gateway/tests tests; do .venv/bin/mypy $$d || exit 1; done
 
 fmt: venv ## Format every language's code
 	cd $(GO_DIR) && gofmt -w $$(find . -name '*.go' -not -path './gen/*')

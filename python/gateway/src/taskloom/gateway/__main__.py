@@ -49,7 +49,7 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
         log_level=settings.log_level.lower(),
         access_log=False,
         # Annotated `int | None` by uvicorn, which hands it to asyncio.wait_for: floats work.
-        timeout_graceful_shutdown=graceful_shutdown_timeout(settings.shutdown_grace_seconds),
+        timeout_graceful_shutdown=graceful_shutdown_timeout(settings.shutdown_grace_seconds),  # type: ignore[arg-type]
     )
 
 
