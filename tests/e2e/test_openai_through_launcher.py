@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
+from taskloom.testing.launcher import run_launcher
 from taskloom.testing.servers import serve_asgi
 
 BIN = Path(__file__).resolve().parents[2] / "bin"
@@ -68,28 +67,6 @@ def openai_server() -> Iterator[tuple[FakeOpenAI, str]]:
         yield fake, url
 
 
-def _start_launcher(
-    state: Path, env: dict[str, str], config: Path
-) -> tuple[subprocess.Popen[str], str]:
-    argv = [sys.executable, "-m", "taskloom.sdk.localstack", "--bin-dir", str(BIN)]
-    argv += ["--state-dir", str(state), "--random-ports", "--config", str(config)]
-    launcher = subprocess.Popen(
-        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    assert launcher.stdout is not None
-    output: list[str] = []
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        line = launcher.stdout.readline()
-        if not line:
-            break
-        output.append(line)
-        if "Ctrl-C stops everything" in line:
-            return launcher, "".join(output)
-    launcher.kill()
-    raise AssertionError("the stack did not come up:\n" + "".join(output))
-
-
 def _finished(gateway: str, task_id: str) -> dict[str, Any]:
     deadline = time.monotonic() + WAIT_S
     while True:
@@ -125,8 +102,7 @@ def test_an_openai_agent_answers_through_the_launcher_and_rest(
         "TASKLOOM_OPENAI_API_KEY": API_KEY,
     }
     state = tmp_path / "state"
-    launcher, printed = _start_launcher(state, env, config)
-    try:
+    with run_launcher(BIN, state, "--config", str(config), env=env) as (launcher, printed):
         assert f"TASKLOOM_AGENTS_DIR={agents}" in printed
         assert "TASKLOOM_OPENAI_API_KEY=***" in printed
         assert f"TASKLOOM_CONFIG={config}" in printed
@@ -163,9 +139,5 @@ def test_an_openai_agent_answers_through_the_launcher_and_rest(
         launcher.send_signal(signal.SIGINT)
         rest, _ = launcher.communicate(timeout=WAIT_S)
         assert launcher.returncode == 0, rest
-    finally:
-        if launcher.poll() is None:
-            launcher.kill()
-            launcher.wait()
     everything = printed + "".join(p.read_text() for p in (state / "logs").iterdir())
     assert API_KEY not in everything
