@@ -170,3 +170,18 @@ def test_list_flags_repeat_and_replace_the_env_list(monkeypatch: pytest.MonkeyPa
 )
 def test_environment_values_are_masked_by_name_and_url(name: str, value: str, printed: str) -> None:
     assert config.mask_env_value(name, value) == printed
+
+
+class CheckedSettings(DemoSettings):
+    def check(self) -> None:
+        if self.addr == "nowhere:0":
+            raise config.ConfigError("addr: nowhere:0 is not reachable")
+
+
+def test_check_config_runs_the_services_deeper_check(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        config.load(CheckedSettings, ["--addr", "nowhere:0", "--check-config"], prog="demo")
+    assert exited.value.code == 2
+    assert "addr: nowhere:0 is not reachable" in capsys.readouterr().err
+    # A plain start leaves the deeper checks to the service itself.
+    assert config.load(CheckedSettings, ["--addr", "nowhere:0"], prog="demo").addr == "nowhere:0"

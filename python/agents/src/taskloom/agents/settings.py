@@ -12,6 +12,7 @@ from typing import Annotated, ClassVar
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
+from taskloom.agents.catalog import CatalogError, load_catalog
 from taskloom.sdk import config
 
 
@@ -111,6 +112,13 @@ class Settings(config.ServiceSettings):
         if isinstance(value, str):
             return [part for part in value.split(os.pathsep) if part]
         return value
+
+    def check(self) -> None:
+        """`--check-config` also reads the agent catalog the settings name."""
+        try:
+            load_catalog(self.agents_dir)
+        except CatalogError as err:
+            raise config.ConfigError(f"agents_dir: {err}") from err
 
 
 def env_names(name: str) -> list[str]:

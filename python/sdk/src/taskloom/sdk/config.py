@@ -175,6 +175,10 @@ class ServiceSettings(BaseSettings):
                 )
         return dict(section)
 
+    def check(self) -> None:
+        """What `--check-config` verifies beyond each value (the files a setting names, ...);
+        raises ConfigError naming the setting. Services override it; nothing by default."""
+
     @classmethod
     def is_secret(cls, name: str) -> bool:
         return name in cls.secret_fields or _is_secret_type(cls.model_fields[name].annotation)
@@ -308,6 +312,8 @@ def load(cls: type[S], argv: Sequence[str] | None, *, prog: str, description: st
     check_only = flags.pop("check_config", False)
     try:
         settings = from_layers(cls, config, flags)
+        if check_only:
+            settings.check()
     except ValidationError as err:
         parser.exit(2, f"{prog}: invalid configuration: {describe_validation_error(cls, err)}\n")
     except ConfigError as err:
