@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import os
 import queue
@@ -34,15 +33,21 @@ import httpx
 
 from taskloom.sdk.config import CONFIG_ENV, ENV_PREFIX, mask_env_value
 
-_PR_SET_PDEATHSIG = 1
 # What the launcher itself reads, not passed on.
 _LAUNCHER_ENV = frozenset({CONFIG_ENV, "TASKLOOM_WORKERS"})
 
 
-def _die_with_parent() -> None:
-    """Runs in each child before exec: ask the kernel for SIGTERM when the launcher dies."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+# Each child's first program: it asks the kernel for SIGTERM when the launcher dies, then
+# becomes the service. Not a preexec_fn: Python code between fork and exec can crash the
+# child when other threads (gRPC's, in the tests) hold locks at the fork, while a child
+# without one is started by vfork, which runs no fork handlers at all.
+_DIE_WITH_PARENT = """\
+import ctypes, os, signal, sys
+ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+if os.getppid() != int(sys.argv[1]):
+    sys.exit("the launcher exited before the service started")
+os.execv(sys.argv[2], sys.argv[2:])
+"""
 
 
 class _Spawner:
@@ -82,7 +87,8 @@ def _spawn_process(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes
     with _spawner_lock:
         if _spawner is None:
             _spawner = _Spawner()
-    return _spawner.popen(argv, preexec_fn=_die_with_parent, **kwargs)
+    wrapped = [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *argv]
+    return _spawner.popen(wrapped, **kwargs)
 
 
 def user_settings(environ: Mapping[str, str]) -> dict[str, str]:

@@ -538,10 +538,13 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     ) -> AsyncIterator[orchestrator_pb2.WatchWorkflowResponse]:
         wf = self._workflow(request.id)
         ev = orchestrator_pb2.WorkflowEvent
-        yield orchestrator_pb2.WatchWorkflowResponse(event=ev(workflow_id=wf.id, status=wf.status))
         running = orchestrator_pb2.WORKFLOW_STATUS_RUNNING
-        async for event in self._workflow_journals[wf.id].follow(0, lambda: wf.status != running):
-            yield orchestrator_pb2.WatchWorkflowResponse(event=event)
+        was_running = wf.status == running
+        yield orchestrator_pb2.WatchWorkflowResponse(event=ev(workflow_id=wf.id, status=wf.status))
+        if was_running:  # what its steps did so far, then what they do; a finished one: done
+            journal = self._workflow_journals[wf.id]
+            async for event in journal.follow(0, lambda: wf.status != running):
+                yield orchestrator_pb2.WatchWorkflowResponse(event=event)
         done = ev(workflow_id=wf.id, status=wf.status, done=True, workflow=wf)
         yield orchestrator_pb2.WatchWorkflowResponse(event=done)
 
