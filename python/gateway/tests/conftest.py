@@ -14,12 +14,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from taskloom.gateway.app import create_app
 from taskloom.gateway.config import Settings
 from taskloom.testing.fake_orchestrator import FakeOrchestrator, serve_fake_orchestrator
+from taskloom.testing.servers import serve_gateway
 from taskloom.testing.under_test import KINDS, OrchestratorUnderTest, serve_orchestrator
 
 BIN = Path(__file__).resolve().parents[3] / "bin"
@@ -60,6 +62,17 @@ def client(orchestrator: OrchestratorUnderTest, tenant: str) -> Iterator[TestCli
         for task in client.get("/v1/tasks", params={"status": status}).json()["tasks"]:
             client.post(f"/v1/tasks/{task['id']}/cancel")
     client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def served(orchestrator: OrchestratorUnderTest, tenant: str) -> Iterator[httpx.Client]:
+    """An HTTP client of the test's tenant, to the gateway served by uvicorn (real streaming)."""
+    settings = Settings(orchestrator_addr=orchestrator.addr, api_keys=f"k={tenant}")
+    with (
+        serve_gateway(settings) as base_url,
+        httpx.Client(base_url=base_url, timeout=20, headers={"X-API-Key": "k"}) as http,
+    ):
+        yield http
 
 
 @pytest.fixture

@@ -12,10 +12,7 @@ from typing import Any
 import httpx
 from fastapi.testclient import TestClient
 
-from taskloom.gateway.config import Settings
 from taskloom.testing.fake_orchestrator import FakeOrchestrator
-from taskloom.testing.servers import serve_gateway
-from taskloom.testing.under_test import OrchestratorUnderTest
 
 MakeClient = Callable[..., TestClient]
 
@@ -31,21 +28,15 @@ def _parse_sse(text: str) -> list[tuple[str, dict[str, Any]]]:
     return events
 
 
-def test_sse_streams_status_chunks_then_done_and_ends(
-    orchestrator: OrchestratorUnderTest, tenant: str
-) -> None:
-    settings = Settings(orchestrator_addr=orchestrator.addr, api_keys=f"k={tenant}")
-    with (
-        serve_gateway(settings) as base_url,
-        httpx.Client(base_url=base_url, timeout=10, headers={"X-API-Key": "k"}) as http,
-    ):
-        task_id = http.post("/v1/tasks", json={"agent": "echo", "input": "hello big world"}).json()[
-            "id"
-        ]
-        with http.stream("GET", f"/v1/tasks/{task_id}/events") as resp:
-            assert resp.status_code == 200
-            assert resp.headers["content-type"].startswith("text/event-stream")
-            events = _parse_sse(resp.read().decode())  # returns only once the stream has ended
+def test_sse_streams_status_chunks_then_done_and_ends(served: httpx.Client) -> None:
+    http = served  # the gateway under uvicorn: TestClient does not stream
+    task_id = http.post("/v1/tasks", json={"agent": "echo", "input": "hello big world"}).json()[
+        "id"
+    ]
+    with http.stream("GET", f"/v1/tasks/{task_id}/events") as resp:
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        events = _parse_sse(resp.read().decode())  # returns only once the stream has ended
 
     names = [name for name, _ in events]
     assert names[0] == "status" and names[-1] == "done"

@@ -9,10 +9,6 @@ from typing import Any
 import httpx
 from fastapi.testclient import TestClient
 
-from taskloom.gateway.config import Settings
-from taskloom.testing.servers import serve_gateway
-from taskloom.testing.under_test import OrchestratorUnderTest
-
 PROBLEM = "application/problem+json"
 WAIT_S = 20.0  # generous: a workflow that never finishes fails the test instead of hanging it
 
@@ -72,42 +68,36 @@ def test_a_sequential_workflow_runs_its_steps_in_order(client: TestClient, tenan
         assert (task["workflow_id"], task["step_id"]) == (wf["id"], step["step_id"])
 
 
-def test_a_watch_of_a_running_workflow_gets_its_steps_chunks(
-    orchestrator: OrchestratorUnderTest, tenant: str
-) -> None:
+def test_a_watch_of_a_running_workflow_gets_its_steps_chunks(served: httpx.Client) -> None:
+    http = served
     # `wait` keeps the workflow running, so the watch begins while it runs: the steps that
     # finished before it are replayed (a watch of a finished workflow gets only `done`).
-    settings = Settings(orchestrator_addr=orchestrator.addr, api_keys=f"k={tenant}")
-    with (
-        serve_gateway(settings) as base_url,
-        httpx.Client(base_url=base_url, timeout=WAIT_S, headers={"X-API-Key": "k"}) as http,
-    ):
-        spec = {
-            "mode": "parallel",
-            "steps": [
-                {"id": "hold", "agent": "wait"},
-                {"id": "say", "agent": "echo", "input": "one two"},
-            ],
-        }
-        wf_id = http.post("/v1/workflows", json=spec).json()["id"]
-        deadline = time.monotonic() + WAIT_S
-        while _step_status(http, wf_id, "say") != "succeeded":
-            assert time.monotonic() < deadline, "the echo step never finished"
-            time.sleep(0.02)
-        chunks, final = [], {}
-        with http.stream("GET", f"/v1/workflows/{wf_id}/events") as stream:
-            name = ""
-            for line in stream.iter_lines():
-                if line.startswith("event: "):
-                    name = line.removeprefix("event: ")
-                elif line.startswith("data: "):
-                    data = json.loads(line.removeprefix("data: "))
-                    if name == "step" and data["event"] == "chunk":
-                        chunks.append((data["step_id"], data["data"]["text"]))
-                        if len(chunks) == 2:
-                            assert http.post(f"/v1/workflows/{wf_id}/cancel").status_code == 200
-                    if name == "done":
-                        final = data
+    spec = {
+        "mode": "parallel",
+        "steps": [
+            {"id": "hold", "agent": "wait"},
+            {"id": "say", "agent": "echo", "input": "one two"},
+        ],
+    }
+    wf_id = http.post("/v1/workflows", json=spec).json()["id"]
+    deadline = time.monotonic() + WAIT_S
+    while _step_status(http, wf_id, "say") != "succeeded":
+        assert time.monotonic() < deadline, "the echo step never finished"
+        time.sleep(0.02)
+    chunks, final = [], {}
+    with http.stream("GET", f"/v1/workflows/{wf_id}/events") as stream:
+        name = ""
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                data = json.loads(line.removeprefix("data: "))
+                if name == "step" and data["event"] == "chunk":
+                    chunks.append((data["step_id"], data["data"]["text"]))
+                    if len(chunks) == 2:
+                        assert http.post(f"/v1/workflows/{wf_id}/cancel").status_code == 200
+                if name == "done":
+                    final = data
     assert chunks == [("say", "one"), ("say", "two")]
     assert final["status"] == "cancelled"
 
