@@ -45,7 +45,7 @@ proto-check: proto ## Fail when the generated code is stale or a v1 contract bro
 proto-baseline: tools ## Accept the current contracts as the new buf breaking baseline (on purpose only)
 	buf build proto -o proto/baseline/v1.binpb
 
-lint: tools lint-go lint-rust lint-py ## gofmt, go vet, golangci-lint; rustfmt, clippy; ruff
+lint: tools lint-go lint-rust lint-py ## gofmt, go vet, golangci-lint; rustfmt, clippy; ruff, mypy
 
 lint-go:
 	@out=$$(cd $(GO_DIR) && gofmt -l $$(find . -name '*.go' -not -path './gen/*')); \
@@ -59,6 +59,9 @@ lint-rust:
 lint-py: venv
 	.venv/bin/ruff check python tests bench
 	.venv/bin/ruff format --check python tests bench
+	.venv/bin/mypy
+	@# One run per test directory: each has its own conftest module.
+	@for d in python/sdk/tests python/gateway/tests tests; do .venv/bin/mypy $$d || exit 1; done
 
 fmt: venv ## Format every language's code
 	cd $(GO_DIR) && gofmt -w $$(find . -name '*.go' -not -path './gen/*')
@@ -79,7 +82,7 @@ test-go:
 test-rust:
 	cargo test --release --workspace
 
-test-py: venv
+test-py: venv build-go # the gateway's contract tests run the real orchestrator too
 	.venv/bin/pytest -q python
 
 test-integration: ## Kill -9 crash tests of the orchestrator on bolt and Redis

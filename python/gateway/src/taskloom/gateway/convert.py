@@ -15,7 +15,8 @@ _MAX_SAFE_INT = 2**53
 
 
 def json_to_value(obj: JsonValue) -> struct_pb2.Value:
-    return json_format.ParseDict(obj, struct_pb2.Value())
+    # ParseDict takes any JSON value for a Value message; its stub names only dicts.
+    return json_format.ParseDict(obj, struct_pb2.Value())  # type: ignore[arg-type]
 
 
 def _tidy_numbers(obj: Any) -> Any:
@@ -64,7 +65,7 @@ def task_status_name(number: int) -> models.TaskStatusName | None:
     return _enum_name(common_pb2.TaskStatus, number, "TASK_STATUS_")  # type: ignore[no-any-return]
 
 
-def task_status_number(name: str) -> int:
+def task_status_number(name: str) -> common_pb2.TaskStatus.ValueType:
     return common_pb2.TaskStatus.Value("TASK_STATUS_" + name.upper())
 
 
@@ -74,7 +75,8 @@ def workflow_status_name(number: int) -> models.WorkflowStatusName | None:
 
 def error_reason_name(number: int) -> str:
     try:
-        return common_pb2.ErrorReason.Name(number).removeprefix("ERROR_REASON_")
+        reason = common_pb2.ErrorReason.ValueType(number)
+        return common_pb2.ErrorReason.Name(reason).removeprefix("ERROR_REASON_")
     except ValueError:
         return "UNSPECIFIED"
 

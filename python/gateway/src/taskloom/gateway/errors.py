@@ -9,7 +9,7 @@ from __future__ import annotations
 import http
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import orjson
@@ -19,7 +19,6 @@ from fastapi.exceptions import RequestValidationError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from taskloom.gateway.convert import rest_field_name
@@ -114,10 +113,13 @@ class ProblemHTTPException(StarletteHTTPException):
 
 
 def _rich_status(err: grpc.aio.AioRpcError) -> status_pb2.Status | None:
+    # from_call reads only code(), details() and trailing_metadata(), which an AioRpcError
+    # has too, though the typing stubs name only the synchronous grpc.Call.
     try:
-        return rpc_status.from_call(err)  # type: ignore[arg-type]
+        rich: status_pb2.Status | None = rpc_status.from_call(cast(grpc.Call, err))
     except ValueError:  # details disagree with the status line: trust the status line
         return None
+    return rich
 
 
 def problem_from_grpc(err: grpc.aio.AioRpcError) -> ProblemError:
@@ -131,9 +133,8 @@ def problem_from_grpc(err: grpc.aio.AioRpcError) -> ProblemError:
     extra: dict[str, Any] = {}
     rich = _rich_status(err)
     for any_detail in rich.details if rich else ():
-        if any_detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            any_detail.Unpack(info)
+        info, bad = error_details_pb2.ErrorInfo(), error_details_pb2.BadRequest()
+        if any_detail.Unpack(info):  # False when the detail is of another type
             reason = info.reason or reason
             status = _REASON_TO_HTTP.get(reason, status)
             extra.update(
@@ -142,9 +143,7 @@ def problem_from_grpc(err: grpc.aio.AioRpcError) -> ProblemError:
             retry_ms = info.metadata.get("retry_after_ms", "")
             if retry_ms.isdigit():
                 headers["Retry-After"] = str(max(1, math.ceil(int(retry_ms) / 1000)))
-        elif any_detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            any_detail.Unpack(bad)
+        elif any_detail.Unpack(bad):
             errors.extend(
                 {"field": rest_field_name(v.field), "message": v.description}
                 for v in bad.field_violations
@@ -238,7 +237,3 @@ def install_error_handlers(app: FastAPI) -> None:
 def close_code_for(problem: ProblemError) -> int:
     """WebSocket close code for a problem: 4000 + its HTTP status (4404, 4401, ...)."""
     return 4000 + problem.status if 400 <= problem.status < 600 else 1011
-
-
-def instance_of(conn: HTTPConnection) -> str:
-    return conn.url.path

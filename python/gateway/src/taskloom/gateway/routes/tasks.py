@@ -86,7 +86,9 @@ async def list_tasks(
             page_size=page_size,
             page_token=page_token,
             tenant=tenant,
-            status=convert.task_status_number(status) if status else 0,
+            status=convert.task_status_number(status)
+            if status
+            else common_pb2.TASK_STATUS_UNSPECIFIED,
             agent=agent,
         )
     )
