@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 BIN = Path(__file__).resolve().parents[2] / "bin"
 
 
@@ -20,6 +22,7 @@ def alive(pid: int) -> bool:
     return stat.read_text().split(") ")[-1].split()[0] != "Z"
 
 
+@pytest.mark.usefixtures("local_processes")
 def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
     launcher = subprocess.Popen(
         [
