@@ -139,6 +139,7 @@ teardown() {
   echo
   echo "== compose-test: time per phase =="
   printf '%s\n' "${phases[@]}"
+  echo
   exit $status
 }
 trap teardown EXIT
