@@ -163,10 +163,7 @@ export COMPOSE_DOCKER_CLI_BUILD=1 DOCKER_BUILDKIT=1
 
 if [ "$mode" = images ]; then
   phase "images"
-  export TASKLOOM_IMAGE_TAG=latest
-  project=""
-  COMPOSE_FILES=(docker-compose.yml)
-  docker-compose -f docker-compose.yml build
+  TASKLOOM_IMAGE_TAG=latest docker-compose -f docker-compose.yml build
   docker image ls 'taskloom/*:latest'
   exit 0
 fi
