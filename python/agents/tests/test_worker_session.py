@@ -8,6 +8,7 @@ import time
 import pytest
 from google.protobuf import json_format, struct_pb2
 
+from taskloom.agents.providers import TextDelta
 from taskloom.agents.providers.simulated import SimulatedProvider, simulated_answer
 from taskloom.v1 import common_pb2, worker_hub_pb2
 
@@ -34,7 +35,7 @@ async def test_registers_runs_assignment_and_streams_chunks_then_result(
     register = await session.recv("register")
     assert register.worker_id == "worker-under-test"
     assert register.concurrency == 3
-    assert [a.name for a in register.agents] == ["assistant"]
+    assert [a.name for a in register.agents] == ["assistant", "toolsmith"]
     assert register.agents[0].provider == "simulated"
     assert (await session.recv("credit")).credits == 3
     await asyncio.wait_for(running.worker.registered.wait(), WAIT_S)
@@ -138,11 +139,11 @@ class GatedProvider:
         self.gate = asyncio.Event()
         self.stopped = 0
 
-    async def stream(self, messages, model, params, usage):  # type: ignore[no-untyped-def]
+    async def stream(self, messages, model, params, tools=()):  # type: ignore[no-untyped-def]
         try:
-            yield "hello "
+            yield TextDelta("hello ")
             await self.gate.wait()
-            yield "world"
+            yield TextDelta("world")
         finally:
             if not self.gate.is_set():
                 self.stopped += 1

@@ -24,8 +24,10 @@ import structlog
 from google.protobuf import json_format, struct_pb2
 
 from taskloom.agents import __version__
-from taskloom.agents.runtime import AgentError, AgentRuntime
+from taskloom.agents.providers.base import TextDelta
+from taskloom.agents.runtime import AgentError, AgentEvent, AgentRuntime
 from taskloom.agents.telemetry import Telemetry
+from taskloom.agents.tools.base import TaskInfo
 from taskloom.v1 import common_pb2, worker_hub_pb2, worker_hub_pb2_grpc
 
 log = structlog.get_logger(__name__)
@@ -61,6 +63,9 @@ class _Running:
     task: asyncio.Task[None] | None = None
     # Why the task was cancelled: "hub" (CancelAssignment) or "abandoned" (stream broke).
     cancel_reason: str = ""
+    # The task's credit was lent back to the hub while it waited on child tasks; it is
+    # not granted again when the task ends.
+    credit_lent: bool = False
 
 
 def _trace_id(labels: Any) -> str | None:
@@ -72,7 +77,7 @@ def _trace_id(labels: Any) -> str | None:
 class Worker:
     def __init__(self, options: WorkerOptions, runtime: AgentRuntime, telemetry: Telemetry) -> None:
         self._opts = options
-        self._runtime = runtime
+        self.runtime = runtime
         self._telemetry = telemetry
         self._outbox: asyncio.Queue[worker_hub_pb2.SessionRequest | None] = asyncio.Queue()
         self._running: dict[str, _Running] = {}
@@ -95,9 +100,9 @@ class Worker:
                 description=spec.description,
                 provider=spec.provider.value,
                 model=spec.model,
-                tools=list(spec.tools),
+                tools=spec.tool_names(),
             )
-            for spec in self._runtime.catalog.values()
+            for spec in self.runtime.catalog.values()
         ]
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -164,7 +169,7 @@ class Worker:
                     addr=self._opts.orchestrator_addr,
                     worker_id=self.worker_id,
                     heartbeat_interval_s=heartbeat_s,
-                    agents=list(self._runtime.catalog),
+                    agents=list(self.runtime.catalog),
                 )
                 self._send(credit=worker_hub_pb2.CreditGrant(credits=self._opts.concurrency))
                 reader = asyncio.create_task(self._read(call))
@@ -276,16 +281,37 @@ class Worker:
         seq = 0
         outbox = self._outbox  # this session's stream, even if a new one opens meanwhile
 
-        async def on_chunk(text: str) -> None:
+        async def on_event(event: AgentEvent) -> None:
             nonlocal seq
+            if not isinstance(event, TextDelta):
+                return  # typed chunks (thoughts, tool calls and results) need the proto's kinds
             outbox.put_nowait(
                 worker_hub_pb2.SessionRequest(
                     chunk=worker_hub_pb2.TaskChunk(
-                        task_id=task.id, lease_id=a.lease_id, seq=seq, text=text
+                        task_id=task.id, lease_id=a.lease_id, seq=seq, text=event.text
                     )
                 )
             )
             seq += 1
+
+        @contextlib.asynccontextmanager
+        async def suspend_credit() -> AsyncIterator[None]:
+            # While this task waits on others, its slot may run them (a chain of agents
+            # on a worker of concurrency 1); the lent credit is not granted again later.
+            if not running.credit_lent and not self._draining:
+                running.credit_lent = True
+                outbox.put_nowait(
+                    worker_hub_pb2.SessionRequest(credit=worker_hub_pb2.CreditGrant(credits=1))
+                )
+            yield
+
+        info = TaskInfo(
+            task_id=task.id,
+            agent=task.agent,
+            tenant=task.tenant or "default",
+            labels=dict(task.labels),
+            attempt=a.attempt,
+        )
 
         result = worker_hub_pb2.TaskResult(task_id=task.id, lease_id=a.lease_id)
         outcome = "failed"
@@ -298,7 +324,9 @@ class Worker:
             deadline = asyncio.timeout_at(self._deadline(a))
             try:
                 async with deadline:
-                    run = await self._runtime.run(task.agent, task_input, on_chunk)
+                    run = await self.runtime.run(
+                        task.agent, task_input, on_event, info, suspend_credit
+                    )
             except TimeoutError:
                 if not deadline.expired():
                     raise  # the agent's own timeout: reported as a crash below
@@ -347,7 +375,7 @@ class Worker:
         if self._running.get(a.lease_id) is running:
             del self._running[a.lease_id]
             outbox.put_nowait(worker_hub_pb2.SessionRequest(result=result))
-            if not self._draining:
+            if not self._draining and not running.credit_lent:
                 outbox.put_nowait(
                     worker_hub_pb2.SessionRequest(credit=worker_hub_pb2.CreditGrant(credits=1))
                 )
