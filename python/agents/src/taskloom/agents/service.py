@@ -167,7 +167,8 @@ async def serve(settings: Settings) -> None:
 
     http.start()
     reporter.start()
-    await _start_sandbox(resources.sandbox, runtime.catalog)
+    # In the background: registering with the orchestrator need not wait for sandboxes.
+    sandbox_start = asyncio.create_task(_start_sandbox(resources.sandbox, runtime.catalog))
     watcher = asyncio.create_task(reloader.run(stop))
     try:
         await worker.run(stop)
@@ -175,6 +176,9 @@ async def serve(settings: Settings) -> None:
         stop.set()
         with contextlib.suppress(Exception):
             await watcher
+        sandbox_start.cancel()
+        with contextlib.suppress(BaseException):
+            await sandbox_start
         await reporter.stop()
         await http.stop()
         await resources.aclose()

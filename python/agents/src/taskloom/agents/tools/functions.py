@@ -35,7 +35,7 @@ def resolve(decl: ToolDecl) -> Callable[..., Any]:
         except (ImportError, AttributeError) as err:
             raise ToolError(f"tool {decl.name!r}: cannot import {where}: {err}") from err
     else:
-        found = entry_points(group=ENTRY_POINT_GROUP, name=decl.entry_point)
+        found = entry_points(group=ENTRY_POINT_GROUP, name=decl.entry_point or "")
         if not found:
             raise ToolError(
                 f"tool {decl.name!r}: no entry point {decl.entry_point!r} in group "

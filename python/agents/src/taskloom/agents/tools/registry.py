@@ -16,18 +16,19 @@ import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 import structlog
-from jsonschema.protocols import Validator
-from jsonschema.validators import validator_for
 
 from taskloom.agents.cache_client import CacheClient
 from taskloom.agents.catalog.spec import MCP_SEPARATOR, AgentSpec, McpServerDecl, ToolDecl
 from taskloom.agents.providers.base import ToolCall, ToolDefinition
 from taskloom.agents.tools.base import Handoff, Tool, ToolContext, ToolError
 from taskloom.agents.tools.functions import function_tool
+
+if TYPE_CHECKING:
+    from jsonschema.protocols import Validator
 
 log = structlog.get_logger(__name__)
 
@@ -77,6 +78,8 @@ class _Entry:
     """A tool with its compiled argument validator."""
 
     def __init__(self, tool: Tool) -> None:
+        from jsonschema.validators import validator_for  # slow to import: on first use
+
         self.tool = tool
         self.validator: Validator = validator_for(tool.parameters)(tool.parameters)
 
