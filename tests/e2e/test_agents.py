@@ -152,4 +152,5 @@ def test_a_chain_of_three_agents_runs_on_one_worker_of_concurrency_one(
     assert specialist["labels"]["taskloom.agent_depth"] == "2"
     assert specialist["labels"]["taskloom.agent_chain"] == "delegator,relay"
     assert relay["status"] == specialist["status"] == "succeeded"
-    assert 'You asked: "the end of the chain"' in json.dumps(task["result"])
+    assert 'You asked: "the end of the chain"' in specialist["result"]["text"]
+    assert relay["id"] in json.dumps(task["result"])  # the parent saw its child's answer

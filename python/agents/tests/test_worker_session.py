@@ -59,7 +59,8 @@ async def test_registers_runs_assignment_and_streams_chunks_then_result(
     assert output["text"].startswith("[simulated]")
     assert output["simulated"] is True and output["cached"] is False
     assert output["agent"] == "assistant" and output["provider"] == "simulated"
-    assert result.usage.completion_tokens == len(chunks)
+    # Tokens are coalesced: fewer chunks than tokens, none lost.
+    assert 0 < len(chunks) < result.usage.completion_tokens
     assert (await session.recv("credit")).credits == 1
 
 

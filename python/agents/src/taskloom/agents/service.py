@@ -23,6 +23,7 @@ from taskloom.agents.providers.openai import OpenAIProvider
 from taskloom.agents.providers.simulated import SimulatedProvider
 from taskloom.agents.runtime import AgentRuntime
 from taskloom.agents.settings import Settings
+from taskloom.agents.streaming import StreamOptions
 from taskloom.agents.telemetry import Telemetry
 from taskloom.agents.tools import ToolRegistry, builtin_factories
 from taskloom.agents.tools.agent_call import ChildTasks
@@ -114,6 +115,7 @@ def build_worker(
         reconnect_initial_s=settings.reconnect_initial_s,
         reconnect_max_s=settings.reconnect_max_s,
         heartbeat_interval_s=settings.heartbeat_interval_s,
+        stream=StreamOptions(settings.stream_buffer_size, settings.stream_flush_interval_ms),
     )
     return Worker(options, runtime, telemetry), providers
 

@@ -26,6 +26,7 @@ from google.protobuf import json_format, struct_pb2
 from taskloom.agents import __version__
 from taskloom.agents.providers.base import TextDelta
 from taskloom.agents.runtime import AgentError, AgentEvent, AgentRuntime
+from taskloom.agents.streaming import StreamOptions, TextCoalescer
 from taskloom.agents.telemetry import Telemetry
 from taskloom.agents.tools.base import TaskInfo
 from taskloom.v1 import common_pb2, worker_hub_pb2, worker_hub_pb2_grpc
@@ -45,6 +46,7 @@ class WorkerOptions:
     reconnect_initial_s: float = 0.5
     reconnect_max_s: float = 15.0
     heartbeat_interval_s: float = 5.0
+    stream: StreamOptions = field(default_factory=StreamOptions)
     hostname: str = field(default_factory=socket.gethostname)
     version: str = __version__
 
@@ -281,18 +283,23 @@ class Worker:
         seq = 0
         outbox = self._outbox  # this session's stream, even if a new one opens meanwhile
 
-        async def on_event(event: AgentEvent) -> None:
+        def send_text(text: str) -> None:
             nonlocal seq
-            if not isinstance(event, TextDelta):
-                return  # typed chunks (thoughts, tool calls and results) need the proto's kinds
             outbox.put_nowait(
                 worker_hub_pb2.SessionRequest(
                     chunk=worker_hub_pb2.TaskChunk(
-                        task_id=task.id, lease_id=a.lease_id, seq=seq, text=event.text
+                        task_id=task.id, lease_id=a.lease_id, seq=seq, text=text
                     )
                 )
             )
             seq += 1
+
+        coalescer = TextCoalescer(send_text, self._opts.stream)
+
+        async def on_event(event: AgentEvent) -> None:
+            if isinstance(event, TextDelta):
+                coalescer.add(event.text)
+            # Typed chunks (thoughts, tool calls and results) wait for the proto's kinds.
 
         @contextlib.asynccontextmanager
         async def suspend_credit() -> AsyncIterator[None]:
@@ -320,6 +327,11 @@ class Worker:
         log.info("task started", agent=task.agent, attempt=a.attempt, lease_id=a.lease_id)
         try:
             task_input = json_format.MessageToDict(task.input) if task.HasField("input") else None
+            try:
+                stream = StreamOptions.from_input(task_input, self._opts.stream)
+            except ValueError as err:
+                raise AgentError(str(err), retryable=False) from None
+            coalescer = TextCoalescer(send_text, stream)
             # At the deadline the agent is cancelled; the result still goes out below.
             deadline = asyncio.timeout_at(self._deadline(a))
             try:
@@ -372,6 +384,7 @@ class Worker:
                 _error(common_pb2.ERROR_REASON_AGENT_ERROR, f"internal error: {err!r}", True)
             )
         self._finish(task.agent, outcome, started)
+        coalescer.flush()  # the last text goes out before the result
         if self._running.get(a.lease_id) is running:
             del self._running[a.lease_id]
             outbox.put_nowait(worker_hub_pb2.SessionRequest(result=result))

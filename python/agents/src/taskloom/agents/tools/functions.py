@@ -58,6 +58,7 @@ class PythonFunctionTool:
         self._decl = decl
         self._fn: Callable[..., Any] | None = None
         self._wants_context = False
+        self._is_async = False
         self.policy = ToolPolicy(
             timeout_s=decl.timeout_s,
             cacheable=decl.cacheable,
@@ -83,13 +84,14 @@ class PythonFunctionTool:
                         raise ToolError(f"tool {self.name!r}: parameters: {err}") from err
                     self.parameters = schema
             self._wants_context = "context" in inspect.signature(fn).parameters
+            self._is_async = inspect.iscoroutinefunction(fn)
             self._fn = fn
         return self._fn
 
     async def call(self, arguments: dict[str, Any], context: ToolContext) -> Any:
         fn = self._import()
         kwargs = {**arguments, "context": context} if self._wants_context else arguments
-        if inspect.iscoroutinefunction(fn):
+        if self._is_async:
             return await fn(**kwargs)
         result = await asyncio.to_thread(fn, **kwargs)
         if inspect.isawaitable(result):
