@@ -27,7 +27,13 @@ from google.protobuf import json_format, struct_pb2
 
 from taskloom.agents.catalog.spec import AgentSpec, AgentToolOptions, ToolDecl
 from taskloom.agents.providers.base import Message
-from taskloom.agents.tools.base import FunctionTool, Handoff, ToolContext, ToolError, ToolPolicy
+from taskloom.agents.tools.base import (
+    FunctionTool,
+    Handoff,
+    ToolContext,
+    ToolError,
+    declared_policy,
+)
 from taskloom.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
 log = structlog.get_logger(__name__)
@@ -196,7 +202,7 @@ def agent_tool(children: ChildTasks) -> Any:
             description=decl.description or "Ask another agent to do a task and return its result.",
             parameters=_target_schema(options, input_schema),
             run=run,
-            policy=ToolPolicy(timeout_s=decl.timeout_s or options.wait_timeout_s + 5),
+            policy=declared_policy(decl, options.wait_timeout_s + 5),
         )
 
     return factory
@@ -226,7 +232,7 @@ def handoff_tool(children: ChildTasks) -> Any:
             or "Hand this conversation to another agent, which answers the task instead.",
             parameters=_target_schema(options, note),
             run=run,
-            policy=ToolPolicy(timeout_s=decl.timeout_s or options.wait_timeout_s + 5),
+            policy=declared_policy(decl, options.wait_timeout_s + 5),
         )
 
     return factory

@@ -18,7 +18,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from taskloom.agents.catalog.spec import ToolDecl, check_json_schema
-from taskloom.agents.tools.base import ANY_OBJECT, ToolContext, ToolError, ToolPolicy
+from taskloom.agents.tools.base import ANY_OBJECT, ToolContext, ToolError, declared_policy
 
 ENTRY_POINT_GROUP = "taskloom.tools"
 
@@ -59,12 +59,7 @@ class PythonFunctionTool:
         self._fn: Callable[..., Any] | None = None
         self._wants_context = False
         self._is_async = False
-        self.policy = ToolPolicy(
-            timeout_s=decl.timeout_s,
-            cacheable=decl.cacheable,
-            cache_ttl_s=decl.cache_ttl_s,
-            replayable=decl.replayable,
-        )
+        self.policy = declared_policy(decl)
         self.description = decl.description
         self.parameters: Mapping[str, Any] = decl.parameters or ANY_OBJECT
         if not decl.description or decl.parameters is None:
