@@ -160,7 +160,7 @@ def measure_concurrent_makespan_s() -> tuple[float, int]:
                 "TASKLOOM_METRICS_ADDR": "",
                 "TASKLOOM_LOG_LEVEL": "warning",
             },
-            "orchestrator": {"TASKLOOM_LOG_LEVEL": "warning"},
+            "orchestrator": {"TASKLOOM_LOG_LEVEL": "warn"},
         },
     )
     with (
@@ -190,6 +190,10 @@ def measure_concurrent_makespan_s() -> tuple[float, int]:
         raise RuntimeError(f"only {len(done)} of {len(ids)} tasks finished in time")
     first = min(t.created_at.ToNanoseconds() for t in done.values())
     last = max(t.finished_at.ToNanoseconds() for t in done.values())
+    if os.environ.get("BENCH_DEBUG"):
+        for field in ("created_at", "started_at", "finished_at"):
+            stamps = sorted(getattr(t, field).ToNanoseconds() for t in done.values())
+            print(field, [round((stamps[int(q * (len(stamps) - 1))] - first) / 1e9, 3) for q in (0, 0.5, 0.9, 1)])
     succeeded = sum(t.status == common_pb2.TASK_STATUS_SUCCEEDED for t in done.values())
     return (last - first) / 1e9, succeeded
 

@@ -122,6 +122,7 @@ async def test_a_waiting_task_lends_its_credit_once_and_does_not_take_it_back(
     assert not (await result_of(session, "t3")).HasField("error")
     session.send(assignment=assignment("t5", "coder", "after"))
     await result_of(session, "t5")
+    assert (await session.recv("credit")).credits == 1
     # After t3 only t5's credit came back: t3 did not grant the credit it had lent.
     after_t3 = session.received[
         next(

@@ -63,10 +63,7 @@ class TextCoalescer:
         self._pieces: list[str] = []
         self._buffered = 0
         self._timer: asyncio.TimerHandle | None = None
-
-    @property
-    def passthrough(self) -> bool:
-        return self._size <= 0 or self._interval_s <= 0
+        self.passthrough = self._size <= 0 or self._interval_s <= 0
 
     def add(self, text: str) -> None:
         if not text:

@@ -21,9 +21,8 @@ from typing import Any
 
 import grpc
 import structlog
-from google.protobuf import json_format, struct_pb2
 
-from taskloom.agents import __version__
+from taskloom.agents import __version__, values
 from taskloom.agents.providers.base import TextDelta
 from taskloom.agents.runtime import AgentError, AgentEvent, AgentRuntime
 from taskloom.agents.streaming import StreamOptions, TextCoalescer
@@ -82,6 +81,7 @@ class Worker:
         self.runtime = runtime
         self._telemetry = telemetry
         self._outbox: asyncio.Queue[worker_hub_pb2.SessionRequest | None] = asyncio.Queue()
+        self._credits_back = _CreditsBack(self._outbox)
         self._running: dict[str, _Running] = {}
         self._draining = False
         self.registered = asyncio.Event()
@@ -142,6 +142,7 @@ class Worker:
 
     async def _session(self, stop: asyncio.Event) -> None:
         self._outbox = asyncio.Queue()
+        self._credits_back = _CreditsBack(self._outbox)
         self._draining = False
         async with grpc.aio.insecure_channel(self._opts.orchestrator_addr) as channel:
             stub = worker_hub_pb2_grpc.WorkerHubServiceStub(channel)
@@ -282,6 +283,7 @@ class Worker:
     ) -> None:
         seq = 0
         outbox = self._outbox  # this session's stream, even if a new one opens meanwhile
+        credits_back = self._credits_back
 
         def send_text(text: str) -> None:
             nonlocal seq
@@ -326,7 +328,7 @@ class Worker:
         self._telemetry.task_started()
         log.info("task started", agent=task.agent, attempt=a.attempt, lease_id=a.lease_id)
         try:
-            task_input = json_format.MessageToDict(task.input) if task.HasField("input") else None
+            task_input = values.to_python(task.input) if task.HasField("input") else None
             try:
                 stream = StreamOptions.from_input(task_input, self._opts.stream)
             except ValueError as err:
@@ -343,7 +345,7 @@ class Worker:
                 if not deadline.expired():
                     raise  # the agent's own timeout: reported as a crash below
                 raise _DeadlineExceeded() from None
-            result.output.CopyFrom(_to_value(run.output))
+            values.fill(result.output, run.output)
             result.usage.CopyFrom(
                 common_pb2.TokenUsage(
                     prompt_tokens=run.prompt_tokens,
@@ -389,9 +391,7 @@ class Worker:
             del self._running[a.lease_id]
             outbox.put_nowait(worker_hub_pb2.SessionRequest(result=result))
             if not self._draining and not running.credit_lent:
-                outbox.put_nowait(
-                    worker_hub_pb2.SessionRequest(credit=worker_hub_pb2.CreditGrant(credits=1))
-                )
+                credits_back.add(1)
         log.info("task finished", outcome=outcome, chunks=seq)
 
     @staticmethod
@@ -406,10 +406,24 @@ class Worker:
         self._telemetry.task_finished(agent, outcome, time.monotonic() - started)
 
 
-def _to_value(output: dict[str, Any]) -> struct_pb2.Value:
-    value = struct_pb2.Value()
-    json_format.ParseDict(output, value)
-    return value
+class _CreditsBack:
+    """Credits of finished tasks, sent as one grant per turn of the event loop: tasks whose
+    LLM calls end together cost one message instead of one each."""
+
+    def __init__(self, outbox: asyncio.Queue[worker_hub_pb2.SessionRequest | None]) -> None:
+        self._outbox = outbox
+        self._pending = 0
+
+    def add(self, credits: int) -> None:
+        if self._pending == 0:
+            asyncio.get_running_loop().call_soon(self._send)
+        self._pending += credits
+
+    def _send(self) -> None:
+        credits, self._pending = self._pending, 0
+        self._outbox.put_nowait(
+            worker_hub_pb2.SessionRequest(credit=worker_hub_pb2.CreditGrant(credits=credits))
+        )
 
 
 def _error(reason: int, message: str, retryable: bool) -> common_pb2.TaskError:

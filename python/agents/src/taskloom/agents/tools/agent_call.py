@@ -23,8 +23,8 @@ from typing import Any
 
 import grpc
 import structlog
-from google.protobuf import json_format, struct_pb2
 
+from taskloom.agents import values
 from taskloom.agents.catalog.spec import AgentSpec, AgentToolOptions, ToolDecl
 from taskloom.agents.providers.base import Message
 from taskloom.agents.tools.base import (
@@ -84,15 +84,17 @@ class ChildTasks:
         labels.update(
             {PARENT_LABEL: parent.task_id, DEPTH_LABEL: str(depth), CHAIN_LABEL: ",".join(chain)}
         )
-        value = struct_pb2.Value()
-        json_format.ParseDict(task_input, value)
-        return common_pb2.TaskSpec(
+        spec = common_pb2.TaskSpec(
             agent=agent,
-            input=value,
             tenant=parent.tenant,
             labels=labels,
             idempotency_key=f"taskloom.{purpose}/{parent.task_id}/{context.tool_call_id}",
         )
+        try:
+            values.fill(spec.input, task_input)
+        except TypeError as err:
+            raise ToolError(f"input: {err}") from None
+        return spec
 
     async def run(
         self, spec: common_pb2.TaskSpec, context: ToolContext, timeout_s: float
@@ -154,7 +156,7 @@ def _output(task: common_pb2.Task, agent: str) -> dict[str, Any]:
         raise ToolError(
             f"agent {agent!r} (task {task.id}) ended {status}: {task.error.message or 'no detail'}"
         )
-    output = json_format.MessageToDict(task.result) if task.HasField("result") else {}
+    output = values.to_python(task.result) if task.HasField("result") else {}
     return output if isinstance(output, dict) else {"value": output}
 
 
