@@ -399,8 +399,8 @@ class Worker:
         """The assignment's deadline on the event loop's clock; None when it has none."""
         if not a.HasField("deadline") or a.deadline.seconds <= 0:
             return None
-        remaining = a.deadline.seconds + a.deadline.nanos / 1e9 - time.time()
-        return asyncio.get_running_loop().time() + remaining
+        remaining = a.deadline.ToNanoseconds() / 1e9 - time.time()
+        return asyncio.get_running_loop().time() + float(remaining)
 
     def _finish(self, agent: str, outcome: str, started: float) -> None:
         self._telemetry.task_finished(agent, outcome, time.monotonic() - started)
@@ -426,5 +426,7 @@ class _CreditsBack:
         )
 
 
-def _error(reason: int, message: str, retryable: bool) -> common_pb2.TaskError:
-    return common_pb2.TaskError(reason=reason, message=message, retryable=retryable)  # type: ignore[arg-type]
+def _error(
+    reason: common_pb2.ErrorReason.ValueType, message: str, retryable: bool
+) -> common_pb2.TaskError:
+    return common_pb2.TaskError(reason=reason, message=message, retryable=retryable)
