@@ -7,7 +7,8 @@ sandbox.
   spent inside the simulated LLM. The journal (durable turns) is not in this figure yet.
 - `concurrent_1000_makespan_s`: the real orchestrator and one worker process (concurrency
   1,000); 1,000 tasks whose simulated LLM takes 1 s, submitted in one batch; from the
-  first task's creation to the last one's end, from the orchestrator's records.
+  first task's creation to the last one's end, from the orchestrator's records; and the
+  worker process's CPU time per task in that run (`worker_cpu_per_task_us`).
 - `sandbox_python_p50_ms` / `_p99_ms`: a `python` tool call running `print(1)`, through
   the tool registry and the worker's pre-started sandbox pool, against the peer: a bare
   `bwrap … python3 -I -S -c 'print(1)'` with the same isolation, started per call.
@@ -138,8 +139,9 @@ def measure_iteration_overhead_us() -> float:
     return asyncio.run(measure()) * 1e6
 
 
-def measure_concurrent_makespan_s() -> tuple[float, int]:
-    """Makespan of CONCURRENT_TASKS 1-second tasks on one worker, and how many succeeded."""
+def measure_concurrent_makespan_s() -> tuple[float, int, float]:
+    """Makespan of CONCURRENT_TASKS 1-second tasks on one worker, how many succeeded, and
+    the worker's CPU time per task (µs)."""
     import grpc
 
     from taskloom.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
@@ -172,6 +174,7 @@ def measure_concurrent_makespan_s() -> tuple[float, int]:
             common_pb2.TaskSpec(agent="assistant", input=_string(f"task {i}"))
             for i in range(CONCURRENT_TASKS)
         ]
+        worker_cpu = _cpu_seconds(stack.service("worker").process)
         submitted = stub.SubmitTasks(orchestrator_pb2.SubmitTasksRequest(tasks=specs))
         ids = [t.id for t in submitted.tasks]
         done: dict[str, Any] = {}
@@ -186,16 +189,19 @@ def measure_concurrent_makespan_s() -> tuple[float, int]:
                     done[task_id] = task
                 else:
                     break  # ids are in submit order; check the rest next round
+        worker_cpu = _cpu_seconds(stack.service("worker").process) - worker_cpu
     if len(done) < len(ids):
         raise RuntimeError(f"only {len(done)} of {len(ids)} tasks finished in time")
     first = min(t.created_at.ToNanoseconds() for t in done.values())
     last = max(t.finished_at.ToNanoseconds() for t in done.values())
-    if os.environ.get("BENCH_DEBUG"):
-        for field in ("created_at", "started_at", "finished_at"):
-            stamps = sorted(getattr(t, field).ToNanoseconds() for t in done.values())
-            print(field, [round((stamps[int(q * (len(stamps) - 1))] - first) / 1e9, 3) for q in (0, 0.5, 0.9, 1)])
     succeeded = sum(t.status == common_pb2.TASK_STATUS_SUCCEEDED for t in done.values())
-    return (last - first) / 1e9, succeeded
+    return (last - first) / 1e9, succeeded, worker_cpu / CONCURRENT_TASKS * 1e6
+
+
+def _cpu_seconds(process: Any) -> float:
+    """User and system CPU time of a running process, from /proc."""
+    fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _string(text: str) -> Any:
@@ -258,7 +264,7 @@ def measure_bare_bwrap_ms() -> tuple[float, float]:
 
 def run() -> list[Result]:
     overhead = measure_iteration_overhead_us()
-    makespan, succeeded = measure_concurrent_makespan_s()
+    makespan, succeeded, cpu_per_task_us = measure_concurrent_makespan_s()
     sandbox_p50, sandbox_p99 = measure_sandbox_ms()
     bare_p50, bare_p99 = measure_bare_bwrap_ms()
     if succeeded != CONCURRENT_TASKS:
@@ -267,6 +273,7 @@ def run() -> list[Result]:
     return [
         Result("tool_iteration_overhead_us", round(overhead, 1), "us", "lower"),
         Result("concurrent_1000_makespan_s", round(makespan, 3), "s", "lower"),
+        Result("worker_cpu_per_task_us", round(cpu_per_task_us), "us", "lower"),
         Result("sandbox_python_p50_ms", sandbox_p50, "ms", "lower", peer=peer, peer_value=bare_p50),
         Result("sandbox_python_p99_ms", sandbox_p99, "ms", "lower", peer=peer, peer_value=bare_p99),
     ]
