@@ -52,13 +52,13 @@ def client(agents_stack: Stack) -> Iterator[httpx.Client]:
         yield http
 
 
-def run(client: httpx.Client, agent: str, task_input: Any, timeout: float = 60.0) -> dict:
+def run(client: httpx.Client, agent: str, task_input: Any, timeout: float = 60.0) -> dict[str, Any]:
     response = client.post("/v1/tasks", json={"agent": agent, "input": task_input})
     assert response.status_code == 202, response.text
     task_id = response.json()["id"]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        task = client.get(f"/v1/tasks/{task_id}").json()
+        task: dict[str, Any] = client.get(f"/v1/tasks/{task_id}").json()
         if task["status"] in TERMINAL:
             return task
         time.sleep(0.05)
@@ -70,8 +70,8 @@ def call(tool: str, **arguments: Any) -> dict[str, Any]:
     return {"tool_calls": [{"name": tool, "arguments": arguments}]}
 
 
-def children_of(client: httpx.Client, parent: dict) -> list[dict]:
-    tasks = client.get("/v1/tasks", params={"page_size": 100}).json()["tasks"]
+def children_of(client: httpx.Client, parent: dict[str, Any]) -> list[dict[str, Any]]:
+    tasks: list[dict[str, Any]] = client.get("/v1/tasks", params={"page_size": 100}).json()["tasks"]
     return [t for t in tasks if t["labels"].get("taskloom.parent_task_id") == parent["id"]]
 
 

@@ -158,7 +158,10 @@ class Worker:
             )
             try:
                 first = await asyncio.wait_for(call.read(), REGISTER_TIMEOUT_S)
-                if first is grpc.aio.EOF or first.WhichOneof("msg") != "registered":
+                if (
+                    not isinstance(first, worker_hub_pb2.SessionResponse)
+                    or first.WhichOneof("msg") != "registered"
+                ):
                     raise _SessionClosed("orchestrator did not answer Register with Registered")
                 reg = first.registered
                 self.worker_id = reg.worker_id or self.worker_id

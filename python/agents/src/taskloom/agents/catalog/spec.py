@@ -40,7 +40,7 @@ def check_json_schema(schema: Mapping[str, Any]) -> None:
     from jsonschema.validators import validator_for
 
     try:
-        validator_for(schema).check_schema(schema)
+        validator_for(schema).check_schema(dict(schema))
     except SchemaError as err:
         raise ValueError(f"not a valid JSON Schema: {err.message}") from None
     if schema.get("type", "object") != "object":
