@@ -18,7 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
+from taskloom.sdk.client import TaskloomClient
 from taskloom.sdk.localstack import Ports, Stack, StackConfig
+from taskloom.sdk.streams import collect_stream
 
 AGENTS_DIR = Path(__file__).parent / "agents"
 TERMINAL = {"succeeded", "failed", "cancelled", "timed_out"}
@@ -154,3 +156,17 @@ def test_a_chain_of_three_agents_runs_on_one_worker_of_concurrency_one(
     assert relay["status"] == specialist["status"] == "succeeded"
     assert 'You asked: "the end of the chain"' in specialist["result"]["text"]
     assert relay["id"] in json.dumps(task["result"])  # the parent saw its child's answer
+
+
+def test_typed_chunks_stream_through_sse_and_collect_into_a_result(
+    client: httpx.Client,
+) -> None:
+    task_id = client.post("/v1/tasks", json={"agent": "toolsmith", "input": "6 * 7?"}).json()["id"]
+    with TaskloomClient(str(client.base_url)) as sdk:
+        run = collect_stream(sdk.stream_events(task_id))
+    assert run.status == "succeeded" and run.task is not None
+    assert run.thoughts == "I will compute with both tools."
+    assert [c["name"] for c in run.tool_calls] == ["calculator", "python"]
+    assert [r["ok"] for r in run.tool_results] == [True, True]
+    assert run.text == run.task["result"]["text"]
+    assert run.usage["completion_tokens"] == run.task["usage"]["completion_tokens"]

@@ -93,13 +93,15 @@ def assignment(task_id: str, stream: dict | None = None) -> worker_hub_pb2.Assig
     return worker_hub_pb2.Assignment(task=task, lease_id=f"lease-{task_id}", attempt=1)
 
 
-async def chunks_until_result(session) -> tuple[list, object]:  # type: ignore[no-untyped-def]
+async def chunks_until_result(session, kind=common_pb2.CHUNK_KIND_TEXT):  # type: ignore[no-untyped-def]
+    """The chunks of one kind (None: all) up to the result, and the result."""
     chunks = []
     while True:
         msg = await session.recv("chunk", "result")
         if isinstance(msg, worker_hub_pb2.TaskResult):
             return chunks, msg
-        chunks.append(msg)
+        if kind is None or msg.kind == kind:
+            chunks.append(msg)
 
 
 async def test_a_task_streams_fewer_chunks_than_tokens_and_loses_none(
@@ -112,7 +114,7 @@ async def test_a_task_streams_fewer_chunks_than_tokens_and_loses_none(
     chunks, result = await chunks_until_result(session)
     text = "".join(f"w{i} " for i in range(200))
     assert "".join(c.text for c in chunks) == text
-    assert [c.seq for c in chunks] == list(range(len(chunks)))
+    assert [c.seq for c in chunks] == list(range(len(chunks)))  # the usage chunk comes last
     assert len(chunks) <= len(text) // 64 + 1
     assert all(len(c.text) >= 64 for c in chunks[:-1])
     assert not result.HasField("error")
@@ -132,3 +134,54 @@ async def test_buffered_text_is_flushed_before_a_cancelled_result(
     chunks, result = await chunks_until_result(session)
     assert "".join(c.text for c in chunks) == "w0 w1 w2 "
     assert result.error.reason == common_pb2.ERROR_REASON_CANCELLED
+
+
+async def test_typed_chunks_come_in_order_and_text_only_leaves_the_text(
+    hub_server, worker_factory
+) -> None:
+    worker_factory(hub_server.addr)
+    session = await hub_server.hub.next_session()
+    await session.recv("credit")
+    script = [
+        {"thought": "add it up", "tool_calls": [{"name": "nope", "arguments": {"x": "a"}}]},
+        {"text": "done"},
+    ]
+
+    def typed(task_id: str, **stream: object) -> worker_hub_pb2.Assignment:
+        task = common_pb2.Task(id=task_id, agent="toolsmith")
+        task.input.struct_value.update(
+            {"prompt": "go", "simulate": {"script": script}, "stream": stream}
+        )
+        return worker_hub_pb2.Assignment(task=task, lease_id=f"lease-{task_id}", attempt=1)
+
+    session.send(assignment=typed("k1"))
+    chunks, result = await chunks_until_result(session, kind=None)
+    assert not result.HasField("error")
+    kinds = [common_pb2.ChunkKind.Name(c.kind).removeprefix("CHUNK_KIND_") for c in chunks]
+    assert kinds == ["THOUGHT", "TOOL_CALL", "USAGE", "TOOL_RESULT", "TEXT", "USAGE"]
+    assert [c.seq for c in chunks] == list(range(len(chunks)))
+    thought, call, _, tool_result, text, usage = chunks
+    assert thought.text == "add it up"
+    assert dict(call.data) == {"id": "call_0_0", "name": "nope", "arguments": '{"x":"a"}'}
+    assert tool_result.data["id"] == "call_0_0" and tool_result.data["ok"] is False
+    assert "unknown tool 'nope'" in tool_result.data["content"]
+    assert text.text == "[simulated] done"
+    assert usage.data["completion_tokens"] == 2
+
+    session.send(assignment=typed("k2", text_only=True))
+    chunks, _ = await chunks_until_result(session, kind=None)
+    assert [c.kind for c in chunks] == [common_pb2.CHUNK_KIND_TEXT]
+
+
+async def test_a_failed_agent_streams_an_error_chunk_before_its_result(
+    hub_server, worker_factory
+) -> None:
+    worker_factory(hub_server.addr)
+    session = await hub_server.hub.next_session()
+    await session.recv("credit")
+    task = common_pb2.Task(id="e1", agent="assistant")
+    task.input.struct_value.update({"prompt": "x", "simulate": {"script": [{"error": "boom"}]}})
+    session.send(assignment=worker_hub_pb2.Assignment(task=task, lease_id="lease-e1", attempt=1))
+    [error], result = await chunks_until_result(session, kind=common_pb2.CHUNK_KIND_ERROR)
+    assert error.text == "simulated failure: boom"
+    assert result.error.message == "simulated failure: boom"

@@ -1,7 +1,8 @@
-"""Coalescing of streamed text: instead of one gRPC message per token, the worker sends one
-chunk per flush interval or per `buffer_size` bytes, whichever comes first, and flushes
-whatever is buffered before anything else is sent for the task (its result, a cancel).
-Order is kept and nothing is dropped: there is one buffer per task and one way out.
+"""What the worker streams for a task: typed chunks (taskloom.v1.ChunkKind), with the
+answer's text coalesced: instead of one gRPC message per token, one chunk per flush
+interval or per `buffer_size` bytes, whichever comes first, flushed before anything else
+is sent for the task (a typed chunk, its result, a cancel). Order is kept and nothing is
+dropped: there is one buffer per task and one way out.
 """
 
 from __future__ import annotations
@@ -10,6 +11,15 @@ import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from taskloom.agents.providers.base import (
+    TextDelta,
+    ThoughtDelta,
+    ToolCallComplete,
+    UsageUpdate,
+)
+from taskloom.agents.runtime import AgentEvent, ToolResultEvent
+from taskloom.v1 import common_pb2, worker_hub_pb2
 
 # Provisional defaults; the fast-path work sets them by benchmark.
 DEFAULT_BUFFER_SIZE = 256
@@ -88,3 +98,85 @@ class TextCoalescer:
             self._pieces.clear()
             self._buffered = 0
             self._send(text)
+
+
+class ChunkStream:
+    """The chunks of one task attempt, in order: answer text coalesced (TextCoalescer);
+    thoughts, tool calls, tool results, each turn's usage and a failure as typed chunks
+    (taskloom.v1.ChunkKind), each sent after flushing the text before it. With
+    `text_only`, only the text goes out."""
+
+    def __init__(
+        self,
+        send: Callable[[worker_hub_pb2.TaskChunk], None],
+        task_id: str,
+        lease_id: str,
+        options: StreamOptions,
+    ) -> None:
+        self._send = send
+        self._task_id = task_id
+        self._lease_id = lease_id
+        self.seq = 0
+        self.configure(options)
+
+    def configure(self, options: StreamOptions) -> None:
+        """Apply the task's own options (before anything was streamed)."""
+        self._text_only = options.text_only
+        self._text = TextCoalescer(self._send_text, options)
+
+    def _chunk(
+        self, kind: common_pb2.ChunkKind.ValueType, text: str = ""
+    ) -> worker_hub_pb2.TaskChunk:
+        chunk = worker_hub_pb2.TaskChunk(
+            task_id=self._task_id, lease_id=self._lease_id, seq=self.seq, text=text, kind=kind
+        )
+        self.seq += 1
+        return chunk
+
+    def _send_text(self, text: str) -> None:
+        self._send(self._chunk(common_pb2.CHUNK_KIND_TEXT, text))
+
+    def _typed(
+        self,
+        kind: common_pb2.ChunkKind.ValueType,
+        text: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        if self._text_only:
+            return
+        self._text.flush()
+        chunk = self._chunk(kind, text)
+        if data is not None:
+            chunk.data.update(data)
+        self._send(chunk)
+
+    def event(self, event: AgentEvent) -> None:
+        if isinstance(event, TextDelta):
+            self._text.add(event.text)
+        elif isinstance(event, ThoughtDelta):
+            self._typed(common_pb2.CHUNK_KIND_THOUGHT, event.text)
+        elif isinstance(event, ToolCallComplete):
+            call = event.call
+            made = {"id": call.id, "name": call.name, "arguments": call.arguments}
+            self._typed(common_pb2.CHUNK_KIND_TOOL_CALL, data=made)
+        elif isinstance(event, ToolResultEvent):
+            result: dict[str, Any] = {
+                "id": event.call_id,
+                "name": event.name,
+                "ok": event.ok,
+                "content": event.content,
+                "cached": event.cached,
+            }
+            self._typed(common_pb2.CHUNK_KIND_TOOL_RESULT, data=result)
+        elif isinstance(event, UsageUpdate):
+            usage = {
+                "prompt_tokens": event.prompt_tokens,
+                "completion_tokens": event.completion_tokens,
+            }
+            self._typed(common_pb2.CHUNK_KIND_USAGE, data=usage)
+
+    def error(self, message: str) -> None:
+        self._typed(common_pb2.CHUNK_KIND_ERROR, message)
+
+    def flush(self) -> None:
+        self._text.flush()

@@ -23,9 +23,8 @@ import grpc
 import structlog
 
 from taskloom.agents import __version__, values
-from taskloom.agents.providers.base import TextDelta
 from taskloom.agents.runtime import AgentError, AgentEvent, AgentRuntime
-from taskloom.agents.streaming import StreamOptions, TextCoalescer
+from taskloom.agents.streaming import ChunkStream, StreamOptions
 from taskloom.agents.telemetry import Telemetry
 from taskloom.agents.tools.base import TaskInfo
 from taskloom.v1 import common_pb2, worker_hub_pb2, worker_hub_pb2_grpc
@@ -284,27 +283,16 @@ class Worker:
     async def _execute_bound(
         self, running: _Running, a: worker_hub_pb2.Assignment, task: common_pb2.Task
     ) -> None:
-        seq = 0
         outbox = self._outbox  # this session's stream, even if a new one opens meanwhile
         credits_back = self._credits_back
 
-        def send_text(text: str) -> None:
-            nonlocal seq
-            outbox.put_nowait(
-                worker_hub_pb2.SessionRequest(
-                    chunk=worker_hub_pb2.TaskChunk(
-                        task_id=task.id, lease_id=a.lease_id, seq=seq, text=text
-                    )
-                )
-            )
-            seq += 1
+        def send(chunk: worker_hub_pb2.TaskChunk) -> None:
+            outbox.put_nowait(worker_hub_pb2.SessionRequest(chunk=chunk))
 
-        coalescer = TextCoalescer(send_text, self._opts.stream)
+        chunks = ChunkStream(send, task.id, a.lease_id, self._opts.stream)
 
         async def on_event(event: AgentEvent) -> None:
-            if isinstance(event, TextDelta):
-                coalescer.add(event.text)
-            # Typed chunks (thoughts, tool calls and results) wait for the proto's kinds.
+            chunks.event(event)
 
         @contextlib.asynccontextmanager
         async def suspend_credit() -> AsyncIterator[None]:
@@ -336,7 +324,7 @@ class Worker:
                 stream = StreamOptions.from_input(task_input, self._opts.stream)
             except ValueError as err:
                 raise AgentError(str(err), retryable=False) from None
-            coalescer = TextCoalescer(send_text, stream)
+            chunks.configure(stream)
             # At the deadline the agent is cancelled; the result still goes out below.
             deadline = asyncio.timeout_at(self._deadline(a))
             try:
@@ -359,6 +347,7 @@ class Worker:
             outcome = "succeeded"
         except AgentError as err:
             log.warning("task failed", error=str(err), retryable=err.retryable)
+            chunks.error(str(err))
             result.error.CopyFrom(
                 _error(common_pb2.ERROR_REASON_AGENT_ERROR, str(err), err.retryable)
             )
@@ -389,13 +378,13 @@ class Worker:
                 _error(common_pb2.ERROR_REASON_AGENT_ERROR, f"internal error: {err!r}", True)
             )
         self._finish(task.agent, outcome, started)
-        coalescer.flush()  # the last text goes out before the result
+        chunks.flush()  # the last text goes out before the result
         if self._running.get(a.lease_id) is running:
             del self._running[a.lease_id]
             outbox.put_nowait(worker_hub_pb2.SessionRequest(result=result))
             if not self._draining and not running.credit_lent:
                 credits_back.add(1)
-        log.info("task finished", outcome=outcome, chunks=seq)
+        log.info("task finished", outcome=outcome, chunks=chunks.seq)
 
     @staticmethod
     def _deadline(a: worker_hub_pb2.Assignment) -> float | None:
