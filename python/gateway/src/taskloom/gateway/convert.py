@@ -174,15 +174,13 @@ _TEXT_KINDS = (common_pb2.CHUNK_KIND_UNSPECIFIED, common_pb2.CHUNK_KIND_TEXT)
 
 
 def chunk_json(event: orchestrator_pb2.TaskEvent) -> dict[str, Any]:
-    """A chunk event's data: answer text as {seq, text, attempt}; any other kind (thought,
-    tool_call, tool_result, usage, error: taskloom.v1.ChunkKind) adds `kind`, and `data`
-    when it has a structured payload."""
-    data: dict[str, Any] = {"seq": event.chunk_seq}
+    """A chunk event's data: {seq, text, attempt}; a chunk that is not answer text (thought,
+    tool_call, tool_result, usage, error: taskloom.v1.ChunkKind) adds `kind` (its `text`
+    may be empty), and `data` when it has a structured payload."""
+    data: dict[str, Any] = {"seq": event.chunk_seq, "text": event.chunk}
     if event.chunk_kind not in _TEXT_KINDS:
         kind = common_pb2.ChunkKind.Name(event.chunk_kind).removeprefix("CHUNK_KIND_")
         data["kind"] = kind.lower()
-    if event.chunk or "kind" not in data:
-        data["text"] = event.chunk
     if event.HasField("chunk_data"):
         data["data"] = json_format.MessageToDict(event.chunk_data)
     data["attempt"] = event.attempt
