@@ -984,6 +984,61 @@ impl ErrorReason {
         }
     }
 }
+/// ChunkKind says what a streamed chunk of a task carries (TaskChunk from the worker,
+/// TaskEvent to watchers). Text and thoughts are in the chunk's text; the other kinds
+/// carry a structured payload (TaskChunk.data, TaskEvent.chunk_data):
+/// TOOL_CALL    {"id", "name", "arguments"}: a call the model made; `arguments` is the
+/// JSON text the model wrote.
+/// TOOL_RESULT  {"id", "name", "ok", "content", "cached"}: a call's result as the model
+/// sees it (`content` is JSON text: the value, or {"error": ...}).
+/// USAGE        {"prompt_tokens", "completion_tokens"}: the tokens of one LLM turn.
+/// ERROR        text: why the agent failed, sent just before the failed result.
+/// A task's `stream.text_only` leaves only TEXT chunks.
+#[allow(clippy::all)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum ChunkKind {
+    /// Text, from workers that send no kind.
+    Unspecified = 0,
+    /// Visible answer text, in order; the chunks of an attempt join into its answer.
+    Text = 1,
+    /// Reasoning text, where the provider streams it.
+    Thought = 2,
+    ToolCall = 3,
+    ToolResult = 4,
+    Usage = 5,
+    Error = 6,
+}
+impl ChunkKind {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "CHUNK_KIND_UNSPECIFIED",
+            Self::Text => "CHUNK_KIND_TEXT",
+            Self::Thought => "CHUNK_KIND_THOUGHT",
+            Self::ToolCall => "CHUNK_KIND_TOOL_CALL",
+            Self::ToolResult => "CHUNK_KIND_TOOL_RESULT",
+            Self::Usage => "CHUNK_KIND_USAGE",
+            Self::Error => "CHUNK_KIND_ERROR",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "CHUNK_KIND_UNSPECIFIED" => Some(Self::Unspecified),
+            "CHUNK_KIND_TEXT" => Some(Self::Text),
+            "CHUNK_KIND_THOUGHT" => Some(Self::Thought),
+            "CHUNK_KIND_TOOL_CALL" => Some(Self::ToolCall),
+            "CHUNK_KIND_TOOL_RESULT" => Some(Self::ToolResult),
+            "CHUNK_KIND_USAGE" => Some(Self::Usage),
+            "CHUNK_KIND_ERROR" => Some(Self::Error),
+            _ => None,
+        }
+    }
+}
 #[allow(clippy::all)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
@@ -1699,6 +1754,11 @@ pub struct TaskEvent {
     pub task: ::core::option::Option<Task>,
     #[prost(message, optional, tag = "8")]
     pub time: ::core::option::Option<::prost_types::Timestamp>,
+    /// A CHUNK event's kind and structured payload, as the worker sent them (see ChunkKind).
+    #[prost(enumeration = "ChunkKind", tag = "9")]
+    pub chunk_kind: i32,
+    #[prost(message, optional, tag = "10")]
+    pub chunk_data: ::core::option::Option<::prost_types::Struct>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -4147,7 +4207,7 @@ pub struct Heartbeat {
     pub lease_ids: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 #[allow(clippy::all)]
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct TaskChunk {
     #[prost(string, tag = "1")]
     pub task_id: ::prost::alloc::string::String,
@@ -4157,6 +4217,12 @@ pub struct TaskChunk {
     pub seq: i64,
     #[prost(string, tag = "4")]
     pub text: ::prost::alloc::string::String,
+    /// What the chunk carries (see ChunkKind); unset is text.
+    #[prost(enumeration = "ChunkKind", tag = "5")]
+    pub kind: i32,
+    /// The payload of a TOOL_CALL, TOOL_RESULT or USAGE chunk (see ChunkKind).
+    #[prost(message, optional, tag = "6")]
+    pub data: ::core::option::Option<::prost_types::Struct>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
