@@ -1,15 +1,16 @@
-//! The vector service's settings: common flags plus where collections are stored.
+//! The vector service's settings (section `vector:` of the config file): common flags plus
+//! where collections are stored.
 
 use std::path::PathBuf;
 
 use clap::Parser;
-use serde::Serialize;
-use taskloom_common::CommonArgs;
+use serde::{Deserialize, Serialize};
+use taskloom_common::{CommonArgs, ServiceSettings};
 
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50054";
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:9104";
 
-#[derive(Parser, Debug, Clone, Serialize)]
+#[derive(Parser, Debug, Clone, Serialize, Deserialize)]
 #[command(
     name = "taskloom-vector",
     version,
@@ -29,8 +30,12 @@ pub struct Settings {
     pub data_dir: PathBuf,
 }
 
-impl Settings {
-    pub fn parse_args() -> Self {
-        taskloom_common::parse_config(DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR)
+impl ServiceSettings for Settings {
+    const SECTION: &'static str = "vector";
+    const DEFAULT_GRPC_ADDR: &'static str = DEFAULT_GRPC_ADDR;
+    const DEFAULT_HTTP_ADDR: &'static str = DEFAULT_HTTP_ADDR;
+
+    fn common(&self) -> &CommonArgs {
+        &self.common
     }
 }
