@@ -34,6 +34,7 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_REASON_CANCELLED: _ClassVar[ErrorReason]
     ERROR_REASON_UNIMPLEMENTED: _ClassVar[ErrorReason]
     ERROR_REASON_SKIPPED: _ClassVar[ErrorReason]
+    ERROR_REASON_CAPACITY_EXCEEDED: _ClassVar[ErrorReason]
 
 class TaskStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -64,6 +65,7 @@ ERROR_REASON_AGENT_ERROR: ErrorReason
 ERROR_REASON_CANCELLED: ErrorReason
 ERROR_REASON_UNIMPLEMENTED: ErrorReason
 ERROR_REASON_SKIPPED: ErrorReason
+ERROR_REASON_CAPACITY_EXCEEDED: ErrorReason
 TASK_STATUS_UNSPECIFIED: TaskStatus
 TASK_STATUS_QUEUED: TaskStatus
 TASK_STATUS_RUNNING: TaskStatus

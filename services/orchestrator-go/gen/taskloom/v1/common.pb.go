@@ -59,6 +59,9 @@ const (
 	ErrorReason_ERROR_REASON_UNIMPLEMENTED ErrorReason = 18
 	// A workflow step did not run because a step it depends on failed.
 	ErrorReason_ERROR_REASON_SKIPPED ErrorReason = 19
+	// A configured capacity (points or bytes of a collection or a service) would be
+	// exceeded; ErrorInfo.metadata["limit"] names the setting.
+	ErrorReason_ERROR_REASON_CAPACITY_EXCEEDED ErrorReason = 20
 )
 
 // Enum value maps for ErrorReason.
@@ -84,6 +87,7 @@ var (
 		17: "ERROR_REASON_CANCELLED",
 		18: "ERROR_REASON_UNIMPLEMENTED",
 		19: "ERROR_REASON_SKIPPED",
+		20: "ERROR_REASON_CAPACITY_EXCEEDED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":          0,
@@ -106,6 +110,7 @@ var (
 		"ERROR_REASON_CANCELLED":            17,
 		"ERROR_REASON_UNIMPLEMENTED":        18,
 		"ERROR_REASON_SKIPPED":              19,
+		"ERROR_REASON_CAPACITY_EXCEEDED":    20,
 	}
 )
 
@@ -830,7 +835,7 @@ const file_taskloom_v1_common_proto_rawDesc = "" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1a\n" +
 	"\bprovider\x18\x03 \x01(\tR\bprovider\x12\x14\n" +
 	"\x05model\x18\x04 \x01(\tR\x05model\x12\x14\n" +
-	"\x05tools\x18\x05 \x03(\tR\x05tools*\x91\x05\n" +
+	"\x05tools\x18\x05 \x03(\tR\x05tools*\xb5\x05\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dERROR_REASON_INVALID_ARGUMENT\x10\x01\x12 \n" +
@@ -852,7 +857,8 @@ const file_taskloom_v1_common_proto_rawDesc = "" +
 	"\x18ERROR_REASON_AGENT_ERROR\x10\x10\x12\x1a\n" +
 	"\x16ERROR_REASON_CANCELLED\x10\x11\x12\x1e\n" +
 	"\x1aERROR_REASON_UNIMPLEMENTED\x10\x12\x12\x18\n" +
-	"\x14ERROR_REASON_SKIPPED\x10\x13*\xc3\x01\n" +
+	"\x14ERROR_REASON_SKIPPED\x10\x13\x12\"\n" +
+	"\x1eERROR_REASON_CAPACITY_EXCEEDED\x10\x14*\xc3\x01\n" +
 	"\n" +
 	"TaskStatus\x12\x1b\n" +
 	"\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
