@@ -194,7 +194,8 @@ def hnswlib_peer(directory: Path, m: int, ef_construction: int, efs: list[int], 
         started = time.thread_time()
         labels, _ = index.knn_query(queries, k=K, num_threads=1)
         elapsed = time.thread_time() - started
-        batch.append({"ef": ef, "recall": _recall(list(labels), truth), "qps": len(queries) / elapsed})
+        recall = _recall(list(labels), truth)
+        batch.append({"ef": ef, "recall": recall, "qps": len(queries) / elapsed})
     return {"build_seconds": build, "curve": curve, "batch_curve": batch}
 
 

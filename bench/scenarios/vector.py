@@ -10,7 +10,7 @@ Over gRPC (bin/taskloom-vector, fresh data dir): p99 of one-query calls, recall 
 payload filters, recovery time after `kill -9`.
 
 Quick by default (20,000 synthetic points, 5,000 text embeddings); `VECTOR_FULL=1` runs
-the issue's sizes (100,000 × 128 and 20,000 × 384), whose results are committed.
+the issue's sizes (100,000 x 128 and 20,000 x 384), whose results are committed.
 Needs `make build` and `cargo build --release -p taskloom-vector --bin vector-bench`
 (run() builds the latter).
 """
@@ -29,6 +29,7 @@ from pathlib import Path
 
 import grpc
 from run import Result
+
 from taskloom.v1 import vector_pb2, vector_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,10 +56,9 @@ def run() -> list[Result]:
     if not SERVICE.exists():
         raise RuntimeError(f"{SERVICE} is missing: run `make build` first")
     datasets = _json([VENV_PY, BENCH / "vector_peers.py", "datasets", *(["--full"] * FULL)])
-    results: list[Result] = []
+    results = _over_grpc(datasets["synthetic"])
     for name, suffix in (("synthetic", ""), ("text", "_text")):
         results += _in_process(datasets[name], suffix)
-    results += _over_grpc(datasets["synthetic"])
     return results
 
 

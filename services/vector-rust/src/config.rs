@@ -49,8 +49,8 @@ pub struct Settings {
     pub max_bytes: usize,
 
     /// A collection is snapshotted, and its write-ahead log emptied, once the log passes
-    /// this many bytes.
-    #[arg(long, env = "TASKLOOM_VECTOR_SNAPSHOT_WAL_BYTES", default_value_t = 64 << 20)]
+    /// this many bytes or an eighth of the collection's size, whichever is more.
+    #[arg(long, env = "TASKLOOM_VECTOR_SNAPSHOT_WAL_BYTES", default_value_t = 8 << 20)]
     pub snapshot_wal_bytes: u64,
 
     /// Threads for parallel inserts, repairs and batch searches; 0 for one per core.

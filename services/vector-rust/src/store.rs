@@ -42,7 +42,9 @@ pub struct StoreOptions {
     pub max_points_per_collection: usize,
     /// Most bytes (estimated: vectors, links, ids, payloads) all collections may hold.
     pub max_bytes: usize,
-    /// A collection is snapshotted once its log grows past this.
+    /// A collection is snapshotted once its log grows past this, or past an eighth of
+    /// the collection's size if that is more (so replay after a crash stays a small
+    /// share of the collection, and snapshots do not rewrite a large one too often).
     pub snapshot_wal_bytes: u64,
     /// Threads of parallel inserts, repairs and batch searches.
     pub threads: usize,
@@ -54,7 +56,7 @@ impl Default for StoreOptions {
             tuning: SearchTuning::default(),
             max_points_per_collection: 10_000_000,
             max_bytes: 8 << 30,
-            snapshot_wal_bytes: 64 << 20,
+            snapshot_wal_bytes: 8 << 20,
             threads: std::thread::available_parallelism().map_or(1, usize::from),
         }
     }
@@ -71,7 +73,11 @@ struct Handle {
 pub struct Store {
     data_dir: PathBuf,
     options: StoreOptions,
-    pool: rayon::ThreadPool,
+    /// Runs graph work under a collection's write lock (inserts, repairs). Apart from
+    /// `search_pool`, whose threads may wait on that lock, so a writer never waits for
+    /// threads that wait for it.
+    build_pool: rayon::ThreadPool,
+    search_pool: rayon::ThreadPool,
     collections: RwLock<BTreeMap<String, Arc<Handle>>>,
     used_bytes: AtomicUsize,
 }
@@ -98,15 +104,18 @@ impl Store {
         let started = Instant::now();
         let data_dir = data_dir.into();
         std::fs::create_dir_all(&data_dir).map_err(|e| storage_error(&data_dir, e))?;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(options.threads.max(1))
-            .thread_name(|i| format!("vector-worker-{i}"))
-            .build()
-            .map_err(|e| VectorError::Storage(format!("thread pool: {e}")))?;
+        let pool = |role: &'static str| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(options.threads.max(1))
+                .thread_name(move |i| format!("vector-{role}-{i}"))
+                .build()
+                .map_err(|e| VectorError::Storage(format!("thread pool: {e}")))
+        };
         let store = Self {
+            build_pool: pool("build")?,
+            search_pool: pool("search")?,
             data_dir,
             options,
-            pool,
             collections: RwLock::new(BTreeMap::new()),
             used_bytes: AtomicUsize::new(0),
         };
@@ -163,10 +172,10 @@ impl Store {
             replayed += 1;
             match record {
                 Record::Upsert(points) => {
-                    collection.apply_upsert(points, Some(&self.pool));
+                    collection.apply_upsert(points, Some(&self.build_pool));
                 }
                 Record::Delete(ids) => {
-                    collection.apply_delete(&ids, Some(&self.pool));
+                    collection.apply_delete(&ids, Some(&self.build_pool));
                 }
             }
         })
@@ -367,7 +376,7 @@ impl Store {
             unreachable!("built as an upsert above");
         };
         let before = collection.memory_bytes();
-        let n = collection.apply_upsert(points, Some(&self.pool));
+        let n = collection.apply_upsert(points, Some(&self.build_pool));
         self.account(before, collection.memory_bytes());
         drop(collection);
         self.maybe_snapshot(&handle);
@@ -393,7 +402,7 @@ impl Store {
             unreachable!("built as a delete above");
         };
         let before = collection.memory_bytes();
-        let n = collection.apply_delete(&present, Some(&self.pool));
+        let n = collection.apply_delete(&present, Some(&self.build_pool));
         self.account(before, collection.memory_bytes());
         drop(collection);
         self.maybe_snapshot(&handle);
@@ -418,7 +427,11 @@ impl Store {
     fn maybe_snapshot(&self, handle: &Handle) {
         let collection = read_lock(&handle.state);
         let mut wal = lock(&handle.wal);
-        if wal.bytes() < self.options.snapshot_wal_bytes {
+        let threshold = self
+            .options
+            .snapshot_wal_bytes
+            .max(collection.memory_bytes() as u64 / 8);
+        if wal.bytes() < threshold {
             return;
         }
         let started = Instant::now();
@@ -445,7 +458,7 @@ impl Store {
         &self,
         searches: &[(String, SearchQuery)],
     ) -> Vec<Result<Vec<ScoredPoint>, VectorError>> {
-        self.pool.install(|| {
+        self.search_pool.install(|| {
             searches
                 .par_iter()
                 .map(|(name, query)| self.search(name, query))
@@ -453,7 +466,7 @@ impl Store {
         })
     }
 
-    /// (collections, points, bytes) for the service's gauges.
+    /// (collections, points) for the service's gauges.
     pub fn totals(&self) -> (usize, usize) {
         let all = read_lock(&self.collections);
         let points = all.values().map(|h| read_lock(&h.state).len()).sum();

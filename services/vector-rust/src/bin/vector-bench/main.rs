@@ -14,6 +14,12 @@ use std::time::Instant;
 use clap::Parser;
 use taskloom_vector::hnsw::{Hnsw, HnswParams, Metric, Slot};
 
+#[cfg(feature = "ann-peers")]
+mod peers;
+
+/// A built index's single-query search: (query, k, ef) -> ids, closest first.
+type Searcher = Box<dyn Fn(&[f32], usize, usize) -> Vec<Slot>>;
+
 #[derive(Parser)]
 struct Args {
     /// Base vectors: `n × dim` little-endian f32.
@@ -52,6 +58,10 @@ struct Args {
     /// Passes over the queries per `ef`; the fastest counts.
     #[arg(long, default_value_t = 3)]
     repeats: usize,
+    /// `taskloom`, or with `--features ann-peers` one of the crates it was measured
+    /// against: `hnsw_rs`, `usearch` (build and curve only).
+    #[arg(long, default_value = "taskloom")]
+    engine: String,
 }
 
 /// CPU time of the calling thread, in seconds.
@@ -140,20 +150,26 @@ fn build(data: &Dataset, metric: Metric, params: HnswParams, threads: usize) -> 
 }
 
 /// (recall@k, queries per second) of single-query searches at `ef`, fastest of `repeats`.
-fn sweep_point(graph: &Hnsw, data: &Dataset, k: usize, ef: usize, repeats: usize) -> (f64, f64) {
+fn sweep_point(
+    search: &Searcher,
+    data: &Dataset,
+    k: usize,
+    ef: usize,
+    repeats: usize,
+) -> (f64, f64) {
     let mut best = f64::INFINITY;
     let mut found = 0;
     for _ in 0..repeats {
         let (hits, seconds) = timed(true, || {
             data.queries
                 .iter()
-                .map(|query| graph.search(query, k, ef, &|_| true, false))
+                .map(|query| search(query, k, ef))
                 .collect::<Vec<_>>()
         });
         found = hits
             .iter()
             .zip(&data.truth)
-            .map(|(hits, truth)| hits.iter().filter(|h| truth.contains(&h.slot)).count())
+            .map(|(hits, truth)| hits.iter().filter(|h| truth.contains(h)).count())
             .sum();
         best = best.min(seconds);
     }
@@ -183,6 +199,53 @@ fn recall_after_deletes(graph: &mut Hnsw, data: &Dataset, k: usize, ef: usize, s
     found as f64 / (data.queries.len() * k) as f64
 }
 
+fn graph_searcher(graph: &std::rc::Rc<Hnsw>) -> Searcher {
+    let graph = graph.clone();
+    Box::new(move |q: &[f32], k: usize, ef: usize| {
+        graph
+            .search(q, k, ef, &|_| true, false)
+            .iter()
+            .map(|n| n.slot)
+            .collect()
+    })
+}
+
+fn sweep(searcher: &Searcher, data: &Dataset, args: &Args) -> Vec<serde_json::Value> {
+    args.efs
+        .iter()
+        .map(|&ef| {
+            let (recall, qps) = sweep_point(searcher, data, args.k, ef, args.repeats);
+            serde_json::json!({"ef": ef, "recall": recall, "qps": qps})
+        })
+        .collect()
+}
+
+#[cfg(feature = "ann-peers")]
+fn compare_engine(
+    args: &Args,
+    data: &Dataset,
+    metric: Metric,
+    params: HnswParams,
+) -> anyhow::Result<()> {
+    let cosine = metric == Metric::InnerProduct;
+    let (searcher, build_seconds) = match args.engine.as_str() {
+        "hnsw_rs" => peers::build_hnsw_rs(data, cosine, params),
+        "usearch" => peers::build_usearch(data, cosine, params),
+        other => anyhow::bail!("unknown engine {other:?}"),
+    };
+    let curve = sweep(&searcher, data, args);
+    println!(
+        "{}",
+        serde_json::json!({"engine": args.engine, "build_seconds": build_seconds, "curve": curve})
+    );
+    Ok(())
+}
+
+#[cfg(not(feature = "ann-peers"))]
+fn compare_engine(args: &Args, _: &Dataset, _: Metric, _: HnswParams) -> anyhow::Result<()> {
+    anyhow::bail!("engine {:?} needs `--features ann-peers`", args.engine)
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let metric = match args.metric.as_str() {
@@ -196,15 +259,15 @@ fn main() -> anyhow::Result<()> {
         ef_construction: args.ef_construction,
         ef_search: 64,
     };
-    let (mut graph, build_seconds) = build(&data, metric, params, 1);
-    let curve: Vec<serde_json::Value> = args
-        .efs
-        .iter()
-        .map(|&ef| {
-            let (recall, qps) = sweep_point(&graph, &data, args.k, ef, args.repeats);
-            serde_json::json!({"ef": ef, "recall": recall, "qps": qps})
-        })
-        .collect();
+    if args.engine != "taskloom" {
+        return compare_engine(&args, &data, metric, params);
+    }
+    let (graph, build_seconds) = build(&data, metric, params, 1);
+    let graph = std::rc::Rc::new(graph);
+    let searcher = graph_searcher(&graph);
+    let curve = sweep(&searcher, &data, &args);
+    drop(searcher);
+    let mut graph = std::rc::Rc::into_inner(graph).expect("no other owner");
     // The delete check runs at the smallest swept ef that reached 0.95 before deleting.
     let delete_ef = curve
         .iter()
@@ -213,7 +276,13 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or(64) as usize;
     let parallel_build_seconds = (args.parallel_threads > 1).then(|| {
         let (parallel, seconds) = build(&data, metric, params, args.parallel_threads);
-        let (recall, _) = sweep_point(&parallel, &data, args.k, delete_ef, 1);
+        let (recall, _) = sweep_point(
+            &graph_searcher(&std::rc::Rc::new(parallel)),
+            &data,
+            args.k,
+            delete_ef,
+            1,
+        );
         serde_json::json!({"threads": args.parallel_threads, "seconds": seconds, "recall": recall})
     });
     let delete_recall =
