@@ -235,12 +235,11 @@ impl Hnsw {
     #[inline]
     pub fn neighbors(&self, slot: Slot, level: usize) -> &[Slot] {
         let (start, count) = self.links_range(slot, level);
-        let words = if level == 0 {
+        if level == 0 {
             &self.links0[start + 1..start + 1 + count]
         } else {
             &self.upper[slot as usize][start + 1..start + 1 + count]
-        };
-        words
+        }
     }
 
     fn set_neighbors(&mut self, slot: Slot, level: usize, links: impl IntoIterator<Item = Slot>) {

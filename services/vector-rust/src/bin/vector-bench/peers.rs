@@ -30,7 +30,11 @@ where
         index
     });
     let search: Searcher = Box::new(move |q: &[f32], k: usize, ef: usize| {
-        index.search(q, k, ef).iter().map(|n| n.d_id as Slot).collect()
+        index
+            .search(q, k, ef)
+            .iter()
+            .map(|n| n.d_id as Slot)
+            .collect()
     });
     (search, seconds)
 }
