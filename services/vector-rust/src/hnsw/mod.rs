@@ -3,9 +3,9 @@
 //! array, distances from simsimd's SIMD kernels.
 //!
 //! Written here over simsimd rather than taken whole from a crate: Taskloom needs
-//! tombstones with repair, filtered search, a parallel batch build and a snapshot of the
-//! graph itself, and this graph measured faster than `hnsw_rs` and `usearch` on the
-//! `vector` bench datasets (README, "Vector search").
+//! tombstones with repair, a filter inside the walk, a parallel batch build and a
+//! snapshot of the graph itself, and it measured level with hnswlib (README, "Vector
+//! search", where `vector-bench --features ann-peers` measures `hnsw_rs` and `usearch`).
 
 mod codec;
 mod repair;
