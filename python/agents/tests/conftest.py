@@ -236,6 +236,7 @@ class FakeOpenAI:
             "text": "Hello world"
         }
         self.base_url = ""
+        self.retry_after = "0"  # the Retry-After of error answers
 
     async def completions(self, request: Request) -> Response:
         body = orjson.loads(await request.body())
@@ -244,7 +245,8 @@ class FakeOpenAI:
         reply = self.respond(body)
         if isinstance(reply, int):
             error = {"error": {"message": f"failure {reply}", "type": "test"}}
-            return JSONResponse(error, status_code=reply, headers={"Retry-After": "0"})
+            headers = {"Retry-After": self.retry_after}
+            return JSONResponse(error, status_code=reply, headers=headers)
         return StreamingResponse(self._events(reply), media_type="text/event-stream")
 
     async def _events(self, reply: dict[str, Any]) -> AsyncIterator[bytes]:
@@ -298,3 +300,104 @@ def test_tools_importable(monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture
 def telemetry() -> Telemetry:
     return make_telemetry()
+
+
+class FakeAnthropic:
+    """Answers `/v1/messages` as Anthropic's stream of typed SSE events.
+
+    `respond(body)` decides each answer: an int is an HTTP error status; a dict may hold
+    `text`, `thinking` and `tool_calls` ([{id, name, arguments}]); text and tool input
+    JSON are streamed in several pieces. By default it answers "Hello world".
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.respond: Callable[[dict[str, Any]], int | dict[str, Any]] = lambda body: {
+            "text": "Hello world"
+        }
+        self.base_url = ""
+        self.retry_after = "0"
+
+    async def messages(self, request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        self.requests.append(body)
+        self.headers.append(dict(request.headers))
+        reply = self.respond(body)
+        if isinstance(reply, int):
+            error = {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}
+            headers = {"Retry-After": self.retry_after}
+            return JSONResponse(error, status_code=reply, headers=headers)
+        return StreamingResponse(self._events(reply), media_type="text/event-stream")
+
+    async def _events(self, reply: dict[str, Any]) -> AsyncIterator[bytes]:
+        def event(kind: str, data: dict[str, Any]) -> bytes:
+            return (
+                f"event: {kind}\ndata: ".encode() + orjson.dumps({"type": kind, **data}) + b"\n\n"
+            )
+
+        usage = {"input_tokens": 11, "output_tokens": 1, "cache_read_input_tokens": 2}
+        yield event("message_start", {"message": {"id": "msg_1", "usage": usage}})
+        yield event("ping", {})
+        index = 0
+        if reply.get("thinking"):
+            yield event(
+                "content_block_start",
+                {"index": index, "content_block": {"type": "thinking", "thinking": ""}},
+            )
+            delta = {"type": "thinking_delta", "thinking": reply["thinking"]}
+            yield event("content_block_delta", {"index": index, "delta": delta})
+            yield event("content_block_stop", {"index": index})
+            index += 1
+        if text := reply.get("text", ""):
+            yield event(
+                "content_block_start",
+                {"index": index, "content_block": {"type": "text", "text": ""}},
+            )
+            for piece in (text[:3], text[3:5], text[5:]):
+                if piece:
+                    delta = {"type": "text_delta", "text": piece}
+                    yield event("content_block_delta", {"index": index, "delta": delta})
+            yield event("content_block_stop", {"index": index})
+            index += 1
+        for call in reply.get("tool_calls", ()):
+            args = call["arguments"]
+            args = args if isinstance(args, str) else orjson.dumps(args).decode()
+            block = {"type": "tool_use", "id": call["id"], "name": call["name"], "input": {}}
+            yield event("content_block_start", {"index": index, "content_block": block})
+            cut = len(args) // 2
+            for piece in (args[:cut], args[cut:]):
+                delta = {"type": "input_json_delta", "partial_json": piece}
+                yield event("content_block_delta", {"index": index, "delta": delta})
+            yield event("content_block_stop", {"index": index})
+            index += 1
+        stop = "tool_use" if reply.get("tool_calls") else "end_turn"
+        yield event(
+            "message_delta", {"delta": {"stop_reason": stop}, "usage": {"output_tokens": 5}}
+        )
+        yield event("message_stop", {})
+
+
+@pytest_asyncio.fixture
+async def fake_anthropic() -> AsyncIterator[FakeAnthropic]:
+    fake = FakeAnthropic()
+    app = Starlette(routes=[Route("/v1/messages", fake.messages, methods=["POST"])])
+    server = HttpServer(app, "127.0.0.1:0")
+    server.start()
+    await asyncio.sleep(0)
+    fake.base_url = f"http://{server.addr}/v1"
+    yield fake
+    await server.stop()
+
+
+@pytest_asyncio.fixture
+async def second_openai() -> AsyncIterator[FakeOpenAI]:
+    """Another OpenAI-compatible server, for two endpoints (or a fallback) at once."""
+    fake = FakeOpenAI()
+    app = Starlette(routes=[Route("/v1/chat/completions", fake.completions, methods=["POST"])])
+    server = HttpServer(app, "127.0.0.1:0")
+    server.start()
+    await asyncio.sleep(0)
+    fake.base_url = f"http://{server.addr}/v1"
+    yield fake
+    await server.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 from collections.abc import Sequence
@@ -11,6 +12,8 @@ from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from taskloom.agents.endpoints import EndpointConfig
 
 
 def _default_worker_id() -> str:
@@ -100,9 +103,25 @@ class Settings(BaseSettings):
         ),
         description="API key of the OpenAI-compatible API, read from the environment only",
     )
-    llm_timeout_s: float = Field(default=120.0, gt=0, description="deadline of each LLM call")
+    llm_timeout_s: float = Field(
+        default=120.0, gt=0, description="read timeout of the implicit openai/anthropic endpoints"
+    )
     llm_max_retries: int = Field(
-        default=3, ge=0, description="retries of a failed LLM call (429, 5xx, network)"
+        default=3,
+        ge=0,
+        le=20,
+        description="retries of a failed LLM call (429, 5xx, network) on the implicit endpoints",
+    )
+    endpoints: dict[str, EndpointConfig] = Field(
+        default_factory=dict,
+        description="named LLM endpoints (kind, base_url, api_key_env, models, prices, "
+        "connection, retry, limits, breaker, fallback); agents name one in `provider:`. "
+        "Best written in the config file's worker.endpoints; in the env or a flag, as JSON",
+    )
+    redis_url: str = Field(
+        default="",
+        description="Redis that every worker shares the LLM rate limits through; empty = the "
+        "limits hold per process",
     )
 
     agents_reload: bool = Field(
@@ -147,6 +166,9 @@ class Settings(BaseSettings):
         """The settings as JSON-ready values, secrets masked."""
         out = self.model_dump(mode="json")
         out["openai_api_key"] = "***" if self.openai_api_key.get_secret_value() else ""
+        if "@" in self.redis_url:  # redis://user:password@host
+            scheme, _, rest = self.redis_url.partition("://")
+            out["redis_url"] = f"{scheme}://***@{rest.rpartition('@')[2]}"
         return out
 
 
@@ -190,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
             parser.add_argument(
                 _flag(name), action="append", type=Path, metavar="DIR", help=help_text
             )
+        elif name == "endpoints":
+            parser.add_argument(_flag(name), type=json.loads, metavar="JSON", help=help_text)
         else:
             kind: type[Any] = field.annotation if field.annotation in (int, float) else str  # type: ignore[assignment]
             parser.add_argument(

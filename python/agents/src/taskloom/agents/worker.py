@@ -98,7 +98,7 @@ class Worker:
             common_pb2.AgentInfo(
                 name=spec.name,
                 description=spec.description,
-                provider=spec.provider.value,
+                provider=spec.provider,
                 model=spec.model,
                 tools=spec.tool_names(),
             )
