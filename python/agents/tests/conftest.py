@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import socket
+import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,7 @@ from taskloom.agents.providers.simulated import SimulatedProvider
 from taskloom.agents.runtime import AgentRuntime
 from taskloom.agents.telemetry import Telemetry
 from taskloom.agents.worker import Worker, WorkerOptions
+from taskloom.sdk.localstack import free_port
 from taskloom.v1 import cache_pb2, cache_pb2_grpc, worker_hub_pb2, worker_hub_pb2_grpc
 
 WAIT_S = 10.0  # generous bound so a broken test fails instead of hanging
@@ -237,11 +242,19 @@ class FakeOpenAI:
         }
         self.base_url = ""
         self.retry_after = "0"  # the Retry-After of error answers
+        self.delay_s = 0.0  # how long each answer takes
+        self.in_flight = self.max_in_flight = 0
 
     async def completions(self, request: Request) -> Response:
         body = orjson.loads(await request.body())
         self.requests.append(body)
         self.headers.append(dict(request.headers))
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.delay_s)
+        finally:
+            self.in_flight -= 1
         reply = self.respond(body)
         if isinstance(reply, int):
             error = {"error": {"message": f"failure {reply}", "type": "test"}}
@@ -401,3 +414,26 @@ async def second_openai() -> AsyncIterator[FakeOpenAI]:
     fake.base_url = f"http://{server.addr}/v1"
     yield fake
     await server.stop()
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A real redis-server on a free loopback port, for the shared rate limits."""
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is required (make deps installs it)"
+    port = free_port()
+    server = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(200):
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                break
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait(10)

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from taskloom.agents.endpoints import EndpointConfig
+from taskloom.agents.endpoints import EndpointConfig, parse_endpoints
 
 
 def _default_worker_id() -> str:
@@ -155,6 +155,14 @@ class Settings(BaseSettings):
         "a loud warning at every sandbox start)",
     )
 
+    @field_validator("endpoints", mode="before")
+    @classmethod
+    def _endpoints(cls, value: object) -> object:
+        # Validated here so that an error names the endpoint and the field inside it.
+        if isinstance(value, dict):
+            return parse_endpoints(value)
+        return value
+
     @field_validator("agents_dir", mode="before")
     @classmethod
     def _split_dirs(cls, value: object) -> object:
@@ -224,5 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_settings(argv: Sequence[str] | None = None) -> Settings:
     """Build the settings from env and command-line flags (flags win)."""
-    overrides = vars(build_parser().parse_args(argv))
-    return Settings(**overrides)
+    parser = build_parser()
+    overrides = vars(parser.parse_args(argv))
+    try:
+        return Settings(**overrides)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
+        )
+        parser.exit(2, f"{parser.prog}: invalid configuration: {problems}\n")
