@@ -7,8 +7,10 @@ estimate before the call and corrected by the reported usage after it. With a Re
 every check is one Lua script (one round trip, atomic over every scope and kind) and the
 limits hold for every worker on every machine; without it they hold per process.
 
-A call that is limited waits until it may go, up to `max_wait_s`; when the wait needed is
-longer, it fails at once with `RateLimited` (retryable, with the time to wait).
+A limited call reserves its turn and waits for it, up to `max_wait_s`: one check per call
+however many wait, so the rate holds without a herd retrying at every slot. When the wait
+needed is longer, it takes nothing and fails at once with `RateLimited` (retryable, with
+the time to wait). A full concurrency limit is polled until a slot frees or time is up.
 """
 
 from __future__ import annotations
@@ -63,10 +65,17 @@ class Permit:
     lease: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
+# What try_acquire returns when a concurrency slot is full (poll again).
+SLOTS_FULL = -1.0
+
+
 class Limiter(Protocol):
-    async def try_acquire(self, scopes: Sequence[Scope], tokens: int, permit: Permit) -> float:
-        """Take the call's share now and return 0, or take nothing and return how long to
-        wait before trying again (a negative value: a concurrency slot, poll)."""
+    async def try_acquire(
+        self, scopes: Sequence[Scope], tokens: int, permit: Permit, max_wait_s: float
+    ) -> tuple[bool, float]:
+        """(True, wait): the call's turn is reserved; it may go after `wait` seconds.
+        (False, wait): nothing was taken; the turn is `wait` away (past `max_wait_s`), or
+        `SLOTS_FULL` when a concurrency limit is full."""
         ...
 
     async def release(self, permit: Permit, actual_tokens: int | None) -> None:
@@ -86,14 +95,19 @@ async def acquire(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max_wait_s
     while True:
-        wait = await limiter.try_acquire(scopes, tokens, permit)
-        if wait == 0:
-            return permit
-        delay = _SLOT_POLL_S if wait < 0 else wait
         remaining = deadline - loop.time()
-        if delay > remaining:
-            raise RateLimited(scopes[0].key.split("/")[0], max(delay, 0.0))
-        await asyncio.sleep(delay)
+        granted, wait = await limiter.try_acquire(scopes, tokens, permit, max(remaining, 0.0))
+        if granted:
+            if wait > 0:
+                try:
+                    await asyncio.sleep(wait)
+                except BaseException:
+                    await limiter.release(permit, None)
+                    raise
+            return permit
+        if wait != SLOTS_FULL or remaining < _SLOT_POLL_S:
+            raise RateLimited(scopes[0].key.split("/")[0], max(wait, 0.0))
+        await asyncio.sleep(_SLOT_POLL_S)
 
 
 def _rate_period(limit: RateLimit) -> float:
@@ -112,22 +126,20 @@ class LocalLimiter:
         self._tat: dict[str, float] = {}
         self._running: dict[str, int] = {}
 
-    async def try_acquire(self, scopes: Sequence[Scope], tokens: int, permit: Permit) -> float:
-        return self.try_acquire_now(scopes, tokens)
-
-    def try_acquire_now(self, scopes: Sequence[Scope], tokens: int) -> float:
+    async def try_acquire(
+        self, scopes: Sequence[Scope], tokens: int, permit: Permit, max_wait_s: float
+    ) -> tuple[bool, float]:
         now = self._clock()
         wait = 0.0
         updates: list[tuple[str, float]] = []
         for scope in scopes:
             limit = scope.limit
             if limit.concurrent and self._running.get(scope.key, 0) >= limit.concurrent:
-                return -1.0
+                return False, SLOTS_FULL
             if period := _rate_period(limit):
                 key = scope.key + "#r"
                 tat = max(self._tat.get(key, now), now)
-                allow_at = tat - period * (limit.burst - 1)
-                wait = max(wait, allow_at - now)
+                wait = max(wait, tat - period * (limit.burst - 1) - now)
                 updates.append((key, tat + period))
             if period := _token_period(limit):
                 key = scope.key + "#t"
@@ -135,18 +147,15 @@ class LocalLimiter:
                 new_tat = max(self._tat.get(key, now), now) + cost * period
                 wait = max(wait, new_tat - 60.0 - now)
                 updates.append((key, new_tat))
-        if wait > 0:
-            return wait
+        if wait > max_wait_s:
+            return False, wait
         self._tat.update(updates)
         for scope in scopes:
             if scope.limit.concurrent:
                 self._running[scope.key] = self._running.get(scope.key, 0) + 1
-        return 0.0
+        return True, wait
 
     async def release(self, permit: Permit, actual_tokens: int | None) -> None:
-        self.release_now(permit, actual_tokens)
-
-    def release_now(self, permit: Permit, actual_tokens: int | None) -> None:
         for scope in permit.scopes:
             if scope.limit.concurrent:
                 self._running[scope.key] = max(0, self._running.get(scope.key, 0) - 1)
@@ -162,24 +171,25 @@ class LocalLimiter:
 
 
 # KEYS: per scope, its rate key, token key and concurrency key.
-# ARGV: lease id, lease seconds, tokens, then per scope: rate period, rate burst,
-# token period, token cap, concurrency limit.
-# Returns 0 when granted, else the wait in microseconds (-1: a concurrency slot is full).
+# ARGV: lease id, lease seconds, tokens, max wait, then per scope: rate period, rate
+# burst, token period, token cap, concurrency limit.
+# Returns {granted (1|0), wait in microseconds}; {0, -1}: a concurrency slot is full.
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 local lease, lease_s, tokens = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local max_wait = tonumber(ARGV[4])
 local n = #KEYS / 3
 local wait = 0
 local updates = {}
 for i = 0, n - 1 do
-  local a = 4 + i * 5
+  local a = 5 + i * 5
   local rate_p, burst = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
   local tok_p, cap, conc = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
   if conc > 0 then
     local ckey = KEYS[i * 3 + 3]
     redis.call('ZREMRANGEBYSCORE', ckey, '-inf', now)
-    if redis.call('ZCARD', ckey) >= conc then return -1 end
+    if redis.call('ZCARD', ckey) >= conc then return {0, -1} end
   end
   if rate_p > 0 then
     local tat = math.max(tonumber(redis.call('GET', KEYS[i * 3 + 1]) or now), now)
@@ -193,18 +203,18 @@ for i = 0, n - 1 do
     updates[#updates + 1] = {KEYS[i * 3 + 2], tat}
   end
 end
-if wait > 0 then return math.ceil(wait * 1e6) end
+if wait > max_wait then return {0, math.ceil(wait * 1e6)} end
 for _, u in ipairs(updates) do
   redis.call('SET', u[1], string.format('%.6f', u[2]), 'PX', math.ceil((u[2] - now + 60) * 1000))
 end
 for i = 0, n - 1 do
-  if tonumber(ARGV[4 + i * 5 + 4]) > 0 then
+  if tonumber(ARGV[5 + i * 5 + 4]) > 0 then
     local ckey = KEYS[i * 3 + 3]
     redis.call('ZADD', ckey, now + lease_s, lease)
     redis.call('PEXPIRE', ckey, math.ceil(lease_s * 1000))
   end
 end
-return 0
+return {1, math.max(0, math.floor(wait * 1e6))}
 """
 
 # KEYS: per scope, its token key and concurrency key. ARGV: lease id, then per scope the
@@ -233,9 +243,11 @@ class RedisLimiter:
     async def ping(self) -> bool:
         return bool(await self._redis.ping())
 
-    async def try_acquire(self, scopes: Sequence[Scope], tokens: int, permit: Permit) -> float:
+    async def try_acquire(
+        self, scopes: Sequence[Scope], tokens: int, permit: Permit, max_wait_s: float
+    ) -> tuple[bool, float]:
         keys: list[str] = []
-        args: list[str | float | int] = [permit.lease, self._lease_s, tokens]
+        args: list[str | float | int] = [permit.lease, self._lease_s, tokens, max_wait_s]
         for scope in scopes:
             base = _KEY_PREFIX + scope.key
             keys += [base + "#r", base + "#t", base + "#c"]
@@ -247,10 +259,12 @@ class RedisLimiter:
                 limit.tokens_per_minute,
                 limit.concurrent,
             ]
-        waited = int(await self._acquire(keys=keys, args=args))
-        return -1.0 if waited < 0 else waited / 1e6
+        granted, waited = await self._acquire(keys=keys, args=args)
+        return bool(granted), SLOTS_FULL if int(waited) < 0 else int(waited) / 1e6
 
     async def release(self, permit: Permit, actual_tokens: int | None) -> None:
+        if not any(s.limit.concurrent or s.limit.tokens_per_minute for s in permit.scopes):
+            return  # nothing held, nothing to correct: no second round trip
         keys: list[str] = []
         args: list[str | float] = [permit.lease]
         for scope in permit.scopes:
