@@ -159,6 +159,11 @@ async def test_a_task_on_a_priced_endpoint_carries_its_cost_everywhere(
             proc.kill()
             await proc.wait()
 
+    # The wire usage, which the orchestrator adds into its rollups.
+    assert result.usage.cost_nano_usd == 7 * 2500 + 3 * 10_000
+    line = result.usage.models[0]
+    assert (line.endpoint, line.model, line.calls, line.priced) == ("paid", "gpt-test", 1, True)
+    assert (line.prompt_tokens, line.completion_tokens) == (7, 3)
     usage = json_format.MessageToDict(result.output)["usage"]
     # The fake server reports 7 prompt and 3 completion tokens.
     assert usage["prompt_tokens"] == 7 and usage["completion_tokens"] == 3

@@ -302,10 +302,10 @@ def build_endpoints(
             SecretStr(key),
         )
 
-    for name, agents in used.items():
+    for name, users in used.items():
         if name not in endpoints:
             raise EndpointConfigError(
-                f"provider {name!r} (used by {', '.join(sorted(agents))}) is not a configured "
+                f"provider {name!r} (used by {', '.join(sorted(users))}) is not a configured "
                 f"endpoint; the endpoints are {', '.join(sorted(endpoints))}"
             )
     for name, endpoint in endpoints.items():

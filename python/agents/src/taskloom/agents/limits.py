@@ -272,8 +272,10 @@ class RedisLimiter:
             keys += [base + "#t", base + "#c"]
             period = _token_period(scope.limit)
             estimate = min(permit.tokens, scope.limit.tokens_per_minute)
-            corrected = period and actual_tokens is not None
-            args.append((actual_tokens - estimate) * period if corrected else 0)
+            if period and actual_tokens is not None:
+                args.append((actual_tokens - estimate) * period)
+            else:
+                args.append(0)
         await self._release(keys=keys, args=args)
 
     async def aclose(self) -> None:

@@ -28,6 +28,7 @@ from taskloom.agents.providers.base import TextDelta
 from taskloom.agents.runtime import AgentError, AgentEvent, AgentRuntime
 from taskloom.agents.telemetry import Telemetry
 from taskloom.agents.tools.base import TaskInfo
+from taskloom.agents.usage_wire import token_usage
 from taskloom.v1 import common_pb2, worker_hub_pb2, worker_hub_pb2_grpc
 
 log = structlog.get_logger(__name__)
@@ -333,10 +334,8 @@ class Worker:
                 raise _DeadlineExceeded() from None
             result.output.CopyFrom(_to_value(run.output))
             result.usage.CopyFrom(
-                common_pb2.TokenUsage(
-                    prompt_tokens=run.prompt_tokens,
-                    completion_tokens=run.completion_tokens,
-                    cached_completions=run.cached_completions,
+                token_usage(
+                    run.usage, run.prompt_tokens, run.completion_tokens, run.cached_completions
                 )
             )
             outcome = "succeeded"

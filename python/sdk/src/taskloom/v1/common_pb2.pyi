@@ -83,14 +83,46 @@ class TaskError(_message.Message):
     def __init__(self, reason: _Optional[_Union[ErrorReason, str]] = ..., message: _Optional[str] = ..., retryable: _Optional[bool] = ...) -> None: ...
 
 class TokenUsage(_message.Message):
-    __slots__ = ("prompt_tokens", "completion_tokens", "cached_completions")
+    __slots__ = ("prompt_tokens", "completion_tokens", "cached_completions", "cost_nano_usd", "saved_tokens", "saved_cost_nano_usd", "models")
     PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
     CACHED_COMPLETIONS_FIELD_NUMBER: _ClassVar[int]
+    COST_NANO_USD_FIELD_NUMBER: _ClassVar[int]
+    SAVED_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SAVED_COST_NANO_USD_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
     prompt_tokens: int
     completion_tokens: int
     cached_completions: int
-    def __init__(self, prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cached_completions: _Optional[int] = ...) -> None: ...
+    cost_nano_usd: int
+    saved_tokens: int
+    saved_cost_nano_usd: int
+    models: _containers.RepeatedCompositeFieldContainer[UsageLine]
+    def __init__(self, prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cached_completions: _Optional[int] = ..., cost_nano_usd: _Optional[int] = ..., saved_tokens: _Optional[int] = ..., saved_cost_nano_usd: _Optional[int] = ..., models: _Optional[_Iterable[_Union[UsageLine, _Mapping]]] = ...) -> None: ...
+
+class UsageLine(_message.Message):
+    __slots__ = ("endpoint", "model", "calls", "prompt_tokens", "completion_tokens", "cost_nano_usd", "priced", "saved_prompt_tokens", "saved_completion_tokens", "saved_cost_nano_usd")
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COST_NANO_USD_FIELD_NUMBER: _ClassVar[int]
+    PRICED_FIELD_NUMBER: _ClassVar[int]
+    SAVED_PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SAVED_COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SAVED_COST_NANO_USD_FIELD_NUMBER: _ClassVar[int]
+    endpoint: str
+    model: str
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_nano_usd: int
+    priced: bool
+    saved_prompt_tokens: int
+    saved_completion_tokens: int
+    saved_cost_nano_usd: int
+    def __init__(self, endpoint: _Optional[str] = ..., model: _Optional[str] = ..., calls: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_nano_usd: _Optional[int] = ..., priced: _Optional[bool] = ..., saved_prompt_tokens: _Optional[int] = ..., saved_completion_tokens: _Optional[int] = ..., saved_cost_nano_usd: _Optional[int] = ...) -> None: ...
 
 class RetryPolicy(_message.Message):
     __slots__ = ("max_attempts", "initial_backoff", "max_backoff")

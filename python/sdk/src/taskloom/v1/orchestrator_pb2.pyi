@@ -41,6 +41,13 @@ class WorkflowStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WORKFLOW_STATUS_FAILED: _ClassVar[WorkflowStatus]
     WORKFLOW_STATUS_CANCELLED: _ClassVar[WorkflowStatus]
     WORKFLOW_STATUS_TIMED_OUT: _ClassVar[WorkflowStatus]
+
+class UsageGroupBy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    USAGE_GROUP_BY_UNSPECIFIED: _ClassVar[UsageGroupBy]
+    USAGE_GROUP_BY_TENANT: _ClassVar[UsageGroupBy]
+    USAGE_GROUP_BY_AGENT: _ClassVar[UsageGroupBy]
+    USAGE_GROUP_BY_MODEL: _ClassVar[UsageGroupBy]
 TASK_EVENT_TYPE_UNSPECIFIED: TaskEventType
 TASK_EVENT_TYPE_STATUS: TaskEventType
 TASK_EVENT_TYPE_CHUNK: TaskEventType
@@ -58,6 +65,10 @@ WORKFLOW_STATUS_SUCCEEDED: WorkflowStatus
 WORKFLOW_STATUS_FAILED: WorkflowStatus
 WORKFLOW_STATUS_CANCELLED: WorkflowStatus
 WORKFLOW_STATUS_TIMED_OUT: WorkflowStatus
+USAGE_GROUP_BY_UNSPECIFIED: UsageGroupBy
+USAGE_GROUP_BY_TENANT: UsageGroupBy
+USAGE_GROUP_BY_AGENT: UsageGroupBy
+USAGE_GROUP_BY_MODEL: UsageGroupBy
 
 class SubmitTaskRequest(_message.Message):
     __slots__ = ("task",)
@@ -333,3 +344,51 @@ class WatchWorkflowResponse(_message.Message):
     EVENT_FIELD_NUMBER: _ClassVar[int]
     event: WorkflowEvent
     def __init__(self, event: _Optional[_Union[WorkflowEvent, _Mapping]] = ...) -> None: ...
+
+class GetUsageRequest(_message.Message):
+    __slots__ = ("group_by", "tenant", "since", "until")
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    group_by: UsageGroupBy
+    tenant: str
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    def __init__(self, group_by: _Optional[_Union[UsageGroupBy, str]] = ..., tenant: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetUsageResponse(_message.Message):
+    __slots__ = ("rows", "since", "until")
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    rows: _containers.RepeatedCompositeFieldContainer[UsageRow]
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    def __init__(self, rows: _Optional[_Iterable[_Union[UsageRow, _Mapping]]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class UsageRow(_message.Message):
+    __slots__ = ("tenant", "agent", "endpoint", "model", "calls", "prompt_tokens", "completion_tokens", "cost_nano_usd", "unpriced_tokens", "saved_tokens", "saved_cost_nano_usd")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COST_NANO_USD_FIELD_NUMBER: _ClassVar[int]
+    UNPRICED_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SAVED_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SAVED_COST_NANO_USD_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    agent: str
+    endpoint: str
+    model: str
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_nano_usd: int
+    unpriced_tokens: int
+    saved_tokens: int
+    saved_cost_nano_usd: int
+    def __init__(self, tenant: _Optional[str] = ..., agent: _Optional[str] = ..., endpoint: _Optional[str] = ..., model: _Optional[str] = ..., calls: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_nano_usd: _Optional[int] = ..., unpriced_tokens: _Optional[int] = ..., saved_tokens: _Optional[int] = ..., saved_cost_nano_usd: _Optional[int] = ...) -> None: ...

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import SecretStr
 
@@ -27,7 +27,7 @@ from taskloom.agents.providers.endpoint import (
 )
 
 
-class Metrics(EndpointMetrics, cost.UsageMetrics):
+class Metrics(EndpointMetrics, cost.UsageMetrics, Protocol):
     """What the endpoints report to (the worker's Telemetry)."""
 
 
