@@ -78,6 +78,8 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         # a task that never finishes) until the caller goes away; `open_watches` counts them.
         self.hold_watches = False
         self.open_watches = 0
+        self.usage_rows: list[orchestrator_pb2.UsageRow] = []
+        self.usage_requests: list[orchestrator_pb2.GetUsageRequest] = []
 
     def _now(self) -> timestamp_pb2.Timestamp:
         ts = timestamp_pb2.Timestamp()
@@ -224,6 +226,13 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
 
     async def ListAgents(self, request: Any, context: Any) -> Any:
         return orchestrator_pb2.ListAgentsResponse(agents=AGENTS)
+
+    async def GetUsage(self, request: Any, context: Any) -> Any:
+        """Answers `usage_rows` as they are (the real one filters them by the request)."""
+        self.usage_requests.append(request)
+        return orchestrator_pb2.GetUsageResponse(
+            rows=self.usage_rows, since=request.since, until=request.until
+        )
 
 
 class _LoopThread:
