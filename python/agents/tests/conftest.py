@@ -290,16 +290,37 @@ class FakeOpenAI:
         yield b"data: [DONE]\n\n"
 
 
-@pytest_asyncio.fixture
-async def fake_openai() -> AsyncIterator[FakeOpenAI]:
-    fake = FakeOpenAI()
-    app = Starlette(routes=[Route("/v1/chat/completions", fake.completions, methods=["POST"])])
+@contextlib.asynccontextmanager
+async def serving(app: Starlette) -> AsyncIterator[str]:
+    """Serve an app on a free loopback port; yields its base URL."""
     server = HttpServer(app, "127.0.0.1:0")
     server.start()
     await asyncio.sleep(0)
-    fake.base_url = f"http://{server.addr}/v1"
-    yield fake
-    await server.stop()
+    try:
+        yield f"http://{server.addr}"
+    finally:
+        await server.stop()
+
+
+async def serve_openai() -> AsyncIterator[FakeOpenAI]:
+    fake = FakeOpenAI()
+    app = Starlette(routes=[Route("/v1/chat/completions", fake.completions, methods=["POST"])])
+    async with serving(app) as url:
+        fake.base_url = f"{url}/v1"
+        yield fake
+
+
+@pytest_asyncio.fixture
+async def fake_openai() -> AsyncIterator[FakeOpenAI]:
+    async for fake in serve_openai():
+        yield fake
+
+
+@pytest_asyncio.fixture
+async def second_openai() -> AsyncIterator[FakeOpenAI]:
+    """Another OpenAI-compatible server, for two endpoints (or a fallback) at once."""
+    async for fake in serve_openai():
+        yield fake
 
 
 @pytest.fixture
@@ -395,25 +416,9 @@ class FakeAnthropic:
 async def fake_anthropic() -> AsyncIterator[FakeAnthropic]:
     fake = FakeAnthropic()
     app = Starlette(routes=[Route("/v1/messages", fake.messages, methods=["POST"])])
-    server = HttpServer(app, "127.0.0.1:0")
-    server.start()
-    await asyncio.sleep(0)
-    fake.base_url = f"http://{server.addr}/v1"
-    yield fake
-    await server.stop()
-
-
-@pytest_asyncio.fixture
-async def second_openai() -> AsyncIterator[FakeOpenAI]:
-    """Another OpenAI-compatible server, for two endpoints (or a fallback) at once."""
-    fake = FakeOpenAI()
-    app = Starlette(routes=[Route("/v1/chat/completions", fake.completions, methods=["POST"])])
-    server = HttpServer(app, "127.0.0.1:0")
-    server.start()
-    await asyncio.sleep(0)
-    fake.base_url = f"http://{server.addr}/v1"
-    yield fake
-    await server.stop()
+    async with serving(app) as url:
+        fake.base_url = f"{url}/v1"
+        yield fake
 
 
 @pytest.fixture

@@ -155,29 +155,31 @@ class Accounting:
             "model": model,
         }
 
-    def spent(self, endpoint: str, model: str, prompt: int, completion: int) -> None:
-        """One call's tokens (`model` as sent, an alias or a name)."""
+    def _record(
+        self, endpoint: str, model: str, prompt: int, completion: int, *, saved: bool
+    ) -> None:
         model, price = self._price(endpoint, model)
         cost = price.cost_nano_usd(prompt, completion) if price else 0
         ledger, labels = self._labels(endpoint, model)
         if ledger is not None:
             line = ledger.line(endpoint, model)
-            line.calls += 1
-            line.prompt_tokens += prompt
-            line.completion_tokens += completion
-            line.cost_nano_usd += cost
             line.priced = line.priced and price is not None
-        self._metrics.llm_usage(labels, prompt, completion, cost * NANO if price else None)
+            if saved:
+                line.saved_prompt_tokens += prompt
+                line.saved_completion_tokens += completion
+                line.saved_cost_nano_usd += cost
+            else:
+                line.calls += 1
+                line.prompt_tokens += prompt
+                line.completion_tokens += completion
+                line.cost_nano_usd += cost
+        record = self._metrics.llm_saved if saved else self._metrics.llm_usage
+        record(labels, prompt, completion, cost * NANO if price else None)
+
+    def spent(self, endpoint: str, model: str, prompt: int, completion: int) -> None:
+        """One call's tokens (`model` as sent, an alias or a name)."""
+        self._record(endpoint, model, prompt, completion, saved=False)
 
     def saved(self, endpoint: str, model: str, prompt: int, completion: int) -> None:
         """Tokens the LLM cache answered instead of the endpoint."""
-        model, price = self._price(endpoint, model)
-        cost = price.cost_nano_usd(prompt, completion) if price else 0
-        ledger, labels = self._labels(endpoint, model)
-        if ledger is not None:
-            line = ledger.line(endpoint, model)
-            line.saved_prompt_tokens += prompt
-            line.saved_completion_tokens += completion
-            line.saved_cost_nano_usd += cost
-            line.priced = line.priced and price is not None
-        self._metrics.llm_saved(labels, prompt, completion, cost * NANO if price else None)
+        self._record(endpoint, model, prompt, completion, saved=True)

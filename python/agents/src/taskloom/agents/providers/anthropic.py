@@ -32,7 +32,7 @@ from taskloom.agents.providers.base import (
     ToolDefinition,
     UsageUpdate,
 )
-from taskloom.agents.providers.http import build_client, sse_data, status_error, transport_error
+from taskloom.agents.providers.http import build_client, post_events, sse_data
 
 DEFAULT_VERSION = "2023-06-01"
 # Anthropic's streamed error types that another attempt may cure.
@@ -85,19 +85,8 @@ class AnthropicProvider:
                 {"name": t.name, "description": t.description, "input_schema": dict(t.parameters)}
                 for t in tools
             ]
-        try:
-            async with self._client.stream(
-                "POST",
-                self._url,
-                content=orjson.dumps(body),
-                headers={"Content-Type": "application/json"},
-            ) as response:
-                if response.status_code != 200:
-                    raise await status_error(self.name, response)
-                async for event in _read_events(response):
-                    yield event
-        except httpx.TransportError as err:
-            raise transport_error(self.name, err) from err
+        async for event in post_events(self._client, self._url, body, self.name, _read_events):
+            yield event
 
 
 def to_anthropic_messages(messages: Sequence[Message]) -> tuple[str, list[dict[str, Any]]]:

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
 
 import httpx
 import orjson
 
 from taskloom.agents.endpoints import ConnectionSettings
-from taskloom.agents.providers.base import ProviderError
+from taskloom.agents.providers.base import ProviderError, ProviderEvent
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 
@@ -85,3 +86,23 @@ async def sse_data(response: httpx.Response) -> AsyncIterator[str]:
     async for line in response.aiter_lines():
         if line.startswith("data:"):
             yield line[5:].strip()
+
+
+async def post_events(
+    client: httpx.AsyncClient,
+    url: str,
+    body: Mapping[str, Any],
+    name: str,
+    read: Callable[[httpx.Response], AsyncIterator[ProviderEvent]],
+) -> AsyncIterator[ProviderEvent]:
+    """POST a streaming request and `read` its events; failures as `ProviderError`s."""
+    try:
+        async with client.stream(
+            "POST", url, content=orjson.dumps(body), headers={"Content-Type": "application/json"}
+        ) as response:
+            if response.status_code != 200:
+                raise await status_error(name, response)
+            async for event in read(response):
+                yield event
+    except httpx.TransportError as err:
+        raise transport_error(name, err) from err

@@ -33,7 +33,7 @@ from taskloom.agents.providers.base import (
     ToolDefinition,
     UsageUpdate,
 )
-from taskloom.agents.providers.http import build_client, sse_data, status_error, transport_error
+from taskloom.agents.providers.http import build_client, post_events, sse_data
 
 
 class OpenAIProvider:
@@ -84,19 +84,8 @@ class OpenAIProvider:
                 }
                 for t in tools
             ]
-        try:
-            async with self._client.stream(
-                "POST",
-                self._url,
-                content=orjson.dumps(body),
-                headers={"Content-Type": "application/json"},
-            ) as response:
-                if response.status_code != 200:
-                    raise await status_error(self.name, response)
-                async for event in _read_events(response):
-                    yield event
-        except httpx.TransportError as err:
-            raise transport_error(self.name, err) from err
+        async for event in post_events(self._client, self._url, body, self.name, _read_events):
+            yield event
 
 
 def to_openai_message(message: Message) -> dict[str, Any]:
