@@ -23,6 +23,8 @@ type Memory struct {
 
 	agents map[string]Agent
 	closed bool
+
+	usage usageRollupsInMemory
 }
 
 type entry struct {
