@@ -44,8 +44,9 @@ func (r *Redis) AddUsage(ctx context.Context, rollups []UsageRollup) error {
 
 // UsageBetween implements UsageRollups.
 func (r *Redis) UsageBetween(ctx context.Context, from, to int64, tenant string) ([]UsageRollup, error) {
-	hours, err := r.c.ZRangeByScore(ctx, r.key("usage:hours"), &redis.ZRangeBy{
-		Min: strconv.FormatInt(from, 10), Max: "(" + strconv.FormatInt(to, 10),
+	hours, err := r.c.ZRangeArgs(ctx, redis.ZRangeArgs{
+		Key: r.key("usage:hours"), ByScore: true,
+		Start: strconv.FormatInt(from, 10), Stop: "(" + strconv.FormatInt(to, 10),
 	}).Result()
 	if err != nil || len(hours) == 0 {
 		return nil, err
