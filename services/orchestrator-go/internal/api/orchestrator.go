@@ -33,6 +33,8 @@ type Orchestrator struct {
 	log     *slog.Logger
 	// workflows serves the workflow RPCs (workflow.go); nil: UNIMPLEMENTED.
 	workflows *workflow.Engine
+	// usage serves GetUsage (usage.go); nil: UNIMPLEMENTED.
+	usage store.UsageRollups
 }
 
 // NewOrchestrator returns the OrchestratorService handlers.

@@ -23,6 +23,7 @@ import (
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/telemetry"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/usage"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
 )
 
@@ -122,6 +123,8 @@ type Deps struct {
 	// workflow step, in its own goroutine and outside the scheduler's lock, once the
 	// result is durable, so that the workflow engine may submit the next steps from it.
 	OnStepFinished func(*task.Task)
+	// Usage, if set, receives the usage lines of every attempt's result (rollups).
+	Usage *usage.Recorder
 }
 
 // liveTask is an unfinished task: the scheduler's memory is its authority, the
@@ -152,6 +155,7 @@ type Scheduler struct {
 	rand    func(int64) int64
 
 	onStepFinished func(*task.Task)
+	usage          *usage.Recorder
 
 	mu             sync.Mutex
 	live           map[string]*liveTask // unfinished tasks by id
@@ -194,7 +198,7 @@ type idemKey struct{ tenant, key string }
 func New(cfg Config, d Deps) *Scheduler {
 	s := &Scheduler{
 		cfg: cfg.withDefaults(), store: d.Store, catalog: d.Catalog, hub: d.Hub,
-		metrics: d.Metrics, log: d.Log, now: d.Now, newID: d.NewID, rand: d.Rand, onStepFinished: d.OnStepFinished,
+		metrics: d.Metrics, log: d.Log, now: d.Now, newID: d.NewID, rand: d.Rand, onStepFinished: d.OnStepFinished, usage: d.Usage,
 		live: map[string]*liveTask{}, idem: map[idemKey]*liveTask{}, lookups: map[uint64]int{},
 		queue: newQueue(), workers: workers.NewRegistry(),
 		leases: map[string]*lease{}, running: map[string]*lease{}, delayed: map[string]time.Time{},

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/usage"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
 )
 
@@ -155,6 +156,8 @@ type Result struct {
 	Output  json.RawMessage
 	Failure *task.Failure // nil on success
 	Usage   task.Usage
+	// UsageLines are the attempt's usage by endpoint and model, for the usage rollups.
+	UsageLines []usage.Line
 }
 
 // Complete records the result of an attempt; stale results are ignored. A failure
@@ -173,6 +176,7 @@ func (s *Scheduler) Complete(w *workers.Worker, r Result) {
 	if e := s.live[r.TaskID]; e != nil && !e.finishing {
 		t := e.t
 		addUsage(&t.Usage, r.Usage)
+		s.recordUsage(t, r.UsageLines, now)
 		switch {
 		case r.Failure == nil:
 			t.Result = r.Output
