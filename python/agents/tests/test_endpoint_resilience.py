@@ -17,6 +17,7 @@ from taskloom.agents.breaker import BreakerState
 from taskloom.agents.endpoints import parse_endpoints
 from taskloom.agents.providers import GenerationParams, ProviderError, text_of
 from taskloom.agents.providers.registry import LegacySettings, LLMEndpoints, build_llm_endpoints
+from taskloom.sdk.localstack import free_port
 
 pytestmark = pytest.mark.asyncio
 
@@ -314,3 +315,41 @@ async def test_two_agents_on_two_openai_compatible_servers(
     assert fake_openai.requests[0]["model"] == "m-1"  # the alias resolved
     assert "authorization" not in fake_openai.headers[0]
     assert second_openai.headers[0]["authorization"] == "Bearer sk-two"
+
+
+async def test_refused_requests_do_not_open_the_breaker(telemetry, fake_openai) -> None:
+    fake_openai.respond = lambda body: 400
+    config = {
+        "kind": "openai",
+        "base_url": fake_openai.base_url,
+        "breaker": {"failures": 2, "cooldown_s": 60},
+    }
+    llm = endpoints(telemetry, {"a": config})
+    try:
+        for _ in range(4):
+            with pytest.raises(ProviderError, match="HTTP 400") as err:
+                await call(llm, "a")
+            assert not err.value.retryable
+    finally:
+        await llm.aclose()
+    assert llm.providers["a"].breaker.state == BreakerState.CLOSED
+    assert len(fake_openai.requests) == 4  # and none was retried
+
+
+async def test_shared_limits_that_cannot_be_checked_fail_the_call_as_retryable(
+    telemetry, fake_openai
+) -> None:
+    config = {
+        "kind": "openai",
+        "base_url": fake_openai.base_url,
+        "limits": {"requests_per_second": 10},
+    }
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    llm = build_llm_endpoints(parse_endpoints({"a": config}), [], {}, LEGACY, telemetry, nowhere)
+    try:
+        with pytest.raises(ProviderError, match="shared rate limits are unavailable") as err:
+            await call(llm, "a")
+    finally:
+        await llm.aclose()
+    assert err.value.retryable
+    assert fake_openai.requests == []  # the limits could not be kept: nothing was sent

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import RedisError
 
 from taskloom.agents.endpoints import RateLimit
 
@@ -32,6 +34,13 @@ _SLOT_POLL_S = 0.005
 # call's own timeout.
 _SLOT_LEASE_MARGIN_S = 30.0
 _KEY_PREFIX = "taskloom:llm-limits:"
+
+log = structlog.get_logger(__name__)
+
+
+class LimiterUnavailable(Exception):
+    """The shared limits cannot be checked (Redis is down): the call does not go, as
+    going would break the limits every worker keeps; it may be retried."""
 
 
 class RateLimited(Exception):
@@ -259,7 +268,10 @@ class RedisLimiter:
                 limit.tokens_per_minute,
                 limit.concurrent,
             ]
-        granted, waited = await self._acquire(keys=keys, args=args)
+        try:
+            granted, waited = await self._acquire(keys=keys, args=args)
+        except (RedisError, OSError) as err:
+            raise LimiterUnavailable(f"the shared rate limits are unavailable: {err}") from err
         return bool(granted), SLOTS_FULL if int(waited) < 0 else int(waited) / 1e6
 
     async def release(self, permit: Permit, actual_tokens: int | None) -> None:
@@ -276,7 +288,11 @@ class RedisLimiter:
                 args.append((actual_tokens - estimate) * period)
             else:
                 args.append(0)
-        await self._release(keys=keys, args=args)
+        try:
+            await self._release(keys=keys, args=args)
+        except (RedisError, OSError) as err:
+            # The call is over either way; its slot frees itself when its lease expires.
+            log.warning("releasing a shared rate limit slot failed", error=str(err))
 
     async def aclose(self) -> None:
         await self._redis.aclose()

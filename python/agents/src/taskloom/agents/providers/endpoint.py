@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from taskloom.agents import cost, limits
 from taskloom.agents.breaker import BreakerState, CircuitBreaker
 from taskloom.agents.endpoints import Endpoint, EndpointKind, RetrySettings
-from taskloom.agents.limits import Limiter, RateLimited, Scope
+from taskloom.agents.limits import Limiter, LimiterUnavailable, RateLimited, Scope
 from taskloom.agents.providers.anthropic import AnthropicProvider
 from taskloom.agents.providers.base import (
     GenerationParams,
@@ -127,6 +127,10 @@ class EndpointProvider:
                 raise ProviderError(
                     f"endpoint {self.name}: {err}", retryable=True, retry_after_s=err.retry_after_s
                 ) from None
+            except LimiterUnavailable as err:
+                self.breaker.release()
+                self._metrics.llm_call(self.name, "rate_limited")
+                raise ProviderError(f"endpoint {self.name}: {err}", retryable=True) from None
             usage: UsageUpdate | None = None
             yielded = False
             try:
@@ -136,7 +140,11 @@ class EndpointProvider:
                     yielded = True
                     yield event
             except ProviderError as err:
-                self.breaker.failure()
+                if err.retryable:
+                    self.breaker.failure()
+                else:
+                    # A refused request (400, 401, ...) says nothing of the endpoint's health.
+                    self.breaker.release()
                 self._metrics.llm_call(self.name, "error")
                 retry = self._config.retry
                 delay = backoff_s(retry, attempt, err.retry_after_s)
