@@ -96,10 +96,10 @@ async def get_usage(
     """Tokens, cost and cache savings of the caller's tenant, grouped."""
     since_ts, until_ts = _timestamp(since), _timestamp(until)
     if (
-        since is not None
-        and until is not None
+        since_ts is not None
+        and until_ts is not None
         and until_ts.ToNanoseconds() <= since_ts.ToNanoseconds()
-    ):  # type: ignore[union-attr]
+    ):
         raise ProblemError(
             422,
             "INVALID_ARGUMENT",
