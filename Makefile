@@ -6,7 +6,7 @@ PY := $(CURDIR)/.venv/bin/python
 GO_DIR := services/orchestrator-go
 RUST_BINS := taskloom-cache taskloom-metrics taskloom-vector
 
-.PHONY: help up test build proto proto-check lint fmt bench clean venv tools deps \
+.PHONY: help up test build proto proto-check proto-baseline lint fmt bench clean venv tools deps \
         build-go build-rust test-unit test-integration test-e2e test-go test-rust test-py \
         lint-go lint-rust lint-py
 
@@ -37,11 +37,15 @@ up: build ## Start the whole stack as local processes; Ctrl-C stops it
 proto: venv tools ## Lint proto/ and regenerate the Go, Python and Rust code
 	scripts/proto.sh
 
-proto-check: proto ## Fail when the committed generated code is stale
+proto-check: proto ## Fail when the generated code is stale or a v1 contract broke (buf breaking)
 	@git diff --exit-code --stat -- services/orchestrator-go/gen python/sdk/src/taskloom/v1 services/proto-rust/src/gen \
 	  || { echo "generated code is stale: run 'make proto' and commit"; exit 1; }
+	buf breaking proto --against proto/baseline/v1.binpb
 
-lint: tools lint-go lint-rust lint-py ## gofmt, go vet, golangci-lint; rustfmt, clippy; ruff
+proto-baseline: tools ## Accept the current contracts as the new buf breaking baseline (on purpose only)
+	buf build proto -o proto/baseline/v1.binpb
+
+lint: tools lint-go lint-rust lint-py ## gofmt, go vet, golangci-lint; rustfmt, clippy; ruff, mypy
 
 lint-go:
 	@out=$$(cd $(GO_DIR) && gofmt -l $$(find . -name '*.go' -not -path './gen/*')); \
@@ -55,6 +59,9 @@ lint-rust:
 lint-py: venv
 	.venv/bin/ruff check python tests bench
 	.venv/bin/ruff format --check python tests bench
+	.venv/bin/mypy
+	@# One run per test directory: each has its own conftest module.
+	@for d in python/sdk/tests python/gateway/tests tests; do .venv/bin/mypy $$d || exit 1; done
 
 fmt: venv ## Format every language's code
 	cd $(GO_DIR) && gofmt -w $$(find . -name '*.go' -not -path './gen/*')
@@ -75,7 +82,7 @@ test-go:
 test-rust:
 	cargo test --release --workspace
 
-test-py: venv
+test-py: venv build-go # the gateway's contract tests run the real orchestrator too
 	.venv/bin/pytest -q python
 
 test-integration: ## Kill -9 crash tests of the orchestrator on bolt and Redis

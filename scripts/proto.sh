@@ -23,8 +23,11 @@ mkdir -p "$scratch/go" "$scratch/py" "$scratch/rs"
   --go_out="$scratch/go" --go_opt=paths=source_relative \
   --go-grpc_out="$scratch/go" --go-grpc_opt=paths=source_relative \
   proto/taskloom/v1/*.proto
-"$PROTOC" -I proto \
-  --python_out="$scratch/py" --pyi_out="$scratch/py" --grpc_python_out="$scratch/py" \
+# mypy-protobuf's plugins (from .venv) write typed stubs of the messages and the gRPC stubs.
+"$PROTOC" -I proto --plugin=protoc-gen-mypy="$(dirname "$PY")/protoc-gen-mypy" \
+  --plugin=protoc-gen-mypy_grpc="$(dirname "$PY")/protoc-gen-mypy_grpc" \
+  --python_out="$scratch/py" --mypy_out=quiet:"$scratch/py" \
+  --grpc_python_out="$scratch/py" --mypy_grpc_out=quiet:"$scratch/py" \
   proto/taskloom/v1/*.proto
 cargo run --quiet --release -p taskloom-protogen -- proto "$scratch/rs"
 
@@ -36,7 +39,7 @@ cp -R "$scratch/go/taskloom" "$GO_OUT/"
 rm -f "$PY_OUT"/taskloom/v1/*_pb2*.py "$PY_OUT"/taskloom/v1/*_pb2*.pyi
 mkdir -p "$PY_OUT/taskloom/v1"
 cp "$scratch"/py/taskloom/v1/*_pb2*.py* "$PY_OUT/taskloom/v1/"
-touch "$PY_OUT/taskloom/v1/__init__.py"
+touch "$PY_OUT/taskloom/v1/__init__.py" "$PY_OUT/taskloom/v1/py.typed"
 
 rm -rf "$RS_OUT"
 cp -R "$scratch/rs" "$RS_OUT"

@@ -3,8 +3,14 @@ the grouping and the time range passed through, nano-USD shown as USD, bad input
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from fastapi.testclient import TestClient
+
+from taskloom.testing.fake_orchestrator import FakeOrchestrator
 from taskloom.v1 import orchestrator_pb2
 
+MakeClient = Callable[..., TestClient]
 KEYS = "key-a=acme,key-b=globex"
 
 
@@ -23,7 +29,9 @@ def rows() -> list[orchestrator_pb2.UsageRow]:
     ]
 
 
-def test_a_tenant_asks_for_its_own_usage_only(make_client, fake) -> None:
+def test_a_tenant_asks_for_its_own_usage_only(
+    make_client: MakeClient, fake: FakeOrchestrator
+) -> None:
     fake.usage_rows = rows()
     client = make_client(api_keys=KEYS)
     reply = client.get("/v1/usage", headers={"X-API-Key": "key-a"})
@@ -48,9 +56,11 @@ def test_a_tenant_asks_for_its_own_usage_only(make_client, fake) -> None:
     assert fake.usage_requests[-1].tenant == "acme"
 
 
-def test_group_by_and_the_range_reach_the_orchestrator(client, fake) -> None:
+def test_group_by_and_the_range_reach_the_orchestrator(
+    fake_client: TestClient, fake: FakeOrchestrator
+) -> None:
     fake.usage_rows = [orchestrator_pb2.UsageRow(endpoint="claude", model="claude-haiku", calls=2)]
-    reply = client.get(
+    reply = fake_client.get(
         "/v1/usage",
         params={
             "group_by": "model",
@@ -70,12 +80,14 @@ def test_group_by_and_the_range_reach_the_orchestrator(client, fake) -> None:
     assert request.since.ToJsonString() == "2026-11-01T00:00:00Z"
 
 
-def test_bad_group_by_and_a_reversed_range_are_named(client, fake) -> None:
-    bad = client.get("/v1/usage", params={"group_by": "planet"})
+def test_bad_group_by_and_a_reversed_range_are_named(
+    fake_client: TestClient, fake: FakeOrchestrator
+) -> None:
+    bad = fake_client.get("/v1/usage", params={"group_by": "planet"})
     assert bad.status_code == 422
     assert bad.headers["content-type"].startswith("application/problem+json")
     assert [e["field"] for e in bad.json()["errors"]] == ["group_by"]
-    reversed_range = client.get(
+    reversed_range = fake_client.get(
         "/v1/usage", params={"since": "2026-11-02T00:00:00Z", "until": "2026-11-01T00:00:00Z"}
     )
     assert reversed_range.status_code == 422
@@ -83,6 +95,6 @@ def test_bad_group_by_and_a_reversed_range_are_named(client, fake) -> None:
     assert fake.usage_requests == []  # nothing reached the orchestrator
 
 
-def test_usage_needs_a_key_when_keys_are_configured(make_client) -> None:
+def test_usage_needs_a_key_when_keys_are_configured(make_client: MakeClient) -> None:
     client = make_client(api_keys=KEYS)
     assert client.get("/v1/usage").status_code == 401

@@ -6,18 +6,9 @@ import (
 
 	pb "github.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
-	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/usage"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
-
-// maxUsageTenantLen bounds GetUsageRequest.tenant like TaskSpec.tenant.
-const maxUsageTenantLen = 128
-
-// WithUsage serves GetUsage from the store's usage rollups; without it: UNIMPLEMENTED.
-func WithUsage(rollups store.UsageRollups) Option {
-	return func(o *Orchestrator) { o.usage = rollups }
-}
 
 var usageGroups = map[pb.UsageGroupBy]usage.GroupBy{
 	pb.UsageGroupBy_USAGE_GROUP_BY_UNSPECIFIED: usage.ByTenant,
@@ -28,15 +19,13 @@ var usageGroups = map[pb.UsageGroupBy]usage.GroupBy{
 
 // GetUsage implements OrchestratorService: the rollups of a range, grouped.
 func (o *Orchestrator) GetUsage(ctx context.Context, req *pb.GetUsageRequest) (*pb.GetUsageResponse, error) {
-	if o.usage == nil {
-		return nil, toStatus(o.log, &errs.Error{Kind: errs.KindUnimplemented, Reason: "UNIMPLEMENTED", Message: "usage rollups are not kept by this orchestrator"})
+	recorder := o.sched.Usage()
+	if recorder == nil {
+		return nil, toStatus(o.log, &errs.Error{Kind: errs.KindUnimplemented, Reason: pb.ErrorReason_ERROR_REASON_UNIMPLEMENTED, Message: "usage rollups are not kept by this orchestrator"})
 	}
 	by, ok := usageGroups[req.GetGroupBy()]
 	if !ok {
 		return nil, toStatus(o.log, invalid("group_by", "unknown grouping %d", req.GetGroupBy()))
-	}
-	if len(req.GetTenant()) > maxUsageTenantLen {
-		return nil, toStatus(o.log, invalid("tenant", "at most %d bytes", maxUsageTenantLen))
 	}
 	var since, until time.Time
 	if req.GetSince() != nil {
@@ -49,7 +38,7 @@ func (o *Orchestrator) GetUsage(ctx context.Context, req *pb.GetUsageRequest) (*
 		return nil, toStatus(o.log, invalid("until", "must be after since"))
 	}
 	r := usage.NewRange(since, until, time.Now())
-	rows, err := usage.Report(ctx, o.usage, by, req.GetTenant(), r)
+	rows, err := recorder.Report(ctx, by, req.GetTenant(), r)
 	if err != nil {
 		return nil, toStatus(o.log, err)
 	}

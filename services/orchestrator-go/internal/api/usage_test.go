@@ -1,7 +1,6 @@
 package api
 
 import (
-	"io"
 	"testing"
 	"time"
 
@@ -10,25 +9,11 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1"
-	"github.com/taskloom/taskloom/services/orchestrator-go/internal/events"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/scheduler"
-	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
-	"github.com/taskloom/taskloom/services/orchestrator-go/internal/telemetry"
-	"github.com/taskloom/taskloom/services/orchestrator-go/internal/usage"
-	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
 )
 
 func TestResultUsageReachesTheRollupsAndGetUsage(t *testing.T) {
-	m := telemetry.NewTestMetrics()
-	mem := store.NewMemory()
-	recorder := usage.NewRecorder(mem, time.Hour, telemetry.NewLogger(io.Discard, 0))
-	catalog := workers.NewCatalog()
-	sched := scheduler.New(scheduler.Config{}, scheduler.Deps{
-		Store: mem, Catalog: catalog, Hub: events.NewHub(events.DefaultOptions(), m), Metrics: m, Usage: recorder,
-	})
-	sched.Start()
-	t.Cleanup(sched.Shutdown)
-	ts := serve(t, sched, catalog, WithUsage(mem))
+	ts := startServer(t, scheduler.Config{})
 	ctx := testCtx(t)
 
 	w := connectWorker(t, ts, "writer", 1)
@@ -50,10 +35,7 @@ func TestResultUsageReachesTheRollupsAndGetUsage(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("the result's usage never reached the rollups")
 		}
-		time.Sleep(10 * time.Millisecond)
-		if err := recorder.Flush(ctx); err != nil {
-			t.Fatal(err)
-		}
+		time.Sleep(10 * time.Millisecond) // the result is recorded after the worker sent it
 		resp, err := ts.client.GetUsage(ctx, &pb.GetUsageRequest{GroupBy: pb.UsageGroupBy_USAGE_GROUP_BY_MODEL, Tenant: "acme"})
 		if err != nil {
 			t.Fatal(err)
@@ -80,14 +62,7 @@ func TestResultUsageReachesTheRollupsAndGetUsage(t *testing.T) {
 }
 
 func TestGetUsageNamesBadFields(t *testing.T) {
-	m := telemetry.NewTestMetrics()
-	catalog := workers.NewCatalog()
-	sched := scheduler.New(scheduler.Config{}, scheduler.Deps{
-		Store: store.NewMemory(), Catalog: catalog, Hub: events.NewHub(events.DefaultOptions(), m), Metrics: m,
-	})
-	sched.Start()
-	t.Cleanup(sched.Shutdown)
-	ts := serve(t, sched, catalog, WithUsage(store.NewMemory()))
+	ts := startServer(t, scheduler.Config{})
 	ctx := testCtx(t)
 	now := time.Now()
 	for field, req := range map[string]*pb.GetUsageRequest{

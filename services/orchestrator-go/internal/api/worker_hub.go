@@ -115,17 +115,11 @@ func (h *WorkerHub) receiveRegister(ctx context.Context, stream pb.WorkerHubServ
 	if reg == nil {
 		return scheduler.Registration{}, invalid("register", "the first message of a session must be register")
 	}
-	if reg.GetConcurrency() <= 0 {
-		return scheduler.Registration{}, invalid("register.concurrency", "concurrency must be at least 1; got %d", reg.GetConcurrency())
-	}
 	out := scheduler.Registration{
 		WorkerID: reg.GetWorkerId(), Concurrency: reg.GetConcurrency(),
 		Hostname: reg.GetHostname(), Version: reg.GetVersion(),
 	}
-	for i, a := range reg.GetAgents() {
-		if a.GetName() == "" || len(a.GetName()) > maxAgentNameLen {
-			return scheduler.Registration{}, invalid("register.agents", "agents[%d].name must be 1 to %d characters", i, maxAgentNameLen)
-		}
+	for _, a := range reg.GetAgents() { // names checked by the guard
 		out.Agents = append(out.Agents, agentFromProto(a))
 	}
 	return out, nil

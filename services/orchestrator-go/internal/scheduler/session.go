@@ -1,5 +1,8 @@
 package scheduler
 
+// Worker sessions: registration, credits, heartbeats, chunks and results of the
+// workers connected to the hub.
+
 import (
 	"encoding/json"
 	"errors"
@@ -12,7 +15,7 @@ import (
 // Registration is what a worker says about itself when its session opens.
 type Registration struct {
 	WorkerID    string // empty: the hub assigns one
-	Agents      []workers.Agent
+	Agents      []task.AgentInfo
 	Concurrency int32
 	Hostname    string
 	Version     string
@@ -160,10 +163,9 @@ type Result struct {
 	UsageLines []usage.Line
 }
 
-// Complete records the result of an attempt; stale results are ignored. A failure
-// the worker reports as DEADLINE_EXCEEDED, or any failure arriving at or after the
-// attempt's deadline, times the task out (TIMED_OUT, no retry) like the
-// orchestrator's own deadline check; a success is kept whenever it arrives.
+// Complete records the result of an attempt; stale results are ignored. A success
+// is kept whenever it arrives; a failure is retried, times out or fails the task
+// (see attemptFailedLocked).
 func (s *Scheduler) Complete(w *workers.Worker, r Result) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -177,19 +179,11 @@ func (s *Scheduler) Complete(w *workers.Worker, r Result) {
 		t := e.t
 		addUsage(&t.Usage, r.Usage)
 		s.recordUsage(t, r.UsageLines, now)
-		switch {
-		case r.Failure == nil:
+		if r.Failure == nil {
 			t.Result = r.Output
 			s.finishLocked(e, task.StatusSucceeded, nil, now)
-		case r.Failure.Reason == task.ReasonDeadlineExceeded || !now.Before(l.deadline):
-			// The worker stopped the attempt at its deadline (often before a tick
-			// noticed it), or failed it past the deadline: the task timed out, as if
-			// the orchestrator had stopped it, and is not retried.
-			s.timedOutLocked(e, l, now, r.Failure.Message)
-		case r.Failure.Retryable && t.Attempts < t.MaxAttempts:
-			s.requeueLocked(e, r.Failure, s.backoff(t), now)
-		default:
-			s.finishLocked(e, task.StatusFailed, r.Failure, now)
+		} else {
+			s.attemptFailedLocked(e, l, r.Failure, now)
 		}
 	}
 	s.afterLeaseChangeLocked()

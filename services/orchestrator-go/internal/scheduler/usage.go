@@ -14,3 +14,7 @@ func (s *Scheduler) recordUsage(t *task.Task, lines []usage.Line, now time.Time)
 		s.usage.Record(usage.Rollups(now, t.Tenant, t.Agent, lines))
 	}
 }
+
+// Usage is the recorder of the usage rollups, which also answers reports; nil when
+// the scheduler keeps none.
+func (s *Scheduler) Usage() *usage.Recorder { return s.usage }

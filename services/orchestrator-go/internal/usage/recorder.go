@@ -81,3 +81,12 @@ func (r *Recorder) Run(ctx context.Context) {
 		}
 	}
 }
+
+// Report is Report over the recorder's rollups, with what is pending written first
+// (when the store takes it), so a report includes the results just received.
+func (r *Recorder) Report(ctx context.Context, by GroupBy, tenant string, rng Range) ([]Row, error) {
+	if err := r.Flush(ctx); err != nil {
+		r.log.Warn("usage rollups not written before a report", "error", err)
+	}
+	return Report(ctx, r.rollups, by, tenant, rng)
+}

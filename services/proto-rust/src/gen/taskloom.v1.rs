@@ -698,6 +698,58 @@ pub mod cache_service_server {
         const NAME: &'static str = SERVICE_NAME;
     }
 }
+/// FieldLimits bounds one field of a request. Zero means "no bound" for every member
+/// except where it says otherwise; lengths are in bytes of UTF-8.
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct FieldLimits {
+    /// Strings (each element of a repeated string): the fewest and most bytes.
+    /// min_len 1 makes the field required.
+    #[prost(uint32, tag = "1")]
+    pub min_len: u32,
+    #[prost(uint32, tag = "2")]
+    pub max_len: u32,
+    /// Repeated fields and maps: the fewest and most entries.
+    #[prost(uint32, tag = "3")]
+    pub min_items: u32,
+    #[prost(uint32, tag = "4")]
+    pub max_items: u32,
+    /// Maps of strings: bounds on each key and each value.
+    #[prost(uint32, tag = "5")]
+    pub min_key_len: u32,
+    #[prost(uint32, tag = "6")]
+    pub max_key_len: u32,
+    #[prost(uint32, tag = "7")]
+    pub max_value_len: u32,
+    /// Integers: the allowed range, both ends included.
+    #[prost(int64, optional, tag = "8")]
+    pub min: ::core::option::Option<i64>,
+    #[prost(int64, optional, tag = "9")]
+    pub max: ::core::option::Option<i64>,
+    /// The value an absent (or, without presence, zero) integer takes.
+    #[prost(int64, optional, tag = "10")]
+    pub default: ::core::option::Option<i64>,
+    /// google.protobuf.Duration: the most seconds. A duration is never negative;
+    /// 0 or absent means the orchestrator's default.
+    #[prost(uint64, tag = "11")]
+    pub max_seconds: u64,
+    /// google.protobuf.Value: the most bytes of its protobuf encoding.
+    #[prost(uint64, tag = "12")]
+    pub max_bytes: u64,
+    /// A template naming a list at run time (map_over): the most elements the list
+    /// may have.
+    #[prost(uint32, tag = "13")]
+    pub max_elements: u32,
+}
+/// ServiceLimits bounds every call of a service.
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ServiceLimits {
+    /// The largest request message, in bytes of its encoding (the gateway applies the
+    /// same bound to a REST request body).
+    #[prost(uint64, tag = "1")]
+    pub max_request_bytes: u64,
+}
 /// TaskError says why a task did not succeed.
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -786,15 +838,18 @@ pub struct TaskSpec {
     /// Tenant for fair share and quotas; the gateway sets it from the API key.
     #[prost(string, tag = "3")]
     pub tenant: ::prost::alloc::string::String,
-    /// 0 (lowest) to 9 (highest); default 5.
-    #[prost(int32, tag = "4")]
-    pub priority: i32,
+    /// 0 (lowest) to 9 (highest); absent means 5. 0 is a real priority.
+    #[prost(int32, optional, tag = "4")]
+    pub priority: ::core::option::Option<i32>,
+    /// Free-form labels. The `traceparent` label (W3C trace context, set by the
+    /// gateway or from the call's metadata) does not count towards max_items.
     #[prost(map = "string, string", tag = "5")]
     pub labels: ::std::collections::HashMap<
         ::prost::alloc::string::String,
         ::prost::alloc::string::String,
     >,
-    /// The same key within a tenant returns the same task, never a duplicate.
+    /// The same key within a tenant returns the same task, never a duplicate; the
+    /// same key with a different request is refused (IDEMPOTENCY_CONFLICT).
     #[prost(string, tag = "6")]
     pub idempotency_key: ::prost::alloc::string::String,
     /// Time allowed for one attempt; 0 means the orchestrator's default.
@@ -902,6 +957,12 @@ pub enum ErrorReason {
     Unimplemented = 18,
     /// A workflow step did not run because a step it depends on failed.
     Skipped = 19,
+    /// The idempotency key was used before with a different request; nothing was
+    /// created. ErrorInfo.metadata\["existing_id"\] names what the first request created.
+    IdempotencyConflict = 20,
+    /// The request is larger than the service accepts (ServiceLimits.max_request_bytes);
+    /// ErrorInfo.metadata\["limit_bytes"\] gives the bound.
+    RequestTooLarge = 21,
 }
 impl ErrorReason {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -930,6 +991,8 @@ impl ErrorReason {
             Self::Cancelled => "ERROR_REASON_CANCELLED",
             Self::Unimplemented => "ERROR_REASON_UNIMPLEMENTED",
             Self::Skipped => "ERROR_REASON_SKIPPED",
+            Self::IdempotencyConflict => "ERROR_REASON_IDEMPOTENCY_CONFLICT",
+            Self::RequestTooLarge => "ERROR_REASON_REQUEST_TOO_LARGE",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -955,6 +1018,8 @@ impl ErrorReason {
             "ERROR_REASON_CANCELLED" => Some(Self::Cancelled),
             "ERROR_REASON_UNIMPLEMENTED" => Some(Self::Unimplemented),
             "ERROR_REASON_SKIPPED" => Some(Self::Skipped),
+            "ERROR_REASON_IDEMPOTENCY_CONFLICT" => Some(Self::IdempotencyConflict),
+            "ERROR_REASON_REQUEST_TOO_LARGE" => Some(Self::RequestTooLarge),
             _ => None,
         }
     }
@@ -1613,7 +1678,7 @@ pub struct GetTaskResponse {
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ListTasksRequest {
-    /// Up to 1000; 0 means 100.
+    /// 0 means the default.
     #[prost(int32, tag = "1")]
     pub page_size: i32,
     #[prost(string, tag = "2")]
@@ -1696,6 +1761,7 @@ pub struct ListAgentsResponse {
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Step {
+    /// Letters, digits, '\_' and '-'; unique within the workflow.
     #[prost(string, tag = "1")]
     pub id: ::prost::alloc::string::String,
     #[prost(string, tag = "2")]
@@ -1715,10 +1781,12 @@ pub struct Step {
     pub exit_if: ::prost::alloc::string::String,
     #[prost(message, optional, tag = "7")]
     pub retry: ::core::option::Option<RetryPolicy>,
+    /// Time allowed for one attempt of the step's task; 0 means the orchestrator's default.
     #[prost(message, optional, tag = "8")]
     pub timeout: ::core::option::Option<::prost_types::Duration>,
-    #[prost(int32, tag = "9")]
-    pub priority: i32,
+    /// 0 (lowest) to 9 (highest); absent means 5. 0 is a real priority.
+    #[prost(int32, optional, tag = "9")]
+    pub priority: ::core::option::Option<i32>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -1733,10 +1801,14 @@ pub struct WorkflowSpec {
     pub input: ::core::option::Option<::prost_types::Value>,
     #[prost(enumeration = "FailurePolicy", tag = "5")]
     pub failure_policy: i32,
+    /// Tenant for fair share and quotas; the gateway sets it from the API key.
     #[prost(string, tag = "6")]
     pub tenant: ::prost::alloc::string::String,
+    /// The same key within a tenant returns the same workflow; the same key with a
+    /// different request is refused (IDEMPOTENCY_CONFLICT).
     #[prost(string, tag = "7")]
     pub idempotency_key: ::prost::alloc::string::String,
+    /// As TaskSpec.labels; the workflow's step tasks carry them.
     #[prost(map = "string, string", tag = "8")]
     pub labels: ::std::collections::HashMap<
         ::prost::alloc::string::String,

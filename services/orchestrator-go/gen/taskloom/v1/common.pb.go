@@ -59,6 +59,12 @@ const (
 	ErrorReason_ERROR_REASON_UNIMPLEMENTED ErrorReason = 18
 	// A workflow step did not run because a step it depends on failed.
 	ErrorReason_ERROR_REASON_SKIPPED ErrorReason = 19
+	// The idempotency key was used before with a different request; nothing was
+	// created. ErrorInfo.metadata["existing_id"] names what the first request created.
+	ErrorReason_ERROR_REASON_IDEMPOTENCY_CONFLICT ErrorReason = 20
+	// The request is larger than the service accepts (ServiceLimits.max_request_bytes);
+	// ErrorInfo.metadata["limit_bytes"] gives the bound.
+	ErrorReason_ERROR_REASON_REQUEST_TOO_LARGE ErrorReason = 21
 )
 
 // Enum value maps for ErrorReason.
@@ -84,6 +90,8 @@ var (
 		17: "ERROR_REASON_CANCELLED",
 		18: "ERROR_REASON_UNIMPLEMENTED",
 		19: "ERROR_REASON_SKIPPED",
+		20: "ERROR_REASON_IDEMPOTENCY_CONFLICT",
+		21: "ERROR_REASON_REQUEST_TOO_LARGE",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":          0,
@@ -106,6 +114,8 @@ var (
 		"ERROR_REASON_CANCELLED":            17,
 		"ERROR_REASON_UNIMPLEMENTED":        18,
 		"ERROR_REASON_SKIPPED":              19,
+		"ERROR_REASON_IDEMPOTENCY_CONFLICT": 20,
+		"ERROR_REASON_REQUEST_TOO_LARGE":    21,
 	}
 )
 
@@ -547,10 +557,13 @@ type TaskSpec struct {
 	Input *structpb.Value        `protobuf:"bytes,2,opt,name=input,proto3" json:"input,omitempty"`
 	// Tenant for fair share and quotas; the gateway sets it from the API key.
 	Tenant string `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
-	// 0 (lowest) to 9 (highest); default 5.
-	Priority int32             `protobuf:"varint,4,opt,name=priority,proto3" json:"priority,omitempty"`
-	Labels   map[string]string `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	// The same key within a tenant returns the same task, never a duplicate.
+	// 0 (lowest) to 9 (highest); absent means 5. 0 is a real priority.
+	Priority *int32 `protobuf:"varint,4,opt,name=priority,proto3,oneof" json:"priority,omitempty"`
+	// Free-form labels. The `traceparent` label (W3C trace context, set by the
+	// gateway or from the call's metadata) does not count towards max_items.
+	Labels map[string]string `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The same key within a tenant returns the same task, never a duplicate; the
+	// same key with a different request is refused (IDEMPOTENCY_CONFLICT).
 	IdempotencyKey string `protobuf:"bytes,6,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	// Time allowed for one attempt; 0 means the orchestrator's default.
 	Timeout       *durationpb.Duration `protobuf:"bytes,7,opt,name=timeout,proto3" json:"timeout,omitempty"`
@@ -611,8 +624,8 @@ func (x *TaskSpec) GetTenant() string {
 }
 
 func (x *TaskSpec) GetPriority() int32 {
-	if x != nil {
-		return x.Priority
+	if x != nil && x.Priority != nil {
+		return *x.Priority
 	}
 	return 0
 }
@@ -925,7 +938,7 @@ var File_taskloom_v1_common_proto protoreflect.FileDescriptor
 
 const file_taskloom_v1_common_proto_rawDesc = "" +
 	"\n" +
-	"\x18taskloom/v1/common.proto\x12\vtaskloom.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"u\n" +
+	"\x18taskloom/v1/common.proto\x12\vtaskloom.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18taskloom/v1/limits.proto\"u\n" +
 	"\tTaskError\x120\n" +
 	"\x06reason\x18\x01 \x01(\x0e2\x18.taskloom.v1.ErrorReasonR\x06reason\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1c\n" +
@@ -950,24 +963,27 @@ const file_taskloom_v1_common_proto_rawDesc = "" +
 	"\x13saved_prompt_tokens\x18\b \x01(\x03R\x11savedPromptTokens\x126\n" +
 	"\x17saved_completion_tokens\x18\t \x01(\x03R\x15savedCompletionTokens\x12-\n" +
 	"\x13saved_cost_nano_usd\x18\n" +
-	" \x01(\x03R\x10savedCostNanoUsd\"\xb0\x01\n" +
-	"\vRetryPolicy\x12!\n" +
-	"\fmax_attempts\x18\x01 \x01(\x05R\vmaxAttempts\x12B\n" +
-	"\x0finitial_backoff\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x0einitialBackoff\x12:\n" +
-	"\vmax_backoff\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"maxBackoff\"\x86\x03\n" +
-	"\bTaskSpec\x12\x14\n" +
-	"\x05agent\x18\x01 \x01(\tR\x05agent\x12,\n" +
-	"\x05input\x18\x02 \x01(\v2\x16.google.protobuf.ValueR\x05input\x12\x16\n" +
-	"\x06tenant\x18\x03 \x01(\tR\x06tenant\x12\x1a\n" +
-	"\bpriority\x18\x04 \x01(\x05R\bpriority\x129\n" +
-	"\x06labels\x18\x05 \x03(\v2!.taskloom.v1.TaskSpec.LabelsEntryR\x06labels\x12'\n" +
-	"\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey\x123\n" +
-	"\atimeout\x18\a \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12.\n" +
+	" \x01(\x03R\x10savedCostNanoUsd\"\xcc\x01\n" +
+	"\vRetryPolicy\x12+\n" +
+	"\fmax_attempts\x18\x01 \x01(\x05B\b\xca\xf3\x18\x04@\x00HdR\vmaxAttempts\x12K\n" +
+	"\x0finitial_backoff\x18\x02 \x01(\v2\x19.google.protobuf.DurationB\a\xca\xf3\x18\x03X\x90\x1cR\x0einitialBackoff\x12C\n" +
+	"\vmax_backoff\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\a\xca\xf3\x18\x03X\x90\x1cR\n" +
+	"maxBackoff\"\xe6\x03\n" +
+	"\bTaskSpec\x12\x1f\n" +
+	"\x05agent\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x05agent\x127\n" +
+	"\x05input\x18\x02 \x01(\v2\x16.google.protobuf.ValueB\t\xca\xf3\x18\x05`\x80\x80\xc0\x01R\x05input\x12\x1f\n" +
+	"\x06tenant\x18\x03 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x01R\x06tenant\x12+\n" +
+	"\bpriority\x18\x04 \x01(\x05B\n" +
+	"\xca\xf3\x18\x06@\x00H\tP\x05H\x00R\bpriority\x88\x01\x01\x12I\n" +
+	"\x06labels\x18\x05 \x03(\v2!.taskloom.v1.TaskSpec.LabelsEntryB\x0e\xca\xf3\x18\n" +
+	" @(\x010\x80\x028\x80 R\x06labels\x120\n" +
+	"\x0fidempotency_key\x18\x06 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x02R\x0eidempotencyKey\x12=\n" +
+	"\atimeout\x18\a \x01(\v2\x19.google.protobuf.DurationB\b\xca\xf3\x18\x04X\x80\xa3\x05R\atimeout\x12.\n" +
 	"\x05retry\x18\b \x01(\v2\x18.taskloom.v1.RetryPolicyR\x05retry\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe5\x06\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\v\n" +
+	"\t_priority\"\xe5\x06\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05agent\x18\x02 \x01(\tR\x05agent\x12,\n" +
@@ -996,13 +1012,13 @@ const file_taskloom_v1_common_proto_rawDesc = "" +
 	"\tworker_id\x18\x14 \x01(\tR\bworkerId\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x89\x01\n" +
-	"\tAgentInfo\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x94\x01\n" +
+	"\tAgentInfo\x12\x1d\n" +
+	"\x04name\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1a\n" +
 	"\bprovider\x18\x03 \x01(\tR\bprovider\x12\x14\n" +
 	"\x05model\x18\x04 \x01(\tR\x05model\x12\x14\n" +
-	"\x05tools\x18\x05 \x03(\tR\x05tools*\x91\x05\n" +
+	"\x05tools\x18\x05 \x03(\tR\x05tools*\xdc\x05\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dERROR_REASON_INVALID_ARGUMENT\x10\x01\x12 \n" +
@@ -1024,7 +1040,9 @@ const file_taskloom_v1_common_proto_rawDesc = "" +
 	"\x18ERROR_REASON_AGENT_ERROR\x10\x10\x12\x1a\n" +
 	"\x16ERROR_REASON_CANCELLED\x10\x11\x12\x1e\n" +
 	"\x1aERROR_REASON_UNIMPLEMENTED\x10\x12\x12\x18\n" +
-	"\x14ERROR_REASON_SKIPPED\x10\x13*\xc3\x01\n" +
+	"\x14ERROR_REASON_SKIPPED\x10\x13\x12%\n" +
+	"!ERROR_REASON_IDEMPOTENCY_CONFLICT\x10\x14\x12\"\n" +
+	"\x1eERROR_REASON_REQUEST_TOO_LARGE\x10\x15*\xc3\x01\n" +
 	"\n" +
 	"TaskStatus\x12\x1b\n" +
 	"\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
@@ -1096,6 +1114,8 @@ func file_taskloom_v1_common_proto_init() {
 	if File_taskloom_v1_common_proto != nil {
 		return
 	}
+	file_taskloom_v1_limits_proto_init()
+	file_taskloom_v1_common_proto_msgTypes[4].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -817,7 +817,7 @@ var File_taskloom_v1_worker_hub_proto protoreflect.FileDescriptor
 
 const file_taskloom_v1_worker_hub_proto_rawDesc = "" +
 	"\n" +
-	"\x1ctaskloom/v1/worker_hub.proto\x12\vtaskloom.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18taskloom/v1/common.proto\"\xc7\x02\n" +
+	"\x1ctaskloom/v1/worker_hub.proto\x12\vtaskloom.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18taskloom/v1/common.proto\x1a\x18taskloom/v1/limits.proto\"\xc7\x02\n" +
 	"\x0eSessionRequest\x123\n" +
 	"\bregister\x18\x01 \x01(\v2\x15.taskloom.v1.RegisterH\x00R\bregister\x122\n" +
 	"\x06credit\x18\x02 \x01(\v2\x18.taskloom.v1.CreditGrantH\x00R\x06credit\x126\n" +
@@ -834,11 +834,11 @@ const file_taskloom_v1_worker_hub_proto_rawDesc = "" +
 	"assignment\x18\x02 \x01(\v2\x17.taskloom.v1.AssignmentH\x00R\n" +
 	"assignment\x127\n" +
 	"\x06cancel\x18\x03 \x01(\v2\x1d.taskloom.v1.CancelAssignmentH\x00R\x06cancelB\x05\n" +
-	"\x03msg\"\xaf\x01\n" +
-	"\bRegister\x12\x1b\n" +
-	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12.\n" +
-	"\x06agents\x18\x02 \x03(\v2\x16.taskloom.v1.AgentInfoR\x06agents\x12 \n" +
-	"\vconcurrency\x18\x03 \x01(\x05R\vconcurrency\x12\x1a\n" +
+	"\x03msg\"\xc0\x01\n" +
+	"\bRegister\x12$\n" +
+	"\tworker_id\x18\x01 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x01R\bworkerId\x12.\n" +
+	"\x06agents\x18\x02 \x03(\v2\x16.taskloom.v1.AgentInfoR\x06agents\x12(\n" +
+	"\vconcurrency\x18\x03 \x01(\x05B\x06\xca\xf3\x18\x02@\x01R\vconcurrency\x12\x1a\n" +
 	"\bhostname\x18\x04 \x01(\tR\bhostname\x12\x18\n" +
 	"\aversion\x18\x05 \x01(\tR\aversion\"\xab\x01\n" +
 	"\n" +
@@ -872,9 +872,9 @@ const file_taskloom_v1_worker_hub_proto_rawDesc = "" +
 	"\x10CancelAssignment\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason2\\\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason2g\n" +
 	"\x10WorkerHubService\x12H\n" +
-	"\aSession\x12\x1b.taskloom.v1.SessionRequest\x1a\x1c.taskloom.v1.SessionResponse(\x010\x01BRZPgithub.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1;taskloomv1b\x06proto3"
+	"\aSession\x12\x1b.taskloom.v1.SessionRequest\x1a\x1c.taskloom.v1.SessionResponse(\x010\x01\x1a\t\xd2\xf3\x18\x05\b\x80\x80\x80\x02BRZPgithub.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1;taskloomv1b\x06proto3"
 
 var (
 	file_taskloom_v1_worker_hub_proto_rawDescOnce sync.Once
@@ -942,6 +942,7 @@ func file_taskloom_v1_worker_hub_proto_init() {
 		return
 	}
 	file_taskloom_v1_common_proto_init()
+	file_taskloom_v1_limits_proto_init()
 	file_taskloom_v1_worker_hub_proto_msgTypes[0].OneofWrappers = []any{
 		(*SessionRequest_Register)(nil),
 		(*SessionRequest_Credit)(nil),
