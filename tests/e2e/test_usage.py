@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -48,23 +49,26 @@ def priced_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stack.stop()
 
 
-def run_task(client: httpx.Client, tenant: str, prompt: str) -> dict:
+def run_task(client: httpx.Client, tenant: str, prompt: str) -> dict[str, Any]:
     headers = {"X-API-Key": KEYS[tenant]}
     created = client.post("/v1/tasks", json={"agent": "buyer", "input": prompt}, headers=headers)
     assert created.status_code == 202, created.text
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        task = client.get(f"/v1/tasks/{created.json()['id']}", headers=headers).json()
+        task: dict[str, Any] = client.get(
+            f"/v1/tasks/{created.json()['id']}", headers=headers
+        ).json()
         if task["status"] not in ("queued", "running"):
             return task
         time.sleep(0.05)
     raise AssertionError(f"task did not finish: {task}")
 
 
-def usage(client: httpx.Client, tenant: str, **params: str) -> dict:
+def usage(client: httpx.Client, tenant: str, **params: str) -> dict[str, Any]:
     reply = client.get("/v1/usage", params=params, headers={"X-API-Key": KEYS[tenant]})
     assert reply.status_code == 200, reply.text
-    return reply.json()
+    report: dict[str, Any] = reply.json()
+    return report
 
 
 def test_cost_is_in_results_metrics_and_usage_reports(priced_stack: Stack) -> None:
