@@ -6,6 +6,7 @@ import (
 
 	pb "github.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/usage"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -55,17 +56,34 @@ func (o *Orchestrator) GetUsage(ctx context.Context, req *pb.GetUsageRequest) (*
 	return resp, nil
 }
 
-// usageLinesFromProto is a result's usage by endpoint and model, for the rollups.
-func usageLinesFromProto(u *pb.TokenUsage) []usage.Line {
-	lines := make([]usage.Line, 0, len(u.GetModels()))
-	for _, m := range u.GetModels() {
-		lines = append(lines, usage.Line{
+// usageLinesFromProto is a result's usage by endpoint and model.
+func usageLinesFromProto(lines []*pb.UsageLine) []task.UsageLine {
+	if len(lines) == 0 {
+		return nil
+	}
+	out := make([]task.UsageLine, len(lines))
+	for i, m := range lines {
+		out[i] = task.UsageLine{
 			Endpoint: m.GetEndpoint(), Model: m.GetModel(), Calls: m.GetCalls(),
 			PromptTokens: m.GetPromptTokens(), CompletionTokens: m.GetCompletionTokens(),
 			CostNanoUSD: m.GetCostNanoUsd(), Priced: m.GetPriced(),
 			SavedPromptTokens: m.GetSavedPromptTokens(), SavedCompletionTokens: m.GetSavedCompletionTokens(),
 			SavedCostNanoUSD: m.GetSavedCostNanoUsd(),
-		})
+		}
 	}
-	return lines
+	return out
+}
+
+func usageLinesToProto(lines []task.UsageLine) []*pb.UsageLine {
+	out := make([]*pb.UsageLine, len(lines))
+	for i, l := range lines {
+		out[i] = &pb.UsageLine{
+			Endpoint: l.Endpoint, Model: l.Model, Calls: l.Calls,
+			PromptTokens: l.PromptTokens, CompletionTokens: l.CompletionTokens,
+			CostNanoUsd: l.CostNanoUSD, Priced: l.Priced,
+			SavedPromptTokens: l.SavedPromptTokens, SavedCompletionTokens: l.SavedCompletionTokens,
+			SavedCostNanoUsd: l.SavedCostNanoUSD,
+		}
+	}
+	return out
 }

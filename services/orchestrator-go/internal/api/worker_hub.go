@@ -153,7 +153,7 @@ func (h *WorkerHub) receive(stream pb.WorkerHubService_SessionServer, w *workers
 }
 
 func resultFromProto(r *pb.TaskResult) scheduler.Result {
-	out := scheduler.Result{TaskID: r.GetTaskId(), LeaseID: r.GetLeaseId(), Usage: usageFromProto(r.GetUsage()), UsageLines: usageLinesFromProto(r.GetUsage())}
+	out := scheduler.Result{TaskID: r.GetTaskId(), LeaseID: r.GetLeaseId(), Usage: usageFromProto(r.GetUsage())}
 	if r.GetError() != nil {
 		out.Failure = failureFromProto(r.GetError())
 		return out

@@ -8,7 +8,6 @@ import (
 	"errors"
 
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
-	"github.com/taskloom/taskloom/services/orchestrator-go/internal/usage"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
 )
 
@@ -159,8 +158,6 @@ type Result struct {
 	Output  json.RawMessage
 	Failure *task.Failure // nil on success
 	Usage   task.Usage
-	// UsageLines are the attempt's usage by endpoint and model, for the usage rollups.
-	UsageLines []usage.Line
 }
 
 // Complete records the result of an attempt; stale results are ignored. A success
@@ -178,7 +175,7 @@ func (s *Scheduler) Complete(w *workers.Worker, r Result) {
 	if e := s.live[r.TaskID]; e != nil && !e.finishing {
 		t := e.t
 		addUsage(&t.Usage, r.Usage)
-		s.recordUsage(t, r.UsageLines, now)
+		s.recordUsage(t, r.Usage.Models, now)
 		if r.Failure == nil {
 			t.Result = r.Output
 			s.finishLocked(e, task.StatusSucceeded, nil, now)
@@ -194,4 +191,10 @@ func addUsage(total *task.Usage, u task.Usage) {
 	total.PromptTokens += u.PromptTokens
 	total.CompletionTokens += u.CompletionTokens
 	total.CachedCompletions += u.CachedCompletions
+	total.CostNanoUSD += u.CostNanoUSD
+	total.SavedTokens += u.SavedTokens
+	total.SavedCostNanoUSD += u.SavedCostNanoUSD
+	if len(u.Models) > 0 {
+		total.Models = mergeUsageLines(total.Models, u.Models)
+	}
 }

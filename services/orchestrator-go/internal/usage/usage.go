@@ -7,24 +7,11 @@ import (
 	"time"
 
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 )
 
-// Line is one endpoint and model's share of a task attempt, as the worker reports it.
-type Line struct {
-	Endpoint              string
-	Model                 string
-	Calls                 int64
-	PromptTokens          int64
-	CompletionTokens      int64
-	CostNanoUSD           int64
-	Priced                bool
-	SavedPromptTokens     int64
-	SavedCompletionTokens int64
-	SavedCostNanoUSD      int64
-}
-
 // Rollups are the lines of one attempt, finished at `at`, as rollup increments.
-func Rollups(at time.Time, tenant, agent string, lines []Line) []store.UsageRollup {
+func Rollups(at time.Time, tenant, agent string, lines []task.UsageLine) []store.UsageRollup {
 	out := make([]store.UsageRollup, 0, len(lines))
 	hour := store.UsageHour(at)
 	for _, l := range lines {

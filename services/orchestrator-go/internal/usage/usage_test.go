@@ -10,12 +10,13 @@ import (
 	"time"
 
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 )
 
 var noon = time.Date(2026, 11, 30, 12, 30, 0, 0, time.UTC)
 
 func TestRollupsCountUnpricedTokensApartFromTheCost(t *testing.T) {
-	got := Rollups(noon, "acme", "writer", []Line{
+	got := Rollups(noon, "acme", "writer", []task.UsageLine{
 		{Endpoint: "claude", Model: "haiku", Calls: 2, PromptTokens: 10, CompletionTokens: 5, CostNanoUSD: 99, Priced: true, SavedPromptTokens: 4, SavedCompletionTokens: 1, SavedCostNanoUSD: 7},
 		{Endpoint: "local", Model: "llama", Calls: 1, PromptTokens: 3, CompletionTokens: 2},
 	})
@@ -49,7 +50,7 @@ func TestRecorderSumsAndKeepsWhatAFailedWriteDidNotStore(t *testing.T) {
 	mem := store.NewMemory()
 	target := &failingOnce{UsageRollups: mem, fail: true}
 	rec := NewRecorder(target, time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	line := []Line{{Endpoint: "e", Model: "m", Calls: 1, PromptTokens: 10, Priced: true, CostNanoUSD: 5}}
+	line := []task.UsageLine{{Endpoint: "e", Model: "m", Calls: 1, PromptTokens: 10, Priced: true, CostNanoUSD: 5}}
 	rec.Record(Rollups(noon, "a", "x", line))
 	if err := rec.Flush(ctx); err == nil {
 		t.Fatal("the first flush should fail")
@@ -71,10 +72,10 @@ func TestReportGroupsSortsByCostAndKeepsToTheRange(t *testing.T) {
 	ctx := context.Background()
 	mem := store.NewMemory()
 	rec := NewRecorder(mem, time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	rec.Record(Rollups(noon, "acme", "writer", []Line{{Endpoint: "claude", Model: "haiku", Calls: 1, CostNanoUSD: 100, Priced: true}}))
-	rec.Record(Rollups(noon, "acme", "critic", []Line{{Endpoint: "claude", Model: "haiku", Calls: 1, CostNanoUSD: 300, Priced: true}}))
-	rec.Record(Rollups(noon.Add(-48*time.Hour), "acme", "old", []Line{{Endpoint: "x", Model: "y", Calls: 1, CostNanoUSD: 1, Priced: true}}))
-	rec.Record(Rollups(noon, "globex", "writer", []Line{{Endpoint: "local", Model: "llama", Calls: 5}}))
+	rec.Record(Rollups(noon, "acme", "writer", []task.UsageLine{{Endpoint: "claude", Model: "haiku", Calls: 1, CostNanoUSD: 100, Priced: true}}))
+	rec.Record(Rollups(noon, "acme", "critic", []task.UsageLine{{Endpoint: "claude", Model: "haiku", Calls: 1, CostNanoUSD: 300, Priced: true}}))
+	rec.Record(Rollups(noon.Add(-48*time.Hour), "acme", "old", []task.UsageLine{{Endpoint: "x", Model: "y", Calls: 1, CostNanoUSD: 1, Priced: true}}))
+	rec.Record(Rollups(noon, "globex", "writer", []task.UsageLine{{Endpoint: "local", Model: "llama", Calls: 5}}))
 	if err := rec.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
