@@ -147,7 +147,11 @@ class RunningWorker:
 
 
 def start_worker(
-    addr: str, provider: Any = None, concurrency: int = 4, drain_timeout_s: float = 5.0
+    addr: str,
+    provider: Any = None,
+    concurrency: int = 4,
+    drain_timeout_s: float = 5.0,
+    runtime: AgentRuntime | None = None,
 ) -> RunningWorker:
     options = WorkerOptions(
         orchestrator_addr=addr,
@@ -157,7 +161,7 @@ def start_worker(
         reconnect_initial_s=0.05,
         reconnect_max_s=0.2,
     )
-    runtime = make_runtime(provider)
+    runtime = runtime or make_runtime(provider)
     return RunningWorker(Worker(options, runtime, make_telemetry()))
 
 

@@ -13,7 +13,7 @@ from taskloom.agents.catalog import load_catalog
 from taskloom.agents.providers import TextDelta
 from taskloom.agents.providers.openai import OpenAIProvider
 from taskloom.agents.runtime import AgentError, AgentRuntime
-from taskloom.agents.tools import ToolRegistry, builtin_factories
+from taskloom.agents.tools import ToolError, ToolRegistry, builtin_factories
 
 pytestmark = pytest.mark.asyncio
 
@@ -234,3 +234,31 @@ async def test_unknown_tool_and_malformed_json_are_tool_errors(loop, fake_openai
 
 def agent_calls(loop) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
     return list(loop.tools.calls)
+
+
+async def test_a_tool_named_by_an_entry_point_is_loaded_on_first_use(
+    loop, fake_openai, monkeypatch
+) -> None:
+    from importlib.metadata import EntryPoint, EntryPoints
+
+    from taskloom.agents.tools import functions
+
+    plugin = EntryPoint("adder", "tools_for_tests:add", functions.ENTRY_POINT_GROUP)
+
+    def entry_points(group: str, name: str) -> EntryPoints:
+        return EntryPoints([plugin] if (group, name) == (plugin.group, plugin.name) else [])
+
+    monkeypatch.setattr(functions, "entry_points", entry_points)
+    decl = {"name": "plugged", "entry_point": "adder"}
+    from taskloom.agents.catalog.spec import ToolDecl
+
+    tool = functions.function_tool(ToolDecl.model_validate(decl))
+    assert tool.description == "Add two integers (a sync tool: runs in a thread)."
+    assert await tool.call({"a": 1, "b": 2}, None) == {"sum": 3}  # type: ignore[arg-type]
+    missing = functions.function_tool(
+        ToolDecl.model_validate(
+            {"name": "x", "entry_point": "nope", "description": "d", "parameters": {}}
+        )
+    )
+    with pytest.raises(ToolError, match=r"no entry point 'nope' in group 'taskloom\.tools'"):
+        await missing.call({}, None)  # type: ignore[arg-type]

@@ -14,10 +14,11 @@ together = asyncio.Event()
 
 
 def reset() -> None:
-    global inside, most_inside, together
+    global inside, most_inside, together, released
     inside = most_inside = 0
     calls.clear()
     together = asyncio.Event()
+    released = asyncio.Event()
 
 
 def add(a: int, b: int) -> dict[str, int]:
@@ -58,3 +59,13 @@ def documented(x: int) -> int:
 
 
 documented.parameters = parameters_from_code  # type: ignore[attr-defined]
+
+
+released = asyncio.Event()
+
+
+async def lend_credit(context: Any) -> str:
+    """Waits for `released` with the task's credit lent to the hub (as the agent tool does)."""
+    async with context.suspend_credit():
+        await released.wait()
+    return "released"

@@ -34,6 +34,7 @@ from taskloom.agents.providers.base import (
     UsageUpdate,
 )
 from taskloom.agents.telemetry import Telemetry
+from taskloom.agents.tools import builtin_factories
 from taskloom.agents.tools.base import SuspendCredit, TaskInfo, ToolContext, ToolError
 from taskloom.agents.tools.registry import ToolOutcome, ToolRegistry
 
@@ -210,7 +211,7 @@ class AgentRuntime:
         self._telemetry = telemetry
         self._cache = cache
         self._cache_ttl_s = cache_ttl_s
-        self.tools = tools or ToolRegistry(cache=cache)
+        self.tools = tools or ToolRegistry(builtin_factories(), cache=cache)
 
     async def run(
         self,
@@ -370,6 +371,7 @@ class AgentRuntime:
         except ProviderError as err:
             raise AgentError(str(err), retryable=err.retryable) from err
         turn.text = "".join(parts)
+        await on_event(UsageUpdate(turn.usage.prompt_tokens, turn.usage.completion_tokens))
 
         if key and self._cache is not None:
             value = {

@@ -22,6 +22,7 @@ from taskloom.agents.metrics_reporter import MetricsReporter
 from taskloom.agents.providers.registry import LegacySettings, LLMEndpoints, build_llm_endpoints
 from taskloom.agents.runtime import AgentRuntime
 from taskloom.agents.settings import Settings
+from taskloom.agents.streaming import StreamOptions
 from taskloom.agents.telemetry import Telemetry
 from taskloom.agents.tools import ToolRegistry, builtin_factories
 from taskloom.agents.tools.agent_call import ChildTasks
@@ -112,6 +113,7 @@ def build_worker(
         reconnect_initial_s=settings.reconnect_initial_s,
         reconnect_max_s=settings.reconnect_max_s,
         heartbeat_interval_s=settings.heartbeat_interval_s,
+        stream=StreamOptions(settings.stream_buffer_size, settings.stream_flush_interval_ms),
     )
     return Worker(options, runtime, telemetry), llm
 
@@ -168,7 +170,8 @@ async def serve(settings: Settings) -> None:
 
     http.start()
     reporter.start()
-    await _start_sandbox(resources.sandbox, runtime.catalog)
+    # In the background: registering with the orchestrator need not wait for sandboxes.
+    sandbox_start = asyncio.create_task(_start_sandbox(resources.sandbox, runtime.catalog))
     await llm.warm_up()
     watcher = asyncio.create_task(reloader.run(stop))
     try:
@@ -177,6 +180,9 @@ async def serve(settings: Settings) -> None:
         stop.set()
         with contextlib.suppress(Exception):
             await watcher
+        sandbox_start.cancel()
+        with contextlib.suppress(BaseException):
+            await sandbox_start
         await reporter.stop()
         await http.stop()
         await resources.aclose()

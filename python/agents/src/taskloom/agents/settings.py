@@ -159,6 +159,19 @@ class Settings(config.ServiceSettings):
         "a loud warning at every sandbox start)",
     )
 
+    stream_buffer_size: int = Field(
+        default=256,
+        ge=0,
+        le=1 << 20,
+        description="streamed text is sent once this many bytes are buffered (0 = every piece)",
+    )
+    stream_flush_interval_ms: float = Field(
+        default=25.0,
+        ge=0,
+        le=10_000,
+        description="...or once the first buffered piece is this old (0 = every piece)",
+    )
+
     @field_validator("endpoints", mode="before")
     @classmethod
     def _endpoints(cls, value: object) -> object:

@@ -849,10 +849,13 @@ type TaskEvent struct {
 	Status TaskStatus             `protobuf:"varint,3,opt,name=status,proto3,enum=taskloom.v1.TaskStatus" json:"status,omitempty"`
 	Chunk  string                 `protobuf:"bytes,4,opt,name=chunk,proto3" json:"chunk,omitempty"`
 	// Position of a chunk within its attempt, from 0.
-	ChunkSeq      int64                  `protobuf:"varint,5,opt,name=chunk_seq,json=chunkSeq,proto3" json:"chunk_seq,omitempty"`
-	Attempt       int32                  `protobuf:"varint,6,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Task          *Task                  `protobuf:"bytes,7,opt,name=task,proto3" json:"task,omitempty"`
-	Time          *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=time,proto3" json:"time,omitempty"`
+	ChunkSeq int64                  `protobuf:"varint,5,opt,name=chunk_seq,json=chunkSeq,proto3" json:"chunk_seq,omitempty"`
+	Attempt  int32                  `protobuf:"varint,6,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Task     *Task                  `protobuf:"bytes,7,opt,name=task,proto3" json:"task,omitempty"`
+	Time     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=time,proto3" json:"time,omitempty"`
+	// A CHUNK event's kind and structured payload, as the worker sent them (see ChunkKind).
+	ChunkKind     ChunkKind        `protobuf:"varint,9,opt,name=chunk_kind,json=chunkKind,proto3,enum=taskloom.v1.ChunkKind" json:"chunk_kind,omitempty"`
+	ChunkData     *structpb.Struct `protobuf:"bytes,10,opt,name=chunk_data,json=chunkData,proto3" json:"chunk_data,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -939,6 +942,20 @@ func (x *TaskEvent) GetTask() *Task {
 func (x *TaskEvent) GetTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.Time
+	}
+	return nil
+}
+
+func (x *TaskEvent) GetChunkKind() ChunkKind {
+	if x != nil {
+		return x.ChunkKind
+	}
+	return ChunkKind_CHUNK_KIND_UNSPECIFIED
+}
+
+func (x *TaskEvent) GetChunkData() *structpb.Struct {
+	if x != nil {
+		return x.ChunkData
 	}
 	return nil
 }
@@ -2249,7 +2266,7 @@ const file_taskloom_v1_orchestrator_proto_rawDesc = "" +
 	"\x12CancelTaskResponse\x12%\n" +
 	"\x04task\x18\x01 \x01(\v2\x11.taskloom.v1.TaskR\x04task\"-\n" +
 	"\x10WatchTaskRequest\x12\x19\n" +
-	"\x02id\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x02id\"\xa9\x02\n" +
+	"\x02id\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x02id\"\x98\x03\n" +
 	"\tTaskEvent\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12.\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x1a.taskloom.v1.TaskEventTypeR\x04type\x12/\n" +
@@ -2258,7 +2275,12 @@ const file_taskloom_v1_orchestrator_proto_rawDesc = "" +
 	"\tchunk_seq\x18\x05 \x01(\x03R\bchunkSeq\x12\x18\n" +
 	"\aattempt\x18\x06 \x01(\x05R\aattempt\x12%\n" +
 	"\x04task\x18\a \x01(\v2\x11.taskloom.v1.TaskR\x04task\x12.\n" +
-	"\x04time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"A\n" +
+	"\x04time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x125\n" +
+	"\n" +
+	"chunk_kind\x18\t \x01(\x0e2\x16.taskloom.v1.ChunkKindR\tchunkKind\x126\n" +
+	"\n" +
+	"chunk_data\x18\n" +
+	" \x01(\v2\x17.google.protobuf.StructR\tchunkData\"A\n" +
 	"\x11WatchTaskResponse\x12,\n" +
 	"\x05event\x18\x01 \x01(\v2\x16.taskloom.v1.TaskEventR\x05event\"\x13\n" +
 	"\x11ListAgentsRequest\"D\n" +
@@ -2462,11 +2484,13 @@ var file_taskloom_v1_orchestrator_proto_goTypes = []any{
 	(*Task)(nil),                   // 38: taskloom.v1.Task
 	(TaskStatus)(0),                // 39: taskloom.v1.TaskStatus
 	(*timestamppb.Timestamp)(nil),  // 40: google.protobuf.Timestamp
-	(*AgentInfo)(nil),              // 41: taskloom.v1.AgentInfo
-	(*structpb.Value)(nil),         // 42: google.protobuf.Value
-	(*RetryPolicy)(nil),            // 43: taskloom.v1.RetryPolicy
-	(*durationpb.Duration)(nil),    // 44: google.protobuf.Duration
-	(*TaskError)(nil),              // 45: taskloom.v1.TaskError
+	(ChunkKind)(0),                 // 41: taskloom.v1.ChunkKind
+	(*structpb.Struct)(nil),        // 42: google.protobuf.Struct
+	(*AgentInfo)(nil),              // 43: taskloom.v1.AgentInfo
+	(*structpb.Value)(nil),         // 44: google.protobuf.Value
+	(*RetryPolicy)(nil),            // 45: taskloom.v1.RetryPolicy
+	(*durationpb.Duration)(nil),    // 46: google.protobuf.Duration
+	(*TaskError)(nil),              // 47: taskloom.v1.TaskError
 }
 var file_taskloom_v1_orchestrator_proto_depIdxs = []int32{
 	37, // 0: taskloom.v1.SubmitTaskRequest.task:type_name -> taskloom.v1.TaskSpec
@@ -2481,72 +2505,74 @@ var file_taskloom_v1_orchestrator_proto_depIdxs = []int32{
 	39, // 9: taskloom.v1.TaskEvent.status:type_name -> taskloom.v1.TaskStatus
 	38, // 10: taskloom.v1.TaskEvent.task:type_name -> taskloom.v1.Task
 	40, // 11: taskloom.v1.TaskEvent.time:type_name -> google.protobuf.Timestamp
-	16, // 12: taskloom.v1.WatchTaskResponse.event:type_name -> taskloom.v1.TaskEvent
-	41, // 13: taskloom.v1.ListAgentsResponse.agents:type_name -> taskloom.v1.AgentInfo
-	42, // 14: taskloom.v1.Step.input:type_name -> google.protobuf.Value
-	43, // 15: taskloom.v1.Step.retry:type_name -> taskloom.v1.RetryPolicy
-	44, // 16: taskloom.v1.Step.timeout:type_name -> google.protobuf.Duration
-	1,  // 17: taskloom.v1.WorkflowSpec.mode:type_name -> taskloom.v1.WorkflowMode
-	20, // 18: taskloom.v1.WorkflowSpec.steps:type_name -> taskloom.v1.Step
-	42, // 19: taskloom.v1.WorkflowSpec.input:type_name -> google.protobuf.Value
-	2,  // 20: taskloom.v1.WorkflowSpec.failure_policy:type_name -> taskloom.v1.FailurePolicy
-	36, // 21: taskloom.v1.WorkflowSpec.labels:type_name -> taskloom.v1.WorkflowSpec.LabelsEntry
-	39, // 22: taskloom.v1.StepState.status:type_name -> taskloom.v1.TaskStatus
-	42, // 23: taskloom.v1.StepState.output:type_name -> google.protobuf.Value
-	45, // 24: taskloom.v1.StepState.error:type_name -> taskloom.v1.TaskError
-	40, // 25: taskloom.v1.StepState.started_at:type_name -> google.protobuf.Timestamp
-	40, // 26: taskloom.v1.StepState.finished_at:type_name -> google.protobuf.Timestamp
-	21, // 27: taskloom.v1.Workflow.spec:type_name -> taskloom.v1.WorkflowSpec
-	3,  // 28: taskloom.v1.Workflow.status:type_name -> taskloom.v1.WorkflowStatus
-	22, // 29: taskloom.v1.Workflow.steps:type_name -> taskloom.v1.StepState
-	42, // 30: taskloom.v1.Workflow.output:type_name -> google.protobuf.Value
-	45, // 31: taskloom.v1.Workflow.error:type_name -> taskloom.v1.TaskError
-	40, // 32: taskloom.v1.Workflow.created_at:type_name -> google.protobuf.Timestamp
-	40, // 33: taskloom.v1.Workflow.finished_at:type_name -> google.protobuf.Timestamp
-	21, // 34: taskloom.v1.SubmitWorkflowRequest.workflow:type_name -> taskloom.v1.WorkflowSpec
-	23, // 35: taskloom.v1.SubmitWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
-	23, // 36: taskloom.v1.GetWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
-	23, // 37: taskloom.v1.CancelWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
-	16, // 38: taskloom.v1.WorkflowEvent.task_event:type_name -> taskloom.v1.TaskEvent
-	3,  // 39: taskloom.v1.WorkflowEvent.status:type_name -> taskloom.v1.WorkflowStatus
-	23, // 40: taskloom.v1.WorkflowEvent.workflow:type_name -> taskloom.v1.Workflow
-	40, // 41: taskloom.v1.WorkflowEvent.time:type_name -> google.protobuf.Timestamp
-	31, // 42: taskloom.v1.WatchWorkflowResponse.event:type_name -> taskloom.v1.WorkflowEvent
-	4,  // 43: taskloom.v1.GetUsageRequest.group_by:type_name -> taskloom.v1.UsageGroupBy
-	40, // 44: taskloom.v1.GetUsageRequest.since:type_name -> google.protobuf.Timestamp
-	40, // 45: taskloom.v1.GetUsageRequest.until:type_name -> google.protobuf.Timestamp
-	35, // 46: taskloom.v1.GetUsageResponse.rows:type_name -> taskloom.v1.UsageRow
-	40, // 47: taskloom.v1.GetUsageResponse.since:type_name -> google.protobuf.Timestamp
-	40, // 48: taskloom.v1.GetUsageResponse.until:type_name -> google.protobuf.Timestamp
-	5,  // 49: taskloom.v1.OrchestratorService.SubmitTask:input_type -> taskloom.v1.SubmitTaskRequest
-	7,  // 50: taskloom.v1.OrchestratorService.SubmitTasks:input_type -> taskloom.v1.SubmitTasksRequest
-	9,  // 51: taskloom.v1.OrchestratorService.GetTask:input_type -> taskloom.v1.GetTaskRequest
-	11, // 52: taskloom.v1.OrchestratorService.ListTasks:input_type -> taskloom.v1.ListTasksRequest
-	13, // 53: taskloom.v1.OrchestratorService.CancelTask:input_type -> taskloom.v1.CancelTaskRequest
-	15, // 54: taskloom.v1.OrchestratorService.WatchTask:input_type -> taskloom.v1.WatchTaskRequest
-	18, // 55: taskloom.v1.OrchestratorService.ListAgents:input_type -> taskloom.v1.ListAgentsRequest
-	24, // 56: taskloom.v1.OrchestratorService.SubmitWorkflow:input_type -> taskloom.v1.SubmitWorkflowRequest
-	26, // 57: taskloom.v1.OrchestratorService.GetWorkflow:input_type -> taskloom.v1.GetWorkflowRequest
-	28, // 58: taskloom.v1.OrchestratorService.CancelWorkflow:input_type -> taskloom.v1.CancelWorkflowRequest
-	30, // 59: taskloom.v1.OrchestratorService.WatchWorkflow:input_type -> taskloom.v1.WatchWorkflowRequest
-	33, // 60: taskloom.v1.OrchestratorService.GetUsage:input_type -> taskloom.v1.GetUsageRequest
-	6,  // 61: taskloom.v1.OrchestratorService.SubmitTask:output_type -> taskloom.v1.SubmitTaskResponse
-	8,  // 62: taskloom.v1.OrchestratorService.SubmitTasks:output_type -> taskloom.v1.SubmitTasksResponse
-	10, // 63: taskloom.v1.OrchestratorService.GetTask:output_type -> taskloom.v1.GetTaskResponse
-	12, // 64: taskloom.v1.OrchestratorService.ListTasks:output_type -> taskloom.v1.ListTasksResponse
-	14, // 65: taskloom.v1.OrchestratorService.CancelTask:output_type -> taskloom.v1.CancelTaskResponse
-	17, // 66: taskloom.v1.OrchestratorService.WatchTask:output_type -> taskloom.v1.WatchTaskResponse
-	19, // 67: taskloom.v1.OrchestratorService.ListAgents:output_type -> taskloom.v1.ListAgentsResponse
-	25, // 68: taskloom.v1.OrchestratorService.SubmitWorkflow:output_type -> taskloom.v1.SubmitWorkflowResponse
-	27, // 69: taskloom.v1.OrchestratorService.GetWorkflow:output_type -> taskloom.v1.GetWorkflowResponse
-	29, // 70: taskloom.v1.OrchestratorService.CancelWorkflow:output_type -> taskloom.v1.CancelWorkflowResponse
-	32, // 71: taskloom.v1.OrchestratorService.WatchWorkflow:output_type -> taskloom.v1.WatchWorkflowResponse
-	34, // 72: taskloom.v1.OrchestratorService.GetUsage:output_type -> taskloom.v1.GetUsageResponse
-	61, // [61:73] is the sub-list for method output_type
-	49, // [49:61] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	41, // 12: taskloom.v1.TaskEvent.chunk_kind:type_name -> taskloom.v1.ChunkKind
+	42, // 13: taskloom.v1.TaskEvent.chunk_data:type_name -> google.protobuf.Struct
+	16, // 14: taskloom.v1.WatchTaskResponse.event:type_name -> taskloom.v1.TaskEvent
+	43, // 15: taskloom.v1.ListAgentsResponse.agents:type_name -> taskloom.v1.AgentInfo
+	44, // 16: taskloom.v1.Step.input:type_name -> google.protobuf.Value
+	45, // 17: taskloom.v1.Step.retry:type_name -> taskloom.v1.RetryPolicy
+	46, // 18: taskloom.v1.Step.timeout:type_name -> google.protobuf.Duration
+	1,  // 19: taskloom.v1.WorkflowSpec.mode:type_name -> taskloom.v1.WorkflowMode
+	20, // 20: taskloom.v1.WorkflowSpec.steps:type_name -> taskloom.v1.Step
+	44, // 21: taskloom.v1.WorkflowSpec.input:type_name -> google.protobuf.Value
+	2,  // 22: taskloom.v1.WorkflowSpec.failure_policy:type_name -> taskloom.v1.FailurePolicy
+	36, // 23: taskloom.v1.WorkflowSpec.labels:type_name -> taskloom.v1.WorkflowSpec.LabelsEntry
+	39, // 24: taskloom.v1.StepState.status:type_name -> taskloom.v1.TaskStatus
+	44, // 25: taskloom.v1.StepState.output:type_name -> google.protobuf.Value
+	47, // 26: taskloom.v1.StepState.error:type_name -> taskloom.v1.TaskError
+	40, // 27: taskloom.v1.StepState.started_at:type_name -> google.protobuf.Timestamp
+	40, // 28: taskloom.v1.StepState.finished_at:type_name -> google.protobuf.Timestamp
+	21, // 29: taskloom.v1.Workflow.spec:type_name -> taskloom.v1.WorkflowSpec
+	3,  // 30: taskloom.v1.Workflow.status:type_name -> taskloom.v1.WorkflowStatus
+	22, // 31: taskloom.v1.Workflow.steps:type_name -> taskloom.v1.StepState
+	44, // 32: taskloom.v1.Workflow.output:type_name -> google.protobuf.Value
+	47, // 33: taskloom.v1.Workflow.error:type_name -> taskloom.v1.TaskError
+	40, // 34: taskloom.v1.Workflow.created_at:type_name -> google.protobuf.Timestamp
+	40, // 35: taskloom.v1.Workflow.finished_at:type_name -> google.protobuf.Timestamp
+	21, // 36: taskloom.v1.SubmitWorkflowRequest.workflow:type_name -> taskloom.v1.WorkflowSpec
+	23, // 37: taskloom.v1.SubmitWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
+	23, // 38: taskloom.v1.GetWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
+	23, // 39: taskloom.v1.CancelWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
+	16, // 40: taskloom.v1.WorkflowEvent.task_event:type_name -> taskloom.v1.TaskEvent
+	3,  // 41: taskloom.v1.WorkflowEvent.status:type_name -> taskloom.v1.WorkflowStatus
+	23, // 42: taskloom.v1.WorkflowEvent.workflow:type_name -> taskloom.v1.Workflow
+	40, // 43: taskloom.v1.WorkflowEvent.time:type_name -> google.protobuf.Timestamp
+	31, // 44: taskloom.v1.WatchWorkflowResponse.event:type_name -> taskloom.v1.WorkflowEvent
+	4,  // 45: taskloom.v1.GetUsageRequest.group_by:type_name -> taskloom.v1.UsageGroupBy
+	40, // 46: taskloom.v1.GetUsageRequest.since:type_name -> google.protobuf.Timestamp
+	40, // 47: taskloom.v1.GetUsageRequest.until:type_name -> google.protobuf.Timestamp
+	35, // 48: taskloom.v1.GetUsageResponse.rows:type_name -> taskloom.v1.UsageRow
+	40, // 49: taskloom.v1.GetUsageResponse.since:type_name -> google.protobuf.Timestamp
+	40, // 50: taskloom.v1.GetUsageResponse.until:type_name -> google.protobuf.Timestamp
+	5,  // 51: taskloom.v1.OrchestratorService.SubmitTask:input_type -> taskloom.v1.SubmitTaskRequest
+	7,  // 52: taskloom.v1.OrchestratorService.SubmitTasks:input_type -> taskloom.v1.SubmitTasksRequest
+	9,  // 53: taskloom.v1.OrchestratorService.GetTask:input_type -> taskloom.v1.GetTaskRequest
+	11, // 54: taskloom.v1.OrchestratorService.ListTasks:input_type -> taskloom.v1.ListTasksRequest
+	13, // 55: taskloom.v1.OrchestratorService.CancelTask:input_type -> taskloom.v1.CancelTaskRequest
+	15, // 56: taskloom.v1.OrchestratorService.WatchTask:input_type -> taskloom.v1.WatchTaskRequest
+	18, // 57: taskloom.v1.OrchestratorService.ListAgents:input_type -> taskloom.v1.ListAgentsRequest
+	24, // 58: taskloom.v1.OrchestratorService.SubmitWorkflow:input_type -> taskloom.v1.SubmitWorkflowRequest
+	26, // 59: taskloom.v1.OrchestratorService.GetWorkflow:input_type -> taskloom.v1.GetWorkflowRequest
+	28, // 60: taskloom.v1.OrchestratorService.CancelWorkflow:input_type -> taskloom.v1.CancelWorkflowRequest
+	30, // 61: taskloom.v1.OrchestratorService.WatchWorkflow:input_type -> taskloom.v1.WatchWorkflowRequest
+	33, // 62: taskloom.v1.OrchestratorService.GetUsage:input_type -> taskloom.v1.GetUsageRequest
+	6,  // 63: taskloom.v1.OrchestratorService.SubmitTask:output_type -> taskloom.v1.SubmitTaskResponse
+	8,  // 64: taskloom.v1.OrchestratorService.SubmitTasks:output_type -> taskloom.v1.SubmitTasksResponse
+	10, // 65: taskloom.v1.OrchestratorService.GetTask:output_type -> taskloom.v1.GetTaskResponse
+	12, // 66: taskloom.v1.OrchestratorService.ListTasks:output_type -> taskloom.v1.ListTasksResponse
+	14, // 67: taskloom.v1.OrchestratorService.CancelTask:output_type -> taskloom.v1.CancelTaskResponse
+	17, // 68: taskloom.v1.OrchestratorService.WatchTask:output_type -> taskloom.v1.WatchTaskResponse
+	19, // 69: taskloom.v1.OrchestratorService.ListAgents:output_type -> taskloom.v1.ListAgentsResponse
+	25, // 70: taskloom.v1.OrchestratorService.SubmitWorkflow:output_type -> taskloom.v1.SubmitWorkflowResponse
+	27, // 71: taskloom.v1.OrchestratorService.GetWorkflow:output_type -> taskloom.v1.GetWorkflowResponse
+	29, // 72: taskloom.v1.OrchestratorService.CancelWorkflow:output_type -> taskloom.v1.CancelWorkflowResponse
+	32, // 73: taskloom.v1.OrchestratorService.WatchWorkflow:output_type -> taskloom.v1.WatchWorkflowResponse
+	34, // 74: taskloom.v1.OrchestratorService.GetUsage:output_type -> taskloom.v1.GetUsageResponse
+	63, // [63:75] is the sub-list for method output_type
+	51, // [51:63] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_taskloom_v1_orchestrator_proto_init() }

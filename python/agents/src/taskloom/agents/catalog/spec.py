@@ -7,9 +7,15 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
-from jsonschema import SchemaError
-from jsonschema.validators import validator_for
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 # The API's rule for function names (OpenAI and Anthropic agree on it).
 TOOL_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
@@ -29,8 +35,12 @@ class _Strict(BaseModel):
 
 def check_json_schema(schema: Mapping[str, Any]) -> None:
     """Raise ValueError unless `schema` is a valid JSON Schema of an object."""
+    # Imported here: jsonschema takes long to import, and most agents declare no schema.
+    from jsonschema import SchemaError
+    from jsonschema.validators import validator_for
+
     try:
-        validator_for(schema).check_schema(schema)
+        validator_for(schema).check_schema(dict(schema))
     except SchemaError as err:
         raise ValueError(f"not a valid JSON Schema: {err.message}") from None
     if schema.get("type", "object") != "object":
@@ -79,22 +89,34 @@ class ToolDecl(_Strict):
             check_json_schema(value)
         return value
 
+    @field_validator("options")
+    @classmethod
+    def _options(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if info.data.get("function") or info.data.get("entry_point"):
+            return value  # a Python tool's options are its own business
+        model = _BUILTIN_OPTIONS.get(info.data.get("name", ""))
+        if model is None:
+            if value:
+                raise ValueError(f"tool {info.data.get('name')!r} takes no options")
+            return value
+        try:
+            model.model_validate(value)
+        except ValidationError as err:
+            raise ValueError(
+                "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+            ) from None
+        return value
+
     @model_validator(mode="after")
     def _source(self) -> ToolDecl:
         if self.function and self.entry_point:
             raise ValueError(f"tool {self.name!r}: give function or entry_point, not both")
-        if not self.function and not self.entry_point:
-            if self.name not in BUILTIN_TOOLS:
-                raise ValueError(
-                    f"unknown tool {self.name!r}: not a built-in "
-                    f"({', '.join(sorted(BUILTIN_TOOLS))}); give function: module:function "
-                    "or entry_point: NAME"
-                )
-            options_model = _BUILTIN_OPTIONS.get(self.name)
-            if options_model is not None:
-                options_model.model_validate(self.options)
-            elif self.options:
-                raise ValueError(f"tool {self.name!r} takes no options")
+        if not self.function and not self.entry_point and self.name not in BUILTIN_TOOLS:
+            raise ValueError(
+                f"unknown tool {self.name!r}: not a built-in "
+                f"({', '.join(sorted(BUILTIN_TOOLS))}); give function: module:function "
+                "or entry_point: NAME"
+            )
         return self
 
     def builtin_options(self) -> Any:
@@ -111,7 +133,8 @@ class McpServerDecl(_Strict):
     command: tuple[str, ...] | None = Field(default=None, min_length=1)
     url: str | None = Field(default=None, pattern=r"^https?://")
     env: dict[str, str] = Field(default_factory=dict)
-    timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    timeout_s: float = Field(default=30.0, gt=0, le=3600)  # of each call
+    start_timeout_s: float = Field(default=30.0, gt=0, le=600)
     # Which of the server's tools to offer; None = all of them.
     tools: tuple[str, ...] | None = None
 

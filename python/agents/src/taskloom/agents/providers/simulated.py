@@ -6,7 +6,7 @@ path of the agent loop runs without a real model:
 
     simulate:
       latency_ms: 1000          # time to first token of each turn (default: the worker's)
-      tokens_per_second: 0      # 0 = no pacing
+      tokens_per_second: 0      # 0 = no pacing: the answer comes in one piece
       script:                   # one entry per LLM turn of the task; then the default answer
         - thought: "Add them up."
           tool_calls: [{name: calculator, arguments: {expression: "2 + 2"}}]
@@ -156,16 +156,20 @@ class SimulatedProvider:
             text = "" if calls else simulated_answer(messages, model)
         tokens = _TOKEN.findall(text)[: params.max_tokens]
         completion_tokens = int(turn.get("completion_tokens", len(tokens) + len(calls)))
+        counted = "completion_tokens" not in turn
+        if rate <= 0 and tokens:
+            # Unpaced: the whole answer is there at once, as one read from a server would be.
+            tokens = ["".join(tokens)]
         for i, token in enumerate(tokens):
-            # Pace against the clock rather than sleeping a fixed step, so slow
-            # consumers do not make the simulated rate drift.
-            due = start + (i / rate if rate > 0 else 0.0)
-            delay = due - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            if rate > 0:
+                # Pace against the clock rather than sleeping a fixed step, so slow
+                # consumers do not make the simulated rate drift.
+                delay = start + i / rate - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if counted:  # usage so far, as a real stream's estimate would be
+                    yield UsageUpdate(prompt_tokens, i)
             yield TextDelta(token)
-            if "completion_tokens" not in turn:
-                yield UsageUpdate(prompt_tokens, i + 1)
         for call in calls:
             yield ToolCallComplete(call)
         yield UsageUpdate(prompt_tokens, completion_tokens)

@@ -23,11 +23,17 @@ from typing import Any
 
 import grpc
 import structlog
-from google.protobuf import json_format, struct_pb2
 
+from taskloom.agents import values
 from taskloom.agents.catalog.spec import AgentSpec, AgentToolOptions, ToolDecl
 from taskloom.agents.providers.base import Message
-from taskloom.agents.tools.base import FunctionTool, Handoff, ToolContext, ToolError, ToolPolicy
+from taskloom.agents.tools.base import (
+    FunctionTool,
+    Handoff,
+    ToolContext,
+    ToolError,
+    declared_policy,
+)
 from taskloom.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
 log = structlog.get_logger(__name__)
@@ -78,15 +84,17 @@ class ChildTasks:
         labels.update(
             {PARENT_LABEL: parent.task_id, DEPTH_LABEL: str(depth), CHAIN_LABEL: ",".join(chain)}
         )
-        value = struct_pb2.Value()
-        json_format.ParseDict(task_input, value)
-        return common_pb2.TaskSpec(
+        spec = common_pb2.TaskSpec(
             agent=agent,
-            input=value,
             tenant=parent.tenant,
             labels=labels,
             idempotency_key=f"taskloom.{purpose}/{parent.task_id}/{context.tool_call_id}",
         )
+        try:
+            values.fill(spec.input, task_input)
+        except TypeError as err:
+            raise ToolError(f"input: {err}") from None
+        return spec
 
     async def run(
         self, spec: common_pb2.TaskSpec, context: ToolContext, timeout_s: float
@@ -148,7 +156,7 @@ def _output(task: common_pb2.Task, agent: str) -> dict[str, Any]:
         raise ToolError(
             f"agent {agent!r} (task {task.id}) ended {status}: {task.error.message or 'no detail'}"
         )
-    output = json_format.MessageToDict(task.result) if task.HasField("result") else {}
+    output = values.to_python(task.result) if task.HasField("result") else {}
     return output if isinstance(output, dict) else {"value": output}
 
 
@@ -196,7 +204,7 @@ def agent_tool(children: ChildTasks) -> Any:
             description=decl.description or "Ask another agent to do a task and return its result.",
             parameters=_target_schema(options, input_schema),
             run=run,
-            policy=ToolPolicy(timeout_s=decl.timeout_s or options.wait_timeout_s + 5),
+            policy=declared_policy(decl, options.wait_timeout_s + 5),
         )
 
     return factory
@@ -226,7 +234,7 @@ def handoff_tool(children: ChildTasks) -> Any:
             or "Hand this conversation to another agent, which answers the task instead.",
             parameters=_target_schema(options, note),
             run=run,
-            policy=ToolPolicy(timeout_s=decl.timeout_s or options.wait_timeout_s + 5),
+            policy=declared_policy(decl, options.wait_timeout_s + 5),
         )
 
     return factory

@@ -8,6 +8,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from taskloom.agents.catalog.spec import ToolDecl
 from taskloom.agents.providers.base import Message
 
 ANY_OBJECT: Mapping[str, Any] = {"type": "object"}
@@ -26,6 +27,17 @@ class ToolPolicy:
     cacheable: bool = False  # successes are cached through the cache service
     cache_ttl_s: float = 0.0  # 0: the `tool` namespace's default TTL
     replayable: bool = True  # a recorded result may stand in for a new call after a crash
+
+
+def declared_policy(decl: ToolDecl, default_timeout_s: float | None = None) -> ToolPolicy:
+    """The policy an agent file declares for a tool; `default_timeout_s` stands in when the
+    file gives no timeout (None: the agent's tool_timeout_s)."""
+    return ToolPolicy(
+        timeout_s=decl.timeout_s or default_timeout_s,
+        cacheable=decl.cacheable,
+        cache_ttl_s=decl.cache_ttl_s,
+        replayable=decl.replayable,
+    )
 
 
 @dataclass(frozen=True)

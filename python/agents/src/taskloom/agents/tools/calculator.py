@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from taskloom.agents.catalog.spec import AgentSpec, ToolDecl
-from taskloom.agents.tools.base import FunctionTool, ToolContext, ToolError, ToolPolicy
+from taskloom.agents.tools.base import FunctionTool, ToolContext, ToolError, declared_policy
 
 MAX_EXPRESSION = 1000
 MAX_EXPONENT = 1000
@@ -116,7 +116,5 @@ def calculator_tool(decl: ToolDecl, spec: AgentSpec) -> FunctionTool:
         description=decl.description or "Evaluate an arithmetic expression exactly and safely.",
         parameters=PARAMETERS,
         run=_calculate,
-        policy=ToolPolicy(
-            timeout_s=decl.timeout_s, cacheable=decl.cacheable, cache_ttl_s=decl.cache_ttl_s
-        ),
+        policy=declared_policy(decl),
     )

@@ -18,7 +18,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from taskloom.agents.catalog.spec import ToolDecl, check_json_schema
-from taskloom.agents.tools.base import ANY_OBJECT, ToolContext, ToolError, ToolPolicy
+from taskloom.agents.tools.base import ANY_OBJECT, ToolContext, ToolError, declared_policy
 
 ENTRY_POINT_GROUP = "taskloom.tools"
 
@@ -35,7 +35,7 @@ def resolve(decl: ToolDecl) -> Callable[..., Any]:
         except (ImportError, AttributeError) as err:
             raise ToolError(f"tool {decl.name!r}: cannot import {where}: {err}") from err
     else:
-        found = entry_points(group=ENTRY_POINT_GROUP, name=decl.entry_point)
+        found = entry_points(group=ENTRY_POINT_GROUP, name=decl.entry_point or "")
         if not found:
             raise ToolError(
                 f"tool {decl.name!r}: no entry point {decl.entry_point!r} in group "
@@ -58,12 +58,8 @@ class PythonFunctionTool:
         self._decl = decl
         self._fn: Callable[..., Any] | None = None
         self._wants_context = False
-        self.policy = ToolPolicy(
-            timeout_s=decl.timeout_s,
-            cacheable=decl.cacheable,
-            cache_ttl_s=decl.cache_ttl_s,
-            replayable=decl.replayable,
-        )
+        self._is_async = False
+        self.policy = declared_policy(decl)
         self.description = decl.description
         self.parameters: Mapping[str, Any] = decl.parameters or ANY_OBJECT
         if not decl.description or decl.parameters is None:
@@ -83,13 +79,14 @@ class PythonFunctionTool:
                         raise ToolError(f"tool {self.name!r}: parameters: {err}") from err
                     self.parameters = schema
             self._wants_context = "context" in inspect.signature(fn).parameters
+            self._is_async = inspect.iscoroutinefunction(fn)
             self._fn = fn
         return self._fn
 
     async def call(self, arguments: dict[str, Any], context: ToolContext) -> Any:
         fn = self._import()
         kwargs = {**arguments, "context": context} if self._wants_context else arguments
-        if inspect.iscoroutinefunction(fn):
+        if self._is_async:
             return await fn(**kwargs)
         result = await asyncio.to_thread(fn, **kwargs)
         if inspect.isawaitable(result):

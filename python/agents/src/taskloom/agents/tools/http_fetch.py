@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from taskloom.agents.catalog.spec import AgentSpec, HttpFetchOptions, ToolDecl
-from taskloom.agents.tools.base import FunctionTool, ToolContext, ToolError, ToolPolicy
+from taskloom.agents.tools.base import FunctionTool, ToolContext, ToolError, declared_policy
 
 MAX_REDIRECTS = 5
 
@@ -102,12 +102,7 @@ def http_fetch_tool(client: httpx.AsyncClient) -> Any:
             + ").",
             parameters=PARAMETERS,
             run=HttpFetch(options, client),
-            policy=ToolPolicy(
-                timeout_s=decl.timeout_s or options.timeout_s + 1,
-                cacheable=decl.cacheable,
-                cache_ttl_s=decl.cache_ttl_s,
-                replayable=decl.replayable,
-            ),
+            policy=declared_policy(decl, options.timeout_s + 1),
         )
 
     return factory

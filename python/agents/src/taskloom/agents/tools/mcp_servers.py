@@ -6,6 +6,8 @@ with the schemas the server gives.
 
 The MCP client's transports are anyio context managers that must be entered and left in
 one task, so each connection owns a background task that holds them open until closed.
+The `mcp` package is imported on first use: it takes seconds to import, and most workers
+never start an MCP server.
 """
 
 from __future__ import annotations
@@ -16,21 +18,27 @@ import sys
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
-from jsonschema.exceptions import SchemaError
-from mcp import ClientSession, McpError, StdioServerParameters, stdio_client
-from mcp import types as mcp_types
-from mcp.client.streamable_http import streamable_http_client
 
 from taskloom.agents.catalog.spec import MCP_SEPARATOR, McpServerDecl, check_json_schema
 from taskloom.agents.tools.base import ANY_OBJECT, Tool, ToolContext, ToolError, ToolPolicy
 
+if TYPE_CHECKING:
+    from mcp import ClientSession
+    from mcp import types as mcp_types
+
 log = structlog.get_logger(__name__)
 
 _REQUEST_TIMEOUT = 408
+# mcp.types.CONNECTION_CLOSED: the session's stream ended under a pending request.
+_CONNECTION_CLOSED = -32000
+# The streamable HTTP client's code when the server answers 404 to our session id (it
+# restarted and forgot the session): a new session is needed, like after a crash.
+_SESSION_TERMINATED = 32600
+_GONE_CODES = frozenset({_CONNECTION_CLOSED, _SESSION_TERMINATED})
 
 
 class _ServerGone(Exception):
@@ -50,8 +58,13 @@ class McpConnection:
         self.tools: list[mcp_types.Tool] = []
 
     async def _open(self, stack: AsyncExitStack) -> ClientSession:
+        from mcp import ClientSession, StdioServerParameters, stdio_client
+        from mcp import types as mcp_types
+        from mcp.client.streamable_http import streamable_http_client
+
         decl = self.decl
-        timeout = timedelta(seconds=decl.timeout_s)
+        # Start-up requests (initialize, tools/list) get the start timeout; calls their own.
+        timeout = timedelta(seconds=decl.start_timeout_s)
         if decl.command is not None:
             params = StdioServerParameters(
                 command=decl.command[0], args=list(decl.command[1:]), env=dict(decl.env) or None
@@ -94,7 +107,7 @@ class McpConnection:
             ready: asyncio.Future[ClientSession] = asyncio.get_running_loop().create_future()
             self._runner = asyncio.create_task(self._run(ready), name=f"mcp-{self.decl.name}")
             try:
-                async with asyncio.timeout(self.decl.timeout_s):
+                async with asyncio.timeout(self.decl.start_timeout_s):
                     self._session = await ready
             except Exception as err:
                 await self._close_locked()
@@ -109,6 +122,8 @@ class McpConnection:
             return self._session, self._runner
 
     async def call(self, name: str, arguments: dict[str, Any]) -> mcp_types.CallToolResult:
+        from mcp import McpError
+
         for attempt in range(2):
             session, runner = await self.session()
             call = asyncio.ensure_future(
@@ -124,7 +139,7 @@ class McpConnection:
                     raise ToolError(
                         f"MCP tool {name!r} did not answer within {self.decl.timeout_s:g} s"
                     ) from None
-                if err.error.code != mcp_types.CONNECTION_CLOSED:
+                if err.error.code not in _GONE_CODES:
                     raise ToolError(f"MCP tool {name!r} failed: {err.error.message}") from None
                 gone = err.error.message
             except (_ServerGone, anyio.ClosedResourceError, anyio.BrokenResourceError) as err:
@@ -161,9 +176,7 @@ def _describe(err: BaseException) -> str:
 
 
 def _content_text(result: mcp_types.CallToolResult) -> str:
-    return "\n".join(
-        block.text for block in result.content if isinstance(block, mcp_types.TextContent)
-    )
+    return "\n".join(block.text for block in result.content if block.type == "text")
 
 
 class McpTool:
@@ -178,7 +191,7 @@ class McpTool:
         self.parameters: Mapping[str, Any] = tool.inputSchema
         try:
             check_json_schema(tool.inputSchema)
-        except (ValueError, SchemaError):
+        except ValueError:
             log.warning("MCP tool has an unusable schema", tool=self.name)
             self.parameters = ANY_OBJECT
         hints = tool.annotations

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from taskloom.agents.catalog.spec import AgentSpec, SandboxLimits, ToolDecl
-from taskloom.agents.tools.base import FunctionTool, ToolContext, ToolError, ToolPolicy
+from taskloom.agents.tools.base import FunctionTool, ToolContext, ToolError, declared_policy
 from taskloom.agents.tools.sandbox import (
     SIGKILL_EXIT,
     SIGXCPU_EXIT,
@@ -79,12 +79,7 @@ def python_tool(pool: SandboxPool) -> Any:
             parameters=PARAMETERS,
             run=run,
             # The sandbox enforces wall time itself; this only bounds a stuck start.
-            policy=ToolPolicy(
-                timeout_s=decl.timeout_s or limits.wall_s + 5,
-                cacheable=decl.cacheable,
-                cache_ttl_s=decl.cache_ttl_s,
-                replayable=decl.replayable,
-            ),
+            policy=declared_policy(decl, limits.wall_s + 5),
         )
 
     return factory

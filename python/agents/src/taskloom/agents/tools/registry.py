@@ -16,18 +16,26 @@ import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 import structlog
-from jsonschema.protocols import Validator
-from jsonschema.validators import validator_for
 
 from taskloom.agents.cache_client import CacheClient
 from taskloom.agents.catalog.spec import MCP_SEPARATOR, AgentSpec, McpServerDecl, ToolDecl
 from taskloom.agents.providers.base import ToolCall, ToolDefinition
-from taskloom.agents.tools.base import Handoff, Tool, ToolContext, ToolError
+from taskloom.agents.tools.base import (
+    ANY_OBJECT,
+    FunctionTool,
+    Handoff,
+    Tool,
+    ToolContext,
+    ToolError,
+)
 from taskloom.agents.tools.functions import function_tool
+
+if TYPE_CHECKING:
+    from jsonschema.protocols import Validator
 
 log = structlog.get_logger(__name__)
 
@@ -77,6 +85,8 @@ class _Entry:
     """A tool with its compiled argument validator."""
 
     def __init__(self, tool: Tool) -> None:
+        from jsonschema.validators import validator_for  # slow to import: on first use
+
         self.tool = tool
         self.validator: Validator = validator_for(tool.parameters)(tool.parameters)
 
@@ -185,6 +195,15 @@ class AgentToolset:
         return ToolOutcome(call, content, ok=True, value=value)
 
 
+def _unavailable(decl: ToolDecl) -> Tool:
+    """A built-in this worker cannot offer: the model is told so when it calls it."""
+
+    async def refuse(arguments: dict[str, Any], context: ToolContext) -> Any:
+        raise ToolError(f"built-in tool {decl.name!r} is not available on this worker")
+
+    return FunctionTool(decl.name, decl.description or decl.name, ANY_OBJECT, refuse)
+
+
 def _with_call(context: ToolContext, call: ToolCall) -> ToolContext:
     return ToolContext(context.task, context.messages, context.suspend_credit, call.id)
 
@@ -231,7 +250,7 @@ class ToolRegistry:
             return function_tool(decl)
         factory = self._builtins.get(decl.name)
         if factory is None:
-            raise ToolError(f"built-in tool {decl.name!r} is not available on this worker")
+            return _unavailable(decl)
         return factory(decl, spec)
 
     async def mcp_tools(self, server: McpServerDecl) -> list[Tool]:

@@ -89,7 +89,7 @@ def _root_entries() -> list[str]:
 def bwrap_argv(config: SandboxConfig, python: str) -> list[str]:
     """The command that starts one sandbox with the bootstrap waiting on stdin."""
     argv = [
-        config.bwrap,
+        shutil.which(config.bwrap) or config.bwrap,
         "--unshare-all",
         "--unshare-user",
         "--disable-userns",
@@ -161,6 +161,10 @@ class Sandbox:
 
     async def kill(self) -> None:
         if self.process.returncode is None:
+            # bubblewrap itself first: its --die-with-parent then kills the sandbox's PID 1,
+            # and with it every process inside; the group is for the unsandboxed mode.
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             await self.process.wait()
@@ -233,29 +237,23 @@ class SandboxPool:
 
     async def _spawn(self) -> Sandbox:
         cfg = self.config
-        common = {
-            "stdin": asyncio.subprocess.PIPE,
-            "stdout": asyncio.subprocess.PIPE,
-            "stderr": asyncio.subprocess.PIPE,
-            "start_new_session": True,
-        }
         if cfg.unsandboxed:
             log.warning(
                 "UNSANDBOXED python tool: code runs with the worker's user, files and network "
                 "(TASKLOOM_SANDBOX_UNSANDBOXED is set; never use this in production)"
             )
             workdir = tempfile.mkdtemp(prefix="taskloom-unsandboxed-")
-            process = await asyncio.create_subprocess_exec(
-                cfg.python, "-I", "-S", "-c", BOOTSTRAP, cwd=workdir, env={}, **common
-            )  # type: ignore[call-overload]
+            process = await _spawn([cfg.python, "-I", "-S", "-c", BOOTSTRAP], workdir)
             return Sandbox(process, workdir, cfg.tmpfs_bytes)
-        as_user = {}
+        # Dropping root goes through setpriv (util-linux) rather than Popen's user=: with
+        # user= Python forks instead of vforking, and a fork of this multi-threaded gRPC
+        # process runs gRPC's fork handlers in the child, which may crash it.
+        as_user: list[str] = []
         if os.geteuid() == 0:
-            as_user = {"user": cfg.uid, "group": cfg.uid, "extra_groups": []}
+            uid = str(cfg.uid)
+            as_user = ["setpriv", "--reuid", uid, "--regid", uid, "--clear-groups", "--"]
         try:
-            process = await asyncio.create_subprocess_exec(
-                *bwrap_argv(cfg, cfg.python), env={}, **common, **as_user
-            )  # type: ignore[call-overload]
+            process = await _spawn([*as_user, *bwrap_argv(cfg, cfg.python)], None)
         except OSError as err:
             raise SandboxUnavailable(f"cannot start bubblewrap: {err}") from err
         return Sandbox(process, None, cfg.tmpfs_bytes)
@@ -295,6 +293,19 @@ class SandboxPool:
                 await task
         while not self._ready.empty():
             await self._ready.get_nowait().kill()
+
+
+async def _spawn(argv: list[str], cwd: str | None) -> asyncio.subprocess.Process:
+    """Start a process with pipes, in a session of its own, with nothing of our environment."""
+    return await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+        cwd=cwd,
+        env={"PATH": "/usr/bin:/bin"},
+    )
 
 
 def default_python() -> str:
