@@ -17,6 +17,7 @@ import orjson
 import pytest
 from google.protobuf import json_format
 
+from taskloom.sdk.localstack import ENDPOINTS_ENV
 from taskloom.v1 import common_pb2, worker_hub_pb2
 
 pytestmark = pytest.mark.asyncio
@@ -33,7 +34,7 @@ def worker_env(tmp_path: Path, endpoints: dict[str, Any], **extra: str) -> dict[
         "TASKLOOM_HTTP_ADDR": "127.0.0.1:0",
         "TASKLOOM_AGENTS_DIR": str(tmp_path),
         "TASKLOOM_AGENTS_RELOAD": "false",
-        "TASKLOOM_ENDPOINTS": json.dumps(endpoints),
+        ENDPOINTS_ENV: json.dumps(endpoints),  # the launcher reads the key names from it too
         "TASKLOOM_LOG_LEVEL": "debug",
         **extra,
     }

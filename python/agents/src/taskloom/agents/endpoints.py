@@ -19,6 +19,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from taskloom.sdk.config import ANTHROPIC_API_KEY_ENV
+
 ENDPOINT_NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -226,7 +228,7 @@ class ImplicitDefaults:
     openai_base_url: str = "https://api.openai.com/v1"
     openai_api_key: SecretStr = field(default_factory=lambda: SecretStr(""))
     anthropic_base_url: str = "https://api.anthropic.com/v1"
-    anthropic_api_key_env: str = "ANTHROPIC_API_KEY"
+    anthropic_api_key_env: str = ANTHROPIC_API_KEY_ENV
     connection: ConnectionSettings = field(default_factory=ConnectionSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
 
