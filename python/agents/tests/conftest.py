@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import socket
+import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,7 @@ from taskloom.agents.providers.simulated import SimulatedProvider
 from taskloom.agents.runtime import AgentRuntime
 from taskloom.agents.telemetry import Telemetry
 from taskloom.agents.worker import Worker, WorkerOptions
+from taskloom.sdk.localstack import free_port
 from taskloom.v1 import cache_pb2, cache_pb2_grpc, worker_hub_pb2, worker_hub_pb2_grpc
 
 WAIT_S = 10.0  # generous bound so a broken test fails instead of hanging
@@ -240,15 +245,25 @@ class FakeOpenAI:
             "text": "Hello world"
         }
         self.base_url = ""
+        self.retry_after = "0"  # the Retry-After of error answers
+        self.delay_s = 0.0  # how long each answer takes
+        self.in_flight = self.max_in_flight = 0
 
     async def completions(self, request: Request) -> Response:
         body = orjson.loads(await request.body())
         self.requests.append(body)
         self.headers.append(dict(request.headers))
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.delay_s)
+        finally:
+            self.in_flight -= 1
         reply = self.respond(body)
         if isinstance(reply, int):
             error = {"error": {"message": f"failure {reply}", "type": "test"}}
-            return JSONResponse(error, status_code=reply, headers={"Retry-After": "0"})
+            headers = {"Retry-After": self.retry_after}
+            return JSONResponse(error, status_code=reply, headers=headers)
         return StreamingResponse(self._events(reply), media_type="text/event-stream")
 
     async def _events(self, reply: dict[str, Any]) -> AsyncIterator[bytes]:
@@ -279,16 +294,37 @@ class FakeOpenAI:
         yield b"data: [DONE]\n\n"
 
 
-@pytest_asyncio.fixture
-async def fake_openai() -> AsyncIterator[FakeOpenAI]:
-    fake = FakeOpenAI()
-    app = Starlette(routes=[Route("/v1/chat/completions", fake.completions, methods=["POST"])])
+@contextlib.asynccontextmanager
+async def serving(app: Starlette) -> AsyncIterator[str]:
+    """Serve an app on a free loopback port; yields its base URL."""
     server = HttpServer(app, "127.0.0.1:0")
     server.start()
     await asyncio.sleep(0)
-    fake.base_url = f"http://{server.addr}/v1"
-    yield fake
-    await server.stop()
+    try:
+        yield f"http://{server.addr}"
+    finally:
+        await server.stop()
+
+
+async def serve_openai() -> AsyncIterator[FakeOpenAI]:
+    fake = FakeOpenAI()
+    app = Starlette(routes=[Route("/v1/chat/completions", fake.completions, methods=["POST"])])
+    async with serving(app) as url:
+        fake.base_url = f"{url}/v1"
+        yield fake
+
+
+@pytest_asyncio.fixture
+async def fake_openai() -> AsyncIterator[FakeOpenAI]:
+    async for fake in serve_openai():
+        yield fake
+
+
+@pytest_asyncio.fixture
+async def second_openai() -> AsyncIterator[FakeOpenAI]:
+    """Another OpenAI-compatible server, for two endpoints (or a fallback) at once."""
+    async for fake in serve_openai():
+        yield fake
 
 
 @pytest.fixture
@@ -302,3 +338,111 @@ def test_tools_importable(monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture
 def telemetry() -> Telemetry:
     return make_telemetry()
+
+
+class FakeAnthropic:
+    """Answers `/v1/messages` as Anthropic's stream of typed SSE events.
+
+    `respond(body)` decides each answer: an int is an HTTP error status; a dict may hold
+    `text`, `thinking` and `tool_calls` ([{id, name, arguments}]); text and tool input
+    JSON are streamed in several pieces. By default it answers "Hello world".
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.respond: Callable[[dict[str, Any]], int | dict[str, Any]] = lambda body: {
+            "text": "Hello world"
+        }
+        self.base_url = ""
+        self.retry_after = "0"
+
+    async def messages(self, request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        self.requests.append(body)
+        self.headers.append(dict(request.headers))
+        reply = self.respond(body)
+        if isinstance(reply, int):
+            error = {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}
+            headers = {"Retry-After": self.retry_after}
+            return JSONResponse(error, status_code=reply, headers=headers)
+        return StreamingResponse(self._events(reply), media_type="text/event-stream")
+
+    async def _events(self, reply: dict[str, Any]) -> AsyncIterator[bytes]:
+        def event(kind: str, data: dict[str, Any]) -> bytes:
+            return (
+                f"event: {kind}\ndata: ".encode() + orjson.dumps({"type": kind, **data}) + b"\n\n"
+            )
+
+        usage = {"input_tokens": 11, "output_tokens": 1, "cache_read_input_tokens": 2}
+        yield event("message_start", {"message": {"id": "msg_1", "usage": usage}})
+        yield event("ping", {})
+        index = 0
+        if reply.get("thinking"):
+            yield event(
+                "content_block_start",
+                {"index": index, "content_block": {"type": "thinking", "thinking": ""}},
+            )
+            delta = {"type": "thinking_delta", "thinking": reply["thinking"]}
+            yield event("content_block_delta", {"index": index, "delta": delta})
+            yield event("content_block_stop", {"index": index})
+            index += 1
+        if text := reply.get("text", ""):
+            yield event(
+                "content_block_start",
+                {"index": index, "content_block": {"type": "text", "text": ""}},
+            )
+            for piece in (text[:3], text[3:5], text[5:]):
+                if piece:
+                    delta = {"type": "text_delta", "text": piece}
+                    yield event("content_block_delta", {"index": index, "delta": delta})
+            yield event("content_block_stop", {"index": index})
+            index += 1
+        for call in reply.get("tool_calls", ()):
+            args = call["arguments"]
+            args = args if isinstance(args, str) else orjson.dumps(args).decode()
+            block = {"type": "tool_use", "id": call["id"], "name": call["name"], "input": {}}
+            yield event("content_block_start", {"index": index, "content_block": block})
+            cut = len(args) // 2
+            for piece in (args[:cut], args[cut:]):
+                delta = {"type": "input_json_delta", "partial_json": piece}
+                yield event("content_block_delta", {"index": index, "delta": delta})
+            yield event("content_block_stop", {"index": index})
+            index += 1
+        stop = "tool_use" if reply.get("tool_calls") else "end_turn"
+        yield event(
+            "message_delta", {"delta": {"stop_reason": stop}, "usage": {"output_tokens": 5}}
+        )
+        yield event("message_stop", {})
+
+
+@pytest_asyncio.fixture
+async def fake_anthropic() -> AsyncIterator[FakeAnthropic]:
+    fake = FakeAnthropic()
+    app = Starlette(routes=[Route("/v1/messages", fake.messages, methods=["POST"])])
+    async with serving(app) as url:
+        fake.base_url = f"{url}/v1"
+        yield fake
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A real redis-server on a free loopback port, for the shared rate limits."""
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is required (make deps installs it)"
+    port = free_port()
+    server = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(200):
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                break
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait(10)

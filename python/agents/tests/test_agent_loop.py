@@ -55,7 +55,7 @@ class Loop:
     def __init__(self, tmp_path: Path, base_url: str, telemetry: Any, **limits: Any) -> None:
         values = {"max_iterations": 8, "tool_timeout_s": 30} | limits
         (tmp_path / "looper.yaml").write_text(AGENT.format(**values))
-        self.provider = OpenAIProvider(base_url, max_retries=0)
+        self.provider = OpenAIProvider(base_url)
         self.runtime = AgentRuntime(
             load_catalog([tmp_path]),
             {"openai": self.provider},

@@ -35,7 +35,8 @@ def test_extra_dir_adds_and_overrides_agents(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("name: x\nprovider: gemini\nmodel: m\n", r"provider: Input should be 'simulated'"),
+        # An endpoint name; whether the worker has that endpoint is checked at its start.
+        ("name: x\nprovider: Gemini Pro\nmodel: m\n", r"provider: String should match"),
         ("name: x\n", r"model: Field required"),
         ("name: x\nmodel: m\ntemprature: 1\n", r"temprature: Extra inputs are not permitted"),
         ("name: x\nmodel: m\ntemperature: 9\n", r"temperature: Input should be less than or equal"),

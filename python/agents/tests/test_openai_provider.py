@@ -18,7 +18,9 @@ from taskloom.agents.providers import (
     UsageUpdate,
     text_of,
 )
-from taskloom.agents.providers.openai import OpenAIProvider, retry_after_seconds
+from taskloom.agents.providers.http import retry_after_seconds
+from taskloom.agents.providers.openai import OpenAIProvider
+from taskloom.sdk.localstack import free_port
 
 pytestmark = pytest.mark.asyncio
 
@@ -103,40 +105,41 @@ async def test_tool_turns_are_sent_in_the_api_format(fake_openai) -> None:
     assert sent[2] == {"role": "tool", "content": '{"sum":1}', "tool_call_id": "a"}
 
 
-async def test_retries_429_then_succeeds(fake_openai) -> None:
-    failures = [429, 503]
-    fake_openai.respond = lambda body: failures.pop(0) if failures else {"text": "Hello world"}
-    provider = OpenAIProvider(fake_openai.base_url, max_retries=3, backoff_initial_s=0.01)
-    try:
-        assert text_of(await collect(provider)) == "Hello world"
-    finally:
-        await provider.aclose()
-    assert len(fake_openai.requests) == 3
-    assert "authorization" not in fake_openai.headers[0]  # no key configured (e.g. Ollama)
-
-
-async def test_gives_up_after_max_retries_with_retryable_error(fake_openai) -> None:
+async def test_an_error_status_is_one_provider_error_with_status_and_retry_after(
+    fake_openai,
+) -> None:
     fake_openai.respond = lambda body: 429
-    provider = OpenAIProvider(fake_openai.base_url, max_retries=1, backoff_initial_s=0.01)
+    fake_openai.retry_after = "2"
+    provider = OpenAIProvider(fake_openai.base_url)
     try:
         with pytest.raises(ProviderError, match="HTTP 429: failure 429") as err:
             await collect(provider)
     finally:
         await provider.aclose()
-    assert err.value.retryable is True
-    assert len(fake_openai.requests) == 2
+    assert (err.value.retryable, err.value.status, err.value.retry_after_s) == (True, 429, 2.0)
+    assert len(fake_openai.requests) == 1  # one attempt: the endpoint retries
+    assert "authorization" not in fake_openai.headers[0]  # no key configured (e.g. Ollama)
 
 
-async def test_client_error_is_not_retried(fake_openai) -> None:
+async def test_client_error_is_not_retryable(fake_openai) -> None:
     fake_openai.respond = lambda body: 400
-    provider = OpenAIProvider(fake_openai.base_url, max_retries=3, backoff_initial_s=0.01)
+    provider = OpenAIProvider(fake_openai.base_url)
     try:
         with pytest.raises(ProviderError, match="HTTP 400") as err:
             await collect(provider)
     finally:
         await provider.aclose()
     assert err.value.retryable is False
-    assert len(fake_openai.requests) == 1
+
+
+async def test_a_refused_connection_is_retryable() -> None:
+    provider = OpenAIProvider(f"http://127.0.0.1:{free_port()}/v1")
+    try:
+        with pytest.raises(ProviderError, match="request failed") as err:
+            await collect(provider)
+    finally:
+        await provider.aclose()
+    assert err.value.retryable is True
 
 
 async def test_retry_after_parses_seconds_and_dates() -> None:

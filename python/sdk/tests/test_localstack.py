@@ -3,6 +3,7 @@ thread that started them."""
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -11,11 +12,13 @@ from pathlib import Path
 import httpx
 
 from taskloom.sdk.localstack import (
+    ENDPOINTS_ENV,
     Service,
     Stack,
     StackConfig,
     free_port,
     passed_settings,
+    provider_keys,
     user_settings,
 )
 
@@ -52,6 +55,55 @@ def test_the_users_settings_reach_every_service_under_what_the_launcher_assigns(
     assert f"TASKLOOM_CONFIG={config_file}" in printed
     assert "Not passed (the launcher assigns them): TASKLOOM_HTTP_ADDR" in printed
     assert "sk-secret" not in printed
+
+
+def test_the_workers_get_the_variables_their_endpoints_keys_are_in(tmp_path: Path) -> None:
+    config_file = tmp_path / "taskloom.yaml"
+    config_file.write_text(
+        "worker:\n  endpoints:\n"
+        "    vllm: {kind: openai, base_url: 'http://h/v1', api_key_env: VLLM_TOKEN}\n"
+        "    sim: {kind: simulated}\n"
+    )
+    environ = {
+        "VLLM_TOKEN": "tok-vllm",
+        "ANTHROPIC_API_KEY": "sk-ant",  # the implicit anthropic endpoint's
+        "ROUTER_KEY": "sk-router",
+        "OTHER_KEY": "not an endpoint's",
+        "UNSET_KEY": "",
+        ENDPOINTS_ENV: json.dumps(
+            {
+                "router": {
+                    "kind": "openai",
+                    "base_url": "http://r/v1",
+                    "api_key_env": "ROUTER_KEY",
+                },
+                "gone": {"kind": "openai", "base_url": "http://g/v1", "api_key_env": "UNSET_KEY"},
+            }
+        ),
+    }
+    keys = provider_keys(environ, config_file)
+    assert keys == {
+        "ANTHROPIC_API_KEY": "sk-ant",
+        "ROUTER_KEY": "sk-router",
+        "VLLM_TOKEN": "tok-vllm",
+    }
+
+    cfg = StackConfig(bin_dir=tmp_path, state_dir=tmp_path, workers=2, provider_keys=keys)
+    for svc in Stack(cfg).services:
+        worker = svc.name.startswith("worker")
+        assert (svc.env.get("VLLM_TOKEN") == "tok-vllm") is worker, svc.name
+        assert "OTHER_KEY" not in svc.env
+    printed = passed_settings(cfg)
+    assert "  VLLM_TOKEN=***" in printed  # masked although its name does not say "key"
+    assert "tok-vllm" not in printed and "sk-ant" not in printed
+
+
+def test_an_unreadable_worker_configuration_passes_only_the_implicit_key(tmp_path: Path) -> None:
+    broken = tmp_path / "taskloom.yaml"
+    broken.write_text("worker: [not, a, mapping")
+    environ = {"ANTHROPIC_API_KEY": "sk-ant", ENDPOINTS_ENV: "{not json"}
+    assert provider_keys(environ, broken) == {"ANTHROPIC_API_KEY": "sk-ant"}
+    assert provider_keys({}, tmp_path / "missing.yaml") == {}
 
 
 def _thread_gone(thread: threading.Thread) -> bool:

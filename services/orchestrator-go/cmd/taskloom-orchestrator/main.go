@@ -29,6 +29,7 @@ import (
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/scheduler"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/telemetry"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/usage"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workflow"
 )
@@ -77,6 +78,17 @@ func run(cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer func() { _ = st.Close() }()
+	rollups, ok := st.(store.UsageRollups)
+	if !ok {
+		return fmt.Errorf("store %q keeps no usage rollups", cfg.Store)
+	}
+	// Usage rollups are written once a second, off the scheduler's path.
+	recorder := usage.NewRecorder(rollups, time.Second, log)
+	usageCtx, stopUsage := context.WithCancel(context.Background())
+	usageDone := make(chan struct{})
+	go func() { recorder.Run(usageCtx); close(usageDone) }()
+	// On every path, the last results' usage is written before the store closes.
+	defer func() { stopUsage(); <-usageDone }()
 	catalog, err := workers.LoadCatalog(context.Background(), st, log) // agents known before the restart
 	if err != nil {
 		return fmt.Errorf("load agent catalog: %w", err)
@@ -87,7 +99,7 @@ func run(cfg config.Config, log *slog.Logger) error {
 		AgentLimits: cfg.AgentLimits, ProviderLimits: cfg.ProviderLimits,
 	}, scheduler.Deps{
 		Store: st, Catalog: catalog, Hub: events.NewHub(events.DefaultOptions(), metrics),
-		Metrics: metrics, Log: log,
+		Metrics: metrics, Log: log, Usage: recorder,
 	})
 	if err := sched.Recover(context.Background()); err != nil {
 		return err

@@ -90,7 +90,9 @@ func taskToProto(t *task.Task) *pb.Task {
 		WorkflowId: t.WorkflowID, StepId: t.StepID, WorkerId: t.WorkerID,
 		Usage: &pb.TokenUsage{
 			PromptTokens: t.Usage.PromptTokens, CompletionTokens: t.Usage.CompletionTokens,
-			CachedCompletions: t.Usage.CachedCompletions,
+			CachedCompletions: t.Usage.CachedCompletions, CostNanoUsd: t.Usage.CostNanoUSD,
+			SavedTokens: t.Usage.SavedTokens, SavedCostNanoUsd: t.Usage.SavedCostNanoUSD,
+			Models: usageLinesToProto(t.Usage.Models),
 		},
 	}
 	return p
@@ -116,7 +118,9 @@ func failureFromProto(e *pb.TaskError) *task.Failure {
 func usageFromProto(u *pb.TokenUsage) task.Usage {
 	return task.Usage{
 		PromptTokens: u.GetPromptTokens(), CompletionTokens: u.GetCompletionTokens(),
-		CachedCompletions: u.GetCachedCompletions(),
+		CachedCompletions: u.GetCachedCompletions(), CostNanoUSD: u.GetCostNanoUsd(),
+		SavedTokens: u.GetSavedTokens(), SavedCostNanoUSD: u.GetSavedCostNanoUsd(),
+		Models: usageLinesFromProto(u.GetModels()),
 	}
 }
 

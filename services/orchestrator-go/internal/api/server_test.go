@@ -25,6 +25,7 @@ import (
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/scheduler"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/telemetry"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/usage"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workflow"
 )
@@ -47,6 +48,7 @@ func startServer(t *testing.T, cfg scheduler.Config) *testServer {
 	st := store.NewMemory()
 	sched := scheduler.New(cfg, scheduler.Deps{
 		Store: st, Catalog: catalog, Hub: events.NewHub(events.DefaultOptions(), m), Metrics: m,
+		Usage: usage.NewRecorder(st, time.Hour, telemetry.NewLogger(io.Discard, 0)),
 	})
 	sched.Start()
 	t.Cleanup(sched.Shutdown)

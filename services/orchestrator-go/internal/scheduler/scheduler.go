@@ -24,6 +24,7 @@ import (
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/telemetry"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/usage"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
 )
 
@@ -119,6 +120,8 @@ type Deps struct {
 	NewID   func() string
 	// Rand returns a uniform random number in [0, n) (backoff jitter).
 	Rand func(n int64) int64
+	// Usage, if set, receives the usage lines of every attempt's result (rollups).
+	Usage *usage.Recorder
 }
 
 // liveTask is an unfinished task: the scheduler's memory is its authority, the
@@ -151,6 +154,7 @@ type Scheduler struct {
 	// finishedSteps holds the finished workflow step tasks until the workflow
 	// engine takes them (NextFinishedStep).
 	finishedSteps stepQueue
+	usage         *usage.Recorder
 
 	mu             sync.Mutex
 	live           map[string]*liveTask // unfinished tasks by id
@@ -191,7 +195,7 @@ type Scheduler struct {
 func New(cfg Config, d Deps) *Scheduler {
 	s := &Scheduler{
 		cfg: cfg.withDefaults(), store: d.Store, catalog: d.Catalog, hub: d.Hub,
-		metrics: d.Metrics, log: d.Log, now: d.Now, newID: d.NewID, rand: d.Rand,
+		metrics: d.Metrics, log: d.Log, now: d.Now, newID: d.NewID, rand: d.Rand, usage: d.Usage,
 		live: map[string]*liveTask{}, idem: map[idemKey]*liveTask{}, lookups: map[uint64]int{},
 		queue: newQueue(), workers: workers.NewRegistry(),
 		leases: map[string]*lease{}, running: map[string]*lease{}, delayed: map[string]time.Time{},

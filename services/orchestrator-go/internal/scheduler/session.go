@@ -181,6 +181,7 @@ func (s *Scheduler) Complete(w *workers.Worker, r Result) {
 	if e := s.live[r.TaskID]; e != nil && !e.finishing {
 		t := e.t
 		addUsage(&t.Usage, r.Usage)
+		s.recordUsage(t, r.Usage.Models, now)
 		if r.Failure == nil {
 			t.Result = r.Output
 			s.finishLocked(e, task.StatusSucceeded, nil, now)
@@ -196,4 +197,10 @@ func addUsage(total *task.Usage, u task.Usage) {
 	total.PromptTokens += u.PromptTokens
 	total.CompletionTokens += u.CompletionTokens
 	total.CachedCompletions += u.CachedCompletions
+	total.CostNanoUSD += u.CostNanoUSD
+	total.SavedTokens += u.SavedTokens
+	total.SavedCostNanoUSD += u.SavedCostNanoUSD
+	if len(u.Models) > 0 {
+		total.Models = mergeUsageLines(total.Models, u.Models)
+	}
 }

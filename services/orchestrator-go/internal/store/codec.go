@@ -21,8 +21,9 @@ import (
 // task writes per second. A new field is appended and the version bumped; decode
 // accepts every older version. Version 2 appended NotBefore; version 3 writes a
 // failure's reason as its taskloom.v1.ErrorReason number (older versions wrote its
-// name) and appends the spec's fingerprint.
-const codecVersion = 3
+// name) and appends the spec's fingerprint; version 4 appends the usage's cost, savings
+// and lines by endpoint and model.
+const codecVersion = 4
 
 var errCorrupt = errors.New("corrupt task record")
 
@@ -69,7 +70,42 @@ func encodeTask(dst []byte, t *task.Task) []byte {
 	b = appendString(b, t.WorkerID)
 	b = binary.AppendVarint(b, unixNano(t.NotBefore))
 	b = appendBytes(b, t.Fingerprint[:])
+	return appendUsageCost(b, t.Usage)
+}
+
+func appendUsageCost(b []byte, u task.Usage) []byte {
+	b = binary.AppendVarint(b, u.CostNanoUSD)
+	b = binary.AppendVarint(b, u.SavedTokens)
+	b = binary.AppendVarint(b, u.SavedCostNanoUSD)
+	b = binary.AppendUvarint(b, uint64(len(u.Models)))
+	for _, l := range u.Models {
+		b = appendString(b, l.Endpoint)
+		b = appendString(b, l.Model)
+		for _, n := range []int64{l.Calls, l.PromptTokens, l.CompletionTokens, l.CostNanoUSD, l.SavedPromptTokens, l.SavedCompletionTokens, l.SavedCostNanoUSD} {
+			b = binary.AppendVarint(b, n)
+		}
+		b = appendBool(b, l.Priced)
+	}
 	return b
+}
+
+func (r *reader) usageCost(u *task.Usage) {
+	u.CostNanoUSD = r.varint()
+	u.SavedTokens = r.varint()
+	u.SavedCostNanoUSD = r.varint()
+	n := r.uvarint()
+	if n == 0 || n > uint64(len(r.b)) {
+		return
+	}
+	u.Models = make([]task.UsageLine, n)
+	for i := range u.Models {
+		l := &u.Models[i]
+		l.Endpoint, l.Model = r.string(), r.string()
+		for _, p := range []*int64{&l.Calls, &l.PromptTokens, &l.CompletionTokens, &l.CostNanoUSD, &l.SavedPromptTokens, &l.SavedCompletionTokens, &l.SavedCostNanoUSD} {
+			*p = r.varint()
+		}
+		l.Priced = r.byte() == 1
+	}
 }
 
 // taskSizeHint bounds the record's size from above, so encodeTask allocates once:
@@ -82,6 +118,9 @@ func taskSizeHint(t *task.Task) int {
 	}
 	for k, v := range t.Labels {
 		n += len(k) + len(v) + 2*binary.MaxVarintLen64
+	}
+	for _, l := range t.Usage.Models {
+		n += len(l.Endpoint) + len(l.Model) + 10*binary.MaxVarintLen64
 	}
 	return n + len(t.Fingerprint) + 32*binary.MaxVarintLen64
 }
@@ -137,6 +176,9 @@ func decodeTask(src []byte) (*task.Task, error) {
 	}
 	if src[0] >= 3 {
 		copy(t.Fingerprint[:], r.raw())
+	}
+	if src[0] >= 4 {
+		r.usageCost(&t.Usage)
 	}
 	if r.err {
 		return nil, fmt.Errorf("%w: truncated", errCorrupt)

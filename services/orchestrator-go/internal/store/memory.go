@@ -23,6 +23,8 @@ type Memory struct {
 
 	agents map[string]task.AgentInfo
 	closed bool
+
+	usage usageRollupsInMemory
 }
 
 type entry struct {

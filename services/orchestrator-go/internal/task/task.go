@@ -56,11 +56,34 @@ type Failure struct {
 	Retryable bool
 }
 
-// Usage counts LLM tokens spent by one task.
+// Usage counts LLM tokens spent by one task, over its attempts, and their cost.
 type Usage struct {
 	PromptTokens      int64
 	CompletionTokens  int64
 	CachedCompletions int64
+	// CostNanoUSD is the cost in nano-USD at the workers' configured prices.
+	CostNanoUSD int64
+	// SavedTokens and SavedCostNanoUSD are what the LLM cache answered instead.
+	SavedTokens      int64
+	SavedCostNanoUSD int64
+	// Models is the task's own usage by endpoint and model (what the usage rollups
+	// add up). Never modified in place: a new slice replaces it.
+	Models []UsageLine
+}
+
+// UsageLine is the usage of one endpoint and model. Cost is in nano-USD; Priced is
+// false when the worker had no price for the model (the cost is then 0).
+type UsageLine struct {
+	Endpoint              string
+	Model                 string
+	Calls                 int64
+	PromptTokens          int64
+	CompletionTokens      int64
+	CostNanoUSD           int64
+	Priced                bool
+	SavedPromptTokens     int64
+	SavedCompletionTokens int64
+	SavedCostNanoUSD      int64
 }
 
 // Task is one unit of agent work and its current state. Input and Result hold JSON

@@ -764,7 +764,7 @@ pub struct TaskError {
 }
 /// TokenUsage counts LLM tokens spent by one task.
 #[allow(clippy::all)]
-#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct TokenUsage {
     #[prost(int64, tag = "1")]
     pub prompt_tokens: i64,
@@ -773,6 +773,46 @@ pub struct TokenUsage {
     /// Completions served from the cache instead of the provider.
     #[prost(int64, tag = "3")]
     pub cached_completions: i64,
+    /// Cost of the tokens this task spent, in nano-USD (1e-9 USD), at the worker's
+    /// configured prices; a model without a price adds nothing (see models\[\].priced).
+    #[prost(int64, tag = "4")]
+    pub cost_nano_usd: i64,
+    /// Tokens the LLM cache answered instead of an endpoint, and their cost.
+    #[prost(int64, tag = "5")]
+    pub saved_tokens: i64,
+    #[prost(int64, tag = "6")]
+    pub saved_cost_nano_usd: i64,
+    /// This task's own LLM usage by endpoint and model: what the orchestrator's usage
+    /// rollups add up (a task an agent handed off to reports its own).
+    #[prost(message, repeated, tag = "7")]
+    pub models: ::prost::alloc::vec::Vec<UsageLine>,
+}
+/// UsageLine is the usage of one endpoint and model, within a task or a rollup.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct UsageLine {
+    /// The worker's endpoint name (what an agent's `provider:` names).
+    #[prost(string, tag = "1")]
+    pub endpoint: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub model: ::prost::alloc::string::String,
+    #[prost(int64, tag = "3")]
+    pub calls: i64,
+    #[prost(int64, tag = "4")]
+    pub prompt_tokens: i64,
+    #[prost(int64, tag = "5")]
+    pub completion_tokens: i64,
+    /// In nano-USD; 0 and priced false when no price is configured for the model.
+    #[prost(int64, tag = "6")]
+    pub cost_nano_usd: i64,
+    #[prost(bool, tag = "7")]
+    pub priced: bool,
+    #[prost(int64, tag = "8")]
+    pub saved_prompt_tokens: i64,
+    #[prost(int64, tag = "9")]
+    pub saved_completion_tokens: i64,
+    #[prost(int64, tag = "10")]
+    pub saved_cost_nano_usd: i64,
 }
 /// RetryPolicy bounds how often and how fast a failed task is tried again.
 #[allow(clippy::all)]
@@ -1955,6 +1995,63 @@ pub struct WatchWorkflowResponse {
     pub event: ::core::option::Option<WorkflowEvent>,
 }
 #[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetUsageRequest {
+    /// Unspecified means by tenant.
+    #[prost(enumeration = "UsageGroupBy", tag = "1")]
+    pub group_by: i32,
+    /// Only this tenant's usage; empty means every tenant's.
+    #[prost(string, tag = "2")]
+    pub tenant: ::prost::alloc::string::String,
+    /// From this hour (rounded down to the hour); absent means from the first rollup.
+    #[prost(message, optional, tag = "3")]
+    pub since: ::core::option::Option<::prost_types::Timestamp>,
+    /// Up to this time (exclusive; a partial hour counts whole); absent means now.
+    #[prost(message, optional, tag = "4")]
+    pub until: ::core::option::Option<::prost_types::Timestamp>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct GetUsageResponse {
+    /// One row per group, sorted by cost (highest first), then by key.
+    #[prost(message, repeated, tag = "1")]
+    pub rows: ::prost::alloc::vec::Vec<UsageRow>,
+    /// The hours summed: \[since, until).
+    #[prost(message, optional, tag = "2")]
+    pub since: ::core::option::Option<::prost_types::Timestamp>,
+    #[prost(message, optional, tag = "3")]
+    pub until: ::core::option::Option<::prost_types::Timestamp>,
+}
+/// UsageRow is the usage of one group: the key fields of the grouping are set
+/// (tenant; agent; endpoint and model), the others are empty.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct UsageRow {
+    #[prost(string, tag = "1")]
+    pub tenant: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub agent: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub endpoint: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub model: ::prost::alloc::string::String,
+    #[prost(int64, tag = "5")]
+    pub calls: i64,
+    #[prost(int64, tag = "6")]
+    pub prompt_tokens: i64,
+    #[prost(int64, tag = "7")]
+    pub completion_tokens: i64,
+    /// Nano-USD of the priced tokens; unpriced_tokens were spent on models without a price.
+    #[prost(int64, tag = "8")]
+    pub cost_nano_usd: i64,
+    #[prost(int64, tag = "9")]
+    pub unpriced_tokens: i64,
+    #[prost(int64, tag = "10")]
+    pub saved_tokens: i64,
+    #[prost(int64, tag = "11")]
+    pub saved_cost_nano_usd: i64,
+}
+#[allow(clippy::all)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
 pub enum TaskEventType {
@@ -2093,6 +2190,41 @@ impl WorkflowStatus {
             "WORKFLOW_STATUS_FAILED" => Some(Self::Failed),
             "WORKFLOW_STATUS_CANCELLED" => Some(Self::Cancelled),
             "WORKFLOW_STATUS_TIMED_OUT" => Some(Self::TimedOut),
+            _ => None,
+        }
+    }
+}
+/// UsageGroupBy is what GetUsage sums by.
+#[allow(clippy::all)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum UsageGroupBy {
+    Unspecified = 0,
+    Tenant = 1,
+    Agent = 2,
+    /// By endpoint and model.
+    Model = 3,
+}
+impl UsageGroupBy {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "USAGE_GROUP_BY_UNSPECIFIED",
+            Self::Tenant => "USAGE_GROUP_BY_TENANT",
+            Self::Agent => "USAGE_GROUP_BY_AGENT",
+            Self::Model => "USAGE_GROUP_BY_MODEL",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "USAGE_GROUP_BY_UNSPECIFIED" => Some(Self::Unspecified),
+            "USAGE_GROUP_BY_TENANT" => Some(Self::Tenant),
+            "USAGE_GROUP_BY_AGENT" => Some(Self::Agent),
+            "USAGE_GROUP_BY_MODEL" => Some(Self::Model),
             _ => None,
         }
     }
@@ -2474,6 +2606,32 @@ pub mod orchestrator_service_client {
                 );
             self.inner.server_streaming(req, path, codec).await
         }
+        /// GetUsage sums the LLM usage that task results reported, from hourly rollups
+        /// that outlive task retention, grouped by tenant, agent or model.
+        pub async fn get_usage(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetUsageRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetUsageResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/taskloom.v1.OrchestratorService/GetUsage",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("taskloom.v1.OrchestratorService", "GetUsage"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -2576,6 +2734,15 @@ pub mod orchestrator_service_server {
             request: tonic::Request<super::WatchWorkflowRequest>,
         ) -> std::result::Result<
             tonic::Response<Self::WatchWorkflowStream>,
+            tonic::Status,
+        >;
+        /// GetUsage sums the LLM usage that task results reported, from hourly rollups
+        /// that outlive task retention, grouped by tenant, agent or model.
+        async fn get_usage(
+            &self,
+            request: tonic::Request<super::GetUsageRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetUsageResponse>,
             tonic::Status,
         >;
     }
@@ -3158,6 +3325,51 @@ pub mod orchestrator_service_server {
                                 max_encoding_message_size,
                             );
                         let res = grpc.server_streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/taskloom.v1.OrchestratorService/GetUsage" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetUsageSvc<T: OrchestratorService>(pub Arc<T>);
+                    impl<
+                        T: OrchestratorService,
+                    > tonic::server::UnaryService<super::GetUsageRequest>
+                    for GetUsageSvc<T> {
+                        type Response = super::GetUsageResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetUsageRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as OrchestratorService>::get_usage(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetUsageSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
                         Ok(res)
                     };
                     Box::pin(fut)

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from taskloom.agents.catalog import CatalogError
+from taskloom.agents.endpoints import EndpointConfigError
 from taskloom.agents.service import serve
 from taskloom.agents.settings import load_settings
 from taskloom.sdk.logs import configure_logging
@@ -17,7 +18,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = configure_logging("agent-worker", settings.log_level)
     try:
         asyncio.run(serve(settings))
-    except (CatalogError, OSError) as err:
+    except (CatalogError, EndpointConfigError, OSError) as err:
         log.error("agent worker cannot start", error=str(err))
         return 2
     return 0

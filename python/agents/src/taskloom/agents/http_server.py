@@ -7,6 +7,7 @@ import asyncio
 import errno
 import socket
 from collections.abc import Callable
+from typing import Any
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -18,18 +19,26 @@ from starlette.routing import Route
 PORT_SEARCH = 20
 
 
-def build_app(registry: CollectorRegistry, is_ready: Callable[[], bool]) -> Starlette:
+def build_app(
+    registry: CollectorRegistry,
+    is_ready: Callable[[], bool],
+    details: Callable[[], dict[str, Any]] = dict,
+) -> Starlette:
+    """`details` adds to /readyz what is worth knowing but does not make the worker unready
+    (each LLM endpoint's circuit breaker)."""
+
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(_: Request) -> Response:
         if is_ready():
-            return JSONResponse({"status": "ok"})
+            return JSONResponse({"status": "ok", **details()})
         return JSONResponse(
             {
                 "status": "unavailable",
                 "not_ready": ["orchestrator"],
                 "detail": "not registered with the orchestrator",
+                **details(),
             },
             status_code=503,
         )

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import orjson
 import structlog
 
+from taskloom.agents import cost
 from taskloom.agents.cache_client import CacheClient
 from taskloom.agents.catalog import AgentSpec, Catalog
 from taskloom.agents.providers.base import (
@@ -73,6 +74,8 @@ class RunResult:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_completions: int = 0
+    # This task's own LLM usage and cost by endpoint and model (see taskloom.agents.cost).
+    usage: cost.TaskUsage | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,8 @@ class _Turn:
     calls: list[ToolCall] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     cached: bool = False
+    # What the turn cost when it was first answered (kept in the cache entry).
+    original_usage: Usage = field(default_factory=Usage)
 
 
 def build_messages(spec: AgentSpec, task_input: Any) -> list[Message]:
@@ -198,8 +203,10 @@ class AgentRuntime:
         cache: CacheClient | None = None,
         cache_ttl_s: float = 0.0,
         tools: ToolRegistry | None = None,
+        accounting: cost.Accounting | None = None,
     ) -> None:
         self.catalog = catalog
+        self._accounting = accounting
         self._providers = providers
         self._telemetry = telemetry
         self._cache = cache
@@ -213,6 +220,22 @@ class AgentRuntime:
         on_event: OnEvent,
         task: TaskInfo | None = None,
         suspend_credit: SuspendCredit | None = None,
+    ) -> RunResult:
+        """Run the agent within a fresh usage ledger, which the result carries."""
+        tenant = task.tenant if task is not None else TaskInfo("", agent).tenant
+        with cost.task_usage(tenant, agent) as ledger:
+            result = await self._run(agent, task_input, on_event, task, suspend_credit)
+        result.usage = ledger
+        result.output.setdefault("usage", {}).update(ledger.summary())
+        return result
+
+    async def _run(
+        self,
+        agent: str,
+        task_input: Any,
+        on_event: OnEvent,
+        task: TaskInfo | None,
+        suspend_credit: SuspendCredit | None,
     ) -> RunResult:
         spec = self.catalog.get(agent)
         if spec is None:
@@ -293,7 +316,7 @@ class AgentRuntime:
         output: dict[str, Any] = {
             "text": text,
             "agent": spec.name,
-            "provider": spec.provider.value,
+            "provider": spec.provider,
             "model": spec.model,
             "simulated": spec.provider == "simulated",
             "cached": cached_turns == iterations,
@@ -318,6 +341,11 @@ class AgentRuntime:
             key = cache_key(spec.provider, spec.model, messages, params, tools)
             cached = await self._cached_turn(key)
             self._telemetry.llm_cache(hit=cached is not None)
+            if cached is not None and self._accounting is not None:
+                saved = cached.original_usage
+                self._accounting.saved(
+                    spec.provider, spec.model, saved.prompt_tokens, saved.completion_tokens
+                )
             if cached is not None:
                 for piece in _CHUNK.findall(cached.text):
                     if piece:
@@ -342,15 +370,15 @@ class AgentRuntime:
                 await on_event(event)
         except ProviderError as err:
             raise AgentError(str(err), retryable=err.retryable) from err
-        finally:
-            self._telemetry.llm_tokens(
-                provider.name, turn.usage.prompt_tokens, turn.usage.completion_tokens
-            )
         turn.text = "".join(parts)
         await on_event(UsageUpdate(turn.usage.prompt_tokens, turn.usage.completion_tokens))
 
         if key and self._cache is not None:
-            value = {"text": turn.text, "tool_calls": [_call_message(c) for c in turn.calls]}
+            value = {
+                "text": turn.text,
+                "tool_calls": [_call_message(c) for c in turn.calls],
+                "usage": [turn.usage.prompt_tokens, turn.usage.completion_tokens],
+            }
             await self._cache.set(LLM_NAMESPACE, key, orjson.dumps(value), self._cache_ttl_s)
         return turn
 
@@ -365,12 +393,13 @@ class AgentRuntime:
             calls = [
                 ToolCall(c["id"], c["name"], c["arguments"]) for c in value.get("tool_calls", ())
             ]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
+            original = Usage(*(int(n) for n in value.get("usage", (0, 0))))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             log.warning("ignoring malformed llm cache entry", key=key)
             return None
         if not isinstance(text, str):
             return None
-        return _Turn(text=text, calls=calls, cached=True)
+        return _Turn(text=text, calls=calls, cached=True, original_usage=original)
 
 
 def _call_message(call: ToolCall) -> ToolCallMessage:

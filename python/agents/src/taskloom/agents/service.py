@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from dataclasses import dataclass, field
 
@@ -14,13 +15,11 @@ import structlog
 
 from taskloom.agents import __version__
 from taskloom.agents.cache_client import CacheClient
-from taskloom.agents.catalog import Catalog, CatalogError, ProviderKind, load_catalog
+from taskloom.agents.catalog import Catalog, load_catalog
 from taskloom.agents.catalog.reload import CatalogReloader
 from taskloom.agents.http_server import HttpServer, build_app
 from taskloom.agents.metrics_reporter import MetricsReporter
-from taskloom.agents.providers import Provider
-from taskloom.agents.providers.openai import OpenAIProvider
-from taskloom.agents.providers.simulated import SimulatedProvider
+from taskloom.agents.providers.registry import LegacySettings, LLMEndpoints, build_llm_endpoints
 from taskloom.agents.runtime import AgentRuntime
 from taskloom.agents.settings import Settings
 from taskloom.agents.streaming import StreamOptions
@@ -34,27 +33,24 @@ from taskloom.agents.worker import Worker, WorkerOptions
 log = structlog.get_logger(__name__)
 
 
-def build_providers(settings: Settings, catalog: Catalog) -> dict[str, Provider]:
-    """The providers this worker runs (both kinds it supports, so a hot reload may switch an
-    agent between them); an agent that needs another one stops the start."""
-    providers: dict[str, Provider] = {
-        ProviderKind.SIMULATED: SimulatedProvider(
-            settings.sim_latency_ms / 1000, settings.sim_tokens_per_second
+def build_providers(settings: Settings, catalog: Catalog, telemetry: Telemetry) -> LLMEndpoints:
+    """The endpoints agents may name (the configured ones and the implicit simulated,
+    openai and anthropic); a bad endpoint configuration stops the start, named."""
+    return build_llm_endpoints(
+        settings.endpoints,
+        [(name, spec.provider) for name, spec in catalog.items()],
+        os.environ,
+        LegacySettings(
+            openai_base_url=settings.openai_base_url,
+            openai_api_key=settings.openai_api_key,
+            llm_timeout_s=settings.llm_timeout_s,
+            llm_max_retries=settings.llm_max_retries,
+            sim_latency_s=settings.sim_latency_ms / 1000,
+            sim_tokens_per_second=settings.sim_tokens_per_second,
         ),
-        ProviderKind.OPENAI: OpenAIProvider(
-            settings.openai_base_url,
-            settings.openai_api_key.get_secret_value(),
-            timeout_s=settings.llm_timeout_s,
-            max_retries=settings.llm_max_retries,
-        ),
-    }
-    for kind in {spec.provider for spec in catalog.values()} - set(providers):
-        users = sorted(name for name, spec in catalog.items() if spec.provider == kind)
-        raise CatalogError(
-            f"provider {kind.value!r} (used by {', '.join(users)}) is not supported by this "
-            "worker yet; use 'simulated' or 'openai' (any OpenAI-compatible server)"
-        )
-    return providers
+        telemetry,
+        settings.redis_url,
+    )
 
 
 @dataclass
@@ -103,10 +99,12 @@ def build_tools(
 
 def build_worker(
     settings: Settings, telemetry: Telemetry, cache: CacheClient | None, tools: ToolRegistry
-) -> tuple[Worker, dict[str, Provider]]:
+) -> tuple[Worker, LLMEndpoints]:
     catalog = load_catalog(settings.agents_dir)
-    providers = build_providers(settings, catalog)
-    runtime = AgentRuntime(catalog, providers, telemetry, cache, settings.cache_ttl_s, tools)
+    llm = build_providers(settings, catalog, telemetry)
+    runtime = AgentRuntime(
+        catalog, llm.providers, telemetry, cache, settings.cache_ttl_s, tools, llm.accounting
+    )
     options = WorkerOptions(
         orchestrator_addr=settings.orchestrator_addr,
         worker_id=settings.worker_id,
@@ -117,7 +115,7 @@ def build_worker(
         heartbeat_interval_s=settings.heartbeat_interval_s,
         stream=StreamOptions(settings.stream_buffer_size, settings.stream_flush_interval_ms),
     )
-    return Worker(options, runtime, telemetry), providers
+    return Worker(options, runtime, telemetry), llm
 
 
 async def _start_sandbox(pool: SandboxPool, catalog: Catalog) -> None:
@@ -136,9 +134,12 @@ async def serve(settings: Settings) -> None:
         else None
     )
     tools, resources = build_tools(settings, telemetry, cache)
-    worker, providers = build_worker(settings, telemetry, cache, tools)
+    worker, llm = build_worker(settings, telemetry, cache, tools)
     runtime = worker.runtime
-    http = HttpServer(build_app(telemetry.registry, lambda: worker.ready), settings.http_addr)
+    http = HttpServer(
+        build_app(telemetry.registry, lambda: worker.ready, lambda: {"endpoints": llm.states()}),
+        settings.http_addr,
+    )
     log.info(
         "agent worker starting",
         version=__version__,
@@ -159,7 +160,7 @@ async def serve(settings: Settings) -> None:
         lambda: runtime.catalog,
         swap,
         telemetry.catalog_reload,
-        providers=set(providers),
+        providers=set(llm.providers),
     )
 
     stop = asyncio.Event()
@@ -171,6 +172,7 @@ async def serve(settings: Settings) -> None:
     reporter.start()
     # In the background: registering with the orchestrator need not wait for sandboxes.
     sandbox_start = asyncio.create_task(_start_sandbox(resources.sandbox, runtime.catalog))
+    await llm.warm_up()
     watcher = asyncio.create_task(reloader.run(stop))
     try:
         await worker.run(stop)
@@ -186,6 +188,5 @@ async def serve(settings: Settings) -> None:
         await resources.aclose()
         if cache is not None:
             await cache.aclose()
-        for provider in providers.values():
-            await provider.aclose()
+        await llm.aclose()
         log.info("agent worker stopped")

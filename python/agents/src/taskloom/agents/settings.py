@@ -13,6 +13,12 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
 from taskloom.agents.catalog import CatalogError, load_catalog
+from taskloom.agents.endpoints import (
+    EndpointConfig,
+    EndpointConfigError,
+    build_endpoints,
+    parse_endpoints,
+)
 from taskloom.sdk import config
 
 
@@ -101,9 +107,25 @@ class Settings(config.ServiceSettings):
         ),
         description="API key of the OpenAI-compatible API, read from the environment only",
     )
-    llm_timeout_s: float = Field(default=120.0, gt=0, description="deadline of each LLM call")
+    llm_timeout_s: float = Field(
+        default=120.0, gt=0, description="read timeout of the implicit openai/anthropic endpoints"
+    )
     llm_max_retries: int = Field(
-        default=3, ge=0, description="retries of a failed LLM call (429, 5xx, network)"
+        default=3,
+        ge=0,
+        le=20,
+        description="retries of a failed LLM call (429, 5xx, network) on the implicit endpoints",
+    )
+    endpoints: dict[str, EndpointConfig] = Field(
+        default_factory=dict,
+        description="named LLM endpoints (kind, base_url, api_key_env, models, prices, "
+        "connection, retry, limits, breaker, fallback); agents name one in `provider:`. "
+        "Best written in the config file's worker.endpoints; in the env or a flag, as JSON",
+    )
+    redis_url: str = Field(
+        default="",
+        description="Redis that every worker shares the LLM rate limits through; empty = the "
+        "limits hold per process",
     )
 
     agents_reload: bool = Field(
@@ -150,6 +172,14 @@ class Settings(config.ServiceSettings):
         description="...or once the first buffered piece is this old (0 = every piece)",
     )
 
+    @field_validator("endpoints", mode="before")
+    @classmethod
+    def _endpoints(cls, value: object) -> object:
+        # Validated here so that an error names the endpoint and the field inside it.
+        if isinstance(value, dict):
+            return parse_endpoints(value)
+        return value
+
     @field_validator("agents_dir", mode="before")
     @classmethod
     def _split_dirs(cls, value: object) -> object:
@@ -158,11 +188,19 @@ class Settings(config.ServiceSettings):
         return value
 
     def check(self) -> None:
-        """`--check-config` also reads the agent catalog the settings name."""
+        """`--check-config` also reads the agent catalog the settings name, and checks the
+        endpoints its agents name (and their keys' variables)."""
         try:
-            load_catalog(self.agents_dir)
+            catalog = load_catalog(self.agents_dir)
         except CatalogError as err:
             raise config.ConfigError(f"agents_dir: {err}") from err
+        used: dict[str, list[str]] = {}
+        for name, spec in catalog.items():
+            used.setdefault(spec.provider, []).append(name)
+        try:
+            build_endpoints(self.endpoints, used, os.environ)
+        except EndpointConfigError as err:
+            raise config.ConfigError(str(err)) from err
 
 
 def env_names(name: str) -> list[str]:

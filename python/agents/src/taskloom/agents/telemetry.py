@@ -4,6 +4,8 @@ metrics service under the same name."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from taskloom.agents.metrics_reporter import MetricsReporter
@@ -13,6 +15,12 @@ TASK_DURATION = "taskloom_agent_task_duration_seconds"
 TASKS_RUNNING = "taskloom_agent_tasks_running"
 LLM_TOKENS = "taskloom_agent_llm_tokens_total"
 LLM_CACHE = "taskloom_agent_llm_cache_total"
+LLM_COST = "taskloom_agent_llm_cost_usd_total"
+LLM_UNPRICED = "taskloom_agent_llm_unpriced_tokens_total"
+LLM_SAVED_TOKENS = "taskloom_agent_llm_cache_saved_tokens_total"
+LLM_SAVED_COST = "taskloom_agent_llm_cache_saved_cost_usd_total"
+LLM_CALLS = "taskloom_agent_llm_calls_total"
+LLM_BREAKER = "taskloom_agent_llm_breaker_state"
 SESSIONS = "taskloom_agent_sessions_total"
 TOOL_CALLS = "taskloom_agent_tool_calls_total"
 TOOL_DURATION = "taskloom_agent_tool_duration_seconds"
@@ -22,8 +30,14 @@ _HELP = {
     TASKS: "Agent tasks finished, by agent and outcome (succeeded|failed|cancelled|timed_out).",
     TASK_DURATION: "Wall time of one task attempt on this worker.",
     TASKS_RUNNING: "Tasks running on this worker now.",
-    LLM_TOKENS: "LLM tokens spent, by provider and kind (prompt|completion).",
+    LLM_TOKENS: "LLM tokens spent, by tenant, agent, endpoint, model and kind (prompt|completion).",
     LLM_CACHE: "LLM cache lookups, by result (hit|miss).",
+    LLM_COST: "USD spent on LLM calls with a configured price, by tenant, agent, endpoint, model.",
+    LLM_UNPRICED: "LLM tokens spent on models without a configured price (not in the cost).",
+    LLM_SAVED_TOKENS: "LLM tokens the cache answered instead of the endpoint, by kind.",
+    LLM_SAVED_COST: "USD the LLM cache saved, at the configured prices.",
+    LLM_CALLS: "LLM calls by endpoint and outcome (ok|error|rate_limited|breaker_open|fallback).",
+    LLM_BREAKER: "Circuit breaker state per endpoint: 0 closed, 1 half-open, 2 open.",
     SESSIONS: "Sessions opened with the orchestrator, by outcome (registered|failed).",
     TOOL_CALLS: "Tool calls, by tool and outcome (ok|error|cached).",
     TOOL_DURATION: "Wall time of one tool call, by tool.",
@@ -50,12 +64,35 @@ class Telemetry:
             registry=registry,
         )
         self._running = Gauge(TASKS_RUNNING, _HELP[TASKS_RUNNING], registry=registry)
+        usage = ["tenant", "agent", "endpoint", "model"]
         self._tokens = Counter(
             LLM_TOKENS.removesuffix("_total"),
             _HELP[LLM_TOKENS],
-            ["provider", "kind"],
+            [*usage, "kind"],
             registry=registry,
         )
+        self._cost = Counter(
+            LLM_COST.removesuffix("_total"), _HELP[LLM_COST], usage, registry=registry
+        )
+        self._unpriced = Counter(
+            LLM_UNPRICED.removesuffix("_total"), _HELP[LLM_UNPRICED], usage, registry=registry
+        )
+        self._saved_tokens = Counter(
+            LLM_SAVED_TOKENS.removesuffix("_total"),
+            _HELP[LLM_SAVED_TOKENS],
+            [*usage, "kind"],
+            registry=registry,
+        )
+        self._saved_cost = Counter(
+            LLM_SAVED_COST.removesuffix("_total"), _HELP[LLM_SAVED_COST], usage, registry=registry
+        )
+        self._calls = Counter(
+            LLM_CALLS.removesuffix("_total"),
+            _HELP[LLM_CALLS],
+            ["endpoint", "outcome"],
+            registry=registry,
+        )
+        self._breaker = Gauge(LLM_BREAKER, _HELP[LLM_BREAKER], ["endpoint"], registry=registry)
         self._cache = Counter(
             LLM_CACHE.removesuffix("_total"), _HELP[LLM_CACHE], ["result"], registry=registry
         )
@@ -97,11 +134,40 @@ class Telemetry:
         self._reporter.counter(TASKS, 1, {"agent": agent, "outcome": outcome})
         self._reporter.observe(TASK_DURATION, duration_s, {"agent": agent})
 
-    def llm_tokens(self, provider: str, prompt: int, completion: int) -> None:
+    def _count(self, counter: Counter, name: str, value: float, labels: Mapping[str, str]) -> None:
+        counter.labels(**labels).inc(value)
+        self._reporter.counter(name, value, dict(labels))
+
+    def llm_usage(
+        self, labels: Mapping[str, str], prompt: int, completion: int, cost_usd: float | None
+    ) -> None:
+        """One call's tokens and cost. Every series of the combination is touched, at zero
+        where nothing was spent, so rates start from the first call."""
         for kind, count in (("prompt", prompt), ("completion", completion)):
-            if count:
-                self._tokens.labels(provider, kind).inc(count)
-                self._reporter.counter(LLM_TOKENS, count, {"provider": provider, "kind": kind})
+            self._count(self._tokens, LLM_TOKENS, count, {**labels, "kind": kind})
+        if cost_usd is None:
+            self._count(self._unpriced, LLM_UNPRICED, prompt + completion, labels)
+        else:
+            self._count(self._cost, LLM_COST, cost_usd, labels)
+        for kind in ("prompt", "completion"):
+            self._count(self._saved_tokens, LLM_SAVED_TOKENS, 0, {**labels, "kind": kind})
+        self._count(self._saved_cost, LLM_SAVED_COST, 0, labels)
+
+    def llm_saved(
+        self, labels: Mapping[str, str], prompt: int, completion: int, cost_usd: float | None
+    ) -> None:
+        """Tokens (and their cost) the LLM cache answered instead of the endpoint."""
+        for kind, count in (("prompt", prompt), ("completion", completion)):
+            self._count(self._saved_tokens, LLM_SAVED_TOKENS, count, {**labels, "kind": kind})
+        if cost_usd is not None:
+            self._count(self._saved_cost, LLM_SAVED_COST, cost_usd, labels)
+
+    def llm_call(self, endpoint: str, outcome: str) -> None:
+        self._count(self._calls, LLM_CALLS, 1, {"endpoint": endpoint, "outcome": outcome})
+
+    def llm_breaker_state(self, endpoint: str, state: int) -> None:
+        self._breaker.labels(endpoint).set(state)
+        self._reporter.gauge(LLM_BREAKER, state, {"endpoint": endpoint})
 
     def llm_cache(self, hit: bool) -> None:
         result = "hit" if hit else "miss"

@@ -27,6 +27,7 @@ from taskloom.agents.runtime import AgentError, AgentEvent, AgentRuntime
 from taskloom.agents.streaming import ChunkStream, StreamOptions
 from taskloom.agents.telemetry import Telemetry
 from taskloom.agents.tools.base import TaskInfo
+from taskloom.agents.usage_wire import token_usage
 from taskloom.v1 import common_pb2, worker_hub_pb2, worker_hub_pb2_grpc
 
 log = structlog.get_logger(__name__)
@@ -99,7 +100,7 @@ class Worker:
             common_pb2.AgentInfo(
                 name=spec.name,
                 description=spec.description,
-                provider=spec.provider.value,
+                provider=spec.provider,
                 model=spec.model,
                 tools=spec.tool_names(),
             )
@@ -338,10 +339,8 @@ class Worker:
                 raise _DeadlineExceeded() from None
             values.fill(result.output, run.output)
             result.usage.CopyFrom(
-                common_pb2.TokenUsage(
-                    prompt_tokens=run.prompt_tokens,
-                    completion_tokens=run.completion_tokens,
-                    cached_completions=run.cached_completions,
+                token_usage(
+                    run.usage, run.prompt_tokens, run.completion_tokens, run.cached_completions
                 )
             )
             outcome = "succeeded"

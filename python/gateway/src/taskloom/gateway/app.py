@@ -12,7 +12,7 @@ from taskloom.gateway.config import Settings
 from taskloom.gateway.errors import install_error_handlers
 from taskloom.gateway.limits import max_request_bytes
 from taskloom.gateway.orchestrator import Orchestrator
-from taskloom.gateway.routes import agents, health, tasks, workflows
+from taskloom.gateway.routes import agents, health, tasks, usage, workflows
 from taskloom.gateway.telemetry import TelemetryMiddleware
 
 
@@ -40,6 +40,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=max_request_bytes())
     app.add_middleware(TelemetryMiddleware)
     install_error_handlers(app)
-    for module in (tasks, agents, workflows, health):
+    for module in (tasks, agents, workflows, usage, health):
         app.include_router(module.router)
     return app

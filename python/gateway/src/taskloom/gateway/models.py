@@ -83,6 +83,10 @@ class UsageOut(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_completions: int = 0
+    # At the workers' configured prices; tokens of unpriced models cost nothing here.
+    cost_usd: float = 0.0
+    saved_tokens: int = 0
+    saved_cost_usd: float = 0.0
 
 
 class TaskOut(BaseModel):

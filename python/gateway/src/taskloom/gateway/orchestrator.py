@@ -92,6 +92,11 @@ class OrchestratorSession:
         resp = await self._unary(self.stub.ListAgents, orchestrator_pb2.ListAgentsRequest())
         return list(resp.agents)
 
+    async def get_usage(
+        self, request: orchestrator_pb2.GetUsageRequest
+    ) -> orchestrator_pb2.GetUsageResponse:
+        return await self._unary(self.stub.GetUsage, request)
+
     async def submit_workflow(
         self, spec: orchestrator_pb2.WorkflowSpec
     ) -> orchestrator_pb2.SubmitWorkflowResponse:

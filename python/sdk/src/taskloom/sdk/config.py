@@ -44,6 +44,8 @@ CONFIG_ENV = "TASKLOOM_CONFIG"
 # The top-level sections of the one configuration file, one per service.
 SECTIONS = ("gateway", "worker", "orchestrator", "cache", "metrics", "vector")
 MASK = "***"
+# Where the worker's implicit `anthropic` endpoint reads its key (the vendor's own name).
+ANTHROPIC_API_KEY_ENV = "ANTHROPIC_API_KEY"
 # Environment variables whose names contain these hold secrets (the launcher prints them).
 _SECRET_NAME_PARTS = ("KEY", "SECRET", "TOKEN", "PASSWORD", "CREDENTIAL")
 

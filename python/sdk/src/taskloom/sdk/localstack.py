@@ -7,7 +7,8 @@ kernel if this launcher dies, so nothing of the stack outlives it.
 
 The user's `TASKLOOM_*` settings and configuration file (`--config` / `TASKLOOM_CONFIG`)
 are passed to every service (each reads its own and ignores the rest), except the
-addresses and directories the launcher assigns itself.
+addresses and directories the launcher assigns itself; the workers also get the variables
+that hold their LLM endpoints' keys (see `provider_keys`).
 """
 
 from __future__ import annotations
@@ -31,10 +32,20 @@ from typing import IO, Any
 
 import httpx
 
-from taskloom.sdk.config import CONFIG_ENV, ENV_PREFIX, mask_env_value
+from taskloom.sdk.config import (
+    ANTHROPIC_API_KEY_ENV,
+    CONFIG_ENV,
+    ENV_PREFIX,
+    MASK,
+    ConfigError,
+    mask_env_value,
+    read_config_file,
+)
 
 # What the launcher itself reads, not passed on.
 _LAUNCHER_ENV = frozenset({CONFIG_ENV, "TASKLOOM_WORKERS"})
+# The worker's `endpoints` setting in the environment (JSON), as its settings name it.
+ENDPOINTS_ENV = f"{ENV_PREFIX}ENDPOINTS"
 
 
 # Each child's first program: it asks the kernel for SIGTERM when the launcher dies, then
@@ -100,6 +111,33 @@ def user_settings(environ: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+def provider_keys(environ: Mapping[str, str], config_file: Path | None) -> dict[str, str]:
+    """The set variables that hold the worker's LLM keys, which are not `TASKLOOM_*`: each
+    endpoint's `api_key_env` (in the config file's `worker.endpoints` or in
+    TASKLOOM_ENDPOINTS) and the implicit `anthropic` endpoint's ANTHROPIC_API_KEY.
+
+    A configuration the launcher cannot read passes no names: the worker reads it too, and
+    stops naming what is wrong with it.
+    """
+    sources: list[object] = []
+    if config_file is not None:
+        with contextlib.suppress(ConfigError):
+            worker = read_config_file(config_file).get("worker")
+            if isinstance(worker, dict):
+                sources.append(worker.get("endpoints"))
+    with contextlib.suppress(ValueError):
+        sources.append(json.loads(environ.get(ENDPOINTS_ENV, "null")))
+    names = {ANTHROPIC_API_KEY_ENV}
+    for endpoints in sources:
+        if isinstance(endpoints, dict):
+            names.update(
+                endpoint["api_key_env"]
+                for endpoint in endpoints.values()
+                if isinstance(endpoint, dict) and isinstance(endpoint.get("api_key_env"), str)
+            )
+    return {name: environ[name] for name in sorted(names) if environ.get(name)}
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that was free a moment ago, chosen by the system."""
     with socket.socket() as sock:
@@ -162,6 +200,8 @@ class StackConfig:
     user_env: dict[str, str] = field(default_factory=dict)
     # The configuration file every service reads its own section of (TASKLOOM_CONFIG).
     config_file: Path | None = None
+    # The variables holding the LLM endpoints' keys, for the workers only (provider_keys).
+    provider_keys: dict[str, str] = field(default_factory=dict)
 
 
 def _services(cfg: StackConfig) -> list[Service]:
@@ -226,6 +266,7 @@ def _services(cfg: StackConfig) -> list[Service]:
                 [cfg.python, "-m", "taskloom.agents"],
                 {
                     **addrs(None, http),
+                    **cfg.provider_keys,
                     **cfg.worker_env,
                     "TASKLOOM_ORCHESTRATOR_ADDR": orchestrator,
                     "TASKLOOM_CACHE_ADDR": f"127.0.0.1:{p.cache_grpc}",
@@ -383,10 +424,13 @@ def passed_settings(cfg: StackConfig) -> str:
     passed = {name: value for name, value in cfg.user_env.items() if name not in overridden}
     if cfg.config_file is not None:
         passed[CONFIG_ENV] = str(cfg.config_file)
-    if not passed and not overridden:
+    if not passed and not overridden and not cfg.provider_keys:
         return "No TASKLOOM_* settings or config file given: every service runs on its defaults."
     lines = ["Passing your settings to the services (each reads its own):"]
     lines += [f"  {name}={mask_env_value(name, passed[name])}" for name in sorted(passed)]
+    if cfg.provider_keys:
+        lines.append("Passing the LLM endpoints' keys to the workers:")
+        lines += [f"  {name}={MASK}" for name in cfg.provider_keys]
     if overridden:
         lines.append(f"Not passed (the launcher assigns them): {', '.join(overridden)}")
     return "\n".join(lines)
@@ -435,13 +479,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    config_file = args.config.resolve() if args.config else None
     cfg = StackConfig(
         bin_dir=args.bin_dir.resolve(),
         state_dir=args.state_dir.resolve(),
         ports=Ports.random() if args.random_ports else Ports(),
         workers=args.workers,
         user_env=user_settings(os.environ),
-        config_file=args.config.resolve() if args.config else None,
+        config_file=config_file,
+        provider_keys=provider_keys(os.environ, config_file),
     )
     print(passed_settings(cfg), flush=True)
     stopping = False

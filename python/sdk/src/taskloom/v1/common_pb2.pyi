@@ -219,24 +219,95 @@ class TokenUsage(_message.Message):
     PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
     COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
     CACHED_COMPLETIONS_FIELD_NUMBER: _builtins.int
+    COST_NANO_USD_FIELD_NUMBER: _builtins.int
+    SAVED_TOKENS_FIELD_NUMBER: _builtins.int
+    SAVED_COST_NANO_USD_FIELD_NUMBER: _builtins.int
+    MODELS_FIELD_NUMBER: _builtins.int
     prompt_tokens: _builtins.int
     completion_tokens: _builtins.int
     cached_completions: _builtins.int
     """Completions served from the cache instead of the provider."""
+    cost_nano_usd: _builtins.int
+    """Cost of the tokens this task spent, in nano-USD (1e-9 USD), at the worker's
+    configured prices; a model without a price adds nothing (see models[].priced).
+    """
+    saved_tokens: _builtins.int
+    """Tokens the LLM cache answered instead of an endpoint, and their cost."""
+    saved_cost_nano_usd: _builtins.int
+    @_builtins.property
+    def models(self) -> _containers.RepeatedCompositeFieldContainer[Global___UsageLine]:
+        """This task's own LLM usage by endpoint and model: what the orchestrator's usage
+        rollups add up (a task an agent handed off to reports its own).
+        """
+
     def __init__(
         self,
         *,
         prompt_tokens: _builtins.int = ...,
         completion_tokens: _builtins.int = ...,
         cached_completions: _builtins.int = ...,
+        cost_nano_usd: _builtins.int = ...,
+        saved_tokens: _builtins.int = ...,
+        saved_cost_nano_usd: _builtins.int = ...,
+        models: _abc.Iterable[Global___UsageLine] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached_completions", b"cached_completions", "completion_tokens", b"completion_tokens", "prompt_tokens", b"prompt_tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached_completions", b"cached_completions", "completion_tokens", b"completion_tokens", "cost_nano_usd", b"cost_nano_usd", "models", b"models", "prompt_tokens", b"prompt_tokens", "saved_cost_nano_usd", b"saved_cost_nano_usd", "saved_tokens", b"saved_tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TokenUsage: _TypeAlias = TokenUsage  # noqa: Y015
+
+@_typing.final
+class UsageLine(_message.Message):
+    """UsageLine is the usage of one endpoint and model, within a task or a rollup."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    CALLS_FIELD_NUMBER: _builtins.int
+    PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
+    COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
+    COST_NANO_USD_FIELD_NUMBER: _builtins.int
+    PRICED_FIELD_NUMBER: _builtins.int
+    SAVED_PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
+    SAVED_COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
+    SAVED_COST_NANO_USD_FIELD_NUMBER: _builtins.int
+    endpoint: _builtins.str
+    """The worker's endpoint name (what an agent's `provider:` names)."""
+    model: _builtins.str
+    calls: _builtins.int
+    prompt_tokens: _builtins.int
+    completion_tokens: _builtins.int
+    cost_nano_usd: _builtins.int
+    """In nano-USD; 0 and priced false when no price is configured for the model."""
+    priced: _builtins.bool
+    saved_prompt_tokens: _builtins.int
+    saved_completion_tokens: _builtins.int
+    saved_cost_nano_usd: _builtins.int
+    def __init__(
+        self,
+        *,
+        endpoint: _builtins.str = ...,
+        model: _builtins.str = ...,
+        calls: _builtins.int = ...,
+        prompt_tokens: _builtins.int = ...,
+        completion_tokens: _builtins.int = ...,
+        cost_nano_usd: _builtins.int = ...,
+        priced: _builtins.bool = ...,
+        saved_prompt_tokens: _builtins.int = ...,
+        saved_completion_tokens: _builtins.int = ...,
+        saved_cost_nano_usd: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calls", b"calls", "completion_tokens", b"completion_tokens", "cost_nano_usd", b"cost_nano_usd", "endpoint", b"endpoint", "model", b"model", "priced", b"priced", "prompt_tokens", b"prompt_tokens", "saved_completion_tokens", b"saved_completion_tokens", "saved_cost_nano_usd", b"saved_cost_nano_usd", "saved_prompt_tokens", b"saved_prompt_tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UsageLine: _TypeAlias = UsageLine  # noqa: Y015
 
 @_typing.final
 class RetryPolicy(_message.Message):

@@ -118,6 +118,28 @@ WORKFLOW_STATUS_CANCELLED: WorkflowStatus.ValueType  # 4
 WORKFLOW_STATUS_TIMED_OUT: WorkflowStatus.ValueType  # 5
 Global___WorkflowStatus: _TypeAlias = WorkflowStatus  # noqa: Y015
 
+class _UsageGroupBy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _UsageGroupByEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_UsageGroupBy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    USAGE_GROUP_BY_UNSPECIFIED: _UsageGroupBy.ValueType  # 0
+    USAGE_GROUP_BY_TENANT: _UsageGroupBy.ValueType  # 1
+    USAGE_GROUP_BY_AGENT: _UsageGroupBy.ValueType  # 2
+    USAGE_GROUP_BY_MODEL: _UsageGroupBy.ValueType  # 3
+    """By endpoint and model."""
+
+class UsageGroupBy(_UsageGroupBy, metaclass=_UsageGroupByEnumTypeWrapper):
+    """UsageGroupBy is what GetUsage sums by."""
+
+USAGE_GROUP_BY_UNSPECIFIED: UsageGroupBy.ValueType  # 0
+USAGE_GROUP_BY_TENANT: UsageGroupBy.ValueType  # 1
+USAGE_GROUP_BY_AGENT: UsageGroupBy.ValueType  # 2
+USAGE_GROUP_BY_MODEL: UsageGroupBy.ValueType  # 3
+"""By endpoint and model."""
+Global___UsageGroupBy: _TypeAlias = UsageGroupBy  # noqa: Y015
+
 @_typing.final
 class SubmitTaskRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -898,3 +920,125 @@ class WatchWorkflowResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchWorkflowResponse: _TypeAlias = WatchWorkflowResponse  # noqa: Y015
+
+@_typing.final
+class GetUsageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_BY_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    group_by: Global___UsageGroupBy.ValueType
+    """Unspecified means by tenant."""
+    tenant: _builtins.str
+    """Only this tenant's usage; empty means every tenant's."""
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp:
+        """From this hour (rounded down to the hour); absent means from the first rollup."""
+
+    @_builtins.property
+    def until(self) -> _timestamp_pb2.Timestamp:
+        """Up to this time (exclusive; a partial hour counts whole); absent means now."""
+
+    def __init__(
+        self,
+        *,
+        group_by: Global___UsageGroupBy.ValueType = ...,
+        tenant: _builtins.str = ...,
+        since: _timestamp_pb2.Timestamp | None = ...,
+        until: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since", "until", b"until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_by", b"group_by", "since", b"since", "tenant", b"tenant", "until", b"until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUsageRequest: _TypeAlias = GetUsageRequest  # noqa: Y015
+
+@_typing.final
+class GetUsageResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROWS_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___UsageRow]:
+        """One row per group, sorted by cost (highest first), then by key."""
+
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp:
+        """The hours summed: [since, until)."""
+
+    @_builtins.property
+    def until(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        rows: _abc.Iterable[Global___UsageRow] | None = ...,
+        since: _timestamp_pb2.Timestamp | None = ...,
+        until: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since", "until", b"until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rows", b"rows", "since", b"since", "until", b"until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUsageResponse: _TypeAlias = GetUsageResponse  # noqa: Y015
+
+@_typing.final
+class UsageRow(_message.Message):
+    """UsageRow is the usage of one group: the key fields of the grouping are set
+    (tenant; agent; endpoint and model), the others are empty.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    AGENT_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    CALLS_FIELD_NUMBER: _builtins.int
+    PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
+    COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
+    COST_NANO_USD_FIELD_NUMBER: _builtins.int
+    UNPRICED_TOKENS_FIELD_NUMBER: _builtins.int
+    SAVED_TOKENS_FIELD_NUMBER: _builtins.int
+    SAVED_COST_NANO_USD_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    agent: _builtins.str
+    endpoint: _builtins.str
+    model: _builtins.str
+    calls: _builtins.int
+    prompt_tokens: _builtins.int
+    completion_tokens: _builtins.int
+    cost_nano_usd: _builtins.int
+    """Nano-USD of the priced tokens; unpriced_tokens were spent on models without a price."""
+    unpriced_tokens: _builtins.int
+    saved_tokens: _builtins.int
+    saved_cost_nano_usd: _builtins.int
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        agent: _builtins.str = ...,
+        endpoint: _builtins.str = ...,
+        model: _builtins.str = ...,
+        calls: _builtins.int = ...,
+        prompt_tokens: _builtins.int = ...,
+        completion_tokens: _builtins.int = ...,
+        cost_nano_usd: _builtins.int = ...,
+        unpriced_tokens: _builtins.int = ...,
+        saved_tokens: _builtins.int = ...,
+        saved_cost_nano_usd: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "calls", b"calls", "completion_tokens", b"completion_tokens", "cost_nano_usd", b"cost_nano_usd", "endpoint", b"endpoint", "model", b"model", "prompt_tokens", b"prompt_tokens", "saved_cost_nano_usd", b"saved_cost_nano_usd", "saved_tokens", b"saved_tokens", "tenant", b"tenant", "unpriced_tokens", b"unpriced_tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UsageRow: _TypeAlias = UsageRow  # noqa: Y015

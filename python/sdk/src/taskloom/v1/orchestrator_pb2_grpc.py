@@ -89,6 +89,11 @@ class OrchestratorServiceStub:
                 request_serializer=taskloom_dot_v1_dot_orchestrator__pb2.WatchWorkflowRequest.SerializeToString,
                 response_deserializer=taskloom_dot_v1_dot_orchestrator__pb2.WatchWorkflowResponse.FromString,
                 _registered_method=True)
+        self.GetUsage = channel.unary_unary(
+                '/taskloom.v1.OrchestratorService/GetUsage',
+                request_serializer=taskloom_dot_v1_dot_orchestrator__pb2.GetUsageRequest.SerializeToString,
+                response_deserializer=taskloom_dot_v1_dot_orchestrator__pb2.GetUsageResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -166,6 +171,14 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUsage(self, request, context):
+        """GetUsage sums the LLM usage that task results reported, from hourly rollups
+        that outlive task retention, grouped by tenant, agent or model.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -223,6 +236,11 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.WatchWorkflow,
                     request_deserializer=taskloom_dot_v1_dot_orchestrator__pb2.WatchWorkflowRequest.FromString,
                     response_serializer=taskloom_dot_v1_dot_orchestrator__pb2.WatchWorkflowResponse.SerializeToString,
+            ),
+            'GetUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUsage,
+                    request_deserializer=taskloom_dot_v1_dot_orchestrator__pb2.GetUsageRequest.FromString,
+                    response_serializer=taskloom_dot_v1_dot_orchestrator__pb2.GetUsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -522,6 +540,33 @@ class OrchestratorService:
             '/taskloom.v1.OrchestratorService/WatchWorkflow',
             taskloom_dot_v1_dot_orchestrator__pb2.WatchWorkflowRequest.SerializeToString,
             taskloom_dot_v1_dot_orchestrator__pb2.WatchWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskloom.v1.OrchestratorService/GetUsage',
+            taskloom_dot_v1_dot_orchestrator__pb2.GetUsageRequest.SerializeToString,
+            taskloom_dot_v1_dot_orchestrator__pb2.GetUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,6 +50,10 @@ class OrchestratorServiceStub:
     GetWorkflow: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.GetWorkflowRequest, _orchestrator_pb2.GetWorkflowResponse]
     CancelWorkflow: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.CancelWorkflowRequest, _orchestrator_pb2.CancelWorkflowResponse]
     WatchWorkflow: _grpc.UnaryStreamMultiCallable[_orchestrator_pb2.WatchWorkflowRequest, _orchestrator_pb2.WatchWorkflowResponse]
+    GetUsage: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.GetUsageRequest, _orchestrator_pb2.GetUsageResponse]
+    """GetUsage sums the LLM usage that task results reported, from hourly rollups
+    that outlive task retention, grouped by tenant, agent or model.
+    """
 
 @_typing.type_check_only
 class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
@@ -73,6 +77,10 @@ class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
     GetWorkflow: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.GetWorkflowRequest, _orchestrator_pb2.GetWorkflowResponse]  # type: ignore[assignment]
     CancelWorkflow: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.CancelWorkflowRequest, _orchestrator_pb2.CancelWorkflowResponse]  # type: ignore[assignment]
     WatchWorkflow: _aio.UnaryStreamMultiCallable[_orchestrator_pb2.WatchWorkflowRequest, _orchestrator_pb2.WatchWorkflowResponse]  # type: ignore[assignment]
+    GetUsage: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.GetUsageRequest, _orchestrator_pb2.GetUsageResponse]  # type: ignore[assignment]
+    """GetUsage sums the LLM usage that task results reported, from hourly rollups
+    that outlive task retention, grouped by tenant, agent or model.
+    """
 
 class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -159,5 +167,15 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _orchestrator_pb2.WatchWorkflowRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_orchestrator_pb2.WatchWorkflowResponse], _abc.AsyncIterator[_orchestrator_pb2.WatchWorkflowResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetUsage(
+        self,
+        request: _orchestrator_pb2.GetUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orchestrator_pb2.GetUsageResponse, _abc.Awaitable[_orchestrator_pb2.GetUsageResponse]]:
+        """GetUsage sums the LLM usage that task results reported, from hourly rollups
+        that outlive task retention, grouped by tenant, agent or model.
+        """
 
 def add_OrchestratorServiceServicer_to_server(servicer: OrchestratorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

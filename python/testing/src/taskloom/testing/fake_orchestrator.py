@@ -169,6 +169,9 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self.reject_field = ""  # when set, SubmitTask answers INVALID_ARGUMENT naming it
         self.last_metadata: dict[str, str] = {}
         self.open_watches = 0  # WatchTask calls in progress
+        # GetUsage answers these rows as they are; the requests are kept for inspection.
+        self.usage_rows: list[orchestrator_pb2.UsageRow] = []
+        self.usage_requests: list[orchestrator_pb2.GetUsageRequest] = []
 
     # Tasks.
 
@@ -372,6 +375,14 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self, request: orchestrator_pb2.ListAgentsRequest, context: Context
     ) -> orchestrator_pb2.ListAgentsResponse:
         return orchestrator_pb2.ListAgentsResponse(agents=sorted(AGENTS, key=lambda a: a.name))
+
+    async def GetUsage(
+        self, request: orchestrator_pb2.GetUsageRequest, context: Context
+    ) -> orchestrator_pb2.GetUsageResponse:
+        self.usage_requests.append(request)
+        return orchestrator_pb2.GetUsageResponse(
+            rows=self.usage_rows, since=request.since, until=request.until
+        )
 
     # Workflows.
 

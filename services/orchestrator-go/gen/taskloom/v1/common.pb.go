@@ -357,8 +357,17 @@ type TokenUsage struct {
 	CompletionTokens int64                  `protobuf:"varint,2,opt,name=completion_tokens,json=completionTokens,proto3" json:"completion_tokens,omitempty"`
 	// Completions served from the cache instead of the provider.
 	CachedCompletions int64 `protobuf:"varint,3,opt,name=cached_completions,json=cachedCompletions,proto3" json:"cached_completions,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Cost of the tokens this task spent, in nano-USD (1e-9 USD), at the worker's
+	// configured prices; a model without a price adds nothing (see models[].priced).
+	CostNanoUsd int64 `protobuf:"varint,4,opt,name=cost_nano_usd,json=costNanoUsd,proto3" json:"cost_nano_usd,omitempty"`
+	// Tokens the LLM cache answered instead of an endpoint, and their cost.
+	SavedTokens      int64 `protobuf:"varint,5,opt,name=saved_tokens,json=savedTokens,proto3" json:"saved_tokens,omitempty"`
+	SavedCostNanoUsd int64 `protobuf:"varint,6,opt,name=saved_cost_nano_usd,json=savedCostNanoUsd,proto3" json:"saved_cost_nano_usd,omitempty"`
+	// This task's own LLM usage by endpoint and model: what the orchestrator's usage
+	// rollups add up (a task an agent handed off to reports its own).
+	Models        []*UsageLine `protobuf:"bytes,7,rep,name=models,proto3" json:"models,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TokenUsage) Reset() {
@@ -412,6 +421,153 @@ func (x *TokenUsage) GetCachedCompletions() int64 {
 	return 0
 }
 
+func (x *TokenUsage) GetCostNanoUsd() int64 {
+	if x != nil {
+		return x.CostNanoUsd
+	}
+	return 0
+}
+
+func (x *TokenUsage) GetSavedTokens() int64 {
+	if x != nil {
+		return x.SavedTokens
+	}
+	return 0
+}
+
+func (x *TokenUsage) GetSavedCostNanoUsd() int64 {
+	if x != nil {
+		return x.SavedCostNanoUsd
+	}
+	return 0
+}
+
+func (x *TokenUsage) GetModels() []*UsageLine {
+	if x != nil {
+		return x.Models
+	}
+	return nil
+}
+
+// UsageLine is the usage of one endpoint and model, within a task or a rollup.
+type UsageLine struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The worker's endpoint name (what an agent's `provider:` names).
+	Endpoint         string `protobuf:"bytes,1,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	Model            string `protobuf:"bytes,2,opt,name=model,proto3" json:"model,omitempty"`
+	Calls            int64  `protobuf:"varint,3,opt,name=calls,proto3" json:"calls,omitempty"`
+	PromptTokens     int64  `protobuf:"varint,4,opt,name=prompt_tokens,json=promptTokens,proto3" json:"prompt_tokens,omitempty"`
+	CompletionTokens int64  `protobuf:"varint,5,opt,name=completion_tokens,json=completionTokens,proto3" json:"completion_tokens,omitempty"`
+	// In nano-USD; 0 and priced false when no price is configured for the model.
+	CostNanoUsd           int64 `protobuf:"varint,6,opt,name=cost_nano_usd,json=costNanoUsd,proto3" json:"cost_nano_usd,omitempty"`
+	Priced                bool  `protobuf:"varint,7,opt,name=priced,proto3" json:"priced,omitempty"`
+	SavedPromptTokens     int64 `protobuf:"varint,8,opt,name=saved_prompt_tokens,json=savedPromptTokens,proto3" json:"saved_prompt_tokens,omitempty"`
+	SavedCompletionTokens int64 `protobuf:"varint,9,opt,name=saved_completion_tokens,json=savedCompletionTokens,proto3" json:"saved_completion_tokens,omitempty"`
+	SavedCostNanoUsd      int64 `protobuf:"varint,10,opt,name=saved_cost_nano_usd,json=savedCostNanoUsd,proto3" json:"saved_cost_nano_usd,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *UsageLine) Reset() {
+	*x = UsageLine{}
+	mi := &file_taskloom_v1_common_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsageLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsageLine) ProtoMessage() {}
+
+func (x *UsageLine) ProtoReflect() protoreflect.Message {
+	mi := &file_taskloom_v1_common_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsageLine.ProtoReflect.Descriptor instead.
+func (*UsageLine) Descriptor() ([]byte, []int) {
+	return file_taskloom_v1_common_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *UsageLine) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
+func (x *UsageLine) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *UsageLine) GetCalls() int64 {
+	if x != nil {
+		return x.Calls
+	}
+	return 0
+}
+
+func (x *UsageLine) GetPromptTokens() int64 {
+	if x != nil {
+		return x.PromptTokens
+	}
+	return 0
+}
+
+func (x *UsageLine) GetCompletionTokens() int64 {
+	if x != nil {
+		return x.CompletionTokens
+	}
+	return 0
+}
+
+func (x *UsageLine) GetCostNanoUsd() int64 {
+	if x != nil {
+		return x.CostNanoUsd
+	}
+	return 0
+}
+
+func (x *UsageLine) GetPriced() bool {
+	if x != nil {
+		return x.Priced
+	}
+	return false
+}
+
+func (x *UsageLine) GetSavedPromptTokens() int64 {
+	if x != nil {
+		return x.SavedPromptTokens
+	}
+	return 0
+}
+
+func (x *UsageLine) GetSavedCompletionTokens() int64 {
+	if x != nil {
+		return x.SavedCompletionTokens
+	}
+	return 0
+}
+
+func (x *UsageLine) GetSavedCostNanoUsd() int64 {
+	if x != nil {
+		return x.SavedCostNanoUsd
+	}
+	return 0
+}
+
 // RetryPolicy bounds how often and how fast a failed task is tried again.
 type RetryPolicy struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -426,7 +582,7 @@ type RetryPolicy struct {
 
 func (x *RetryPolicy) Reset() {
 	*x = RetryPolicy{}
-	mi := &file_taskloom_v1_common_proto_msgTypes[2]
+	mi := &file_taskloom_v1_common_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -438,7 +594,7 @@ func (x *RetryPolicy) String() string {
 func (*RetryPolicy) ProtoMessage() {}
 
 func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_taskloom_v1_common_proto_msgTypes[2]
+	mi := &file_taskloom_v1_common_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -451,7 +607,7 @@ func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
 func (*RetryPolicy) Descriptor() ([]byte, []int) {
-	return file_taskloom_v1_common_proto_rawDescGZIP(), []int{2}
+	return file_taskloom_v1_common_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RetryPolicy) GetMaxAttempts() int32 {
@@ -499,7 +655,7 @@ type TaskSpec struct {
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_taskloom_v1_common_proto_msgTypes[3]
+	mi := &file_taskloom_v1_common_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -511,7 +667,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_taskloom_v1_common_proto_msgTypes[3]
+	mi := &file_taskloom_v1_common_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -524,7 +680,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_taskloom_v1_common_proto_rawDescGZIP(), []int{3}
+	return file_taskloom_v1_common_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *TaskSpec) GetAgent() string {
@@ -613,7 +769,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_taskloom_v1_common_proto_msgTypes[4]
+	mi := &file_taskloom_v1_common_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -625,7 +781,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_taskloom_v1_common_proto_msgTypes[4]
+	mi := &file_taskloom_v1_common_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -638,7 +794,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_taskloom_v1_common_proto_rawDescGZIP(), []int{4}
+	return file_taskloom_v1_common_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Task) GetId() string {
@@ -796,7 +952,7 @@ type AgentInfo struct {
 
 func (x *AgentInfo) Reset() {
 	*x = AgentInfo{}
-	mi := &file_taskloom_v1_common_proto_msgTypes[5]
+	mi := &file_taskloom_v1_common_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -808,7 +964,7 @@ func (x *AgentInfo) String() string {
 func (*AgentInfo) ProtoMessage() {}
 
 func (x *AgentInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_taskloom_v1_common_proto_msgTypes[5]
+	mi := &file_taskloom_v1_common_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -821,7 +977,7 @@ func (x *AgentInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentInfo.ProtoReflect.Descriptor instead.
 func (*AgentInfo) Descriptor() ([]byte, []int) {
-	return file_taskloom_v1_common_proto_rawDescGZIP(), []int{5}
+	return file_taskloom_v1_common_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AgentInfo) GetName() string {
@@ -867,12 +1023,28 @@ const file_taskloom_v1_common_proto_rawDesc = "" +
 	"\tTaskError\x120\n" +
 	"\x06reason\x18\x01 \x01(\x0e2\x18.taskloom.v1.ErrorReasonR\x06reason\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1c\n" +
-	"\tretryable\x18\x03 \x01(\bR\tretryable\"\x8d\x01\n" +
+	"\tretryable\x18\x03 \x01(\bR\tretryable\"\xb3\x02\n" +
 	"\n" +
 	"TokenUsage\x12#\n" +
 	"\rprompt_tokens\x18\x01 \x01(\x03R\fpromptTokens\x12+\n" +
 	"\x11completion_tokens\x18\x02 \x01(\x03R\x10completionTokens\x12-\n" +
-	"\x12cached_completions\x18\x03 \x01(\x03R\x11cachedCompletions\"\xcc\x01\n" +
+	"\x12cached_completions\x18\x03 \x01(\x03R\x11cachedCompletions\x12\"\n" +
+	"\rcost_nano_usd\x18\x04 \x01(\x03R\vcostNanoUsd\x12!\n" +
+	"\fsaved_tokens\x18\x05 \x01(\x03R\vsavedTokens\x12-\n" +
+	"\x13saved_cost_nano_usd\x18\x06 \x01(\x03R\x10savedCostNanoUsd\x12.\n" +
+	"\x06models\x18\a \x03(\v2\x16.taskloom.v1.UsageLineR\x06models\"\xf8\x02\n" +
+	"\tUsageLine\x12\x1a\n" +
+	"\bendpoint\x18\x01 \x01(\tR\bendpoint\x12\x14\n" +
+	"\x05model\x18\x02 \x01(\tR\x05model\x12\x14\n" +
+	"\x05calls\x18\x03 \x01(\x03R\x05calls\x12#\n" +
+	"\rprompt_tokens\x18\x04 \x01(\x03R\fpromptTokens\x12+\n" +
+	"\x11completion_tokens\x18\x05 \x01(\x03R\x10completionTokens\x12\"\n" +
+	"\rcost_nano_usd\x18\x06 \x01(\x03R\vcostNanoUsd\x12\x16\n" +
+	"\x06priced\x18\a \x01(\bR\x06priced\x12.\n" +
+	"\x13saved_prompt_tokens\x18\b \x01(\x03R\x11savedPromptTokens\x126\n" +
+	"\x17saved_completion_tokens\x18\t \x01(\x03R\x15savedCompletionTokens\x12-\n" +
+	"\x13saved_cost_nano_usd\x18\n" +
+	" \x01(\x03R\x10savedCostNanoUsd\"\xcc\x01\n" +
 	"\vRetryPolicy\x12+\n" +
 	"\fmax_attempts\x18\x01 \x01(\x05B\b\xca\xf3\x18\x04@\x00HdR\vmaxAttempts\x12K\n" +
 	"\x0finitial_backoff\x18\x02 \x01(\v2\x19.google.protobuf.DurationB\a\xca\xf3\x18\x03X\x90\x1cR\x0einitialBackoff\x12C\n" +
@@ -984,46 +1156,48 @@ func file_taskloom_v1_common_proto_rawDescGZIP() []byte {
 }
 
 var file_taskloom_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_taskloom_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_taskloom_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_taskloom_v1_common_proto_goTypes = []any{
 	(ErrorReason)(0),              // 0: taskloom.v1.ErrorReason
 	(ChunkKind)(0),                // 1: taskloom.v1.ChunkKind
 	(TaskStatus)(0),               // 2: taskloom.v1.TaskStatus
 	(*TaskError)(nil),             // 3: taskloom.v1.TaskError
 	(*TokenUsage)(nil),            // 4: taskloom.v1.TokenUsage
-	(*RetryPolicy)(nil),           // 5: taskloom.v1.RetryPolicy
-	(*TaskSpec)(nil),              // 6: taskloom.v1.TaskSpec
-	(*Task)(nil),                  // 7: taskloom.v1.Task
-	(*AgentInfo)(nil),             // 8: taskloom.v1.AgentInfo
-	nil,                           // 9: taskloom.v1.TaskSpec.LabelsEntry
-	nil,                           // 10: taskloom.v1.Task.LabelsEntry
-	(*durationpb.Duration)(nil),   // 11: google.protobuf.Duration
-	(*structpb.Value)(nil),        // 12: google.protobuf.Value
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*UsageLine)(nil),             // 5: taskloom.v1.UsageLine
+	(*RetryPolicy)(nil),           // 6: taskloom.v1.RetryPolicy
+	(*TaskSpec)(nil),              // 7: taskloom.v1.TaskSpec
+	(*Task)(nil),                  // 8: taskloom.v1.Task
+	(*AgentInfo)(nil),             // 9: taskloom.v1.AgentInfo
+	nil,                           // 10: taskloom.v1.TaskSpec.LabelsEntry
+	nil,                           // 11: taskloom.v1.Task.LabelsEntry
+	(*durationpb.Duration)(nil),   // 12: google.protobuf.Duration
+	(*structpb.Value)(nil),        // 13: google.protobuf.Value
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
 }
 var file_taskloom_v1_common_proto_depIdxs = []int32{
 	0,  // 0: taskloom.v1.TaskError.reason:type_name -> taskloom.v1.ErrorReason
-	11, // 1: taskloom.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
-	11, // 2: taskloom.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
-	12, // 3: taskloom.v1.TaskSpec.input:type_name -> google.protobuf.Value
-	9,  // 4: taskloom.v1.TaskSpec.labels:type_name -> taskloom.v1.TaskSpec.LabelsEntry
-	11, // 5: taskloom.v1.TaskSpec.timeout:type_name -> google.protobuf.Duration
-	5,  // 6: taskloom.v1.TaskSpec.retry:type_name -> taskloom.v1.RetryPolicy
-	12, // 7: taskloom.v1.Task.input:type_name -> google.protobuf.Value
-	2,  // 8: taskloom.v1.Task.status:type_name -> taskloom.v1.TaskStatus
-	12, // 9: taskloom.v1.Task.result:type_name -> google.protobuf.Value
-	3,  // 10: taskloom.v1.Task.error:type_name -> taskloom.v1.TaskError
-	10, // 11: taskloom.v1.Task.labels:type_name -> taskloom.v1.Task.LabelsEntry
-	11, // 12: taskloom.v1.Task.timeout:type_name -> google.protobuf.Duration
-	13, // 13: taskloom.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	13, // 14: taskloom.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	13, // 15: taskloom.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	4,  // 16: taskloom.v1.Task.usage:type_name -> taskloom.v1.TokenUsage
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	5,  // 1: taskloom.v1.TokenUsage.models:type_name -> taskloom.v1.UsageLine
+	12, // 2: taskloom.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
+	12, // 3: taskloom.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
+	13, // 4: taskloom.v1.TaskSpec.input:type_name -> google.protobuf.Value
+	10, // 5: taskloom.v1.TaskSpec.labels:type_name -> taskloom.v1.TaskSpec.LabelsEntry
+	12, // 6: taskloom.v1.TaskSpec.timeout:type_name -> google.protobuf.Duration
+	6,  // 7: taskloom.v1.TaskSpec.retry:type_name -> taskloom.v1.RetryPolicy
+	13, // 8: taskloom.v1.Task.input:type_name -> google.protobuf.Value
+	2,  // 9: taskloom.v1.Task.status:type_name -> taskloom.v1.TaskStatus
+	13, // 10: taskloom.v1.Task.result:type_name -> google.protobuf.Value
+	3,  // 11: taskloom.v1.Task.error:type_name -> taskloom.v1.TaskError
+	11, // 12: taskloom.v1.Task.labels:type_name -> taskloom.v1.Task.LabelsEntry
+	12, // 13: taskloom.v1.Task.timeout:type_name -> google.protobuf.Duration
+	14, // 14: taskloom.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	14, // 15: taskloom.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	14, // 16: taskloom.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	4,  // 17: taskloom.v1.Task.usage:type_name -> taskloom.v1.TokenUsage
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_taskloom_v1_common_proto_init() }
@@ -1032,14 +1206,14 @@ func file_taskloom_v1_common_proto_init() {
 		return
 	}
 	file_taskloom_v1_limits_proto_init()
-	file_taskloom_v1_common_proto_msgTypes[3].OneofWrappers = []any{}
+	file_taskloom_v1_common_proto_msgTypes[4].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_taskloom_v1_common_proto_rawDesc), len(file_taskloom_v1_common_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -245,6 +245,60 @@ func (WorkflowStatus) EnumDescriptor() ([]byte, []int) {
 	return file_taskloom_v1_orchestrator_proto_rawDescGZIP(), []int{3}
 }
 
+// UsageGroupBy is what GetUsage sums by.
+type UsageGroupBy int32
+
+const (
+	UsageGroupBy_USAGE_GROUP_BY_UNSPECIFIED UsageGroupBy = 0
+	UsageGroupBy_USAGE_GROUP_BY_TENANT      UsageGroupBy = 1
+	UsageGroupBy_USAGE_GROUP_BY_AGENT       UsageGroupBy = 2
+	// By endpoint and model.
+	UsageGroupBy_USAGE_GROUP_BY_MODEL UsageGroupBy = 3
+)
+
+// Enum value maps for UsageGroupBy.
+var (
+	UsageGroupBy_name = map[int32]string{
+		0: "USAGE_GROUP_BY_UNSPECIFIED",
+		1: "USAGE_GROUP_BY_TENANT",
+		2: "USAGE_GROUP_BY_AGENT",
+		3: "USAGE_GROUP_BY_MODEL",
+	}
+	UsageGroupBy_value = map[string]int32{
+		"USAGE_GROUP_BY_UNSPECIFIED": 0,
+		"USAGE_GROUP_BY_TENANT":      1,
+		"USAGE_GROUP_BY_AGENT":       2,
+		"USAGE_GROUP_BY_MODEL":       3,
+	}
+)
+
+func (x UsageGroupBy) Enum() *UsageGroupBy {
+	p := new(UsageGroupBy)
+	*p = x
+	return p
+}
+
+func (x UsageGroupBy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UsageGroupBy) Descriptor() protoreflect.EnumDescriptor {
+	return file_taskloom_v1_orchestrator_proto_enumTypes[4].Descriptor()
+}
+
+func (UsageGroupBy) Type() protoreflect.EnumType {
+	return &file_taskloom_v1_orchestrator_proto_enumTypes[4]
+}
+
+func (x UsageGroupBy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UsageGroupBy.Descriptor instead.
+func (UsageGroupBy) EnumDescriptor() ([]byte, []int) {
+	return file_taskloom_v1_orchestrator_proto_rawDescGZIP(), []int{4}
+}
+
 type SubmitTaskRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Task          *TaskSpec              `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
@@ -1917,6 +1971,267 @@ func (x *WatchWorkflowResponse) GetEvent() *WorkflowEvent {
 	return nil
 }
 
+type GetUsageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unspecified means by tenant.
+	GroupBy UsageGroupBy `protobuf:"varint,1,opt,name=group_by,json=groupBy,proto3,enum=taskloom.v1.UsageGroupBy" json:"group_by,omitempty"`
+	// Only this tenant's usage; empty means every tenant's.
+	Tenant string `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// From this hour (rounded down to the hour); absent means from the first rollup.
+	Since *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	// Up to this time (exclusive; a partial hour counts whole); absent means now.
+	Until         *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=until,proto3" json:"until,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetUsageRequest) Reset() {
+	*x = GetUsageRequest{}
+	mi := &file_taskloom_v1_orchestrator_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUsageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUsageRequest) ProtoMessage() {}
+
+func (x *GetUsageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_taskloom_v1_orchestrator_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUsageRequest.ProtoReflect.Descriptor instead.
+func (*GetUsageRequest) Descriptor() ([]byte, []int) {
+	return file_taskloom_v1_orchestrator_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *GetUsageRequest) GetGroupBy() UsageGroupBy {
+	if x != nil {
+		return x.GroupBy
+	}
+	return UsageGroupBy_USAGE_GROUP_BY_UNSPECIFIED
+}
+
+func (x *GetUsageRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *GetUsageRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *GetUsageRequest) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+type GetUsageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One row per group, sorted by cost (highest first), then by key.
+	Rows []*UsageRow `protobuf:"bytes,1,rep,name=rows,proto3" json:"rows,omitempty"`
+	// The hours summed: [since, until).
+	Since         *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=since,proto3" json:"since,omitempty"`
+	Until         *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=until,proto3" json:"until,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetUsageResponse) Reset() {
+	*x = GetUsageResponse{}
+	mi := &file_taskloom_v1_orchestrator_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUsageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUsageResponse) ProtoMessage() {}
+
+func (x *GetUsageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_taskloom_v1_orchestrator_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUsageResponse.ProtoReflect.Descriptor instead.
+func (*GetUsageResponse) Descriptor() ([]byte, []int) {
+	return file_taskloom_v1_orchestrator_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *GetUsageResponse) GetRows() []*UsageRow {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
+func (x *GetUsageResponse) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *GetUsageResponse) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+// UsageRow is the usage of one group: the key fields of the grouping are set
+// (tenant; agent; endpoint and model), the others are empty.
+type UsageRow struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Tenant           string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Agent            string                 `protobuf:"bytes,2,opt,name=agent,proto3" json:"agent,omitempty"`
+	Endpoint         string                 `protobuf:"bytes,3,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	Model            string                 `protobuf:"bytes,4,opt,name=model,proto3" json:"model,omitempty"`
+	Calls            int64                  `protobuf:"varint,5,opt,name=calls,proto3" json:"calls,omitempty"`
+	PromptTokens     int64                  `protobuf:"varint,6,opt,name=prompt_tokens,json=promptTokens,proto3" json:"prompt_tokens,omitempty"`
+	CompletionTokens int64                  `protobuf:"varint,7,opt,name=completion_tokens,json=completionTokens,proto3" json:"completion_tokens,omitempty"`
+	// Nano-USD of the priced tokens; unpriced_tokens were spent on models without a price.
+	CostNanoUsd      int64 `protobuf:"varint,8,opt,name=cost_nano_usd,json=costNanoUsd,proto3" json:"cost_nano_usd,omitempty"`
+	UnpricedTokens   int64 `protobuf:"varint,9,opt,name=unpriced_tokens,json=unpricedTokens,proto3" json:"unpriced_tokens,omitempty"`
+	SavedTokens      int64 `protobuf:"varint,10,opt,name=saved_tokens,json=savedTokens,proto3" json:"saved_tokens,omitempty"`
+	SavedCostNanoUsd int64 `protobuf:"varint,11,opt,name=saved_cost_nano_usd,json=savedCostNanoUsd,proto3" json:"saved_cost_nano_usd,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *UsageRow) Reset() {
+	*x = UsageRow{}
+	mi := &file_taskloom_v1_orchestrator_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsageRow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsageRow) ProtoMessage() {}
+
+func (x *UsageRow) ProtoReflect() protoreflect.Message {
+	mi := &file_taskloom_v1_orchestrator_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsageRow.ProtoReflect.Descriptor instead.
+func (*UsageRow) Descriptor() ([]byte, []int) {
+	return file_taskloom_v1_orchestrator_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *UsageRow) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *UsageRow) GetAgent() string {
+	if x != nil {
+		return x.Agent
+	}
+	return ""
+}
+
+func (x *UsageRow) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
+func (x *UsageRow) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *UsageRow) GetCalls() int64 {
+	if x != nil {
+		return x.Calls
+	}
+	return 0
+}
+
+func (x *UsageRow) GetPromptTokens() int64 {
+	if x != nil {
+		return x.PromptTokens
+	}
+	return 0
+}
+
+func (x *UsageRow) GetCompletionTokens() int64 {
+	if x != nil {
+		return x.CompletionTokens
+	}
+	return 0
+}
+
+func (x *UsageRow) GetCostNanoUsd() int64 {
+	if x != nil {
+		return x.CostNanoUsd
+	}
+	return 0
+}
+
+func (x *UsageRow) GetUnpricedTokens() int64 {
+	if x != nil {
+		return x.UnpricedTokens
+	}
+	return 0
+}
+
+func (x *UsageRow) GetSavedTokens() int64 {
+	if x != nil {
+		return x.SavedTokens
+	}
+	return 0
+}
+
+func (x *UsageRow) GetSavedCostNanoUsd() int64 {
+	if x != nil {
+		return x.SavedCostNanoUsd
+	}
+	return 0
+}
+
 var File_taskloom_v1_orchestrator_proto protoreflect.FileDescriptor
 
 const file_taskloom_v1_orchestrator_proto_rawDesc = "" +
@@ -2047,7 +2362,29 @@ const file_taskloom_v1_orchestrator_proto_rawDesc = "" +
 	"\x04done\x18\x06 \x01(\bR\x04done\x12.\n" +
 	"\x04time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"I\n" +
 	"\x15WatchWorkflowResponse\x120\n" +
-	"\x05event\x18\x01 \x01(\v2\x1a.taskloom.v1.WorkflowEventR\x05event*\x81\x01\n" +
+	"\x05event\x18\x01 \x01(\v2\x1a.taskloom.v1.WorkflowEventR\x05event\"\xcc\x01\n" +
+	"\x0fGetUsageRequest\x124\n" +
+	"\bgroup_by\x18\x01 \x01(\x0e2\x19.taskloom.v1.UsageGroupByR\agroupBy\x12\x1f\n" +
+	"\x06tenant\x18\x02 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x01R\x06tenant\x120\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
+	"\x05until\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\"\xa1\x01\n" +
+	"\x10GetUsageResponse\x12)\n" +
+	"\x04rows\x18\x01 \x03(\v2\x15.taskloom.v1.UsageRowR\x04rows\x120\n" +
+	"\x05since\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
+	"\x05until\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\"\xf1\x02\n" +
+	"\bUsageRow\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x14\n" +
+	"\x05agent\x18\x02 \x01(\tR\x05agent\x12\x1a\n" +
+	"\bendpoint\x18\x03 \x01(\tR\bendpoint\x12\x14\n" +
+	"\x05model\x18\x04 \x01(\tR\x05model\x12\x14\n" +
+	"\x05calls\x18\x05 \x01(\x03R\x05calls\x12#\n" +
+	"\rprompt_tokens\x18\x06 \x01(\x03R\fpromptTokens\x12+\n" +
+	"\x11completion_tokens\x18\a \x01(\x03R\x10completionTokens\x12\"\n" +
+	"\rcost_nano_usd\x18\b \x01(\x03R\vcostNanoUsd\x12'\n" +
+	"\x0funpriced_tokens\x18\t \x01(\x03R\x0eunpricedTokens\x12!\n" +
+	"\fsaved_tokens\x18\n" +
+	" \x01(\x03R\vsavedTokens\x12-\n" +
+	"\x13saved_cost_nano_usd\x18\v \x01(\x03R\x10savedCostNanoUsd*\x81\x01\n" +
 	"\rTaskEventType\x12\x1f\n" +
 	"\x1bTASK_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16TASK_EVENT_TYPE_STATUS\x10\x01\x12\x19\n" +
@@ -2068,7 +2405,12 @@ const file_taskloom_v1_orchestrator_proto_rawDesc = "" +
 	"\x19WORKFLOW_STATUS_SUCCEEDED\x10\x02\x12\x1a\n" +
 	"\x16WORKFLOW_STATUS_FAILED\x10\x03\x12\x1d\n" +
 	"\x19WORKFLOW_STATUS_CANCELLED\x10\x04\x12\x1d\n" +
-	"\x19WORKFLOW_STATUS_TIMED_OUT\x10\x052\xa1\a\n" +
+	"\x19WORKFLOW_STATUS_TIMED_OUT\x10\x05*}\n" +
+	"\fUsageGroupBy\x12\x1e\n" +
+	"\x1aUSAGE_GROUP_BY_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15USAGE_GROUP_BY_TENANT\x10\x01\x12\x18\n" +
+	"\x14USAGE_GROUP_BY_AGENT\x10\x02\x12\x18\n" +
+	"\x14USAGE_GROUP_BY_MODEL\x10\x032\xea\a\n" +
 	"\x13OrchestratorService\x12M\n" +
 	"\n" +
 	"SubmitTask\x12\x1e.taskloom.v1.SubmitTaskRequest\x1a\x1f.taskloom.v1.SubmitTaskResponse\x12P\n" +
@@ -2083,7 +2425,8 @@ const file_taskloom_v1_orchestrator_proto_rawDesc = "" +
 	"\x0eSubmitWorkflow\x12\".taskloom.v1.SubmitWorkflowRequest\x1a#.taskloom.v1.SubmitWorkflowResponse\x12P\n" +
 	"\vGetWorkflow\x12\x1f.taskloom.v1.GetWorkflowRequest\x1a .taskloom.v1.GetWorkflowResponse\x12Y\n" +
 	"\x0eCancelWorkflow\x12\".taskloom.v1.CancelWorkflowRequest\x1a#.taskloom.v1.CancelWorkflowResponse\x12X\n" +
-	"\rWatchWorkflow\x12!.taskloom.v1.WatchWorkflowRequest\x1a\".taskloom.v1.WatchWorkflowResponse0\x01\x1a\t\xd2\xf3\x18\x05\b\x80\x80\x80\x02BRZPgithub.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1;taskloomv1b\x06proto3"
+	"\rWatchWorkflow\x12!.taskloom.v1.WatchWorkflowRequest\x1a\".taskloom.v1.WatchWorkflowResponse0\x01\x12G\n" +
+	"\bGetUsage\x12\x1c.taskloom.v1.GetUsageRequest\x1a\x1d.taskloom.v1.GetUsageResponse\x1a\t\xd2\xf3\x18\x05\b\x80\x80\x80\x02BRZPgithub.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1;taskloomv1b\x06proto3"
 
 var (
 	file_taskloom_v1_orchestrator_proto_rawDescOnce sync.Once
@@ -2097,127 +2440,139 @@ func file_taskloom_v1_orchestrator_proto_rawDescGZIP() []byte {
 	return file_taskloom_v1_orchestrator_proto_rawDescData
 }
 
-var file_taskloom_v1_orchestrator_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_taskloom_v1_orchestrator_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_taskloom_v1_orchestrator_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_taskloom_v1_orchestrator_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_taskloom_v1_orchestrator_proto_goTypes = []any{
 	(TaskEventType)(0),             // 0: taskloom.v1.TaskEventType
 	(WorkflowMode)(0),              // 1: taskloom.v1.WorkflowMode
 	(FailurePolicy)(0),             // 2: taskloom.v1.FailurePolicy
 	(WorkflowStatus)(0),            // 3: taskloom.v1.WorkflowStatus
-	(*SubmitTaskRequest)(nil),      // 4: taskloom.v1.SubmitTaskRequest
-	(*SubmitTaskResponse)(nil),     // 5: taskloom.v1.SubmitTaskResponse
-	(*SubmitTasksRequest)(nil),     // 6: taskloom.v1.SubmitTasksRequest
-	(*SubmitTasksResponse)(nil),    // 7: taskloom.v1.SubmitTasksResponse
-	(*GetTaskRequest)(nil),         // 8: taskloom.v1.GetTaskRequest
-	(*GetTaskResponse)(nil),        // 9: taskloom.v1.GetTaskResponse
-	(*ListTasksRequest)(nil),       // 10: taskloom.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),      // 11: taskloom.v1.ListTasksResponse
-	(*CancelTaskRequest)(nil),      // 12: taskloom.v1.CancelTaskRequest
-	(*CancelTaskResponse)(nil),     // 13: taskloom.v1.CancelTaskResponse
-	(*WatchTaskRequest)(nil),       // 14: taskloom.v1.WatchTaskRequest
-	(*TaskEvent)(nil),              // 15: taskloom.v1.TaskEvent
-	(*WatchTaskResponse)(nil),      // 16: taskloom.v1.WatchTaskResponse
-	(*ListAgentsRequest)(nil),      // 17: taskloom.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil),     // 18: taskloom.v1.ListAgentsResponse
-	(*Step)(nil),                   // 19: taskloom.v1.Step
-	(*WorkflowSpec)(nil),           // 20: taskloom.v1.WorkflowSpec
-	(*StepState)(nil),              // 21: taskloom.v1.StepState
-	(*Workflow)(nil),               // 22: taskloom.v1.Workflow
-	(*SubmitWorkflowRequest)(nil),  // 23: taskloom.v1.SubmitWorkflowRequest
-	(*SubmitWorkflowResponse)(nil), // 24: taskloom.v1.SubmitWorkflowResponse
-	(*GetWorkflowRequest)(nil),     // 25: taskloom.v1.GetWorkflowRequest
-	(*GetWorkflowResponse)(nil),    // 26: taskloom.v1.GetWorkflowResponse
-	(*CancelWorkflowRequest)(nil),  // 27: taskloom.v1.CancelWorkflowRequest
-	(*CancelWorkflowResponse)(nil), // 28: taskloom.v1.CancelWorkflowResponse
-	(*WatchWorkflowRequest)(nil),   // 29: taskloom.v1.WatchWorkflowRequest
-	(*WorkflowEvent)(nil),          // 30: taskloom.v1.WorkflowEvent
-	(*WatchWorkflowResponse)(nil),  // 31: taskloom.v1.WatchWorkflowResponse
-	nil,                            // 32: taskloom.v1.WorkflowSpec.LabelsEntry
-	(*TaskSpec)(nil),               // 33: taskloom.v1.TaskSpec
-	(*Task)(nil),                   // 34: taskloom.v1.Task
-	(TaskStatus)(0),                // 35: taskloom.v1.TaskStatus
-	(*timestamppb.Timestamp)(nil),  // 36: google.protobuf.Timestamp
-	(ChunkKind)(0),                 // 37: taskloom.v1.ChunkKind
-	(*structpb.Struct)(nil),        // 38: google.protobuf.Struct
-	(*AgentInfo)(nil),              // 39: taskloom.v1.AgentInfo
-	(*structpb.Value)(nil),         // 40: google.protobuf.Value
-	(*RetryPolicy)(nil),            // 41: taskloom.v1.RetryPolicy
-	(*durationpb.Duration)(nil),    // 42: google.protobuf.Duration
-	(*TaskError)(nil),              // 43: taskloom.v1.TaskError
+	(UsageGroupBy)(0),              // 4: taskloom.v1.UsageGroupBy
+	(*SubmitTaskRequest)(nil),      // 5: taskloom.v1.SubmitTaskRequest
+	(*SubmitTaskResponse)(nil),     // 6: taskloom.v1.SubmitTaskResponse
+	(*SubmitTasksRequest)(nil),     // 7: taskloom.v1.SubmitTasksRequest
+	(*SubmitTasksResponse)(nil),    // 8: taskloom.v1.SubmitTasksResponse
+	(*GetTaskRequest)(nil),         // 9: taskloom.v1.GetTaskRequest
+	(*GetTaskResponse)(nil),        // 10: taskloom.v1.GetTaskResponse
+	(*ListTasksRequest)(nil),       // 11: taskloom.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),      // 12: taskloom.v1.ListTasksResponse
+	(*CancelTaskRequest)(nil),      // 13: taskloom.v1.CancelTaskRequest
+	(*CancelTaskResponse)(nil),     // 14: taskloom.v1.CancelTaskResponse
+	(*WatchTaskRequest)(nil),       // 15: taskloom.v1.WatchTaskRequest
+	(*TaskEvent)(nil),              // 16: taskloom.v1.TaskEvent
+	(*WatchTaskResponse)(nil),      // 17: taskloom.v1.WatchTaskResponse
+	(*ListAgentsRequest)(nil),      // 18: taskloom.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),     // 19: taskloom.v1.ListAgentsResponse
+	(*Step)(nil),                   // 20: taskloom.v1.Step
+	(*WorkflowSpec)(nil),           // 21: taskloom.v1.WorkflowSpec
+	(*StepState)(nil),              // 22: taskloom.v1.StepState
+	(*Workflow)(nil),               // 23: taskloom.v1.Workflow
+	(*SubmitWorkflowRequest)(nil),  // 24: taskloom.v1.SubmitWorkflowRequest
+	(*SubmitWorkflowResponse)(nil), // 25: taskloom.v1.SubmitWorkflowResponse
+	(*GetWorkflowRequest)(nil),     // 26: taskloom.v1.GetWorkflowRequest
+	(*GetWorkflowResponse)(nil),    // 27: taskloom.v1.GetWorkflowResponse
+	(*CancelWorkflowRequest)(nil),  // 28: taskloom.v1.CancelWorkflowRequest
+	(*CancelWorkflowResponse)(nil), // 29: taskloom.v1.CancelWorkflowResponse
+	(*WatchWorkflowRequest)(nil),   // 30: taskloom.v1.WatchWorkflowRequest
+	(*WorkflowEvent)(nil),          // 31: taskloom.v1.WorkflowEvent
+	(*WatchWorkflowResponse)(nil),  // 32: taskloom.v1.WatchWorkflowResponse
+	(*GetUsageRequest)(nil),        // 33: taskloom.v1.GetUsageRequest
+	(*GetUsageResponse)(nil),       // 34: taskloom.v1.GetUsageResponse
+	(*UsageRow)(nil),               // 35: taskloom.v1.UsageRow
+	nil,                            // 36: taskloom.v1.WorkflowSpec.LabelsEntry
+	(*TaskSpec)(nil),               // 37: taskloom.v1.TaskSpec
+	(*Task)(nil),                   // 38: taskloom.v1.Task
+	(TaskStatus)(0),                // 39: taskloom.v1.TaskStatus
+	(*timestamppb.Timestamp)(nil),  // 40: google.protobuf.Timestamp
+	(ChunkKind)(0),                 // 41: taskloom.v1.ChunkKind
+	(*structpb.Struct)(nil),        // 42: google.protobuf.Struct
+	(*AgentInfo)(nil),              // 43: taskloom.v1.AgentInfo
+	(*structpb.Value)(nil),         // 44: google.protobuf.Value
+	(*RetryPolicy)(nil),            // 45: taskloom.v1.RetryPolicy
+	(*durationpb.Duration)(nil),    // 46: google.protobuf.Duration
+	(*TaskError)(nil),              // 47: taskloom.v1.TaskError
 }
 var file_taskloom_v1_orchestrator_proto_depIdxs = []int32{
-	33, // 0: taskloom.v1.SubmitTaskRequest.task:type_name -> taskloom.v1.TaskSpec
-	34, // 1: taskloom.v1.SubmitTaskResponse.task:type_name -> taskloom.v1.Task
-	33, // 2: taskloom.v1.SubmitTasksRequest.tasks:type_name -> taskloom.v1.TaskSpec
-	34, // 3: taskloom.v1.SubmitTasksResponse.tasks:type_name -> taskloom.v1.Task
-	34, // 4: taskloom.v1.GetTaskResponse.task:type_name -> taskloom.v1.Task
-	35, // 5: taskloom.v1.ListTasksRequest.status:type_name -> taskloom.v1.TaskStatus
-	34, // 6: taskloom.v1.ListTasksResponse.tasks:type_name -> taskloom.v1.Task
-	34, // 7: taskloom.v1.CancelTaskResponse.task:type_name -> taskloom.v1.Task
+	37, // 0: taskloom.v1.SubmitTaskRequest.task:type_name -> taskloom.v1.TaskSpec
+	38, // 1: taskloom.v1.SubmitTaskResponse.task:type_name -> taskloom.v1.Task
+	37, // 2: taskloom.v1.SubmitTasksRequest.tasks:type_name -> taskloom.v1.TaskSpec
+	38, // 3: taskloom.v1.SubmitTasksResponse.tasks:type_name -> taskloom.v1.Task
+	38, // 4: taskloom.v1.GetTaskResponse.task:type_name -> taskloom.v1.Task
+	39, // 5: taskloom.v1.ListTasksRequest.status:type_name -> taskloom.v1.TaskStatus
+	38, // 6: taskloom.v1.ListTasksResponse.tasks:type_name -> taskloom.v1.Task
+	38, // 7: taskloom.v1.CancelTaskResponse.task:type_name -> taskloom.v1.Task
 	0,  // 8: taskloom.v1.TaskEvent.type:type_name -> taskloom.v1.TaskEventType
-	35, // 9: taskloom.v1.TaskEvent.status:type_name -> taskloom.v1.TaskStatus
-	34, // 10: taskloom.v1.TaskEvent.task:type_name -> taskloom.v1.Task
-	36, // 11: taskloom.v1.TaskEvent.time:type_name -> google.protobuf.Timestamp
-	37, // 12: taskloom.v1.TaskEvent.chunk_kind:type_name -> taskloom.v1.ChunkKind
-	38, // 13: taskloom.v1.TaskEvent.chunk_data:type_name -> google.protobuf.Struct
-	15, // 14: taskloom.v1.WatchTaskResponse.event:type_name -> taskloom.v1.TaskEvent
-	39, // 15: taskloom.v1.ListAgentsResponse.agents:type_name -> taskloom.v1.AgentInfo
-	40, // 16: taskloom.v1.Step.input:type_name -> google.protobuf.Value
-	41, // 17: taskloom.v1.Step.retry:type_name -> taskloom.v1.RetryPolicy
-	42, // 18: taskloom.v1.Step.timeout:type_name -> google.protobuf.Duration
+	39, // 9: taskloom.v1.TaskEvent.status:type_name -> taskloom.v1.TaskStatus
+	38, // 10: taskloom.v1.TaskEvent.task:type_name -> taskloom.v1.Task
+	40, // 11: taskloom.v1.TaskEvent.time:type_name -> google.protobuf.Timestamp
+	41, // 12: taskloom.v1.TaskEvent.chunk_kind:type_name -> taskloom.v1.ChunkKind
+	42, // 13: taskloom.v1.TaskEvent.chunk_data:type_name -> google.protobuf.Struct
+	16, // 14: taskloom.v1.WatchTaskResponse.event:type_name -> taskloom.v1.TaskEvent
+	43, // 15: taskloom.v1.ListAgentsResponse.agents:type_name -> taskloom.v1.AgentInfo
+	44, // 16: taskloom.v1.Step.input:type_name -> google.protobuf.Value
+	45, // 17: taskloom.v1.Step.retry:type_name -> taskloom.v1.RetryPolicy
+	46, // 18: taskloom.v1.Step.timeout:type_name -> google.protobuf.Duration
 	1,  // 19: taskloom.v1.WorkflowSpec.mode:type_name -> taskloom.v1.WorkflowMode
-	19, // 20: taskloom.v1.WorkflowSpec.steps:type_name -> taskloom.v1.Step
-	40, // 21: taskloom.v1.WorkflowSpec.input:type_name -> google.protobuf.Value
+	20, // 20: taskloom.v1.WorkflowSpec.steps:type_name -> taskloom.v1.Step
+	44, // 21: taskloom.v1.WorkflowSpec.input:type_name -> google.protobuf.Value
 	2,  // 22: taskloom.v1.WorkflowSpec.failure_policy:type_name -> taskloom.v1.FailurePolicy
-	32, // 23: taskloom.v1.WorkflowSpec.labels:type_name -> taskloom.v1.WorkflowSpec.LabelsEntry
-	35, // 24: taskloom.v1.StepState.status:type_name -> taskloom.v1.TaskStatus
-	40, // 25: taskloom.v1.StepState.output:type_name -> google.protobuf.Value
-	43, // 26: taskloom.v1.StepState.error:type_name -> taskloom.v1.TaskError
-	36, // 27: taskloom.v1.StepState.started_at:type_name -> google.protobuf.Timestamp
-	36, // 28: taskloom.v1.StepState.finished_at:type_name -> google.protobuf.Timestamp
-	20, // 29: taskloom.v1.Workflow.spec:type_name -> taskloom.v1.WorkflowSpec
+	36, // 23: taskloom.v1.WorkflowSpec.labels:type_name -> taskloom.v1.WorkflowSpec.LabelsEntry
+	39, // 24: taskloom.v1.StepState.status:type_name -> taskloom.v1.TaskStatus
+	44, // 25: taskloom.v1.StepState.output:type_name -> google.protobuf.Value
+	47, // 26: taskloom.v1.StepState.error:type_name -> taskloom.v1.TaskError
+	40, // 27: taskloom.v1.StepState.started_at:type_name -> google.protobuf.Timestamp
+	40, // 28: taskloom.v1.StepState.finished_at:type_name -> google.protobuf.Timestamp
+	21, // 29: taskloom.v1.Workflow.spec:type_name -> taskloom.v1.WorkflowSpec
 	3,  // 30: taskloom.v1.Workflow.status:type_name -> taskloom.v1.WorkflowStatus
-	21, // 31: taskloom.v1.Workflow.steps:type_name -> taskloom.v1.StepState
-	40, // 32: taskloom.v1.Workflow.output:type_name -> google.protobuf.Value
-	43, // 33: taskloom.v1.Workflow.error:type_name -> taskloom.v1.TaskError
-	36, // 34: taskloom.v1.Workflow.created_at:type_name -> google.protobuf.Timestamp
-	36, // 35: taskloom.v1.Workflow.finished_at:type_name -> google.protobuf.Timestamp
-	20, // 36: taskloom.v1.SubmitWorkflowRequest.workflow:type_name -> taskloom.v1.WorkflowSpec
-	22, // 37: taskloom.v1.SubmitWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
-	22, // 38: taskloom.v1.GetWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
-	22, // 39: taskloom.v1.CancelWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
-	15, // 40: taskloom.v1.WorkflowEvent.task_event:type_name -> taskloom.v1.TaskEvent
+	22, // 31: taskloom.v1.Workflow.steps:type_name -> taskloom.v1.StepState
+	44, // 32: taskloom.v1.Workflow.output:type_name -> google.protobuf.Value
+	47, // 33: taskloom.v1.Workflow.error:type_name -> taskloom.v1.TaskError
+	40, // 34: taskloom.v1.Workflow.created_at:type_name -> google.protobuf.Timestamp
+	40, // 35: taskloom.v1.Workflow.finished_at:type_name -> google.protobuf.Timestamp
+	21, // 36: taskloom.v1.SubmitWorkflowRequest.workflow:type_name -> taskloom.v1.WorkflowSpec
+	23, // 37: taskloom.v1.SubmitWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
+	23, // 38: taskloom.v1.GetWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
+	23, // 39: taskloom.v1.CancelWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
+	16, // 40: taskloom.v1.WorkflowEvent.task_event:type_name -> taskloom.v1.TaskEvent
 	3,  // 41: taskloom.v1.WorkflowEvent.status:type_name -> taskloom.v1.WorkflowStatus
-	22, // 42: taskloom.v1.WorkflowEvent.workflow:type_name -> taskloom.v1.Workflow
-	36, // 43: taskloom.v1.WorkflowEvent.time:type_name -> google.protobuf.Timestamp
-	30, // 44: taskloom.v1.WatchWorkflowResponse.event:type_name -> taskloom.v1.WorkflowEvent
-	4,  // 45: taskloom.v1.OrchestratorService.SubmitTask:input_type -> taskloom.v1.SubmitTaskRequest
-	6,  // 46: taskloom.v1.OrchestratorService.SubmitTasks:input_type -> taskloom.v1.SubmitTasksRequest
-	8,  // 47: taskloom.v1.OrchestratorService.GetTask:input_type -> taskloom.v1.GetTaskRequest
-	10, // 48: taskloom.v1.OrchestratorService.ListTasks:input_type -> taskloom.v1.ListTasksRequest
-	12, // 49: taskloom.v1.OrchestratorService.CancelTask:input_type -> taskloom.v1.CancelTaskRequest
-	14, // 50: taskloom.v1.OrchestratorService.WatchTask:input_type -> taskloom.v1.WatchTaskRequest
-	17, // 51: taskloom.v1.OrchestratorService.ListAgents:input_type -> taskloom.v1.ListAgentsRequest
-	23, // 52: taskloom.v1.OrchestratorService.SubmitWorkflow:input_type -> taskloom.v1.SubmitWorkflowRequest
-	25, // 53: taskloom.v1.OrchestratorService.GetWorkflow:input_type -> taskloom.v1.GetWorkflowRequest
-	27, // 54: taskloom.v1.OrchestratorService.CancelWorkflow:input_type -> taskloom.v1.CancelWorkflowRequest
-	29, // 55: taskloom.v1.OrchestratorService.WatchWorkflow:input_type -> taskloom.v1.WatchWorkflowRequest
-	5,  // 56: taskloom.v1.OrchestratorService.SubmitTask:output_type -> taskloom.v1.SubmitTaskResponse
-	7,  // 57: taskloom.v1.OrchestratorService.SubmitTasks:output_type -> taskloom.v1.SubmitTasksResponse
-	9,  // 58: taskloom.v1.OrchestratorService.GetTask:output_type -> taskloom.v1.GetTaskResponse
-	11, // 59: taskloom.v1.OrchestratorService.ListTasks:output_type -> taskloom.v1.ListTasksResponse
-	13, // 60: taskloom.v1.OrchestratorService.CancelTask:output_type -> taskloom.v1.CancelTaskResponse
-	16, // 61: taskloom.v1.OrchestratorService.WatchTask:output_type -> taskloom.v1.WatchTaskResponse
-	18, // 62: taskloom.v1.OrchestratorService.ListAgents:output_type -> taskloom.v1.ListAgentsResponse
-	24, // 63: taskloom.v1.OrchestratorService.SubmitWorkflow:output_type -> taskloom.v1.SubmitWorkflowResponse
-	26, // 64: taskloom.v1.OrchestratorService.GetWorkflow:output_type -> taskloom.v1.GetWorkflowResponse
-	28, // 65: taskloom.v1.OrchestratorService.CancelWorkflow:output_type -> taskloom.v1.CancelWorkflowResponse
-	31, // 66: taskloom.v1.OrchestratorService.WatchWorkflow:output_type -> taskloom.v1.WatchWorkflowResponse
-	56, // [56:67] is the sub-list for method output_type
-	45, // [45:56] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	23, // 42: taskloom.v1.WorkflowEvent.workflow:type_name -> taskloom.v1.Workflow
+	40, // 43: taskloom.v1.WorkflowEvent.time:type_name -> google.protobuf.Timestamp
+	31, // 44: taskloom.v1.WatchWorkflowResponse.event:type_name -> taskloom.v1.WorkflowEvent
+	4,  // 45: taskloom.v1.GetUsageRequest.group_by:type_name -> taskloom.v1.UsageGroupBy
+	40, // 46: taskloom.v1.GetUsageRequest.since:type_name -> google.protobuf.Timestamp
+	40, // 47: taskloom.v1.GetUsageRequest.until:type_name -> google.protobuf.Timestamp
+	35, // 48: taskloom.v1.GetUsageResponse.rows:type_name -> taskloom.v1.UsageRow
+	40, // 49: taskloom.v1.GetUsageResponse.since:type_name -> google.protobuf.Timestamp
+	40, // 50: taskloom.v1.GetUsageResponse.until:type_name -> google.protobuf.Timestamp
+	5,  // 51: taskloom.v1.OrchestratorService.SubmitTask:input_type -> taskloom.v1.SubmitTaskRequest
+	7,  // 52: taskloom.v1.OrchestratorService.SubmitTasks:input_type -> taskloom.v1.SubmitTasksRequest
+	9,  // 53: taskloom.v1.OrchestratorService.GetTask:input_type -> taskloom.v1.GetTaskRequest
+	11, // 54: taskloom.v1.OrchestratorService.ListTasks:input_type -> taskloom.v1.ListTasksRequest
+	13, // 55: taskloom.v1.OrchestratorService.CancelTask:input_type -> taskloom.v1.CancelTaskRequest
+	15, // 56: taskloom.v1.OrchestratorService.WatchTask:input_type -> taskloom.v1.WatchTaskRequest
+	18, // 57: taskloom.v1.OrchestratorService.ListAgents:input_type -> taskloom.v1.ListAgentsRequest
+	24, // 58: taskloom.v1.OrchestratorService.SubmitWorkflow:input_type -> taskloom.v1.SubmitWorkflowRequest
+	26, // 59: taskloom.v1.OrchestratorService.GetWorkflow:input_type -> taskloom.v1.GetWorkflowRequest
+	28, // 60: taskloom.v1.OrchestratorService.CancelWorkflow:input_type -> taskloom.v1.CancelWorkflowRequest
+	30, // 61: taskloom.v1.OrchestratorService.WatchWorkflow:input_type -> taskloom.v1.WatchWorkflowRequest
+	33, // 62: taskloom.v1.OrchestratorService.GetUsage:input_type -> taskloom.v1.GetUsageRequest
+	6,  // 63: taskloom.v1.OrchestratorService.SubmitTask:output_type -> taskloom.v1.SubmitTaskResponse
+	8,  // 64: taskloom.v1.OrchestratorService.SubmitTasks:output_type -> taskloom.v1.SubmitTasksResponse
+	10, // 65: taskloom.v1.OrchestratorService.GetTask:output_type -> taskloom.v1.GetTaskResponse
+	12, // 66: taskloom.v1.OrchestratorService.ListTasks:output_type -> taskloom.v1.ListTasksResponse
+	14, // 67: taskloom.v1.OrchestratorService.CancelTask:output_type -> taskloom.v1.CancelTaskResponse
+	17, // 68: taskloom.v1.OrchestratorService.WatchTask:output_type -> taskloom.v1.WatchTaskResponse
+	19, // 69: taskloom.v1.OrchestratorService.ListAgents:output_type -> taskloom.v1.ListAgentsResponse
+	25, // 70: taskloom.v1.OrchestratorService.SubmitWorkflow:output_type -> taskloom.v1.SubmitWorkflowResponse
+	27, // 71: taskloom.v1.OrchestratorService.GetWorkflow:output_type -> taskloom.v1.GetWorkflowResponse
+	29, // 72: taskloom.v1.OrchestratorService.CancelWorkflow:output_type -> taskloom.v1.CancelWorkflowResponse
+	32, // 73: taskloom.v1.OrchestratorService.WatchWorkflow:output_type -> taskloom.v1.WatchWorkflowResponse
+	34, // 74: taskloom.v1.OrchestratorService.GetUsage:output_type -> taskloom.v1.GetUsageResponse
+	63, // [63:75] is the sub-list for method output_type
+	51, // [51:63] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_taskloom_v1_orchestrator_proto_init() }
@@ -2233,8 +2588,8 @@ func file_taskloom_v1_orchestrator_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_taskloom_v1_orchestrator_proto_rawDesc), len(file_taskloom_v1_orchestrator_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   29,
+			NumEnums:      5,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -32,6 +32,7 @@ const (
 	OrchestratorService_GetWorkflow_FullMethodName    = "/taskloom.v1.OrchestratorService/GetWorkflow"
 	OrchestratorService_CancelWorkflow_FullMethodName = "/taskloom.v1.OrchestratorService/CancelWorkflow"
 	OrchestratorService_WatchWorkflow_FullMethodName  = "/taskloom.v1.OrchestratorService/WatchWorkflow"
+	OrchestratorService_GetUsage_FullMethodName       = "/taskloom.v1.OrchestratorService/GetUsage"
 )
 
 // OrchestratorServiceClient is the client API for OrchestratorService service.
@@ -55,6 +56,9 @@ type OrchestratorServiceClient interface {
 	GetWorkflow(ctx context.Context, in *GetWorkflowRequest, opts ...grpc.CallOption) (*GetWorkflowResponse, error)
 	CancelWorkflow(ctx context.Context, in *CancelWorkflowRequest, opts ...grpc.CallOption) (*CancelWorkflowResponse, error)
 	WatchWorkflow(ctx context.Context, in *WatchWorkflowRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchWorkflowResponse], error)
+	// GetUsage sums the LLM usage that task results reported, from hourly rollups
+	// that outlive task retention, grouped by tenant, agent or model.
+	GetUsage(ctx context.Context, in *GetUsageRequest, opts ...grpc.CallOption) (*GetUsageResponse, error)
 }
 
 type orchestratorServiceClient struct {
@@ -193,6 +197,16 @@ func (c *orchestratorServiceClient) WatchWorkflow(ctx context.Context, in *Watch
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type OrchestratorService_WatchWorkflowClient = grpc.ServerStreamingClient[WatchWorkflowResponse]
 
+func (c *orchestratorServiceClient) GetUsage(ctx context.Context, in *GetUsageRequest, opts ...grpc.CallOption) (*GetUsageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetUsageResponse)
+	err := c.cc.Invoke(ctx, OrchestratorService_GetUsage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OrchestratorServiceServer is the server API for OrchestratorService service.
 // All implementations must embed UnimplementedOrchestratorServiceServer
 // for forward compatibility.
@@ -214,6 +228,9 @@ type OrchestratorServiceServer interface {
 	GetWorkflow(context.Context, *GetWorkflowRequest) (*GetWorkflowResponse, error)
 	CancelWorkflow(context.Context, *CancelWorkflowRequest) (*CancelWorkflowResponse, error)
 	WatchWorkflow(*WatchWorkflowRequest, grpc.ServerStreamingServer[WatchWorkflowResponse]) error
+	// GetUsage sums the LLM usage that task results reported, from hourly rollups
+	// that outlive task retention, grouped by tenant, agent or model.
+	GetUsage(context.Context, *GetUsageRequest) (*GetUsageResponse, error)
 	mustEmbedUnimplementedOrchestratorServiceServer()
 }
 
@@ -256,6 +273,9 @@ func (UnimplementedOrchestratorServiceServer) CancelWorkflow(context.Context, *C
 }
 func (UnimplementedOrchestratorServiceServer) WatchWorkflow(*WatchWorkflowRequest, grpc.ServerStreamingServer[WatchWorkflowResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchWorkflow not implemented")
+}
+func (UnimplementedOrchestratorServiceServer) GetUsage(context.Context, *GetUsageRequest) (*GetUsageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetUsage not implemented")
 }
 func (UnimplementedOrchestratorServiceServer) mustEmbedUnimplementedOrchestratorServiceServer() {}
 func (UnimplementedOrchestratorServiceServer) testEmbeddedByValue()                             {}
@@ -462,6 +482,24 @@ func _OrchestratorService_WatchWorkflow_Handler(srv interface{}, stream grpc.Ser
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type OrchestratorService_WatchWorkflowServer = grpc.ServerStreamingServer[WatchWorkflowResponse]
 
+func _OrchestratorService_GetUsage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetUsageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrchestratorServiceServer).GetUsage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrchestratorService_GetUsage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrchestratorServiceServer).GetUsage(ctx, req.(*GetUsageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // OrchestratorService_ServiceDesc is the grpc.ServiceDesc for OrchestratorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -504,6 +542,10 @@ var OrchestratorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelWorkflow",
 			Handler:    _OrchestratorService_CancelWorkflow_Handler,
+		},
+		{
+			MethodName: "GetUsage",
+			Handler:    _OrchestratorService_GetUsage_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

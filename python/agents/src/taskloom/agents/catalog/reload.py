@@ -42,7 +42,7 @@ class CatalogReloader:
             if self._providers and spec.provider not in self._providers:
                 errors.append(
                     CatalogError(
-                        f"{loaded.sources.get(name, name)}: provider: {spec.provider.value!r} "
+                        f"{loaded.sources.get(name, name)}: provider: {spec.provider!r} "
                         "is not configured on this worker (restart it to add a provider)"
                     )
                 )

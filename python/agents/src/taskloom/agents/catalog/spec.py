@@ -160,7 +160,11 @@ class AgentSpec(_Strict):
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")
     description: str = ""
-    provider: ProviderKind = ProviderKind.SIMULATED
+    # The endpoint the agent's LLM calls go to (see taskloom.agents.endpoints): one of the
+    # worker's configured endpoints, or an implicit one (simulated, openai, anthropic).
+    provider: str = Field(
+        default=ProviderKind.SIMULATED.value, pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+    )
     model: str = Field(min_length=1)
     system: str = ""
     temperature: float = Field(default=0.2, ge=0.0, le=2.0)

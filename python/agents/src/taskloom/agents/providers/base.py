@@ -17,7 +17,10 @@ collected and run, usage is counted. To add a provider (Anthropic, ...), impleme
   as the API reports them (each replaces the previous; the last one counts).
 
 Failures raise `ProviderError` with `retryable` set when another attempt may succeed
-(429, 5xx, network). A provider retries only before it has yielded anything.
+(429, 5xx, network), and with the HTTP `status` and the server's `retry_after_s` where
+there are some. A provider retries only before it has yielded anything: the HTTP
+providers make one attempt per `stream` call and leave retries, rate limits and the
+circuit breaker to the endpoint that wraps them (`providers.endpoint`).
 """
 
 from __future__ import annotations
@@ -115,9 +118,18 @@ ProviderEvent = TextDelta | ThoughtDelta | ToolCallDelta | ToolCallComplete | Us
 class ProviderError(Exception):
     """The LLM call failed; `retryable` says whether another attempt may succeed."""
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.status = status  # the HTTP status, when the failure was one
+        self.retry_after_s = retry_after_s  # the server's Retry-After, when it sent one
 
 
 class Provider(Protocol):

@@ -4,25 +4,22 @@ Works with OpenAI, vLLM, Ollama, llama.cpp server and OpenRouter. Tool calling u
 API's `tools` / `tool_calls`; argument deltas are assembled per call index and each call
 is yielded complete once the stream has ended. Reasoning deltas (`reasoning_content`, as
 vLLM and DeepSeek send, or `reasoning`, as OpenRouter and Ollama do) become thoughts.
-Rate limits (429) and server errors (5xx) are retried with exponential backoff that
-honours `Retry-After`, but only before the first event: a retry after that would repeat
-streamed text.
+One attempt per call: retries, limits and the breaker belong to the endpoint around it.
+httpx directly rather than the `openai` SDK: `make bench SCENARIO=providers` measures
+this path against the SDK on the same server (`openai_path_completions_per_s`), and it
+shares one client, pool and error handling with the Anthropic provider.
 """
 
 from __future__ import annotations
 
-import asyncio
-import email.utils
-import random
-import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import orjson
-import structlog
 
+from taskloom.agents.endpoints import ConnectionSettings
 from taskloom.agents.providers.base import (
     GenerationParams,
     Message,
@@ -36,25 +33,7 @@ from taskloom.agents.providers.base import (
     ToolDefinition,
     UsageUpdate,
 )
-
-log = structlog.get_logger(__name__)
-
-_RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Parse a Retry-After header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+from taskloom.agents.providers.http import build_client, post_events, sse_data
 
 
 class OpenAIProvider:
@@ -65,31 +44,18 @@ class OpenAIProvider:
         base_url: str,
         api_key: str = "",
         *,
-        timeout_s: float = 120.0,
-        max_retries: int = 3,
-        backoff_initial_s: float = 0.5,
-        backoff_max_s: float = 20.0,
-        client: httpx.AsyncClient | None = None,
+        connection: ConnectionSettings | None = None,
+        name: str = "openai",
     ) -> None:
         headers = {"Accept": "text/event-stream"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
-        self._client = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s, connect=10.0), headers=headers
-        )
+        self.name = name
+        self._client = build_client(connection or ConnectionSettings(), headers)
         self._url = base_url.rstrip("/") + "/chat/completions"
-        self._max_retries = max_retries
-        self._backoff_initial_s = backoff_initial_s
-        self._backoff_max_s = backoff_max_s
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(retry_after, self._backoff_max_s)
-        ceiling = min(self._backoff_max_s, self._backoff_initial_s * 2**attempt)
-        return random.uniform(ceiling / 2, ceiling)
 
     async def stream(
         self,
@@ -118,56 +84,8 @@ class OpenAIProvider:
                 }
                 for t in tools
             ]
-        attempt = 0
-        yielded = False
-        while True:
-            try:
-                async with self._client.stream("POST", self._url, json=body) as response:
-                    if response.status_code != 200:
-                        await response.aread()
-                        detail = _error_detail(response)
-                        if (
-                            response.status_code in _RETRYABLE_STATUS
-                            and attempt < self._max_retries
-                        ):
-                            delay = self._backoff(
-                                attempt, retry_after_seconds(response.headers.get("retry-after"))
-                            )
-                            log.warning(
-                                "llm call failed, retrying",
-                                provider=self.name,
-                                status=response.status_code,
-                                attempt=attempt + 1,
-                                delay_s=round(delay, 3),
-                            )
-                            attempt += 1
-                            await asyncio.sleep(delay)
-                            continue
-                        raise ProviderError(
-                            f"{self.name} returned HTTP {response.status_code}: {detail}",
-                            retryable=response.status_code in _RETRYABLE_STATUS,
-                        )
-                    async for event in _read_events(response):
-                        yielded = True
-                        yield event
-                    return
-            except httpx.TransportError as err:
-                # Connection refused/reset before any output: retry like a 503.
-                if attempt < self._max_retries and not yielded:
-                    delay = self._backoff(attempt, None)
-                    log.warning(
-                        "llm call failed, retrying",
-                        provider=self.name,
-                        error=str(err) or type(err).__name__,
-                        attempt=attempt + 1,
-                        delay_s=round(delay, 3),
-                    )
-                    attempt += 1
-                    await asyncio.sleep(delay)
-                    continue
-                raise ProviderError(
-                    f"{self.name} request failed: {str(err) or type(err).__name__}", retryable=True
-                ) from err
+        async for event in post_events(self._client, self._url, body, self.name, _read_events):
+            yield event
 
 
 def to_openai_message(message: Message) -> dict[str, Any]:
@@ -189,16 +107,6 @@ def to_openai_message(message: Message) -> dict[str, Any]:
     return out
 
 
-def _error_detail(response: httpx.Response) -> str:
-    try:
-        data = orjson.loads(response.content)
-        if isinstance(data, dict) and isinstance(data.get("error"), dict):
-            return str(data["error"].get("message", data["error"]))
-    except orjson.JSONDecodeError:
-        pass
-    return response.text[:500] or response.reason_phrase
-
-
 @dataclass
 class _PartialCall:
     id: str = ""
@@ -211,10 +119,7 @@ async def _read_events(response: httpx.Response) -> AsyncIterator[ProviderEvent]
     calls: dict[int, _PartialCall] = {}
     pieces = 0
     saw_usage = False
-    async for line in response.aiter_lines():
-        if not line.startswith("data:"):
-            continue  # blank separators, comments (": ping"), event/id fields
-        data = line[5:].strip()
+    async for data in sse_data(response):
         if data == "[DONE]":
             break
         try:

@@ -17,17 +17,23 @@ path of the agent loop runs without a real model:
 
 The turn index is the number of assistant messages after the last user message, so a
 retried task follows the same script from the start.
+
+Failure injection (an endpoint's `simulated.failures`) makes a share of calls fail as a
+real server would: 429 with a Retry-After, 503, or a call that hangs; the endpoint's
+retries, limits and circuit breaker can then be exercised without a real model.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import orjson
 
+from taskloom.agents.endpoints import SimulatedFailures
 from taskloom.agents.providers.base import (
     GenerationParams,
     Message,
@@ -85,9 +91,33 @@ def turn_index(messages: Sequence[Message]) -> int:
 class SimulatedProvider:
     name = "simulated"
 
-    def __init__(self, latency_s: float = 0.2, tokens_per_second: float = 50.0) -> None:
+    def __init__(
+        self,
+        latency_s: float = 0.2,
+        tokens_per_second: float = 50.0,
+        *,
+        failures: SimulatedFailures | None = None,
+    ) -> None:
         self._latency_s = latency_s
         self._tokens_per_second = tokens_per_second
+        self._failures = failures or SimulatedFailures()
+        self._random = random.Random(self._failures.seed)
+
+    async def _inject_failure(self) -> None:
+        """Fail (or hang) this call as configured, at the configured rates."""
+        f = self._failures
+        draw = self._random.random() if f.rate_429 or f.rate_5xx or f.rate_hang else 1.0
+        if draw < f.rate_429:
+            raise ProviderError(
+                "simulated HTTP 429: rate limited",
+                retryable=True,
+                status=429,
+                retry_after_s=f.retry_after_s,
+            )
+        if draw < f.rate_429 + f.rate_5xx:
+            raise ProviderError("simulated HTTP 503: overloaded", retryable=True, status=503)
+        if draw < f.rate_429 + f.rate_5xx + f.rate_hang:
+            await asyncio.sleep(f.hang_s)
 
     async def stream(
         self,
@@ -106,6 +136,7 @@ class SimulatedProvider:
             turn.get("prompt_tokens", sum(count_tokens(m["content"]) for m in messages))
         )
 
+        await self._inject_failure()
         loop = asyncio.get_running_loop()
         start = loop.time() + latency_s
         if latency_s > 0:
