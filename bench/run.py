@@ -57,12 +57,12 @@ def run_scenario(module: ModuleType, quick: bool) -> list[Result]:
 
 def print_table(name: str, results: list[Result], seconds: float) -> None:
     print(f"\n{name}  ({seconds:.1f} s)")
-    print(f"  {'metric':<40}{'value':>12}  {'unit':<11}{'peer':<22}{'peer value':>11}{'ratio':>8}")
+    print(f"  {'metric':<40}{'value':>12}  {'unit':<11}{'peer':<30}{'peer value':>11}{'ratio':>8}")
     for r in results:
         peer_value = "" if r.peer_value is None else f"{r.peer_value:g}"
         ratio = "" if r.ratio is None else f"{r.ratio:g}"
         print(
-            f"  {r.metric:<40}{r.value:>12g}  {r.unit:<11}{r.peer or '-':<22}"
+            f"  {r.metric:<40}{r.value:>12g}  {r.unit:<11}{r.peer or '-':<30}"
             f"{peer_value:>11}{ratio:>8}"
         )
     sys.stdout.flush()
@@ -73,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", help="run only this one (e.g. workflow-overhead)")
     parser.add_argument("--full", action="store_true", help="full counts (the goals' run)")
     parser.add_argument(
-        "--summary-only", action="store_true", help="only rewrite bench/README.md's summary"
+        "--summary-only",
+        action="store_true",
+        help="run nothing: redraw every chart and rewrite the summary from bench/results/*.json",
     )
     args = parser.parse_args(argv)
     found = scenarios()
@@ -105,7 +107,11 @@ def main(argv: list[str] | None = None) -> int:
             doc = write_json(name, results, run, RESULTS / f"{name}.json")
             chart.draw(doc, RESULTS / f"{name}.png")
             print_table(name, results, seconds)
-    summary.rewrite(ROOT / "README.md", read_all(RESULTS))
+    docs = read_all(RESULTS)
+    if args.summary_only:
+        for doc in docs:
+            chart.draw(doc, RESULTS / f"{doc['scenario']}.png")
+    summary.rewrite(ROOT / "README.md", docs)
     if times:
         print("\nscenario times:")
         for name, seconds in times:

@@ -28,9 +28,9 @@ from peers import env
 from peers.process import run_script
 from run import Result
 
-RUNS = {True: 500, False: 5_000}  # per measurement, quick and full
+RUNS = {True: 300, False: 5_000}  # per measurement, quick and full
 WARMUP = {True: 50, False: 200}
-REST_RUNS = {True: 200, False: 2_000}
+REST_RUNS = {True: 100, False: 2_000}
 PROMPT = {"prompt": "Summarise the benchmark in one line."}
 PYTHON_AGENT = "assistant"
 

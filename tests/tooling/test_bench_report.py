@@ -131,3 +131,16 @@ def test_quick_is_passed_only_to_scenarios_that_take_it() -> None:
     plain = types.SimpleNamespace(run=lambda: rows)
     assert bench_run.run_scenario(takes, quick=True) == rows
     assert bench_run.run_scenario(plain, quick=True) == rows
+
+
+def test_every_scenario_module_loads_with_a_run_function() -> None:
+    """Including the other slices' (agents, cache, vector, ...): run.py accepts them all."""
+    for name, path in bench_run.scenarios().items():
+        assert callable(bench_run.load(name, path).run), name
+
+
+def test_a_module_without_run_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "empty.py"
+    path.write_text('"""No run()."""\n')
+    with pytest.raises(TypeError, match="no run"):
+        bench_run.load("empty", path)
