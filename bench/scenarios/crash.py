@@ -1,8 +1,9 @@
 """Scenario `crash`: what a crash costs. 100 workflows of 3 sequential steps run at
 once on the whole stack (one Python worker with credits for all of them, the shipped
-`assistant` agent whose simulated call takes 2 s, default durable store); in the
-middle of step 2 of every workflow, `kill -9` hits the worker (a new one is started)
-and, in a second run, the orchestrator (restarted on the same data directory).
+`assistant` agent whose simulated call takes 4 s, default durable store); once every
+workflow has started step 2, and a second later (the middle of step 2 for most of
+them), `kill -9` hits the worker (a new one is started) and, in a second run, the
+orchestrator (restarted on the same data directory).
 
 - `workflows_lost_*`: workflows that did not succeed within the time allowed.
 - `steps_rerun_*`: step attempts beyond the first, over every step task.
@@ -26,12 +27,13 @@ from run import Result
 from taskloom.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
 WORKFLOWS = 100
-STEP_MS = 2_000
+STEP_MS = 4_000
 FINISH_TIMEOUT_S = 180.0
 PROMPT = {"prompt": "One step of a workflow that outlives a crash."}
 
 Orchestrator = orchestrator_pb2_grpc.OrchestratorServiceStub
 RUNNING = common_pb2.TASK_STATUS_RUNNING
+STEP_SUCCEEDED = common_pb2.TASK_STATUS_SUCCEEDED
 SUCCEEDED = orchestrator_pb2.WORKFLOW_STATUS_SUCCEEDED
 
 
@@ -66,8 +68,8 @@ def _crash(victim: str) -> dict[str, float]:
     }
     with stack.running(workers=1, worker_env=worker_env) as s, stack.orchestrator(s) as orch:
         ids = [_submit(orch) for _ in range(WORKFLOWS)]
-        _await_step_running(orch, ids, "step2")
-        time.sleep(STEP_MS / 2000)  # the middle of step 2
+        _await_step_started(orch, ids, "step2")
+        time.sleep(STEP_MS / 4000)  # the last one's step 2 a quarter in, the first ones further
         proc = s.service(victim).process
         assert proc is not None
         proc.send_signal(signal.SIGKILL)
@@ -114,15 +116,22 @@ def _task(orch: Orchestrator, task_id: str) -> common_pb2.Task:
     return orch.GetTask(orchestrator_pb2.GetTaskRequest(id=task_id), timeout=30).task
 
 
-def _await_step_running(orch: Orchestrator, ids: list[str], step_id: str) -> None:
-    def running() -> bool:
-        for wf_id in ids:
-            steps = {st.step_id: st for st in _get(orch, wf_id).steps}
-            if steps[step_id].status != RUNNING:
+def _await_step_started(orch: Orchestrator, ids: list[str], step_id: str) -> None:
+    """Waits until every workflow has started step_id (runs it, or has finished it if
+    the steps' starts spread over more than a step's time). Checked one
+    workflow at a time, not all at one instant: on a loaded machine a sweep of 100
+    GetWorkflow calls may outlast the spread of their steps."""
+    pending = list(ids)
+
+    def started() -> bool:
+        while pending:
+            steps = {st.step_id: st for st in _get(orch, pending[-1]).steps}
+            if steps[step_id].status not in (RUNNING, STEP_SUCCEEDED):
                 return False
+            pending.pop()
         return True
 
-    _await(running, timeout=60)
+    _await(started, timeout=120)
 
 
 def _await_finished(orch: Orchestrator, ids: list[str]) -> list[orchestrator_pb2.Workflow]:
