@@ -1,134 +1,126 @@
-"""`make bench`: runs the benchmark scenarios and writes bench/results/<scenario>.json + .svg.
+"""`make bench` / `make bench-full`: runs the benchmark scenarios, one after another.
 
-A scenario is a module in bench/scenarios/ with `run() -> list[Result]`. Each result
-names a metric, its value and unit, which direction is better, and, where one was
-measured in the same run, a peer's value (DESIGN.md §7).
+A scenario is a module in bench/scenarios/ (`workflow_overhead.py` is scenario
+`workflow-overhead`) with `run() -> list[Result]`, or `run(quick: bool)`. Each run
+writes bench/results/<scenario>.json (DESIGN.md §7) and <scenario>.png, prints its
+table and its time; at the end the summary in bench/README.md is rewritten from every
+JSON file in bench/results/. Quick runs (the default) use smaller counts; BENCH_QUICK
+(1 or 0) tells scenarios which one runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
+import inspect
 import os
-import platform
-import subprocess
 import sys
-from dataclasses import asdict, dataclass
+import time
+import traceback
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent
-RESULTS = ROOT / "results"
+sys.path.insert(0, str(ROOT))
+
+import chart  # noqa: E402  (bench/ is not a package: its modules import by path)
+import summary  # noqa: E402
+from result import RESULTS, Result, Run, load_average, read_all, write_json  # noqa: E402
+
+__all__ = ["Result"]  # scenarios import it from here: `from run import Result`
+
+QUICK_ENV = "BENCH_QUICK"
 
 
-@dataclass
-class Result:
-    metric: str
-    value: float
-    unit: str
-    better: str  # "higher" | "lower"
-    peer: str | None = None
-    peer_value: float | None = None
-
-    @property
-    def ratio(self) -> float | None:
-        if self.peer_value in (None, 0):
-            return None
-        return round(self.value / self.peer_value, 3)
+def scenarios() -> dict[str, Path]:
+    """Every scenario by name: the file's stem with '-' for '_'."""
+    found = sorted((ROOT / "scenarios").glob("*.py"))
+    return {p.stem.replace("_", "-"): p for p in found if not p.stem.startswith("_")}
 
 
-def _version(cmd: list[str]) -> str:
-    try:
-        return subprocess.run(cmd, capture_output=True, text=True, check=False).stdout.strip()
-    except OSError:
-        return "not found"
+def load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"bench_scenario_{path.stem}", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not callable(getattr(module, "run", None)):
+        raise TypeError(f"scenario {name} ({path}) has no run() function")
+    return module
 
 
-def machine() -> dict[str, object]:
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as info:
-        for line in info:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cores": os.cpu_count(),
-        "cpu": cpu,
-        "versions": {
-            "python": platform.python_version(),
-            "go": _version(["go", "env", "GOVERSION"]),
-            "rustc": _version(["rustc", "--version"]),
-        },
-    }
+def run_scenario(module: ModuleType, quick: bool) -> list[Result]:
+    """Calls the scenario's run, with quick= when it takes it."""
+    if "quick" in inspect.signature(module.run).parameters:
+        return list(module.run(quick=quick))
+    return list(module.run())
 
 
-def chart(scenario: str, results: list[Result]) -> str:
-    """A bar per metric: Taskloom against its peer, each scaled to the larger of the two."""
-    row, width = 28, 640
-    lines = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" '
-        f'height="{40 + row * len(results)}" font-family="sans-serif" font-size="12">',
-        f'<text x="8" y="18" font-weight="bold">{scenario}</text>',
-    ]
-    for i, r in enumerate(results):
-        y = 30 + i * row
-        top = max(r.value, r.peer_value or 0) or 1
-        lines.append(f'<text x="8" y="{y + 14}">{r.metric} ({r.unit}, {r.better})</text>')
-        lines.append(
-            f'<rect x="330" y="{y + 2}" width="{200 * r.value / top:.1f}" height="10" '
-            'fill="#3b82f6"/>'
-        )
-        if r.peer_value is not None:
-            lines.append(
-                f'<rect x="330" y="{y + 13}" width="{200 * r.peer_value / top:.1f}" '
-                'height="10" fill="#9ca3af"/>'
-            )
-        lines.append(f'<text x="540" y="{y + 12}">{r.value:g}</text>')
-    lines.append("</svg>")
-    return "\n".join(lines)
-
-
-def write(scenario: str, results: list[Result]) -> None:
-    RESULTS.mkdir(exist_ok=True)
-    doc = {
-        "scenario": scenario,
-        "machine": machine(),
-        "results": [{**asdict(r), "ratio": r.ratio} for r in results],
-    }
-    (RESULTS / f"{scenario}.json").write_text(json.dumps(doc, indent=2) + "\n")
-    (RESULTS / f"{scenario}.svg").write_text(chart(scenario, results))
-    print(f"\n{scenario}")
-    print(f"  {'metric':<36}{'value':>14}  {'unit':<10}{'peer':<22}{'peer value':>12}{'ratio':>8}")
+def print_table(name: str, results: list[Result], seconds: float) -> None:
+    print(f"\n{name}  ({seconds:.1f} s)")
+    print(f"  {'metric':<40}{'value':>12}  {'unit':<11}{'peer':<30}{'peer value':>11}{'ratio':>8}")
     for r in results:
         peer_value = "" if r.peer_value is None else f"{r.peer_value:g}"
         ratio = "" if r.ratio is None else f"{r.ratio:g}"
         print(
-            f"  {r.metric:<36}{r.value:>14g}  {r.unit:<10}{r.peer or '-':<22}"
-            f"{peer_value:>12}{ratio:>8}"
+            f"  {r.metric:<40}{r.value:>12g}  {r.unit:<11}{r.peer or '-':<30}"
+            f"{peer_value:>11}{ratio:>8}"
         )
+    sys.stdout.flush()
 
 
-def scenarios() -> dict[str, Path]:
-    return {p.stem: p for p in sorted((ROOT / "scenarios").glob("*.py")) if p.stem[0] != "_"}
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scenario", help="run only this one")
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", help="run only this one (e.g. workflow-overhead)")
+    parser.add_argument("--full", action="store_true", help="full counts (the goals' run)")
+    parser.add_argument(
+        "--summary-only",
+        action="store_true",
+        help="run nothing: redraw every chart and rewrite the summary from bench/results/*.json",
+    )
+    args = parser.parse_args(argv)
     found = scenarios()
-    chosen = [args.scenario] if args.scenario else list(found)
-    unknown = [name for name in chosen if name not in found]
-    if unknown:
-        print(f"unknown scenario {unknown[0]!r}; have: {', '.join(found)}", file=sys.stderr)
-        return 2
-    sys.path.insert(0, str(ROOT))
-    for name in chosen:
-        spec = importlib.util.spec_from_file_location(f"bench_{name}", found[name])
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        write(name, module.run())
+    chosen = list(found)
+    if args.scenario:
+        name = args.scenario.replace("_", "-")
+        if name not in found:
+            print(f"unknown scenario {args.scenario!r}; have: {', '.join(found)}", file=sys.stderr)
+            return 2
+        chosen = [name]
+    quick = not args.full
+    os.environ[QUICK_ENV] = "1" if quick else "0"
+    failed: list[str] = []
+    times: list[tuple[str, float]] = []
+    if not args.summary_only:
+        for name in chosen:
+            print(f"\n== {name} ({'quick' if quick else 'full'} run)", flush=True)
+            started, load_before = time.time(), load_average()
+            try:
+                results = run_scenario(load(name, found[name]), quick)
+            except Exception:
+                traceback.print_exc()
+                failed.append(name)
+                times.append((name, time.time() - started))
+                continue
+            seconds = time.time() - started
+            times.append((name, seconds))
+            run = Run(quick, started, seconds, load_before, load_average())
+            doc = write_json(name, results, run, RESULTS / f"{name}.json")
+            chart.draw(doc, RESULTS / f"{name}.png")
+            print_table(name, results, seconds)
+    docs = read_all(RESULTS)
+    if args.summary_only:
+        for doc in docs:
+            chart.draw(doc, RESULTS / f"{doc['scenario']}.png")
+    summary.rewrite(ROOT / "README.md", docs)
+    if times:
+        print("\nscenario times:")
+        for name, seconds in times:
+            print(f"  {name:<24}{seconds:>8.1f} s{'  FAILED' if name in failed else ''}")
+        print(f"  {'total':<24}{sum(s for _, s in times):>8.1f} s")
+    print(f"\nsummary written to {ROOT / 'README.md'}")
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,112 +1,83 @@
-"""The `celery+redis` peer of the orchestrator scenario: no-op tasks through Celery
-with a Redis broker and result backend, timed from the first submit to the last result.
-
-Celery lives in its own virtualenv (.run/bench-venv, made on first use) so it never
-touches the project's; redis-server comes from PATH and runs on a free loopback port.
-"""
+"""The `celery+redis` peer: Celery workers on a Redis broker and result backend, both
+started here (redis-server from PATH on a free loopback port, Celery from its own
+environment), driven by bench/peers/celery_app.py. A peer that cannot run raises
+PeerError: its figures are part of the scenario, never silently missing."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
-import time
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-VENV = ROOT / ".run" / "bench-venv"
-CELERY_REQUIREMENT = "celery[redis]==5.7.0"
-WORKER_PROCESSES = 2
+from peers import env
+from peers.process import PeerError, free_port, stop, wait_port
 
-
-@dataclass
-class PeerRun:
-    tasks_per_second: float | None
-    # Why there is no figure, when there is none.
-    reason: str = ""
+HERE = Path(__file__).resolve().parent
 
 
-def measure(tasks: int) -> PeerRun:
-    """Runs `tasks` no-op Celery tasks; a missing Redis or Celery yields a reason, not an error."""
+@contextlib.contextmanager
+def celery(pool: str, concurrency: int) -> Iterator[tuple[Path, dict[str, str]]]:
+    """Redis and one Celery worker (pool, concurrency) running; yields the python and
+    the environment of a client."""
     redis = shutil.which("redis-server")
     if redis is None:
-        return PeerRun(None, "redis-server is not on PATH")
-    try:
-        python = _bench_venv()
-    except subprocess.CalledProcessError as e:
-        return PeerRun(None, f"could not install {CELERY_REQUIREMENT}: {e.stderr or e}")
-    here = Path(__file__).parent
-    with (
-        tempfile.TemporaryDirectory(prefix="taskloom-celery-peer-") as tmp,
-        open(Path(tmp) / "peer.log", "wb") as log,
-    ):
-        port = _free_port()
-        env = {**os.environ, "BENCH_REDIS_URL": f"redis://127.0.0.1:{port}/0"}
-        redis_cmd = [redis, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-        redis_cmd += ["--appendonly", "no", "--dir", tmp]
-        worker_cmd = [str(python), "-m", "celery", "-A", "celery_app", "worker"]
-        worker_cmd += ["--pool", "prefork", "--concurrency", str(WORKER_PROCESSES)]
-        worker_cmd += ["--loglevel", "warning", "--without-gossip", "--without-mingle"]
-        worker_cmd += ["--without-heartbeat"]
+        raise PeerError("redis-server is not on PATH (make deps installs it)")
+    python = env.python("celery")
+    with tempfile.TemporaryDirectory(prefix="bench-celery-") as tmp:
+        log = open(Path(tmp) / "peer.log", "wb")  # noqa: SIM115  (closed below)
+        port = free_port()
+        client_env = {**os.environ, "BENCH_REDIS_URL": f"redis://127.0.0.1:{port}/0"}
         procs: list[subprocess.Popen[bytes]] = []
         try:
+            redis_cmd = [redis, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+            redis_cmd += ["--appendonly", "no", "--dir", tmp]
             procs.append(subprocess.Popen(redis_cmd, stdout=log, stderr=log))
-            _wait_port(port)
-            procs.append(subprocess.Popen(worker_cmd, cwd=here, env=env, stdout=log, stderr=log))
-            client = [str(python), "celery_app.py", str(tasks)]
-            done = subprocess.run(
-                client, cwd=here, env=env, capture_output=True, text=True, timeout=300, check=False
-            )
-            if done.returncode != 0:
-                return PeerRun(None, f"celery client failed: {done.stderr.strip()[-500:]}")
-            return PeerRun(json.loads(done.stdout.strip().splitlines()[-1])["tasks_per_second"])
-        except (OSError, subprocess.TimeoutExpired, TimeoutError) as e:
-            return PeerRun(None, f"celery peer did not run: {e}")
+            wait_port(port)
+            worker = [str(python), "-m", "celery", "-A", "celery_app", "worker"]
+            worker += ["--pool", pool, "--concurrency", str(concurrency), "--loglevel", "warning"]
+            worker += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+            procs.append(subprocess.Popen(worker, cwd=HERE, env=client_env, stdout=log, stderr=log))
+            yield python, client_env
         finally:
             for p in reversed(procs):
-                p.terminate()
-                try:
-                    p.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+                stop(p)
+            log.close()
 
 
-def _bench_venv() -> Path:
-    """The bench virtualenv's python, with Celery installed (once)."""
-    python = VENV / "bin" / "python"
-    check = [str(python), "-c", "import celery, redis"]
-    if python.exists() and subprocess.run(check, capture_output=True, check=False).returncode == 0:
-        return python
-    subprocess.run(
-        [sys.executable, "-m", "venv", str(VENV)], check=True, capture_output=True, text=True
-    )
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", CELERY_REQUIREMENT],
-        check=True,
+def _client(python: Path, client_env: dict[str, str], *args: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [str(python), "celery_app.py", *args],
+        cwd=HERE,
+        env=client_env,
         capture_output=True,
         text=True,
+        timeout=1200,
+        check=False,
     )
-    return python
+    if done.returncode != 0:
+        raise PeerError(f"celery client {' '.join(args)} failed: {done.stderr.strip()[-1500:]}")
+    out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def throughput(tasks: int, processes: int = 2) -> float:
+    """No-op tasks per second (first submit to last result) on a prefork worker."""
+    with celery("prefork", processes) as (python, client_env):
+        return float(_client(python, client_env, "throughput", str(tasks))["tasks_per_second"])
 
 
-def _wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"redis-server did not listen on port {port} within {timeout}s")
+def chains(workflows: dict[int, int], step_ms: float) -> dict[int, dict[str, Any]]:
+    """For each concurrency level, its number of chains of 3 simulated calls of step_ms,
+    run that many at a time on one thread-pool worker with a thread per concurrent
+    chain: p50/p99 of the time above the floor, by level."""
+    with celery("threads", max(workflows)) as (python, client_env):
+        return {
+            c: _client(python, client_env, "chains", str(c), str(n), str(step_ms))
+            for c, n in workflows.items()
+        }

@@ -10,44 +10,27 @@ Needs `make build-go` (make bench builds first).
 
 from __future__ import annotations
 
-import json
-import re
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
-
+import loadgen
 from peers import celery_peer
 from run import Result
 
-ROOT = Path(__file__).resolve().parents[2]
-ORCHESTRATOR = ROOT / "bin" / "taskloom-orchestrator"
-LOADGEN = ROOT / "bin" / "taskloom-loadgen"
-
-TASKS = 50_000  # no-op tasks per throughput run, for Taskloom and the peer alike
+TASKS = {True: 10_000, False: 50_000}  # no-op tasks per throughput run, Taskloom and peer alike
 THROUGHPUT_RUNS = 3
 QUEUED_TASKS = 100_000
 RUNNING_TASKS = 10_000
 WORKFLOWS = 200
 
 
-def run() -> list[Result]:
-    for binary in (ORCHESTRATOR, LOADGEN):
-        if not binary.exists():
-            raise RuntimeError(f"{binary} is missing: run `make build-go` first")
-    spawn = _spawn_args()
-
+def run(quick: bool = False) -> list[Result]:
+    tasks = TASKS[quick]
     throughput = [
-        _loadgen("throughput", spawn, "--tasks", str(TASKS)) for _ in range(THROUGHPUT_RUNS)
+        loadgen.spawned("throughput", "--tasks", str(tasks)) for _ in range(THROUGHPUT_RUNS)
     ]
-    latency = _loadgen("latency", spawn)
-    queued = _loadgen("queued", spawn, "--tasks", str(QUEUED_TASKS))
-    running = _loadgen("running", spawn, "--tasks", str(RUNNING_TASKS), "--hold", "1s")
-    workflow = _loadgen("workflow", spawn, "--tasks", str(WORKFLOWS))
-
-    peer = celery_peer.measure(TASKS)
-    if peer.tasks_per_second is None:
-        print(f"orchestrator: no celery+redis peer: {peer.reason}", file=sys.stderr)
+    latency = loadgen.spawned("latency")
+    queued = loadgen.spawned("queued", "--tasks", str(QUEUED_TASKS))
+    running = loadgen.spawned("running", "--tasks", str(RUNNING_TASKS), "--hold", "1s")
+    workflow = loadgen.spawned("workflow", "--tasks", str(WORKFLOWS))
+    peer_tps = celery_peer.throughput(tasks)
 
     # The median run by throughput (THROUGHPUT_RUNS is odd).
     throughput.sort(key=lambda r: r["metrics"]["tasks_per_second"])
@@ -61,7 +44,7 @@ def run() -> list[Result]:
             "tasks/s",
             "higher",
             peer="celery+redis",
-            peer_value=_round(peer.tasks_per_second),
+            peer_value=round(peer_tps, 1),
         ),
         # Queue entry (after the durable write) -> assigned to an idle worker, from the
         # orchestrator's histogram: the upper bound of the quantile's bucket.
@@ -82,53 +65,15 @@ def run() -> list[Result]:
         Result("rss_100k_queued", queued["metrics"]["rss_mb"], "MB", "lower"),
         Result("running_10k_errors", _running_errors(running), "count", "lower"),
     ]
-    if workflow["available"] and workflow["ok"]:
-        results.append(
-            Result(
-                "workflow_step_overhead_p50",
-                workflow["metrics"]["step_overhead"]["p50_ms"],
-                "ms",
-                "lower",
-            )
+    results.append(
+        Result(
+            "workflow_step_overhead_p50",
+            loadgen.workflow_runs(workflow, "step_overhead")["p50_ms"],
+            "ms",
+            "lower",
         )
-    else:
-        print(
-            "orchestrator: workflow_step_overhead_p50 skipped: "
-            + "; ".join(workflow.get("notes", []) + workflow.get("error_samples", [])),
-            file=sys.stderr,
-        )
-    return results
-
-
-def _spawn_args() -> list[str]:
-    """The orchestrator's flags for the bench: the embedded bolt store where the build has it."""
-    usage = subprocess.run(
-        [str(ORCHESTRATOR), "--help"], capture_output=True, text=True, check=False
     )
-    has_store_flag = re.search(r"^\s*--?store\s", usage.stdout + usage.stderr, re.MULTILINE)
-    return ["--spawn-arg=--store=bolt"] if has_store_flag else []
-
-
-def _loadgen(mode: str, spawn: list[str], *args: str) -> dict:
-    """Runs one loadgen mode against a freshly spawned orchestrator; returns its JSON report."""
-    with tempfile.TemporaryDirectory(prefix="taskloom-bench-") as tmp:
-        out = Path(tmp) / "report.json"
-        cmd = [
-            str(LOADGEN),
-            "--mode",
-            mode,
-            "--spawn",
-            str(ORCHESTRATOR),
-            *spawn,
-            "--json",
-            str(out),
-            *args,
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, check=False)
-        print(proc.stdout, end="", file=sys.stderr)
-        if not out.exists():  # the run itself failed (exit 1 with a report means errors counted)
-            raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
-        return json.loads(out.read_text())
+    return results
 
 
 def _sched(latency: dict, quantile: str) -> float:
@@ -141,7 +86,3 @@ def _sched(latency: dict, quantile: str) -> float:
 def _running_errors(report: dict) -> int:
     """Errors the loadgen saw plus tasks that never completed."""
     return report["errors"] + RUNNING_TASKS - report["metrics"]["completed"]
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 1)

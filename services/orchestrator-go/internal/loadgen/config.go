@@ -15,6 +15,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // The command line of the load generator and the choice of mode.
@@ -80,6 +82,23 @@ type Config struct {
 	jsonPath       string
 	profile        string
 	profileSeconds time.Duration
+	// Mode workflow: the workflow's shape, each step's input (JSON), and whether
+	// the workers already connected run the steps instead of the fake fleet.
+	shape           string
+	input           string
+	externalWorkers bool
+}
+
+// stepInput is the input of every step of mode workflow: cfg.input as JSON.
+func (c Config) stepInput() (*structpb.Value, error) {
+	v := &structpb.Value{}
+	if c.input == "" {
+		return structpb.NewStructValue(&structpb.Struct{}), nil
+	}
+	if err := protojson.Unmarshal([]byte(c.input), v); err != nil {
+		return nil, fmt.Errorf("--input is not JSON: %w", err)
+	}
+	return v, nil
 }
 
 // modeDefaults: tasks, workers, concurrency per worker, submitters, batch.
@@ -88,7 +107,7 @@ var modeDefaults = map[string][5]int{
 	"latency":    {2_000, 2, 64, 2, 1},
 	"queued":     {100_000, 0, 0, 4, 500},
 	"running":    {10_000, 10, 1024, 4, 500},
-	"workflow":   {200, 2, 64, 1, 1},
+	"workflow":   {200, 2, 64, 1, 1}, // tasks = workflows
 }
 
 type stringList []string
@@ -100,14 +119,14 @@ func ParseConfig(args []string) (Config, error) {
 	var c Config
 	var spawnArgs stringList
 	fs := flag.NewFlagSet("taskloom-loadgen", flag.ContinueOnError)
-	fs.StringVar(&c.mode, "mode", "throughput", "throughput | latency (paced single submits to idle workers) | queued (hold N tasks, no worker) | running (N tasks held --hold each) | workflow (N 3-step sequential workflows)")
+	fs.StringVar(&c.mode, "mode", "throughput", "throughput | latency (paced single submits to idle workers) | queued (hold N tasks, no worker) | running (N tasks held --hold each) | workflow (N workflows of --shape, one after another)")
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:50051", "gRPC address of a running orchestrator (ignored with --spawn)")
 	fs.StringVar(&c.httpAddr, "http-addr", "", "HTTP address of that orchestrator, for --profile")
 	fs.IntVar(&c.pid, "pid", 0, "pid of that orchestrator, for its RSS (/proc/<pid>/status)")
 	fs.StringVar(&c.spawn, "spawn", "", "path of a taskloom-orchestrator binary to start on free loopback ports with a temp data dir")
 	fs.Var(&spawnArgs, "spawn-arg", "extra argument for the spawned orchestrator (repeatable), e.g. --spawn-arg=--max-queue=1000000")
 	fs.IntVar(&c.tasks, "tasks", 0, "tasks to submit (workflows in mode workflow); 0 = the mode's default")
-	fs.IntVar(&c.warmup, "warmup", 200, "mode latency: tasks run before measuring")
+	fs.IntVar(&c.warmup, "warmup", 200, "modes latency and workflow: tasks (workflows) run before measuring")
 	fs.IntVar(&c.workers, "workers", 0, "fake worker sessions; 0 = the mode's default")
 	fs.IntVar(&c.concurrency, "concurrency", 0, "tasks each fake worker runs at once (its credits); 0 = the mode's default")
 	fs.DurationVar(&c.hold, "hold", time.Second, "mode running: how long a fake worker holds each task")
@@ -120,6 +139,9 @@ func ParseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.jsonPath, "json", "", "write the report as JSON to this file")
 	fs.StringVar(&c.profile, "profile", "", "mode throughput: save a CPU profile of the orchestrator (from its /debug/pprof) to this file")
 	fs.DurationVar(&c.profileSeconds, "profile-seconds", 5*time.Second, "length of that profile")
+	fs.StringVar(&c.shape, "shape", shapeChain3, "mode workflow: chain3 (3 sequential steps) or fanout5 (5 parallel steps, then a join step)")
+	fs.StringVar(&c.input, "input", "{}", "mode workflow: every step's input, as JSON")
+	fs.BoolVar(&c.externalWorkers, "external-workers", false, "mode workflow: the workers already connected to --addr run the steps (register --agent there); no fake workers start")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -146,6 +168,12 @@ func ParseConfig(args []string) (Config, error) {
 	case c.rate <= 0:
 		return Config{}, errors.New("--rate must be positive")
 	}
+	if _, ok := workflowShapes[c.shape]; !ok {
+		return Config{}, fmt.Errorf("--shape %q is not chain3 or fanout5", c.shape)
+	}
+	if _, err := c.stepInput(); err != nil {
+		return Config{}, err
+	}
 	return c, nil
 }
 
@@ -165,6 +193,10 @@ func (c Config) describe() map[string]any {
 	case "latency":
 		out["rate"] = c.rate
 		out["warmup"] = c.warmup
+	case "workflow":
+		out["warmup"] = c.warmup
+		out["shape"] = c.shape
+		out["external_workers"] = c.externalWorkers
 	}
 	return out
 }

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	pb "github.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1"
 )
@@ -150,15 +149,23 @@ func (r *run) running(ctx context.Context) (*Report, error) {
 	return rep, nil
 }
 
-// workflow runs cfg.tasks 3-step sequential no-op workflows one after another
-// (cfg.submitters at a time): per-step overhead = workflow duration / 3.
+// workflow runs cfg.tasks workflows of cfg.shape one after another (cfg.submitters
+// at a time), after cfg.warmup unmeasured ones: the whole run as the client sees it
+// (submit -> final event) and, for the chain, the per-step overhead = run / steps.
+// With cfg.externalWorkers the steps run on the workers already connected (Python
+// workers, say) instead of the fake fleet.
 func (r *run) workflow(ctx context.Context) (*Report, error) {
 	rep := r.newReport()
-	fl, closeFleet, err := startFleet(ctx, r.target.grpcAddr, r.cfg.workers, r.workerOptions(0), 0, r.dial)
-	if err != nil {
-		return nil, err
+	var fl *fleet
+	if !r.cfg.externalWorkers {
+		var closeFleet func()
+		var err error
+		fl, closeFleet, err = startFleet(ctx, r.target.grpcAddr, r.cfg.workers, r.workerOptions(0), 0, r.dial)
+		if err != nil {
+			return nil, err
+		}
+		defer closeFleet()
 	}
-	defer closeFleet()
 	client := r.clients[0]
 	if _, err := r.runWorkflow(ctx, client); err != nil {
 		if isUnimplemented(err) {
@@ -169,6 +176,35 @@ func (r *run) workflow(ctx context.Context) (*Report, error) {
 		rep.fail(fmt.Errorf("first workflow: %w", err))
 		return rep, nil
 	}
+	if r.cfg.warmup > 1 {
+		if timings := r.runWorkflows(ctx, r.cfg.warmup-1, rep); timings == nil {
+			return rep, nil
+		}
+	}
+	timings := r.runWorkflows(ctx, r.cfg.tasks, rep)
+	var run, runServer, step, stepClient []time.Duration
+	steps := time.Duration(len(workflowShapes[r.cfg.shape].steps))
+	for _, d := range timings {
+		run, runServer = append(run, d.client), append(runServer, d.server)
+		step, stepClient = append(step, d.server/steps), append(stepClient, d.client/steps)
+	}
+	rep.Metrics.Workflows = int64(len(timings))
+	rep.Metrics.RunLatency = summary(run)
+	rep.Metrics.RunLatencyServer = summary(runServer)
+	if r.cfg.shape == shapeChain3 {
+		rep.Metrics.StepOverhead = summary(step)
+		rep.Metrics.StepOverheadClient = summary(stepClient)
+	}
+	if fl != nil {
+		rep.addFleet(fl)
+	}
+	r.addMemory(rep)
+	return rep, nil
+}
+
+// runWorkflows runs n workflows, cfg.submitters at a time, and returns the timings
+// of those that succeeded (nil if ctx ended first); failures go to rep.
+func (r *run) runWorkflows(ctx context.Context, n int, rep *Report) []workflowTiming {
 	type outcome struct {
 		d   workflowTiming
 		err error
@@ -185,7 +221,7 @@ func (r *run) workflow(ctx context.Context) (*Report, error) {
 	}
 	go func() {
 		defer close(jobs)
-		for range r.cfg.tasks {
+		for range n {
 			select {
 			case jobs <- struct{}{}:
 			case <-ctx.Done():
@@ -193,45 +229,66 @@ func (r *run) workflow(ctx context.Context) (*Report, error) {
 			}
 		}
 	}()
-	var server, client2 []time.Duration
-	for range r.cfg.tasks {
+	timings := make([]workflowTiming, 0, n)
+	for range n {
 		select {
 		case o := <-results:
 			if o.err != nil {
 				rep.fail(o.err)
 				continue
 			}
-			server = append(server, o.d.server/workflowSteps)
-			client2 = append(client2, o.d.client/workflowSteps)
+			timings = append(timings, o.d)
 		case <-ctx.Done():
 			rep.fail(ctx.Err())
-			return rep, nil
+			return nil
 		}
 	}
-	rep.Metrics.Workflows = int64(len(server))
-	rep.Metrics.StepOverhead = summary(server)
-	rep.Metrics.StepOverheadClient = summary(client2)
-	rep.addFleet(fl)
-	r.addMemory(rep)
-	return rep, nil
+	return timings
 }
 
-const workflowSteps = 3
+// The workflow shapes of mode workflow.
+const (
+	shapeChain3  = "chain3"
+	shapeFanout5 = "fanout5"
+)
+
+// workflowShape is a workflow's mode and steps: their ids and what each depends on.
+type workflowShape struct {
+	mode  pb.WorkflowMode
+	steps [][]string // steps[i] = {id, depends_on...}
+}
+
+var workflowShapes = map[string]workflowShape{
+	// Three steps in sequence.
+	shapeChain3: {pb.WorkflowMode_WORKFLOW_MODE_SEQUENTIAL, [][]string{{"step1"}, {"step2"}, {"step3"}}},
+	// Five steps at once, then one that joins them.
+	shapeFanout5: {pb.WorkflowMode_WORKFLOW_MODE_DAG, [][]string{
+		{"f1"}, {"f2"}, {"f3"}, {"f4"}, {"f5"}, {"join", "f1", "f2", "f3", "f4", "f5"},
+	}},
+}
 
 type workflowTiming struct {
 	server time.Duration // created_at -> finished_at (orchestrator clock)
 	client time.Duration // SubmitWorkflow sent -> final event received
 }
 
-// runWorkflow submits one 3-step sequential workflow and waits until it finishes.
+// runWorkflow submits one workflow of cfg.shape and waits until it finishes.
 func (r *run) runWorkflow(ctx context.Context, client pb.OrchestratorServiceClient) (workflowTiming, error) {
-	steps := make([]*pb.Step, workflowSteps)
-	for i := range steps {
-		steps[i] = &pb.Step{Id: fmt.Sprintf("step%d", i+1), Agent: r.cfg.agent, Input: structpb.NewStructValue(&structpb.Struct{})}
+	shape, ok := workflowShapes[r.cfg.shape]
+	if !ok { // ParseConfig refuses unknown shapes; a zero Config runs the chain
+		shape = workflowShapes[shapeChain3]
+	}
+	input, err := r.cfg.stepInput()
+	if err != nil {
+		return workflowTiming{}, err
+	}
+	steps := make([]*pb.Step, len(shape.steps))
+	for i, s := range shape.steps {
+		steps[i] = &pb.Step{Id: s[0], Agent: r.cfg.agent, Input: input, DependsOn: s[1:]}
 	}
 	t0 := time.Now()
 	resp, err := client.SubmitWorkflow(ctx, &pb.SubmitWorkflowRequest{Workflow: &pb.WorkflowSpec{
-		Name: "loadgen", Mode: pb.WorkflowMode_WORKFLOW_MODE_SEQUENTIAL, Steps: steps,
+		Name: "loadgen", Mode: shape.mode, Steps: steps,
 	}})
 	if err != nil {
 		return workflowTiming{}, err

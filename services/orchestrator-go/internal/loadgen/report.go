@@ -45,6 +45,10 @@ type metrics struct {
 	// and client (submit -> final event) / 3.
 	StepOverhead       Summary `json:"step_overhead"`
 	StepOverheadClient Summary `json:"step_overhead_client"`
+	// Whole workflows (mode workflow, any shape): client (submit -> final event
+	// received on WatchWorkflow) and orchestrator (created -> finished).
+	RunLatency       Summary `json:"run_latency"`
+	RunLatencyServer Summary `json:"run_latency_server"`
 }
 
 func (r *run) newReport() *Report {
@@ -109,6 +113,8 @@ func (rep *Report) PrintTable(w io.Writer) {
 	if q := m.QueueLatency; q.Count > 0 {
 		row("queue latency (in queue->assigned)", fmt.Sprintf("p50 <= %g ms  p99 <= %g ms  (orchestrator histogram, n=%d)", q.P50, q.P99, q.Count))
 	}
+	lat("workflow run (client: submit->done)", m.RunLatency)
+	lat("workflow run (orchestrator)", m.RunLatencyServer)
 	lat("workflow step overhead", m.StepOverhead)
 	lat("workflow step overhead (client)", m.StepOverheadClient)
 	if m.QueuedTasks > 0 {

@@ -63,8 +63,8 @@ func TestRunWorkflowTimesThreeSequentialStepsByServerClock(t *testing.T) {
 		t.Errorf("server duration = %v, want 30ms (finished_at - created_at)", timing.server)
 	}
 	spec := fake.submitted
-	if spec.GetMode() != pb.WorkflowMode_WORKFLOW_MODE_SEQUENTIAL || len(spec.GetSteps()) != workflowSteps {
-		t.Fatalf("submitted mode %v with %d steps, want sequential with %d", spec.GetMode(), len(spec.GetSteps()), workflowSteps)
+	if spec.GetMode() != pb.WorkflowMode_WORKFLOW_MODE_SEQUENTIAL || len(spec.GetSteps()) != 3 {
+		t.Fatalf("submitted mode %v with %d steps, want sequential with 3", spec.GetMode(), len(spec.GetSteps()))
 	}
 	for _, s := range spec.GetSteps() {
 		if s.GetAgent() != "noop" {
@@ -78,5 +78,49 @@ func TestRunWorkflowReportsUnimplemented(t *testing.T) {
 	_, err := r.runWorkflow(context.Background(), dialFake(t, &pb.UnimplementedOrchestratorServiceServer{}))
 	if !isUnimplemented(err) {
 		t.Fatalf("err = %v, want UNIMPLEMENTED", err)
+	}
+}
+
+func TestFanout5RunsFiveStepsThenAJoinOnThemWithTheGivenInput(t *testing.T) {
+	fake := &fakeWorkflows{}
+	r := &run{cfg: Config{agent: "noop", shape: shapeFanout5, input: `{"prompt": "hi"}`}}
+	if _, err := r.runWorkflow(context.Background(), dialFake(t, fake)); err != nil {
+		t.Fatal(err)
+	}
+	spec := fake.submitted
+	steps := spec.GetSteps()
+	if spec.GetMode() != pb.WorkflowMode_WORKFLOW_MODE_DAG || len(steps) != 6 {
+		t.Fatalf("submitted mode %v with %d steps, want a DAG of 6", spec.GetMode(), len(steps))
+	}
+	for _, s := range steps[:5] {
+		if len(s.GetDependsOn()) != 0 {
+			t.Errorf("fan-out step %s depends on %v", s.GetId(), s.GetDependsOn())
+		}
+	}
+	if deps := steps[5].GetDependsOn(); len(deps) != 5 {
+		t.Errorf("join depends on %v, want the 5 fan-out steps", deps)
+	}
+	for _, s := range steps {
+		if got := s.GetInput().GetStructValue().GetFields()["prompt"].GetStringValue(); got != "hi" {
+			t.Errorf("step %s input = %v, want the --input", s.GetId(), s.GetInput())
+		}
+	}
+}
+
+func TestParseConfigRefusesAnUnknownShapeAndInputThatIsNotJSON(t *testing.T) {
+	for _, args := range [][]string{
+		{"--mode", "workflow", "--shape", "star"},
+		{"--mode", "workflow", "--input", "{not json"},
+	} {
+		if _, err := ParseConfig(args); err == nil {
+			t.Errorf("ParseConfig(%v) accepted it", args)
+		}
+	}
+	c, err := ParseConfig([]string{"--mode", "workflow", "--shape", "fanout5", "--external-workers", "--input", `"hello"`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.shape != shapeFanout5 || !c.externalWorkers || c.input != `"hello"` {
+		t.Fatalf("config = %+v", c)
 	}
 }

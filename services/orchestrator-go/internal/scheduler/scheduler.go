@@ -136,6 +136,9 @@ type liveTask struct {
 	// final is the durable terminal snapshot of a finished task whose idempotency
 	// key the map keeps a while longer (see retireIdemLocked).
 	final *task.Task
+	// handedOver: a workflow step task the engine was given before its result was
+	// written (see holdStepLocked); its commit does not hand it over again.
+	handedOver bool
 }
 
 // Scheduler owns task state transitions; all methods are safe for concurrent use.
@@ -170,6 +173,11 @@ type Scheduler struct {
 	runningProv    map[string]int
 	limitFreed     bool // a capped agent/provider got room: every worker may take work
 	pendingSubmits int  // tasks whose submission is being written
+	// Early step handoff (steps.go): once the engine asked for it, succeeded step
+	// tasks whose result is not yet written, by id; held since the last tick or
+	// since the one before.
+	holdSteps       bool
+	held, agingHeld map[string]*task.Task
 	// Attempts started since the last tick, and between the last two ticks, whose
 	// running state is not yet written (see saveRunningLocked).
 	unsavedRunning, agingRunning []runningMark
@@ -197,6 +205,7 @@ func New(cfg Config, d Deps) *Scheduler {
 		cfg: cfg.withDefaults(), store: d.Store, catalog: d.Catalog, hub: d.Hub,
 		metrics: d.Metrics, log: d.Log, now: d.Now, newID: d.NewID, rand: d.Rand, usage: d.Usage,
 		live: map[string]*liveTask{}, idem: map[idemKey]*liveTask{}, lookups: map[uint64]int{},
+		held: map[string]*task.Task{}, agingHeld: map[string]*task.Task{},
 		queue: newQueue(), workers: workers.NewRegistry(),
 		leases: map[string]*lease{}, running: map[string]*lease{}, delayed: map[string]time.Time{},
 		runningAgent: map[string]int{}, runningProv: map[string]int{},
@@ -316,6 +325,7 @@ func (s *Scheduler) tick() {
 	s.limitFreed = false
 	s.dispatchLocked(nil)
 	s.saveRunningLocked()
+	s.writeAgedHeldLocked()
 	s.updateGaugesLocked()
 	s.updateQueueDepthLocked()
 }
@@ -366,6 +376,7 @@ func (s *Scheduler) shutdown(ctx context.Context) {
 		w.Gone = true
 		w.Outbox.Close(ErrShuttingDown)
 	}
+	s.writeAllHeldLocked() // before the committer closes: no result is left unwritten
 	s.mu.Unlock()
 	if s.stopTick != nil {
 		close(s.stopTick)
@@ -397,12 +408,18 @@ func (s *Scheduler) updateQueueDepthLocked() {
 // before) until the write commits; then committed reports it finished. It returns
 // the final snapshot and the batch writing it.
 func (s *Scheduler) finishLocked(e *liveTask, status task.Status, failure *task.Failure, now time.Time) (*task.Task, *store.Batch) {
+	fin := s.terminalLocked(e, status, failure, now)
+	return fin, s.commit.Write(fin)
+}
+
+// terminalLocked marks the task finishing and returns its terminal snapshot, to write.
+func (s *Scheduler) terminalLocked(e *liveTask, status task.Status, failure *task.Failure, now time.Time) *task.Task {
 	e.finishing = true
 	s.queue.Remove(e.t.ID)
 	delete(s.delayed, e.t.ID)
 	fin := e.t.Snapshot()
 	fin.Status, fin.Failure, fin.FinishedAt = status, failure, now
-	return fin, s.commit.Write(fin)
+	return fin
 }
 
 // committed runs after each group commit: finished tasks whose terminal write is
@@ -448,8 +465,8 @@ func (s *Scheduler) committed(tasks []*task.Task, err error) {
 			series.Duration(t.Status).Observe(t.FinishedAt.Sub(t.StartedAt).Seconds())
 		}
 		s.hub.Done(t, now)
-		if t.WorkflowID != "" {
-			s.finishedSteps.push(t.Clone())
+		if t.WorkflowID != "" && !e.handedOver {
+			s.finishedSteps.push(FinishedStep{Task: t.Clone()})
 		}
 		if infoLogs {
 			s.log.Info("task finished", append(taskAttrs(t), "agent", t.Agent, "status", t.Status.String(), "attempts", t.Attempts)...)

@@ -246,8 +246,8 @@ func TestNextFinishedStepSeesDurableWorkflowSteps(t *testing.T) {
 func pollFinishedStep(s *Scheduler) (*task.Task, bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	t, err := s.NextFinishedStep(ctx)
-	return t, err == nil
+	fs, err := s.NextFinishedStep(ctx)
+	return fs.Task, err == nil
 }
 
 func TestGracefulShutdownLetsRunningAttemptsFinishAndStoresTheirResults(t *testing.T) {

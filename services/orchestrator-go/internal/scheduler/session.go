@@ -184,7 +184,9 @@ func (s *Scheduler) Complete(w *workers.Worker, r Result) {
 		s.recordUsage(t, r.Usage.Models, now)
 		if r.Failure == nil {
 			t.Result = r.Output
-			s.finishLocked(e, task.StatusSucceeded, nil, now)
+			if !s.holdStepLocked(e, now) {
+				s.finishLocked(e, task.StatusSucceeded, nil, now)
+			}
 		} else {
 			s.attemptFailedLocked(e, l, r.Failure, now)
 		}

@@ -41,6 +41,12 @@ type Submitted struct {
 // the tasks were not acknowledged, yet they are stored and run once the store
 // takes the write (a retry with the same idempotency keys returns them).
 func (s *Scheduler) Submit(ctx context.Context, specs []task.Spec) ([]Submitted, error) {
+	return s.submit(ctx, nil, specs)
+}
+
+// submit is Submit, writing the held step results of the tasks finished with the
+// new tasks (SubmitAfter).
+func (s *Scheduler) submit(ctx context.Context, finished []string, specs []task.Spec) ([]Submitted, error) {
 	var look *idemLookup
 	var fps []task.Fingerprint
 	if hasIdempotencyKeys(specs) {
@@ -50,7 +56,7 @@ func (s *Scheduler) Submit(ctx context.Context, specs []task.Spec) ([]Submitted,
 			return nil, err
 		}
 	}
-	out, fresh, waits, err := s.admit(specs, fps, look)
+	out, fresh, waits, err := s.admit(specs, fps, look, finished)
 	if err != nil {
 		return nil, err
 	}
@@ -148,10 +154,11 @@ func (s *Scheduler) enqueueSubmitted(fresh []*task.Task, werr error) error {
 }
 
 // admit decides the submission under the lock: it returns the outcomes, the new
-// tasks and the batches to wait for (the new tasks' and those of idempotent
-// repeats of tasks still being stored). fps holds the keyed specs' fingerprints.
-// It ends look, if any.
-func (s *Scheduler) admit(specs []task.Spec, fps []task.Fingerprint, look *idemLookup) (out []Submitted, fresh []*task.Task, waits []batchWait, err error) {
+// tasks and the batches to wait for (those of idempotent repeats of tasks still
+// being stored, then the one writing the held results of the finished step tasks
+// and the new tasks, last). fps holds the keyed specs' fingerprints. It ends
+// look, if any.
+func (s *Scheduler) admit(specs []task.Spec, fps []task.Fingerprint, look *idemLookup, finished []string) (out []Submitted, fresh []*task.Task, waits []batchWait, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if look != nil {
@@ -199,6 +206,9 @@ func (s *Scheduler) admit(specs []task.Spec, fps []task.Fingerprint, look *idemL
 		}
 	}
 	if len(fresh) == 0 {
+		if held := s.takeHeldEachLocked(finished); len(held) > 0 {
+			waits = append(waits, batchWait{s.commit.Write(held...), held[0].ID})
+		}
 		return out, nil, waits, nil
 	}
 	if s.queuedLocked()+len(fresh) > s.cfg.MaxQueue {
@@ -209,7 +219,10 @@ func (s *Scheduler) admit(specs []task.Spec, fps []task.Fingerprint, look *idemL
 			Metadata: map[string]string{"retry_after_ms": strconv.FormatInt(s.cfg.QueueFullRetryAfter.Milliseconds(), 10)},
 		}
 	}
-	b := s.commit.Write(snaps...)
+	// The held results first, as their own write: the store takes them even if it
+	// refuses this submission for good.
+	held := s.takeHeldEachLocked(finished)
+	b := s.commit.WriteEach(held, snaps)
 	for _, t := range fresh {
 		e := &liveTask{t: t, submitted: b}
 		s.live[t.ID] = e
@@ -218,7 +231,10 @@ func (s *Scheduler) admit(specs []task.Spec, fps []task.Fingerprint, look *idemL
 		}
 	}
 	s.pendingSubmits += len(fresh)
-	// One Write: the store takes all of the submission's tasks or none.
+	// One write: the store takes all of the submission's tasks or none.
+	if len(held) > 0 {
+		waits = append(waits, batchWait{b, held[0].ID})
+	}
 	return out, fresh, append(waits, batchWait{b, fresh[0].ID}), nil
 }
 

@@ -155,6 +155,13 @@ func newBatch() *Batch { return &Batch{done: make(chan struct{})} }
 // and returns the batch that will commit them. Write with no tasks returns the
 // current batch: waiting on it waits for every earlier write (a barrier).
 func (c *Committer) Write(tasks ...*task.Task) *Batch {
+	return c.WriteEach(tasks)
+}
+
+// WriteEach queues several writes, each as if made by its own Write call (a
+// permanent refusal of one fails that one only), into the same batch, so that
+// they commit in one store transaction. Empty writes are skipped.
+func (c *Committer) WriteEach(writes ...[]*task.Task) *Batch {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -164,9 +171,11 @@ func (c *Committer) Write(tasks ...*task.Task) *Batch {
 		return b
 	}
 	b := c.cur
-	if len(tasks) > 0 {
-		b.tasks = append(b.tasks, tasks...)
-		b.ends = append(b.ends, len(b.tasks))
+	for _, tasks := range writes {
+		if len(tasks) > 0 {
+			b.tasks = append(b.tasks, tasks...)
+			b.ends = append(b.ends, len(b.tasks))
+		}
 	}
 	b.writes++
 	c.mu.Unlock()

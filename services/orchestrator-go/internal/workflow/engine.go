@@ -25,13 +25,20 @@ import (
 // Scheduler is what the engine needs of the task scheduler (*scheduler.Scheduler is
 // one): to submit, cancel and watch step tasks, and to hear of those that finished.
 type Scheduler interface {
-	Submit(ctx context.Context, specs []task.Spec) ([]scheduler.Submitted, error)
+	// SubmitAfter submits step tasks, writing the held results of the step tasks
+	// finished in the same store transaction (see scheduler.FinishedStep).
+	SubmitAfter(ctx context.Context, finished []string, specs []task.Spec) ([]scheduler.Submitted, error)
 	Cancel(ctx context.Context, id, reason string) (*task.Task, error)
 	Watch(ctx context.Context, id string, cur *events.Cursor) (*events.Subscription, error)
 	// UnfinishedSteps returns the ids of the unfinished step tasks by workflow id.
 	UnfinishedSteps() map[string][]string
-	// NextFinishedStep waits for the next step task whose result is durable.
-	NextFinishedStep(ctx context.Context) (*task.Task, error)
+	// HoldStepResults asks for succeeded step tasks before their results are
+	// written; NextFinishedStep then returns them with Held set.
+	HoldStepResults()
+	// NextFinishedStep waits for the next finished step task.
+	NextFinishedStep(ctx context.Context) (scheduler.FinishedStep, error)
+	// WriteHeld writes a held step result the engine did not submit anything with.
+	WriteHeld(id string) *store.Batch
 }
 
 // Deps are the engine's collaborators. Metrics, Log, Now and NewID may be nil.
@@ -133,6 +140,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.mu.Unlock()
 	e.resume(ctx, stored)
 	e.cancelOrphanSteps(ctx)
+	e.sched.HoldStepResults() // the taker below writes every held result (progress.go)
 	go e.takeFinishedSteps(takeCtx, e.takerDone)
 	go e.loop(e.stop, e.done)
 	return nil
@@ -143,11 +151,11 @@ func (e *Engine) Start(ctx context.Context) error {
 func (e *Engine) takeFinishedSteps(ctx context.Context, done chan<- struct{}) {
 	defer close(done)
 	for {
-		t, err := e.sched.NextFinishedStep(ctx)
+		fs, err := e.sched.NextFinishedStep(ctx)
 		if err != nil {
 			return
 		}
-		go e.stepFinished(t)
+		go e.stepFinished(fs)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/scheduler"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 )
@@ -33,7 +34,7 @@ func TestStopWaitsForStepResultsBeingApplied(t *testing.T) {
 	step := h.waitRunning(wf.ID, "a")
 	fin := &task.Task{ID: step.TaskIDs[0], WorkflowID: wf.ID, StepID: "a", Status: task.StatusSucceeded,
 		Result: js(`1`), FinishedAt: time.Now()}
-	go h.eng.stepFinished(fin)
+	go h.eng.stepFinished(scheduler.FinishedStep{Task: fin})
 	<-st.entered // the final write is in progress
 
 	stopped := make(chan bool)

@@ -86,6 +86,8 @@ func (e *Engine) settle(ctx context.Context, r *run) {
 // durable record of a running workflow's progress (see reconcile).
 func (e *Engine) flush(ctx context.Context, r *run) {
 	if r.unsaved {
+		// The final state never lands before a step result it was made of.
+		e.writeHeld(ctx, r, true)
 		if err := e.write(ctx, r.wf); err != nil {
 			e.log.Error("store workflow", "workflow_id", r.wf.ID, "err", err)
 			return

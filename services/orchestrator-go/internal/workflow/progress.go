@@ -9,15 +9,22 @@ import (
 	"fmt"
 
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/scheduler"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 )
 
 // stepFinished records a finished step task and starts what it unblocks; a task
-// of a workflow the engine does not run is ignored.
-func (e *Engine) stepFinished(t *task.Task) {
+// of a workflow the engine does not run is ignored. A held result (see
+// scheduler.FinishedStep) is written with the tasks of the steps it unblocks, or
+// else alone, before the workflow's final state if it ended the workflow.
+func (e *Engine) stepFinished(fs scheduler.FinishedStep) {
+	t := fs.Task
 	e.mu.Lock()
 	if e.stopped {
 		e.mu.Unlock()
+		if fs.Held {
+			e.sched.WriteHeld(t.ID)
+		}
 		return // the workflow resumes from the task store at the next start
 	}
 	e.inflight++
@@ -32,15 +39,45 @@ func (e *Engine) stepFinished(t *task.Task) {
 		e.mu.Unlock()
 	}()
 	if r == nil {
+		if fs.Held {
+			e.sched.WriteHeld(t.ID)
+		}
 		return
 	}
 	ctx := context.Background()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if fs.Held {
+		r.held, r.heldWritten = t.ID, false
+	}
 	if e.apply(ctx, r, t) {
 		e.advance(ctx, r)
 	}
-	e.flush(ctx, r)
+	e.flush(ctx, r) // writes the held result first, durably, if the workflow ended
+	if fs.Held {
+		e.writeHeld(ctx, r, false)
+		r.held, r.heldWritten = "", false
+	}
+}
+
+// writeHeld writes the held result of r.held unless a step submission carried it;
+// with durable, it waits until the result is durable (bounded by the store timeout).
+func (e *Engine) writeHeld(ctx context.Context, r *run, durable bool) {
+	if r.held == "" || r.heldWritten {
+		return
+	}
+	b := e.sched.WriteHeld(r.held)
+	r.heldWritten = true
+	if !durable {
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, e.opTimeout)
+	defer cancel()
+	select {
+	case <-b.Done():
+	case <-wctx.Done():
+		e.log.Warn("the store has not confirmed a step's result yet", "workflow_id", r.wf.ID, "task_id", r.held)
+	}
 }
 
 // apply records a finished step task; it reports whether anything changed.
@@ -93,6 +130,7 @@ func (e *Engine) elementFailure(r *run, i int, sr *stepRun) *task.Failure {
 func (e *Engine) advance(ctx context.Context, r *run) {
 	for progress := true; progress; {
 		progress = false
+		var ready []int
 		for i := range r.wf.Steps {
 			if r.wf.Status.Finished() {
 				return
@@ -101,23 +139,27 @@ func (e *Engine) advance(ctx context.Context, r *run) {
 			if st.Status != task.StatusUnspecified {
 				continue
 			}
-			ready, blocker := true, ""
+			runnable, blocker := true, ""
 			for _, d := range r.plan.deps[i] {
 				ds := r.wf.Steps[d].Status
 				if ds.Finished() && ds != task.StatusSucceeded {
 					blocker = r.wf.Steps[d].StepID
 					break
 				}
-				ready = ready && ds == task.StatusSucceeded
+				runnable = runnable && ds == task.StatusSucceeded
 			}
 			switch {
 			case blocker != "":
 				st.Status, st.Skipped, st.FinishedAt = task.StatusCancelled, true, e.now()
 				st.Failure = &task.Failure{Reason: errs.ReasonSkipped, Message: fmt.Sprintf("skipped: upstream %s failed", blocker)}
 				progress = true
-			case ready:
-				progress = e.startStep(ctx, r, i) || progress
+			case runnable:
+				ready = append(ready, i)
 			}
+		}
+		// Every step ready now starts in one submission (one store write).
+		if len(ready) > 0 && e.startSteps(ctx, r, ready) {
+			progress = true
 		}
 	}
 	e.completeIfDone(ctx, r)

@@ -1,12 +1,15 @@
 package workflow
 
 import (
+	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/storetest"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 )
 
@@ -221,5 +224,91 @@ func TestMapStepFailsFastOnAnElement(t *testing.T) {
 	m := stepOf(done, "m")
 	if done.Status != StatusFailed || m.Status != task.StatusFailed || !strings.Contains(m.Failure.Message, "element ") {
 		t.Fatalf("workflow = %+v", done)
+	}
+}
+
+// writeLog is a recording store that also notes, for each done workflow it
+// writes, the step tasks' statuses stored at that moment.
+type writeLog struct {
+	*storetest.Recording
+	mu     sync.Mutex
+	finals []map[string]task.Status
+}
+
+func newWriteLog() *writeLog { return &writeLog{Recording: storetest.NewRecording()} }
+
+func (s *writeLog) PutWorkflow(ctx context.Context, w *store.Workflow) error {
+	if w.Done {
+		wf, err := decodeWorkflow(w.State)
+		if err != nil {
+			return err
+		}
+		statuses := map[string]task.Status{}
+		for _, st := range wf.Steps {
+			for _, id := range st.TaskIDs {
+				if t, err := s.Get(ctx, id); err == nil {
+					statuses[id] = t.Status
+				}
+			}
+		}
+		s.mu.Lock()
+		s.finals = append(s.finals, statuses)
+		s.mu.Unlock()
+	}
+	return s.Recording.PutWorkflow(ctx, w)
+}
+
+func TestAChainWritesEachStepsResultWithTheNextStepsTaskAndTheFinalStateLast(t *testing.T) {
+	st := newWriteLog()
+	h := newHarness(t, st)
+	h.worker(4)
+	wf := h.submit(Spec{Mode: ModeSequential, Steps: []Step{
+		{ID: "a", Agent: "echo", Input: js(`1`)}, {ID: "b", Agent: "echo", Input: js(`2`)}, {ID: "c", Agent: "echo", Input: js(`3`)},
+	}})
+	done := h.wait(wf.ID)
+	if done.Status != StatusSucceeded {
+		t.Fatalf("workflow = %+v", done)
+	}
+	ids := []string{stepOf(done, "a").TaskIDs[0], stepOf(done, "b").TaskIDs[0], stepOf(done, "c").TaskIDs[0]}
+	for i := range 2 {
+		finished, next := st.PutOf(ids[i], task.StatusSucceeded), st.PutOf(ids[i+1], task.StatusQueued)
+		if finished < 0 || finished != next {
+			t.Errorf("step %d's result was written in put %d, step %d's task in put %d: want one store write", i+1, finished, i+2, next)
+		}
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.finals) != 1 {
+		t.Fatalf("the final state was written %d times", len(st.finals))
+	}
+	for _, id := range ids {
+		if st.finals[0][id] != task.StatusSucceeded {
+			t.Errorf("the final state was written while step task %s was stored %s", id, st.finals[0][id])
+		}
+	}
+}
+
+func TestStepsReadyTogetherAreSubmittedInOneStoreWrite(t *testing.T) {
+	st := newWriteLog()
+	h := newHarness(t, st)
+	h.worker(8)
+	steps := []Step{{ID: "root", Agent: "echo", Input: js(`0`)}}
+	join := Step{ID: "join", Agent: "echo", Input: js(`"j"`)}
+	for i := range 5 {
+		id := fmt.Sprintf("f%d", i+1)
+		steps = append(steps, Step{ID: id, Agent: "echo", Input: js(`1`), DependsOn: []string{"root"}})
+		join.DependsOn = append(join.DependsOn, id)
+	}
+	wf := h.submit(Spec{Mode: ModeDAG, Steps: append(steps, join)})
+	done := h.wait(wf.ID)
+	if done.Status != StatusSucceeded {
+		t.Fatalf("workflow = %+v", done)
+	}
+	root := st.PutOf(stepOf(done, "root").TaskIDs[0], task.StatusSucceeded)
+	for i := range 5 {
+		id := fmt.Sprintf("f%d", i+1)
+		if p := st.PutOf(stepOf(done, id).TaskIDs[0], task.StatusQueued); p != root {
+			t.Errorf("step %s's task was written in put %d, root's result and the other fan-out tasks in put %d", id, p, root)
+		}
 	}
 }

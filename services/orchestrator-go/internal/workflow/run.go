@@ -32,6 +32,18 @@ type run struct {
 	cancel    []string
 	cancelWhy string
 	settled   bool
+	// held is the step task whose held result (see scheduler.FinishedStep) the
+	// current stepFinished call must write; heldWritten once a submission did.
+	held        string
+	heldWritten bool
+}
+
+// unwrittenHeld lists the held result the next step submission is to write.
+func (r *run) unwrittenHeld() []string {
+	if r.held == "" || r.heldWritten {
+		return nil
+	}
+	return []string{r.held}
 }
 
 // stepRun tracks the tasks of a started step (rebuilt from the task store on resume).

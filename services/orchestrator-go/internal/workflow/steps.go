@@ -25,34 +25,103 @@ var (
 	defaultPriority = int32(limits.Field(&pb.Step{}, "priority").GetDefault())
 )
 
-// startStep renders the step's input and submits its task(s). It reports whether
-// the step changed state (false: the submission failed and is retried later).
-func (e *Engine) startStep(ctx context.Context, r *run, i int) bool {
+// startSteps renders the ready steps' inputs and submits all their tasks in one
+// call: one store write, which also carries the held result that unblocked them
+// (see scheduler.FinishedStep). It reports whether any step changed state (false:
+// the submission failed and is retried later).
+func (e *Engine) startSteps(ctx context.Context, r *run, ready []int) bool {
+	progress := false
+	var starting []startingStep
+	var specs []task.Spec
+	for _, i := range ready {
+		if r.wf.Status.Finished() {
+			return true
+		}
+		stepSpecs, ok := e.stepSpecs(ctx, r, i)
+		if !ok { // the step failed
+			progress = true
+			continue
+		}
+		starting = append(starting, startingStep{i: i, tasks: len(stepSpecs)})
+		specs = append(specs, stepSpecs...)
+	}
+	if r.wf.Status.Finished() || len(starting) == 0 {
+		return true
+	}
+	var out []scheduler.Submitted
+	if len(specs) > 0 {
+		sctx, cancel := context.WithTimeout(ctx, e.opTimeout)
+		var err error
+		out, err = e.sched.SubmitAfter(sctx, r.unwrittenHeld(), specs)
+		cancel()
+		if err != nil {
+			e.log.Warn("cannot submit step tasks yet; will retry", "workflow_id", r.wf.ID, "step_id", r.wf.Spec.Steps[starting[0].i].ID,
+				"steps", len(starting), "err", err)
+			r.stalled = true
+			return progress
+		}
+		r.heldWritten = true
+	}
+	// Every step is running before any result is applied: a workflow that ends
+	// while they are applied (exit_if, a failure) cancels the tasks of them all.
+	now := e.now()
+	for k := range starting {
+		st := &starting[k]
+		st.out, out = out[:st.tasks], out[st.tasks:]
+		e.stepStarted(ctx, r, st.i, st.out, now)
+	}
+	for _, st := range starting {
+		if r.wf.Status.Finished() {
+			break
+		}
+		if st.tasks == 0 {
+			e.succeedStep(ctx, r, st.i)
+			continue
+		}
+		for _, o := range st.out {
+			if o.Task.Status.Finished() { // re-submitted after a restart: already done
+				e.apply(ctx, r, o.Task)
+			}
+		}
+	}
+	return true
+}
+
+// startingStep is a step of a startSteps call: its index, its number of tasks and
+// their submission outcomes.
+type startingStep struct {
+	i     int
+	tasks int
+	out   []scheduler.Submitted
+}
+
+// stepSpecs renders the step's input and returns the specs of its task(s); ok is
+// false when the step failed instead (its map_over or input could not be rendered).
+func (e *Engine) stepSpecs(ctx context.Context, r *run, i int) (specs []task.Spec, ok bool) {
 	s := r.wf.Spec.Steps[i]
-	st := &r.wf.Steps[i]
 	sc := &scope{input: r.plan.input, steps: r.outputs}
 	items := []any{nil}
 	if ref := r.plan.mapOver[i]; ref != nil {
 		v, err := sc.resolve(*ref)
 		if err != nil {
 			e.failStep(ctx, r, i, task.StatusFailed, &task.Failure{Reason: errs.ReasonInvalidArgument, Message: "map_over: " + err.Error()})
-			return true
+			return nil, false
 		}
-		list, ok := v.([]any)
+		list, isList := v.([]any)
 		switch {
-		case !ok:
+		case !isList:
 			e.failStep(ctx, r, i, task.StatusFailed, &task.Failure{Reason: errs.ReasonInvalidArgument,
 				Message: fmt.Sprintf("map_over {{ %s }} is %s, not a list", ref.raw, kindOf(v))})
-			return true
+			return nil, false
 		case len(list) > maxMapElements:
 			e.failStep(ctx, r, i, task.StatusFailed, &task.Failure{Reason: errs.ReasonInvalidArgument,
 				Message: fmt.Sprintf("map_over {{ %s }} has %d elements; a map step runs at most %d", errs.Clip(ref.raw), len(list), maxMapElements)})
-			return true
+			return nil, false
 		}
 		items = list
 		sc.hasItem = true
 	}
-	specs := make([]task.Spec, len(items))
+	specs = make([]task.Spec, len(items))
 	for k, item := range items {
 		sc.item, sc.index = item, k
 		var input json.RawMessage
@@ -60,11 +129,11 @@ func (e *Engine) startStep(ctx context.Context, r *run, i int) bool {
 			v, err := render(r.plan.inputs[i], sc)
 			if err != nil {
 				e.failStep(ctx, r, i, task.StatusFailed, &task.Failure{Reason: errs.ReasonInvalidArgument, Message: "input: " + err.Error()})
-				return true
+				return nil, false
 			}
 			if input, err = json.Marshal(v); err != nil {
 				e.failStep(ctx, r, i, task.StatusFailed, &task.Failure{Reason: errs.ReasonInvalidArgument, Message: "input: " + err.Error()})
-				return true
+				return nil, false
 			}
 		}
 		specs[k] = task.Spec{
@@ -73,21 +142,13 @@ func (e *Engine) startStep(ctx context.Context, r *run, i int) bool {
 			InitialBackoff: s.InitialBackoff, MaxBackoff: s.MaxBackoff, WorkflowID: r.wf.ID, StepID: s.ID,
 		}
 	}
-	var out []scheduler.Submitted
-	if len(specs) > 0 {
-		sctx, cancel := context.WithTimeout(ctx, e.opTimeout)
-		var err error
-		out, err = e.sched.Submit(sctx, specs)
-		cancel()
-		if err != nil {
-			e.log.Warn("cannot submit step tasks yet; will retry", "workflow_id", r.wf.ID, "step_id", s.ID, "err", err)
-			r.stalled = true
-			return false
-		}
-	}
+	return specs, true
+}
+
+// stepStarted records that the step's tasks were submitted (out: their outcomes).
+func (e *Engine) stepStarted(ctx context.Context, r *run, i int, out []scheduler.Submitted, now time.Time) {
 	// The step started when its tasks were created, the same after a restart
 	// (resubmitted, the tasks already exist).
-	now := e.now()
 	ids := make([]string, len(out))
 	startedAt, resumed := now, len(out) > 0
 	for k, o := range out {
@@ -100,19 +161,10 @@ func (e *Engine) startStep(ctx context.Context, r *run, i int) bool {
 	if !resumed {
 		e.metrics.StepOverhead.Observe(now.Sub(e.readyAt(r, i)).Seconds())
 	}
+	st := &r.wf.Steps[i]
 	st.Status, st.TaskIDs, st.StartedAt = task.StatusRunning, ids, startedAt
 	r.steps[i] = newStepRun(ids)
-	e.attach(ctx, r, s.ID, ids)
-	if len(ids) == 0 {
-		e.succeedStep(ctx, r, i)
-		return true
-	}
-	for _, o := range out {
-		if o.Task.Status.Finished() { // re-submitted after a restart: already done
-			e.apply(ctx, r, o.Task)
-		}
-	}
-	return true
+	e.attach(ctx, r, st.StepID, ids)
 }
 
 // stepTaskKey is the idempotency key of a step's task: the same on every submission.
