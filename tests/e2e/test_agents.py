@@ -170,3 +170,20 @@ def test_typed_chunks_stream_through_sse_and_collect_into_a_result(
     assert [r["ok"] for r in run.tool_results] == [True, True]
     assert run.text == run.task["result"]["text"]
     assert run.usage["completion_tokens"] == run.task["usage"]["completion_tokens"]
+
+
+def test_stream_options_of_the_request_reach_the_worker(client: httpx.Client) -> None:
+    stream = {"text_only": True, "buffer_size": 0, "flush_interval_ms": None}
+    with TaskloomClient(str(client.base_url)) as sdk:
+        task = sdk.submit_task("toolsmith", "6 * 7?", stream={"text_only": True, "buffer_size": 0})
+        assert task["stream"] == stream  # absent interval stays absent: the worker's default
+        run = collect_stream(sdk.stream_events(task["id"]))
+    assert run.status == "succeeded" and run.task is not None
+    assert run.task["stream"] == stream
+    # text_only: the answer's text alone, no thoughts, tool calls, results or usage.
+    assert run.text == run.task["result"]["text"]
+    assert (run.thoughts, run.tool_calls, run.tool_results) == ("", [], [])
+    bad = client.post("/v1/tasks", json={"agent": "toolsmith", "stream": {"buffer_size": -1}})
+    assert bad.status_code == 422
+    assert bad.headers["content-type"].startswith("application/problem+json")
+    assert "stream.buffer_size" in bad.text

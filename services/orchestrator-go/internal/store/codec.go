@@ -21,8 +21,8 @@ import (
 // task writes per second. A new field is appended and the version bumped; decode
 // accepts every older version. Version 2 appended NotBefore; version 3 writes a
 // failure's reason as its taskloom.v1.ErrorReason number (older versions wrote its
-// name) and appends the spec's fingerprint.
-const codecVersion = 3
+// name) and appends the spec's fingerprint; version 4 appends the stream options.
+const codecVersion = 4
 
 var errCorrupt = errors.New("corrupt task record")
 
@@ -69,7 +69,57 @@ func encodeTask(dst []byte, t *task.Task) []byte {
 	b = appendString(b, t.WorkerID)
 	b = binary.AppendVarint(b, unixNano(t.NotBefore))
 	b = appendBytes(b, t.Fingerprint[:])
+	return appendStream(b, t.Stream)
+}
+
+// Stream options are one byte of flags (which parts are present, text_only), then
+// the present numbers.
+const (
+	streamSet = 1 << iota
+	streamTextOnly
+	streamBufferSize
+	streamFlushInterval
+)
+
+func appendStream(b []byte, o *task.StreamOptions) []byte {
+	if o == nil {
+		return append(b, 0)
+	}
+	flags := byte(streamSet)
+	if o.TextOnly {
+		flags |= streamTextOnly
+	}
+	if o.BufferSize != nil {
+		flags |= streamBufferSize
+	}
+	if o.FlushIntervalMs != nil {
+		flags |= streamFlushInterval
+	}
+	b = append(b, flags)
+	if o.BufferSize != nil {
+		b = binary.AppendVarint(b, int64(*o.BufferSize))
+	}
+	if o.FlushIntervalMs != nil {
+		b = binary.AppendVarint(b, int64(*o.FlushIntervalMs))
+	}
 	return b
+}
+
+func (r *reader) stream() *task.StreamOptions {
+	flags := r.byte()
+	if flags&streamSet == 0 {
+		return nil
+	}
+	o := &task.StreamOptions{TextOnly: flags&streamTextOnly != 0}
+	if flags&streamBufferSize != 0 {
+		v := int32(r.varint())
+		o.BufferSize = &v
+	}
+	if flags&streamFlushInterval != 0 {
+		v := int32(r.varint())
+		o.FlushIntervalMs = &v
+	}
+	return o
 }
 
 // taskSizeHint bounds the record's size from above, so encodeTask allocates once:
@@ -83,7 +133,7 @@ func taskSizeHint(t *task.Task) int {
 	for k, v := range t.Labels {
 		n += len(k) + len(v) + 2*binary.MaxVarintLen64
 	}
-	return n + len(t.Fingerprint) + 32*binary.MaxVarintLen64
+	return n + len(t.Fingerprint) + 35*binary.MaxVarintLen64
 }
 
 // decodeTask parses a record written by encodeTask. It copies what it keeps, so the
@@ -137,6 +187,9 @@ func decodeTask(src []byte) (*task.Task, error) {
 	}
 	if src[0] >= 3 {
 		copy(t.Fingerprint[:], r.raw())
+	}
+	if src[0] >= 4 {
+		t.Stream = r.stream()
 	}
 	if r.err {
 		return nil, fmt.Errorf("%w: truncated", errCorrupt)

@@ -75,6 +75,7 @@ func fullTask(id string) *task.Task {
 		CreatedAt: t0, StartedAt: t0.Add(time.Second), FinishedAt: t0.Add(2 * time.Second),
 		WorkflowID: "wf", StepID: "s1", Usage: task.Usage{PromptTokens: 1, CompletionTokens: 2, CachedCompletions: 3}, WorkerID: "w1",
 		NotBefore: t0.Add(3 * time.Second), Fingerprint: task.Fingerprint{1, 2, 3, 4},
+		Stream: &task.StreamOptions{TextOnly: true, BufferSize: ptr(int32(0)), FlushIntervalMs: ptr(int32(40))},
 	}
 }
 
@@ -462,3 +463,5 @@ func TestFullTaskSetsEveryField(t *testing.T) {
 		}
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -787,6 +787,21 @@ pub struct RetryPolicy {
     #[prost(message, optional, tag = "3")]
     pub max_backoff: ::core::option::Option<::prost_types::Duration>,
 }
+/// StreamOptions is how the worker streams a task's output. An absent size or interval
+/// is the worker's default (TASKLOOM_STREAM_BUFFER_SIZE, TASKLOOM_STREAM_FLUSH_INTERVAL_MS).
+/// The worker coalesces the answer's text into one chunk per buffer_size bytes or per
+/// flush_interval_ms, whichever comes first; 0 in either sends every piece as it comes.
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct StreamOptions {
+    /// Only the answer's text: no thought, tool call, tool result, usage or error chunks.
+    #[prost(bool, tag = "1")]
+    pub text_only: bool,
+    #[prost(int32, optional, tag = "2")]
+    pub buffer_size: ::core::option::Option<i32>,
+    #[prost(int32, optional, tag = "3")]
+    pub flush_interval_ms: ::core::option::Option<i32>,
+}
 /// TaskSpec is what a client submits.
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -817,6 +832,9 @@ pub struct TaskSpec {
     pub timeout: ::core::option::Option<::prost_types::Duration>,
     #[prost(message, optional, tag = "8")]
     pub retry: ::core::option::Option<RetryPolicy>,
+    /// How the worker streams the task's output; absent: the worker's defaults.
+    #[prost(message, optional, tag = "9")]
+    pub stream: ::core::option::Option<StreamOptions>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -866,6 +884,9 @@ pub struct Task {
     /// The worker that ran (or runs) the latest attempt.
     #[prost(string, tag = "20")]
     pub worker_id: ::prost::alloc::string::String,
+    /// The stream options the task was submitted with.
+    #[prost(message, optional, tag = "21")]
+    pub stream: ::core::option::Option<StreamOptions>,
 }
 /// AgentInfo describes an agent that workers can run.
 #[allow(clippy::all)]
@@ -998,7 +1019,7 @@ impl ErrorReason {
 /// sees it (`content` is JSON text: the value, or {"error": ...}).
 /// USAGE        {"prompt_tokens", "completion_tokens"}: the tokens of one LLM turn.
 /// ERROR        text: why the agent failed, sent just before the failed result.
-/// A task's `stream.text_only` leaves only TEXT chunks.
+/// A task's `stream.text_only` (StreamOptions) leaves only TEXT chunks.
 #[allow(clippy::all)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]

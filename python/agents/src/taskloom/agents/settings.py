@@ -13,6 +13,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
 from taskloom.agents.catalog import CatalogError, load_catalog
+from taskloom.agents.streaming import BUFFER_SIZE_RANGE, FLUSH_INTERVAL_MS_RANGE
 from taskloom.sdk import config
 
 
@@ -139,14 +140,14 @@ class Settings(config.ServiceSettings):
 
     stream_buffer_size: int = Field(
         default=256,
-        ge=0,
-        le=1 << 20,
+        ge=BUFFER_SIZE_RANGE[0],
+        le=BUFFER_SIZE_RANGE[1],
         description="streamed text is sent once this many bytes are buffered (0 = every piece)",
     )
     stream_flush_interval_ms: float = Field(
         default=25.0,
-        ge=0,
-        le=10_000,
+        ge=FLUSH_INTERVAL_MS_RANGE[0],
+        le=FLUSH_INTERVAL_MS_RANGE[1],
         description="...or once the first buffered piece is this old (0 = every piece)",
     )
 

@@ -321,7 +321,7 @@ class Worker:
         try:
             task_input = values.to_python(task.input) if task.HasField("input") else None
             try:
-                stream = StreamOptions.from_input(task_input, self._opts.stream)
+                stream = StreamOptions.for_task(task, task_input, self._opts.stream)
             except ValueError as err:
                 raise AgentError(str(err), retryable=False) from None
             chunks.configure(stream)
