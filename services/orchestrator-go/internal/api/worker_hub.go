@@ -146,6 +146,8 @@ func (h *WorkerHub) receive(stream pb.WorkerHubService_SessionServer, w *workers
 			h.sched.Complete(w, resultFromProto(m.Result))
 		case *pb.SessionRequest_Drain:
 			h.sched.Drain(w)
+		case *pb.SessionRequest_Agents:
+			h.updateAgents(w, m.Agents)
 		case *pb.SessionRequest_Register:
 			return invalid("register", "register may only be sent once per session")
 		default:

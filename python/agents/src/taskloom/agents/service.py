@@ -153,6 +153,7 @@ async def serve(settings: Settings) -> None:
 
     def swap(catalog: Catalog) -> None:
         runtime.catalog = catalog
+        worker.agents_changed()
 
     reloader = CatalogReloader(
         settings.agents_dir if settings.agents_reload else [],

@@ -106,6 +106,12 @@ class Worker:
             for spec in self.runtime.catalog.values()
         ]
 
+    def agents_changed(self) -> None:
+        """After a hot reload: tell the orchestrator the agents now served, at once. Sent on
+        the current session's outbox, after its Register; a session that is not open yet
+        registers them itself."""
+        self._send(agents=worker_hub_pb2.AgentsUpdate(agents=self.agent_infos()))
+
     async def run(self, stop: asyncio.Event) -> None:
         """Keep a session open until `stop` is set, then drain and return."""
         failures = 0
