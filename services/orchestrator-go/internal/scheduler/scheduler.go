@@ -133,6 +133,8 @@ type liveTask struct {
 	// final is the durable terminal snapshot of a finished task whose idempotency
 	// key the map keeps a while longer (see retireIdemLocked).
 	final *task.Task
+	// journal holds the task's completed steps (journal.go).
+	journal taskJournal
 }
 
 // Scheduler owns task state transitions; all methods are safe for concurrent use.
@@ -240,11 +242,15 @@ func (s *Scheduler) Recover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("recover unfinished tasks: %w", err)
 	}
+	journals, err := s.loadJournals(ctx, tasks)
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
 	now := s.now()
 	requeued := 0
 	for _, t := range tasks {
-		e := &liveTask{t: t}
+		e := &liveTask{t: t, journal: journals[t.ID]}
 		s.live[t.ID] = e
 		if t.IdempotencyKey != "" {
 			s.idem[idemKey{t.Tenant, t.IdempotencyKey}] = e

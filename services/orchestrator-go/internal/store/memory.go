@@ -23,6 +23,8 @@ type Memory struct {
 
 	agents map[string]task.AgentInfo
 	closed bool
+
+	memoryJournals
 }
 
 type entry struct {
@@ -207,6 +209,7 @@ func (m *Memory) PruneFinished(_ context.Context, before time.Time, limit int) (
 			if t.IdempotencyKey != "" {
 				delete(m.byIdem, idemKey{t.Tenant, t.IdempotencyKey})
 			}
+			m.deleteJournal(id)
 			pruned++
 			continue
 		}

@@ -116,6 +116,7 @@ def build_worker(
         reconnect_max_s=settings.reconnect_max_s,
         heartbeat_interval_s=settings.heartbeat_interval_s,
         stream=StreamOptions(settings.stream_buffer_size, settings.stream_flush_interval_ms),
+        journal=settings.journal,
     )
     return Worker(options, runtime, telemetry), providers
 

@@ -138,6 +138,11 @@ class Settings(config.ServiceSettings):
         "a loud warning at every sandbox start)",
     )
 
+    journal: bool = Field(
+        default=True,
+        description="record each completed LLM turn and tool result with the orchestrator, "
+        "so a retried task replays them instead of paying for them again",
+    )
     stream_buffer_size: int = Field(
         default=256,
         ge=BUFFER_SIZE_RANGE[0],
