@@ -4,7 +4,9 @@ sandbox.
 - `tool_iteration_overhead_us`: the agent runtime in process, on the simulated LLM with no
   latency, running tasks of ITERATIONS turns that each call a no-op (async) Python tool;
   the time per turn beyond a task that answers at once (one turn, no tool), less the time
-  spent inside the simulated LLM. The journal (durable turns) is not in this figure yet.
+  spent inside the simulated LLM. With the journal on, as the worker runs it: each turn
+  and tool result is recorded (JSON, a JournalRecord on the session's outbox); the peer
+  is the same loop with the journal off, measured in the same run.
 - `concurrent_1000_makespan_s`: the real orchestrator and one worker process (concurrency
   1,000); 1,000 tasks whose simulated LLM takes 1 s, submitted in one batch; from the
   first task's creation to the last one's end, from the orchestrator's records; and the
@@ -34,6 +36,7 @@ from prometheus_client import CollectorRegistry
 from run import Result
 
 from taskloom.agents.catalog import AgentSpec, Catalog
+from taskloom.agents.journal import Journal, attempt_journal
 from taskloom.agents.metrics_reporter import MetricsReporter
 from taskloom.agents.providers import ToolCall
 from taskloom.agents.providers.simulated import SimulatedProvider
@@ -42,6 +45,7 @@ from taskloom.agents.telemetry import Telemetry
 from taskloom.agents.tools import TaskInfo, ToolContext, ToolRegistry, builtin_factories
 from taskloom.agents.tools.sandbox import SandboxConfig, SandboxPool, bwrap_argv, default_python
 from taskloom.sdk.localstack import Ports, Stack, StackConfig
+from taskloom.v1 import common_pb2, worker_hub_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
 ITERATIONS = 8
@@ -91,7 +95,7 @@ class TimedProvider:
 
 
 async def _loop_seconds(
-    runtime: AgentRuntime, provider: TimedProvider, script: list[dict[str, Any]]
+    runtime: AgentRuntime, provider: TimedProvider, script: list[dict[str, Any]], journal: bool
 ) -> float:
     """Time of LOOP_TASKS runs of the script, less the time spent in the simulated LLM."""
 
@@ -99,14 +103,21 @@ async def _loop_seconds(
         return None
 
     task_input = {"prompt": "go", "simulate": {"script": script}}
+    task = common_pb2.Task(id="t", agent="looper")
+    assignment = worker_hub_pb2.Assignment(task=task, lease_id="l", attempt=1)
+    outbox: asyncio.Queue[worker_hub_pb2.SessionRequest | None] = asyncio.Queue()
     provider.seconds = 0.0
     start = time.perf_counter()
     for _ in range(LOOP_TASKS):
-        await runtime.run("looper", task_input, on_event, TaskInfo("t", "looper"))
+        recorder = attempt_journal(assignment, outbox) if journal else Journal()
+        await runtime.run("looper", task_input, on_event, TaskInfo("t", "looper"), None, recorder)
+        while not outbox.empty():  # what the session's sender does with each record
+            outbox.get_nowait()
     return time.perf_counter() - start - provider.seconds
 
 
-def measure_iteration_overhead_us() -> float:
+def measure_iteration_overhead_us() -> tuple[float, float]:
+    """Per loop turn, with the journal on and (the peer) off."""
     spec = AgentSpec.model_validate(
         {
             "name": "looper",
@@ -130,13 +141,16 @@ def measure_iteration_overhead_us() -> float:
     looping = [{"tool_calls": [{"name": "noop", "arguments": {}}]}] * ITERATIONS
     answer = [{"text": "done"}]
 
-    async def measure() -> float:
-        await _loop_seconds(runtime, provider, looping + answer)  # warm up (imports, caches)
-        with_tools = await _loop_seconds(runtime, provider, looping + answer)
-        plain = await _loop_seconds(runtime, provider, answer)
-        return (with_tools - plain) / (LOOP_TASKS * ITERATIONS)
+    async def per_turn_us(journal: bool) -> float:
+        with_tools = await _loop_seconds(runtime, provider, looping + answer, journal)
+        plain = await _loop_seconds(runtime, provider, answer, journal)
+        return (with_tools - plain) / (LOOP_TASKS * ITERATIONS) * 1e6
 
-    return asyncio.run(measure()) * 1e6
+    async def measure() -> tuple[float, float]:
+        await _loop_seconds(runtime, provider, looping + answer, True)  # warm up
+        return await per_turn_us(True), await per_turn_us(False)
+
+    return asyncio.run(measure())
 
 
 def measure_concurrent_makespan_s() -> tuple[float, int, float]:
@@ -263,7 +277,7 @@ def measure_bare_bwrap_ms() -> tuple[float, float]:
 
 
 def run() -> list[Result]:
-    overhead = measure_iteration_overhead_us()
+    overhead, overhead_off = measure_iteration_overhead_us()
     makespan, succeeded, cpu_per_task_us = measure_concurrent_makespan_s()
     sandbox_p50, sandbox_p99 = measure_sandbox_ms()
     bare_p50, bare_p99 = measure_bare_bwrap_ms()
@@ -271,7 +285,14 @@ def run() -> list[Result]:
         print(f"agents: {CONCURRENT_TASKS - succeeded} tasks did not succeed", file=sys.stderr)
     peer = "bare bwrap + python3 -I -S"
     return [
-        Result("tool_iteration_overhead_us", round(overhead, 1), "us", "lower"),
+        Result(
+            "tool_iteration_overhead_us",
+            round(overhead, 1),
+            "us",
+            "lower",
+            peer="the same loop, journal off",
+            peer_value=round(overhead_off, 1),
+        ),
         Result("concurrent_1000_makespan_s", round(makespan, 3), "s", "lower"),
         Result("worker_cpu_per_task_us", round(cpu_per_task_us), "us", "lower"),
         Result("sandbox_python_p50_ms", sandbox_p50, "ms", "lower", peer=peer, peer_value=bare_p50),

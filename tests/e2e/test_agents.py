@@ -10,6 +10,7 @@ with the test agents of tests/e2e/agents/, scripted through the task input.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +28,15 @@ TERMINAL = {"succeeded", "failed", "cancelled", "timed_out"}
 
 
 @pytest.fixture(scope="module")
-def agents_stack(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def added_agents_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second agents directory of the worker, empty at start: a test adds agents to it."""
+    return tmp_path_factory.mktemp("added-agents")
+
+
+@pytest.fixture(scope="module")
+def agents_stack(
+    stack: Stack, tmp_path_factory: pytest.TempPathFactory, added_agents_dir: Path
+) -> Iterator[Stack]:
     cfg = StackConfig(
         bin_dir=stack.cfg.bin_dir,
         state_dir=tmp_path_factory.mktemp("agents-stack"),
@@ -35,7 +44,7 @@ def agents_stack(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iter
         only=("orchestrator", "worker", "gateway"),
         env_overrides={
             "worker": {
-                "TASKLOOM_AGENTS_DIR": str(AGENTS_DIR),
+                "TASKLOOM_AGENTS_DIR": os.pathsep.join([str(AGENTS_DIR), str(added_agents_dir)]),
                 "TASKLOOM_CONCURRENCY": "1",
                 "TASKLOOM_SIM_LATENCY_MS": "0",
                 "TASKLOOM_SIM_TOKENS_PER_SECOND": "0",
@@ -170,3 +179,49 @@ def test_typed_chunks_stream_through_sse_and_collect_into_a_result(
     assert [r["ok"] for r in run.tool_results] == [True, True]
     assert run.text == run.task["result"]["text"]
     assert run.usage["completion_tokens"] == run.task["usage"]["completion_tokens"]
+
+
+def test_stream_options_of_the_request_reach_the_worker(client: httpx.Client) -> None:
+    stream = {"text_only": True, "buffer_size": 0, "flush_interval_ms": None}
+    with TaskloomClient(str(client.base_url)) as sdk:
+        task = sdk.submit_task("toolsmith", "6 * 7?", stream={"text_only": True, "buffer_size": 0})
+        assert task["stream"] == stream  # absent interval stays absent: the worker's default
+        run = collect_stream(sdk.stream_events(task["id"]))
+    assert run.status == "succeeded" and run.task is not None
+    assert run.task["stream"] == stream
+    # text_only: the answer's text alone, no thoughts, tool calls, results or usage.
+    assert run.text == run.task["result"]["text"]
+    assert (run.thoughts, run.tool_calls, run.tool_results) == ("", [], [])
+    bad = client.post("/v1/tasks", json={"agent": "toolsmith", "stream": {"buffer_size": -1}})
+    assert bad.status_code == 422
+    assert bad.headers["content-type"].startswith("application/problem+json")
+    assert "stream.buffer_size" in bad.text
+
+
+def worker_sessions(stack: Stack) -> float:
+    """Sessions the worker opened with the orchestrator (its own metric)."""
+    metrics = httpx.get(f"{stack.service('worker').base_url}/metrics", timeout=10).text
+    for line in metrics.splitlines():
+        if line.startswith('taskloom_agent_sessions_total{outcome="registered"}'):
+            return float(line.split()[-1])
+    raise AssertionError("the worker exports no taskloom_agent_sessions_total")
+
+
+def test_an_agent_added_to_a_running_worker_is_accepted_at_once(
+    client: httpx.Client, agents_stack: Stack, added_agents_dir: Path
+) -> None:
+    refused = client.post("/v1/tasks", json={"agent": "newcomer", "input": "hi"})
+    assert refused.status_code == 404, refused.text
+    (added_agents_dir / "newcomer.yaml").write_text(
+        "name: newcomer\nmodel: sim-new\nsystem: You are new here.\ncache: false\n"
+    )
+    # The worker's hot reload sends its agents on its open session: no restart, no reconnect.
+    sessions = worker_sessions(agents_stack)
+    deadline = time.monotonic() + 60
+    while "newcomer" not in {a["name"] for a in client.get("/v1/agents").json()["agents"]}:
+        assert time.monotonic() < deadline, "the new agent never reached the orchestrator"
+        time.sleep(0.1)
+    task = run(client, "newcomer", "hello")
+    assert task["status"] == "succeeded", task
+    assert task["result"]["model"] == "sim-new"
+    assert worker_sessions(agents_stack) == sessions

@@ -62,6 +62,27 @@ async def test_stream_options_from_the_task_input_name_a_bad_field() -> None:
             StreamOptions.from_input({"stream": bad}, default)
 
 
+async def test_the_task_field_wins_over_the_input_key_and_absent_numbers_are_the_defaults() -> None:
+    default = StreamOptions(buffer_size=100, flush_interval_ms=5)
+    task = common_pb2.Task(stream=common_pb2.StreamOptions(text_only=True, buffer_size=0))
+    legacy = {"stream": {"buffer_size": 7, "flush_interval_ms": 9}}
+    assert StreamOptions.for_task(task, legacy, default) == StreamOptions(0, 5, True)
+    # Without the field the input's key is read, as before the field existed.
+    assert StreamOptions.for_task(common_pb2.Task(), legacy, default) == StreamOptions(7, 9)
+
+
+async def test_the_bounds_are_the_contracts() -> None:
+    from taskloom.agents.settings import Settings
+    from taskloom.agents.streaming import BUFFER_SIZE_RANGE
+
+    assert BUFFER_SIZE_RANGE == (0, 1 << 20)
+    too_big = {"buffer_size": BUFFER_SIZE_RANGE[1] + 1}
+    with pytest.raises(ValueError, match=str(BUFFER_SIZE_RANGE[1])):
+        StreamOptions.from_input({"stream": too_big}, StreamOptions())
+    with pytest.raises(ValueError, match="stream_buffer_size"):
+        Settings(stream_buffer_size=BUFFER_SIZE_RANGE[1] + 1)
+
+
 class SlowWords:
     """Streams WORDS words, one per `step`, then waits for `gate` (if given) before ending."""
 
@@ -169,6 +190,13 @@ async def test_typed_chunks_come_in_order_and_text_only_leaves_the_text(
     assert usage.data["completion_tokens"] == 2
 
     session.send(assignment=typed("k2", text_only=True))
+    chunks, _ = await chunks_until_result(session, kind=None)
+    assert [c.kind for c in chunks] == [common_pb2.CHUNK_KIND_TEXT]
+
+    # The same through the task's stream field, the contract's way.
+    k3 = typed("k3")
+    k3.task.stream.text_only = True
+    session.send(assignment=k3)
     chunks, _ = await chunks_until_result(session, kind=None)
     assert [c.kind for c in chunks] == [common_pb2.CHUNK_KIND_TEXT]
 

@@ -8,6 +8,7 @@ import time
 import pytest
 from google.protobuf import json_format, struct_pb2
 
+from taskloom.agents.catalog import load_catalog
 from taskloom.agents.providers import TextDelta
 from taskloom.agents.providers.simulated import SimulatedProvider, simulated_answer
 from taskloom.v1 import common_pb2, worker_hub_pb2
@@ -218,3 +219,21 @@ async def test_cancel_of_an_unknown_lease_leaves_a_newer_attempt_running(
     assert result.lease_id == "lease-t8-attempt2"
     assert not result.HasField("error")
     assert json_format.MessageToDict(result.output)["text"] == "hello world"
+
+
+async def test_a_hot_reload_sends_the_agents_now_served(
+    hub_server, worker_factory, tmp_path
+) -> None:
+    running = worker_factory(hub_server.addr)
+    session = await hub_server.hub.next_session()
+    await session.recv("register")
+    await asyncio.wait_for(running.worker.registered.wait(), WAIT_S)
+    (tmp_path / "newcomer.yaml").write_text("name: newcomer\nmodel: sim-2\n")
+    running.worker.runtime.catalog = load_catalog([tmp_path])
+    running.worker.agents_changed()
+    update = await session.recv("agents")
+    # Every agent now served, the shipped ones with the new one.
+    assert [(a.name, a.model) for a in update.agents] == [
+        (name, spec.model) for name, spec in running.worker.runtime.catalog.items()
+    ]
+    assert ("newcomer", "sim-2") in [(a.name, a.model) for a in update.agents]

@@ -76,10 +76,12 @@ def test_every_rest_task_field_reaches_the_task_spec() -> None:
         labels={"k": "v"},
         timeout_seconds=1.5,
         max_attempts=2,
+        stream=models.StreamOptionsIn(text_only=True, buffer_size=0, flush_interval_ms=40),
     )
     assert not [k for k, v in body.model_dump().items() if v in (None, {}, "")]
     spec = convert.task_spec(body, tenant="t", idempotency_key="key", labels={})
     assert _unset(spec) == []
+    assert _unset(spec.stream) == []  # 0 is a real buffer size, kept as present
     assert spec.retry.max_attempts == 2
     # What REST cannot set: the retry backoffs of a single task (a workflow step can).
     assert _unset(spec.retry) == ["initial_backoff", "max_backoff"]
@@ -91,6 +93,9 @@ def test_every_task_field_reaches_rest() -> None:
     proto_names = {RENAMED.get(f.name, f.name) for f in common_pb2.Task.DESCRIPTOR.fields}
     assert proto_names == set(out), "a Task field has no REST counterpart, or the reverse"
     assert [k for k, v in out.items() if v in (None, {}, [], "")] == []
+    stream_names = {f.name for f in common_pb2.StreamOptions.DESCRIPTOR.fields}
+    assert stream_names == set(out["stream"])
+    assert None not in out["stream"].values()
 
 
 def test_every_rest_workflow_field_reaches_the_workflow_spec() -> None:

@@ -43,13 +43,28 @@ func specFromProto(p *pb.TaskSpec) (task.Spec, error) {
 		Agent: p.GetAgent(), Tenant: p.GetTenant(), Priority: priorityOr(p.Priority),
 		Labels: p.GetLabels(), IdempotencyKey: p.GetIdempotencyKey(), Timeout: p.GetTimeout().AsDuration(),
 		MaxAttempts: p.GetRetry().GetMaxAttempts(), InitialBackoff: p.GetRetry().GetInitialBackoff().AsDuration(),
-		MaxBackoff: p.GetRetry().GetMaxBackoff().AsDuration(),
+		MaxBackoff: p.GetRetry().GetMaxBackoff().AsDuration(), Stream: streamFromProto(p.GetStream()),
 	}
 	var err error
 	if spec.Input, err = valueToJSON(p.GetInput()); err != nil {
 		return task.Spec{}, invalid("input", "input is not a valid JSON value: %v", err)
 	}
 	return spec, nil
+}
+
+func streamFromProto(p *pb.StreamOptions) *task.StreamOptions {
+	if p == nil {
+		return nil
+	}
+	o := &task.StreamOptions{TextOnly: p.GetTextOnly(), BufferSize: p.BufferSize, FlushIntervalMs: p.FlushIntervalMs}
+	return o.Clone() // the domain owns its values
+}
+
+func streamToProto(o *task.StreamOptions) *pb.StreamOptions {
+	if o == nil {
+		return nil
+	}
+	return &pb.StreamOptions{TextOnly: o.TextOnly, BufferSize: o.BufferSize, FlushIntervalMs: o.FlushIntervalMs}
 }
 
 func valueToJSON(v *structpb.Value) (json.RawMessage, error) {
@@ -87,7 +102,7 @@ func taskToProto(t *task.Task) *pb.Task {
 		Priority: t.Priority, Labels: t.Labels, IdempotencyKey: t.IdempotencyKey,
 		Attempts: t.Attempts, MaxAttempts: t.MaxAttempts, Timeout: durationpb.New(t.Timeout),
 		CreatedAt: timestamp(t.CreatedAt), StartedAt: timestamp(t.StartedAt), FinishedAt: timestamp(t.FinishedAt),
-		WorkflowId: t.WorkflowID, StepId: t.StepID, WorkerId: t.WorkerID,
+		WorkflowId: t.WorkflowID, StepId: t.StepID, WorkerId: t.WorkerID, Stream: streamToProto(t.Stream),
 		Usage: &pb.TokenUsage{
 			PromptTokens: t.Usage.PromptTokens, CompletionTokens: t.Usage.CompletionTokens,
 			CachedCompletions: t.Usage.CachedCompletions, CostNanoUsd: t.Usage.CostNanoUSD,

@@ -146,6 +146,10 @@ func (h *WorkerHub) receive(stream pb.WorkerHubService_SessionServer, w *workers
 			h.sched.Complete(w, resultFromProto(m.Result))
 		case *pb.SessionRequest_Drain:
 			h.sched.Drain(w)
+		case *pb.SessionRequest_Agents:
+			h.updateAgents(w, m.Agents)
+		case *pb.SessionRequest_Journal:
+			h.sched.Journal(w, m.Journal.GetLeaseId(), journalFromProto(m.Journal))
 		case *pb.SessionRequest_Register:
 			return invalid("register", "register may only be sent once per session")
 		default:
@@ -168,6 +172,7 @@ func messageToProto(m workers.Message) *pb.SessionResponse {
 	if a := m.Assignment; a != nil {
 		return &pb.SessionResponse{Msg: &pb.SessionResponse_Assignment{Assignment: &pb.Assignment{
 			Task: taskToProto(a.Task), LeaseId: a.LeaseID, Attempt: a.Attempt, Deadline: timestamppb.New(a.Deadline),
+			Journal: journalToProto(a.Journal, a.LeaseID),
 		}}}
 	}
 	c := m.Cancel

@@ -139,6 +139,8 @@ type liveTask struct {
 	// handedOver: a workflow step task the engine was given before its result was
 	// written (see holdStepLocked); its commit does not hand it over again.
 	handedOver bool
+	// journal holds the task's completed steps (journal.go).
+	journal taskJournal
 }
 
 // Scheduler owns task state transitions; all methods are safe for concurrent use.
@@ -253,11 +255,15 @@ func (s *Scheduler) Recover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("recover unfinished tasks: %w", err)
 	}
+	journals, err := s.loadJournals(ctx, tasks)
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
 	now := s.now()
 	requeued := 0
 	for _, t := range tasks {
-		e := &liveTask{t: t}
+		e := &liveTask{t: t, journal: journals[t.ID]}
 		s.live[t.ID] = e
 		if t.IdempotencyKey != "" {
 			s.idem[idemKey{t.Tenant, t.IdempotencyKey}] = e

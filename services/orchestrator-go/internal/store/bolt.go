@@ -33,6 +33,7 @@ import (
 //	wf_open      id -> nil: workflows not done
 //	wf_finished  finished-at (8-byte ns) + id -> nil: workflow retention pruning
 //	agents       name -> agent record (JSON): the persisted agent catalog
+//	journal      task id 0x00 seq -> journal record (journal_bolt.go)
 type Bolt struct {
 	db *bolt.DB
 }
@@ -394,6 +395,9 @@ func (b *Bolt) PruneFinished(_ context.Context, before time.Time, limit int) (in
 				}
 			}
 			if err := byID.Delete(id); err != nil {
+				return err
+			}
+			if err := deleteJournal(tx, d.t.ID); err != nil {
 				return err
 			}
 			n++

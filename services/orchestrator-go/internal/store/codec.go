@@ -22,8 +22,8 @@ import (
 // accepts every older version. Version 2 appended NotBefore; version 3 writes a
 // failure's reason as its taskloom.v1.ErrorReason number (older versions wrote its
 // name) and appends the spec's fingerprint; version 4 appends the usage's cost, savings
-// and lines by endpoint and model.
-const codecVersion = 4
+// and lines by endpoint and model; version 5 appends the stream options.
+const codecVersion = 5
 
 var errCorrupt = errors.New("corrupt task record")
 
@@ -70,7 +70,8 @@ func encodeTask(dst []byte, t *task.Task) []byte {
 	b = appendString(b, t.WorkerID)
 	b = binary.AppendVarint(b, unixNano(t.NotBefore))
 	b = appendBytes(b, t.Fingerprint[:])
-	return appendUsageCost(b, t.Usage)
+	b = appendUsageCost(b, t.Usage)
+	return appendStream(b, t.Stream)
 }
 
 func appendUsageCost(b []byte, u task.Usage) []byte {
@@ -85,6 +86,39 @@ func appendUsageCost(b []byte, u task.Usage) []byte {
 			b = binary.AppendVarint(b, n)
 		}
 		b = appendBool(b, l.Priced)
+	}
+	return b
+}
+
+// Stream options are one byte of flags (which parts are present, text_only), then
+// the present numbers.
+const (
+	streamSet = 1 << iota
+	streamTextOnly
+	streamBufferSize
+	streamFlushInterval
+)
+
+func appendStream(b []byte, o *task.StreamOptions) []byte {
+	if o == nil {
+		return append(b, 0)
+	}
+	flags := byte(streamSet)
+	if o.TextOnly {
+		flags |= streamTextOnly
+	}
+	if o.BufferSize != nil {
+		flags |= streamBufferSize
+	}
+	if o.FlushIntervalMs != nil {
+		flags |= streamFlushInterval
+	}
+	b = append(b, flags)
+	if o.BufferSize != nil {
+		b = binary.AppendVarint(b, int64(*o.BufferSize))
+	}
+	if o.FlushIntervalMs != nil {
+		b = binary.AppendVarint(b, int64(*o.FlushIntervalMs))
 	}
 	return b
 }
@@ -108,6 +142,23 @@ func (r *reader) usageCost(u *task.Usage) {
 	}
 }
 
+func (r *reader) stream() *task.StreamOptions {
+	flags := r.byte()
+	if flags&streamSet == 0 {
+		return nil
+	}
+	o := &task.StreamOptions{TextOnly: flags&streamTextOnly != 0}
+	if flags&streamBufferSize != 0 {
+		v := int32(r.varint())
+		o.BufferSize = &v
+	}
+	if flags&streamFlushInterval != 0 {
+		v := int32(r.varint())
+		o.FlushIntervalMs = &v
+	}
+	return o
+}
+
 // taskSizeHint bounds the record's size from above, so encodeTask allocates once:
 // the variable-length fields plus at most 10 bytes for each length and number.
 func taskSizeHint(t *task.Task) int {
@@ -122,7 +173,7 @@ func taskSizeHint(t *task.Task) int {
 	for _, l := range t.Usage.Models {
 		n += len(l.Endpoint) + len(l.Model) + 10*binary.MaxVarintLen64
 	}
-	return n + len(t.Fingerprint) + 32*binary.MaxVarintLen64
+	return n + len(t.Fingerprint) + 35*binary.MaxVarintLen64
 }
 
 // decodeTask parses a record written by encodeTask. It copies what it keeps, so the
@@ -179,6 +230,9 @@ func decodeTask(src []byte) (*task.Task, error) {
 	}
 	if src[0] >= 4 {
 		r.usageCost(&t.Usage)
+	}
+	if src[0] >= 5 {
+		t.Stream = r.stream()
 	}
 	if r.err {
 		return nil, fmt.Errorf("%w: truncated", errCorrupt)

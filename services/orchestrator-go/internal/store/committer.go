@@ -69,11 +69,12 @@ type Committer struct {
 
 // Batch is one group of writes committed together.
 type Batch struct {
-	tasks  []*task.Task
-	ends   []int // end of each Write call's tasks in tasks
-	writes int
-	done   chan struct{}
-	err    error
+	tasks   []*task.Task
+	journal []task.JournalRecord // committed before tasks (committer_journal.go)
+	ends    []int                // end of each Write call's tasks in tasks
+	writes  int
+	done    chan struct{}
+	err     error
 	// rejected, set when the batch was committed one write at a time, holds the
 	// error of each task whose write the store refused.
 	rejected map[string]error
@@ -233,6 +234,7 @@ func (c *Committer) loop() {
 }
 
 func (c *Committer) commit(b *Batch) {
+	c.commitJournal(b)
 	tasks := lastSnapshots(b.tasks)
 	if len(tasks) > 0 {
 		b.err = c.put(tasks)
@@ -242,7 +244,7 @@ func (c *Committer) commit(b *Batch) {
 	} else if c.onCommitted != nil {
 		c.onCommitted(tasks, b.err)
 	}
-	b.tasks, b.ends = nil, nil
+	b.tasks, b.ends, b.journal = nil, nil, nil
 	close(b.done)
 }
 
@@ -306,15 +308,25 @@ func lastSnapshots(ts []*task.Task) []*task.Task {
 // the store refuses it permanently or, once Close was called, until one more
 // attempt failed.
 func (c *Committer) put(tasks []*task.Task) error {
+	return c.retry(func() error { return c.store.Put(context.Background(), tasks...) }, len(tasks))
+}
+
+// retry runs one store write until it succeeds, the store refuses it permanently
+// or, once Close was called, until one more attempt failed. A write of n > 0 tasks
+// counts as a commit (Commits, Observe); a journal append (n 0) does not.
+func (c *Committer) retry(write func() error, n int) error {
 	wait := c.minBackoff
 	for attempt := 1; ; attempt++ {
 		stopping := c.isStopping()
 		start := time.Now()
-		err := c.store.Put(context.Background(), tasks...)
+		err := write()
+		if err == nil && n == 0 {
+			return nil
+		}
 		if err == nil {
 			c.commits.Add(1)
 			if c.observe != nil {
-				c.observe(len(tasks), time.Since(start))
+				c.observe(n, time.Since(start))
 			}
 			return nil
 		}

@@ -79,6 +79,7 @@ func fullTask(id string) *task.Task {
 				Priced: true, SavedPromptTokens: 3, SavedCompletionTokens: 2, SavedCostNanoUSD: 6}},
 		}, WorkerID: "w1",
 		NotBefore: t0.Add(3 * time.Second), Fingerprint: task.Fingerprint{1, 2, 3, 4},
+		Stream: &task.StreamOptions{TextOnly: true, BufferSize: ptr(int32(0)), FlushIntervalMs: ptr(int32(40))},
 	}
 }
 
@@ -466,3 +467,5 @@ func TestFullTaskSetsEveryField(t *testing.T) {
 		}
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

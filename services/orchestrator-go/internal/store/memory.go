@@ -25,6 +25,7 @@ type Memory struct {
 	closed bool
 
 	usage usageRollupsInMemory
+	memoryJournals
 }
 
 type entry struct {
@@ -209,6 +210,7 @@ func (m *Memory) PruneFinished(_ context.Context, before time.Time, limit int) (
 			if t.IdempotencyKey != "" {
 				delete(m.byIdem, idemKey{t.Tenant, t.IdempotencyKey})
 			}
+			m.deleteJournal(id)
 			pruned++
 			continue
 		}

@@ -299,7 +299,7 @@ func (r *Redis) PruneFinished(ctx context.Context, before time.Time, limit int) 
 					keep[t.ID] = true // its workflow may still read the result when it resumes
 					continue
 				}
-				p.Del(ctx, r.key("task:", t.ID))
+				p.Del(ctx, r.key("task:", t.ID), r.journalKey(t.ID))
 				p.ZRem(ctx, r.key("created"), createdMember(t))
 				p.ZRem(ctx, r.key("created:t:", t.Tenant), createdMember(t))
 				if t.IdempotencyKey != "" {

@@ -73,6 +73,9 @@ type Store interface {
 	// before before, oldest first, and returns how many it deleted.
 	PruneFinishedWorkflows(ctx context.Context, before time.Time, limit int) (int, error)
 
+	// Journals keeps the tasks' journals; PruneFinished deletes a task's with it.
+	Journals
+
 	// PutAgents inserts or replaces agents of the catalog, by name.
 	PutAgents(ctx context.Context, agents ...task.AgentInfo) error
 	// Agents returns every stored agent, sorted by name.

@@ -101,7 +101,29 @@ func (s *Spec) Fingerprint() Fingerprint {
 	f.Int(int64(s.MaxBackoff))
 	f.String(s.WorkflowID)
 	f.String(s.StepID)
+	f.stream(s.Stream)
 	return f.Sum()
+}
+
+// stream adds stream options, each with its presence. Absent options add nothing, so
+// the fingerprints of requests without them (stored before the field existed) stay.
+func (f *Fingerprinter) stream(o *StreamOptions) {
+	if o == nil {
+		return
+	}
+	f.String("stream")
+	if o.TextOnly {
+		f.Int(1)
+	} else {
+		f.Int(0)
+	}
+	for _, p := range []*int32{o.BufferSize, o.FlushIntervalMs} {
+		if p == nil {
+			f.Int(-1)
+		} else {
+			f.Int(int64(*p))
+		}
+	}
 }
 
 // CompactJSON returns b without insignificant whitespace (b itself if it is not

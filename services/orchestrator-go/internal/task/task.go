@@ -114,6 +114,8 @@ type Task struct {
 	StepID         string
 	Usage          Usage
 	WorkerID       string
+	// Stream is how the worker streams the task's output; nil: its defaults.
+	Stream *StreamOptions
 	// NotBefore is set on a queued task backing off after a failed attempt: its
 	// next attempt may not start before it (kept across restarts).
 	NotBefore time.Time
@@ -121,6 +123,15 @@ type Task struct {
 	// with (Spec.Fingerprint), so that the key's reuse with another request is told
 	// from a retry. Zero: unknown (no key, or stored by an older version).
 	Fingerprint Fingerprint
+}
+
+// StreamOptions is how the worker streams a task's output (taskloom.v1.StreamOptions).
+// A nil size or interval is the worker's default. Like Input, a task's options are
+// replaced, never modified in place, so Snapshot may share them.
+type StreamOptions struct {
+	TextOnly        bool
+	BufferSize      *int32
+	FlushIntervalMs *int32
 }
 
 // Clone returns a deep copy, so stores and callers never share mutable state.
@@ -132,6 +143,7 @@ func (t *Task) Clone() *Task {
 	c.Input = cloneBytes(t.Input)
 	c.Result = cloneBytes(t.Result)
 	c.Labels = maps.Clone(t.Labels)
+	c.Stream = t.Stream.Clone()
 	if t.Failure != nil {
 		f := *t.Failure
 		c.Failure = &f
@@ -139,7 +151,7 @@ func (t *Task) Clone() *Task {
 	return &c
 }
 
-// Snapshot returns a copy of t's fields that shares Input, Result, Labels and
+// Snapshot returns a copy of t's fields that shares Input, Result, Labels, Stream and
 // Failure with t (they are never modified in place). It costs one allocation, so the
 // scheduler takes one per state change for the store and the worker stream; both
 // only read it. Callers that may modify what they get use Clone.
@@ -149,6 +161,25 @@ func (t *Task) Snapshot() *Task {
 	}
 	c := *t
 	return &c
+}
+
+// Clone returns a deep copy of o (nil for nil).
+func (o *StreamOptions) Clone() *StreamOptions {
+	if o == nil {
+		return nil
+	}
+	c := *o
+	c.BufferSize = cloneInt(o.BufferSize)
+	c.FlushIntervalMs = cloneInt(o.FlushIntervalMs)
+	return &c
+}
+
+func cloneInt(p *int32) *int32 {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
 }
 
 func cloneBytes(b json.RawMessage) json.RawMessage {
@@ -170,6 +201,7 @@ type Spec struct {
 	MaxAttempts    int32
 	InitialBackoff time.Duration
 	MaxBackoff     time.Duration
+	Stream         *StreamOptions
 	// WorkflowID and StepID are set by the workflow engine on a step's tasks.
 	WorkflowID string
 	StepID     string

@@ -40,6 +40,8 @@ type Metrics struct {
 	StoreCommitDuration prometheus.Histogram     // one commit, fsync included
 	TasksRecovered      prometheus.Counter       // unfinished tasks loaded at start
 	TasksPruned         prometheus.Counter       // finished tasks deleted by retention
+	JournalRecords      prometheus.Counter       // journal records kept (written through the committer)
+	JournalFull         prometheus.Counter       // task journals that reached their limit
 
 	queueDepthSeries map[[2]string]bool // label pairs set last time
 }
@@ -145,6 +147,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: namespace, Name: "tasks_pruned_total",
 			Help: "Finished tasks deleted by the retention setting.",
 		}),
+		JournalRecords: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "journal_records_total",
+			Help: "Journal records (completed LLM turns and tool results) kept with their tasks.",
+		}),
+		JournalFull: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "journal_full_total",
+			Help: "Task journals that reached their size limit (Assignment.journal); later steps of those tasks are not recorded.",
+		}),
 		queueDepthSeries: map[[2]string]bool{},
 	}
 	reg.MustRegister(
@@ -153,6 +163,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.LeasesExpired, m.StaleMessages, m.WatchersActive, m.WatchersLagged,
 		m.SubmitRejected, m.AssignmentsSent, m.CancellationsSent, m.WorkerSessionsOpen,
 		m.StoreCommits, m.StoreCommitFailures, m.StoreCommitTasks, m.StoreCommitDuration, m.TasksRecovered, m.TasksPruned,
+		m.JournalRecords, m.JournalFull,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

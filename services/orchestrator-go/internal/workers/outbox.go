@@ -14,6 +14,8 @@ type Assignment struct {
 	LeaseID  string
 	Attempt  int32
 	Deadline time.Time
+	// Journal is the task's journal so far, for the attempt to replay (read only).
+	Journal []task.JournalRecord
 }
 
 // Cancel tells a worker to stop the attempt holding the lease.

@@ -733,7 +733,8 @@ pub struct FieldLimits {
     /// 0 or absent means the orchestrator's default.
     #[prost(uint64, tag = "11")]
     pub max_seconds: u64,
-    /// google.protobuf.Value: the most bytes of its protobuf encoding.
+    /// google.protobuf.Value: the most bytes of its protobuf encoding. A task's journal
+    /// (Assignment.journal): the most bytes of its records' payloads together.
     #[prost(uint64, tag = "12")]
     pub max_bytes: u64,
     /// A template naming a list at run time (map_over): the most elements the list
@@ -827,6 +828,21 @@ pub struct RetryPolicy {
     #[prost(message, optional, tag = "3")]
     pub max_backoff: ::core::option::Option<::prost_types::Duration>,
 }
+/// StreamOptions is how the worker streams a task's output. An absent size or interval
+/// is the worker's default (TASKLOOM_STREAM_BUFFER_SIZE, TASKLOOM_STREAM_FLUSH_INTERVAL_MS).
+/// The worker coalesces the answer's text into one chunk per buffer_size bytes or per
+/// flush_interval_ms, whichever comes first; 0 in either sends every piece as it comes.
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct StreamOptions {
+    /// Only the answer's text: no thought, tool call, tool result, usage or error chunks.
+    #[prost(bool, tag = "1")]
+    pub text_only: bool,
+    #[prost(int32, optional, tag = "2")]
+    pub buffer_size: ::core::option::Option<i32>,
+    #[prost(int32, optional, tag = "3")]
+    pub flush_interval_ms: ::core::option::Option<i32>,
+}
 /// TaskSpec is what a client submits.
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -857,6 +873,9 @@ pub struct TaskSpec {
     pub timeout: ::core::option::Option<::prost_types::Duration>,
     #[prost(message, optional, tag = "8")]
     pub retry: ::core::option::Option<RetryPolicy>,
+    /// How the worker streams the task's output; absent: the worker's defaults.
+    #[prost(message, optional, tag = "9")]
+    pub stream: ::core::option::Option<StreamOptions>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -906,6 +925,9 @@ pub struct Task {
     /// The worker that ran (or runs) the latest attempt.
     #[prost(string, tag = "20")]
     pub worker_id: ::prost::alloc::string::String,
+    /// The stream options the task was submitted with.
+    #[prost(message, optional, tag = "21")]
+    pub stream: ::core::option::Option<StreamOptions>,
 }
 /// AgentInfo describes an agent that workers can run.
 #[allow(clippy::all)]
@@ -1038,7 +1060,7 @@ impl ErrorReason {
 /// sees it (`content` is JSON text: the value, or {"error": ...}).
 /// USAGE        {"prompt_tokens", "completion_tokens"}: the tokens of one LLM turn.
 /// ERROR        text: why the agent failed, sent just before the failed result.
-/// A task's `stream.text_only` leaves only TEXT chunks.
+/// A task's `stream.text_only` (StreamOptions) leaves only TEXT chunks.
 #[allow(clippy::all)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
@@ -4478,7 +4500,7 @@ pub mod vector_service_server {
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct SessionRequest {
-    #[prost(oneof = "session_request::Msg", tags = "1, 2, 3, 4, 5, 6")]
+    #[prost(oneof = "session_request::Msg", tags = "1, 2, 3, 4, 5, 6, 7, 8")]
     pub msg: ::core::option::Option<session_request::Msg>,
 }
 /// Nested message and enum types in `SessionRequest`.
@@ -4498,6 +4520,10 @@ pub mod session_request {
         Result(super::TaskResult),
         #[prost(message, tag = "6")]
         Drain(super::Drain),
+        #[prost(message, tag = "7")]
+        Agents(super::AgentsUpdate),
+        #[prost(message, tag = "8")]
+        Journal(super::JournalRecord),
     }
 }
 #[allow(clippy::all)]
@@ -4599,6 +4625,37 @@ pub struct TaskResult {
 #[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Drain {}
+/// AgentsUpdate replaces the agents the worker registered with: after a hot reload of its
+/// agent definitions, new and changed agents join the catalog at once (a task for a new
+/// agent is accepted without a restart) and the worker is assigned work for exactly these.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AgentsUpdate {
+    #[prost(message, repeated, tag = "1")]
+    pub agents: ::prost::alloc::vec::Vec<AgentInfo>,
+}
+/// JournalRecord is one completed step of a task's agent loop. The hub keeps a task's
+/// records, in seq order, with the task; a later attempt of the task receives them
+/// (Assignment.journal) and replays them instead of calling the LLM and the tools
+/// again. The worker does not wait for a record to be stored: a step whose record was
+/// lost in a crash runs again.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct JournalRecord {
+    #[prost(string, tag = "1")]
+    pub task_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub lease_id: ::prost::alloc::string::String,
+    /// Position in the task's journal, from 0, across attempts: an attempt given n
+    /// records sends its first as n.
+    #[prost(int64, tag = "3")]
+    pub seq: i64,
+    #[prost(enumeration = "JournalKind", tag = "4")]
+    pub kind: i32,
+    /// The step as the worker's runtime replays it (JSON; opaque to the orchestrator).
+    #[prost(bytes = "vec", tag = "5")]
+    pub payload: ::prost::alloc::vec::Vec<u8>,
+}
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Assignment {
@@ -4611,6 +4668,11 @@ pub struct Assignment {
     /// When the attempt times out.
     #[prost(message, optional, tag = "4")]
     pub deadline: ::core::option::Option<::prost_types::Timestamp>,
+    /// The task's journal so far, in seq order (empty on a first attempt). Bounded per
+    /// task: past max_items records or max_bytes of payload, the hub records no more for
+    /// the task (a log line and a metric) and its attempts run the rest live.
+    #[prost(message, repeated, tag = "5")]
+    pub journal: ::prost::alloc::vec::Vec<JournalRecord>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -4621,6 +4683,40 @@ pub struct CancelAssignment {
     pub lease_id: ::prost::alloc::string::String,
     #[prost(string, tag = "3")]
     pub reason: ::prost::alloc::string::String,
+}
+/// What a journal record holds.
+#[allow(clippy::all)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum JournalKind {
+    Unspecified = 0,
+    /// A completed LLM turn: its text, tool calls and token usage.
+    LlmTurn = 1,
+    /// The result of one tool call of the turn before it (tools that declare themselves
+    /// replayable only).
+    ToolResult = 2,
+}
+impl JournalKind {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "JOURNAL_KIND_UNSPECIFIED",
+            Self::LlmTurn => "JOURNAL_KIND_LLM_TURN",
+            Self::ToolResult => "JOURNAL_KIND_TOOL_RESULT",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "JOURNAL_KIND_UNSPECIFIED" => Some(Self::Unspecified),
+            "JOURNAL_KIND_LLM_TURN" => Some(Self::LlmTurn),
+            "JOURNAL_KIND_TOOL_RESULT" => Some(Self::ToolResult),
+            _ => None,
+        }
+    }
 }
 /// Generated client implementations.
 pub mod worker_hub_service_client {

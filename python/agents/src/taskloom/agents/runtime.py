@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
@@ -18,6 +18,7 @@ import structlog
 from taskloom.agents import cost
 from taskloom.agents.cache_client import CacheClient
 from taskloom.agents.catalog import AgentSpec, Catalog
+from taskloom.agents.journal import Journal, JournalResult, JournalTurn
 from taskloom.agents.providers.base import (
     GenerationParams,
     Message,
@@ -36,7 +37,7 @@ from taskloom.agents.providers.base import (
 from taskloom.agents.telemetry import Telemetry
 from taskloom.agents.tools import builtin_factories
 from taskloom.agents.tools.base import SuspendCredit, TaskInfo, ToolContext, ToolError
-from taskloom.agents.tools.registry import ToolOutcome, ToolRegistry
+from taskloom.agents.tools.registry import AgentToolset, ToolOutcome, ToolRegistry
 
 log = structlog.get_logger(__name__)
 
@@ -84,16 +85,6 @@ class RunSettings:
 
     params: GenerationParams
     max_iterations: int
-
-
-@dataclass
-class _Turn:
-    text: str = ""
-    calls: list[ToolCall] = field(default_factory=list)
-    usage: Usage = field(default_factory=Usage)
-    cached: bool = False
-    # What the turn cost when it was first answered (kept in the cache entry).
-    original_usage: Usage = field(default_factory=Usage)
 
 
 def build_messages(spec: AgentSpec, task_input: Any) -> list[Message]:
@@ -220,11 +211,16 @@ class AgentRuntime:
         on_event: OnEvent,
         task: TaskInfo | None = None,
         suspend_credit: SuspendCredit | None = None,
+        journal: Journal | None = None,
     ) -> RunResult:
-        """Run the agent within a fresh usage ledger, which the result carries."""
+        """Run the agent loop within a fresh usage ledger, which the result carries. With a
+        journal, the turns and tool results it recorded in earlier attempts are replayed
+        instead of run, and those of this run recorded."""
         tenant = task.tenant if task is not None else TaskInfo("", agent).tenant
         with cost.task_usage(tenant, agent) as ledger:
-            result = await self._run(agent, task_input, on_event, task, suspend_credit)
+            result = await self._run(
+                agent, task_input, on_event, task, suspend_credit, journal or Journal()
+            )
         result.usage = ledger
         result.output.setdefault("usage", {}).update(ledger.summary())
         return result
@@ -236,6 +232,7 @@ class AgentRuntime:
         on_event: OnEvent,
         task: TaskInfo | None,
         suspend_credit: SuspendCredit | None,
+        journal: Journal,
     ) -> RunResult:
         spec = self.catalog.get(agent)
         if spec is None:
@@ -256,9 +253,14 @@ class AgentRuntime:
         cached_turns = 0
         tool_log: list[dict[str, Any]] = []
         for iteration in range(1, settings.max_iterations + 1):
-            turn = await self._turn(
-                spec, provider, messages, settings.params, definitions, on_event
-            )
+            turn = journal.replay_turn()
+            if turn is not None:
+                await _replay_events(turn, on_event)
+            else:
+                turn = await self._turn(
+                    spec, provider, messages, settings.params, definitions, on_event
+                )
+                journal.record_turn(turn)
             totals.prompt_tokens += turn.usage.prompt_tokens
             totals.completion_tokens += turn.usage.completion_tokens
             cached_turns += turn.cached
@@ -274,7 +276,7 @@ class AgentRuntime:
                     retryable=False,
                 )
             context.messages = list(messages)
-            outcomes = await toolset.execute(turn.calls, context)
+            outcomes = await _run_tools(toolset, turn.calls, context, journal)
             for outcome in outcomes:
                 await on_event(_result_event(outcome))
                 tool_log.append(
@@ -335,7 +337,7 @@ class AgentRuntime:
         params: GenerationParams,
         tools: Sequence[ToolDefinition],
         on_event: OnEvent,
-    ) -> _Turn:
+    ) -> JournalTurn:
         key = ""
         if spec.cache and self._cache is not None:
             key = cache_key(spec.provider, spec.model, messages, params, tools)
@@ -354,24 +356,25 @@ class AgentRuntime:
                     await on_event(ToolCallComplete(call))
                 return cached
 
-        turn = _Turn()
+        calls: list[ToolCall] = []
+        usage = Usage()
         parts: list[str] = []
         try:
             async for event in provider.stream(messages, spec.model, params, tools):
                 if isinstance(event, TextDelta):
                     parts.append(event.text)
                 elif isinstance(event, ToolCallComplete):
-                    turn.calls.append(event.call)
+                    calls.append(event.call)
                 elif isinstance(event, UsageUpdate):
-                    turn.usage = Usage(event.prompt_tokens, event.completion_tokens)
+                    usage = Usage(event.prompt_tokens, event.completion_tokens)
                     continue  # usage is reported once per task, in the result
                 elif not isinstance(event, ThoughtDelta):
                     continue  # argument deltas: the complete call follows
                 await on_event(event)
         except ProviderError as err:
             raise AgentError(str(err), retryable=err.retryable) from err
-        turn.text = "".join(parts)
-        await on_event(UsageUpdate(turn.usage.prompt_tokens, turn.usage.completion_tokens))
+        turn = JournalTurn("".join(parts), calls, usage)
+        await on_event(UsageUpdate(usage.prompt_tokens, usage.completion_tokens))
 
         if key and self._cache is not None:
             value = {
@@ -382,7 +385,7 @@ class AgentRuntime:
             await self._cache.set(LLM_NAMESPACE, key, orjson.dumps(value), self._cache_ttl_s)
         return turn
 
-    async def _cached_turn(self, key: str) -> _Turn | None:
+    async def _cached_turn(self, key: str) -> JournalTurn | None:
         assert self._cache is not None
         raw = await self._cache.get(LLM_NAMESPACE, key)
         if raw is None:
@@ -399,7 +402,42 @@ class AgentRuntime:
             return None
         if not isinstance(text, str):
             return None
-        return _Turn(text=text, calls=calls, cached=True, original_usage=original)
+        return JournalTurn(text=text, calls=calls, cached=True, original_usage=original)
+
+
+async def _replay_events(turn: JournalTurn, on_event: OnEvent) -> None:
+    """What a replayed turn streams: its text, its tool calls, its usage (as run)."""
+    if turn.text:
+        await on_event(TextDelta(turn.text))
+    for call in turn.calls:
+        await on_event(ToolCallComplete(call))
+    await on_event(UsageUpdate(turn.usage.prompt_tokens, turn.usage.completion_tokens))
+
+
+async def _run_tools(
+    toolset: AgentToolset, calls: Sequence[ToolCall], context: ToolContext, journal: Journal
+) -> list[ToolOutcome]:
+    """The outcomes of a turn's calls, in order: replayed from the journal where it holds
+    the result of a replayable tool, else run (and recorded, when replayable)."""
+    replayed = journal.replayed_results(toolset.replayable)
+    live = [c for c in calls if c.id not in replayed]
+    ran = await toolset.execute(live, context) if live else []
+    journal.record_results(
+        [_journal_result(o) for o in ran if o.handoff is None and toolset.replayable(o.call.name)]
+    )
+    by_id = {o.call.id: o for o in ran}
+    return [
+        by_id[c.id] if c.id not in replayed else _replayed_outcome(c, replayed[c.id]) for c in calls
+    ]
+
+
+def _journal_result(outcome: ToolOutcome) -> JournalResult:
+    call = outcome.call
+    return JournalResult(call.id, call.name, outcome.ok, outcome.content, outcome.cached)
+
+
+def _replayed_outcome(call: ToolCall, result: JournalResult) -> ToolOutcome:
+    return ToolOutcome(call, result.content, result.ok, cached=result.cached)
 
 
 def _call_message(call: ToolCall) -> ToolCallMessage:

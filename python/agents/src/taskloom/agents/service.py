@@ -114,6 +114,7 @@ def build_worker(
         reconnect_max_s=settings.reconnect_max_s,
         heartbeat_interval_s=settings.heartbeat_interval_s,
         stream=StreamOptions(settings.stream_buffer_size, settings.stream_flush_interval_ms),
+        journal=settings.journal,
     )
     return Worker(options, runtime, telemetry), llm
 
@@ -154,6 +155,7 @@ async def serve(settings: Settings) -> None:
 
     def swap(catalog: Catalog) -> None:
         runtime.catalog = catalog
+        worker.agents_changed()
 
     reloader = CatalogReloader(
         settings.agents_dir if settings.agents_reload else [],

@@ -19,6 +19,7 @@ from taskloom.agents.endpoints import (
     build_endpoints,
     parse_endpoints,
 )
+from taskloom.agents.streaming import BUFFER_SIZE_RANGE, FLUSH_INTERVAL_MS_RANGE
 from taskloom.sdk import config
 
 
@@ -159,16 +160,21 @@ class Settings(config.ServiceSettings):
         "a loud warning at every sandbox start)",
     )
 
+    journal: bool = Field(
+        default=True,
+        description="record each completed LLM turn and tool result with the orchestrator, "
+        "so a retried task replays them instead of paying for them again",
+    )
     stream_buffer_size: int = Field(
         default=256,
-        ge=0,
-        le=1 << 20,
+        ge=BUFFER_SIZE_RANGE[0],
+        le=BUFFER_SIZE_RANGE[1],
         description="streamed text is sent once this many bytes are buffered (0 = every piece)",
     )
     stream_flush_interval_ms: float = Field(
         default=25.0,
-        ge=0,
-        le=10_000,
+        ge=FLUSH_INTERVAL_MS_RANGE[0],
+        le=FLUSH_INTERVAL_MS_RANGE[1],
         description="...or once the first buffered piece is this old (0 = every piece)",
     )
 

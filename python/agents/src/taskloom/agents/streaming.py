@@ -19,11 +19,22 @@ from taskloom.agents.providers.base import (
     UsageUpdate,
 )
 from taskloom.agents.runtime import AgentEvent, ToolResultEvent
-from taskloom.v1 import common_pb2, worker_hub_pb2
+from taskloom.v1 import common_pb2, limits_pb2, worker_hub_pb2
 
 # Provisional defaults; the fast-path work sets them by benchmark.
 DEFAULT_BUFFER_SIZE = 256
 DEFAULT_FLUSH_INTERVAL_MS = 25.0
+
+
+def option_range(name: str) -> tuple[int, int]:
+    """The bounds taskloom.v1.StreamOptions declares on an option (limits.proto)."""
+    field = common_pb2.StreamOptions.DESCRIPTOR.fields_by_name[name]
+    lim = field.GetOptions().Extensions[limits_pb2.limits]
+    return int(lim.min), int(lim.max)
+
+
+BUFFER_SIZE_RANGE = option_range("buffer_size")
+FLUSH_INTERVAL_MS_RANGE = option_range("flush_interval_ms")
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,24 @@ class StreamOptions:
     buffer_size: int = DEFAULT_BUFFER_SIZE
     flush_interval_ms: float = DEFAULT_FLUSH_INTERVAL_MS
     text_only: bool = False
+
+    @classmethod
+    def for_task(
+        cls, task: common_pb2.Task, task_input: Any, default: StreamOptions
+    ) -> StreamOptions:
+        """The task's `stream` field (checked by the orchestrator) over the worker's
+        defaults. A task without it may still set the options in its input's `stream` key,
+        the way before the field existed."""
+        if not task.HasField("stream"):
+            return cls.from_input(task_input, default)
+        field = task.stream
+        size = field.buffer_size if field.HasField("buffer_size") else default.buffer_size
+        interval = (
+            float(field.flush_interval_ms)
+            if field.HasField("flush_interval_ms")
+            else default.flush_interval_ms
+        )
+        return cls(size, interval, field.text_only)
 
     @classmethod
     def from_input(cls, task_input: Any, default: StreamOptions) -> StreamOptions:
@@ -52,12 +81,14 @@ class StreamOptions:
         text_only = raw.get("text_only", default.text_only)
         if isinstance(size, float) and size.is_integer():
             size = int(size)  # JSON numbers arrive as floats through protobuf's Struct
-        if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= 1 << 20:
-            raise ValueError("input.stream.buffer_size must be an integer from 0 to 1048576")
+        lo, hi = BUFFER_SIZE_RANGE
+        if isinstance(size, bool) or not isinstance(size, int) or not lo <= size <= hi:
+            raise ValueError(f"input.stream.buffer_size must be an integer from {lo} to {hi}")
         if isinstance(interval, bool) or not isinstance(interval, int | float):
             raise ValueError("input.stream.flush_interval_ms must be a number")
-        if not 0 <= interval <= 10_000:
-            raise ValueError("input.stream.flush_interval_ms must be from 0 to 10000")
+        lo, hi = FLUSH_INTERVAL_MS_RANGE
+        if not lo <= interval <= hi:
+            raise ValueError(f"input.stream.flush_interval_ms must be from {lo} to {hi}")
         if not isinstance(text_only, bool):
             raise ValueError("input.stream.text_only must be true or false")
         return cls(size, float(interval), text_only)

@@ -23,6 +23,7 @@ import grpc
 import structlog
 
 from taskloom.agents import __version__, values
+from taskloom.agents.journal import CHANNEL_OPTIONS, attempt_journal
 from taskloom.agents.runtime import AgentError, AgentEvent, AgentRuntime
 from taskloom.agents.streaming import ChunkStream, StreamOptions
 from taskloom.agents.telemetry import Telemetry
@@ -46,6 +47,8 @@ class WorkerOptions:
     reconnect_max_s: float = 15.0
     heartbeat_interval_s: float = 5.0
     stream: StreamOptions = field(default_factory=StreamOptions)
+    # Record completed turns and tool results with the orchestrator, and replay them.
+    journal: bool = True
     hostname: str = field(default_factory=socket.gethostname)
     version: str = __version__
 
@@ -107,6 +110,12 @@ class Worker:
             for spec in self.runtime.catalog.values()
         ]
 
+    def agents_changed(self) -> None:
+        """After a hot reload: tell the orchestrator the agents now served, at once. Sent on
+        the current session's outbox, after its Register; a session that is not open yet
+        registers them itself."""
+        self._send(agents=worker_hub_pb2.AgentsUpdate(agents=self.agent_infos()))
+
     async def run(self, stop: asyncio.Event) -> None:
         """Keep a session open until `stop` is set, then drain and return."""
         failures = 0
@@ -144,7 +153,9 @@ class Worker:
         self._outbox = asyncio.Queue()
         self._credits_back = _CreditsBack(self._outbox)
         self._draining = False
-        async with grpc.aio.insecure_channel(self._opts.orchestrator_addr) as channel:
+        async with grpc.aio.insecure_channel(
+            self._opts.orchestrator_addr, options=CHANNEL_OPTIONS
+        ) as channel:
             stub = worker_hub_pb2_grpc.WorkerHubServiceStub(channel)
             call = stub.Session(self._requests())
             self._send(
@@ -291,6 +302,7 @@ class Worker:
             outbox.put_nowait(worker_hub_pb2.SessionRequest(chunk=chunk))
 
         chunks = ChunkStream(send, task.id, a.lease_id, self._opts.stream)
+        journal = attempt_journal(a, outbox) if self._opts.journal else None
 
         async def on_event(event: AgentEvent) -> None:
             chunks.event(event)
@@ -322,7 +334,7 @@ class Worker:
         try:
             task_input = values.to_python(task.input) if task.HasField("input") else None
             try:
-                stream = StreamOptions.from_input(task_input, self._opts.stream)
+                stream = StreamOptions.for_task(task, task_input, self._opts.stream)
             except ValueError as err:
                 raise AgentError(str(err), retryable=False) from None
             chunks.configure(stream)
@@ -331,7 +343,7 @@ class Worker:
             try:
                 async with deadline:
                     run = await self.runtime.run(
-                        task.agent, task_input, on_event, info, suspend_credit
+                        task.agent, task_input, on_event, info, suspend_credit, journal
                     )
             except TimeoutError:
                 if not deadline.expired():

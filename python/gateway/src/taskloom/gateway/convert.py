@@ -116,7 +116,20 @@ def task_spec(
     )
     if body.max_attempts is not None:
         spec.retry.max_attempts = body.max_attempts
+    if body.stream is not None:
+        # Absent numbers stay absent (the worker's defaults); 0 is a real value.
+        spec.stream.CopyFrom(common_pb2.StreamOptions(**body.stream.model_dump(exclude_none=True)))
     return spec
+
+
+def stream_out(options: common_pb2.StreamOptions) -> models.StreamOptionsOut:
+    return models.StreamOptionsOut(
+        text_only=options.text_only,
+        buffer_size=options.buffer_size if options.HasField("buffer_size") else None,
+        flush_interval_ms=(
+            options.flush_interval_ms if options.HasField("flush_interval_ms") else None
+        ),
+    )
 
 
 def task_error(err: common_pb2.TaskError) -> models.TaskErrorOut | None:
@@ -156,6 +169,7 @@ def task_out(task: common_pb2.Task) -> models.TaskOut:
         worker_id=task.worker_id or None,
         workflow_id=task.workflow_id or None,
         step_id=task.step_id or None,
+        stream=stream_out(task.stream) if task.HasField("stream") else None,
     )
 
 

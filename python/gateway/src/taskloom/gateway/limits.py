@@ -18,6 +18,7 @@ from taskloom.v1 import common_pb2, limits_pb2, orchestrator_pb2, worker_hub_pb2
 
 TaskSpec = common_pb2.TaskSpec
 RetryPolicy = common_pb2.RetryPolicy
+StreamOptions = common_pb2.StreamOptions
 WorkflowSpec = orchestrator_pb2.WorkflowSpec
 Step = orchestrator_pb2.Step
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from taskloom.gateway.limits import (
     RetryPolicy,
     Step,
+    StreamOptions,
     TaskSpec,
     Text,
     WorkflowSpec,
@@ -48,6 +49,24 @@ _PRIORITY = (
 )
 
 
+class StreamOptionsIn(_Strict):
+    text_only: bool = Field(
+        False, description="Only the answer's text: no thought, tool or usage chunks"
+    )
+    buffer_size: int | None = Field(
+        None,
+        description="Text is sent once this many bytes are buffered; 0: every piece as it "
+        "comes; absent: the worker's default",
+        **int_range(StreamOptions, "buffer_size"),
+    )
+    flush_interval_ms: int | None = Field(
+        None,
+        description="...or once the first buffered piece is this old; 0: every piece as it "
+        "comes; absent: the worker's default",
+        **int_range(StreamOptions, "flush_interval_ms"),
+    )
+
+
 class TaskCreate(_Strict):
     agent: Text = Field(description="Name of the agent to run", **text(TaskSpec, "agent"))
     input: json_value(TaskSpec, "input") = Field(  # type: ignore[valid-type]
@@ -66,6 +85,9 @@ class TaskCreate(_Strict):
         None,
         description="Attempts in all; 0 or absent: the orchestrator's default",
         **int_range(RetryPolicy, "max_attempts"),
+    )
+    stream: StreamOptionsIn | None = Field(
+        None, description="How the worker streams the task's output; absent: its defaults"
     )
 
 
@@ -89,6 +111,12 @@ class UsageOut(BaseModel):
     saved_cost_usd: float = 0.0
 
 
+class StreamOptionsOut(BaseModel):
+    text_only: bool = False
+    buffer_size: int | None = None
+    flush_interval_ms: int | None = None
+
+
 class TaskOut(BaseModel):
     id: str
     agent: str
@@ -110,6 +138,7 @@ class TaskOut(BaseModel):
     worker_id: str | None = None
     workflow_id: str | None = None
     step_id: str | None = None
+    stream: StreamOptionsOut | None = None
 
 
 class TaskList(BaseModel):

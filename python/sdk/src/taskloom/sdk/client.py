@@ -116,14 +116,17 @@ class TaskloomClient:
         timeout_seconds: float | None = None,
         max_attempts: int | None = None,
         idempotency_key: str | None = None,
+        stream: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Queue a task; returns its state (the existing task when the key was seen before)."""
+        """Queue a task; returns its state (the existing task when the key was seen before).
+        `stream` is `{text_only, buffer_size, flush_interval_ms}` (taskloom.v1.StreamOptions)."""
         body: dict[str, Any] = {"agent": agent, "input": input}
         optional = {
             "priority": priority,
             "labels": labels,
             "timeout_seconds": timeout_seconds,
             "max_attempts": max_attempts,
+            "stream": stream,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}

@@ -142,7 +142,7 @@ class ChunkKind(_ChunkKind, metaclass=_ChunkKindEnumTypeWrapper):
                    sees it (`content` is JSON text: the value, or {"error": ...}).
       USAGE        {"prompt_tokens", "completion_tokens"}: the tokens of one LLM turn.
       ERROR        text: why the agent failed, sent just before the failed result.
-    A task's `stream.text_only` leaves only TEXT chunks.
+    A task's `stream.text_only` (StreamOptions) leaves only TEXT chunks.
     """
 
 CHUNK_KIND_UNSPECIFIED: ChunkKind.ValueType  # 0
@@ -342,6 +342,45 @@ class RetryPolicy(_message.Message):
 Global___RetryPolicy: _TypeAlias = RetryPolicy  # noqa: Y015
 
 @_typing.final
+class StreamOptions(_message.Message):
+    """StreamOptions is how the worker streams a task's output. An absent size or interval
+    is the worker's default (TASKLOOM_STREAM_BUFFER_SIZE, TASKLOOM_STREAM_FLUSH_INTERVAL_MS).
+    The worker coalesces the answer's text into one chunk per buffer_size bytes or per
+    flush_interval_ms, whichever comes first; 0 in either sends every piece as it comes.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXT_ONLY_FIELD_NUMBER: _builtins.int
+    BUFFER_SIZE_FIELD_NUMBER: _builtins.int
+    FLUSH_INTERVAL_MS_FIELD_NUMBER: _builtins.int
+    text_only: _builtins.bool
+    """Only the answer's text: no thought, tool call, tool result, usage or error chunks."""
+    buffer_size: _builtins.int
+    flush_interval_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        text_only: _builtins.bool = ...,
+        buffer_size: _builtins.int | None = ...,
+        flush_interval_ms: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_buffer_size", b"_buffer_size", "_flush_interval_ms", b"_flush_interval_ms", "buffer_size", b"buffer_size", "flush_interval_ms", b"flush_interval_ms"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_buffer_size", b"_buffer_size", "_flush_interval_ms", b"_flush_interval_ms", "buffer_size", b"buffer_size", "flush_interval_ms", b"flush_interval_ms", "text_only", b"text_only"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__buffer_size: _TypeAlias = _typing.Literal["buffer_size"]  # noqa: Y015
+    _WhichOneofArgType__buffer_size: _TypeAlias = _typing.Literal["_buffer_size", b"_buffer_size"]  # noqa: Y015
+    _WhichOneofReturnType__flush_interval_ms: _TypeAlias = _typing.Literal["flush_interval_ms"]  # noqa: Y015
+    _WhichOneofArgType__flush_interval_ms: _TypeAlias = _typing.Literal["_flush_interval_ms", b"_flush_interval_ms"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__buffer_size) -> _WhichOneofReturnType__buffer_size | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__flush_interval_ms) -> _WhichOneofReturnType__flush_interval_ms | None: ...
+
+Global___StreamOptions: _TypeAlias = StreamOptions  # noqa: Y015
+
+@_typing.final
 class TaskSpec(_message.Message):
     """TaskSpec is what a client submits."""
 
@@ -375,6 +414,7 @@ class TaskSpec(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     TIMEOUT_FIELD_NUMBER: _builtins.int
     RETRY_FIELD_NUMBER: _builtins.int
+    STREAM_FIELD_NUMBER: _builtins.int
     agent: _builtins.str
     tenant: _builtins.str
     """Tenant for fair share and quotas; the gateway sets it from the API key."""
@@ -398,6 +438,10 @@ class TaskSpec(_message.Message):
 
     @_builtins.property
     def retry(self) -> Global___RetryPolicy: ...
+    @_builtins.property
+    def stream(self) -> Global___StreamOptions:
+        """How the worker streams the task's output; absent: the worker's defaults."""
+
     def __init__(
         self,
         *,
@@ -409,10 +453,11 @@ class TaskSpec(_message.Message):
         idempotency_key: _builtins.str = ...,
         timeout: _duration_pb2.Duration | None = ...,
         retry: Global___RetryPolicy | None = ...,
+        stream: Global___StreamOptions | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "input", b"input", "priority", b"priority", "retry", b"retry", "timeout", b"timeout"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "input", b"input", "priority", b"priority", "retry", b"retry", "stream", b"stream", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "agent", b"agent", "idempotency_key", b"idempotency_key", "input", b"input", "labels", b"labels", "priority", b"priority", "retry", b"retry", "tenant", b"tenant", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "agent", b"agent", "idempotency_key", b"idempotency_key", "input", b"input", "labels", b"labels", "priority", b"priority", "retry", b"retry", "stream", b"stream", "tenant", b"tenant", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__priority: _TypeAlias = _typing.Literal["priority"]  # noqa: Y015
     _WhichOneofArgType__priority: _TypeAlias = _typing.Literal["_priority", b"_priority"]  # noqa: Y015
@@ -464,6 +509,7 @@ class Task(_message.Message):
     STEP_ID_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
     WORKER_ID_FIELD_NUMBER: _builtins.int
+    STREAM_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     agent: _builtins.str
     status: Global___TaskStatus.ValueType
@@ -495,6 +541,10 @@ class Task(_message.Message):
     def finished_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def usage(self) -> Global___TokenUsage: ...
+    @_builtins.property
+    def stream(self) -> Global___StreamOptions:
+        """The stream options the task was submitted with."""
+
     def __init__(
         self,
         *,
@@ -518,10 +568,11 @@ class Task(_message.Message):
         step_id: _builtins.str = ...,
         usage: Global___TokenUsage | None = ...,
         worker_id: _builtins.str = ...,
+        stream: Global___StreamOptions | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "error", b"error", "finished_at", b"finished_at", "input", b"input", "result", b"result", "started_at", b"started_at", "timeout", b"timeout", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "error", b"error", "finished_at", b"finished_at", "input", b"input", "result", b"result", "started_at", b"started_at", "stream", b"stream", "timeout", b"timeout", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "attempts", b"attempts", "created_at", b"created_at", "error", b"error", "finished_at", b"finished_at", "id", b"id", "idempotency_key", b"idempotency_key", "input", b"input", "labels", b"labels", "max_attempts", b"max_attempts", "priority", b"priority", "result", b"result", "started_at", b"started_at", "status", b"status", "step_id", b"step_id", "tenant", b"tenant", "timeout", b"timeout", "usage", b"usage", "worker_id", b"worker_id", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "attempts", b"attempts", "created_at", b"created_at", "error", b"error", "finished_at", b"finished_at", "id", b"id", "idempotency_key", b"idempotency_key", "input", b"input", "labels", b"labels", "max_attempts", b"max_attempts", "priority", b"priority", "result", b"result", "started_at", b"started_at", "status", b"status", "step_id", b"step_id", "stream", b"stream", "tenant", b"tenant", "timeout", b"timeout", "usage", b"usage", "worker_id", b"worker_id", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

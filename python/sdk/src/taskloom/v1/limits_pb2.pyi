@@ -64,7 +64,9 @@ class FieldLimits(_message.Message):
     0 or absent means the orchestrator's default.
     """
     max_bytes: _builtins.int
-    """google.protobuf.Value: the most bytes of its protobuf encoding."""
+    """google.protobuf.Value: the most bytes of its protobuf encoding. A task's journal
+    (Assignment.journal): the most bytes of its records' payloads together.
+    """
     max_elements: _builtins.int
     """A template naming a list at run time (map_over): the most elements the list
     may have.

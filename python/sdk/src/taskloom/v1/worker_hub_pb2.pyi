@@ -12,6 +12,7 @@ from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from taskloom.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
@@ -24,6 +25,32 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _JournalKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _JournalKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JournalKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    JOURNAL_KIND_UNSPECIFIED: _JournalKind.ValueType  # 0
+    JOURNAL_KIND_LLM_TURN: _JournalKind.ValueType  # 1
+    """A completed LLM turn: its text, tool calls and token usage."""
+    JOURNAL_KIND_TOOL_RESULT: _JournalKind.ValueType  # 2
+    """The result of one tool call of the turn before it (tools that declare themselves
+    replayable only).
+    """
+
+class JournalKind(_JournalKind, metaclass=_JournalKindEnumTypeWrapper):
+    """What a journal record holds."""
+
+JOURNAL_KIND_UNSPECIFIED: JournalKind.ValueType  # 0
+JOURNAL_KIND_LLM_TURN: JournalKind.ValueType  # 1
+"""A completed LLM turn: its text, tool calls and token usage."""
+JOURNAL_KIND_TOOL_RESULT: JournalKind.ValueType  # 2
+"""The result of one tool call of the turn before it (tools that declare themselves
+replayable only).
+"""
+Global___JournalKind: _TypeAlias = JournalKind  # noqa: Y015
+
 @_typing.final
 class SessionRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -34,6 +61,8 @@ class SessionRequest(_message.Message):
     CHUNK_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
     DRAIN_FIELD_NUMBER: _builtins.int
+    AGENTS_FIELD_NUMBER: _builtins.int
+    JOURNAL_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def register(self) -> Global___Register: ...
     @_builtins.property
@@ -46,6 +75,10 @@ class SessionRequest(_message.Message):
     def result(self) -> Global___TaskResult: ...
     @_builtins.property
     def drain(self) -> Global___Drain: ...
+    @_builtins.property
+    def agents(self) -> Global___AgentsUpdate: ...
+    @_builtins.property
+    def journal(self) -> Global___JournalRecord: ...
     def __init__(
         self,
         *,
@@ -55,12 +88,14 @@ class SessionRequest(_message.Message):
         chunk: Global___TaskChunk | None = ...,
         result: Global___TaskResult | None = ...,
         drain: Global___Drain | None = ...,
+        agents: Global___AgentsUpdate | None = ...,
+        journal: Global___JournalRecord | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "credit", b"credit", "drain", b"drain", "heartbeat", b"heartbeat", "msg", b"msg", "register", b"register", "result", b"result"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents", "chunk", b"chunk", "credit", b"credit", "drain", b"drain", "heartbeat", b"heartbeat", "journal", b"journal", "msg", b"msg", "register", b"register", "result", b"result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "credit", b"credit", "drain", b"drain", "heartbeat", b"heartbeat", "msg", b"msg", "register", b"register", "result", b"result"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents", "chunk", b"chunk", "credit", b"credit", "drain", b"drain", "heartbeat", b"heartbeat", "journal", b"journal", "msg", b"msg", "register", b"register", "result", b"result"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_msg: _TypeAlias = _typing.Literal["register", "credit", "heartbeat", "chunk", "result", "drain"]  # noqa: Y015
+    _WhichOneofReturnType_msg: _TypeAlias = _typing.Literal["register", "credit", "heartbeat", "chunk", "result", "drain", "agents", "journal"]  # noqa: Y015
     _WhichOneofArgType_msg: _TypeAlias = _typing.Literal["msg", b"msg"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_msg) -> _WhichOneofReturnType_msg | None: ...
 
@@ -298,6 +333,73 @@ class Drain(_message.Message):
 Global___Drain: _TypeAlias = Drain  # noqa: Y015
 
 @_typing.final
+class AgentsUpdate(_message.Message):
+    """AgentsUpdate replaces the agents the worker registered with: after a hot reload of its
+    agent definitions, new and changed agents join the catalog at once (a task for a new
+    agent is accepted without a restart) and the worker is assigned work for exactly these.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def agents(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.AgentInfo]: ...
+    def __init__(
+        self,
+        *,
+        agents: _abc.Iterable[_common_pb2.AgentInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AgentsUpdate: _TypeAlias = AgentsUpdate  # noqa: Y015
+
+@_typing.final
+class JournalRecord(_message.Message):
+    """JournalRecord is one completed step of a task's agent loop. The hub keeps a task's
+    records, in seq order, with the task; a later attempt of the task receives them
+    (Assignment.journal) and replays them instead of calling the LLM and the tools
+    again. The worker does not wait for a record to be stored: a step whose record was
+    lost in a crash runs again.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    LEASE_ID_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    PAYLOAD_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    lease_id: _builtins.str
+    seq: _builtins.int
+    """Position in the task's journal, from 0, across attempts: an attempt given n
+    records sends its first as n.
+    """
+    kind: Global___JournalKind.ValueType
+    payload: _builtins.bytes
+    """The step as the worker's runtime replays it (JSON; opaque to the orchestrator)."""
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        lease_id: _builtins.str = ...,
+        seq: _builtins.int = ...,
+        kind: Global___JournalKind.ValueType = ...,
+        payload: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "lease_id", b"lease_id", "payload", b"payload", "seq", b"seq", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JournalRecord: _TypeAlias = JournalRecord  # noqa: Y015
+
+@_typing.final
 class Assignment(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -305,6 +407,7 @@ class Assignment(_message.Message):
     LEASE_ID_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
     DEADLINE_FIELD_NUMBER: _builtins.int
+    JOURNAL_FIELD_NUMBER: _builtins.int
     lease_id: _builtins.str
     attempt: _builtins.int
     @_builtins.property
@@ -313,6 +416,13 @@ class Assignment(_message.Message):
     def deadline(self) -> _timestamp_pb2.Timestamp:
         """When the attempt times out."""
 
+    @_builtins.property
+    def journal(self) -> _containers.RepeatedCompositeFieldContainer[Global___JournalRecord]:
+        """The task's journal so far, in seq order (empty on a first attempt). Bounded per
+        task: past max_items records or max_bytes of payload, the hub records no more for
+        the task (a log line and a metric) and its attempts run the rest live.
+        """
+
     def __init__(
         self,
         *,
@@ -320,10 +430,11 @@ class Assignment(_message.Message):
         lease_id: _builtins.str = ...,
         attempt: _builtins.int = ...,
         deadline: _timestamp_pb2.Timestamp | None = ...,
+        journal: _abc.Iterable[Global___JournalRecord] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline", "task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "deadline", b"deadline", "lease_id", b"lease_id", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "deadline", b"deadline", "journal", b"journal", "lease_id", b"lease_id", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

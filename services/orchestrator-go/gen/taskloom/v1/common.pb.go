@@ -162,7 +162,7 @@ func (ErrorReason) EnumDescriptor() ([]byte, []int) {
 //	USAGE        {"prompt_tokens", "completion_tokens"}: the tokens of one LLM turn.
 //	ERROR        text: why the agent failed, sent just before the failed result.
 //
-// A task's `stream.text_only` leaves only TEXT chunks.
+// A task's `stream.text_only` (StreamOptions) leaves only TEXT chunks.
 type ChunkKind int32
 
 const (
@@ -631,6 +631,71 @@ func (x *RetryPolicy) GetMaxBackoff() *durationpb.Duration {
 	return nil
 }
 
+// StreamOptions is how the worker streams a task's output. An absent size or interval
+// is the worker's default (TASKLOOM_STREAM_BUFFER_SIZE, TASKLOOM_STREAM_FLUSH_INTERVAL_MS).
+// The worker coalesces the answer's text into one chunk per buffer_size bytes or per
+// flush_interval_ms, whichever comes first; 0 in either sends every piece as it comes.
+type StreamOptions struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only the answer's text: no thought, tool call, tool result, usage or error chunks.
+	TextOnly        bool   `protobuf:"varint,1,opt,name=text_only,json=textOnly,proto3" json:"text_only,omitempty"`
+	BufferSize      *int32 `protobuf:"varint,2,opt,name=buffer_size,json=bufferSize,proto3,oneof" json:"buffer_size,omitempty"`
+	FlushIntervalMs *int32 `protobuf:"varint,3,opt,name=flush_interval_ms,json=flushIntervalMs,proto3,oneof" json:"flush_interval_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *StreamOptions) Reset() {
+	*x = StreamOptions{}
+	mi := &file_taskloom_v1_common_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamOptions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamOptions) ProtoMessage() {}
+
+func (x *StreamOptions) ProtoReflect() protoreflect.Message {
+	mi := &file_taskloom_v1_common_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamOptions.ProtoReflect.Descriptor instead.
+func (*StreamOptions) Descriptor() ([]byte, []int) {
+	return file_taskloom_v1_common_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *StreamOptions) GetTextOnly() bool {
+	if x != nil {
+		return x.TextOnly
+	}
+	return false
+}
+
+func (x *StreamOptions) GetBufferSize() int32 {
+	if x != nil && x.BufferSize != nil {
+		return *x.BufferSize
+	}
+	return 0
+}
+
+func (x *StreamOptions) GetFlushIntervalMs() int32 {
+	if x != nil && x.FlushIntervalMs != nil {
+		return *x.FlushIntervalMs
+	}
+	return 0
+}
+
 // TaskSpec is what a client submits.
 type TaskSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -647,15 +712,17 @@ type TaskSpec struct {
 	// same key with a different request is refused (IDEMPOTENCY_CONFLICT).
 	IdempotencyKey string `protobuf:"bytes,6,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	// Time allowed for one attempt; 0 means the orchestrator's default.
-	Timeout       *durationpb.Duration `protobuf:"bytes,7,opt,name=timeout,proto3" json:"timeout,omitempty"`
-	Retry         *RetryPolicy         `protobuf:"bytes,8,opt,name=retry,proto3" json:"retry,omitempty"`
+	Timeout *durationpb.Duration `protobuf:"bytes,7,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	Retry   *RetryPolicy         `protobuf:"bytes,8,opt,name=retry,proto3" json:"retry,omitempty"`
+	// How the worker streams the task's output; absent: the worker's defaults.
+	Stream        *StreamOptions `protobuf:"bytes,9,opt,name=stream,proto3" json:"stream,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_taskloom_v1_common_proto_msgTypes[4]
+	mi := &file_taskloom_v1_common_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -667,7 +734,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_taskloom_v1_common_proto_msgTypes[4]
+	mi := &file_taskloom_v1_common_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -680,7 +747,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_taskloom_v1_common_proto_rawDescGZIP(), []int{4}
+	return file_taskloom_v1_common_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *TaskSpec) GetAgent() string {
@@ -739,6 +806,13 @@ func (x *TaskSpec) GetRetry() *RetryPolicy {
 	return nil
 }
 
+func (x *TaskSpec) GetStream() *StreamOptions {
+	if x != nil {
+		return x.Stream
+	}
+	return nil
+}
+
 type Task struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Id             string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -762,14 +836,16 @@ type Task struct {
 	StepId     string      `protobuf:"bytes,18,opt,name=step_id,json=stepId,proto3" json:"step_id,omitempty"`
 	Usage      *TokenUsage `protobuf:"bytes,19,opt,name=usage,proto3" json:"usage,omitempty"`
 	// The worker that ran (or runs) the latest attempt.
-	WorkerId      string `protobuf:"bytes,20,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	WorkerId string `protobuf:"bytes,20,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	// The stream options the task was submitted with.
+	Stream        *StreamOptions `protobuf:"bytes,21,opt,name=stream,proto3" json:"stream,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_taskloom_v1_common_proto_msgTypes[5]
+	mi := &file_taskloom_v1_common_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -781,7 +857,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_taskloom_v1_common_proto_msgTypes[5]
+	mi := &file_taskloom_v1_common_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -794,7 +870,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_taskloom_v1_common_proto_rawDescGZIP(), []int{5}
+	return file_taskloom_v1_common_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Task) GetId() string {
@@ -937,6 +1013,13 @@ func (x *Task) GetWorkerId() string {
 	return ""
 }
 
+func (x *Task) GetStream() *StreamOptions {
+	if x != nil {
+		return x.Stream
+	}
+	return nil
+}
+
 // AgentInfo describes an agent that workers can run.
 type AgentInfo struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -952,7 +1035,7 @@ type AgentInfo struct {
 
 func (x *AgentInfo) Reset() {
 	*x = AgentInfo{}
-	mi := &file_taskloom_v1_common_proto_msgTypes[6]
+	mi := &file_taskloom_v1_common_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -964,7 +1047,7 @@ func (x *AgentInfo) String() string {
 func (*AgentInfo) ProtoMessage() {}
 
 func (x *AgentInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_taskloom_v1_common_proto_msgTypes[6]
+	mi := &file_taskloom_v1_common_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -977,7 +1060,7 @@ func (x *AgentInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentInfo.ProtoReflect.Descriptor instead.
 func (*AgentInfo) Descriptor() ([]byte, []int) {
-	return file_taskloom_v1_common_proto_rawDescGZIP(), []int{6}
+	return file_taskloom_v1_common_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AgentInfo) GetName() string {
@@ -1049,7 +1132,15 @@ const file_taskloom_v1_common_proto_rawDesc = "" +
 	"\fmax_attempts\x18\x01 \x01(\x05B\b\xca\xf3\x18\x04@\x00HdR\vmaxAttempts\x12K\n" +
 	"\x0finitial_backoff\x18\x02 \x01(\v2\x19.google.protobuf.DurationB\a\xca\xf3\x18\x03X\x90\x1cR\x0einitialBackoff\x12C\n" +
 	"\vmax_backoff\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\a\xca\xf3\x18\x03X\x90\x1cR\n" +
-	"maxBackoff\"\xe6\x03\n" +
+	"maxBackoff\"\xc0\x01\n" +
+	"\rStreamOptions\x12\x1b\n" +
+	"\ttext_only\x18\x01 \x01(\bR\btextOnly\x120\n" +
+	"\vbuffer_size\x18\x02 \x01(\x05B\n" +
+	"\xca\xf3\x18\x06@\x00H\x80\x80@H\x00R\n" +
+	"bufferSize\x88\x01\x01\x12:\n" +
+	"\x11flush_interval_ms\x18\x03 \x01(\x05B\t\xca\xf3\x18\x05@\x00H\x90NH\x01R\x0fflushIntervalMs\x88\x01\x01B\x0e\n" +
+	"\f_buffer_sizeB\x14\n" +
+	"\x12_flush_interval_ms\"\x9a\x04\n" +
 	"\bTaskSpec\x12\x1f\n" +
 	"\x05agent\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x05agent\x127\n" +
 	"\x05input\x18\x02 \x01(\v2\x16.google.protobuf.ValueB\t\xca\xf3\x18\x05`\x80\x80\xc0\x01R\x05input\x12\x1f\n" +
@@ -1060,11 +1151,12 @@ const file_taskloom_v1_common_proto_rawDesc = "" +
 	" @(\x010\x80\x028\x80 R\x06labels\x120\n" +
 	"\x0fidempotency_key\x18\x06 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x02R\x0eidempotencyKey\x12=\n" +
 	"\atimeout\x18\a \x01(\v2\x19.google.protobuf.DurationB\b\xca\xf3\x18\x04X\x80\xa3\x05R\atimeout\x12.\n" +
-	"\x05retry\x18\b \x01(\v2\x18.taskloom.v1.RetryPolicyR\x05retry\x1a9\n" +
+	"\x05retry\x18\b \x01(\v2\x18.taskloom.v1.RetryPolicyR\x05retry\x122\n" +
+	"\x06stream\x18\t \x01(\v2\x1a.taskloom.v1.StreamOptionsR\x06stream\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\v\n" +
-	"\t_priority\"\xe5\x06\n" +
+	"\t_priority\"\x99\a\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05agent\x18\x02 \x01(\tR\x05agent\x12,\n" +
@@ -1090,7 +1182,8 @@ const file_taskloom_v1_common_proto_rawDesc = "" +
 	"workflowId\x12\x17\n" +
 	"\astep_id\x18\x12 \x01(\tR\x06stepId\x12-\n" +
 	"\x05usage\x18\x13 \x01(\v2\x17.taskloom.v1.TokenUsageR\x05usage\x12\x1b\n" +
-	"\tworker_id\x18\x14 \x01(\tR\bworkerId\x1a9\n" +
+	"\tworker_id\x18\x14 \x01(\tR\bworkerId\x122\n" +
+	"\x06stream\x18\x15 \x01(\v2\x1a.taskloom.v1.StreamOptionsR\x06stream\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x94\x01\n" +
@@ -1156,7 +1249,7 @@ func file_taskloom_v1_common_proto_rawDescGZIP() []byte {
 }
 
 var file_taskloom_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_taskloom_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_taskloom_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_taskloom_v1_common_proto_goTypes = []any{
 	(ErrorReason)(0),              // 0: taskloom.v1.ErrorReason
 	(ChunkKind)(0),                // 1: taskloom.v1.ChunkKind
@@ -1165,39 +1258,42 @@ var file_taskloom_v1_common_proto_goTypes = []any{
 	(*TokenUsage)(nil),            // 4: taskloom.v1.TokenUsage
 	(*UsageLine)(nil),             // 5: taskloom.v1.UsageLine
 	(*RetryPolicy)(nil),           // 6: taskloom.v1.RetryPolicy
-	(*TaskSpec)(nil),              // 7: taskloom.v1.TaskSpec
-	(*Task)(nil),                  // 8: taskloom.v1.Task
-	(*AgentInfo)(nil),             // 9: taskloom.v1.AgentInfo
-	nil,                           // 10: taskloom.v1.TaskSpec.LabelsEntry
-	nil,                           // 11: taskloom.v1.Task.LabelsEntry
-	(*durationpb.Duration)(nil),   // 12: google.protobuf.Duration
-	(*structpb.Value)(nil),        // 13: google.protobuf.Value
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*StreamOptions)(nil),         // 7: taskloom.v1.StreamOptions
+	(*TaskSpec)(nil),              // 8: taskloom.v1.TaskSpec
+	(*Task)(nil),                  // 9: taskloom.v1.Task
+	(*AgentInfo)(nil),             // 10: taskloom.v1.AgentInfo
+	nil,                           // 11: taskloom.v1.TaskSpec.LabelsEntry
+	nil,                           // 12: taskloom.v1.Task.LabelsEntry
+	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
+	(*structpb.Value)(nil),        // 14: google.protobuf.Value
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
 }
 var file_taskloom_v1_common_proto_depIdxs = []int32{
 	0,  // 0: taskloom.v1.TaskError.reason:type_name -> taskloom.v1.ErrorReason
 	5,  // 1: taskloom.v1.TokenUsage.models:type_name -> taskloom.v1.UsageLine
-	12, // 2: taskloom.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
-	12, // 3: taskloom.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
-	13, // 4: taskloom.v1.TaskSpec.input:type_name -> google.protobuf.Value
-	10, // 5: taskloom.v1.TaskSpec.labels:type_name -> taskloom.v1.TaskSpec.LabelsEntry
-	12, // 6: taskloom.v1.TaskSpec.timeout:type_name -> google.protobuf.Duration
+	13, // 2: taskloom.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
+	13, // 3: taskloom.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
+	14, // 4: taskloom.v1.TaskSpec.input:type_name -> google.protobuf.Value
+	11, // 5: taskloom.v1.TaskSpec.labels:type_name -> taskloom.v1.TaskSpec.LabelsEntry
+	13, // 6: taskloom.v1.TaskSpec.timeout:type_name -> google.protobuf.Duration
 	6,  // 7: taskloom.v1.TaskSpec.retry:type_name -> taskloom.v1.RetryPolicy
-	13, // 8: taskloom.v1.Task.input:type_name -> google.protobuf.Value
-	2,  // 9: taskloom.v1.Task.status:type_name -> taskloom.v1.TaskStatus
-	13, // 10: taskloom.v1.Task.result:type_name -> google.protobuf.Value
-	3,  // 11: taskloom.v1.Task.error:type_name -> taskloom.v1.TaskError
-	11, // 12: taskloom.v1.Task.labels:type_name -> taskloom.v1.Task.LabelsEntry
-	12, // 13: taskloom.v1.Task.timeout:type_name -> google.protobuf.Duration
-	14, // 14: taskloom.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	14, // 15: taskloom.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	14, // 16: taskloom.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	4,  // 17: taskloom.v1.Task.usage:type_name -> taskloom.v1.TokenUsage
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	7,  // 8: taskloom.v1.TaskSpec.stream:type_name -> taskloom.v1.StreamOptions
+	14, // 9: taskloom.v1.Task.input:type_name -> google.protobuf.Value
+	2,  // 10: taskloom.v1.Task.status:type_name -> taskloom.v1.TaskStatus
+	14, // 11: taskloom.v1.Task.result:type_name -> google.protobuf.Value
+	3,  // 12: taskloom.v1.Task.error:type_name -> taskloom.v1.TaskError
+	12, // 13: taskloom.v1.Task.labels:type_name -> taskloom.v1.Task.LabelsEntry
+	13, // 14: taskloom.v1.Task.timeout:type_name -> google.protobuf.Duration
+	15, // 15: taskloom.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	15, // 16: taskloom.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	15, // 17: taskloom.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	4,  // 18: taskloom.v1.Task.usage:type_name -> taskloom.v1.TokenUsage
+	7,  // 19: taskloom.v1.Task.stream:type_name -> taskloom.v1.StreamOptions
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_taskloom_v1_common_proto_init() }
@@ -1207,13 +1303,14 @@ func file_taskloom_v1_common_proto_init() {
 	}
 	file_taskloom_v1_limits_proto_init()
 	file_taskloom_v1_common_proto_msgTypes[4].OneofWrappers = []any{}
+	file_taskloom_v1_common_proto_msgTypes[5].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_taskloom_v1_common_proto_rawDesc), len(file_taskloom_v1_common_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

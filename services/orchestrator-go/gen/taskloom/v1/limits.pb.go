@@ -49,7 +49,8 @@ type FieldLimits struct {
 	// google.protobuf.Duration: the most seconds. A duration is never negative;
 	// 0 or absent means the orchestrator's default.
 	MaxSeconds uint64 `protobuf:"varint,11,opt,name=max_seconds,json=maxSeconds,proto3" json:"max_seconds,omitempty"`
-	// google.protobuf.Value: the most bytes of its protobuf encoding.
+	// google.protobuf.Value: the most bytes of its protobuf encoding. A task's journal
+	// (Assignment.journal): the most bytes of its records' payloads together.
 	MaxBytes uint64 `protobuf:"varint,12,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
 	// A template naming a list at run time (map_over): the most elements the list
 	// may have.

@@ -27,6 +27,59 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// What a journal record holds.
+type JournalKind int32
+
+const (
+	JournalKind_JOURNAL_KIND_UNSPECIFIED JournalKind = 0
+	// A completed LLM turn: its text, tool calls and token usage.
+	JournalKind_JOURNAL_KIND_LLM_TURN JournalKind = 1
+	// The result of one tool call of the turn before it (tools that declare themselves
+	// replayable only).
+	JournalKind_JOURNAL_KIND_TOOL_RESULT JournalKind = 2
+)
+
+// Enum value maps for JournalKind.
+var (
+	JournalKind_name = map[int32]string{
+		0: "JOURNAL_KIND_UNSPECIFIED",
+		1: "JOURNAL_KIND_LLM_TURN",
+		2: "JOURNAL_KIND_TOOL_RESULT",
+	}
+	JournalKind_value = map[string]int32{
+		"JOURNAL_KIND_UNSPECIFIED": 0,
+		"JOURNAL_KIND_LLM_TURN":    1,
+		"JOURNAL_KIND_TOOL_RESULT": 2,
+	}
+)
+
+func (x JournalKind) Enum() *JournalKind {
+	p := new(JournalKind)
+	*p = x
+	return p
+}
+
+func (x JournalKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (JournalKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_taskloom_v1_worker_hub_proto_enumTypes[0].Descriptor()
+}
+
+func (JournalKind) Type() protoreflect.EnumType {
+	return &file_taskloom_v1_worker_hub_proto_enumTypes[0]
+}
+
+func (x JournalKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use JournalKind.Descriptor instead.
+func (JournalKind) EnumDescriptor() ([]byte, []int) {
+	return file_taskloom_v1_worker_hub_proto_rawDescGZIP(), []int{0}
+}
+
 type SessionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Msg:
@@ -37,6 +90,8 @@ type SessionRequest struct {
 	//	*SessionRequest_Chunk
 	//	*SessionRequest_Result
 	//	*SessionRequest_Drain
+	//	*SessionRequest_Agents
+	//	*SessionRequest_Journal
 	Msg           isSessionRequest_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -133,6 +188,24 @@ func (x *SessionRequest) GetDrain() *Drain {
 	return nil
 }
 
+func (x *SessionRequest) GetAgents() *AgentsUpdate {
+	if x != nil {
+		if x, ok := x.Msg.(*SessionRequest_Agents); ok {
+			return x.Agents
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetJournal() *JournalRecord {
+	if x != nil {
+		if x, ok := x.Msg.(*SessionRequest_Journal); ok {
+			return x.Journal
+		}
+	}
+	return nil
+}
+
 type isSessionRequest_Msg interface {
 	isSessionRequest_Msg()
 }
@@ -161,6 +234,14 @@ type SessionRequest_Drain struct {
 	Drain *Drain `protobuf:"bytes,6,opt,name=drain,proto3,oneof"`
 }
 
+type SessionRequest_Agents struct {
+	Agents *AgentsUpdate `protobuf:"bytes,7,opt,name=agents,proto3,oneof"`
+}
+
+type SessionRequest_Journal struct {
+	Journal *JournalRecord `protobuf:"bytes,8,opt,name=journal,proto3,oneof"`
+}
+
 func (*SessionRequest_Register) isSessionRequest_Msg() {}
 
 func (*SessionRequest_Credit) isSessionRequest_Msg() {}
@@ -172,6 +253,10 @@ func (*SessionRequest_Chunk) isSessionRequest_Msg() {}
 func (*SessionRequest_Result) isSessionRequest_Msg() {}
 
 func (*SessionRequest_Drain) isSessionRequest_Msg() {}
+
+func (*SessionRequest_Agents) isSessionRequest_Msg() {}
+
+func (*SessionRequest_Journal) isSessionRequest_Msg() {}
 
 type SessionResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -702,20 +787,155 @@ func (*Drain) Descriptor() ([]byte, []int) {
 	return file_taskloom_v1_worker_hub_proto_rawDescGZIP(), []int{8}
 }
 
+// AgentsUpdate replaces the agents the worker registered with: after a hot reload of its
+// agent definitions, new and changed agents join the catalog at once (a task for a new
+// agent is accepted without a restart) and the worker is assigned work for exactly these.
+type AgentsUpdate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Agents        []*AgentInfo           `protobuf:"bytes,1,rep,name=agents,proto3" json:"agents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentsUpdate) Reset() {
+	*x = AgentsUpdate{}
+	mi := &file_taskloom_v1_worker_hub_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentsUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentsUpdate) ProtoMessage() {}
+
+func (x *AgentsUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_taskloom_v1_worker_hub_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentsUpdate.ProtoReflect.Descriptor instead.
+func (*AgentsUpdate) Descriptor() ([]byte, []int) {
+	return file_taskloom_v1_worker_hub_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *AgentsUpdate) GetAgents() []*AgentInfo {
+	if x != nil {
+		return x.Agents
+	}
+	return nil
+}
+
+// JournalRecord is one completed step of a task's agent loop. The hub keeps a task's
+// records, in seq order, with the task; a later attempt of the task receives them
+// (Assignment.journal) and replays them instead of calling the LLM and the tools
+// again. The worker does not wait for a record to be stored: a step whose record was
+// lost in a crash runs again.
+type JournalRecord struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	TaskId  string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	LeaseId string                 `protobuf:"bytes,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	// Position in the task's journal, from 0, across attempts: an attempt given n
+	// records sends its first as n.
+	Seq  int64       `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	Kind JournalKind `protobuf:"varint,4,opt,name=kind,proto3,enum=taskloom.v1.JournalKind" json:"kind,omitempty"`
+	// The step as the worker's runtime replays it (JSON; opaque to the orchestrator).
+	Payload       []byte `protobuf:"bytes,5,opt,name=payload,proto3" json:"payload,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JournalRecord) Reset() {
+	*x = JournalRecord{}
+	mi := &file_taskloom_v1_worker_hub_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JournalRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JournalRecord) ProtoMessage() {}
+
+func (x *JournalRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_taskloom_v1_worker_hub_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JournalRecord.ProtoReflect.Descriptor instead.
+func (*JournalRecord) Descriptor() ([]byte, []int) {
+	return file_taskloom_v1_worker_hub_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *JournalRecord) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *JournalRecord) GetLeaseId() string {
+	if x != nil {
+		return x.LeaseId
+	}
+	return ""
+}
+
+func (x *JournalRecord) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *JournalRecord) GetKind() JournalKind {
+	if x != nil {
+		return x.Kind
+	}
+	return JournalKind_JOURNAL_KIND_UNSPECIFIED
+}
+
+func (x *JournalRecord) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
 type Assignment struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Task    *Task                  `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
 	LeaseId string                 `protobuf:"bytes,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
 	Attempt int32                  `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	// When the attempt times out.
-	Deadline      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	Deadline *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	// The task's journal so far, in seq order (empty on a first attempt). Bounded per
+	// task: past max_items records or max_bytes of payload, the hub records no more for
+	// the task (a log line and a metric) and its attempts run the rest live.
+	Journal       []*JournalRecord `protobuf:"bytes,5,rep,name=journal,proto3" json:"journal,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Assignment) Reset() {
 	*x = Assignment{}
-	mi := &file_taskloom_v1_worker_hub_proto_msgTypes[9]
+	mi := &file_taskloom_v1_worker_hub_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -727,7 +947,7 @@ func (x *Assignment) String() string {
 func (*Assignment) ProtoMessage() {}
 
 func (x *Assignment) ProtoReflect() protoreflect.Message {
-	mi := &file_taskloom_v1_worker_hub_proto_msgTypes[9]
+	mi := &file_taskloom_v1_worker_hub_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -740,7 +960,7 @@ func (x *Assignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assignment.ProtoReflect.Descriptor instead.
 func (*Assignment) Descriptor() ([]byte, []int) {
-	return file_taskloom_v1_worker_hub_proto_rawDescGZIP(), []int{9}
+	return file_taskloom_v1_worker_hub_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Assignment) GetTask() *Task {
@@ -771,6 +991,13 @@ func (x *Assignment) GetDeadline() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Assignment) GetJournal() []*JournalRecord {
+	if x != nil {
+		return x.Journal
+	}
+	return nil
+}
+
 type CancelAssignment struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -782,7 +1009,7 @@ type CancelAssignment struct {
 
 func (x *CancelAssignment) Reset() {
 	*x = CancelAssignment{}
-	mi := &file_taskloom_v1_worker_hub_proto_msgTypes[10]
+	mi := &file_taskloom_v1_worker_hub_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -794,7 +1021,7 @@ func (x *CancelAssignment) String() string {
 func (*CancelAssignment) ProtoMessage() {}
 
 func (x *CancelAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_taskloom_v1_worker_hub_proto_msgTypes[10]
+	mi := &file_taskloom_v1_worker_hub_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -807,7 +1034,7 @@ func (x *CancelAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelAssignment.ProtoReflect.Descriptor instead.
 func (*CancelAssignment) Descriptor() ([]byte, []int) {
-	return file_taskloom_v1_worker_hub_proto_rawDescGZIP(), []int{10}
+	return file_taskloom_v1_worker_hub_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CancelAssignment) GetTaskId() string {
@@ -835,14 +1062,16 @@ var File_taskloom_v1_worker_hub_proto protoreflect.FileDescriptor
 
 const file_taskloom_v1_worker_hub_proto_rawDesc = "" +
 	"\n" +
-	"\x1ctaskloom/v1/worker_hub.proto\x12\vtaskloom.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18taskloom/v1/common.proto\x1a\x18taskloom/v1/limits.proto\"\xc7\x02\n" +
+	"\x1ctaskloom/v1/worker_hub.proto\x12\vtaskloom.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18taskloom/v1/common.proto\x1a\x18taskloom/v1/limits.proto\"\xb4\x03\n" +
 	"\x0eSessionRequest\x123\n" +
 	"\bregister\x18\x01 \x01(\v2\x15.taskloom.v1.RegisterH\x00R\bregister\x122\n" +
 	"\x06credit\x18\x02 \x01(\v2\x18.taskloom.v1.CreditGrantH\x00R\x06credit\x126\n" +
 	"\theartbeat\x18\x03 \x01(\v2\x16.taskloom.v1.HeartbeatH\x00R\theartbeat\x12.\n" +
 	"\x05chunk\x18\x04 \x01(\v2\x16.taskloom.v1.TaskChunkH\x00R\x05chunk\x121\n" +
 	"\x06result\x18\x05 \x01(\v2\x17.taskloom.v1.TaskResultH\x00R\x06result\x12*\n" +
-	"\x05drain\x18\x06 \x01(\v2\x12.taskloom.v1.DrainH\x00R\x05drainB\x05\n" +
+	"\x05drain\x18\x06 \x01(\v2\x12.taskloom.v1.DrainH\x00R\x05drain\x123\n" +
+	"\x06agents\x18\a \x01(\v2\x19.taskloom.v1.AgentsUpdateH\x00R\x06agents\x126\n" +
+	"\ajournal\x18\b \x01(\v2\x1a.taskloom.v1.JournalRecordH\x00R\ajournalB\x05\n" +
 	"\x03msg\"\xc7\x01\n" +
 	"\x0fSessionResponse\x129\n" +
 	"\n" +
@@ -882,17 +1111,30 @@ const file_taskloom_v1_worker_hub_proto_rawDesc = "" +
 	"\x06output\x18\x03 \x01(\v2\x16.google.protobuf.ValueR\x06output\x12,\n" +
 	"\x05error\x18\x04 \x01(\v2\x16.taskloom.v1.TaskErrorR\x05error\x12-\n" +
 	"\x05usage\x18\x05 \x01(\v2\x17.taskloom.v1.TokenUsageR\x05usage\"\a\n" +
-	"\x05Drain\"\xa0\x01\n" +
+	"\x05Drain\">\n" +
+	"\fAgentsUpdate\x12.\n" +
+	"\x06agents\x18\x01 \x03(\v2\x16.taskloom.v1.AgentInfoR\x06agents\"\x9d\x01\n" +
+	"\rJournalRecord\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x19\n" +
+	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\x03R\x03seq\x12,\n" +
+	"\x04kind\x18\x04 \x01(\x0e2\x18.taskloom.v1.JournalKindR\x04kind\x12\x18\n" +
+	"\apayload\x18\x05 \x01(\fR\apayload\"\xe3\x01\n" +
 	"\n" +
 	"Assignment\x12%\n" +
 	"\x04task\x18\x01 \x01(\v2\x11.taskloom.v1.TaskR\x04task\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12\x18\n" +
 	"\aattempt\x18\x03 \x01(\x05R\aattempt\x126\n" +
-	"\bdeadline\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\"^\n" +
+	"\bdeadline\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12A\n" +
+	"\ajournal\x18\x05 \x03(\v2\x1a.taskloom.v1.JournalRecordB\v\xca\xf3\x18\a \x80\x04`\x80\x80@R\ajournal\"^\n" +
 	"\x10CancelAssignment\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason2g\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason*d\n" +
+	"\vJournalKind\x12\x1c\n" +
+	"\x18JOURNAL_KIND_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15JOURNAL_KIND_LLM_TURN\x10\x01\x12\x1c\n" +
+	"\x18JOURNAL_KIND_TOOL_RESULT\x10\x022g\n" +
 	"\x10WorkerHubService\x12H\n" +
 	"\aSession\x12\x1b.taskloom.v1.SessionRequest\x1a\x1c.taskloom.v1.SessionResponse(\x010\x01\x1a\t\xd2\xf3\x18\x05\b\x80\x80\x80\x02BRZPgithub.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1;taskloomv1b\x06proto3"
 
@@ -908,56 +1150,65 @@ func file_taskloom_v1_worker_hub_proto_rawDescGZIP() []byte {
 	return file_taskloom_v1_worker_hub_proto_rawDescData
 }
 
-var file_taskloom_v1_worker_hub_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_taskloom_v1_worker_hub_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_taskloom_v1_worker_hub_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_taskloom_v1_worker_hub_proto_goTypes = []any{
-	(*SessionRequest)(nil),        // 0: taskloom.v1.SessionRequest
-	(*SessionResponse)(nil),       // 1: taskloom.v1.SessionResponse
-	(*Register)(nil),              // 2: taskloom.v1.Register
-	(*Registered)(nil),            // 3: taskloom.v1.Registered
-	(*CreditGrant)(nil),           // 4: taskloom.v1.CreditGrant
-	(*Heartbeat)(nil),             // 5: taskloom.v1.Heartbeat
-	(*TaskChunk)(nil),             // 6: taskloom.v1.TaskChunk
-	(*TaskResult)(nil),            // 7: taskloom.v1.TaskResult
-	(*Drain)(nil),                 // 8: taskloom.v1.Drain
-	(*Assignment)(nil),            // 9: taskloom.v1.Assignment
-	(*CancelAssignment)(nil),      // 10: taskloom.v1.CancelAssignment
-	(*AgentInfo)(nil),             // 11: taskloom.v1.AgentInfo
-	(*durationpb.Duration)(nil),   // 12: google.protobuf.Duration
-	(ChunkKind)(0),                // 13: taskloom.v1.ChunkKind
-	(*structpb.Struct)(nil),       // 14: google.protobuf.Struct
-	(*structpb.Value)(nil),        // 15: google.protobuf.Value
-	(*TaskError)(nil),             // 16: taskloom.v1.TaskError
-	(*TokenUsage)(nil),            // 17: taskloom.v1.TokenUsage
-	(*Task)(nil),                  // 18: taskloom.v1.Task
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(JournalKind)(0),              // 0: taskloom.v1.JournalKind
+	(*SessionRequest)(nil),        // 1: taskloom.v1.SessionRequest
+	(*SessionResponse)(nil),       // 2: taskloom.v1.SessionResponse
+	(*Register)(nil),              // 3: taskloom.v1.Register
+	(*Registered)(nil),            // 4: taskloom.v1.Registered
+	(*CreditGrant)(nil),           // 5: taskloom.v1.CreditGrant
+	(*Heartbeat)(nil),             // 6: taskloom.v1.Heartbeat
+	(*TaskChunk)(nil),             // 7: taskloom.v1.TaskChunk
+	(*TaskResult)(nil),            // 8: taskloom.v1.TaskResult
+	(*Drain)(nil),                 // 9: taskloom.v1.Drain
+	(*AgentsUpdate)(nil),          // 10: taskloom.v1.AgentsUpdate
+	(*JournalRecord)(nil),         // 11: taskloom.v1.JournalRecord
+	(*Assignment)(nil),            // 12: taskloom.v1.Assignment
+	(*CancelAssignment)(nil),      // 13: taskloom.v1.CancelAssignment
+	(*AgentInfo)(nil),             // 14: taskloom.v1.AgentInfo
+	(*durationpb.Duration)(nil),   // 15: google.protobuf.Duration
+	(ChunkKind)(0),                // 16: taskloom.v1.ChunkKind
+	(*structpb.Struct)(nil),       // 17: google.protobuf.Struct
+	(*structpb.Value)(nil),        // 18: google.protobuf.Value
+	(*TaskError)(nil),             // 19: taskloom.v1.TaskError
+	(*TokenUsage)(nil),            // 20: taskloom.v1.TokenUsage
+	(*Task)(nil),                  // 21: taskloom.v1.Task
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
 }
 var file_taskloom_v1_worker_hub_proto_depIdxs = []int32{
-	2,  // 0: taskloom.v1.SessionRequest.register:type_name -> taskloom.v1.Register
-	4,  // 1: taskloom.v1.SessionRequest.credit:type_name -> taskloom.v1.CreditGrant
-	5,  // 2: taskloom.v1.SessionRequest.heartbeat:type_name -> taskloom.v1.Heartbeat
-	6,  // 3: taskloom.v1.SessionRequest.chunk:type_name -> taskloom.v1.TaskChunk
-	7,  // 4: taskloom.v1.SessionRequest.result:type_name -> taskloom.v1.TaskResult
-	8,  // 5: taskloom.v1.SessionRequest.drain:type_name -> taskloom.v1.Drain
-	3,  // 6: taskloom.v1.SessionResponse.registered:type_name -> taskloom.v1.Registered
-	9,  // 7: taskloom.v1.SessionResponse.assignment:type_name -> taskloom.v1.Assignment
-	10, // 8: taskloom.v1.SessionResponse.cancel:type_name -> taskloom.v1.CancelAssignment
-	11, // 9: taskloom.v1.Register.agents:type_name -> taskloom.v1.AgentInfo
-	12, // 10: taskloom.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
-	12, // 11: taskloom.v1.Registered.lease_ttl:type_name -> google.protobuf.Duration
-	13, // 12: taskloom.v1.TaskChunk.kind:type_name -> taskloom.v1.ChunkKind
-	14, // 13: taskloom.v1.TaskChunk.data:type_name -> google.protobuf.Struct
-	15, // 14: taskloom.v1.TaskResult.output:type_name -> google.protobuf.Value
-	16, // 15: taskloom.v1.TaskResult.error:type_name -> taskloom.v1.TaskError
-	17, // 16: taskloom.v1.TaskResult.usage:type_name -> taskloom.v1.TokenUsage
-	18, // 17: taskloom.v1.Assignment.task:type_name -> taskloom.v1.Task
-	19, // 18: taskloom.v1.Assignment.deadline:type_name -> google.protobuf.Timestamp
-	0,  // 19: taskloom.v1.WorkerHubService.Session:input_type -> taskloom.v1.SessionRequest
-	1,  // 20: taskloom.v1.WorkerHubService.Session:output_type -> taskloom.v1.SessionResponse
-	20, // [20:21] is the sub-list for method output_type
-	19, // [19:20] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	3,  // 0: taskloom.v1.SessionRequest.register:type_name -> taskloom.v1.Register
+	5,  // 1: taskloom.v1.SessionRequest.credit:type_name -> taskloom.v1.CreditGrant
+	6,  // 2: taskloom.v1.SessionRequest.heartbeat:type_name -> taskloom.v1.Heartbeat
+	7,  // 3: taskloom.v1.SessionRequest.chunk:type_name -> taskloom.v1.TaskChunk
+	8,  // 4: taskloom.v1.SessionRequest.result:type_name -> taskloom.v1.TaskResult
+	9,  // 5: taskloom.v1.SessionRequest.drain:type_name -> taskloom.v1.Drain
+	10, // 6: taskloom.v1.SessionRequest.agents:type_name -> taskloom.v1.AgentsUpdate
+	11, // 7: taskloom.v1.SessionRequest.journal:type_name -> taskloom.v1.JournalRecord
+	4,  // 8: taskloom.v1.SessionResponse.registered:type_name -> taskloom.v1.Registered
+	12, // 9: taskloom.v1.SessionResponse.assignment:type_name -> taskloom.v1.Assignment
+	13, // 10: taskloom.v1.SessionResponse.cancel:type_name -> taskloom.v1.CancelAssignment
+	14, // 11: taskloom.v1.Register.agents:type_name -> taskloom.v1.AgentInfo
+	15, // 12: taskloom.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
+	15, // 13: taskloom.v1.Registered.lease_ttl:type_name -> google.protobuf.Duration
+	16, // 14: taskloom.v1.TaskChunk.kind:type_name -> taskloom.v1.ChunkKind
+	17, // 15: taskloom.v1.TaskChunk.data:type_name -> google.protobuf.Struct
+	18, // 16: taskloom.v1.TaskResult.output:type_name -> google.protobuf.Value
+	19, // 17: taskloom.v1.TaskResult.error:type_name -> taskloom.v1.TaskError
+	20, // 18: taskloom.v1.TaskResult.usage:type_name -> taskloom.v1.TokenUsage
+	14, // 19: taskloom.v1.AgentsUpdate.agents:type_name -> taskloom.v1.AgentInfo
+	0,  // 20: taskloom.v1.JournalRecord.kind:type_name -> taskloom.v1.JournalKind
+	21, // 21: taskloom.v1.Assignment.task:type_name -> taskloom.v1.Task
+	22, // 22: taskloom.v1.Assignment.deadline:type_name -> google.protobuf.Timestamp
+	11, // 23: taskloom.v1.Assignment.journal:type_name -> taskloom.v1.JournalRecord
+	1,  // 24: taskloom.v1.WorkerHubService.Session:input_type -> taskloom.v1.SessionRequest
+	2,  // 25: taskloom.v1.WorkerHubService.Session:output_type -> taskloom.v1.SessionResponse
+	25, // [25:26] is the sub-list for method output_type
+	24, // [24:25] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_taskloom_v1_worker_hub_proto_init() }
@@ -974,6 +1225,8 @@ func file_taskloom_v1_worker_hub_proto_init() {
 		(*SessionRequest_Chunk)(nil),
 		(*SessionRequest_Result)(nil),
 		(*SessionRequest_Drain)(nil),
+		(*SessionRequest_Agents)(nil),
+		(*SessionRequest_Journal)(nil),
 	}
 	file_taskloom_v1_worker_hub_proto_msgTypes[1].OneofWrappers = []any{
 		(*SessionResponse_Registered)(nil),
@@ -985,13 +1238,14 @@ func file_taskloom_v1_worker_hub_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_taskloom_v1_worker_hub_proto_rawDesc), len(file_taskloom_v1_worker_hub_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   11,
+			NumEnums:      1,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_taskloom_v1_worker_hub_proto_goTypes,
 		DependencyIndexes: file_taskloom_v1_worker_hub_proto_depIdxs,
+		EnumInfos:         file_taskloom_v1_worker_hub_proto_enumTypes,
 		MessageInfos:      file_taskloom_v1_worker_hub_proto_msgTypes,
 	}.Build()
 	File_taskloom_v1_worker_hub_proto = out.File

@@ -123,6 +123,12 @@ class AgentToolset:
             for e in entries.values()
         ]
 
+    def replayable(self, name: str) -> bool:
+        """Whether a recorded result of the tool may stand in for a new call (journal).
+        A name the agent lacks only ever gets the same error back: replayable too."""
+        entry = self._entries.get(name)
+        return entry is None or entry.tool.policy.replayable
+
     async def execute(self, calls: Sequence[ToolCall], context: ToolContext) -> list[ToolOutcome]:
         """Run the calls of one turn (concurrently when the agent allows it), in order."""
         entries = await self._load()
