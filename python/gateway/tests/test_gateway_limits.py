@@ -109,7 +109,7 @@ def _expected(lim: Any) -> dict[str, Any]:
 
 
 def _applied(schema: dict[str, Any]) -> dict[str, Any]:
-    out = {}
+    out: dict[str, Any] = {}
     for key in ("maxLength", "minLength", "maximum", "minimum", "x-max-encoded-bytes"):
         if key in schema:
             out[key] = schema[key]

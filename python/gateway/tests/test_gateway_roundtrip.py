@@ -3,7 +3,7 @@ proto): a field added on either side and not mapped fails here (docs/adding-a-ta
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
@@ -12,10 +12,11 @@ from taskloom.gateway import convert, models
 from taskloom.v1 import common_pb2, orchestrator_pb2
 
 # REST names of proto fields that differ (durations travel as seconds).
+M = TypeVar("M", bound=Message)
 RENAMED = {"timeout": "timeout_seconds"}
 
 
-def fill(msg: Message) -> Message:
+def fill(msg: M) -> M:
     """Set every field of msg, recursively, to a valid value that is not its default."""
     for field in msg.DESCRIPTOR.fields:
         name = field.name
@@ -41,11 +42,11 @@ def fill(msg: Message) -> Message:
     return msg
 
 
-def _repeated(field: FieldDescriptor) -> bool:
+def _repeated(field: Any) -> bool:
     return bool(field.is_repeated)
 
 
-def _scalar(field: FieldDescriptor) -> Any:
+def _scalar(field: Any) -> Any:
     if field.type == FieldDescriptor.TYPE_STRING:
         return f"s-{field.name}"
     if field.type == FieldDescriptor.TYPE_BOOL:

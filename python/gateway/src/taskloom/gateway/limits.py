@@ -8,7 +8,7 @@ what the orchestrator would (with a 422 naming the field) and the OpenAPI schema
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
@@ -23,13 +23,16 @@ Step = orchestrator_pb2.Step
 
 
 def _descriptor(message: type[Message] | Descriptor) -> Descriptor:
-    return message if isinstance(message, Descriptor) else message.DESCRIPTOR
+    if isinstance(message, Descriptor):
+        return message
+    # The stubs type DESCRIPTOR as the C or the Python descriptor; both are one at run time.
+    return cast(Descriptor, message.DESCRIPTOR)
 
 
 def field_limits(message: type[Message] | Descriptor, name: str) -> limits_pb2.FieldLimits:
     """The limits declared on a field (empty when it declares none)."""
     field = _descriptor(message).fields_by_name[name]
-    return field.GetOptions().Extensions[limits_pb2.limits]  # type: ignore[no-any-return]
+    return field.GetOptions().Extensions[limits_pb2.limits]
 
 
 def max_request_bytes() -> int:
@@ -101,7 +104,7 @@ def labels_type(message: type[Message], name: str) -> Any:
     value = Annotated[
         str, StringConstraints(max_length=lim.max_value_len), AfterValidator(_valid_unicode)
     ]
-    return dict[key, value]  # type: ignore[valid-type]
+    return dict[key, value]
 
 
 class MaxEncodedBytes:
