@@ -10,7 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
+from starlette.testclient import WebSocketDenialResponse
 
 from taskloom.testing.fake_orchestrator import FakeOrchestrator
 
@@ -70,20 +72,21 @@ def test_websocket_relays_the_same_events(client: TestClient) -> None:
     assert messages[-1]["data"]["status"] == "succeeded"
 
 
-def test_websocket_of_unknown_task_sends_an_error_and_closes(client: TestClient) -> None:
-    with client.websocket_connect("/v1/tasks/nope/ws") as ws:
-        msg = ws.receive_json()
-        assert msg["event"] == "error"
-        assert msg["data"]["reason"] == "TASK_NOT_FOUND"
-        closed = ws.receive()
-        assert closed == {"type": "websocket.close", "code": 4404, "reason": "TASK_NOT_FOUND"}
+def test_websocket_of_unknown_task_is_refused_at_the_handshake(client: TestClient) -> None:
+    with pytest.raises(WebSocketDenialResponse) as refused:
+        client.websocket_connect("/v1/tasks/nope/ws").__enter__()
+    assert refused.value.status_code == 404
+    assert refused.value.headers["content-type"] == "application/problem+json"
+    assert refused.value.json()["reason"] == "TASK_NOT_FOUND"
 
 
 def test_websocket_requires_a_key_when_auth_is_on(make_client: MakeClient) -> None:
     # The gateway alone, in front of the fake orchestrator, from here on.
     client = make_client(api_keys="ka=tenant-a")
-    with client.websocket_connect("/v1/tasks/x/ws") as ws:
-        assert ws.receive_json()["data"]["reason"] == "UNAUTHENTICATED"
+    with pytest.raises(WebSocketDenialResponse) as refused:
+        client.websocket_connect("/v1/tasks/x/ws").__enter__()
+    assert refused.value.status_code == 401
+    assert refused.value.json()["reason"] == "UNAUTHENTICATED"
 
 
 def test_websocket_client_leaving_an_idle_stream_ends_the_watch(

@@ -165,6 +165,7 @@ def test_agents_are_listed(client: TestClient) -> None:
             "provider": "simulated",
             "model": "sim-1",
             "tools": ["clock"],
+            "limits": {"max_tokens": None, "max_running": None, "provider_max_running": None},
         },
         {
             "name": "wait",
@@ -172,8 +173,13 @@ def test_agents_are_listed(client: TestClient) -> None:
             "provider": "simulated",
             "model": "sim-1",
             "tools": [],
+            "limits": {"max_tokens": None, "max_running": 1, "provider_max_running": None},
         },
     ]
+    one = client.get("/v1/agents/wait")
+    assert one.status_code == 200 and one.json() == resp.json()["agents"][1]
+    missing = client.get("/v1/agents/nope")
+    assert missing.status_code == 404 and missing.json()["reason"] == "AGENT_NOT_FOUND"
 
 
 def test_traceparent_is_kept_and_echoed_and_labels_the_task(client: TestClient) -> None:

@@ -177,6 +177,9 @@ def _validation_field(loc: Iterable[Any]) -> str:
 
 
 def validation_problem(errors: Sequence[Any]) -> ProblemError:
+    if any(e.get("type") == "json_invalid" for e in errors):
+        # Not a request with a bad field but no request at all: 400, as for bad YAML.
+        return ProblemError(400, "MALFORMED_BODY", "The request body is not valid JSON.")
     items = [
         {"field": _validation_field(e.get("loc", ())), "message": str(e.get("msg", "invalid"))}
         for e in errors
