@@ -105,3 +105,26 @@ def _wait_for(check: Callable[[], bool]) -> None:
     while not check():
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.02)
+
+
+def test_sse_resumes_after_the_last_event_id(served: httpx.Client) -> None:
+    task_id = served.post("/v1/tasks", json={"agent": "echo", "input": "a b c d"}).json()["id"]
+    with served.stream("GET", f"/v1/tasks/{task_id}/events") as resp:
+        first = resp.read().decode()
+    assert "id: 1.1\n" in first.replace("\r\n", "\n")  # each chunk's id is attempt.seq
+    # A client that had the chunks up to 1.1 reconnects and gets the rest: c, d, done.
+    with served.stream(
+        "GET", f"/v1/tasks/{task_id}/events", headers={"Last-Event-ID": "1.1"}
+    ) as resp:
+        assert resp.status_code == 200
+        events = _parse_sse(resp.read().decode())
+    assert events[0][0] == "status"
+    assert [d["text"] for n, d in events if n == "chunk"] == ["c", "d"]
+    assert events[-1][0] == "done"
+
+
+def test_a_last_event_id_that_is_not_one_of_ours_is_422(client: TestClient) -> None:
+    task_id = client.post("/v1/tasks", json={"agent": "echo"}).json()["id"]
+    resp = client.get(f"/v1/tasks/{task_id}/events", headers={"Last-Event-ID": "yesterday"})
+    assert resp.status_code == 422
+    assert resp.json()["errors"][0]["field"] == "Last-Event-ID"

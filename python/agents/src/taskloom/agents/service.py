@@ -56,6 +56,7 @@ def build_worker(
     runtime = AgentRuntime(catalog, providers, telemetry, cache, settings.cache_ttl_s)
     options = WorkerOptions(
         orchestrator_addr=settings.orchestrator_addr,
+        worker_token=settings.worker_token.get_secret_value(),
         worker_id=settings.worker_id,
         concurrency=settings.concurrency,
         drain_timeout_s=settings.drain_timeout_s,

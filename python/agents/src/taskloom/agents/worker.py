@@ -39,6 +39,8 @@ class WorkerOptions:
     orchestrator_addr: str
     worker_id: str
     concurrency: int = 16
+    # The orchestrator's worker token (sent as `authorization: Bearer`); empty: none.
+    worker_token: str = ""
     drain_timeout_s: float = 10.0
     reconnect_initial_s: float = 0.5
     reconnect_max_s: float = 15.0
@@ -96,6 +98,7 @@ class Worker:
                 provider=spec.provider.value,
                 model=spec.model,
                 tools=list(spec.tools),
+                max_tokens=spec.max_tokens,
             )
             for spec in self._runtime.catalog.values()
         ]
@@ -138,7 +141,9 @@ class Worker:
         self._draining = False
         async with grpc.aio.insecure_channel(self._opts.orchestrator_addr) as channel:
             stub = worker_hub_pb2_grpc.WorkerHubServiceStub(channel)
-            call = stub.Session(self._requests())
+            token = self._opts.worker_token
+            metadata = (("authorization", f"Bearer {token}"),) if token else None
+            call = stub.Session(self._requests(), metadata=metadata)
             self._send(
                 register=worker_hub_pb2.Register(
                     worker_id=self.worker_id,

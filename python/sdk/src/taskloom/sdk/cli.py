@@ -4,6 +4,7 @@ taskloom submit echo '{"q": "hi"}' --wait
 taskloom get TASK_ID
 taskloom events TASK_ID      # one JSON line per event
 taskloom agents
+taskloom keys create --tenant acme   # at the orchestrator, with TASKLOOM_ADMIN_TOKEN
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import os
 import sys
 from typing import Any
 
+import grpc
 import orjson
 
 from taskloom.sdk.client import TaskloomClient, TaskloomError
+from taskloom.sdk.keys import ROLES, KeyAdmin
 
 
 def _print(obj: Any, *, indent: bool = True) -> None:
@@ -57,7 +60,44 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("cancel", help="cancel a task").add_argument("id")
     sub.add_parser("events", help="stream a task's events, one JSON line each").add_argument("id")
     sub.add_parser("agents", help="list the agents workers offer")
+    _add_keys(sub)
     return parser
+
+
+def _add_keys(sub: Any) -> None:
+    keys = sub.add_parser(
+        "keys",
+        help="create, list and revoke API keys (at the orchestrator, as an admin)",
+        description="Talks to the orchestrator's gRPC API with an admin credential: "
+        "TASKLOOM_ADMIN_TOKEN (or an admin API key in TASKLOOM_API_KEY).",
+    )
+    keys.add_argument(
+        "--orchestrator-addr",
+        default=os.environ.get("TASKLOOM_ORCHESTRATOR_ADDR", "127.0.0.1:50051"),
+        help="host:port of the orchestrator's gRPC API (env TASKLOOM_ORCHESTRATOR_ADDR)",
+    )
+    verbs = keys.add_subparsers(dest="keys_command", required=True)
+    create = verbs.add_parser("create", help="a new key: prints it with its secret, shown once")
+    create.add_argument("--tenant", required=True)
+    create.add_argument("--role", choices=sorted(ROLES), default="tenant")
+    create.add_argument("--name", default="", help="what the key is for")
+    listing = verbs.add_parser("list", help="the keys, one JSON line each")
+    listing.add_argument("--tenant", default="", help="only this tenant's")
+    listing.add_argument("--all", action="store_true", help="revoked keys too")
+    verbs.add_parser("revoke", help="end a key for good").add_argument("id")
+
+
+def run_keys(args: argparse.Namespace) -> None:
+    token = os.environ.get("TASKLOOM_ADMIN_TOKEN") or args.api_key or ""
+    with KeyAdmin(args.orchestrator_addr, token) as admin:
+        if args.keys_command == "create":
+            key, secret = admin.create(args.tenant, args.role, args.name)
+            _print({**key, "secret": secret})
+        elif args.keys_command == "list":
+            for key in admin.list(args.tenant, include_revoked=args.all):
+                _print(key, indent=False)
+        elif args.keys_command == "revoke":
+            _print(admin.revoke(args.id))
 
 
 def run(args: argparse.Namespace, client: TaskloomClient) -> None:
@@ -84,6 +124,15 @@ def run(args: argparse.Namespace, client: TaskloomClient) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "keys":
+        try:
+            run_keys(args)
+        except grpc.RpcError as err:
+            code = err.code()
+            detail = err.details()
+            sys.stderr.write(orjson.dumps({"reason": code.name, "detail": detail}).decode() + "\n")
+            return 1
+        return 0
     with TaskloomClient(args.url, api_key=args.api_key) as client:
         try:
             run(args, client)

@@ -126,6 +126,7 @@ def _now() -> timestamp_pb2.Timestamp:
 
 
 E = TypeVar("E")
+T = TypeVar("T")
 
 
 @dataclass
@@ -302,6 +303,7 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     ) -> orchestrator_pb2.GetTaskResponse:
         return orchestrator_pb2.GetTaskResponse(task=self._task(request.id, request.tenant))
 
+    @_answers_aborts
     async def ListTasks(
         self, request: orchestrator_pb2.ListTasksRequest, context: Context
     ) -> orchestrator_pb2.ListTasksResponse:
@@ -312,12 +314,8 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             and (not request.status or t.status == request.status)
             and (not request.agent or t.agent == request.agent)
         ]
-        start = int(request.page_token or 0)
-        size = request.page_size or 100
-        more = start + size < len(tasks)
-        return orchestrator_pb2.ListTasksResponse(
-            tasks=tasks[start : start + size], next_page_token=str(start + size) if more else ""
-        )
+        page, token = _page(tasks, request.page_token, request.page_size)
+        return orchestrator_pb2.ListTasksResponse(tasks=page, next_page_token=token)
 
     @_answers_aborts
     async def CancelTask(
@@ -568,6 +566,7 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         done = ev(workflow_id=wf.id, status=wf.status, done=True, workflow=wf)
         yield orchestrator_pb2.WatchWorkflowResponse(event=done)
 
+    @_answers_aborts
     async def ListWorkflows(
         self, request: orchestrator_pb2.ListWorkflowsRequest, context: Context
     ) -> orchestrator_pb2.ListWorkflowsResponse:
@@ -578,13 +577,8 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             and (not request.status or w.status == request.status)
             and (not request.name or w.spec.name == request.name)
         ]
-        start = int(request.page_token or 0)
-        size = request.page_size or 100
-        more = start + size < len(workflows)
-        return orchestrator_pb2.ListWorkflowsResponse(
-            workflows=workflows[start : start + size],
-            next_page_token=str(start + size) if more else "",
-        )
+        page, token = _page(workflows, request.page_token, request.page_size)
+        return orchestrator_pb2.ListWorkflowsResponse(workflows=page, next_page_token=token)
 
     # API keys.
 
@@ -642,6 +636,19 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         if key is None or key.HasField("revoked_at"):
             raise rich_error(code_pb2.UNAUTHENTICATED, "UNAUTHENTICATED", "not a valid API key")
         return orchestrator_pb2.VerifyAPIKeyResponse(api_key=key)
+
+
+def _page(items: list[T], page_token: str, page_size: int) -> tuple[list[T], str]:
+    """One page of items and the token of the next (its offset; empty on the last)."""
+    if page_token and not page_token.isdigit():
+        raise rich_error(
+            code_pb2.INVALID_ARGUMENT,
+            "INVALID_ARGUMENT",
+            "page_token is not one this orchestrator issued",
+            fields={"page_token": "not issued here"},
+        )
+    start, size = int(page_token or 0), page_size or 100
+    return items[start : start + size], str(start + size) if start + size < len(items) else ""
 
 
 def _has_template(value: struct_pb2.Value) -> bool:
