@@ -701,7 +701,7 @@ pub mod cache_service_server {
 /// FieldLimits bounds one field of a request. Zero means "no bound" for every member
 /// except where it says otherwise; lengths are in bytes of UTF-8.
 #[allow(clippy::all)]
-#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct FieldLimits {
     /// Strings (each element of a repeated string): the fewest and most bytes.
     /// min_len 1 makes the field required.
@@ -740,6 +740,10 @@ pub struct FieldLimits {
     /// may have.
     #[prost(uint32, tag = "13")]
     pub max_elements: u32,
+    /// Strings (each element of a repeated string): an RE2 regular expression the whole
+    /// value must match (anchor it with ^ and $).
+    #[prost(string, tag = "14")]
+    pub pattern: ::prost::alloc::string::String,
 }
 /// ServiceLimits bounds every call of a service.
 #[allow(clippy::all)]
@@ -1673,6 +1677,7 @@ pub struct ListTasksRequest {
     /// 0 means the default.
     #[prost(int32, tag = "1")]
     pub page_size: i32,
+    /// As the previous page's next_page_token gave it (base64url).
     #[prost(string, tag = "2")]
     pub page_token: ::prost::alloc::string::String,
     #[prost(string, tag = "3")]
@@ -1952,6 +1957,7 @@ pub struct ListWorkflowsRequest {
     /// 0 means the default.
     #[prost(int32, tag = "1")]
     pub page_size: i32,
+    /// As the previous page's next_page_token gave it (base64url).
     #[prost(string, tag = "2")]
     pub page_token: ::prost::alloc::string::String,
     #[prost(string, tag = "3")]

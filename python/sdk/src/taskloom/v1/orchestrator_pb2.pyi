@@ -283,6 +283,7 @@ class ListTasksRequest(_message.Message):
     page_size: _builtins.int
     """0 means the default."""
     page_token: _builtins.str
+    """As the previous page's next_page_token gave it (base64url)."""
     tenant: _builtins.str
     status: _common_pb2.TaskStatus.ValueType
     agent: _builtins.str
@@ -968,6 +969,7 @@ class ListWorkflowsRequest(_message.Message):
     page_size: _builtins.int
     """0 means the default."""
     page_token: _builtins.str
+    """As the previous page's next_page_token gave it (base64url)."""
     tenant: _builtins.str
     status: Global___WorkflowStatus.ValueType
     name: _builtins.str

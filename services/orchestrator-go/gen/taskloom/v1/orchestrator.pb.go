@@ -582,7 +582,8 @@ func (x *GetTaskResponse) GetTask() *Task {
 type ListTasksRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// 0 means the default.
-	PageSize      int32      `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// As the previous page's next_page_token gave it (base64url).
 	PageToken     string     `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	Tenant        string     `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	Status        TaskStatus `protobuf:"varint,4,opt,name=status,proto3,enum=taskloom.v1.TaskStatus" json:"status,omitempty"`
@@ -2031,7 +2032,8 @@ func (x *WatchWorkflowResponse) GetEvent() *WorkflowEvent {
 type ListWorkflowsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// 0 means the default.
-	PageSize  int32          `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// As the previous page's next_page_token gave it (base64url).
 	PageToken string         `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	Tenant    string         `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	Status    WorkflowStatus `protobuf:"varint,4,opt,name=status,proto3,enum=taskloom.v1.WorkflowStatus" json:"status,omitempty"`
@@ -2687,11 +2689,11 @@ const file_taskloom_v1_orchestrator_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x02id\x12\x1f\n" +
 	"\x06tenant\x18\x03 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x01R\x06tenant\"8\n" +
 	"\x0fGetTaskResponse\x12%\n" +
-	"\x04task\x18\x01 \x01(\v2\x11.taskloom.v1.TaskR\x04task\"\xd5\x01\n" +
+	"\x04task\x18\x01 \x01(\v2\x11.taskloom.v1.TaskR\x04task\"\xe7\x01\n" +
 	"\x10ListTasksRequest\x12(\n" +
-	"\tpage_size\x18\x01 \x01(\x05B\v\xca\xf3\x18\a@\x00H\xe8\aPdR\bpageSize\x12&\n" +
+	"\tpage_size\x18\x01 \x01(\x05B\v\xca\xf3\x18\a@\x00H\xe8\aPdR\bpageSize\x128\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\bR\tpageToken\x12\x1f\n" +
+	"page_token\x18\x02 \x01(\tB\x19\xca\xf3\x18\x15\x10\x80\br\x10^[A-Za-z0-9_-]*$R\tpageToken\x12\x1f\n" +
 	"\x06tenant\x18\x03 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x01R\x06tenant\x12/\n" +
 	"\x06status\x18\x04 \x01(\x0e2\x17.taskloom.v1.TaskStatusR\x06status\x12\x1d\n" +
 	"\x05agent\x18\x05 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x01R\x05agent\"d\n" +
@@ -2723,13 +2725,13 @@ const file_taskloom_v1_orchestrator_proto_rawDesc = "" +
 	"\x05event\x18\x01 \x01(\v2\x16.taskloom.v1.TaskEventR\x05event\"\x13\n" +
 	"\x11ListAgentsRequest\"D\n" +
 	"\x12ListAgentsResponse\x12.\n" +
-	"\x06agents\x18\x01 \x03(\v2\x16.taskloom.v1.AgentInfoR\x06agents\"\x96\x03\n" +
-	"\x04Step\x12\x18\n" +
-	"\x02id\x18\x01 \x01(\tB\b\xca\xf3\x18\x04\b\x01\x10@R\x02id\x12\x1f\n" +
+	"\x06agents\x18\x01 \x03(\v2\x16.taskloom.v1.AgentInfoR\x06agents\"\xba\x03\n" +
+	"\x04Step\x12*\n" +
+	"\x02id\x18\x01 \x01(\tB\x1a\xca\xf3\x18\x16\b\x01\x10@r\x10^[A-Za-z0-9_-]+$R\x02id\x12\x1f\n" +
 	"\x05agent\x18\x02 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x05agent\x127\n" +
-	"\x05input\x18\x03 \x01(\v2\x16.google.protobuf.ValueB\t\xca\xf3\x18\x05`\x80\x80\xc0\x01R\x05input\x12(\n" +
+	"\x05input\x18\x03 \x01(\v2\x16.google.protobuf.ValueB\t\xca\xf3\x18\x05`\x80\x80\xc0\x01R\x05input\x12:\n" +
 	"\n" +
-	"depends_on\x18\x04 \x03(\tB\t\xca\xf3\x18\x05\x10@ \xe8\aR\tdependsOn\x12%\n" +
+	"depends_on\x18\x04 \x03(\tB\x1b\xca\xf3\x18\x17\x10@ \xe8\ar\x10^[A-Za-z0-9_-]+$R\tdependsOn\x12%\n" +
 	"\bmap_over\x18\x05 \x01(\tB\n" +
 	"\xca\xf3\x18\x06\x10\x80\bh\x90NR\amapOver\x12 \n" +
 	"\aexit_if\x18\x06 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\bR\x06exitIf\x12.\n" +
@@ -2803,11 +2805,11 @@ const file_taskloom_v1_orchestrator_proto_rawDesc = "" +
 	"\x04done\x18\x06 \x01(\bR\x04done\x12.\n" +
 	"\x04time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"I\n" +
 	"\x15WatchWorkflowResponse\x120\n" +
-	"\x05event\x18\x01 \x01(\v2\x1a.taskloom.v1.WorkflowEventR\x05event\"\xdb\x01\n" +
+	"\x05event\x18\x01 \x01(\v2\x1a.taskloom.v1.WorkflowEventR\x05event\"\xed\x01\n" +
 	"\x14ListWorkflowsRequest\x12(\n" +
-	"\tpage_size\x18\x01 \x01(\x05B\v\xca\xf3\x18\a@\x00H\xe8\aPdR\bpageSize\x12&\n" +
+	"\tpage_size\x18\x01 \x01(\x05B\v\xca\xf3\x18\a@\x00H\xe8\aPdR\bpageSize\x128\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\bR\tpageToken\x12\x1f\n" +
+	"page_token\x18\x02 \x01(\tB\x19\xca\xf3\x18\x15\x10\x80\br\x10^[A-Za-z0-9_-]*$R\tpageToken\x12\x1f\n" +
 	"\x06tenant\x18\x03 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x01R\x06tenant\x123\n" +
 	"\x06status\x18\x04 \x01(\x0e2\x1b.taskloom.v1.WorkflowStatusR\x06status\x12\x1b\n" +
 	"\x04name\x18\x05 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x02R\x04name\"t\n" +
@@ -2830,12 +2832,12 @@ const file_taskloom_v1_orchestrator_proto_rawDesc = "" +
 	"\x04name\x18\x03 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x02R\x04name\"\\\n" +
 	"\x14CreateAPIKeyResponse\x12,\n" +
 	"\aapi_key\x18\x01 \x01(\v2\x13.taskloom.v1.APIKeyR\x06apiKey\x12\x16\n" +
-	"\x06secret\x18\x02 \x01(\tR\x06secret\"\xb0\x01\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret\"\xc2\x01\n" +
 	"\x12ListAPIKeysRequest\x12\x1f\n" +
 	"\x06tenant\x18\x01 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x01R\x06tenant\x12(\n" +
-	"\tpage_size\x18\x02 \x01(\x05B\v\xca\xf3\x18\a@\x00H\xe8\aPdR\bpageSize\x12&\n" +
+	"\tpage_size\x18\x02 \x01(\x05B\v\xca\xf3\x18\a@\x00H\xe8\aPdR\bpageSize\x128\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\bR\tpageToken\x12'\n" +
+	"page_token\x18\x03 \x01(\tB\x19\xca\xf3\x18\x15\x10\x80\br\x10^[A-Za-z0-9_-]*$R\tpageToken\x12'\n" +
 	"\x0finclude_revoked\x18\x04 \x01(\bR\x0eincludeRevoked\"m\n" +
 	"\x13ListAPIKeysResponse\x12.\n" +
 	"\bapi_keys\x18\x01 \x03(\v2\x13.taskloom.v1.APIKeyR\aapiKeys\x12&\n" +

@@ -42,10 +42,10 @@ router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
 TaskId = Annotated[str, Path(**text(orchestrator_pb2.GetTaskRequest, "id"))]
 _LIST = orchestrator_pb2.ListTasksRequest
-# An SSE event id: "<attempt>.<seq>" of the last chunk the client has.
-EVENT_ID_PATTERN = r"^[0-9]{1,9}\.[0-9]{1,18}$"
+# An SSE event id: "<attempt>.<seq>" of the last chunk the client has (empty: none).
+EVENT_ID_PATTERN = r"^([0-9]{1,9}\.[0-9]{1,18})?$"
 LastEventId = Annotated[
-    str | None,
+    str,
     Header(
         alias="Last-Event-ID",
         pattern=EVENT_ID_PATTERN,
@@ -167,7 +167,7 @@ async def cancel_task(
 
 
 def watch_request(
-    task_id: str, tenant: str, last_event_id: str | None
+    task_id: str, tenant: str, last_event_id: str
 ) -> orchestrator_pb2.WatchTaskRequest:
     req = orchestrator_pb2.WatchTaskRequest(id=task_id, tenant=tenant)
     if last_event_id:
@@ -191,7 +191,7 @@ async def task_events(
     request: Request,
     caller: CallerDep,
     orchestrator: OrchestratorDep,
-    last_event_id: LastEventId = None,
+    last_event_id: LastEventId = "",
 ) -> EventSourceResponse:
     """Server-Sent Events: `status` {status}, `chunk` {seq, text, attempt} (id
     `attempt.seq`), then `done` with the final task, after which the stream ends. A client
@@ -210,7 +210,7 @@ async def task_events_ws(websocket: WebSocket, task_id: TaskId) -> None:
     orchestrator = get_orchestrator(websocket)
     try:
         caller = await get_caller(websocket)
-        stream = await orchestrator.watch_task(watch_request(task_id, caller.scope, None))
+        stream = await orchestrator.watch_task(watch_request(task_id, caller.scope, ""))
     except ProblemError as problem:
         await websocket_refusal(websocket, problem)
         return
