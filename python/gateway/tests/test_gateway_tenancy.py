@@ -225,3 +225,16 @@ def test_key_lifecycle_through_the_cli(stack: Stack) -> None:
     for admin, reason in ((stack.keys["a"], "PERMISSION_DENIED"), ("", "UNAUTHENTICATED")):
         denied = _cli("create", "--tenant", "acme", admin=admin, addr=stack.grpc_addr)
         assert denied.returncode == 1 and json.loads(denied.stderr)["reason"] == reason
+
+
+def test_a_gateway_whose_token_the_orchestrator_refuses_answers_503(stack: Stack) -> None:
+    wrong = Settings(
+        orchestrator_addr=stack.grpc_addr, orchestrator_token="not-the-service-token-0123456789"
+    )
+    with (
+        serve_gateway(wrong) as base_url,
+        httpx.Client(base_url=base_url, timeout=20) as client,
+    ):
+        resp = client.get("/v1/agents", headers={"X-API-Key": stack.keys["a"]})
+    assert resp.status_code == 503 and resp.headers["content-type"] == PROBLEM
+    assert resp.headers["retry-after"]

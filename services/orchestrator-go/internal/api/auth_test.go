@@ -261,7 +261,7 @@ func TestARevokedKeyIsRefused(t *testing.T) {
 	_, err = ts.client.ListTasks(as(ctx, created.GetSecret()), &pb.ListTasksRequest{})
 	wantCode(t, "revoked key", err, codes.Unauthenticated, "UNAUTHENTICATED")
 	_, err = ts.client.VerifyAPIKey(as(ctx, serviceToken), &pb.VerifyAPIKeyRequest{Secret: created.GetSecret()})
-	wantCode(t, "verify a revoked key", err, codes.Unauthenticated, "UNAUTHENTICATED")
+	wantCode(t, "verify a revoked key", err, codes.NotFound, "API_KEY_NOT_FOUND")
 	listed, err := ts.client.ListAPIKeys(as(ctx, adminToken), &pb.ListAPIKeysRequest{IncludeRevoked: true})
 	if err != nil || len(listed.GetApiKeys()) != 1 || listed.GetApiKeys()[0].GetRevokedAt() == nil {
 		t.Fatalf("listed = %v, %v", listed, err)

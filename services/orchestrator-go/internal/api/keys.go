@@ -76,6 +76,11 @@ func (o *Orchestrator) VerifyAPIKey(ctx context.Context, req *pb.VerifyAPIKeyReq
 		return nil, toStatus(o.log, errNoKeys)
 	}
 	key, err := o.keys.Verify(ctx, req.GetSecret())
+	if e, ok := errs.As(err); ok && e.Kind == errs.KindUnauthenticated {
+		// The caller is authenticated; the secret it asks about is what is unknown.
+		// (UNAUTHENTICATED here would say the caller's own token is wrong.)
+		return nil, toStatus(o.log, errs.NotFound(errs.ReasonAPIKeyNotFound, "no live API key has this secret"))
+	}
 	if err != nil {
 		return nil, toStatus(o.log, err)
 	}

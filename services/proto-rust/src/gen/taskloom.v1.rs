@@ -2736,7 +2736,7 @@ pub mod orchestrator_service_client {
             self.inner.unary(req, path, codec).await
         }
         /// VerifyAPIKey tells the key a secret belongs to (for the gateway's service token
-        /// and admins); an unknown or revoked secret is UNAUTHENTICATED.
+        /// and admins); an unknown or revoked secret is NOT_FOUND (API_KEY_NOT_FOUND).
         pub async fn verify_api_key(
             &mut self,
             request: impl tonic::IntoRequest<super::VerifyApiKeyRequest>,
@@ -2901,7 +2901,7 @@ pub mod orchestrator_service_server {
             tonic::Status,
         >;
         /// VerifyAPIKey tells the key a secret belongs to (for the gateway's service token
-        /// and admins); an unknown or revoked secret is UNAUTHENTICATED.
+        /// and admins); an unknown or revoked secret is NOT_FOUND (API_KEY_NOT_FOUND).
         async fn verify_api_key(
             &self,
             request: tonic::Request<super::VerifyApiKeyRequest>,

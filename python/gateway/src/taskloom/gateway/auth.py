@@ -15,12 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
+import structlog
 from starlette.requests import HTTPConnection
 
 from taskloom.gateway.config import Settings
 from taskloom.gateway.errors import ProblemError, problem_from_grpc
 from taskloom.gateway.orchestrator import Orchestrator
 from taskloom.v1 import orchestrator_pb2
+
+log = structlog.get_logger("taskloom.gateway")
 
 # The most verified keys kept at once; the oldest answers go first.
 MAX_CACHED_KEYS = 10_000
@@ -113,10 +116,17 @@ class Authenticator:
         try:
             key = await orchestrator.session("").verify_api_key(secret)
         except grpc.aio.AioRpcError as err:
-            if err.code() not in (
-                grpc.StatusCode.UNAUTHENTICATED,
-                grpc.StatusCode.INVALID_ARGUMENT,
-            ):
+            code = err.code()
+            if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                # The gateway's own token was refused: a configuration error, not the caller's.
+                log.error("the orchestrator refused the gateway's token", grpc_code=code.name)
+                raise ProblemError(
+                    503,
+                    "UNAVAILABLE",
+                    "The gateway cannot verify API keys now; try again later.",
+                    headers={"Retry-After": "1"},
+                ) from None
+            if code not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
                 raise problem_from_grpc(err) from None
             caller = None
         else:

@@ -234,7 +234,7 @@ class OrchestratorServiceServicer:
 
     def VerifyAPIKey(self, request, context):
         """VerifyAPIKey tells the key a secret belongs to (for the gateway's service token
-        and admins); an unknown or revoked secret is UNAUTHENTICATED.
+        and admins); an unknown or revoked secret is NOT_FOUND (API_KEY_NOT_FOUND).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

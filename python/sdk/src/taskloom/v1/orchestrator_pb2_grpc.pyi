@@ -71,7 +71,7 @@ class OrchestratorServiceStub:
     """RevokeAPIKey ends a key for good; revoking a revoked key returns it as it is."""
     VerifyAPIKey: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.VerifyAPIKeyRequest, _orchestrator_pb2.VerifyAPIKeyResponse]
     """VerifyAPIKey tells the key a secret belongs to (for the gateway's service token
-    and admins); an unknown or revoked secret is UNAUTHENTICATED.
+    and admins); an unknown or revoked secret is NOT_FOUND (API_KEY_NOT_FOUND).
     """
 
 @_typing.type_check_only
@@ -117,7 +117,7 @@ class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
     """RevokeAPIKey ends a key for good; revoking a revoked key returns it as it is."""
     VerifyAPIKey: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.VerifyAPIKeyRequest, _orchestrator_pb2.VerifyAPIKeyResponse]  # type: ignore[assignment]
     """VerifyAPIKey tells the key a secret belongs to (for the gateway's service token
-    and admins); an unknown or revoked secret is UNAUTHENTICATED.
+    and admins); an unknown or revoked secret is NOT_FOUND (API_KEY_NOT_FOUND).
     """
 
 class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -256,7 +256,7 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_orchestrator_pb2.VerifyAPIKeyResponse, _abc.Awaitable[_orchestrator_pb2.VerifyAPIKeyResponse]]:
         """VerifyAPIKey tells the key a secret belongs to (for the gateway's service token
-        and admins); an unknown or revoked secret is UNAUTHENTICATED.
+        and admins); an unknown or revoked secret is NOT_FOUND (API_KEY_NOT_FOUND).
         """
 
 def add_OrchestratorServiceServicer_to_server(servicer: OrchestratorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -634,7 +634,9 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     ) -> orchestrator_pb2.VerifyAPIKeyResponse:
         key = self.keys.get(request.secret)
         if key is None or key.HasField("revoked_at"):
-            raise rich_error(code_pb2.UNAUTHENTICATED, "UNAUTHENTICATED", "not a valid API key")
+            raise rich_error(
+                code_pb2.NOT_FOUND, "API_KEY_NOT_FOUND", "no live API key has this secret"
+            )
         return orchestrator_pb2.VerifyAPIKeyResponse(api_key=key)
 
 

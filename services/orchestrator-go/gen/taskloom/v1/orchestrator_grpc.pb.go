@@ -77,7 +77,7 @@ type OrchestratorServiceClient interface {
 	// RevokeAPIKey ends a key for good; revoking a revoked key returns it as it is.
 	RevokeAPIKey(ctx context.Context, in *RevokeAPIKeyRequest, opts ...grpc.CallOption) (*RevokeAPIKeyResponse, error)
 	// VerifyAPIKey tells the key a secret belongs to (for the gateway's service token
-	// and admins); an unknown or revoked secret is UNAUTHENTICATED.
+	// and admins); an unknown or revoked secret is NOT_FOUND (API_KEY_NOT_FOUND).
 	VerifyAPIKey(ctx context.Context, in *VerifyAPIKeyRequest, opts ...grpc.CallOption) (*VerifyAPIKeyResponse, error)
 }
 
@@ -305,7 +305,7 @@ type OrchestratorServiceServer interface {
 	// RevokeAPIKey ends a key for good; revoking a revoked key returns it as it is.
 	RevokeAPIKey(context.Context, *RevokeAPIKeyRequest) (*RevokeAPIKeyResponse, error)
 	// VerifyAPIKey tells the key a secret belongs to (for the gateway's service token
-	// and admins); an unknown or revoked secret is UNAUTHENTICATED.
+	// and admins); an unknown or revoked secret is NOT_FOUND (API_KEY_NOT_FOUND).
 	VerifyAPIKey(context.Context, *VerifyAPIKeyRequest) (*VerifyAPIKeyResponse, error)
 	mustEmbedUnimplementedOrchestratorServiceServer()
 }
