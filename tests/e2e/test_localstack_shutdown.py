@@ -6,6 +6,8 @@ import json
 import signal
 from pathlib import Path
 
+import pytest
+
 from taskloom.testing.launcher import run_launcher
 
 BIN = Path(__file__).resolve().parents[2] / "bin"
@@ -19,6 +21,7 @@ def alive(pid: int) -> bool:
     return stat.read_text().split(") ")[-1].split()[0] != "Z"
 
 
+@pytest.mark.usefixtures("local_processes")
 def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
     with run_launcher(BIN, tmp_path) as (launcher, output):
         state = json.loads((tmp_path / "stack.json").read_text())

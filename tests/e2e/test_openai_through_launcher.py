@@ -86,6 +86,7 @@ def _starting_settings(log: Path, event: str) -> dict[str, Any]:
     raise AssertionError(f"no {event!r} line in {log}")
 
 
+@pytest.mark.usefixtures("local_processes")
 def test_an_openai_agent_answers_through_the_launcher_and_rest(
     tmp_path: Path, openai_server: tuple[FakeOpenAI, str]
 ) -> None:

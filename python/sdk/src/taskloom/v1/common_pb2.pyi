@@ -76,6 +76,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     ErrorInfo.metadata["retry_after_ms"] says when the next one is allowed.
     """
     ERROR_REASON_API_KEY_NOT_FOUND: _ErrorReason.ValueType  # 27
+    ERROR_REASON_CAPACITY_EXCEEDED: _ErrorReason.ValueType  # 22
+    """A configured capacity (points or bytes of a collection or a service) would be
+    exceeded; ErrorInfo.metadata["limit"] names the setting.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason is the machine-readable cause carried in google.rpc.ErrorInfo.reason
@@ -131,7 +135,53 @@ ERROR_REASON_RATE_LIMITED: ErrorReason.ValueType  # 26
 ErrorInfo.metadata["retry_after_ms"] says when the next one is allowed.
 """
 ERROR_REASON_API_KEY_NOT_FOUND: ErrorReason.ValueType  # 27
+ERROR_REASON_CAPACITY_EXCEEDED: ErrorReason.ValueType  # 22
+"""A configured capacity (points or bytes of a collection or a service) would be
+exceeded; ErrorInfo.metadata["limit"] names the setting.
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
+
+class _ChunkKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ChunkKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ChunkKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CHUNK_KIND_UNSPECIFIED: _ChunkKind.ValueType  # 0
+    """Text, from workers that send no kind."""
+    CHUNK_KIND_TEXT: _ChunkKind.ValueType  # 1
+    """Visible answer text, in order; the chunks of an attempt join into its answer."""
+    CHUNK_KIND_THOUGHT: _ChunkKind.ValueType  # 2
+    """Reasoning text, where the provider streams it."""
+    CHUNK_KIND_TOOL_CALL: _ChunkKind.ValueType  # 3
+    CHUNK_KIND_TOOL_RESULT: _ChunkKind.ValueType  # 4
+    CHUNK_KIND_USAGE: _ChunkKind.ValueType  # 5
+    CHUNK_KIND_ERROR: _ChunkKind.ValueType  # 6
+
+class ChunkKind(_ChunkKind, metaclass=_ChunkKindEnumTypeWrapper):
+    """ChunkKind says what a streamed chunk of a task carries (TaskChunk from the worker,
+    TaskEvent to watchers). Text and thoughts are in the chunk's text; the other kinds
+    carry a structured payload (TaskChunk.data, TaskEvent.chunk_data):
+      TOOL_CALL    {"id", "name", "arguments"}: a call the model made; `arguments` is the
+                   JSON text the model wrote.
+      TOOL_RESULT  {"id", "name", "ok", "content", "cached"}: a call's result as the model
+                   sees it (`content` is JSON text: the value, or {"error": ...}).
+      USAGE        {"prompt_tokens", "completion_tokens"}: the tokens of one LLM turn.
+      ERROR        text: why the agent failed, sent just before the failed result.
+    A task's `stream.text_only` leaves only TEXT chunks.
+    """
+
+CHUNK_KIND_UNSPECIFIED: ChunkKind.ValueType  # 0
+"""Text, from workers that send no kind."""
+CHUNK_KIND_TEXT: ChunkKind.ValueType  # 1
+"""Visible answer text, in order; the chunks of an attempt join into its answer."""
+CHUNK_KIND_THOUGHT: ChunkKind.ValueType  # 2
+"""Reasoning text, where the provider streams it."""
+CHUNK_KIND_TOOL_CALL: ChunkKind.ValueType  # 3
+CHUNK_KIND_TOOL_RESULT: ChunkKind.ValueType  # 4
+CHUNK_KIND_USAGE: ChunkKind.ValueType  # 5
+CHUNK_KIND_ERROR: ChunkKind.ValueType  # 6
+Global___ChunkKind: _TypeAlias = ChunkKind  # noqa: Y015
 
 class _TaskStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)

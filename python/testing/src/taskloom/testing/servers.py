@@ -26,6 +26,9 @@ from taskloom.gateway.config import Settings
 
 T = TypeVar("T")
 START_S = 10.0  # generous: a server that cannot start fails the test instead of hanging it
+# A new Python process imports the whole gateway first: on a loaded machine that alone
+# has taken over 10 s.
+PROCESS_START_S = 60.0
 
 
 class LoopThread:
@@ -120,7 +123,7 @@ def gateway_process(env: dict[str, str]) -> Iterator[str]:
     proc = subprocess.Popen([sys.executable, "-m", "taskloom.gateway"], env=full)
     base_url = f"http://{http_addr}"
     try:
-        deadline = time.monotonic() + START_S
+        deadline = time.monotonic() + PROCESS_START_S
         while True:
             with contextlib.suppress(httpx.TransportError):
                 if httpx.get(f"{base_url}/healthz").status_code == 200:

@@ -897,10 +897,13 @@ type TaskEvent struct {
 	Status TaskStatus             `protobuf:"varint,3,opt,name=status,proto3,enum=taskloom.v1.TaskStatus" json:"status,omitempty"`
 	Chunk  string                 `protobuf:"bytes,4,opt,name=chunk,proto3" json:"chunk,omitempty"`
 	// Position of a chunk within its attempt, from 0.
-	ChunkSeq      int64                  `protobuf:"varint,5,opt,name=chunk_seq,json=chunkSeq,proto3" json:"chunk_seq,omitempty"`
-	Attempt       int32                  `protobuf:"varint,6,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Task          *Task                  `protobuf:"bytes,7,opt,name=task,proto3" json:"task,omitempty"`
-	Time          *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=time,proto3" json:"time,omitempty"`
+	ChunkSeq int64                  `protobuf:"varint,5,opt,name=chunk_seq,json=chunkSeq,proto3" json:"chunk_seq,omitempty"`
+	Attempt  int32                  `protobuf:"varint,6,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Task     *Task                  `protobuf:"bytes,7,opt,name=task,proto3" json:"task,omitempty"`
+	Time     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=time,proto3" json:"time,omitempty"`
+	// A CHUNK event's kind and structured payload, as the worker sent them (see ChunkKind).
+	ChunkKind     ChunkKind        `protobuf:"varint,9,opt,name=chunk_kind,json=chunkKind,proto3,enum=taskloom.v1.ChunkKind" json:"chunk_kind,omitempty"`
+	ChunkData     *structpb.Struct `protobuf:"bytes,10,opt,name=chunk_data,json=chunkData,proto3" json:"chunk_data,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -987,6 +990,20 @@ func (x *TaskEvent) GetTask() *Task {
 func (x *TaskEvent) GetTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.Time
+	}
+	return nil
+}
+
+func (x *TaskEvent) GetChunkKind() ChunkKind {
+	if x != nil {
+		return x.ChunkKind
+	}
+	return ChunkKind_CHUNK_KIND_UNSPECIFIED
+}
+
+func (x *TaskEvent) GetChunkData() *structpb.Struct {
+	if x != nil {
+		return x.ChunkData
 	}
 	return nil
 }
@@ -2711,7 +2728,7 @@ const file_taskloom_v1_orchestrator_proto_rawDesc = "" +
 	"\x06tenant\x18\x03 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x01R\x06tenant\x12&\n" +
 	"\bfrom_seq\x18\x04 \x01(\x03B\x06\xca\xf3\x18\x02@\x00H\x00R\afromSeq\x88\x01\x01\x12)\n" +
 	"\ffrom_attempt\x18\x05 \x01(\x05B\x06\xca\xf3\x18\x02@\x00R\vfromAttemptB\v\n" +
-	"\t_from_seq\"\xa9\x02\n" +
+	"\t_from_seq\"\x98\x03\n" +
 	"\tTaskEvent\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12.\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x1a.taskloom.v1.TaskEventTypeR\x04type\x12/\n" +
@@ -2720,7 +2737,12 @@ const file_taskloom_v1_orchestrator_proto_rawDesc = "" +
 	"\tchunk_seq\x18\x05 \x01(\x03R\bchunkSeq\x12\x18\n" +
 	"\aattempt\x18\x06 \x01(\x05R\aattempt\x12%\n" +
 	"\x04task\x18\a \x01(\v2\x11.taskloom.v1.TaskR\x04task\x12.\n" +
-	"\x04time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"A\n" +
+	"\x04time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x125\n" +
+	"\n" +
+	"chunk_kind\x18\t \x01(\x0e2\x16.taskloom.v1.ChunkKindR\tchunkKind\x126\n" +
+	"\n" +
+	"chunk_data\x18\n" +
+	" \x01(\v2\x17.google.protobuf.StructR\tchunkData\"A\n" +
 	"\x11WatchTaskResponse\x12,\n" +
 	"\x05event\x18\x01 \x01(\v2\x16.taskloom.v1.TaskEventR\x05event\"\x13\n" +
 	"\x11ListAgentsRequest\"D\n" +
@@ -2962,11 +2984,13 @@ var file_taskloom_v1_orchestrator_proto_goTypes = []any{
 	(*Task)(nil),                   // 46: taskloom.v1.Task
 	(TaskStatus)(0),                // 47: taskloom.v1.TaskStatus
 	(*timestamppb.Timestamp)(nil),  // 48: google.protobuf.Timestamp
-	(*AgentInfo)(nil),              // 49: taskloom.v1.AgentInfo
-	(*structpb.Value)(nil),         // 50: google.protobuf.Value
-	(*RetryPolicy)(nil),            // 51: taskloom.v1.RetryPolicy
-	(*durationpb.Duration)(nil),    // 52: google.protobuf.Duration
-	(*TaskError)(nil),              // 53: taskloom.v1.TaskError
+	(ChunkKind)(0),                 // 49: taskloom.v1.ChunkKind
+	(*structpb.Struct)(nil),        // 50: google.protobuf.Struct
+	(*AgentInfo)(nil),              // 51: taskloom.v1.AgentInfo
+	(*structpb.Value)(nil),         // 52: google.protobuf.Value
+	(*RetryPolicy)(nil),            // 53: taskloom.v1.RetryPolicy
+	(*durationpb.Duration)(nil),    // 54: google.protobuf.Duration
+	(*TaskError)(nil),              // 55: taskloom.v1.TaskError
 }
 var file_taskloom_v1_orchestrator_proto_depIdxs = []int32{
 	45, // 0: taskloom.v1.SubmitTaskRequest.task:type_name -> taskloom.v1.TaskSpec
@@ -2981,84 +3005,86 @@ var file_taskloom_v1_orchestrator_proto_depIdxs = []int32{
 	47, // 9: taskloom.v1.TaskEvent.status:type_name -> taskloom.v1.TaskStatus
 	46, // 10: taskloom.v1.TaskEvent.task:type_name -> taskloom.v1.Task
 	48, // 11: taskloom.v1.TaskEvent.time:type_name -> google.protobuf.Timestamp
-	16, // 12: taskloom.v1.WatchTaskResponse.event:type_name -> taskloom.v1.TaskEvent
-	49, // 13: taskloom.v1.ListAgentsResponse.agents:type_name -> taskloom.v1.AgentInfo
-	50, // 14: taskloom.v1.Step.input:type_name -> google.protobuf.Value
-	51, // 15: taskloom.v1.Step.retry:type_name -> taskloom.v1.RetryPolicy
-	52, // 16: taskloom.v1.Step.timeout:type_name -> google.protobuf.Duration
-	1,  // 17: taskloom.v1.WorkflowSpec.mode:type_name -> taskloom.v1.WorkflowMode
-	20, // 18: taskloom.v1.WorkflowSpec.steps:type_name -> taskloom.v1.Step
-	50, // 19: taskloom.v1.WorkflowSpec.input:type_name -> google.protobuf.Value
-	2,  // 20: taskloom.v1.WorkflowSpec.failure_policy:type_name -> taskloom.v1.FailurePolicy
-	44, // 21: taskloom.v1.WorkflowSpec.labels:type_name -> taskloom.v1.WorkflowSpec.LabelsEntry
-	47, // 22: taskloom.v1.StepState.status:type_name -> taskloom.v1.TaskStatus
-	50, // 23: taskloom.v1.StepState.output:type_name -> google.protobuf.Value
-	53, // 24: taskloom.v1.StepState.error:type_name -> taskloom.v1.TaskError
-	48, // 25: taskloom.v1.StepState.started_at:type_name -> google.protobuf.Timestamp
-	48, // 26: taskloom.v1.StepState.finished_at:type_name -> google.protobuf.Timestamp
-	21, // 27: taskloom.v1.Workflow.spec:type_name -> taskloom.v1.WorkflowSpec
-	3,  // 28: taskloom.v1.Workflow.status:type_name -> taskloom.v1.WorkflowStatus
-	22, // 29: taskloom.v1.Workflow.steps:type_name -> taskloom.v1.StepState
-	50, // 30: taskloom.v1.Workflow.output:type_name -> google.protobuf.Value
-	53, // 31: taskloom.v1.Workflow.error:type_name -> taskloom.v1.TaskError
-	48, // 32: taskloom.v1.Workflow.created_at:type_name -> google.protobuf.Timestamp
-	48, // 33: taskloom.v1.Workflow.finished_at:type_name -> google.protobuf.Timestamp
-	21, // 34: taskloom.v1.SubmitWorkflowRequest.workflow:type_name -> taskloom.v1.WorkflowSpec
-	23, // 35: taskloom.v1.SubmitWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
-	23, // 36: taskloom.v1.GetWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
-	23, // 37: taskloom.v1.CancelWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
-	16, // 38: taskloom.v1.WorkflowEvent.task_event:type_name -> taskloom.v1.TaskEvent
-	3,  // 39: taskloom.v1.WorkflowEvent.status:type_name -> taskloom.v1.WorkflowStatus
-	23, // 40: taskloom.v1.WorkflowEvent.workflow:type_name -> taskloom.v1.Workflow
-	48, // 41: taskloom.v1.WorkflowEvent.time:type_name -> google.protobuf.Timestamp
-	31, // 42: taskloom.v1.WatchWorkflowResponse.event:type_name -> taskloom.v1.WorkflowEvent
-	3,  // 43: taskloom.v1.ListWorkflowsRequest.status:type_name -> taskloom.v1.WorkflowStatus
-	23, // 44: taskloom.v1.ListWorkflowsResponse.workflows:type_name -> taskloom.v1.Workflow
-	4,  // 45: taskloom.v1.APIKey.role:type_name -> taskloom.v1.APIKeyRole
-	48, // 46: taskloom.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
-	48, // 47: taskloom.v1.APIKey.revoked_at:type_name -> google.protobuf.Timestamp
-	4,  // 48: taskloom.v1.CreateAPIKeyRequest.role:type_name -> taskloom.v1.APIKeyRole
-	35, // 49: taskloom.v1.CreateAPIKeyResponse.api_key:type_name -> taskloom.v1.APIKey
-	35, // 50: taskloom.v1.ListAPIKeysResponse.api_keys:type_name -> taskloom.v1.APIKey
-	35, // 51: taskloom.v1.RevokeAPIKeyResponse.api_key:type_name -> taskloom.v1.APIKey
-	35, // 52: taskloom.v1.VerifyAPIKeyResponse.api_key:type_name -> taskloom.v1.APIKey
-	5,  // 53: taskloom.v1.OrchestratorService.SubmitTask:input_type -> taskloom.v1.SubmitTaskRequest
-	7,  // 54: taskloom.v1.OrchestratorService.SubmitTasks:input_type -> taskloom.v1.SubmitTasksRequest
-	9,  // 55: taskloom.v1.OrchestratorService.GetTask:input_type -> taskloom.v1.GetTaskRequest
-	11, // 56: taskloom.v1.OrchestratorService.ListTasks:input_type -> taskloom.v1.ListTasksRequest
-	13, // 57: taskloom.v1.OrchestratorService.CancelTask:input_type -> taskloom.v1.CancelTaskRequest
-	15, // 58: taskloom.v1.OrchestratorService.WatchTask:input_type -> taskloom.v1.WatchTaskRequest
-	18, // 59: taskloom.v1.OrchestratorService.ListAgents:input_type -> taskloom.v1.ListAgentsRequest
-	24, // 60: taskloom.v1.OrchestratorService.SubmitWorkflow:input_type -> taskloom.v1.SubmitWorkflowRequest
-	26, // 61: taskloom.v1.OrchestratorService.GetWorkflow:input_type -> taskloom.v1.GetWorkflowRequest
-	28, // 62: taskloom.v1.OrchestratorService.CancelWorkflow:input_type -> taskloom.v1.CancelWorkflowRequest
-	30, // 63: taskloom.v1.OrchestratorService.WatchWorkflow:input_type -> taskloom.v1.WatchWorkflowRequest
-	33, // 64: taskloom.v1.OrchestratorService.ListWorkflows:input_type -> taskloom.v1.ListWorkflowsRequest
-	36, // 65: taskloom.v1.OrchestratorService.CreateAPIKey:input_type -> taskloom.v1.CreateAPIKeyRequest
-	38, // 66: taskloom.v1.OrchestratorService.ListAPIKeys:input_type -> taskloom.v1.ListAPIKeysRequest
-	40, // 67: taskloom.v1.OrchestratorService.RevokeAPIKey:input_type -> taskloom.v1.RevokeAPIKeyRequest
-	42, // 68: taskloom.v1.OrchestratorService.VerifyAPIKey:input_type -> taskloom.v1.VerifyAPIKeyRequest
-	6,  // 69: taskloom.v1.OrchestratorService.SubmitTask:output_type -> taskloom.v1.SubmitTaskResponse
-	8,  // 70: taskloom.v1.OrchestratorService.SubmitTasks:output_type -> taskloom.v1.SubmitTasksResponse
-	10, // 71: taskloom.v1.OrchestratorService.GetTask:output_type -> taskloom.v1.GetTaskResponse
-	12, // 72: taskloom.v1.OrchestratorService.ListTasks:output_type -> taskloom.v1.ListTasksResponse
-	14, // 73: taskloom.v1.OrchestratorService.CancelTask:output_type -> taskloom.v1.CancelTaskResponse
-	17, // 74: taskloom.v1.OrchestratorService.WatchTask:output_type -> taskloom.v1.WatchTaskResponse
-	19, // 75: taskloom.v1.OrchestratorService.ListAgents:output_type -> taskloom.v1.ListAgentsResponse
-	25, // 76: taskloom.v1.OrchestratorService.SubmitWorkflow:output_type -> taskloom.v1.SubmitWorkflowResponse
-	27, // 77: taskloom.v1.OrchestratorService.GetWorkflow:output_type -> taskloom.v1.GetWorkflowResponse
-	29, // 78: taskloom.v1.OrchestratorService.CancelWorkflow:output_type -> taskloom.v1.CancelWorkflowResponse
-	32, // 79: taskloom.v1.OrchestratorService.WatchWorkflow:output_type -> taskloom.v1.WatchWorkflowResponse
-	34, // 80: taskloom.v1.OrchestratorService.ListWorkflows:output_type -> taskloom.v1.ListWorkflowsResponse
-	37, // 81: taskloom.v1.OrchestratorService.CreateAPIKey:output_type -> taskloom.v1.CreateAPIKeyResponse
-	39, // 82: taskloom.v1.OrchestratorService.ListAPIKeys:output_type -> taskloom.v1.ListAPIKeysResponse
-	41, // 83: taskloom.v1.OrchestratorService.RevokeAPIKey:output_type -> taskloom.v1.RevokeAPIKeyResponse
-	43, // 84: taskloom.v1.OrchestratorService.VerifyAPIKey:output_type -> taskloom.v1.VerifyAPIKeyResponse
-	69, // [69:85] is the sub-list for method output_type
-	53, // [53:69] is the sub-list for method input_type
-	53, // [53:53] is the sub-list for extension type_name
-	53, // [53:53] is the sub-list for extension extendee
-	0,  // [0:53] is the sub-list for field type_name
+	49, // 12: taskloom.v1.TaskEvent.chunk_kind:type_name -> taskloom.v1.ChunkKind
+	50, // 13: taskloom.v1.TaskEvent.chunk_data:type_name -> google.protobuf.Struct
+	16, // 14: taskloom.v1.WatchTaskResponse.event:type_name -> taskloom.v1.TaskEvent
+	51, // 15: taskloom.v1.ListAgentsResponse.agents:type_name -> taskloom.v1.AgentInfo
+	52, // 16: taskloom.v1.Step.input:type_name -> google.protobuf.Value
+	53, // 17: taskloom.v1.Step.retry:type_name -> taskloom.v1.RetryPolicy
+	54, // 18: taskloom.v1.Step.timeout:type_name -> google.protobuf.Duration
+	1,  // 19: taskloom.v1.WorkflowSpec.mode:type_name -> taskloom.v1.WorkflowMode
+	20, // 20: taskloom.v1.WorkflowSpec.steps:type_name -> taskloom.v1.Step
+	52, // 21: taskloom.v1.WorkflowSpec.input:type_name -> google.protobuf.Value
+	2,  // 22: taskloom.v1.WorkflowSpec.failure_policy:type_name -> taskloom.v1.FailurePolicy
+	44, // 23: taskloom.v1.WorkflowSpec.labels:type_name -> taskloom.v1.WorkflowSpec.LabelsEntry
+	47, // 24: taskloom.v1.StepState.status:type_name -> taskloom.v1.TaskStatus
+	52, // 25: taskloom.v1.StepState.output:type_name -> google.protobuf.Value
+	55, // 26: taskloom.v1.StepState.error:type_name -> taskloom.v1.TaskError
+	48, // 27: taskloom.v1.StepState.started_at:type_name -> google.protobuf.Timestamp
+	48, // 28: taskloom.v1.StepState.finished_at:type_name -> google.protobuf.Timestamp
+	21, // 29: taskloom.v1.Workflow.spec:type_name -> taskloom.v1.WorkflowSpec
+	3,  // 30: taskloom.v1.Workflow.status:type_name -> taskloom.v1.WorkflowStatus
+	22, // 31: taskloom.v1.Workflow.steps:type_name -> taskloom.v1.StepState
+	52, // 32: taskloom.v1.Workflow.output:type_name -> google.protobuf.Value
+	55, // 33: taskloom.v1.Workflow.error:type_name -> taskloom.v1.TaskError
+	48, // 34: taskloom.v1.Workflow.created_at:type_name -> google.protobuf.Timestamp
+	48, // 35: taskloom.v1.Workflow.finished_at:type_name -> google.protobuf.Timestamp
+	21, // 36: taskloom.v1.SubmitWorkflowRequest.workflow:type_name -> taskloom.v1.WorkflowSpec
+	23, // 37: taskloom.v1.SubmitWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
+	23, // 38: taskloom.v1.GetWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
+	23, // 39: taskloom.v1.CancelWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
+	16, // 40: taskloom.v1.WorkflowEvent.task_event:type_name -> taskloom.v1.TaskEvent
+	3,  // 41: taskloom.v1.WorkflowEvent.status:type_name -> taskloom.v1.WorkflowStatus
+	23, // 42: taskloom.v1.WorkflowEvent.workflow:type_name -> taskloom.v1.Workflow
+	48, // 43: taskloom.v1.WorkflowEvent.time:type_name -> google.protobuf.Timestamp
+	31, // 44: taskloom.v1.WatchWorkflowResponse.event:type_name -> taskloom.v1.WorkflowEvent
+	3,  // 45: taskloom.v1.ListWorkflowsRequest.status:type_name -> taskloom.v1.WorkflowStatus
+	23, // 46: taskloom.v1.ListWorkflowsResponse.workflows:type_name -> taskloom.v1.Workflow
+	4,  // 47: taskloom.v1.APIKey.role:type_name -> taskloom.v1.APIKeyRole
+	48, // 48: taskloom.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
+	48, // 49: taskloom.v1.APIKey.revoked_at:type_name -> google.protobuf.Timestamp
+	4,  // 50: taskloom.v1.CreateAPIKeyRequest.role:type_name -> taskloom.v1.APIKeyRole
+	35, // 51: taskloom.v1.CreateAPIKeyResponse.api_key:type_name -> taskloom.v1.APIKey
+	35, // 52: taskloom.v1.ListAPIKeysResponse.api_keys:type_name -> taskloom.v1.APIKey
+	35, // 53: taskloom.v1.RevokeAPIKeyResponse.api_key:type_name -> taskloom.v1.APIKey
+	35, // 54: taskloom.v1.VerifyAPIKeyResponse.api_key:type_name -> taskloom.v1.APIKey
+	5,  // 55: taskloom.v1.OrchestratorService.SubmitTask:input_type -> taskloom.v1.SubmitTaskRequest
+	7,  // 56: taskloom.v1.OrchestratorService.SubmitTasks:input_type -> taskloom.v1.SubmitTasksRequest
+	9,  // 57: taskloom.v1.OrchestratorService.GetTask:input_type -> taskloom.v1.GetTaskRequest
+	11, // 58: taskloom.v1.OrchestratorService.ListTasks:input_type -> taskloom.v1.ListTasksRequest
+	13, // 59: taskloom.v1.OrchestratorService.CancelTask:input_type -> taskloom.v1.CancelTaskRequest
+	15, // 60: taskloom.v1.OrchestratorService.WatchTask:input_type -> taskloom.v1.WatchTaskRequest
+	18, // 61: taskloom.v1.OrchestratorService.ListAgents:input_type -> taskloom.v1.ListAgentsRequest
+	24, // 62: taskloom.v1.OrchestratorService.SubmitWorkflow:input_type -> taskloom.v1.SubmitWorkflowRequest
+	26, // 63: taskloom.v1.OrchestratorService.GetWorkflow:input_type -> taskloom.v1.GetWorkflowRequest
+	28, // 64: taskloom.v1.OrchestratorService.CancelWorkflow:input_type -> taskloom.v1.CancelWorkflowRequest
+	30, // 65: taskloom.v1.OrchestratorService.WatchWorkflow:input_type -> taskloom.v1.WatchWorkflowRequest
+	33, // 66: taskloom.v1.OrchestratorService.ListWorkflows:input_type -> taskloom.v1.ListWorkflowsRequest
+	36, // 67: taskloom.v1.OrchestratorService.CreateAPIKey:input_type -> taskloom.v1.CreateAPIKeyRequest
+	38, // 68: taskloom.v1.OrchestratorService.ListAPIKeys:input_type -> taskloom.v1.ListAPIKeysRequest
+	40, // 69: taskloom.v1.OrchestratorService.RevokeAPIKey:input_type -> taskloom.v1.RevokeAPIKeyRequest
+	42, // 70: taskloom.v1.OrchestratorService.VerifyAPIKey:input_type -> taskloom.v1.VerifyAPIKeyRequest
+	6,  // 71: taskloom.v1.OrchestratorService.SubmitTask:output_type -> taskloom.v1.SubmitTaskResponse
+	8,  // 72: taskloom.v1.OrchestratorService.SubmitTasks:output_type -> taskloom.v1.SubmitTasksResponse
+	10, // 73: taskloom.v1.OrchestratorService.GetTask:output_type -> taskloom.v1.GetTaskResponse
+	12, // 74: taskloom.v1.OrchestratorService.ListTasks:output_type -> taskloom.v1.ListTasksResponse
+	14, // 75: taskloom.v1.OrchestratorService.CancelTask:output_type -> taskloom.v1.CancelTaskResponse
+	17, // 76: taskloom.v1.OrchestratorService.WatchTask:output_type -> taskloom.v1.WatchTaskResponse
+	19, // 77: taskloom.v1.OrchestratorService.ListAgents:output_type -> taskloom.v1.ListAgentsResponse
+	25, // 78: taskloom.v1.OrchestratorService.SubmitWorkflow:output_type -> taskloom.v1.SubmitWorkflowResponse
+	27, // 79: taskloom.v1.OrchestratorService.GetWorkflow:output_type -> taskloom.v1.GetWorkflowResponse
+	29, // 80: taskloom.v1.OrchestratorService.CancelWorkflow:output_type -> taskloom.v1.CancelWorkflowResponse
+	32, // 81: taskloom.v1.OrchestratorService.WatchWorkflow:output_type -> taskloom.v1.WatchWorkflowResponse
+	34, // 82: taskloom.v1.OrchestratorService.ListWorkflows:output_type -> taskloom.v1.ListWorkflowsResponse
+	37, // 83: taskloom.v1.OrchestratorService.CreateAPIKey:output_type -> taskloom.v1.CreateAPIKeyResponse
+	39, // 84: taskloom.v1.OrchestratorService.ListAPIKeys:output_type -> taskloom.v1.ListAPIKeysResponse
+	41, // 85: taskloom.v1.OrchestratorService.RevokeAPIKey:output_type -> taskloom.v1.RevokeAPIKeyResponse
+	43, // 86: taskloom.v1.OrchestratorService.VerifyAPIKey:output_type -> taskloom.v1.VerifyAPIKeyResponse
+	71, // [71:87] is the sub-list for method output_type
+	55, // [55:71] is the sub-list for method input_type
+	55, // [55:55] is the sub-list for extension type_name
+	55, // [55:55] is the sub-list for extension extendee
+	0,  // [0:55] is the sub-list for field type_name
 }
 
 func init() { file_taskloom_v1_orchestrator_proto_init() }
