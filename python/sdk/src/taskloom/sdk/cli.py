@@ -16,12 +16,15 @@ from typing import Any
 
 import grpc
 import orjson
+from pydantic import BaseModel
 
 from taskloom.sdk.client import TaskloomClient, TaskloomError
 from taskloom.sdk.keys import ROLES, KeyAdmin
 
 
 def _print(obj: Any, *, indent: bool = True) -> None:
+    if isinstance(obj, BaseModel):
+        obj = obj.model_dump(mode="json", exclude_none=True)
     option = orjson.OPT_INDENT_2 if indent else 0
     sys.stdout.write(orjson.dumps(obj, option=option).decode() + "\n")
     sys.stdout.flush()
@@ -110,7 +113,7 @@ def run(args: argparse.Namespace, client: TaskloomClient) -> None:
             timeout_seconds=args.timeout_seconds,
             max_attempts=args.max_attempts,
         )
-        _print(client.wait_task(task["id"]) if args.wait else task)
+        _print(client.wait_task(task.id) if args.wait else task)
     elif args.command == "get":
         _print(client.get_task(args.id))
     elif args.command == "cancel":
@@ -119,7 +122,7 @@ def run(args: argparse.Namespace, client: TaskloomClient) -> None:
         for event in client.stream_events(args.id):
             _print({"event": event.event, "data": event.data}, indent=False)
     elif args.command == "agents":
-        _print({"agents": client.list_agents()})
+        _print({"agents": [a.model_dump(mode="json") for a in client.list_agents()]})
 
 
 def main(argv: list[str] | None = None) -> int:
