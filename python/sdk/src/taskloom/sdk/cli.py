@@ -1,7 +1,10 @@
-"""`taskloom`: a small command-line client of the REST gateway; prints JSON.
+"""`taskloom`: the command-line client of the REST gateway. Results go to stdout as JSON
+(or a table); live views of streams go to stderr (taskloom.sdk.console).
 
-taskloom submit echo '{"q": "hi"}' --wait
+taskloom submit echo '{"q": "hi"}' --wait   # the stream live, then the final task
 taskloom get TASK_ID
+taskloom tasks list --status running        # a table; --json for one line per task
+taskloom workflows run pipeline.yaml --watch
 taskloom events TASK_ID      # one JSON line per event
 taskloom agents
 taskloom keys create --tenant acme   # at the orchestrator, with TASKLOOM_ADMIN_TOKEN
@@ -10,6 +13,7 @@ taskloom keys create --tenant acme   # at the orchestrator, with TASKLOOM_ADMIN_
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 from typing import Any
@@ -17,8 +21,10 @@ from typing import Any
 import grpc
 import orjson
 from pydantic import BaseModel
+from rich.console import Console
 
 from taskloom.sdk.client import TaskloomClient, TaskloomError
+from taskloom.sdk.console import show_task_stream, show_workflow_stream, tasks_table
 from taskloom.sdk.keys import ROLES, KeyAdmin
 
 
@@ -53,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     submit = sub.add_parser("submit", help="submit a task")
     submit.add_argument("agent")
     submit.add_argument("input", help="JSON, or else taken as a string")
-    submit.add_argument("--wait", action="store_true", help="wait and print the final task")
+    submit.add_argument(
+        "--wait", action="store_true", help="show the stream live, then print the final task"
+    )
     submit.add_argument("--priority", type=int)
     submit.add_argument("--idempotency-key")
     submit.add_argument("--timeout-seconds", type=float)
@@ -63,8 +71,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("cancel", help="cancel a task").add_argument("id")
     sub.add_parser("events", help="stream a task's events, one JSON line each").add_argument("id")
     sub.add_parser("agents", help="list the agents workers offer")
+    _add_tasks(sub)
+    _add_workflows(sub)
     _add_keys(sub)
     return parser
+
+
+def _add_tasks(sub: Any) -> None:
+    tasks = sub.add_parser("tasks", help="list tasks").add_subparsers(
+        dest="tasks_command", required=True
+    )
+    listing = tasks.add_parser("list", help="the caller's tasks, newest first, as a table")
+    listing.add_argument("--status")
+    listing.add_argument("--agent")
+    listing.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
+    listing.add_argument("--json", action="store_true", help="one JSON line per task")
+
+
+def _add_workflows(sub: Any) -> None:
+    workflows = sub.add_parser("workflows", help="run workflows").add_subparsers(
+        dest="workflows_command", required=True
+    )
+    run = workflows.add_parser("run", help="start the workflow a YAML (or JSON) file describes")
+    run.add_argument("file", type=argparse.FileType("r", encoding="utf-8"))
+    run.add_argument(
+        "--watch", action="store_true", help="show its steps live, then print the final workflow"
+    )
 
 
 def _add_keys(sub: Any) -> None:
@@ -113,7 +145,11 @@ def run(args: argparse.Namespace, client: TaskloomClient) -> None:
             timeout_seconds=args.timeout_seconds,
             max_attempts=args.max_attempts,
         )
-        _print(client.wait_task(task.id) if args.wait else task)
+        if args.wait:
+            final = show_task_stream(client.stream_events(task.id), _live())
+            _print(final or client.get_task(task.id))
+        else:
+            _print(task)
     elif args.command == "get":
         _print(client.get_task(args.id))
     elif args.command == "cancel":
@@ -123,6 +159,27 @@ def run(args: argparse.Namespace, client: TaskloomClient) -> None:
             _print({"event": event.event, "data": event.data}, indent=False)
     elif args.command == "agents":
         _print({"agents": [a.model_dump(mode="json") for a in client.list_agents()]})
+    elif args.command == "tasks":
+        tasks = list(
+            itertools.islice(client.iter_tasks(status=args.status, agent=args.agent), args.limit)
+        )
+        if args.json:
+            for task in tasks:
+                _print(task, indent=False)
+        else:
+            Console().print(tasks_table(tasks))
+    elif args.command == "workflows":
+        with args.file:
+            started = client.submit_workflow(args.file.read())
+        if args.watch:
+            finished = show_workflow_stream(client.stream_workflow_events(started.id), _live())
+            _print(finished or client.get_workflow(started.id))
+        else:
+            _print(started)
+
+
+def _live() -> Console:
+    return Console(stderr=True)
 
 
 def main(argv: list[str] | None = None) -> int:
