@@ -47,7 +47,7 @@ def test_submit_wait_shows_the_stream_then_prints_the_task(gateway: str) -> None
     task = json.loads(done.stdout)
     assert (task["status"], task["result"]) == ("succeeded", {"echo": "alpha beta gamma"})
     live = done.stderr
-    assert live.index("alpha") < live.index("beta") < live.index("gamma") < live.index("succeeded")
+    assert live.index("alpha") < live.index("beta") < live.index("gamma") < live.rindex("succeeded")
 
 
 def test_tasks_list_as_a_table_and_as_json(gateway: str) -> None:
@@ -74,3 +74,18 @@ def test_a_refused_key_exits_1_with_the_problem(gateway: str) -> None:
     refused = taskloom(gateway, "tasks", "list", key="wrong")
     assert refused.returncode == 1
     assert json.loads(refused.stderr)["reason"] == "UNAUTHENTICATED"
+
+
+def test_loadtest_follows_every_task_to_its_end(gateway: str) -> None:
+    run = taskloom(gateway, "loadtest", "echo", "load", "--tasks", "12", "--concurrency", "4")
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert (report["tasks"], report["succeeded"], report["failed"], report["errors"]) == (
+        12,
+        12,
+        0,
+        0,
+    )
+    assert 0 < report["latency_p50_ms"] <= report["latency_p95_ms"] <= report["latency_p99_ms"]
+    assert "tasks per second" in run.stderr
+    assert taskloom(gateway, "loadtest", "echo", "x", "--tasks", "0").returncode == 2

@@ -7,6 +7,7 @@ taskloom tasks list --status running        # a table; --json for one line per t
 taskloom workflows run pipeline.yaml --watch
 taskloom events TASK_ID      # one JSON line per event
 taskloom agents
+taskloom loadtest echo hi --tasks 200 --concurrency 20
 taskloom keys create --tenant acme   # at the orchestrator, with TASKLOOM_ADMIN_TOKEN
 """
 
@@ -18,14 +19,17 @@ import os
 import sys
 from typing import Any
 
+import anyio
 import grpc
 import orjson
 from pydantic import BaseModel
 from rich.console import Console
 
+from taskloom.sdk.async_client import AsyncTaskloomClient
 from taskloom.sdk.client import TaskloomClient, TaskloomError
-from taskloom.sdk.console import show_task_stream, show_workflow_stream, tasks_table
+from taskloom.sdk.console import load_table, show_task_stream, show_workflow_stream, tasks_table
 from taskloom.sdk.keys import ROLES, KeyAdmin
+from taskloom.sdk.loadtest import LoadReport, run_load
 
 
 def _print(obj: Any, *, indent: bool = True) -> None:
@@ -74,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tasks(sub)
     _add_workflows(sub)
     _add_keys(sub)
+    load = sub.add_parser(
+        "loadtest", help="submit many tasks, follow each to its end, report rate and latency"
+    )
+    load.add_argument("agent")
+    load.add_argument("input", help="JSON, or else taken as a string")
+    load.add_argument("--tasks", type=int, default=100)
+    load.add_argument("--concurrency", type=int, default=10)
     return parser
 
 
@@ -178,6 +189,18 @@ def run(args: argparse.Namespace, client: TaskloomClient) -> None:
             _print(started)
 
 
+def run_loadtest(args: argparse.Namespace) -> None:
+    async def load() -> LoadReport:
+        async with AsyncTaskloomClient(args.url, api_key=args.api_key) as client:
+            return await run_load(
+                client, args.agent, _json_or_text(args.input), args.tasks, args.concurrency
+            )
+
+    report = anyio.run(load)
+    _live().print(load_table(report))
+    _print(report.as_dict())
+
+
 def _live() -> Console:
     return Console(stderr=True)
 
@@ -192,6 +215,12 @@ def main(argv: list[str] | None = None) -> int:
             detail = err.details()
             sys.stderr.write(orjson.dumps({"reason": code.name, "detail": detail}).decode() + "\n")
             return 1
+        return 0
+    if args.command == "loadtest":
+        if args.tasks < 1 or args.concurrency < 1:
+            sys.stderr.write("--tasks and --concurrency must be at least 1\n")
+            return 2
+        run_loadtest(args)
         return 0
     with TaskloomClient(args.url, api_key=args.api_key) as client:
         try:

@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from taskloom.sdk.events import Event
+from taskloom.sdk.loadtest import LoadReport
 from taskloom.sdk.models import Task, Workflow
 
 STATUS_STYLES = {
@@ -81,4 +82,11 @@ def tasks_table(tasks: Iterable[Task]) -> Table:
     for task in tasks:
         created = task.created_at.isoformat(timespec="seconds") if task.created_at else ""
         table.add_row(task.id, task.agent, status_text(task.status), task.tenant, created)
+    return table
+
+
+def load_table(report: LoadReport) -> Table:
+    table = Table("measure", "value", box=None, title="taskloom loadtest")
+    for name, value in report.as_dict().items():
+        table.add_row(name.replace("_", " "), str(value))
     return table
