@@ -124,10 +124,27 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	fs.SetOutput(out)
 	fs.StringVar(&c.File, "config", getenv("TASKLOOM_CONFIG"), "YAML file of settings, keys as the flags' names in snake_case (env TASKLOOM_CONFIG)")
 	fs.BoolVar(&c.CheckOnly, "check-config", false, "validate the configuration, print it (secrets masked) and exit: 0 when valid")
+	var secrets []setting
 	for _, s := range table {
-		if !s.secret {
-			fs.Var(s.value, s.name, s.usage+" (env "+s.env()+", YAML "+s.key()+")")
+		if s.secret {
+			secrets = append(secrets, s)
+			continue
 		}
+		fs.Var(s.value, s.name, s.usage+" (env "+s.env()+", YAML "+s.key()+")")
+	}
+	// Secrets are no flags, so --help names them after the flags: every variable the
+	// service reads appears there (tests/deploy holds the deploy files to that list).
+	fs.Usage = func() {
+		var text strings.Builder
+		text.WriteString("Usage of " + fs.Name() + ":\n")
+		fs.SetOutput(&text)
+		fs.PrintDefaults()
+		fs.SetOutput(out)
+		text.WriteString("Secrets (environment or YAML only):\n")
+		for _, s := range secrets {
+			text.WriteString("  " + s.env() + " (YAML " + s.key() + ")\n    \t" + s.usage + "\n")
+		}
+		_, _ = io.WriteString(out, text.String())
 	}
 	// The file is named on the command line but read before the environment, so
 	// the flags are parsed twice: once for --config, once (below) to apply them.
