@@ -156,3 +156,40 @@ def test_manifests_run_the_images_compose_builds() -> None:
         for item in workloads(target):
             for container in containers(item):
                 assert container["image"].split(":")[0] in built, container["image"]
+
+
+def secret_refs(target: str, name: str) -> dict[str, tuple[str, str]]:
+    """The container's variables read from a Secret → (secret, key)."""
+    return {
+        env["name"]: (ref["name"], ref["key"])
+        for env in containers(workload(target, name))[0]["env"]
+        if (ref := env.get("valueFrom", {}).get("secretKeyRef"))
+    }
+
+
+@pytest.mark.parametrize("target", K8S_TARGETS)
+def test_the_pods_share_the_grpc_tokens_from_one_secret(target: str) -> None:
+    # The orchestrator's image listens beyond loopback, so authentication is on: it refuses
+    # to start without a worker token, and refuses workers and the gateway without theirs.
+    assert "TASKLOOM_AUTH" not in {
+        env["name"] for env in containers(workload(target, "orchestrator"))[0]["env"]
+    }
+    orchestrator = secret_refs(target, "orchestrator")
+    assert (
+        secret_refs(target, "worker")["TASKLOOM_WORKER_TOKEN"]
+        == (orchestrator["TASKLOOM_WORKER_TOKEN"])
+    )
+    assert (
+        secret_refs(target, "gateway")["TASKLOOM_ORCHESTRATOR_TOKEN"]
+        == (orchestrator["TASKLOOM_SERVICE_TOKEN"])
+    )
+    secrets = {
+        doc["metadata"]["name"]: doc for _, doc in objects(target) if doc["kind"] == "Secret"
+    }
+    if target == "overlays/prod":
+        # Made by the operator, never shipped with development values.
+        assert secrets == {}
+        return
+    for secret, key in orchestrator.values():
+        # At least as long as the orchestrator accepts (internal/config/auth.go).
+        assert len(secrets[secret]["stringData"][key]) >= 16, key

@@ -185,8 +185,9 @@ def test_stream_options_of_the_request_reach_the_worker(client: httpx.Client) ->
     stream = {"text_only": True, "buffer_size": 0, "flush_interval_ms": None}
     with TaskloomClient(str(client.base_url)) as sdk:
         task = sdk.submit_task("toolsmith", "6 * 7?", stream={"text_only": True, "buffer_size": 0})
-        assert task["stream"] == stream  # absent interval stays absent: the worker's default
-        run = collect_stream(sdk.stream_events(task["id"]))
+        # An absent interval stays absent: the worker's default.
+        assert task.stream is not None and task.stream.model_dump() == stream
+        run = collect_stream(sdk.stream_events(task.id))
     assert run.status == "succeeded" and run.task is not None
     assert run.task["stream"] == stream
     # text_only: the answer's text alone, no thoughts, tool calls, results or usage.

@@ -10,7 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
+from starlette.testclient import WebSocketDenialResponse
 
 from taskloom.testing.fake_orchestrator import FakeOrchestrator
 
@@ -70,20 +72,21 @@ def test_websocket_relays_the_same_events(client: TestClient) -> None:
     assert messages[-1]["data"]["status"] == "succeeded"
 
 
-def test_websocket_of_unknown_task_sends_an_error_and_closes(client: TestClient) -> None:
-    with client.websocket_connect("/v1/tasks/nope/ws") as ws:
-        msg = ws.receive_json()
-        assert msg["event"] == "error"
-        assert msg["data"]["reason"] == "TASK_NOT_FOUND"
-        closed = ws.receive()
-        assert closed == {"type": "websocket.close", "code": 4404, "reason": "TASK_NOT_FOUND"}
+def test_websocket_of_unknown_task_is_refused_at_the_handshake(client: TestClient) -> None:
+    with pytest.raises(WebSocketDenialResponse) as refused:
+        client.websocket_connect("/v1/tasks/nope/ws").__enter__()
+    assert refused.value.status_code == 404
+    assert refused.value.headers["content-type"] == "application/problem+json"
+    assert refused.value.json()["reason"] == "TASK_NOT_FOUND"
 
 
 def test_websocket_requires_a_key_when_auth_is_on(make_client: MakeClient) -> None:
     # The gateway alone, in front of the fake orchestrator, from here on.
     client = make_client(api_keys="ka=tenant-a")
-    with client.websocket_connect("/v1/tasks/x/ws") as ws:
-        assert ws.receive_json()["data"]["reason"] == "UNAUTHENTICATED"
+    with pytest.raises(WebSocketDenialResponse) as refused:
+        client.websocket_connect("/v1/tasks/x/ws").__enter__()
+    assert refused.value.status_code == 401
+    assert refused.value.json()["reason"] == "UNAUTHENTICATED"
 
 
 def test_websocket_client_leaving_an_idle_stream_ends_the_watch(
@@ -102,3 +105,26 @@ def _wait_for(check: Callable[[], bool]) -> None:
     while not check():
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.02)
+
+
+def test_sse_resumes_after_the_last_event_id(served: httpx.Client) -> None:
+    task_id = served.post("/v1/tasks", json={"agent": "echo", "input": "a b c d"}).json()["id"]
+    with served.stream("GET", f"/v1/tasks/{task_id}/events") as resp:
+        first = resp.read().decode()
+    assert "id: 1.1\n" in first.replace("\r\n", "\n")  # each chunk's id is attempt.seq
+    # A client that had the chunks up to 1.1 reconnects and gets the rest: c, d, done.
+    with served.stream(
+        "GET", f"/v1/tasks/{task_id}/events", headers={"Last-Event-ID": "1.1"}
+    ) as resp:
+        assert resp.status_code == 200
+        events = _parse_sse(resp.read().decode())
+    assert events[0][0] == "status"
+    assert [d["text"] for n, d in events if n == "chunk"] == ["c", "d"]
+    assert events[-1][0] == "done"
+
+
+def test_a_last_event_id_that_is_not_one_of_ours_is_422(client: TestClient) -> None:
+    task_id = client.post("/v1/tasks", json={"agent": "echo"}).json()["id"]
+    resp = client.get(f"/v1/tasks/{task_id}/events", headers={"Last-Event-ID": "yesterday"})
+    assert resp.status_code == 422
+    assert resp.json()["errors"][0]["field"] == "Last-Event-ID"

@@ -24,7 +24,7 @@ TaskSpec, RetryPolicy = common_pb2.TaskSpec, common_pb2.RetryPolicy
 Step, WorkflowSpec = orchestrator_pb2.Step, orchestrator_pb2.WorkflowSpec
 
 # Where each limited field of a request reaches REST: (model, property), or None where REST
-# never lets a client set it (the tenant comes from the API key; there is no batch submit).
+# never lets a client set it (the tenant comes from the API key).
 REST_FIELDS: dict[tuple[str, str], tuple[type, str] | None] = {
     ("TaskSpec", "agent"): (models.TaskCreate, "agent"),
     ("TaskSpec", "input"): (models.TaskCreate, "input"),
@@ -54,7 +54,9 @@ REST_FIELDS: dict[tuple[str, str], tuple[type, str] | None] = {
     ("CancelWorkflowRequest", "id"): None,
     ("CancelTaskRequest", "reason"): (models.TaskCancel, "reason"),
     ("CancelWorkflowRequest", "reason"): (models.WorkflowCancel, "reason"),
-    ("SubmitTasksRequest", "tasks"): None,
+    ("CancelTaskRequest", "tenant"): None,
+    ("CancelWorkflowRequest", "tenant"): None,
+    ("SubmitTasksRequest", "tasks"): (models.TaskBatchCreate, "tasks"),
 }
 # RetryPolicy.max_attempts also reaches REST flattened into a task.
 FLATTENED = {("RetryPolicy", "max_attempts"): (models.TaskCreate, "max_attempts")}

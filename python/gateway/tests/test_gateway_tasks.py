@@ -165,6 +165,7 @@ def test_agents_are_listed(client: TestClient) -> None:
             "provider": "simulated",
             "model": "sim-1",
             "tools": ["clock"],
+            "limits": {"max_tokens": None, "max_running": None, "provider_max_running": None},
         },
         {
             "name": "wait",
@@ -172,8 +173,13 @@ def test_agents_are_listed(client: TestClient) -> None:
             "provider": "simulated",
             "model": "sim-1",
             "tools": [],
+            "limits": {"max_tokens": None, "max_running": 1, "provider_max_running": None},
         },
     ]
+    one = client.get("/v1/agents/wait")
+    assert one.status_code == 200 and one.json() == resp.json()["agents"][1]
+    missing = client.get("/v1/agents/nope")
+    assert missing.status_code == 404 and missing.json()["reason"] == "AGENT_NOT_FOUND"
 
 
 def test_traceparent_is_kept_and_echoed_and_labels_the_task(client: TestClient) -> None:
@@ -220,3 +226,42 @@ def test_retry_after_is_the_orchestrators_hint_rounded_up(
     fake.queue_full = True  # the fake hints 2500 ms
     resp = fake_client.post("/v1/tasks", json={"agent": "echo"})
     assert resp.headers["retry-after"] == "3"
+
+
+def test_a_batch_is_queued_whole_with_a_key_per_item(client: TestClient, tenant: str) -> None:
+    items = [
+        {"agent": "echo", "input": "one", "idempotency_key": "b-1"},
+        {"agent": "echo", "input": "two", "priority": 9},
+        {"agent": "echo", "input": "three", "idempotency_key": "b-3"},
+    ]
+    resp = client.post("/v1/tasks:batch", json={"tasks": items})
+    assert resp.status_code == 202, resp.text
+    tasks = resp.json()["tasks"]
+    assert [t["input"] for t in tasks] == ["one", "two", "three"]
+    assert {t["tenant"] for t in tasks} == {tenant}
+    assert tasks[1]["priority"] == 9 and tasks[0]["idempotency_key"] == "b-1"
+    again = client.post("/v1/tasks:batch", json={"tasks": [items[2], items[0]]}).json()["tasks"]
+    assert [t["id"] for t in again] == [tasks[2]["id"], tasks[0]["id"]]
+
+
+def test_a_batch_with_one_bad_item_queues_nothing(client: TestClient) -> None:
+    before = client.get("/v1/tasks").json()["tasks"]
+    unknown = client.post("/v1/tasks:batch", json={"tasks": [{"agent": "echo"}, {"agent": "nope"}]})
+    assert unknown.status_code == 404 and unknown.json()["reason"] == "AGENT_NOT_FOUND"
+    invalid = client.post(
+        "/v1/tasks:batch", json={"tasks": [{"agent": "echo"}, {"agent": "echo", "priority": 10}]}
+    )
+    assert invalid.status_code == 422
+    assert invalid.json()["errors"][0]["field"] == "tasks.1.priority"
+    assert client.get("/v1/tasks").json()["tasks"] == before
+    empty = client.post("/v1/tasks:batch", json={"tasks": []})
+    assert empty.status_code == 422 and empty.json()["errors"][0]["field"] == "tasks"
+
+
+def test_a_body_that_is_not_json_is_400(client: TestClient) -> None:
+    resp = client.post(
+        "/v1/tasks", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert resp.status_code == 400
+    assert resp.headers["content-type"] == PROBLEM
+    assert resp.json()["reason"] == "MALFORMED_BODY"

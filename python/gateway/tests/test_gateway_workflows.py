@@ -184,3 +184,47 @@ def test_workflow_spec_is_validated_by_the_gateway(fake_client: TestClient) -> N
     resp = fake_client.post("/v1/workflows", json={"mode": "circular", "steps": []})
     assert resp.status_code == 422
     assert {e["field"] for e in resp.json()["errors"]} == {"mode", "steps"}
+
+
+def test_workflows_are_listed_newest_first_filtered_and_paged(client: TestClient) -> None:
+    spec = {"steps": [{"id": "a", "agent": "echo", "input": "x"}]}
+    first = submit(client, {**spec, "name": "nightly"})
+    second = submit(client, {**spec, "name": "nightly"})
+    other = submit(client, {**spec, "name": "weekly"})
+    page1 = client.get("/v1/workflows", params={"name": "nightly", "page_size": 1}).json()
+    assert [w["id"] for w in page1["workflows"]] == [second["id"]]
+    page2 = client.get(
+        "/v1/workflows",
+        params={"name": "nightly", "page_size": 1, "page_token": page1["next_page_token"]},
+    ).json()
+    assert [w["id"] for w in page2["workflows"]] == [first["id"]]
+    every = [w["id"] for w in client.get("/v1/workflows").json()["workflows"]]
+    assert every[:3] == [other["id"], second["id"], first["id"]]
+    assert client.get("/v1/workflows", params={"status": "bogus"}).status_code == 422
+    bad_token = client.get("/v1/workflows", params={"page_token": "not-ours"})
+    assert bad_token.status_code == 422
+
+
+def test_a_workflow_may_come_as_yaml(client: TestClient, tenant: str) -> None:
+    body = b"""
+name: from-yaml
+mode: sequential
+steps:
+  - id: greet
+    agent: echo
+    input: {who: world}
+"""
+    resp = client.post("/v1/workflows", content=body, headers={"content-type": "application/yaml"})
+    assert resp.status_code == 202, resp.text
+    wf = resp.json()
+    assert wf["spec"]["name"] == "from-yaml" and wf["spec"]["tenant"] == tenant
+    assert wf["spec"]["steps"][0]["input"] == {"who": "world"}
+    bad = client.post(
+        "/v1/workflows", content=b"steps: [", headers={"content-type": "application/yaml"}
+    )
+    assert bad.status_code == 400 and bad.headers["content-type"] == PROBLEM
+    assert bad.json()["reason"] == "MALFORMED_BODY"
+    invalid = client.post(
+        "/v1/workflows", content=b"steps: []", headers={"content-type": "application/yaml"}
+    )
+    assert invalid.status_code == 422 and invalid.json()["errors"][0]["field"] == "steps"

@@ -13,24 +13,30 @@ from taskloom.testing.servers import serve_gateway
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[tuple[FakeOrchestrator, str]]:
-    """The fake orchestrator and the base URL of a gateway with auth on (key `k1`)."""
+def stack() -> Iterator[tuple[FakeOrchestrator, str, str]]:
+    """The fake orchestrator, its address and the base URL of a gateway with auth on (key
+    `k1`)."""
     with (
         serve_fake_orchestrator() as (fake, addr),
         serve_gateway(Settings(orchestrator_addr=addr, api_keys="k1=acme")) as url,
     ):
-        yield fake, url
+        yield fake, addr, url
 
 
 @pytest.fixture
-def fake(stack: tuple[FakeOrchestrator, str]) -> Iterator[FakeOrchestrator]:
+def fake(stack: tuple[FakeOrchestrator, str, str]) -> Iterator[FakeOrchestrator]:
     yield stack[0]
     stack[0].queue_full = False
 
 
 @pytest.fixture
-def base_url(stack: tuple[FakeOrchestrator, str]) -> str:
+def orchestrator_addr(stack: tuple[FakeOrchestrator, str, str]) -> str:
     return stack[1]
+
+
+@pytest.fixture
+def base_url(stack: tuple[FakeOrchestrator, str, str]) -> str:
+    return stack[2]
 
 
 @pytest.fixture

@@ -14,19 +14,19 @@ from taskloom.testing.servers import unused_address
 
 def test_submit_get_and_wait(client: TaskloomClient) -> None:
     task = client.submit_task("echo", "one two", labels={"k": "v"}, priority=3)
-    assert task["status"] == "queued"
-    assert task["tenant"] == "acme"
-    assert client.get_task(task["id"])["labels"]["k"] == "v"
+    assert task.status == "queued"
+    assert task.tenant == "acme"
+    assert client.get_task(task.id).labels["k"] == "v"
 
-    done = client.wait_task(task["id"])
-    assert done["status"] == "succeeded"
-    assert done["result"] == {"echo": "one two"}
-    assert client.wait_task(task["id"], timeout=5)["status"] == "succeeded"
+    done = client.wait_task(task.id)
+    assert done.status == "succeeded"
+    assert done.result == {"echo": "one two"}
+    assert client.wait_task(task.id, timeout=5).status == "succeeded"
 
 
 def test_stream_events_yields_chunks_then_done(client: TaskloomClient) -> None:
     task = client.submit_task("echo", "x y z")
-    events = list(client.stream_events(task["id"]))
+    events = list(client.stream_events(task.id))
     assert [e.data["text"] for e in events if e.event == "chunk"] == ["x", "y", "z"]
     assert events[-1].event == "done"
     assert events[-1].data["status"] == "succeeded"
@@ -58,11 +58,11 @@ def test_wrong_key_is_401(base_url: str) -> None:
 def test_idempotency_key_and_cancel_and_list(client: TaskloomClient) -> None:
     first = client.submit_task("wait", idempotency_key="sdk-1")  # runs until cancelled
     again = client.submit_task("wait", idempotency_key="sdk-1")
-    assert again["id"] == first["id"]
-    assert client.cancel_task(first["id"], reason="test")["status"] == "cancelled"
+    assert again.id == first.id
+    assert client.cancel_task(first.id, reason="test").status == "cancelled"
     listed = client.list_tasks(status="cancelled")
-    assert first["id"] in [t["id"] for t in listed["tasks"]]
-    assert [a["name"] for a in client.list_agents()] == ["echo", "wait"]
+    assert first.id in [t.id for t in listed.tasks]
+    assert [a.name for a in client.list_agents()] == ["echo", "wait"]
 
 
 def test_unreachable_gateway_raises_taskloom_error() -> None:

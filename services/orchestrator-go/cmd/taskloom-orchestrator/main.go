@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/api"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/apikeys"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/config"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/events"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/gctune"
@@ -121,7 +122,11 @@ func run(cfg config.Config, log *slog.Logger) error {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	)...,
 	)
-	health := api.Register(grpcServer, sched, engine, catalog, log)
+	keys := apikeys.New(st)
+	auth := api.NewAuth(api.AuthConfig{
+		Enabled: cfg.AuthEnabled(), ServiceToken: cfg.ServiceToken, WorkerToken: cfg.WorkerToken, AdminToken: cfg.AdminToken, Keys: keys,
+	})
+	health := api.Register(grpcServer, sched, engine, catalog, log, api.WithAuth(auth), api.WithKeys(keys))
 	lis, err := net.Listen("tcp", cfg.GRPCAddr)
 	if err != nil {
 		return fmt.Errorf("listen gRPC on %s: %w", cfg.GRPCAddr, err)

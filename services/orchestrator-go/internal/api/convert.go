@@ -155,9 +155,9 @@ func eventToProto(ev events.Event) *pb.TaskEvent {
 }
 
 func agentToProto(a task.AgentInfo) *pb.AgentInfo {
-	return &pb.AgentInfo{Name: a.Name, Description: a.Description, Provider: a.Provider, Model: a.Model, Tools: a.Tools}
+	return &pb.AgentInfo{Name: a.Name, Description: a.Description, Provider: a.Provider, Model: a.Model, Tools: a.Tools, MaxTokens: a.MaxTokens}
 }
 
 func agentFromProto(a *pb.AgentInfo) task.AgentInfo {
-	return task.AgentInfo{Name: a.GetName(), Description: a.GetDescription(), Provider: a.GetProvider(), Model: a.GetModel(), Tools: a.GetTools()}
+	return task.AgentInfo{Name: a.GetName(), Description: a.GetDescription(), Provider: a.GetProvider(), Model: a.GetModel(), Tools: a.GetTools(), MaxTokens: a.GetMaxTokens()}
 }

@@ -28,6 +28,8 @@ var kindCodes = map[errs.Kind]codes.Code{
 	errs.KindUnimplemented:      codes.Unimplemented,
 	errs.KindUnavailable:        codes.Unavailable,
 	errs.KindAlreadyExists:      codes.AlreadyExists,
+	errs.KindUnauthenticated:    codes.Unauthenticated,
+	errs.KindPermissionDenied:   codes.PermissionDenied,
 }
 
 // toStatus turns a domain error into a gRPC status error carrying ErrorInfo (and

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	pb "github.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/apikeys"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/events"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/limits"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/scheduler"
@@ -21,8 +22,12 @@ import (
 // pageTokenPrefix marks the page tokens ListTasks issues.
 const pageTokenPrefix = "v1:"
 
-// defaultPageSize is what a page size of 0 means, as the contracts declare it.
-var defaultPageSize = int(limits.Field(&pb.ListTasksRequest{}, "page_size").GetDefault())
+// What a page size of 0 means, as the contracts declare it for each list call.
+var (
+	defaultPageSize         = int(limits.Field(&pb.ListTasksRequest{}, "page_size").GetDefault())
+	defaultWorkflowPageSize = int(limits.Field(&pb.ListWorkflowsRequest{}, "page_size").GetDefault())
+	defaultKeyPageSize      = int(limits.Field(&pb.ListAPIKeysRequest{}, "page_size").GetDefault())
+)
 
 // Orchestrator implements taskloom.v1.OrchestratorService.
 type Orchestrator struct {
@@ -32,6 +37,8 @@ type Orchestrator struct {
 	log     *slog.Logger
 	// workflows serves the workflow RPCs (workflow.go).
 	workflows *workflow.Engine
+	// keys serves the API key RPCs (keys.go); nil: they are unimplemented.
+	keys *apikeys.Service
 }
 
 // NewOrchestrator returns the OrchestratorService handlers.
@@ -42,6 +49,9 @@ func NewOrchestrator(sched *scheduler.Scheduler, engine *workflow.Engine, catalo
 // SubmitTask implements OrchestratorService.
 func (o *Orchestrator) SubmitTask(ctx context.Context, req *pb.SubmitTaskRequest) (*pb.SubmitTaskResponse, error) {
 	spec, err := specFromProto(req.GetTask())
+	if err == nil {
+		err = o.submitTenant(ctx, &spec)
+	}
 	if err != nil {
 		return nil, toStatus(o.log, prefixField(err, "task"))
 	}
@@ -58,6 +68,9 @@ func (o *Orchestrator) SubmitTasks(ctx context.Context, req *pb.SubmitTasksReque
 	specs := make([]task.Spec, len(req.GetTasks()))
 	for i, p := range req.GetTasks() {
 		spec, err := specFromProto(p)
+		if err == nil {
+			err = o.submitTenant(ctx, &spec)
+		}
 		if err != nil {
 			return nil, toStatus(o.log, prefixField(err, fmt.Sprintf("tasks[%d]", i)))
 		}
@@ -77,7 +90,11 @@ func (o *Orchestrator) SubmitTasks(ctx context.Context, req *pb.SubmitTasksReque
 
 // GetTask implements OrchestratorService.
 func (o *Orchestrator) GetTask(ctx context.Context, req *pb.GetTaskRequest) (*pb.GetTaskResponse, error) {
-	t, err := o.sched.Get(ctx, req.GetId())
+	tenant, err := actingTenant(ctx, req.GetTenant())
+	if err != nil {
+		return nil, toStatus(o.log, err)
+	}
+	t, err := o.sched.GetFor(ctx, tenant, req.GetId())
 	if err != nil {
 		return nil, toStatus(o.log, err)
 	}
@@ -93,11 +110,15 @@ func (o *Orchestrator) ListTasks(ctx context.Context, req *pb.ListTasksRequest) 
 	if _, ok := pb.TaskStatus_name[int32(req.GetStatus())]; !ok {
 		return nil, toStatus(o.log, invalid("status", "unknown status %d", req.GetStatus()))
 	}
-	cursor, err := decodePageToken(req.GetPageToken())
+	tenant, err := actingTenant(ctx, req.GetTenant())
 	if err != nil {
 		return nil, toStatus(o.log, err)
 	}
-	f := store.Filter{Tenant: req.GetTenant(), Status: task.Status(req.GetStatus()), Agent: req.GetAgent()}
+	cursor, err := decodePageToken(taskPages, req.GetPageToken())
+	if err != nil {
+		return nil, toStatus(o.log, err)
+	}
+	f := store.Filter{Tenant: tenant, Status: task.Status(req.GetStatus()), Agent: req.GetAgent()}
 	tasks, next, err := o.sched.List(ctx, f, cursor, size)
 	if err != nil {
 		return nil, toStatus(o.log, err)
@@ -106,26 +127,46 @@ func (o *Orchestrator) ListTasks(ctx context.Context, req *pb.ListTasksRequest) 
 	for i, t := range tasks {
 		resp.Tasks[i] = taskToProto(t)
 	}
-	if next != "" {
-		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(pageTokenPrefix + next))
-	}
+	resp.NextPageToken = encodePageToken(taskPages, next)
 	return resp, nil
 }
 
-func decodePageToken(tok string) (string, error) {
+// pages is a kind of page token: its prefix and the call that issues it.
+type pages struct{ prefix, issuer string }
+
+// The page tokens of the list calls: base64url of the prefix and the store's
+// cursor, so that a token of one list is refused by another.
+var (
+	taskPages     = pages{pageTokenPrefix, "ListTasks"}
+	workflowPages = pages{"wf1:", "ListWorkflows"}
+	keyPages      = pages{"key1:", "ListAPIKeys"}
+)
+
+func encodePageToken(kind pages, cursor string) string {
+	if cursor == "" {
+		return ""
+	}
+	return base64.RawURLEncoding.EncodeToString([]byte(kind.prefix + cursor))
+}
+
+func decodePageToken(kind pages, tok string) (string, error) {
 	if tok == "" {
 		return "", nil
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil || !strings.HasPrefix(string(raw), pageTokenPrefix) || len(raw) == len(pageTokenPrefix) {
-		return "", invalid("page_token", "page_token is not one returned by ListTasks")
+	if err != nil || !strings.HasPrefix(string(raw), kind.prefix) || len(raw) == len(kind.prefix) {
+		return "", invalid("page_token", "page_token is not one returned by %s", kind.issuer)
 	}
-	return strings.TrimPrefix(string(raw), pageTokenPrefix), nil
+	return strings.TrimPrefix(string(raw), kind.prefix), nil
 }
 
 // CancelTask implements OrchestratorService.
 func (o *Orchestrator) CancelTask(ctx context.Context, req *pb.CancelTaskRequest) (*pb.CancelTaskResponse, error) {
-	t, err := o.sched.Cancel(ctx, req.GetId(), req.GetReason())
+	tenant, err := actingTenant(ctx, req.GetTenant())
+	if err != nil {
+		return nil, toStatus(o.log, err)
+	}
+	t, err := o.sched.CancelFor(ctx, tenant, req.GetId(), req.GetReason())
 	if err != nil {
 		return nil, toStatus(o.log, err)
 	}
@@ -133,16 +174,28 @@ func (o *Orchestrator) CancelTask(ctx context.Context, req *pb.CancelTaskRequest
 }
 
 // WatchTask implements OrchestratorService: the status now, chunks (the current
-// attempt's so far replayed first), status changes, then DONE with the final task.
+// attempt's so far replayed first, or those after from_seq), status changes, then
+// DONE with the final task.
 func (o *Orchestrator) WatchTask(req *pb.WatchTaskRequest, stream pb.OrchestratorService_WatchTaskServer) error {
 	ctx := stream.Context()
-	var cur events.Cursor
-	sub, err := o.sched.Watch(ctx, req.GetId(), nil)
+	tenant, err := actingTenant(ctx, req.GetTenant())
 	if err != nil {
 		return toStatus(o.log, err)
 	}
+	var cur events.Cursor
+	if req.FromSeq != nil { // the watcher has the chunks up to from_seq of from_attempt
+		cur = events.Cursor{Attempt: req.GetFromAttempt(), NextSeq: req.GetFromSeq() + 1}
+	}
+	sub, err := o.sched.WatchFor(ctx, tenant, req.GetId(), &cur)
+	if err != nil {
+		return toStatus(o.log, err)
+	}
+	resumed := cur // chunks the watcher has: never sent again, live or replayed
 	for {
 		ev, err := sub.Next(ctx)
+		if err == nil && req.FromSeq != nil && ev.Kind == events.KindChunk && ev.Attempt == resumed.Attempt && ev.Seq < resumed.NextSeq {
+			continue
+		}
 		if err == nil {
 			if err := stream.Send(&pb.WatchTaskResponse{Event: eventToProto(ev)}); err != nil {
 				sub.Close()
@@ -157,7 +210,7 @@ func (o *Orchestrator) WatchTask(req *pb.WatchTaskRequest, stream pb.Orchestrato
 			return nil
 		case errors.Is(err, events.ErrLagged):
 			// Fell behind: pick up from the last event sent.
-			if sub, err = o.sched.Watch(ctx, req.GetId(), &cur); err != nil {
+			if sub, err = o.sched.WatchFor(ctx, tenant, req.GetId(), &cur); err != nil {
 				return toStatus(o.log, err)
 			}
 		case errors.Is(err, events.ErrShutdown):
@@ -171,9 +224,14 @@ func (o *Orchestrator) WatchTask(req *pb.WatchTaskRequest, stream pb.Orchestrato
 // ListAgents implements OrchestratorService.
 func (o *Orchestrator) ListAgents(context.Context, *pb.ListAgentsRequest) (*pb.ListAgentsResponse, error) {
 	agents := o.catalog.List()
+	cfg := o.sched.Config()
 	resp := &pb.ListAgentsResponse{Agents: make([]*pb.AgentInfo, len(agents))}
 	for i, a := range agents {
-		resp.Agents[i] = agentToProto(a)
+		info := agentToProto(a)
+		// The orchestrator's own caps (0: none), beside what the worker declared.
+		info.MaxRunning = int32(cfg.AgentLimits[a.Name])
+		info.ProviderMaxRunning = int32(cfg.ProviderLimits[a.Provider])
+		resp.Agents[i] = info
 	}
 	return resp, nil
 }

@@ -43,9 +43,14 @@ type testServer struct {
 // system; it returns clients of it. Everything stops when the test ends.
 func startServer(t *testing.T, cfg scheduler.Config) *testServer {
 	t.Helper()
+	return startServerWith(t, cfg, store.NewMemory())
+}
+
+// startServerWith is startServer over st, with Register's options.
+func startServerWith(t *testing.T, cfg scheduler.Config, st store.Store, opts ...Option) *testServer {
+	t.Helper()
 	m := telemetry.NewTestMetrics()
 	catalog := workers.NewCatalog()
-	st := store.NewMemory()
 	sched := scheduler.New(cfg, scheduler.Deps{
 		Store: st, Catalog: catalog, Hub: events.NewHub(events.DefaultOptions(), m), Metrics: m,
 		Usage: usage.NewRecorder(st, time.Hour, telemetry.NewLogger(io.Discard, 0)),
@@ -58,7 +63,7 @@ func startServer(t *testing.T, cfg scheduler.Config) *testServer {
 	}
 	t.Cleanup(eng.Stop)
 	srv := grpc.NewServer(ServerOptions()...)
-	Register(srv, sched, eng, catalog, telemetry.NewLogger(io.Discard, 0))
+	Register(srv, sched, eng, catalog, telemetry.NewLogger(io.Discard, 0), opts...)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -93,7 +98,13 @@ type fakeWorker struct {
 
 func connectWorker(t *testing.T, ts *testServer, agent string, credits int32) *fakeWorker {
 	t.Helper()
-	ctx, cancel := context.WithCancel(testCtx(t))
+	return connectWorkerCtx(testCtx(t), t, ts, agent, credits)
+}
+
+// connectWorkerCtx connects a worker whose session call carries parent's metadata.
+func connectWorkerCtx(parent context.Context, t *testing.T, ts *testServer, agent string, credits int32) *fakeWorker {
+	t.Helper()
+	ctx, cancel := context.WithCancel(parent)
 	stream, err := ts.hub.Session(ctx)
 	if err != nil {
 		t.Fatal(err)

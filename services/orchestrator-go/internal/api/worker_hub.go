@@ -18,10 +18,11 @@ import (
 
 // WorkerHub implements taskloom.v1.WorkerHubService: one Session per worker.
 //
-// Workers are trusted peers: the hub does not authenticate them (no TLS client
-// certificates or tokens yet), so any process that reaches the gRPC port can
-// register agents, take assignments and report results. Run the orchestrator's
-// gRPC port on a private network only. The one guard is on resources: the agent
+// Workers are trusted peers once authenticated: a session needs the worker token
+// (auth.go) whenever authentication is on, and then may register agents, take
+// assignments of every tenant and report results. The token travels in plain text
+// unless the port is behind TLS, so keep the gRPC port on a private network. A
+// guard on resources: the agent
 // catalog is capped (workers.DefaultMaxAgents), so a registration with too many new
 // agent names is refused with RESOURCE_EXHAUSTED and the agent metric label stays
 // bounded.

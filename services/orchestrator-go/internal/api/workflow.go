@@ -10,12 +10,16 @@ import (
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/events"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/scheduler"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
 )
 
 // SubmitWorkflow implements OrchestratorService: the spec is validated (ids,
 // depends_on, cycles, templates, agents) before anything is stored.
 func (o *Orchestrator) SubmitWorkflow(ctx context.Context, req *pb.SubmitWorkflowRequest) (*pb.SubmitWorkflowResponse, error) {
 	spec, err := workflowSpecFromProto(req.GetWorkflow())
+	if err == nil {
+		spec.Tenant, err = actingTenant(ctx, spec.Tenant)
+	}
 	if err != nil {
 		return nil, toStatus(o.log, prefixField(err, "workflow"))
 	}
@@ -49,7 +53,11 @@ func workflowError(err error) error {
 
 // GetWorkflow implements OrchestratorService.
 func (o *Orchestrator) GetWorkflow(ctx context.Context, req *pb.GetWorkflowRequest) (*pb.GetWorkflowResponse, error) {
-	wf, err := o.workflows.Get(ctx, req.GetId())
+	tenant, err := actingTenant(ctx, req.GetTenant())
+	if err != nil {
+		return nil, toStatus(o.log, err)
+	}
+	wf, err := o.workflows.GetFor(ctx, tenant, req.GetId())
 	if err != nil {
 		return nil, toStatus(o.log, err)
 	}
@@ -59,7 +67,11 @@ func (o *Orchestrator) GetWorkflow(ctx context.Context, req *pb.GetWorkflowReque
 // CancelWorkflow implements OrchestratorService: running steps are cancelled on
 // their workers; a finished workflow is returned as it is.
 func (o *Orchestrator) CancelWorkflow(ctx context.Context, req *pb.CancelWorkflowRequest) (*pb.CancelWorkflowResponse, error) {
-	wf, err := o.workflows.Cancel(ctx, req.GetId(), req.GetReason())
+	tenant, err := actingTenant(ctx, req.GetTenant())
+	if err != nil {
+		return nil, toStatus(o.log, err)
+	}
+	wf, err := o.workflows.CancelFor(ctx, tenant, req.GetId(), req.GetReason())
 	if err != nil {
 		return nil, toStatus(o.log, err)
 	}
@@ -71,7 +83,11 @@ func (o *Orchestrator) CancelWorkflow(ctx context.Context, req *pb.CancelWorkflo
 // and the final workflow.
 func (o *Orchestrator) WatchWorkflow(req *pb.WatchWorkflowRequest, stream pb.OrchestratorService_WatchWorkflowServer) error {
 	ctx := stream.Context()
-	w, err := o.workflows.Watch(ctx, req.GetId())
+	tenant, err := actingTenant(ctx, req.GetTenant())
+	if err != nil {
+		return toStatus(o.log, err)
+	}
+	w, err := o.workflows.WatchFor(ctx, tenant, req.GetId())
 	if err != nil {
 		return toStatus(o.log, err)
 	}
@@ -91,4 +107,33 @@ func (o *Orchestrator) WatchWorkflow(req *pb.WatchWorkflowRequest, stream pb.Orc
 			return toStatus(o.log, err)
 		}
 	}
+}
+
+// ListWorkflows implements OrchestratorService: newest first, filtered, paginated.
+func (o *Orchestrator) ListWorkflows(ctx context.Context, req *pb.ListWorkflowsRequest) (*pb.ListWorkflowsResponse, error) {
+	tenant, err := actingTenant(ctx, req.GetTenant())
+	if err != nil {
+		return nil, toStatus(o.log, err)
+	}
+	if _, ok := pb.WorkflowStatus_name[int32(req.GetStatus())]; !ok {
+		return nil, toStatus(o.log, invalid("status", "unknown status %d", req.GetStatus()))
+	}
+	cursor, err := decodePageToken(workflowPages, req.GetPageToken())
+	if err != nil {
+		return nil, toStatus(o.log, err)
+	}
+	size := int(req.GetPageSize())
+	if size == 0 {
+		size = defaultWorkflowPageSize
+	}
+	f := store.WorkflowFilter{Tenant: tenant, Status: int32(req.GetStatus()), Name: req.GetName()}
+	wfs, next, err := o.workflows.List(ctx, f, cursor, size)
+	if err != nil {
+		return nil, toStatus(o.log, err)
+	}
+	resp := &pb.ListWorkflowsResponse{Workflows: make([]*pb.Workflow, len(wfs)), NextPageToken: encodePageToken(workflowPages, next)}
+	for i, wf := range wfs {
+		resp.Workflows[i] = workflowToProto(wf)
+	}
+	return resp, nil
 }

@@ -49,6 +49,13 @@ type Config struct {
 	// MemoryLimit is the Go runtime's soft memory limit in bytes (GOMEMLIMIT);
 	// 0 leaves the runtime's own (GOMEMLIMIT from the environment, else none).
 	MemoryLimit int64
+	// Auth is "on", "off" or "auto" (on unless GRPCAddr is a loopback address); see
+	// AuthEnabled. The tokens are secrets: read from the file or the environment,
+	// never from flags, and never printed.
+	Auth         string
+	ServiceToken string
+	WorkerToken  string
+	AdminToken   string
 	// File is the YAML file read, if any; CheckOnly is --check-config.
 	File      string
 	CheckOnly bool
@@ -60,6 +67,8 @@ type setting struct {
 	name  string
 	usage string
 	value flag.Value
+	// secret: not a flag (command lines are visible to every user of the host).
+	secret bool
 }
 
 func (s setting) env() string {
@@ -70,22 +79,26 @@ func (s setting) key() string { return strings.ReplaceAll(s.name, "-", "_") }
 // settings binds every setting of c, with c's current values as the defaults.
 func (c *Config) settings() []setting {
 	return []setting{
-		{"grpc-addr", "gRPC listen address (OrchestratorService, WorkerHubService, health, reflection)", (*stringValue)(&c.GRPCAddr)},
-		{"http-addr", "HTTP listen address (/healthz, /readyz, /metrics, /debug/pprof)", (*stringValue)(&c.HTTPAddr)},
-		{"log-level", "log level: debug, info, warn or error", (*stringValue)(&c.LogLevel)},
-		{"data-dir", "directory for durable state (created at start)", (*stringValue)(&c.DataDir)},
-		{"max-queue", "most tasks waiting for a worker; beyond it SubmitTask returns RESOURCE_EXHAUSTED", (*intValue)(&c.MaxQueue)},
-		{"default-timeout", "time allowed for one attempt when the task sets none", (*durationValue)(&c.DefaultTimeout)},
-		{"lease-ttl", "a lease not renewed by a heartbeat within this expires and its task is requeued", (*durationValue)(&c.LeaseTTL)},
-		{"heartbeat-interval", "how often workers are told to heartbeat", (*durationValue)(&c.HeartbeatInterval)},
-		{"max-attempts", "attempts per task, the first included, when the task sets none", (*intValue)(&c.MaxAttempts)},
-		{"shutdown-timeout", "bound on draining in-flight calls at SIGTERM/SIGINT", (*durationValue)(&c.ShutdownTimeout)},
-		{"store", "task store: bolt (embedded file <data-dir>/orchestrator.db), redis (shared; see --redis-url) or memory (tests; nothing survives a restart)", (*stringValue)(&c.Store)},
-		{"redis-url", "Redis URL for --store redis (run Redis with appendonly yes, appendfsync always for full durability); its password is a secret", (*stringValue)(&c.RedisURL)},
-		{"retention", "finished tasks older than this are pruned", (*durationValue)(&c.Retention)},
-		{"agent-limit", "most tasks of an agent running at once; NAME=N, repeatable or comma-separated", limitsValue(c.AgentLimits)},
-		{"provider-limit", "most tasks of an LLM provider's agents running at once; NAME=N, repeatable or comma-separated", limitsValue(c.ProviderLimits)},
-		{"memory-limit", "the Go runtime's soft memory limit (GOMEMLIMIT), e.g. 512MiB or 2GiB; 0: the runtime's own", (*bytesValue)(&c.MemoryLimit)},
+		{"grpc-addr", "gRPC listen address (OrchestratorService, WorkerHubService, health, reflection)", (*stringValue)(&c.GRPCAddr), false},
+		{"http-addr", "HTTP listen address (/healthz, /readyz, /metrics, /debug/pprof)", (*stringValue)(&c.HTTPAddr), false},
+		{"log-level", "log level: debug, info, warn or error", (*stringValue)(&c.LogLevel), false},
+		{"data-dir", "directory for durable state (created at start)", (*stringValue)(&c.DataDir), false},
+		{"max-queue", "most tasks waiting for a worker; beyond it SubmitTask returns RESOURCE_EXHAUSTED", (*intValue)(&c.MaxQueue), false},
+		{"default-timeout", "time allowed for one attempt when the task sets none", (*durationValue)(&c.DefaultTimeout), false},
+		{"lease-ttl", "a lease not renewed by a heartbeat within this expires and its task is requeued", (*durationValue)(&c.LeaseTTL), false},
+		{"heartbeat-interval", "how often workers are told to heartbeat", (*durationValue)(&c.HeartbeatInterval), false},
+		{"max-attempts", "attempts per task, the first included, when the task sets none", (*intValue)(&c.MaxAttempts), false},
+		{"shutdown-timeout", "bound on draining in-flight calls at SIGTERM/SIGINT", (*durationValue)(&c.ShutdownTimeout), false},
+		{"store", "task store: bolt (embedded file <data-dir>/orchestrator.db), redis (shared; see --redis-url) or memory (tests; nothing survives a restart)", (*stringValue)(&c.Store), false},
+		{"redis-url", "Redis URL for --store redis (run Redis with appendonly yes, appendfsync always for full durability); its password is a secret", (*stringValue)(&c.RedisURL), false},
+		{"retention", "finished tasks older than this are pruned", (*durationValue)(&c.Retention), false},
+		{"agent-limit", "most tasks of an agent running at once; NAME=N, repeatable or comma-separated", limitsValue(c.AgentLimits), false},
+		{"provider-limit", "most tasks of an LLM provider's agents running at once; NAME=N, repeatable or comma-separated", limitsValue(c.ProviderLimits), false},
+		{"memory-limit", "the Go runtime's soft memory limit (GOMEMLIMIT), e.g. 512MiB or 2GiB; 0: the runtime's own", (*bytesValue)(&c.MemoryLimit), false},
+		{"auth", "authenticate gRPC callers: on, off, or auto (on unless --grpc-addr is a loopback address)", (*stringValue)(&c.Auth), false},
+		{"service-token", "secret: the gateway's token; it may act for any tenant (file or environment only)", (*stringValue)(&c.ServiceToken), true},
+		{"worker-token", "secret: the token workers present on WorkerHubService and for their child tasks (file or environment only)", (*stringValue)(&c.WorkerToken), true},
+		{"admin-token", "secret: a token with the admin role, e.g. to create the first API keys (file or environment only)", (*stringValue)(&c.AdminToken), true},
 	}
 }
 
@@ -96,7 +109,7 @@ func Defaults() Config {
 		MaxQueue: 100_000, DefaultTimeout: 300 * time.Second, LeaseTTL: 15 * time.Second,
 		HeartbeatInterval: 2 * time.Second, MaxAttempts: 3, ShutdownTimeout: 5 * time.Second,
 		Store: "bolt", RedisURL: "redis://127.0.0.1:6379/0", Retention: 168 * time.Hour,
-		AgentLimits: map[string]int{}, ProviderLimits: map[string]int{},
+		AgentLimits: map[string]int{}, ProviderLimits: map[string]int{}, Auth: "auto",
 	}
 }
 
@@ -111,8 +124,27 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	fs.SetOutput(out)
 	fs.StringVar(&c.File, "config", getenv("TASKLOOM_CONFIG"), "YAML file of settings, keys as the flags' names in snake_case (env TASKLOOM_CONFIG)")
 	fs.BoolVar(&c.CheckOnly, "check-config", false, "validate the configuration, print it (secrets masked) and exit: 0 when valid")
+	var secrets []setting
 	for _, s := range table {
+		if s.secret {
+			secrets = append(secrets, s)
+			continue
+		}
 		fs.Var(s.value, s.name, s.usage+" (env "+s.env()+", YAML "+s.key()+")")
+	}
+	// Secrets are no flags, so --help names them after the flags: every variable the
+	// service reads appears there (tests/deploy holds the deploy files to that list).
+	fs.Usage = func() {
+		var text strings.Builder
+		text.WriteString("Usage of " + fs.Name() + ":\n")
+		fs.SetOutput(&text)
+		fs.PrintDefaults()
+		fs.SetOutput(out)
+		text.WriteString("Secrets (environment or YAML only):\n")
+		for _, s := range secrets {
+			text.WriteString("  " + s.env() + " (YAML " + s.key() + ")\n    \t" + s.usage + "\n")
+		}
+		_, _ = io.WriteString(out, text.String())
 	}
 	// The file is named on the command line but read before the environment, so
 	// the flags are parsed twice: once for --config, once (below) to apply them.
@@ -147,7 +179,9 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	apply.String("config", "", "")
 	apply.Bool("check-config", false, "")
 	for _, s := range table {
-		apply.Var(s.value, s.name, "")
+		if !s.secret {
+			apply.Var(s.value, s.name, "")
+		}
 	}
 	if err := apply.Parse(args); err != nil {
 		return Config{}, err
@@ -268,6 +302,7 @@ func (c Config) validate() error {
 	if c.MemoryLimit < 0 {
 		problems = append(problems, "--memory-limit must not be negative")
 	}
+	problems = append(problems, c.authProblems()...)
 	if len(problems) > 0 {
 		slices.Sort(problems)
 		return errors.New("invalid configuration: " + strings.Join(problems, "; "))
@@ -294,6 +329,9 @@ func (c Config) LogValue() slog.Value {
 		slog.String("retention", c.Retention.String()),
 		slog.Any("agent_limits", c.AgentLimits), slog.Any("provider_limits", c.ProviderLimits),
 		slog.Int64("memory_limit", c.MemoryLimit),
+		slog.String("auth", c.Auth), slog.Bool("auth_enabled", c.AuthEnabled()),
+		slog.String("service_token", maskSecret(c.ServiceToken)), slog.String("worker_token", maskSecret(c.WorkerToken)),
+		slog.String("admin_token", maskSecret(c.AdminToken)),
 	)
 }
 

@@ -59,6 +59,12 @@ func TestHelp(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) || !strings.Contains(out.String(), "TASKLOOM_MAX_QUEUE") {
 		t.Fatalf("err=%v usage=%q", err, out.String())
 	}
+	// Secrets are no flags, yet --help names them: deploy files are checked against it.
+	for _, name := range []string{"TASKLOOM_SERVICE_TOKEN", "TASKLOOM_WORKER_TOKEN", "TASKLOOM_ADMIN_TOKEN"} {
+		if !strings.Contains(out.String(), name) {
+			t.Errorf("--help does not name %s", name)
+		}
+	}
 }
 
 func TestStoreRetentionAndLimits(t *testing.T) {

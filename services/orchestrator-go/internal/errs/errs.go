@@ -35,6 +35,9 @@ const (
 	ReasonSkipped             = pb.ErrorReason_ERROR_REASON_SKIPPED
 	ReasonIdempotencyConflict = pb.ErrorReason_ERROR_REASON_IDEMPOTENCY_CONFLICT
 	ReasonRequestTooLarge     = pb.ErrorReason_ERROR_REASON_REQUEST_TOO_LARGE
+	ReasonUnauthenticated     = pb.ErrorReason_ERROR_REASON_UNAUTHENTICATED
+	ReasonPermissionDenied    = pb.ErrorReason_ERROR_REASON_PERMISSION_DENIED
+	ReasonAPIKeyNotFound      = pb.ErrorReason_ERROR_REASON_API_KEY_NOT_FOUND
 )
 
 const (
@@ -62,6 +65,8 @@ const (
 	KindUnimplemented
 	KindUnavailable
 	KindAlreadyExists
+	KindUnauthenticated
+	KindPermissionDenied
 )
 
 // Error is a domain error with everything the transport needs to report it.
@@ -88,6 +93,16 @@ func NotFound(reason Reason, format string, args ...any) *Error {
 // FailedPrecondition reports a valid request that the current state forbids.
 func FailedPrecondition(reason Reason, format string, args ...any) *Error {
 	return &Error{Kind: KindFailedPrecondition, Reason: reason, Message: fmt.Sprintf(format, args...)}
+}
+
+// Unauthenticated reports a call without valid credentials.
+func Unauthenticated(format string, args ...any) *Error {
+	return &Error{Kind: KindUnauthenticated, Reason: ReasonUnauthenticated, Message: fmt.Sprintf(format, args...)}
+}
+
+// PermissionDenied reports a known caller that may not make the call.
+func PermissionDenied(format string, args ...any) *Error {
+	return &Error{Kind: KindPermissionDenied, Reason: ReasonPermissionDenied, Message: fmt.Sprintf(format, args...)}
 }
 
 // Unavailable reports a call that may succeed when retried later.

@@ -5,6 +5,7 @@ package limits
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -222,12 +223,38 @@ func checkCount(n int, l *pb.FieldLimits, name string) error {
 func checkLen(s string, l *pb.FieldLimits, name string) error {
 	n := uint32(len(s))
 	if n >= l.GetMinLen() && (l.GetMaxLen() == 0 || n <= l.GetMaxLen()) {
-		return nil
+		return checkPattern(s, l, name)
 	}
 	if n == 0 {
 		return errs.InvalidArgument(name, "%s is required", name)
 	}
 	return errs.InvalidArgument(name, "%s must be %s bytes; got %d", name, span(l.GetMinLen(), l.GetMaxLen()), n)
+}
+
+// patterns holds the compiled patterns of the contracts, by source.
+var patterns sync.Map // string -> *regexp.Regexp
+
+// Pattern returns a field's compiled pattern, or nil when it declares none. A
+// pattern that does not compile is a broken contract: it panics (a test compiles
+// every one).
+func Pattern(l *pb.FieldLimits) *regexp.Regexp {
+	src := l.GetPattern()
+	if src == "" {
+		return nil
+	}
+	if re, ok := patterns.Load(src); ok {
+		return re.(*regexp.Regexp)
+	}
+	re := regexp.MustCompile(src)
+	patterns.Store(src, re)
+	return re
+}
+
+func checkPattern(s string, l *pb.FieldLimits, name string) error {
+	if re := Pattern(l); re != nil && !re.MatchString(s) {
+		return errs.InvalidArgument(name, "%s %q does not match %s", name, errs.Clip(s), l.GetPattern())
+	}
+	return nil
 }
 
 func checkRange(v int64, l *pb.FieldLimits, name string) error {

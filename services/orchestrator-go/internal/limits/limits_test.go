@@ -283,3 +283,24 @@ func TestTheTraceparentLabelDoesNotCountTowardsTheLabelBound(t *testing.T) {
 		t.Fatalf("%d labels and the traceparent: %v", most, err)
 	}
 }
+
+// A string off its field's pattern is refused naming the field; each element of a
+// repeated string is checked.
+func TestCheckRefusesAStringOffItsPattern(t *testing.T) {
+	for _, tc := range []struct {
+		msg   proto.Message
+		field string
+	}{
+		{&pb.SubmitWorkflowRequest{Workflow: &pb.WorkflowSpec{Steps: []*pb.Step{{Id: "a b", Agent: "x"}}}}, "workflow.steps[0].id"},
+		{&pb.SubmitWorkflowRequest{Workflow: &pb.WorkflowSpec{Steps: []*pb.Step{{Id: "a", Agent: "x", DependsOn: []string{"b", "c/d"}}}}}, "workflow.steps[0].depends_on[1]"},
+		{&pb.ListTasksRequest{PageToken: "not a token!"}, "page_token"},
+	} {
+		e, ok := errs.As(Check(tc.msg))
+		if !ok || e.Kind != errs.KindInvalidArgument || e.Field != tc.field {
+			t.Errorf("%v: %v, want INVALID_ARGUMENT naming %s", tc.msg, e, tc.field)
+		}
+	}
+	if err := Check(&pb.ListTasksRequest{PageToken: "djE6MDAwMDAwMDAwMDAwMDAwMDp4"}); err != nil {
+		t.Fatalf("a base64url token was refused: %v", err)
+	}
+}

@@ -34,6 +34,8 @@ import (
 //	wf_finished  finished-at (8-byte ns) + id -> nil: workflow retention pruning
 //	agents       name -> agent record (JSON): the persisted agent catalog
 //	journal      task id 0x00 seq -> journal record (journal_bolt.go)
+//	api_keys, api_key_hashes  API keys (bolt_keys.go)
+//	wf_created, wf_tenant_created  the workflow indexes of ListWorkflows (bolt_workflows.go)
 type Bolt struct {
 	db *bolt.DB
 }
@@ -78,15 +80,21 @@ func OpenBolt(path string) (*Bolt, error) {
 		}
 		if backfill { // a file from before the tenant index
 			idx := tx.Bucket(bucketTenantIdx)
-			return tx.Bucket(bucketTasks).ForEach(func(_, v []byte) error {
+			err := tx.Bucket(bucketTasks).ForEach(func(_, v []byte) error {
 				t, err := decodeTask(v)
 				if err != nil {
 					return err
 				}
 				return idx.Put(tenantTimeKey(t.Tenant, t.CreatedAt, t.ID), indexValue(t))
 			})
+			if err != nil {
+				return err
+			}
 		}
-		return nil
+		if err := workflowIndexBuckets(tx); err != nil {
+			return err
+		}
+		return keyBuckets(tx)
 	})
 	if err != nil {
 		_ = db.Close()
@@ -236,65 +244,84 @@ func (b *Bolt) List(_ context.Context, f Filter, cursor string, limit int) ([]*t
 		if f.Tenant != "" {
 			idx, prefix = tx.Bucket(bucketTenantIdx), append([]byte(f.Tenant), 0)
 		}
-		c := idx.Cursor()
-		// start: the first key after the range to list (the tenant's range, or the
-		// cursor's position); the walk begins just before it.
-		var start []byte
+		var pos []byte
 		if cursor != "" {
-			pos, err := boltCursorPos(byID, cursor)
-			if err != nil {
+			var err error
+			if pos, err = boltCursorPos(byID, cursor); err != nil {
 				return err
 			}
-			start = append(bytes.Clone(prefix), pos...)
-		} else if prefix != nil {
-			start = append([]byte(f.Tenant), 1)
 		}
-		var k, v []byte
-		if start == nil {
-			k, v = c.Last()
-		} else if k, _ = c.Seek(start); k == nil {
-			k, v = c.Last()
-		} else {
-			k, v = c.Prev()
-		}
-		var last []byte // position of the last entry examined
-		for scanned := 0; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
-			if scanned == MaxListScan && last != nil {
-				next = cursorOfKey(last) // the next call goes on just before it
-				return nil
-			}
-			scanned++
-			pos := k[len(prefix):]
-			if len(pos) < 8 {
-				continue
-			}
-			last = pos
+		var err error
+		out, next, err = newestFirst(idx, prefix, pos, limit, func(pos, v []byte) (*task.Task, error) {
 			if !indexMayMatch(v, f) {
-				continue
+				return nil, nil
 			}
 			rec := byID.Get(pos[8:])
 			if rec == nil {
-				continue
+				return nil, nil
 			}
 			t, err := decodeTask(rec)
-			if err != nil {
-				return err
+			if err != nil || !matches(t, f) {
+				return nil, err
 			}
-			if !matches(t, f) {
-				continue
-			}
-			if len(out) == limit {
-				next = createdMember(out[len(out)-1])
-				return nil
-			}
-			out = append(out, t)
-		}
-		return nil
+			return t, nil
+		}, createdMember)
+		return err
 	})
 	if err != nil {
 		return nil, "", err
 	}
 	return out, next, nil
+}
+
+// newestFirst reads a page from a bbolt index of time keys (prefix, then 8-byte
+// ns + id) backwards, starting just before the position pos (nil: at the end of
+// the prefix's range), examining at most MaxListScan entries. pick reads an
+// entry's item, or nil when it does not match; position gives an item's cursor.
+func newestFirst[T comparable](idx *bolt.Bucket, prefix, pos []byte, limit int, pick func(pos, v []byte) (T, error), position func(T) string) ([]T, string, error) {
+	var zero T
+	c := idx.Cursor()
+	// start: the first key after the range to list (the prefix's range, or the
+	// cursor's position); the walk begins just before it.
+	var start []byte
+	if pos != nil {
+		start = append(bytes.Clone(prefix), pos...)
+	} else if prefix != nil {
+		start = append(bytes.Clone(prefix[:len(prefix)-1]), 1)
+	}
+	var k, v []byte
+	if start == nil {
+		k, v = c.Last()
+	} else if k, _ = c.Seek(start); k == nil {
+		k, v = c.Last()
+	} else {
+		k, v = c.Prev()
+	}
+	var out []T
+	var last []byte // position of the last entry examined
+	for scanned := 0; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
+		if scanned == MaxListScan && last != nil {
+			return out, cursorOfKey(last), nil // the next call goes on just before it
+		}
+		scanned++
+		pos := k[len(prefix):]
+		if len(pos) < 8 {
+			continue
+		}
+		last = pos
+		item, err := pick(pos, v)
+		if err != nil {
+			return nil, "", err
+		}
+		if item == zero {
+			continue
+		}
+		if len(out) == limit {
+			return out, position(out[len(out)-1]), nil
+		}
+		out = append(out, item)
+	}
+	return out, "", nil
 }
 
 // boltCursorPos returns the created-index position (8-byte ns + id) of a cursor.

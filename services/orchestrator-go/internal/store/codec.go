@@ -240,11 +240,12 @@ func decodeTask(src []byte) (*task.Task, error) {
 	return t, nil
 }
 
-// Workflow records have their own version: 1 had no finish time, 2 appends it.
-const workflowCodecVersion = 2
+// Workflow records have their own version: 1 had no finish time, 2 appends it, 3
+// appends the creation time, the status and the name (the listing's fields).
+const workflowCodecVersion = 3
 
 // encodeWorkflow writes a workflow record: the indexed fields, then the engine's
-// state, then (version 2) the finish time.
+// state, then (version 2) the finish time, then (version 3) the listed fields.
 func encodeWorkflow(w *Workflow) []byte {
 	b := []byte{workflowCodecVersion}
 	b = appendString(b, w.ID)
@@ -252,7 +253,10 @@ func encodeWorkflow(w *Workflow) []byte {
 	b = appendString(b, w.IdempotencyKey)
 	b = appendBool(b, w.Done)
 	b = appendBytes(b, w.State)
-	return binary.AppendVarint(b, unixNano(w.FinishedAt))
+	b = binary.AppendVarint(b, unixNano(w.FinishedAt))
+	b = binary.AppendVarint(b, unixNano(w.CreatedAt))
+	b = binary.AppendVarint(b, int64(w.Status))
+	return appendString(b, w.Name)
 }
 
 func decodeWorkflow(src []byte) (*Workflow, error) {
@@ -264,6 +268,11 @@ func decodeWorkflow(src []byte) (*Workflow, error) {
 	w.State = r.bytes()
 	if src[0] >= 2 {
 		w.FinishedAt = fromUnixNano(r.varint())
+	}
+	if src[0] >= 3 {
+		w.CreatedAt = fromUnixNano(r.varint())
+		w.Status = int32(r.varint())
+		w.Name = r.string()
 	}
 	if r.err {
 		return nil, fmt.Errorf("%w: truncated workflow", errCorrupt)

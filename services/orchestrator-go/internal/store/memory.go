@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,7 +23,9 @@ type Memory struct {
 	workflowIdem map[idemKey]string
 
 	agents map[string]task.AgentInfo
-	closed bool
+	// apiKeys by id (memory_keys.go).
+	apiKeys map[string]*APIKey
+	closed  bool
 
 	usage usageRollupsInMemory
 	memoryJournals
@@ -40,7 +43,7 @@ func NewMemory() *Memory {
 	return &Memory{
 		byID: map[string]*entry{}, byIdem: map[idemKey]string{},
 		workflows: map[string]*Workflow{}, workflowIdem: map[idemKey]string{},
-		agents: map[string]task.AgentInfo{},
+		agents: map[string]task.AgentInfo{}, apiKeys: map[string]*APIKey{},
 	}
 }
 
@@ -297,4 +300,29 @@ func matches(t *task.Task, f Filter) bool {
 	return (f.Tenant == "" || t.Tenant == f.Tenant) &&
 		(f.Status == task.StatusUnspecified || t.Status == f.Status) &&
 		(f.Agent == "" || t.Agent == f.Agent)
+}
+
+// ListWorkflows implements Store. It sorts every workflow: the memory store is for tests.
+func (m *Memory) ListWorkflows(_ context.Context, f WorkflowFilter, cursor string, limit int) ([]*Workflow, string, error) {
+	if _, _, ok := parseCursor(cursor); cursor != "" && !ok {
+		return nil, "", ErrBadCursor
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var all []*Workflow
+	for _, w := range m.workflows {
+		if (cursor == "" || workflowPosition(w) < cursor) && f.matches(w) {
+			all = append(all, w)
+		}
+	}
+	slices.SortFunc(all, func(a, b *Workflow) int { return strings.Compare(workflowPosition(b), workflowPosition(a)) })
+	next := ""
+	if len(all) > limit {
+		all, next = all[:limit], workflowPosition(all[limit-1])
+	}
+	out := make([]*Workflow, len(all))
+	for i, w := range all {
+		out[i] = w.Clone()
+	}
+	return out, next, nil
 }

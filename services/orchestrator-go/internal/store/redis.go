@@ -32,6 +32,8 @@ import (
 //	P wf_idem         hash "<tenant>\x00<key>" -> workflow id
 //	P wf_open         set of ids of workflows not done
 //	P wf_finished     sorted set, score finished-at unix ms, member workflow id: retention pruning
+//	P wf_created, P wf_created:t:<tenant>  as created, for workflows: ListWorkflows
+//	P apikey:…        API keys (redis_keys.go)
 //	P agents          hash name -> agent record (JSON): the persisted agent catalog
 type Redis struct {
 	c      *redis.Client
@@ -158,28 +160,34 @@ func (r *Redis) FindByIdempotencyKeys(ctx context.Context, keys []IdempotencyKey
 
 // getMany loads the tasks with ids in one MGET; missing ones are skipped.
 func (r *Redis) getMany(ctx context.Context, ids []string) ([]*task.Task, error) {
+	return mget(ctx, r, "task:", ids, func(b []byte) (*task.Task, error) { return decodeTask(b) })
+}
+
+// mget loads the records of ids (keys prefix + id) in one MGET and decodes them;
+// missing ones are skipped.
+func mget[T any](ctx context.Context, r *Redis, prefix string, ids []string, decode func([]byte) (T, error)) ([]T, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
 	keys := make([]string, len(ids))
 	for i, id := range ids {
-		keys[i] = r.key("task:", id)
+		keys[i] = r.key(prefix, id)
 	}
 	vals, err := r.c.MGet(ctx, keys...).Result()
 	if err != nil {
 		return nil, fmt.Errorf("redis mget: %w", err)
 	}
-	out := make([]*task.Task, 0, len(vals))
+	out := make([]T, 0, len(vals))
 	for _, v := range vals {
 		s, ok := v.(string)
 		if !ok {
 			continue
 		}
-		t, err := decodeTask([]byte(s))
+		item, err := decode([]byte(s))
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, t)
+		out = append(out, item)
 	}
 	return out, nil
 }
@@ -193,11 +201,8 @@ func (r *Redis) List(ctx context.Context, f Filter, cursor string, limit int) ([
 	if f.Tenant != "" {
 		key = r.key("created:t:", f.Tenant)
 	}
-	maxLex := "+"
 	if cursor != "" {
-		if _, _, ok := parseCursor(cursor); ok {
-			maxLex = "(" + cursor
-		} else { // a bare task id (earlier versions' cursor)
+		if _, _, ok := parseCursor(cursor); !ok { // a bare task id (earlier versions' cursor)
 			ct, err := r.Get(ctx, cursor)
 			if errors.Is(err, ErrNotFound) {
 				return nil, "", ErrBadCursor
@@ -205,17 +210,31 @@ func (r *Redis) List(ctx context.Context, f Filter, cursor string, limit int) ([
 			if err != nil {
 				return nil, "", err
 			}
-			maxLex = "(" + createdMember(ct)
+			cursor = createdMember(ct)
 		}
 	}
+	return newestMembers(ctx, r.c, key, cursor, limit, r.getMany, func(t *task.Task) bool { return matches(t, f) }, createdMember)
+}
+
+// newestMembers reads a page from a sorted set of positions ("<16-hex ns>:<id>",
+// all scores 0) backwards by lex order, in chunks, starting just before the
+// position cursor (empty: at the end), examining at most MaxListScan members.
+// load reads the items of ids (skipping those gone), match filters them, and
+// position gives an item's cursor.
+func newestMembers[T any](ctx context.Context, c *redis.Client, key, cursor string, limit int,
+	load func(ctx context.Context, ids []string) ([]T, error), match func(T) bool, position func(T) string) ([]T, string, error) {
+	maxLex := "+"
+	if cursor != "" {
+		maxLex = "(" + cursor
+	}
 	const chunk = 256
-	var out []*task.Task
+	var out []T
 	for scanned := 0; ; {
 		if scanned >= MaxListScan {
 			return out, maxLex[1:], nil // the next call goes on from here
 		}
 		want := min(chunk, MaxListScan-scanned)
-		members, err := r.c.ZRangeArgs(ctx, redis.ZRangeArgs{
+		members, err := c.ZRangeArgs(ctx, redis.ZRangeArgs{
 			Key: key, Start: maxLex, Stop: "-", ByLex: true, Rev: true, Count: int64(want),
 		}).Result()
 		if err != nil {
@@ -227,18 +246,18 @@ func (r *Redis) List(ctx context.Context, f Filter, cursor string, limit int) ([
 				ids = append(ids, id)
 			}
 		}
-		tasks, err := r.getMany(ctx, ids)
+		items, err := load(ctx, ids)
 		if err != nil {
 			return nil, "", err
 		}
-		for _, t := range tasks {
-			if !matches(t, f) {
+		for _, item := range items {
+			if !match(item) {
 				continue
 			}
 			if len(out) == limit {
-				return out, createdMember(out[len(out)-1]), nil
+				return out, position(out[len(out)-1]), nil
 			}
-			out = append(out, t)
+			out = append(out, item)
 		}
 		if len(members) < want { // the index ends here
 			return out, "", nil

@@ -36,6 +36,8 @@ func (r *Redis) PruneFinishedWorkflows(ctx context.Context, before time.Time, li
 	_, err = r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		for _, w := range doomed {
 			p.Del(ctx, r.key("wf:", w.ID))
+			p.ZRem(ctx, r.key("wf_created"), workflowPosition(w))
+			p.ZRem(ctx, r.key("wf_created:t:", w.Tenant), workflowPosition(w))
 			if w.IdempotencyKey != "" {
 				p.HDel(ctx, r.key("wf_idem"), idemField(w.Tenant, w.IdempotencyKey))
 			}
@@ -57,6 +59,8 @@ func (r *Redis) PruneFinishedWorkflows(ctx context.Context, before time.Time, li
 func (r *Redis) PutWorkflow(ctx context.Context, w *Workflow) error {
 	_, err := r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, r.key("wf:", w.ID), encodeWorkflow(w), 0)
+		p.ZAdd(ctx, r.key("wf_created"), redis.Z{Score: 0, Member: workflowPosition(w)})
+		p.ZAdd(ctx, r.key("wf_created:t:", w.Tenant), redis.Z{Score: 0, Member: workflowPosition(w)})
 		if w.IdempotencyKey != "" {
 			p.HSet(ctx, r.key("wf_idem"), idemField(w.Tenant, w.IdempotencyKey), w.ID)
 		}
@@ -118,4 +122,22 @@ func (r *Redis) UnfinishedWorkflows(ctx context.Context) ([]*Workflow, error) {
 		out = append(out, w)
 	}
 	return out, nil
+}
+
+// ListWorkflows implements Store, as List does for tasks. (Workflows stored before
+// the created indexes existed are not listed.)
+func (r *Redis) ListWorkflows(ctx context.Context, f WorkflowFilter, cursor string, limit int) ([]*Workflow, string, error) {
+	if _, _, ok := parseCursor(cursor); cursor != "" && !ok {
+		return nil, "", ErrBadCursor
+	}
+	key := r.key("wf_created")
+	if f.Tenant != "" {
+		key = r.key("wf_created:t:", f.Tenant)
+	}
+	return newestMembers(ctx, r.c, key, cursor, limit, r.getWorkflows, f.matches, workflowPosition)
+}
+
+// getWorkflows loads the workflows with ids in one MGET; missing ones are skipped.
+func (r *Redis) getWorkflows(ctx context.Context, ids []string) ([]*Workflow, error) {
+	return mget(ctx, r, "wf:", ids, decodeWorkflow)
 }

@@ -63,6 +63,10 @@ type Store interface {
 	FindWorkflowByIdempotencyKey(ctx context.Context, tenant, key string) (*Workflow, error)
 	// UnfinishedWorkflows returns every workflow not yet done (to resume them at start).
 	UnfinishedWorkflows(ctx context.Context) ([]*Workflow, error)
+	// ListWorkflows returns up to limit workflows matching f, newest first, starting
+	// after cursor (empty for the first page); at most MaxListScan examined per call.
+	// next is empty on the last page.
+	ListWorkflows(ctx context.Context, f WorkflowFilter, cursor string, limit int) (workflows []*Workflow, next string, err error)
 
 	// PruneFinished deletes up to limit finished tasks whose FinishedAt is before
 	// before, oldest first, and returns how many it deleted. It never deletes a step
@@ -75,6 +79,8 @@ type Store interface {
 
 	// Journals keeps the tasks' journals; PruneFinished deletes a task's with it.
 	Journals
+	// UsageRollups keeps the hourly LLM usage, apart from tasks and never pruned with them.
+	UsageRollups
 
 	// PutAgents inserts or replaces agents of the catalog, by name.
 	PutAgents(ctx context.Context, agents ...task.AgentInfo) error
@@ -86,6 +92,8 @@ type Store interface {
 	Ping(ctx context.Context) error
 
 	Close() error
+
+	KeyStore
 }
 
 // Workflow is the stored record of a workflow. The workflow engine owns State (its
@@ -98,7 +106,25 @@ type Workflow struct {
 	// FinishedAt is when a done workflow finished (retention pruning); a done
 	// workflow without it is never pruned.
 	FinishedAt time.Time
-	State      []byte
+	// Listed by: CreatedAt (newest first), and filtered by Status (the number of
+	// taskloom.v1.WorkflowStatus) and Name. Records written before version 3 of
+	// the codec have none of them.
+	CreatedAt time.Time
+	Status    int32
+	Name      string
+	State     []byte
+}
+
+// WorkflowFilter narrows ListWorkflows; zero fields match everything.
+type WorkflowFilter struct {
+	Tenant string
+	Status int32
+	Name   string
+}
+
+func (f WorkflowFilter) matches(w *Workflow) bool {
+	return (f.Tenant == "" || w.Tenant == f.Tenant) && (f.Status == 0 || w.Status == f.Status) &&
+		(f.Name == "" || w.Name == f.Name)
 }
 
 // Clone returns a deep copy.

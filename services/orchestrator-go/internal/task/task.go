@@ -207,6 +207,10 @@ type Spec struct {
 	StepID     string
 }
 
+// ParentLabel names, on a child task (one an agent starts, e.g. with the `agent`
+// tool), the task that started it: the child runs under that task's tenant.
+const ParentLabel = "taskloom.parent_task_id"
+
 // Priority bounds: the queue keeps one level per priority, so they are constants
 // here; a test holds them equal to the range taskloom.v1.TaskSpec.priority declares
 // (where its default, for an absent priority, is stated too). 0 is a real priority.
@@ -224,10 +228,12 @@ type AgentInfo struct {
 	Provider    string   `json:"provider,omitempty"`
 	Model       string   `json:"model,omitempty"`
 	Tools       []string `json:"tools,omitempty"`
+	// MaxTokens is the agent file's bound on one model completion (0: none given).
+	MaxTokens int32 `json:"max_tokens,omitempty"`
 }
 
 // Equal reports whether a and b describe the agent alike.
 func (a AgentInfo) Equal(b AgentInfo) bool {
 	return a.Name == b.Name && a.Description == b.Description && a.Provider == b.Provider &&
-		a.Model == b.Model && slices.Equal(a.Tools, b.Tools)
+		a.Model == b.Model && slices.Equal(a.Tools, b.Tools) && a.MaxTokens == b.MaxTokens
 }

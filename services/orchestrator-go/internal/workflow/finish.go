@@ -106,7 +106,7 @@ func (e *Engine) write(ctx context.Context, wf *Workflow) error {
 	defer cancel()
 	err = e.store.PutWorkflow(ctx, &store.Workflow{
 		ID: wf.ID, Tenant: wf.Spec.Tenant, IdempotencyKey: wf.Spec.IdempotencyKey, Done: wf.Status.Finished(),
-		FinishedAt: wf.FinishedAt, State: state,
+		FinishedAt: wf.FinishedAt, CreatedAt: wf.CreatedAt, Status: int32(wf.Status), Name: wf.Spec.Name, State: state,
 	})
 	if err != nil {
 		return fmt.Errorf("store workflow %s: %w", wf.ID, err)

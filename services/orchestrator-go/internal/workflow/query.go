@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
 )
 
@@ -22,7 +21,7 @@ func (e *Engine) Get(ctx context.Context, id string) (*Workflow, error) {
 	}
 	sw, err := e.store.GetWorkflow(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, errs.NotFound(errs.ReasonWorkflowNotFound, "no workflow has id %q", id)
+		return nil, workflowNotFound(id)
 	}
 	if err != nil {
 		return nil, err

@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	pb "github.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/limits"
 )
 
 func mustDecode(t *testing.T, s string) any {
@@ -78,5 +81,19 @@ func TestParseRefRejectsBadTemplates(t *testing.T) {
 	parts, err := parseString("a {{ input.x }} b {{steps.s-1.output}}")
 	if err != nil || len(parts) != 4 || parts[1].ref.raw != "input.x" || parts[3].ref.stepID() != "s-1" {
 		t.Fatalf("parts = %+v, %v", parts, err)
+	}
+}
+
+// Step ids follow the pattern the contracts declare on Step.id, which the transport
+// checks first; the engine's own rule (names in templates) must be the same.
+func TestValidNameIsTheStepIDPatternOfTheContracts(t *testing.T) {
+	re := limits.Pattern(limits.Field(&pb.Step{}, "id"))
+	if re == nil {
+		t.Fatal("Step.id declares no pattern")
+	}
+	for _, s := range []string{"a", "step-1", "A_b-9", "", "a b", "é", "a.b", "a/b", "{{x}}", "-", "_"} {
+		if validName(s) != re.MatchString(s) {
+			t.Errorf("%q: validName %v, pattern %v", s, validName(s), re.MatchString(s))
+		}
 	}
 }

@@ -701,7 +701,7 @@ pub mod cache_service_server {
 /// FieldLimits bounds one field of a request. Zero means "no bound" for every member
 /// except where it says otherwise; lengths are in bytes of UTF-8.
 #[allow(clippy::all)]
-#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct FieldLimits {
     /// Strings (each element of a repeated string): the fewest and most bytes.
     /// min_len 1 makes the field required.
@@ -741,6 +741,10 @@ pub struct FieldLimits {
     /// may have.
     #[prost(uint32, tag = "13")]
     pub max_elements: u32,
+    /// Strings (each element of a repeated string): an RE2 regular expression the whole
+    /// value must match (anchor it with ^ and $).
+    #[prost(string, tag = "14")]
+    pub pattern: ::prost::alloc::string::String,
 }
 /// ServiceLimits bounds every call of a service.
 #[allow(clippy::all)]
@@ -944,6 +948,17 @@ pub struct AgentInfo {
     pub model: ::prost::alloc::string::String,
     #[prost(string, repeated, tag = "5")]
     pub tools: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Limits. The agent file's bound on the tokens of one model completion (0: the
+    /// provider's own).
+    #[prost(int32, tag = "6")]
+    pub max_tokens: i32,
+    /// The orchestrator's caps on tasks running at once: of this agent (--agent-limit)
+    /// and of every agent of its provider (--provider-limit); 0 means no cap. Set by the
+    /// orchestrator, never by workers.
+    #[prost(int32, tag = "7")]
+    pub max_running: i32,
+    #[prost(int32, tag = "8")]
+    pub provider_max_running: i32,
 }
 /// ErrorReason is the machine-readable cause carried in google.rpc.ErrorInfo.reason
 /// (domain "taskloom.dev") of every non-OK status a Taskloom service returns.
@@ -985,6 +1000,16 @@ pub enum ErrorReason {
     /// The request is larger than the service accepts (ServiceLimits.max_request_bytes);
     /// ErrorInfo.metadata\["limit_bytes"\] gives the bound.
     RequestTooLarge = 21,
+    /// The call carries no credentials, or ones the service does not know (gRPC
+    /// UNAUTHENTICATED, HTTP 401).
+    Unauthenticated = 24,
+    /// The caller is known but may not make this call or act for this tenant (gRPC
+    /// PERMISSION_DENIED, HTTP 403).
+    PermissionDenied = 25,
+    /// The caller's API key or tenant sent more requests than its rate allows;
+    /// ErrorInfo.metadata\["retry_after_ms"\] says when the next one is allowed.
+    RateLimited = 26,
+    ApiKeyNotFound = 27,
     /// A configured capacity (points or bytes of a collection or a service) would be
     /// exceeded; ErrorInfo.metadata\["limit"\] names the setting.
     CapacityExceeded = 22,
@@ -1018,6 +1043,10 @@ impl ErrorReason {
             Self::Skipped => "ERROR_REASON_SKIPPED",
             Self::IdempotencyConflict => "ERROR_REASON_IDEMPOTENCY_CONFLICT",
             Self::RequestTooLarge => "ERROR_REASON_REQUEST_TOO_LARGE",
+            Self::Unauthenticated => "ERROR_REASON_UNAUTHENTICATED",
+            Self::PermissionDenied => "ERROR_REASON_PERMISSION_DENIED",
+            Self::RateLimited => "ERROR_REASON_RATE_LIMITED",
+            Self::ApiKeyNotFound => "ERROR_REASON_API_KEY_NOT_FOUND",
             Self::CapacityExceeded => "ERROR_REASON_CAPACITY_EXCEEDED",
         }
     }
@@ -1046,6 +1075,10 @@ impl ErrorReason {
             "ERROR_REASON_SKIPPED" => Some(Self::Skipped),
             "ERROR_REASON_IDEMPOTENCY_CONFLICT" => Some(Self::IdempotencyConflict),
             "ERROR_REASON_REQUEST_TOO_LARGE" => Some(Self::RequestTooLarge),
+            "ERROR_REASON_UNAUTHENTICATED" => Some(Self::Unauthenticated),
+            "ERROR_REASON_PERMISSION_DENIED" => Some(Self::PermissionDenied),
+            "ERROR_REASON_RATE_LIMITED" => Some(Self::RateLimited),
+            "ERROR_REASON_API_KEY_NOT_FOUND" => Some(Self::ApiKeyNotFound),
             "ERROR_REASON_CAPACITY_EXCEEDED" => Some(Self::CapacityExceeded),
             _ => None,
         }
@@ -1750,6 +1783,9 @@ pub struct SubmitTasksResponse {
 pub struct GetTaskRequest {
     #[prost(string, tag = "1")]
     pub id: ::prost::alloc::string::String,
+    /// The caller's tenant; another tenant's id is NOT_FOUND (see the service comment).
+    #[prost(string, tag = "3")]
+    pub tenant: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -1763,6 +1799,7 @@ pub struct ListTasksRequest {
     /// 0 means the default.
     #[prost(int32, tag = "1")]
     pub page_size: i32,
+    /// As the previous page's next_page_token gave it (base64url).
     #[prost(string, tag = "2")]
     pub page_token: ::prost::alloc::string::String,
     #[prost(string, tag = "3")]
@@ -1788,6 +1825,9 @@ pub struct CancelTaskRequest {
     pub id: ::prost::alloc::string::String,
     #[prost(string, tag = "2")]
     pub reason: ::prost::alloc::string::String,
+    /// The caller's tenant; another tenant's id is NOT_FOUND (see the service comment).
+    #[prost(string, tag = "3")]
+    pub tenant: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -1800,6 +1840,19 @@ pub struct CancelTaskResponse {
 pub struct WatchTaskRequest {
     #[prost(string, tag = "1")]
     pub id: ::prost::alloc::string::String,
+    /// The caller's tenant; another tenant's id is NOT_FOUND (see the service comment).
+    #[prost(string, tag = "3")]
+    pub tenant: ::prost::alloc::string::String,
+    /// Resume a watch (SSE Last-Event-ID): the watcher has the chunks of attempt
+    /// from_attempt up to and including from_seq, so only later chunks of that attempt
+    /// (and every chunk of a later attempt) are sent; the status comes first as always.
+    /// Absent: from the start. Chunks are replayed from what the orchestrator retains
+    /// of each task (see the README's "Streaming" section for the bound); a chunk older
+    /// than that is gone, which the next chunk's seq shows.
+    #[prost(int64, optional, tag = "4")]
+    pub from_seq: ::core::option::Option<i64>,
+    #[prost(int32, tag = "5")]
+    pub from_attempt: i32,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -1963,6 +2016,9 @@ pub struct SubmitWorkflowResponse {
 pub struct GetWorkflowRequest {
     #[prost(string, tag = "1")]
     pub id: ::prost::alloc::string::String,
+    /// The caller's tenant; another tenant's id is NOT_FOUND (see the service comment).
+    #[prost(string, tag = "3")]
+    pub tenant: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -1977,6 +2033,9 @@ pub struct CancelWorkflowRequest {
     pub id: ::prost::alloc::string::String,
     #[prost(string, tag = "2")]
     pub reason: ::prost::alloc::string::String,
+    /// The caller's tenant; another tenant's id is NOT_FOUND (see the service comment).
+    #[prost(string, tag = "3")]
+    pub tenant: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -1989,6 +2048,9 @@ pub struct CancelWorkflowResponse {
 pub struct WatchWorkflowRequest {
     #[prost(string, tag = "1")]
     pub id: ::prost::alloc::string::String,
+    /// The caller's tenant; another tenant's id is NOT_FOUND (see the service comment).
+    #[prost(string, tag = "3")]
+    pub tenant: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -2072,6 +2134,122 @@ pub struct UsageRow {
     pub saved_tokens: i64,
     #[prost(int64, tag = "11")]
     pub saved_cost_nano_usd: i64,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListWorkflowsRequest {
+    /// 0 means the default.
+    #[prost(int32, tag = "1")]
+    pub page_size: i32,
+    /// As the previous page's next_page_token gave it (base64url).
+    #[prost(string, tag = "2")]
+    pub page_token: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub tenant: ::prost::alloc::string::String,
+    #[prost(enumeration = "WorkflowStatus", tag = "4")]
+    pub status: i32,
+    /// Only workflows of this name (WorkflowSpec.name).
+    #[prost(string, tag = "5")]
+    pub name: ::prost::alloc::string::String,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListWorkflowsResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub workflows: ::prost::alloc::vec::Vec<Workflow>,
+    /// Empty on the last page.
+    #[prost(string, tag = "2")]
+    pub next_page_token: ::prost::alloc::string::String,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ApiKey {
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    /// The tenant the key acts for (an admin key's own tasks go there too).
+    #[prost(string, tag = "2")]
+    pub tenant: ::prost::alloc::string::String,
+    #[prost(enumeration = "ApiKeyRole", tag = "3")]
+    pub role: i32,
+    /// What the key is for, as its creator named it.
+    #[prost(string, tag = "4")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "5")]
+    pub created_at: ::core::option::Option<::prost_types::Timestamp>,
+    /// Set once the key is revoked.
+    #[prost(message, optional, tag = "6")]
+    pub revoked_at: ::core::option::Option<::prost_types::Timestamp>,
+    /// The first characters of the secret, to tell keys apart; never the whole secret.
+    #[prost(string, tag = "7")]
+    pub prefix: ::prost::alloc::string::String,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CreateApiKeyRequest {
+    #[prost(string, tag = "1")]
+    pub tenant: ::prost::alloc::string::String,
+    /// Unspecified means API_KEY_ROLE_TENANT.
+    #[prost(enumeration = "ApiKeyRole", tag = "2")]
+    pub role: i32,
+    #[prost(string, tag = "3")]
+    pub name: ::prost::alloc::string::String,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CreateApiKeyResponse {
+    #[prost(message, optional, tag = "1")]
+    pub api_key: ::core::option::Option<ApiKey>,
+    /// The key itself: shown here once, never again (only its hash is stored).
+    #[prost(string, tag = "2")]
+    pub secret: ::prost::alloc::string::String,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListApiKeysRequest {
+    /// Only this tenant's keys; empty means every tenant's.
+    #[prost(string, tag = "1")]
+    pub tenant: ::prost::alloc::string::String,
+    /// 0 means the default.
+    #[prost(int32, tag = "2")]
+    pub page_size: i32,
+    #[prost(string, tag = "3")]
+    pub page_token: ::prost::alloc::string::String,
+    #[prost(bool, tag = "4")]
+    pub include_revoked: bool,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListApiKeysResponse {
+    /// Oldest first.
+    #[prost(message, repeated, tag = "1")]
+    pub api_keys: ::prost::alloc::vec::Vec<ApiKey>,
+    /// Empty on the last page.
+    #[prost(string, tag = "2")]
+    pub next_page_token: ::prost::alloc::string::String,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RevokeApiKeyRequest {
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RevokeApiKeyResponse {
+    #[prost(message, optional, tag = "1")]
+    pub api_key: ::core::option::Option<ApiKey>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct VerifyApiKeyRequest {
+    #[prost(string, tag = "1")]
+    pub secret: ::prost::alloc::string::String,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct VerifyApiKeyResponse {
+    #[prost(message, optional, tag = "1")]
+    pub api_key: ::core::option::Option<ApiKey>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
@@ -2251,6 +2429,39 @@ impl UsageGroupBy {
         }
     }
 }
+#[allow(clippy::all)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum ApiKeyRole {
+    Unspecified = 0,
+    /// Acts for its own tenant only.
+    Tenant = 1,
+    /// Acts for any tenant: reads every tenant's tasks, workflows, usage and metrics,
+    /// and manages API keys.
+    Admin = 2,
+}
+impl ApiKeyRole {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "API_KEY_ROLE_UNSPECIFIED",
+            Self::Tenant => "API_KEY_ROLE_TENANT",
+            Self::Admin => "API_KEY_ROLE_ADMIN",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "API_KEY_ROLE_UNSPECIFIED" => Some(Self::Unspecified),
+            "API_KEY_ROLE_TENANT" => Some(Self::Tenant),
+            "API_KEY_ROLE_ADMIN" => Some(Self::Admin),
+            _ => None,
+        }
+    }
+}
 /// Generated client implementations.
 pub mod orchestrator_service_client {
     #![allow(
@@ -2262,6 +2473,12 @@ pub mod orchestrator_service_client {
     )]
     use tonic::codegen::*;
     use tonic::codegen::http::Uri;
+    /// Tenancy: every call on a task or workflow by id takes a `tenant`; the orchestrator
+    /// answers NOT_FOUND for an id of another tenant, as for one that does not exist. A caller
+    /// authenticated with a tenant's API key acts for that tenant only (an empty `tenant`
+    /// means its own; another one is PERMISSION_DENIED); the gateway's service token and
+    /// admin keys act for the tenant the request names (empty: any). See the README's
+    /// "Authentication" section for the tokens and when they are required.
     #[derive(Debug, Clone)]
     pub struct OrchestratorServiceClient<T> {
         inner: tonic::client::Grpc<T>,
@@ -2654,6 +2871,143 @@ pub mod orchestrator_service_client {
                 .insert(GrpcMethod::new("taskloom.v1.OrchestratorService", "GetUsage"));
             self.inner.unary(req, path, codec).await
         }
+        /// ListWorkflows pages through workflows, newest first, filtered by tenant, status
+        /// and name.
+        pub async fn list_workflows(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListWorkflowsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListWorkflowsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/taskloom.v1.OrchestratorService/ListWorkflows",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("taskloom.v1.OrchestratorService", "ListWorkflows"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// API keys, for admins only: a key is bound to a tenant and a role; its secret is
+        /// shown once, by CreateAPIKey, and stored only as a hash.
+        pub async fn create_api_key(
+            &mut self,
+            request: impl tonic::IntoRequest<super::CreateApiKeyRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::CreateApiKeyResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/taskloom.v1.OrchestratorService/CreateAPIKey",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("taskloom.v1.OrchestratorService", "CreateAPIKey"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn list_api_keys(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListApiKeysRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListApiKeysResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/taskloom.v1.OrchestratorService/ListAPIKeys",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("taskloom.v1.OrchestratorService", "ListAPIKeys"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// RevokeAPIKey ends a key for good; revoking a revoked key returns it as it is.
+        pub async fn revoke_api_key(
+            &mut self,
+            request: impl tonic::IntoRequest<super::RevokeApiKeyRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::RevokeApiKeyResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/taskloom.v1.OrchestratorService/RevokeAPIKey",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("taskloom.v1.OrchestratorService", "RevokeAPIKey"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// VerifyAPIKey tells the key a secret belongs to (for the gateway's service token
+        /// and admins); an unknown or revoked secret is NOT_FOUND (API_KEY_NOT_FOUND).
+        pub async fn verify_api_key(
+            &mut self,
+            request: impl tonic::IntoRequest<super::VerifyApiKeyRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::VerifyApiKeyResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/taskloom.v1.OrchestratorService/VerifyAPIKey",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("taskloom.v1.OrchestratorService", "VerifyAPIKey"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -2767,7 +3121,55 @@ pub mod orchestrator_service_server {
             tonic::Response<super::GetUsageResponse>,
             tonic::Status,
         >;
+        /// ListWorkflows pages through workflows, newest first, filtered by tenant, status
+        /// and name.
+        async fn list_workflows(
+            &self,
+            request: tonic::Request<super::ListWorkflowsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListWorkflowsResponse>,
+            tonic::Status,
+        >;
+        /// API keys, for admins only: a key is bound to a tenant and a role; its secret is
+        /// shown once, by CreateAPIKey, and stored only as a hash.
+        async fn create_api_key(
+            &self,
+            request: tonic::Request<super::CreateApiKeyRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::CreateApiKeyResponse>,
+            tonic::Status,
+        >;
+        async fn list_api_keys(
+            &self,
+            request: tonic::Request<super::ListApiKeysRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListApiKeysResponse>,
+            tonic::Status,
+        >;
+        /// RevokeAPIKey ends a key for good; revoking a revoked key returns it as it is.
+        async fn revoke_api_key(
+            &self,
+            request: tonic::Request<super::RevokeApiKeyRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::RevokeApiKeyResponse>,
+            tonic::Status,
+        >;
+        /// VerifyAPIKey tells the key a secret belongs to (for the gateway's service token
+        /// and admins); an unknown or revoked secret is NOT_FOUND (API_KEY_NOT_FOUND).
+        async fn verify_api_key(
+            &self,
+            request: tonic::Request<super::VerifyApiKeyRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::VerifyApiKeyResponse>,
+            tonic::Status,
+        >;
     }
+    /// Tenancy: every call on a task or workflow by id takes a `tenant`; the orchestrator
+    /// answers NOT_FOUND for an id of another tenant, as for one that does not exist. A caller
+    /// authenticated with a tenant's API key acts for that tenant only (an empty `tenant`
+    /// means its own; another one is PERMISSION_DENIED); the gateway's service token and
+    /// admin keys act for the tenant the request names (empty: any). See the README's
+    /// "Authentication" section for the tokens and when they are required.
     #[derive(Debug)]
     pub struct OrchestratorServiceServer<T> {
         inner: Arc<T>,
@@ -3381,6 +3783,236 @@ pub mod orchestrator_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = GetUsageSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/taskloom.v1.OrchestratorService/ListWorkflows" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListWorkflowsSvc<T: OrchestratorService>(pub Arc<T>);
+                    impl<
+                        T: OrchestratorService,
+                    > tonic::server::UnaryService<super::ListWorkflowsRequest>
+                    for ListWorkflowsSvc<T> {
+                        type Response = super::ListWorkflowsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListWorkflowsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as OrchestratorService>::list_workflows(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListWorkflowsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/taskloom.v1.OrchestratorService/CreateAPIKey" => {
+                    #[allow(non_camel_case_types)]
+                    struct CreateAPIKeySvc<T: OrchestratorService>(pub Arc<T>);
+                    impl<
+                        T: OrchestratorService,
+                    > tonic::server::UnaryService<super::CreateApiKeyRequest>
+                    for CreateAPIKeySvc<T> {
+                        type Response = super::CreateApiKeyResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::CreateApiKeyRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as OrchestratorService>::create_api_key(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = CreateAPIKeySvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/taskloom.v1.OrchestratorService/ListAPIKeys" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListAPIKeysSvc<T: OrchestratorService>(pub Arc<T>);
+                    impl<
+                        T: OrchestratorService,
+                    > tonic::server::UnaryService<super::ListApiKeysRequest>
+                    for ListAPIKeysSvc<T> {
+                        type Response = super::ListApiKeysResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListApiKeysRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as OrchestratorService>::list_api_keys(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListAPIKeysSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/taskloom.v1.OrchestratorService/RevokeAPIKey" => {
+                    #[allow(non_camel_case_types)]
+                    struct RevokeAPIKeySvc<T: OrchestratorService>(pub Arc<T>);
+                    impl<
+                        T: OrchestratorService,
+                    > tonic::server::UnaryService<super::RevokeApiKeyRequest>
+                    for RevokeAPIKeySvc<T> {
+                        type Response = super::RevokeApiKeyResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::RevokeApiKeyRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as OrchestratorService>::revoke_api_key(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = RevokeAPIKeySvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/taskloom.v1.OrchestratorService/VerifyAPIKey" => {
+                    #[allow(non_camel_case_types)]
+                    struct VerifyAPIKeySvc<T: OrchestratorService>(pub Arc<T>);
+                    impl<
+                        T: OrchestratorService,
+                    > tonic::server::UnaryService<super::VerifyApiKeyRequest>
+                    for VerifyAPIKeySvc<T> {
+                        type Response = super::VerifyApiKeyResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::VerifyApiKeyRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as OrchestratorService>::verify_api_key(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = VerifyAPIKeySvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

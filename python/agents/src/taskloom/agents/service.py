@@ -107,6 +107,7 @@ def build_worker(
     )
     options = WorkerOptions(
         orchestrator_addr=settings.orchestrator_addr,
+        worker_token=settings.worker_token.get_secret_value(),
         worker_id=settings.worker_id,
         concurrency=settings.concurrency,
         drain_timeout_s=settings.drain_timeout_s,

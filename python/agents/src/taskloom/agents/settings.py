@@ -35,6 +35,10 @@ class Settings(config.ServiceSettings):
     orchestrator_addr: str = Field(
         default="127.0.0.1:50051", description="host:port of the orchestrator's gRPC port"
     )
+    worker_token: SecretStr = Field(
+        default=SecretStr(""),
+        description="the orchestrator's worker token, required when its authentication is on",
+    )
     cache_addr: str = Field(default="", description="host:port of the cache service; empty = off")
     metrics_addr: str = Field(
         default="", description="host:port of the metrics service; empty = off"

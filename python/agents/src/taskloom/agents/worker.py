@@ -42,6 +42,8 @@ class WorkerOptions:
     orchestrator_addr: str
     worker_id: str
     concurrency: int = 16
+    # The orchestrator's worker token (sent as `authorization: Bearer`); empty: none.
+    worker_token: str = ""
     drain_timeout_s: float = 10.0
     reconnect_initial_s: float = 0.5
     reconnect_max_s: float = 15.0
@@ -106,6 +108,7 @@ class Worker:
                 provider=spec.provider,
                 model=spec.model,
                 tools=spec.tool_names(),
+                max_tokens=spec.max_tokens,
             )
             for spec in self.runtime.catalog.values()
         ]
@@ -157,7 +160,9 @@ class Worker:
             self._opts.orchestrator_addr, options=CHANNEL_OPTIONS
         ) as channel:
             stub = worker_hub_pb2_grpc.WorkerHubServiceStub(channel)
-            call = stub.Session(self._requests())
+            token = self._opts.worker_token
+            metadata = (("authorization", f"Bearer {token}"),) if token else None
+            call = stub.Session(self._requests(), metadata=metadata)
             self._send(
                 register=worker_hub_pb2.Register(
                     worker_id=self.worker_id,

@@ -7,11 +7,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from taskloom.gateway import openapi
+from taskloom.gateway.auth import Authenticator
 from taskloom.gateway.body_limit import BodySizeLimit
 from taskloom.gateway.config import Settings
 from taskloom.gateway.errors import install_error_handlers
 from taskloom.gateway.limits import max_request_bytes
 from taskloom.gateway.orchestrator import Orchestrator
+from taskloom.gateway.ratelimit import RateLimits
 from taskloom.gateway.routes import agents, health, tasks, usage, workflows
 from taskloom.gateway.telemetry import TelemetryMiddleware
 
@@ -23,8 +26,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The channel is created here so that it belongs to the server's event loop.
         app.state.orchestrator = Orchestrator(
-            settings.orchestrator_addr, settings.grpc_timeout_seconds
+            settings.orchestrator_addr,
+            settings.grpc_timeout_seconds,
+            settings.orchestrator_token.get_secret_value(),
         )
+        app.state.rate_limits = RateLimits(settings)
         try:
             yield
         finally:
@@ -37,9 +43,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.authenticator = Authenticator(settings)
     app.add_middleware(BodySizeLimit, max_bytes=max_request_bytes())
     app.add_middleware(TelemetryMiddleware)
     install_error_handlers(app)
+    openapi.install(app)
     for module in (tasks, agents, workflows, usage, health):
         app.include_router(module.router)
     return app

@@ -5,9 +5,10 @@ defaults, the `gateway:` section of the config file, `TASKLOOM_*` environment, f
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from limits import parse
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
 from taskloom.sdk import config
@@ -38,7 +39,34 @@ class Settings(config.ServiceSettings):
     log_level: str = Field("info", description="debug, info, warning or error")
     api_keys: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
-        description="KEY=TENANT pairs, comma separated; empty disables authentication",
+        description="static keys: KEY=TENANT pairs, comma separated (besides the orchestrator's)",
+    )
+    auth: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="require an API key: on, off, or auto (on when api_keys or "
+        "orchestrator_token is set)",
+    )
+    orchestrator_token: SecretStr = Field(
+        SecretStr(""),
+        description="the orchestrator's service token, sent on every call; it lets the "
+        "gateway act for its callers' tenants and verify the orchestrator's API keys",
+    )
+    key_cache_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="how long a key the orchestrator verified (or refused) is trusted "
+        "without asking again: a revoked key stops working within this time",
+    )
+    key_rate_limit: str = Field(
+        "", description='requests each API key may make, e.g. "100/second"; empty: unlimited'
+    )
+    tenant_rate_limit: str = Field(
+        "", description='requests each tenant may make (all its keys), e.g. "1000/minute"'
+    )
+    redis_url: str = Field(
+        "",
+        description="Redis shared by every gateway process for the rate limits; "
+        "empty: each process counts alone",
     )
     default_tenant: str = Field("default", description="tenant of requests when auth is off")
     grpc_timeout_seconds: float = Field(10.0, gt=0, description="deadline of each unary gRPC call")
@@ -49,6 +77,18 @@ class Settings(config.ServiceSettings):
         description="on SIGTERM, how long open requests may finish; 0 = cancel them at once",
     )
 
+    @field_validator("key_rate_limit", "tenant_rate_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        if value:
+            try:
+                parse(value)
+            except ValueError:
+                raise ValueError(
+                    f"{value!r} is not a rate such as 100/second or 1000/minute"
+                ) from None
+        return value
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_api_keys(cls, value: Any) -> Any:
@@ -56,7 +96,9 @@ class Settings(config.ServiceSettings):
 
     @property
     def auth_enabled(self) -> bool:
-        return bool(self.api_keys)
+        if self.auth != "auto":
+            return self.auth == "on"
+        return bool(self.api_keys) or bool(self.orchestrator_token.get_secret_value())
 
     @property
     def http_host_port(self) -> tuple[str, int]:

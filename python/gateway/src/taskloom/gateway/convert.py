@@ -184,6 +184,11 @@ def agent_out(agent: common_pb2.AgentInfo) -> models.AgentOut:
         provider=agent.provider,
         model=agent.model,
         tools=list(agent.tools),
+        limits=models.AgentLimitsOut(
+            max_tokens=agent.max_tokens or None,
+            max_running=agent.max_running or None,
+            provider_max_running=agent.provider_max_running or None,
+        ),
     )
 
 

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, Header
 from starlette.requests import HTTPConnection
 
+from taskloom.gateway.auth import Authenticator, Caller
 from taskloom.gateway.config import Settings
-from taskloom.gateway.errors import ProblemError
 from taskloom.gateway.limits import TaskSpec, text
 from taskloom.gateway.orchestrator import Orchestrator, OrchestratorSession
+from taskloom.gateway.ratelimit import RateLimits
 from taskloom.gateway.telemetry import TRACEPARENT
 
 
@@ -30,39 +30,17 @@ def get_orchestrator(conn: HTTPConnection) -> OrchestratorSession:
     return orchestrator.session(get_traceparent(conn))
 
 
-def _presented_key(conn: HTTPConnection) -> str | None:
-    auth = conn.headers.get("authorization", "")
-    scheme, _, token = auth.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return conn.headers.get("x-api-key") or None
-
-
-def authenticate(conn: HTTPConnection, settings: Settings) -> str:
-    """The tenant of the caller: from its API key when keys are configured, else the default."""
-    if not settings.auth_enabled:
-        return settings.default_tenant
-    presented = _presented_key(conn)
-    if presented is not None:
-        for key, tenant in settings.api_keys.items():
-            if hmac.compare_digest(presented.encode(), key.encode()):
-                return tenant
-    detail = (
-        "The API key is not valid."
-        if presented
-        else "An API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`."
-    )
-    raise ProblemError(401, "UNAUTHENTICATED", detail, headers={"WWW-Authenticate": "Bearer"})
+async def get_caller(conn: HTTPConnection) -> Caller:
+    """The authenticated caller (401 otherwise), counted against its rate limits (429)."""
+    authenticator: Authenticator = conn.app.state.authenticator
+    caller = await authenticator.caller(conn, conn.app.state.orchestrator)
+    rate_limits: RateLimits = conn.app.state.rate_limits
+    await rate_limits.check(caller)
+    return caller
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-
-
-def get_tenant(conn: HTTPConnection, settings: SettingsDep) -> str:
-    return authenticate(conn, settings)
-
-
-TenantDep = Annotated[str, Depends(get_tenant)]
+CallerDep = Annotated[Caller, Depends(get_caller)]
 TraceparentDep = Annotated[str, Depends(get_traceparent)]
 OrchestratorDep = Annotated[OrchestratorSession, Depends(get_orchestrator)]
 IdempotencyKeyHeader = Annotated[

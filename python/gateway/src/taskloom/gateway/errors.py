@@ -50,6 +50,9 @@ _REASON_TO_HTTP = {"REQUEST_TOO_LARGE": 413, "IDEMPOTENCY_CONFLICT": 409}
 _REASON_MEMBERS = {"IDEMPOTENCY_CONFLICT": ("existing_id",), "REQUEST_TOO_LARGE": ("limit_bytes",)}
 # Echoed client strings (field names holding map keys, paths) are cut to this.
 _MAX_ECHO = 128
+# How the problems of the gateway's own validation (its models, from the contracts'
+# limits) begin, as against the orchestrator's (a step graph with a cycle, say).
+VALIDATION_DETAIL = "The request is invalid: check "
 _GENERIC_DETAIL = "The orchestrator failed to handle the request; try again later."
 _UNAVAILABLE_DETAIL = "The orchestrator is unreachable; try again later."
 
@@ -177,14 +180,15 @@ def _validation_field(loc: Iterable[Any]) -> str:
 
 
 def validation_problem(errors: Sequence[Any]) -> ProblemError:
+    if any(e.get("type") == "json_invalid" for e in errors):
+        # Not a request with a bad field but no request at all: 400, as for bad YAML.
+        return ProblemError(400, "MALFORMED_BODY", "The request body is not valid JSON.")
     items = [
         {"field": _validation_field(e.get("loc", ())), "message": str(e.get("msg", "invalid"))}
         for e in errors
     ]
     fields = ", ".join(dict.fromkeys(i["field"] for i in items))
-    return ProblemError(
-        422, "INVALID_ARGUMENT", f"The request is invalid: check {fields}.", errors=items
-    )
+    return ProblemError(422, "INVALID_ARGUMENT", f"{VALIDATION_DETAIL}{fields}.", errors=items)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -50,7 +50,11 @@ def text(message: type[Message], name: str) -> dict[str, Any]:
     """`Field` keywords bounding a string's length (bytes in the proto; pydantic counts
     characters, so the orchestrator still refuses multi-byte text past the bound)."""
     lim = field_limits(message, name)
-    return _kwargs(min_length=lim.min_len or None, max_length=lim.max_len or None)
+    return _kwargs(
+        min_length=lim.min_len or None,
+        max_length=lim.max_len or None,
+        pattern=lim.pattern or None,
+    )
 
 
 def count(message: type[Message], name: str) -> dict[str, Any]:
@@ -172,6 +176,8 @@ def _describe(lim: limits_pb2.FieldLimits) -> str:
         parts.append(f"at most {lim.max_bytes} bytes encoded")
     if lim.max_elements:
         parts.append(f"its list at most {lim.max_elements} elements")
+    if lim.pattern:
+        parts.append(f"matching `{lim.pattern}`")
     return ", ".join(parts)
 
 

@@ -91,6 +91,20 @@ class TaskCreate(_Strict):
     )
 
 
+class TaskBatchItem(TaskCreate):
+    idempotency_key: Text | None = Field(
+        None,
+        description="Retrying the batch with the same key returns this item's first task",
+        **text(TaskSpec, "idempotency_key"),
+    )
+
+
+class TaskBatchCreate(_Strict):
+    tasks: list[TaskBatchItem] = Field(
+        description="Queued all or none", **count(orchestrator_pb2.SubmitTasksRequest, "tasks")
+    )
+
+
 class TaskCancel(_Strict):
     reason: Text = Field("", **text(orchestrator_pb2.CancelTaskRequest, "reason"))
 
@@ -146,12 +160,27 @@ class TaskList(BaseModel):
     next_page_token: str | None = None
 
 
+class TaskBatch(BaseModel):
+    tasks: list[TaskOut]
+
+
+class AgentLimitsOut(BaseModel):
+    max_tokens: int | None = Field(None, description="Most tokens of one model completion")
+    max_running: int | None = Field(
+        None, description="The orchestrator's cap on this agent's tasks running at once"
+    )
+    provider_max_running: int | None = Field(
+        None, description="The orchestrator's cap on the tasks of its provider running at once"
+    )
+
+
 class AgentOut(BaseModel):
     name: str
     description: str
     provider: str
     model: str
     tools: list[str]
+    limits: AgentLimitsOut = Field(default_factory=AgentLimitsOut)
 
 
 class AgentList(BaseModel):
@@ -228,6 +257,11 @@ class WorkflowOut(BaseModel):
     created_at: datetime | None = None
     finished_at: datetime | None = None
     exited_at_step: str | None = None
+
+
+class WorkflowList(BaseModel):
+    workflows: list[WorkflowOut]
+    next_page_token: str | None = None
 
 
 # Health.

@@ -1,5 +1,6 @@
 """The gateway's gRPC client of the orchestrator: one channel per app, one deadline per call,
-and the caller's trace context in the metadata of every call.
+and in the metadata of every call the caller's trace context and the gateway's service token
+(with which it acts for the tenant each request names).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ Response = TypeVar("Response", bound=Message)
 class Orchestrator:
     """The channel to the orchestrator, opened at app start and closed at shutdown."""
 
-    def __init__(self, addr: str, timeout: float) -> None:
+    def __init__(self, addr: str, timeout: float, token: str = "") -> None:
         self.addr = addr
         self.timeout = timeout
+        self._auth = (("authorization", f"Bearer {token}"),) if token else ()
         self.channel = grpc.aio.insecure_channel(addr)
         self.stub = orchestrator_pb2_grpc.OrchestratorServiceStub(self.channel)
         # The standard health check, called directly: the typing stubs of HealthStub
@@ -49,7 +51,8 @@ class Orchestrator:
         return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
 
     def session(self, traceparent: str) -> OrchestratorSession:
-        return OrchestratorSession(self.stub, ((TRACEPARENT, traceparent),), self.timeout)
+        metadata = ((TRACEPARENT, traceparent), *self._auth)
+        return OrchestratorSession(self.stub, metadata, self.timeout)
 
 
 @dataclass(frozen=True)
@@ -74,17 +77,21 @@ class OrchestratorSession:
             self.stub.SubmitTask, orchestrator_pb2.SubmitTaskRequest(task=spec)
         )
 
-    async def get_task(self, task_id: str) -> common_pb2.Task:
-        resp = await self._unary(self.stub.GetTask, orchestrator_pb2.GetTaskRequest(id=task_id))
-        return resp.task
+    async def submit_tasks(self, specs: list[common_pb2.TaskSpec]) -> list[common_pb2.Task]:
+        req = orchestrator_pb2.SubmitTasksRequest(tasks=specs)
+        return list((await self._unary(self.stub.SubmitTasks, req)).tasks)
+
+    async def get_task(self, task_id: str, tenant: str) -> common_pb2.Task:
+        req = orchestrator_pb2.GetTaskRequest(id=task_id, tenant=tenant)
+        return (await self._unary(self.stub.GetTask, req)).task
 
     async def list_tasks(
         self, request: orchestrator_pb2.ListTasksRequest
     ) -> orchestrator_pb2.ListTasksResponse:
         return await self._unary(self.stub.ListTasks, request)
 
-    async def cancel_task(self, task_id: str, reason: str) -> common_pb2.Task:
-        req = orchestrator_pb2.CancelTaskRequest(id=task_id, reason=reason)
+    async def cancel_task(self, task_id: str, tenant: str, reason: str) -> common_pb2.Task:
+        req = orchestrator_pb2.CancelTaskRequest(id=task_id, tenant=tenant, reason=reason)
         resp = await self._unary(self.stub.CancelTask, req)
         return resp.task
 
@@ -103,29 +110,35 @@ class OrchestratorSession:
         req = orchestrator_pb2.SubmitWorkflowRequest(workflow=spec)
         return await self._unary(self.stub.SubmitWorkflow, req)
 
-    async def get_workflow(self, workflow_id: str) -> orchestrator_pb2.Workflow:
-        req = orchestrator_pb2.GetWorkflowRequest(id=workflow_id)
+    async def get_workflow(self, workflow_id: str, tenant: str) -> orchestrator_pb2.Workflow:
+        req = orchestrator_pb2.GetWorkflowRequest(id=workflow_id, tenant=tenant)
         return (await self._unary(self.stub.GetWorkflow, req)).workflow
 
-    async def cancel_workflow(self, workflow_id: str, reason: str) -> orchestrator_pb2.Workflow:
-        req = orchestrator_pb2.CancelWorkflowRequest(id=workflow_id, reason=reason)
+    async def list_workflows(
+        self, request: orchestrator_pb2.ListWorkflowsRequest
+    ) -> orchestrator_pb2.ListWorkflowsResponse:
+        return await self._unary(self.stub.ListWorkflows, request)
+
+    async def cancel_workflow(
+        self, workflow_id: str, tenant: str, reason: str
+    ) -> orchestrator_pb2.Workflow:
+        req = orchestrator_pb2.CancelWorkflowRequest(id=workflow_id, tenant=tenant, reason=reason)
         return (await self._unary(self.stub.CancelWorkflow, req)).workflow
 
-    async def watch_task(self, task_id: str) -> EventStream:
+    async def verify_api_key(self, secret: str) -> orchestrator_pb2.APIKey:
+        req = orchestrator_pb2.VerifyAPIKeyRequest(secret=secret)
+        return (await self._unary(self.stub.VerifyAPIKey, req)).api_key
+
+    async def watch_task(self, request: orchestrator_pb2.WatchTaskRequest) -> EventStream:
         """Open WatchTask and read its first event, so a bad id fails before streaming starts.
 
         Watch streams have no deadline: they last as long as the task.
         """
-        call = self.stub.WatchTask(
-            orchestrator_pb2.WatchTaskRequest(id=task_id), metadata=self.metadata
-        )
-        return await EventStream.open(call)
+        return await EventStream.open(self.stub.WatchTask(request, metadata=self.metadata))
 
-    async def watch_workflow(self, workflow_id: str) -> EventStream:
-        call = self.stub.WatchWorkflow(
-            orchestrator_pb2.WatchWorkflowRequest(id=workflow_id), metadata=self.metadata
-        )
-        return await EventStream.open(call)
+    async def watch_workflow(self, workflow_id: str, tenant: str) -> EventStream:
+        req = orchestrator_pb2.WatchWorkflowRequest(id=workflow_id, tenant=tenant)
+        return await EventStream.open(self.stub.WatchWorkflow(req, metadata=self.metadata))
 
 
 class EventStream:

@@ -20,6 +20,8 @@ from taskloom.gateway.orchestrator import EventStream
 from taskloom.gateway.telemetry import STREAMS_ACTIVE
 
 Converter = Callable[[Any], tuple[str, dict[str, Any]] | None]
+# The SSE `id` of an event, by its name and data (None: the event has none).
+EventId = Callable[[str, dict[str, Any]], str | None]
 
 
 async def _named_events(
@@ -37,12 +39,15 @@ async def _named_events(
         yield "error", problem_from_grpc(err).body(instance)
 
 
-def sse_response(stream: EventStream, convert: Converter, instance: str) -> EventSourceResponse:
+def sse_response(
+    stream: EventStream, convert: Converter, instance: str, event_id: EventId | None = None
+) -> EventSourceResponse:
     async def frames() -> AsyncIterator[ServerSentEvent]:
         STREAMS_ACTIVE.labels("sse").inc()
         try:
             async for name, data in _named_events(stream, convert, instance):
-                yield ServerSentEvent(data=orjson.dumps(data).decode(), event=name)
+                ident = event_id(name, data) if event_id else None
+                yield ServerSentEvent(data=orjson.dumps(data).decode(), event=name, id=ident)
         finally:
             STREAMS_ACTIVE.labels("sse").dec()
             stream.cancel()
@@ -50,13 +55,14 @@ def sse_response(stream: EventStream, convert: Converter, instance: str) -> Even
     return EventSourceResponse(frames(), headers={"Cache-Control": "no-store"})
 
 
-async def websocket_error(websocket: WebSocket, problem: ProblemError) -> None:
-    """Tell a WebSocket client why its stream cannot start, then close with 4000 + status."""
-    await websocket.accept()
-    await websocket.send_text(
-        orjson.dumps({"event": "error", "data": problem.body(websocket.url.path)}).decode()
-    )
-    await websocket.close(code=close_code_for(problem), reason=problem.reason)
+async def websocket_refusal(websocket: WebSocket, problem: ProblemError) -> None:
+    """Refuse a WebSocket at the handshake, before it opens: the problem's status and
+    problem+json body as the HTTP answer (where the server offers the denial response
+    extension, as uvicorn does), else a bare 403."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(problem.response(websocket.url.path))
+    else:
+        await websocket.close(code=close_code_for(problem), reason=problem.reason)
 
 
 async def websocket_relay(websocket: WebSocket, stream: EventStream, convert: Converter) -> None:

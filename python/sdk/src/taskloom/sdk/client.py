@@ -1,77 +1,39 @@
-"""A synchronous Python client of Taskloom's REST gateway.
+"""The synchronous Python client of Taskloom's REST gateway.
 
     with TaskloomClient("http://127.0.0.1:8000", api_key="...") as tl:
         task = tl.submit_task("echo", {"q": "hello"})
-        done = tl.wait_task(task["id"])
+        done = tl.wait_task(task.id)
 
-Every failure the gateway reports raises `TaskloomError` carrying its problem+json body.
+Answers are typed (`taskloom.sdk.models`); every failure the gateway reports raises
+`TaskloomError` carrying its problem+json body. 429 and 503 answers are retried after
+`Retry-After` (`RetryPolicy`); event streams that break resume with `Last-Event-ID`.
+`AsyncTaskloomClient` (taskloom.sdk.async_client) offers the same calls with `await`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import httpx
-import orjson
 
-TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
+from taskloom.sdk import calls
+from taskloom.sdk.calls import Call
+from taskloom.sdk.errors import TaskloomError, problem_of
+from taskloom.sdk.events import Event, ResumableStream, broken_stream
+from taskloom.sdk.models import Agent, Task, TaskPage, TaskRequest, Workflow, WorkflowPage
+from taskloom.sdk.retry import RetryPolicy
 
+__all__ = ["Event", "TaskloomClient", "TaskloomError"]
 
-class TaskloomError(Exception):
-    """A request failed; `problem` is the gateway's RFC 9457 body."""
-
-    def __init__(self, status: int | None, problem: dict[str, Any]) -> None:
-        self.status = status
-        self.problem = problem
-        self.reason: str = problem.get("reason", "")
-        self.detail: str = problem.get("detail", "")
-        super().__init__(f"{status} {self.reason}: {self.detail}" if status else self.detail)
-
-
-@dataclass(frozen=True)
-class Event:
-    """One event of a task's stream: `status`, `chunk`, `done` or `error`."""
-
-    event: str
-    data: Any
-
-
-def _raise_for_problem(resp: httpx.Response) -> None:
-    if resp.is_success:
-        return
-    try:
-        problem = resp.json()
-    except ValueError:
-        problem = None
-    if not isinstance(problem, dict):
-        problem = {"status": resp.status_code, "title": resp.reason_phrase, "detail": resp.text}
-    raise TaskloomError(resp.status_code, problem)
-
-
-def _parse_sse(lines: Iterator[str]) -> Iterator[Event]:
-    """Server-Sent Events (WHATWG event-stream format) from a stream of lines."""
-    name, data = "message", list[str]()
-    for line in lines:
-        if not line:
-            if data:
-                yield Event(name, orjson.loads("\n".join(data)))
-            name, data = "message", []
-            continue
-        if line.startswith(":"):
-            continue  # comment, e.g. a keep-alive ping
-        field, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if field == "event":
-            name = value
-        elif field == "data":
-            data.append(value)
+T = TypeVar("T")
+# Reading an event stream waits as long as the work takes; connecting does not.
+STREAM_TIMEOUT = httpx.Timeout(None, connect=10)
 
 
 class TaskloomClient:
-    """Submit, read, cancel and stream Taskloom tasks over the REST gateway."""
+    """Submit, read, cancel and stream Taskloom tasks and workflows over the REST gateway."""
 
     def __init__(
         self,
@@ -79,9 +41,11 @@ class TaskloomClient:
         api_key: str | None = None,
         *,
         timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.retry = retry or RetryPolicy()
         self._http = httpx.Client(
             base_url=base_url, headers=headers, timeout=timeout, transport=transport
         )
@@ -95,45 +59,34 @@ class TaskloomClient:
     def close(self) -> None:
         self._http.close()
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            resp = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as err:
-            raise TaskloomError(
-                None,
-                {"reason": "UNREACHABLE", "detail": f"Cannot reach {self._http.base_url}: {err}"},
-            ) from err
-        _raise_for_problem(resp)
-        return resp
+    def _call(self, call: Call[T]) -> T:
+        retry = 0
+        while True:
+            try:
+                resp = self._http.request(call.method, call.path, **call.request_args())
+            except httpx.TransportError as err:
+                raise TaskloomError.unreachable(self._http.base_url, err) from err
+            if resp.is_success:
+                return call.read(resp)
+            retry += 1
+            wait = self.retry.wait_before(retry, resp, call.repeatable)
+            if wait is None:
+                raise problem_of(resp)
+            time.sleep(wait)
 
-    def submit_task(
-        self,
-        agent: str,
-        input: Any = None,
-        *,
-        priority: int | None = None,
-        labels: dict[str, str] | None = None,
-        timeout_seconds: float | None = None,
-        max_attempts: int | None = None,
-        idempotency_key: str | None = None,
-        stream: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """Queue a task; returns its state (the existing task when the key was seen before).
-        `stream` is `{text_only, buffer_size, flush_interval_ms}` (taskloom.v1.StreamOptions)."""
-        body: dict[str, Any] = {"agent": agent, "input": input}
-        optional = {
-            "priority": priority,
-            "labels": labels,
-            "timeout_seconds": timeout_seconds,
-            "max_attempts": max_attempts,
-            "stream": stream,
-        }
-        body.update({k: v for k, v in optional.items() if v is not None})
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return self._request("POST", "/v1/tasks", json=body, headers=headers).json()  # type: ignore[no-any-return]
+    # Tasks
 
-    def get_task(self, task_id: str) -> dict[str, Any]:
-        return self._request("GET", f"/v1/tasks/{task_id}").json()  # type: ignore[no-any-return]
+    def submit_task(self, agent: str, input: Any = None, **options: Any) -> Task:
+        """Queue a task (options: priority, labels, timeout_seconds, max_attempts,
+        idempotency_key); the existing task when the idempotency key was seen before."""
+        return self._call(calls.submit_task(TaskRequest(agent=agent, input=input, **options)))
+
+    def submit_tasks(self, tasks: Iterable[TaskRequest | Mapping[str, Any]]) -> list[Task]:
+        """Queue many tasks, all or none (the gateway's batch limit applies)."""
+        return self._call(calls.submit_tasks(TaskRequest.model_validate(t) for t in tasks))
+
+    def get_task(self, task_id: str) -> Task:
+        return self._call(calls.get_task(task_id))
 
     def list_tasks(
         self,
@@ -142,46 +95,33 @@ class TaskloomClient:
         agent: str | None = None,
         page_size: int | None = None,
         page_token: str | None = None,
-    ) -> dict[str, Any]:
-        """One page: `{"tasks": [...], "next_page_token": str | None}`."""
-        params = {
-            "status": status,
-            "agent": agent,
-            "page_size": page_size,
-            "page_token": page_token,
-        }
-        params = {k: v for k, v in params.items() if v is not None}
-        return self._request("GET", "/v1/tasks", params=params).json()  # type: ignore[no-any-return]
+    ) -> TaskPage:
+        """One page, newest first; pass `next_page_token` back for the next."""
+        return self._call(
+            calls.list_tasks(status=status, agent=agent, page_size=page_size, page_token=page_token)
+        )
 
-    def cancel_task(self, task_id: str, reason: str = "") -> dict[str, Any]:
-        return self._request("POST", f"/v1/tasks/{task_id}/cancel", json={"reason": reason}).json()  # type: ignore[no-any-return]
+    def iter_tasks(self, **filters: Any) -> Iterator[Task]:
+        """Every task the filters match, page after page."""
+        token = None
+        while True:
+            page = self.list_tasks(**filters, page_token=token)
+            yield from page.tasks
+            if not page.next_page_token:
+                return
+            token = page.next_page_token
 
-    def list_agents(self) -> list[dict[str, Any]]:
-        return self._request("GET", "/v1/agents").json()["agents"]  # type: ignore[no-any-return]
+    def cancel_task(self, task_id: str, reason: str = "") -> Task:
+        return self._call(calls.cancel_task(task_id, reason))
 
-    def stream_events(self, task_id: str) -> Iterator[Event]:
-        """The task's events as they happen, ending after `done`; `error` raises TaskloomError."""
-        try:
-            with self._http.stream(
-                "GET", f"/v1/tasks/{task_id}/events", timeout=httpx.Timeout(None, connect=10)
-            ) as resp:
-                if not resp.is_success:
-                    resp.read()
-                    _raise_for_problem(resp)
-                for event in _parse_sse(resp.iter_lines()):
-                    if event.event == "error":
-                        raise TaskloomError(event.data.get("status"), event.data)
-                    yield event
-                    if event.event == "done":
-                        return
-        except httpx.TransportError as err:
-            raise TaskloomError(
-                None, {"reason": "UNREACHABLE", "detail": f"The event stream broke: {err}"}
-            ) from err
+    def stream_events(self, task_id: str, *, last_event_id: str = "") -> Iterator[Event]:
+        """The task's events as they happen, ending after `done`; `error` raises
+        TaskloomError. A broken connection is reopened with `Last-Event-ID`."""
+        return self._stream(f"/v1/tasks/{task_id}/events", ResumableStream(last_event_id))
 
     def wait_task(
         self, task_id: str, *, timeout: float | None = None, poll_interval: float = 0.5
-    ) -> dict[str, Any]:
+    ) -> Task:
         """Block until the task has finished and return its final state.
 
         Without a timeout this follows the event stream; with one it polls, so that the
@@ -190,12 +130,92 @@ class TaskloomClient:
         if timeout is None:
             for event in self.stream_events(task_id):
                 if event.event == "done":
-                    return event.data  # type: ignore[no-any-return]
+                    return event.task()
         deadline = time.monotonic() + (timeout if timeout is not None else float("inf"))
         while True:
             task = self.get_task(task_id)
-            if task["status"] in TERMINAL_STATUSES:
+            if task.done:
                 return task
             if time.monotonic() >= deadline:
-                raise TimeoutError(f"task {task_id} is still {task['status']} after {timeout} s")
+                raise TimeoutError(f"task {task_id} is still {task.status} after {timeout} s")
             time.sleep(min(poll_interval, max(0.0, deadline - time.monotonic())))
+
+    # Agents
+
+    def list_agents(self) -> list[Agent]:
+        return self._call(calls.list_agents())
+
+    def get_agent(self, name: str) -> Agent:
+        """The agent with its tools and limits."""
+        return self._call(calls.get_agent(name))
+
+    # Workflows
+
+    def submit_workflow(
+        self, spec: Mapping[str, Any] | str, *, idempotency_key: str | None = None
+    ) -> Workflow:
+        """Start a workflow from a mapping (JSON) or YAML text."""
+        return self._call(calls.submit_workflow(spec, idempotency_key))
+
+    def get_workflow(self, workflow_id: str) -> Workflow:
+        return self._call(calls.get_workflow(workflow_id))
+
+    def list_workflows(
+        self,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        page_size: int | None = None,
+        page_token: str | None = None,
+    ) -> WorkflowPage:
+        return self._call(
+            calls.list_workflows(
+                status=status, name=name, page_size=page_size, page_token=page_token
+            )
+        )
+
+    def cancel_workflow(self, workflow_id: str, reason: str = "") -> Workflow:
+        return self._call(calls.cancel_workflow(workflow_id, reason))
+
+    def stream_workflow_events(self, workflow_id: str) -> Iterator[Event]:
+        """`status`, `step` and finally `done` events; reopened when the connection breaks
+        (a reopened stream starts with the workflow's current status)."""
+        return self._stream(f"/v1/workflows/{workflow_id}/events", ResumableStream())
+
+    def wait_workflow(self, workflow_id: str) -> Workflow:
+        for event in self.stream_workflow_events(workflow_id):
+            if event.event == "done":
+                return event.workflow()
+        raise AssertionError("a workflow stream ends with done")  # pragma: no cover
+
+    def _stream(self, path: str, stream: ResumableStream) -> Iterator[Event]:
+        broken = 0  # reconnects since the last event
+        failure: Exception | None = None
+        while True:
+            try:
+                with self._http.stream(
+                    "GET", path, headers=stream.headers(), timeout=STREAM_TIMEOUT
+                ) as resp:
+                    if not resp.is_success:
+                        resp.read()
+                        broken += 1
+                        wait = self.retry.wait_before(broken, resp, repeatable=True)
+                        if wait is None:
+                            raise problem_of(resp)
+                        time.sleep(wait)
+                        continue
+                    for line in resp.iter_lines():
+                        event = stream.feed(line)
+                        if event is None:
+                            continue
+                        broken = 0
+                        yield event
+                        if stream.finished:
+                            return
+            except httpx.TransportError as err:
+                failure = err
+            # The connection ended before `done`: reopen it.
+            broken += 1
+            if broken > self.retry.max_retries:
+                raise broken_stream(f"{self._http.base_url}{path}", failure) from failure
+            time.sleep(self.retry.backoff_for(broken))

@@ -63,6 +63,19 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """The request is larger than the service accepts (ServiceLimits.max_request_bytes);
     ErrorInfo.metadata["limit_bytes"] gives the bound.
     """
+    ERROR_REASON_UNAUTHENTICATED: _ErrorReason.ValueType  # 24
+    """The call carries no credentials, or ones the service does not know (gRPC
+    UNAUTHENTICATED, HTTP 401).
+    """
+    ERROR_REASON_PERMISSION_DENIED: _ErrorReason.ValueType  # 25
+    """The caller is known but may not make this call or act for this tenant (gRPC
+    PERMISSION_DENIED, HTTP 403).
+    """
+    ERROR_REASON_RATE_LIMITED: _ErrorReason.ValueType  # 26
+    """The caller's API key or tenant sent more requests than its rate allows;
+    ErrorInfo.metadata["retry_after_ms"] says when the next one is allowed.
+    """
+    ERROR_REASON_API_KEY_NOT_FOUND: _ErrorReason.ValueType  # 27
     ERROR_REASON_CAPACITY_EXCEEDED: _ErrorReason.ValueType  # 22
     """A configured capacity (points or bytes of a collection or a service) would be
     exceeded; ErrorInfo.metadata["limit"] names the setting.
@@ -109,6 +122,19 @@ ERROR_REASON_REQUEST_TOO_LARGE: ErrorReason.ValueType  # 21
 """The request is larger than the service accepts (ServiceLimits.max_request_bytes);
 ErrorInfo.metadata["limit_bytes"] gives the bound.
 """
+ERROR_REASON_UNAUTHENTICATED: ErrorReason.ValueType  # 24
+"""The call carries no credentials, or ones the service does not know (gRPC
+UNAUTHENTICATED, HTTP 401).
+"""
+ERROR_REASON_PERMISSION_DENIED: ErrorReason.ValueType  # 25
+"""The caller is known but may not make this call or act for this tenant (gRPC
+PERMISSION_DENIED, HTTP 403).
+"""
+ERROR_REASON_RATE_LIMITED: ErrorReason.ValueType  # 26
+"""The caller's API key or tenant sent more requests than its rate allows;
+ErrorInfo.metadata["retry_after_ms"] says when the next one is allowed.
+"""
+ERROR_REASON_API_KEY_NOT_FOUND: ErrorReason.ValueType  # 27
 ERROR_REASON_CAPACITY_EXCEEDED: ErrorReason.ValueType  # 22
 """A configured capacity (points or bytes of a collection or a service) would be
 exceeded; ErrorInfo.metadata["limit"] names the setting.
@@ -589,11 +615,24 @@ class AgentInfo(_message.Message):
     PROVIDER_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
     TOOLS_FIELD_NUMBER: _builtins.int
+    MAX_TOKENS_FIELD_NUMBER: _builtins.int
+    MAX_RUNNING_FIELD_NUMBER: _builtins.int
+    PROVIDER_MAX_RUNNING_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     description: _builtins.str
     provider: _builtins.str
     """LLM provider kind, e.g. "simulated", "openai", "anthropic"."""
     model: _builtins.str
+    max_tokens: _builtins.int
+    """Limits. The agent file's bound on the tokens of one model completion (0: the
+    provider's own).
+    """
+    max_running: _builtins.int
+    """The orchestrator's caps on tasks running at once: of this agent (--agent-limit)
+    and of every agent of its provider (--provider-limit); 0 means no cap. Set by the
+    orchestrator, never by workers.
+    """
+    provider_max_running: _builtins.int
     @_builtins.property
     def tools(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -604,10 +643,13 @@ class AgentInfo(_message.Message):
         provider: _builtins.str = ...,
         model: _builtins.str = ...,
         tools: _abc.Iterable[_builtins.str] | None = ...,
+        max_tokens: _builtins.int = ...,
+        max_running: _builtins.int = ...,
+        provider_max_running: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "model", b"model", "name", b"name", "provider", b"provider", "tools", b"tools"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "max_running", b"max_running", "max_tokens", b"max_tokens", "model", b"model", "name", b"name", "provider", b"provider", "provider_max_running", b"provider_max_running", "tools", b"tools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18taskloom/v1/limits.proto\x12\x0btaskloom.v1\x1a google/protobuf/descriptor.proto\"\xaa\x02\n\x0b\x46ieldLimits\x12\x0f\n\x07min_len\x18\x01 \x01(\r\x12\x0f\n\x07max_len\x18\x02 \x01(\r\x12\x11\n\tmin_items\x18\x03 \x01(\r\x12\x11\n\tmax_items\x18\x04 \x01(\r\x12\x13\n\x0bmin_key_len\x18\x05 \x01(\r\x12\x13\n\x0bmax_key_len\x18\x06 \x01(\r\x12\x15\n\rmax_value_len\x18\x07 \x01(\r\x12\x10\n\x03min\x18\x08 \x01(\x03H\x00\x88\x01\x01\x12\x10\n\x03max\x18\t \x01(\x03H\x01\x88\x01\x01\x12\x14\n\x07\x64\x65\x66\x61ult\x18\n \x01(\x03H\x02\x88\x01\x01\x12\x13\n\x0bmax_seconds\x18\x0b \x01(\x04\x12\x11\n\tmax_bytes\x18\x0c \x01(\x04\x12\x14\n\x0cmax_elements\x18\r \x01(\rB\x06\n\x04_minB\x06\n\x04_maxB\n\n\x08_default\"*\n\rServiceLimits\x12\x19\n\x11max_request_bytes\x18\x01 \x01(\x04:I\n\x06limits\x12\x1d.google.protobuf.FieldOptions\x18\xb9\x8e\x03 \x01(\x0b\x32\x18.taskloom.v1.FieldLimits:U\n\x0eservice_limits\x12\x1f.google.protobuf.ServiceOptions\x18\xba\x8e\x03 \x01(\x0b\x32\x1a.taskloom.v1.ServiceLimitsBRZPgithub.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1;taskloomv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18taskloom/v1/limits.proto\x12\x0btaskloom.v1\x1a google/protobuf/descriptor.proto\"\xbb\x02\n\x0b\x46ieldLimits\x12\x0f\n\x07min_len\x18\x01 \x01(\r\x12\x0f\n\x07max_len\x18\x02 \x01(\r\x12\x11\n\tmin_items\x18\x03 \x01(\r\x12\x11\n\tmax_items\x18\x04 \x01(\r\x12\x13\n\x0bmin_key_len\x18\x05 \x01(\r\x12\x13\n\x0bmax_key_len\x18\x06 \x01(\r\x12\x15\n\rmax_value_len\x18\x07 \x01(\r\x12\x10\n\x03min\x18\x08 \x01(\x03H\x00\x88\x01\x01\x12\x10\n\x03max\x18\t \x01(\x03H\x01\x88\x01\x01\x12\x14\n\x07\x64\x65\x66\x61ult\x18\n \x01(\x03H\x02\x88\x01\x01\x12\x13\n\x0bmax_seconds\x18\x0b \x01(\x04\x12\x11\n\tmax_bytes\x18\x0c \x01(\x04\x12\x14\n\x0cmax_elements\x18\r \x01(\r\x12\x0f\n\x07pattern\x18\x0e \x01(\tB\x06\n\x04_minB\x06\n\x04_maxB\n\n\x08_default\"*\n\rServiceLimits\x12\x19\n\x11max_request_bytes\x18\x01 \x01(\x04:I\n\x06limits\x12\x1d.google.protobuf.FieldOptions\x18\xb9\x8e\x03 \x01(\x0b\x32\x18.taskloom.v1.FieldLimits:U\n\x0eservice_limits\x12\x1f.google.protobuf.ServiceOptions\x18\xba\x8e\x03 \x01(\x0b\x32\x1a.taskloom.v1.ServiceLimitsBRZPgithub.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1;taskloomv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,7 +34,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'ZPgithub.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1;taskloomv1'
   _globals['_FIELDLIMITS']._serialized_start=76
-  _globals['_FIELDLIMITS']._serialized_end=374
-  _globals['_SERVICELIMITS']._serialized_start=376
-  _globals['_SERVICELIMITS']._serialized_end=418
+  _globals['_FIELDLIMITS']._serialized_end=391
+  _globals['_SERVICELIMITS']._serialized_start=393
+  _globals['_SERVICELIMITS']._serialized_end=435
 # @@protoc_insertion_point(module_scope)

@@ -42,6 +42,7 @@ class FieldLimits(_message.Message):
     MAX_SECONDS_FIELD_NUMBER: _builtins.int
     MAX_BYTES_FIELD_NUMBER: _builtins.int
     MAX_ELEMENTS_FIELD_NUMBER: _builtins.int
+    PATTERN_FIELD_NUMBER: _builtins.int
     min_len: _builtins.int
     """Strings (each element of a repeated string): the fewest and most bytes.
     min_len 1 makes the field required.
@@ -71,6 +72,10 @@ class FieldLimits(_message.Message):
     """A template naming a list at run time (map_over): the most elements the list
     may have.
     """
+    pattern: _builtins.str
+    """Strings (each element of a repeated string): an RE2 regular expression the whole
+    value must match (anchor it with ^ and $).
+    """
     def __init__(
         self,
         *,
@@ -87,10 +92,11 @@ class FieldLimits(_message.Message):
         max_seconds: _builtins.int = ...,
         max_bytes: _builtins.int = ...,
         max_elements: _builtins.int = ...,
+        pattern: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_default", b"_default", "_max", b"_max", "_min", b"_min", "default", b"default", "max", b"max", "min", b"min"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_default", b"_default", "_max", b"_max", "_min", b"_min", "default", b"default", "max", b"max", "max_bytes", b"max_bytes", "max_elements", b"max_elements", "max_items", b"max_items", "max_key_len", b"max_key_len", "max_len", b"max_len", "max_seconds", b"max_seconds", "max_value_len", b"max_value_len", "min", b"min", "min_items", b"min_items", "min_key_len", b"min_key_len", "min_len", b"min_len"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_default", b"_default", "_max", b"_max", "_min", b"_min", "default", b"default", "max", b"max", "max_bytes", b"max_bytes", "max_elements", b"max_elements", "max_items", b"max_items", "max_key_len", b"max_key_len", "max_len", b"max_len", "max_seconds", b"max_seconds", "max_value_len", b"max_value_len", "min", b"min", "min_items", b"min_items", "min_key_len", b"min_key_len", "min_len", b"min_len", "pattern", b"pattern"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__default: _TypeAlias = _typing.Literal["default"]  # noqa: Y015
     _WhichOneofArgType__default: _TypeAlias = _typing.Literal["_default", b"_default"]  # noqa: Y015

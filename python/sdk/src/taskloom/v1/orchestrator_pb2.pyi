@@ -140,6 +140,32 @@ USAGE_GROUP_BY_MODEL: UsageGroupBy.ValueType  # 3
 """By endpoint and model."""
 Global___UsageGroupBy: _TypeAlias = UsageGroupBy  # noqa: Y015
 
+class _APIKeyRole:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _APIKeyRoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_APIKeyRole.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    API_KEY_ROLE_UNSPECIFIED: _APIKeyRole.ValueType  # 0
+    API_KEY_ROLE_TENANT: _APIKeyRole.ValueType  # 1
+    """Acts for its own tenant only."""
+    API_KEY_ROLE_ADMIN: _APIKeyRole.ValueType  # 2
+    """Acts for any tenant: reads every tenant's tasks, workflows, usage and metrics,
+    and manages API keys.
+    """
+
+class APIKeyRole(_APIKeyRole, metaclass=_APIKeyRoleEnumTypeWrapper):
+    """API keys."""
+
+API_KEY_ROLE_UNSPECIFIED: APIKeyRole.ValueType  # 0
+API_KEY_ROLE_TENANT: APIKeyRole.ValueType  # 1
+"""Acts for its own tenant only."""
+API_KEY_ROLE_ADMIN: APIKeyRole.ValueType  # 2
+"""Acts for any tenant: reads every tenant's tasks, workflows, usage and metrics,
+and manages API keys.
+"""
+Global___APIKeyRole: _TypeAlias = APIKeyRole  # noqa: Y015
+
 @_typing.final
 class SubmitTaskRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -229,15 +255,19 @@ class GetTaskRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
+    tenant: _builtins.str
+    """The caller's tenant; another tenant's id is NOT_FOUND (see the service comment)."""
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
+        tenant: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -275,6 +305,7 @@ class ListTasksRequest(_message.Message):
     page_size: _builtins.int
     """0 means the default."""
     page_token: _builtins.str
+    """As the previous page's next_page_token gave it (base64url)."""
     tenant: _builtins.str
     status: _common_pb2.TaskStatus.ValueType
     agent: _builtins.str
@@ -325,17 +356,21 @@ class CancelTaskRequest(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     reason: _builtins.str
+    tenant: _builtins.str
+    """The caller's tenant; another tenant's id is NOT_FOUND (see the service comment)."""
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        tenant: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "reason", b"reason", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -366,17 +401,36 @@ class WatchTaskRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
+    FROM_SEQ_FIELD_NUMBER: _builtins.int
+    FROM_ATTEMPT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
+    tenant: _builtins.str
+    """The caller's tenant; another tenant's id is NOT_FOUND (see the service comment)."""
+    from_seq: _builtins.int
+    """Resume a watch (SSE Last-Event-ID): the watcher has the chunks of attempt
+    from_attempt up to and including from_seq, so only later chunks of that attempt
+    (and every chunk of a later attempt) are sent; the status comes first as always.
+    Absent: from the start. Chunks are replayed from what the orchestrator retains
+    of each task (see the README's "Streaming" section for the bound); a chunk older
+    than that is gone, which the next chunk's seq shows.
+    """
+    from_attempt: _builtins.int
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
+        tenant: _builtins.str = ...,
+        from_seq: _builtins.int | None = ...,
+        from_attempt: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_from_seq", b"_from_seq", "from_seq", b"from_seq"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_from_seq", b"_from_seq", "from_attempt", b"from_attempt", "from_seq", b"from_seq", "id", b"id", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__from_seq: _TypeAlias = _typing.Literal["from_seq"]  # noqa: Y015
+    _WhichOneofArgType__from_seq: _TypeAlias = _typing.Literal["_from_seq", b"_from_seq"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__from_seq) -> _WhichOneofReturnType__from_seq | None: ...
 
 Global___WatchTaskRequest: _TypeAlias = WatchTaskRequest  # noqa: Y015
 
@@ -763,15 +817,19 @@ class GetWorkflowRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
+    tenant: _builtins.str
+    """The caller's tenant; another tenant's id is NOT_FOUND (see the service comment)."""
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
+        tenant: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -803,17 +861,21 @@ class CancelWorkflowRequest(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     reason: _builtins.str
+    tenant: _builtins.str
+    """The caller's tenant; another tenant's id is NOT_FOUND (see the service comment)."""
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        tenant: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "reason", b"reason", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -844,15 +906,19 @@ class WatchWorkflowRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
+    tenant: _builtins.str
+    """The caller's tenant; another tenant's id is NOT_FOUND (see the service comment)."""
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
+        tenant: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1042,3 +1108,289 @@ class UsageRow(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UsageRow: _TypeAlias = UsageRow  # noqa: Y015
+
+@_typing.final
+class ListWorkflowsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """0 means the default."""
+    page_token: _builtins.str
+    """As the previous page's next_page_token gave it (base64url)."""
+    tenant: _builtins.str
+    status: Global___WorkflowStatus.ValueType
+    name: _builtins.str
+    """Only workflows of this name (WorkflowSpec.name)."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        tenant: _builtins.str = ...,
+        status: Global___WorkflowStatus.ValueType = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "page_size", b"page_size", "page_token", b"page_token", "status", b"status", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWorkflowsRequest: _TypeAlias = ListWorkflowsRequest  # noqa: Y015
+
+@_typing.final
+class ListWorkflowsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOWS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def workflows(self) -> _containers.RepeatedCompositeFieldContainer[Global___Workflow]: ...
+    def __init__(
+        self,
+        *,
+        workflows: _abc.Iterable[Global___Workflow] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "workflows", b"workflows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWorkflowsResponse: _TypeAlias = ListWorkflowsResponse  # noqa: Y015
+
+@_typing.final
+class APIKey(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    REVOKED_AT_FIELD_NUMBER: _builtins.int
+    PREFIX_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    tenant: _builtins.str
+    """The tenant the key acts for (an admin key's own tasks go there too)."""
+    role: Global___APIKeyRole.ValueType
+    name: _builtins.str
+    """What the key is for, as its creator named it."""
+    prefix: _builtins.str
+    """The first characters of the secret, to tell keys apart; never the whole secret."""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def revoked_at(self) -> _timestamp_pb2.Timestamp:
+        """Set once the key is revoked."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        tenant: _builtins.str = ...,
+        role: Global___APIKeyRole.ValueType = ...,
+        name: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        revoked_at: _timestamp_pb2.Timestamp | None = ...,
+        prefix: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "revoked_at", b"revoked_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "id", b"id", "name", b"name", "prefix", b"prefix", "revoked_at", b"revoked_at", "role", b"role", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___APIKey: _TypeAlias = APIKey  # noqa: Y015
+
+@_typing.final
+class CreateAPIKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    role: Global___APIKeyRole.ValueType
+    """Unspecified means API_KEY_ROLE_TENANT."""
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        role: Global___APIKeyRole.ValueType = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "role", b"role", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateAPIKeyRequest: _TypeAlias = CreateAPIKeyRequest  # noqa: Y015
+
+@_typing.final
+class CreateAPIKeyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    API_KEY_FIELD_NUMBER: _builtins.int
+    SECRET_FIELD_NUMBER: _builtins.int
+    secret: _builtins.str
+    """The key itself: shown here once, never again (only its hash is stored)."""
+    @_builtins.property
+    def api_key(self) -> Global___APIKey: ...
+    def __init__(
+        self,
+        *,
+        api_key: Global___APIKey | None = ...,
+        secret: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "secret", b"secret"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateAPIKeyResponse: _TypeAlias = CreateAPIKeyResponse  # noqa: Y015
+
+@_typing.final
+class ListAPIKeysRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    INCLUDE_REVOKED_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    """Only this tenant's keys; empty means every tenant's."""
+    page_size: _builtins.int
+    """0 means the default."""
+    page_token: _builtins.str
+    include_revoked: _builtins.bool
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        include_revoked: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_revoked", b"include_revoked", "page_size", b"page_size", "page_token", b"page_token", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAPIKeysRequest: _TypeAlias = ListAPIKeysRequest  # noqa: Y015
+
+@_typing.final
+class ListAPIKeysResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    API_KEYS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def api_keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___APIKey]:
+        """Oldest first."""
+
+    def __init__(
+        self,
+        *,
+        api_keys: _abc.Iterable[Global___APIKey] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_keys", b"api_keys", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAPIKeysResponse: _TypeAlias = ListAPIKeysResponse  # noqa: Y015
+
+@_typing.final
+class RevokeAPIKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeAPIKeyRequest: _TypeAlias = RevokeAPIKeyRequest  # noqa: Y015
+
+@_typing.final
+class RevokeAPIKeyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    API_KEY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def api_key(self) -> Global___APIKey: ...
+    def __init__(
+        self,
+        *,
+        api_key: Global___APIKey | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeAPIKeyResponse: _TypeAlias = RevokeAPIKeyResponse  # noqa: Y015
+
+@_typing.final
+class VerifyAPIKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SECRET_FIELD_NUMBER: _builtins.int
+    secret: _builtins.str
+    def __init__(
+        self,
+        *,
+        secret: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["secret", b"secret"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyAPIKeyRequest: _TypeAlias = VerifyAPIKeyRequest  # noqa: Y015
+
+@_typing.final
+class VerifyAPIKeyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    API_KEY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def api_key(self) -> Global___APIKey: ...
+    def __init__(
+        self,
+        *,
+        api_key: Global___APIKey | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyAPIKeyResponse: _TypeAlias = VerifyAPIKeyResponse  # noqa: Y015

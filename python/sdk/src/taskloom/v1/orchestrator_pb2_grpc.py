@@ -26,7 +26,13 @@ if _version_not_supported:
 
 
 class OrchestratorServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """Tenancy: every call on a task or workflow by id takes a `tenant`; the orchestrator
+    answers NOT_FOUND for an id of another tenant, as for one that does not exist. A caller
+    authenticated with a tenant's API key acts for that tenant only (an empty `tenant`
+    means its own; another one is PERMISSION_DENIED); the gateway's service token and
+    admin keys act for the tenant the request names (empty: any). See the README's
+    "Authentication" section for the tokens and when they are required.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -94,10 +100,41 @@ class OrchestratorServiceStub:
                 request_serializer=taskloom_dot_v1_dot_orchestrator__pb2.GetUsageRequest.SerializeToString,
                 response_deserializer=taskloom_dot_v1_dot_orchestrator__pb2.GetUsageResponse.FromString,
                 _registered_method=True)
+        self.ListWorkflows = channel.unary_unary(
+                '/taskloom.v1.OrchestratorService/ListWorkflows',
+                request_serializer=taskloom_dot_v1_dot_orchestrator__pb2.ListWorkflowsRequest.SerializeToString,
+                response_deserializer=taskloom_dot_v1_dot_orchestrator__pb2.ListWorkflowsResponse.FromString,
+                _registered_method=True)
+        self.CreateAPIKey = channel.unary_unary(
+                '/taskloom.v1.OrchestratorService/CreateAPIKey',
+                request_serializer=taskloom_dot_v1_dot_orchestrator__pb2.CreateAPIKeyRequest.SerializeToString,
+                response_deserializer=taskloom_dot_v1_dot_orchestrator__pb2.CreateAPIKeyResponse.FromString,
+                _registered_method=True)
+        self.ListAPIKeys = channel.unary_unary(
+                '/taskloom.v1.OrchestratorService/ListAPIKeys',
+                request_serializer=taskloom_dot_v1_dot_orchestrator__pb2.ListAPIKeysRequest.SerializeToString,
+                response_deserializer=taskloom_dot_v1_dot_orchestrator__pb2.ListAPIKeysResponse.FromString,
+                _registered_method=True)
+        self.RevokeAPIKey = channel.unary_unary(
+                '/taskloom.v1.OrchestratorService/RevokeAPIKey',
+                request_serializer=taskloom_dot_v1_dot_orchestrator__pb2.RevokeAPIKeyRequest.SerializeToString,
+                response_deserializer=taskloom_dot_v1_dot_orchestrator__pb2.RevokeAPIKeyResponse.FromString,
+                _registered_method=True)
+        self.VerifyAPIKey = channel.unary_unary(
+                '/taskloom.v1.OrchestratorService/VerifyAPIKey',
+                request_serializer=taskloom_dot_v1_dot_orchestrator__pb2.VerifyAPIKeyRequest.SerializeToString,
+                response_deserializer=taskloom_dot_v1_dot_orchestrator__pb2.VerifyAPIKeyResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Tenancy: every call on a task or workflow by id takes a `tenant`; the orchestrator
+    answers NOT_FOUND for an id of another tenant, as for one that does not exist. A caller
+    authenticated with a tenant's API key acts for that tenant only (an empty `tenant`
+    means its own; another one is PERMISSION_DENIED); the gateway's service token and
+    admin keys act for the tenant the request names (empty: any). See the README's
+    "Authentication" section for the tokens and when they are required.
+    """
 
     def SubmitTask(self, request, context):
         """SubmitTask persists and queues one task. Unknown agent: NOT_FOUND; queue full:
@@ -179,6 +216,43 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListWorkflows(self, request, context):
+        """ListWorkflows pages through workflows, newest first, filtered by tenant, status
+        and name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateAPIKey(self, request, context):
+        """API keys, for admins only: a key is bound to a tenant and a role; its secret is
+        shown once, by CreateAPIKey, and stored only as a hash.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAPIKeys(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeAPIKey(self, request, context):
+        """RevokeAPIKey ends a key for good; revoking a revoked key returns it as it is.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyAPIKey(self, request, context):
+        """VerifyAPIKey tells the key a secret belongs to (for the gateway's service token
+        and admins); an unknown or revoked secret is NOT_FOUND (API_KEY_NOT_FOUND).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -242,6 +316,31 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     request_deserializer=taskloom_dot_v1_dot_orchestrator__pb2.GetUsageRequest.FromString,
                     response_serializer=taskloom_dot_v1_dot_orchestrator__pb2.GetUsageResponse.SerializeToString,
             ),
+            'ListWorkflows': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkflows,
+                    request_deserializer=taskloom_dot_v1_dot_orchestrator__pb2.ListWorkflowsRequest.FromString,
+                    response_serializer=taskloom_dot_v1_dot_orchestrator__pb2.ListWorkflowsResponse.SerializeToString,
+            ),
+            'CreateAPIKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateAPIKey,
+                    request_deserializer=taskloom_dot_v1_dot_orchestrator__pb2.CreateAPIKeyRequest.FromString,
+                    response_serializer=taskloom_dot_v1_dot_orchestrator__pb2.CreateAPIKeyResponse.SerializeToString,
+            ),
+            'ListAPIKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAPIKeys,
+                    request_deserializer=taskloom_dot_v1_dot_orchestrator__pb2.ListAPIKeysRequest.FromString,
+                    response_serializer=taskloom_dot_v1_dot_orchestrator__pb2.ListAPIKeysResponse.SerializeToString,
+            ),
+            'RevokeAPIKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeAPIKey,
+                    request_deserializer=taskloom_dot_v1_dot_orchestrator__pb2.RevokeAPIKeyRequest.FromString,
+                    response_serializer=taskloom_dot_v1_dot_orchestrator__pb2.RevokeAPIKeyResponse.SerializeToString,
+            ),
+            'VerifyAPIKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyAPIKey,
+                    request_deserializer=taskloom_dot_v1_dot_orchestrator__pb2.VerifyAPIKeyRequest.FromString,
+                    response_serializer=taskloom_dot_v1_dot_orchestrator__pb2.VerifyAPIKeyResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'taskloom.v1.OrchestratorService', rpc_method_handlers)
@@ -251,7 +350,13 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class OrchestratorService:
-    """Missing associated documentation comment in .proto file."""
+    """Tenancy: every call on a task or workflow by id takes a `tenant`; the orchestrator
+    answers NOT_FOUND for an id of another tenant, as for one that does not exist. A caller
+    authenticated with a tenant's API key acts for that tenant only (an empty `tenant`
+    means its own; another one is PERMISSION_DENIED); the gateway's service token and
+    admin keys act for the tenant the request names (empty: any). See the README's
+    "Authentication" section for the tokens and when they are required.
+    """
 
     @staticmethod
     def SubmitTask(request,
@@ -567,6 +672,141 @@ class OrchestratorService:
             '/taskloom.v1.OrchestratorService/GetUsage',
             taskloom_dot_v1_dot_orchestrator__pb2.GetUsageRequest.SerializeToString,
             taskloom_dot_v1_dot_orchestrator__pb2.GetUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkflows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskloom.v1.OrchestratorService/ListWorkflows',
+            taskloom_dot_v1_dot_orchestrator__pb2.ListWorkflowsRequest.SerializeToString,
+            taskloom_dot_v1_dot_orchestrator__pb2.ListWorkflowsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateAPIKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskloom.v1.OrchestratorService/CreateAPIKey',
+            taskloom_dot_v1_dot_orchestrator__pb2.CreateAPIKeyRequest.SerializeToString,
+            taskloom_dot_v1_dot_orchestrator__pb2.CreateAPIKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAPIKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskloom.v1.OrchestratorService/ListAPIKeys',
+            taskloom_dot_v1_dot_orchestrator__pb2.ListAPIKeysRequest.SerializeToString,
+            taskloom_dot_v1_dot_orchestrator__pb2.ListAPIKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeAPIKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskloom.v1.OrchestratorService/RevokeAPIKey',
+            taskloom_dot_v1_dot_orchestrator__pb2.RevokeAPIKeyRequest.SerializeToString,
+            taskloom_dot_v1_dot_orchestrator__pb2.RevokeAPIKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyAPIKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskloom.v1.OrchestratorService/VerifyAPIKey',
+            taskloom_dot_v1_dot_orchestrator__pb2.VerifyAPIKeyRequest.SerializeToString,
+            taskloom_dot_v1_dot_orchestrator__pb2.VerifyAPIKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -27,6 +27,14 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class OrchestratorServiceStub:
+    """Tenancy: every call on a task or workflow by id takes a `tenant`; the orchestrator
+    answers NOT_FOUND for an id of another tenant, as for one that does not exist. A caller
+    authenticated with a tenant's API key acts for that tenant only (an empty `tenant`
+    means its own; another one is PERMISSION_DENIED); the gateway's service token and
+    admin keys act for the tenant the request names (empty: any). See the README's
+    "Authentication" section for the tokens and when they are required.
+    """
+
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
@@ -54,9 +62,32 @@ class OrchestratorServiceStub:
     """GetUsage sums the LLM usage that task results reported, from hourly rollups
     that outlive task retention, grouped by tenant, agent or model.
     """
+    ListWorkflows: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.ListWorkflowsRequest, _orchestrator_pb2.ListWorkflowsResponse]
+    """ListWorkflows pages through workflows, newest first, filtered by tenant, status
+    and name.
+    """
+    CreateAPIKey: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.CreateAPIKeyRequest, _orchestrator_pb2.CreateAPIKeyResponse]
+    """API keys, for admins only: a key is bound to a tenant and a role; its secret is
+    shown once, by CreateAPIKey, and stored only as a hash.
+    """
+    ListAPIKeys: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.ListAPIKeysRequest, _orchestrator_pb2.ListAPIKeysResponse]
+    RevokeAPIKey: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.RevokeAPIKeyRequest, _orchestrator_pb2.RevokeAPIKeyResponse]
+    """RevokeAPIKey ends a key for good; revoking a revoked key returns it as it is."""
+    VerifyAPIKey: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.VerifyAPIKeyRequest, _orchestrator_pb2.VerifyAPIKeyResponse]
+    """VerifyAPIKey tells the key a secret belongs to (for the gateway's service token
+    and admins); an unknown or revoked secret is NOT_FOUND (API_KEY_NOT_FOUND).
+    """
 
 @_typing.type_check_only
 class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
+    """Tenancy: every call on a task or workflow by id takes a `tenant`; the orchestrator
+    answers NOT_FOUND for an id of another tenant, as for one that does not exist. A caller
+    authenticated with a tenant's API key acts for that tenant only (an empty `tenant`
+    means its own; another one is PERMISSION_DENIED); the gateway's service token and
+    admin keys act for the tenant the request names (empty: any). See the README's
+    "Authentication" section for the tokens and when they are required.
+    """
+
     def __init__(self, channel: _aio.Channel) -> None: ...
     SubmitTask: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.SubmitTaskRequest, _orchestrator_pb2.SubmitTaskResponse]  # type: ignore[assignment]
     """SubmitTask persists and queues one task. Unknown agent: NOT_FOUND; queue full:
@@ -81,8 +112,31 @@ class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
     """GetUsage sums the LLM usage that task results reported, from hourly rollups
     that outlive task retention, grouped by tenant, agent or model.
     """
+    ListWorkflows: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.ListWorkflowsRequest, _orchestrator_pb2.ListWorkflowsResponse]  # type: ignore[assignment]
+    """ListWorkflows pages through workflows, newest first, filtered by tenant, status
+    and name.
+    """
+    CreateAPIKey: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.CreateAPIKeyRequest, _orchestrator_pb2.CreateAPIKeyResponse]  # type: ignore[assignment]
+    """API keys, for admins only: a key is bound to a tenant and a role; its secret is
+    shown once, by CreateAPIKey, and stored only as a hash.
+    """
+    ListAPIKeys: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.ListAPIKeysRequest, _orchestrator_pb2.ListAPIKeysResponse]  # type: ignore[assignment]
+    RevokeAPIKey: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.RevokeAPIKeyRequest, _orchestrator_pb2.RevokeAPIKeyResponse]  # type: ignore[assignment]
+    """RevokeAPIKey ends a key for good; revoking a revoked key returns it as it is."""
+    VerifyAPIKey: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.VerifyAPIKeyRequest, _orchestrator_pb2.VerifyAPIKeyResponse]  # type: ignore[assignment]
+    """VerifyAPIKey tells the key a secret belongs to (for the gateway's service token
+    and admins); an unknown or revoked secret is NOT_FOUND (API_KEY_NOT_FOUND).
+    """
 
 class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Tenancy: every call on a task or workflow by id takes a `tenant`; the orchestrator
+    answers NOT_FOUND for an id of another tenant, as for one that does not exist. A caller
+    authenticated with a tenant's API key acts for that tenant only (an empty `tenant`
+    means its own; another one is PERMISSION_DENIED); the gateway's service token and
+    admin keys act for the tenant the request names (empty: any). See the README's
+    "Authentication" section for the tokens and when they are required.
+    """
+
     @_abc_1.abstractmethod
     def SubmitTask(
         self,
@@ -176,6 +230,51 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_orchestrator_pb2.GetUsageResponse, _abc.Awaitable[_orchestrator_pb2.GetUsageResponse]]:
         """GetUsage sums the LLM usage that task results reported, from hourly rollups
         that outlive task retention, grouped by tenant, agent or model.
+        """
+
+    @_abc_1.abstractmethod
+    def ListWorkflows(
+        self,
+        request: _orchestrator_pb2.ListWorkflowsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orchestrator_pb2.ListWorkflowsResponse, _abc.Awaitable[_orchestrator_pb2.ListWorkflowsResponse]]:
+        """ListWorkflows pages through workflows, newest first, filtered by tenant, status
+        and name.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateAPIKey(
+        self,
+        request: _orchestrator_pb2.CreateAPIKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orchestrator_pb2.CreateAPIKeyResponse, _abc.Awaitable[_orchestrator_pb2.CreateAPIKeyResponse]]:
+        """API keys, for admins only: a key is bound to a tenant and a role; its secret is
+        shown once, by CreateAPIKey, and stored only as a hash.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAPIKeys(
+        self,
+        request: _orchestrator_pb2.ListAPIKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orchestrator_pb2.ListAPIKeysResponse, _abc.Awaitable[_orchestrator_pb2.ListAPIKeysResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RevokeAPIKey(
+        self,
+        request: _orchestrator_pb2.RevokeAPIKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orchestrator_pb2.RevokeAPIKeyResponse, _abc.Awaitable[_orchestrator_pb2.RevokeAPIKeyResponse]]:
+        """RevokeAPIKey ends a key for good; revoking a revoked key returns it as it is."""
+
+    @_abc_1.abstractmethod
+    def VerifyAPIKey(
+        self,
+        request: _orchestrator_pb2.VerifyAPIKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orchestrator_pb2.VerifyAPIKeyResponse, _abc.Awaitable[_orchestrator_pb2.VerifyAPIKeyResponse]]:
+        """VerifyAPIKey tells the key a secret belongs to (for the gateway's service token
+        and admins); an unknown or revoked secret is NOT_FOUND (API_KEY_NOT_FOUND).
         """
 
 def add_OrchestratorServiceServicer_to_server(servicer: OrchestratorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

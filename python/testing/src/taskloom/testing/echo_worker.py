@@ -19,8 +19,9 @@ CONCURRENCY = 64
 class EchoWorker:
     """One session with the orchestrator at `addr`, until `stop()`."""
 
-    def __init__(self, addr: str, worker_id: str = "echo-worker") -> None:
+    def __init__(self, addr: str, worker_id: str = "echo-worker", token: str = "") -> None:
         self._addr = addr
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         self._worker_id = worker_id
         self._outbox: asyncio.Queue[worker_hub_pb2.SessionRequest | None] = asyncio.Queue()
         self._waiting: dict[str, worker_hub_pb2.Assignment] = {}  # by lease id
@@ -51,7 +52,8 @@ class EchoWorker:
         self._send(worker_hub_pb2.SessionRequest(register=register))
         self._grant(CONCURRENCY)
         async with grpc.aio.insecure_channel(self._addr) as channel:
-            call = worker_hub_pb2_grpc.WorkerHubServiceStub(channel).Session(requests())
+            stub = worker_hub_pb2_grpc.WorkerHubServiceStub(channel)
+            call = stub.Session(requests(), metadata=self._metadata)
             beats: asyncio.Task[None] | None = None
             try:
                 async for resp in call:

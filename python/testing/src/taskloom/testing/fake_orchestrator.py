@@ -3,8 +3,10 @@ in memory, for tests that want the gateway without the Go binary.
 
 It follows the real orchestrator where the gateway's contract suite can tell (the suite runs
 against both): tasks run on a built-in worker as soon as they are submitted (the agents of
-`taskloom.testing.agents`), watchers get the current status, the chunks so far, then what
-happens until `done`; lists are newest first; cancelled tasks carry a CANCELLED error.
+`taskloom.testing.agents`), watchers get the current status, the chunks so far (or those
+after `from_seq`), then what happens until `done`; lists are newest first; cancelled tasks
+carry a CANCELLED error; an id of another tenant than the request's is NOT_FOUND; API keys
+are kept in memory (`create_key` makes one), verified by `VerifyAPIKey`.
 Workflows run their steps sequentially, in parallel or as a DAG, with the real engine's
 output rules; templates, `map_over` and `exit_if` are the real engine's alone: the fake
 answers UNIMPLEMENTED for them. Faults the real one shows only under load are switches:
@@ -124,6 +126,7 @@ def _now() -> timestamp_pb2.Timestamp:
 
 
 E = TypeVar("E")
+T = TypeVar("T")
 
 
 @dataclass
@@ -157,7 +160,8 @@ class _Journal(Generic[E]):
 
 
 class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
-    def __init__(self) -> None:
+    def __init__(self, agent_limits: dict[str, int] | None = None) -> None:
+        self.agent_limits = agent_limits or {}  # as --agent-limit: the most running at once
         self.tasks: dict[str, common_pb2.Task] = {}
         self.by_key: dict[tuple[str, str], str] = {}
         self.workflows: dict[str, orchestrator_pb2.Workflow] = {}
@@ -172,6 +176,7 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         # GetUsage answers these rows as they are; the requests are kept for inspection.
         self.usage_rows: list[orchestrator_pb2.UsageRow] = []
         self.usage_requests: list[orchestrator_pb2.GetUsageRequest] = []
+        self.keys: dict[str, orchestrator_pb2.APIKey] = {}  # by secret
 
     # Tasks.
 
@@ -278,9 +283,9 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         task.usage.completion_tokens = len(words)
         await self._set_status(task, common_pb2.TASK_STATUS_SUCCEEDED)
 
-    def _task(self, task_id: str) -> common_pb2.Task:
+    def _task(self, task_id: str, tenant: str = "") -> common_pb2.Task:
         task = self.tasks.get(task_id)
-        if task is None:
+        if task is None or (tenant and task.tenant != tenant):
             raise rich_error(
                 code_pb2.NOT_FOUND, "TASK_NOT_FOUND", f"Task {task_id} does not exist."
             )
@@ -299,8 +304,9 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     async def GetTask(
         self, request: orchestrator_pb2.GetTaskRequest, context: Context
     ) -> orchestrator_pb2.GetTaskResponse:
-        return orchestrator_pb2.GetTaskResponse(task=self._task(request.id))
+        return orchestrator_pb2.GetTaskResponse(task=self._task(request.id, request.tenant))
 
+    @_answers_aborts
     async def ListTasks(
         self, request: orchestrator_pb2.ListTasksRequest, context: Context
     ) -> orchestrator_pb2.ListTasksResponse:
@@ -311,18 +317,14 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             and (not request.status or t.status == request.status)
             and (not request.agent or t.agent == request.agent)
         ]
-        start = int(request.page_token or 0)
-        size = request.page_size or 100
-        more = start + size < len(tasks)
-        return orchestrator_pb2.ListTasksResponse(
-            tasks=tasks[start : start + size], next_page_token=str(start + size) if more else ""
-        )
+        page, token = _page(tasks, request.page_token, request.page_size)
+        return orchestrator_pb2.ListTasksResponse(tasks=page, next_page_token=token)
 
     @_answers_aborts
     async def CancelTask(
         self, request: orchestrator_pb2.CancelTaskRequest, context: Context
     ) -> orchestrator_pb2.CancelTaskResponse:
-        task = await self._cancel(self._task(request.id), request.reason)
+        task = await self._cancel(self._task(request.id, request.tenant), request.reason)
         return orchestrator_pb2.CancelTaskResponse(task=task)
 
     async def _cancel(self, task: common_pb2.Task, reason: str) -> common_pb2.Task:
@@ -342,10 +344,14 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     async def WatchTask(
         self, request: orchestrator_pb2.WatchTaskRequest, context: Context
     ) -> AsyncIterator[orchestrator_pb2.WatchTaskResponse]:
-        task = self._task(request.id)
+        task = self._task(request.id, request.tenant)
+        had = request.from_seq if request.HasField("from_seq") else -1
         self.open_watches += 1
         try:
             async for event in self._follow(task):
+                chunk = event.type == orchestrator_pb2.TASK_EVENT_TYPE_CHUNK
+                if chunk and event.attempt == request.from_attempt and event.chunk_seq <= had:
+                    continue  # the watcher has it (SSE Last-Event-ID)
                 yield orchestrator_pb2.WatchTaskResponse(event=event)
         finally:
             self.open_watches -= 1
@@ -374,7 +380,13 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     async def ListAgents(
         self, request: orchestrator_pb2.ListAgentsRequest, context: Context
     ) -> orchestrator_pb2.ListAgentsResponse:
-        return orchestrator_pb2.ListAgentsResponse(agents=sorted(AGENTS, key=lambda a: a.name))
+        agents = []
+        for agent in sorted(AGENTS, key=lambda a: a.name):
+            info = common_pb2.AgentInfo()
+            info.CopyFrom(agent)
+            info.max_running = self.agent_limits.get(agent.name, 0)
+            agents.append(info)
+        return orchestrator_pb2.ListAgentsResponse(agents=agents)
 
     async def GetUsage(
         self, request: orchestrator_pb2.GetUsageRequest, context: Context
@@ -518,9 +530,9 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         journal = self._workflow_journals[wf.id]
         await journal.append(orchestrator_pb2.WorkflowEvent(workflow_id=wf.id, status=wf.status))
 
-    def _workflow(self, workflow_id: str) -> orchestrator_pb2.Workflow:
+    def _workflow(self, workflow_id: str, tenant: str = "") -> orchestrator_pb2.Workflow:
         wf = self.workflows.get(workflow_id)
-        if wf is None:
+        if wf is None or (tenant and wf.spec.tenant != tenant):
             raise rich_error(
                 code_pb2.NOT_FOUND, "WORKFLOW_NOT_FOUND", f"workflow {workflow_id} does not exist"
             )
@@ -530,13 +542,15 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     async def GetWorkflow(
         self, request: orchestrator_pb2.GetWorkflowRequest, context: Context
     ) -> orchestrator_pb2.GetWorkflowResponse:
-        return orchestrator_pb2.GetWorkflowResponse(workflow=self._workflow(request.id))
+        return orchestrator_pb2.GetWorkflowResponse(
+            workflow=self._workflow(request.id, request.tenant)
+        )
 
     @_answers_aborts
     async def CancelWorkflow(
         self, request: orchestrator_pb2.CancelWorkflowRequest, context: Context
     ) -> orchestrator_pb2.CancelWorkflowResponse:
-        wf = self._workflow(request.id)
+        wf = self._workflow(request.id, request.tenant)
         if wf.status == orchestrator_pb2.WORKFLOW_STATUS_RUNNING:
             self._end_workflow(wf, orchestrator_pb2.WORKFLOW_STATUS_CANCELLED)
             for state in wf.steps:
@@ -551,7 +565,7 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     async def WatchWorkflow(
         self, request: orchestrator_pb2.WatchWorkflowRequest, context: Context
     ) -> AsyncIterator[orchestrator_pb2.WatchWorkflowResponse]:
-        wf = self._workflow(request.id)
+        wf = self._workflow(request.id, request.tenant)
         ev = orchestrator_pb2.WorkflowEvent
         running = orchestrator_pb2.WORKFLOW_STATUS_RUNNING
         was_running = wf.status == running
@@ -562,6 +576,92 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
                 yield orchestrator_pb2.WatchWorkflowResponse(event=event)
         done = ev(workflow_id=wf.id, status=wf.status, done=True, workflow=wf)
         yield orchestrator_pb2.WatchWorkflowResponse(event=done)
+
+    @_answers_aborts
+    async def ListWorkflows(
+        self, request: orchestrator_pb2.ListWorkflowsRequest, context: Context
+    ) -> orchestrator_pb2.ListWorkflowsResponse:
+        workflows = [
+            w
+            for w in reversed(self.workflows.values())  # newest first
+            if (not request.tenant or w.spec.tenant == request.tenant)
+            and (not request.status or w.status == request.status)
+            and (not request.name or w.spec.name == request.name)
+        ]
+        page, token = _page(workflows, request.page_token, request.page_size)
+        return orchestrator_pb2.ListWorkflowsResponse(workflows=page, next_page_token=token)
+
+    # API keys.
+
+    def create_key(
+        self,
+        tenant: str,
+        role: orchestrator_pb2.APIKeyRole.ValueType = orchestrator_pb2.API_KEY_ROLE_TENANT,
+    ) -> tuple[orchestrator_pb2.APIKey, str]:
+        """A new key and its secret."""
+        secret = "tlk_" + uuid.uuid4().hex
+        key = orchestrator_pb2.APIKey(
+            id=uuid.uuid4().hex, tenant=tenant, role=role, prefix=secret[:10], created_at=_now()
+        )
+        self.keys[secret] = key
+        return key, secret
+
+    async def CreateAPIKey(
+        self, request: orchestrator_pb2.CreateAPIKeyRequest, context: Context
+    ) -> orchestrator_pb2.CreateAPIKeyResponse:
+        key, secret = self.create_key(
+            request.tenant, request.role or orchestrator_pb2.API_KEY_ROLE_TENANT
+        )
+        key.name = request.name
+        return orchestrator_pb2.CreateAPIKeyResponse(api_key=key, secret=secret)
+
+    async def ListAPIKeys(
+        self, request: orchestrator_pb2.ListAPIKeysRequest, context: Context
+    ) -> orchestrator_pb2.ListAPIKeysResponse:
+        keys = [
+            k
+            for k in self.keys.values()
+            if (not request.tenant or k.tenant == request.tenant)
+            and (request.include_revoked or not k.HasField("revoked_at"))
+        ]
+        return orchestrator_pb2.ListAPIKeysResponse(api_keys=keys)  # one page: keys are few
+
+    @_answers_aborts
+    async def RevokeAPIKey(
+        self, request: orchestrator_pb2.RevokeAPIKeyRequest, context: Context
+    ) -> orchestrator_pb2.RevokeAPIKeyResponse:
+        for key in self.keys.values():
+            if key.id == request.id:
+                if not key.HasField("revoked_at"):
+                    key.revoked_at.CopyFrom(_now())
+                return orchestrator_pb2.RevokeAPIKeyResponse(api_key=key)
+        raise rich_error(
+            code_pb2.NOT_FOUND, "API_KEY_NOT_FOUND", f"no API key has id {request.id!r}"
+        )
+
+    @_answers_aborts
+    async def VerifyAPIKey(
+        self, request: orchestrator_pb2.VerifyAPIKeyRequest, context: Context
+    ) -> orchestrator_pb2.VerifyAPIKeyResponse:
+        key = self.keys.get(request.secret)
+        if key is None or key.HasField("revoked_at"):
+            raise rich_error(
+                code_pb2.NOT_FOUND, "API_KEY_NOT_FOUND", "no live API key has this secret"
+            )
+        return orchestrator_pb2.VerifyAPIKeyResponse(api_key=key)
+
+
+def _page(items: list[T], page_token: str, page_size: int) -> tuple[list[T], str]:
+    """One page of items and the token of the next (its offset; empty on the last)."""
+    if page_token and not page_token.isdigit():
+        raise rich_error(
+            code_pb2.INVALID_ARGUMENT,
+            "INVALID_ARGUMENT",
+            "page_token is not one this orchestrator issued",
+            fields={"page_token": "not issued here"},
+        )
+    start, size = int(page_token or 0), page_size or 100
+    return items[start : start + size], str(start + size) if start + size < len(items) else ""
 
 
 def _has_template(value: struct_pb2.Value) -> bool:
@@ -657,9 +757,11 @@ def _workflow_output(
 
 
 @contextlib.contextmanager
-def serve_fake_orchestrator() -> Iterator[tuple[FakeOrchestrator, str]]:
+def serve_fake_orchestrator(
+    agent_limits: dict[str, int] | None = None,
+) -> Iterator[tuple[FakeOrchestrator, str]]:
     """Yield the fake and its `127.0.0.1:PORT` address while its server runs."""
-    fake = FakeOrchestrator()
+    fake = FakeOrchestrator(agent_limits)
     runner = LoopThread()
 
     async def start() -> tuple[grpc.aio.Server, int]:

@@ -1,13 +1,16 @@
 """The real orchestrator binary for tests: `bin/taskloom-orchestrator` on loopback ports the
-system chose, with its store in a temporary directory and an `EchoWorker` registered."""
+system chose, with its store in a temporary directory and an `EchoWorker` registered; with
+`Tokens`, its authentication is on and the worker presents the worker token."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -16,9 +19,28 @@ from taskloom.testing.echo_worker import EchoWorker
 from taskloom.testing.servers import START_S, LoopThread, unused_address
 
 
+@dataclass(frozen=True)
+class Tokens:
+    """The orchestrator's secrets in a test: its service, worker and admin tokens."""
+
+    service: str = "test-service-token-0123456789"
+    worker: str = "test-worker-token-0123456789"
+    admin: str = "test-admin-token-0123456789"
+
+    def env(self) -> dict[str, str]:
+        return {
+            "TASKLOOM_SERVICE_TOKEN": self.service,
+            "TASKLOOM_WORKER_TOKEN": self.worker,
+            "TASKLOOM_ADMIN_TOKEN": self.admin,
+        }
+
+
 @contextlib.contextmanager
-def serve_real_orchestrator(binary: Path, data_dir: Path, *flags: str) -> Iterator[str]:
-    """Yield the gRPC address of a running orchestrator with the echo worker registered."""
+def serve_real_orchestrator(
+    binary: Path, data_dir: Path, *flags: str, tokens: Tokens | None = None
+) -> Iterator[str]:
+    """Yield the gRPC address of a running orchestrator with the echo worker registered
+    (authentication on with the tokens, when given)."""
     if not binary.exists():
         raise FileNotFoundError(f"{binary} not found: run 'make build-go' first")
     grpc_addr, http_addr = unused_address(), unused_address()
@@ -26,13 +48,17 @@ def serve_real_orchestrator(binary: Path, data_dir: Path, *flags: str) -> Iterat
     log = (data_dir / "orchestrator.log").open("ab")
     argv = [str(binary), "--grpc-addr", grpc_addr, "--http-addr", http_addr]
     argv += ["--data-dir", str(data_dir), "--log-level", "warn", *flags]
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKLOOM_")}
+    if tokens is not None:
+        argv += ["--auth", "on"]
+        env.update(tokens.env())
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
     runner: LoopThread | None = None
     worker: EchoWorker | None = None
     try:
         _wait_ready(proc, f"http://{http_addr}/readyz", data_dir / "orchestrator.log")
         runner = LoopThread()
-        worker = runner.run(_start_worker(grpc_addr))
+        worker = runner.run(_start_worker(grpc_addr, tokens.worker if tokens else ""))
         yield grpc_addr
     finally:
         if runner is not None:
@@ -48,8 +74,8 @@ def serve_real_orchestrator(binary: Path, data_dir: Path, *flags: str) -> Iterat
         log.close()
 
 
-async def _start_worker(addr: str) -> EchoWorker:
-    worker = EchoWorker(addr)
+async def _start_worker(addr: str, token: str) -> EchoWorker:
+    worker = EchoWorker(addr, token=token)
     worker.start()
     await asyncio.wait_for(worker.registered.wait(), START_S)
     return worker

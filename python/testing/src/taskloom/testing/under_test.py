@@ -18,7 +18,12 @@ from taskloom.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 KINDS = ("fake", "real")
 # The real orchestrator's queue is kept small, and `wait` runs one task at a time, so that a
 # test can fill the queue; tests cancel what they leave running.
-REAL_FLAGS = ("--max-queue", "4", "--agent-limit", f"{WAIT.name}=1")
+AGENT_LIMITS = {WAIT.name: 1}
+REAL_FLAGS = (
+    "--max-queue",
+    "4",
+    *(arg for name, n in AGENT_LIMITS.items() for arg in ("--agent-limit", f"{name}={n}")),
+)
 
 
 @dataclass
@@ -62,7 +67,7 @@ class OrchestratorUnderTest:
 def serve_orchestrator(kind: str, bin_dir: Path, data_dir: Path) -> Iterator[OrchestratorUnderTest]:
     """Run the orchestrator of that kind ("fake" or "real") while the context lasts."""
     if kind == "fake":
-        with serve_fake_orchestrator() as (fake, addr):
+        with serve_fake_orchestrator(AGENT_LIMITS) as (fake, addr):
             yield OrchestratorUnderTest("fake", addr, fake)
     else:
         binary = bin_dir / "taskloom-orchestrator"

@@ -65,6 +65,16 @@ const (
 	// The request is larger than the service accepts (ServiceLimits.max_request_bytes);
 	// ErrorInfo.metadata["limit_bytes"] gives the bound.
 	ErrorReason_ERROR_REASON_REQUEST_TOO_LARGE ErrorReason = 21
+	// The call carries no credentials, or ones the service does not know (gRPC
+	// UNAUTHENTICATED, HTTP 401).
+	ErrorReason_ERROR_REASON_UNAUTHENTICATED ErrorReason = 24
+	// The caller is known but may not make this call or act for this tenant (gRPC
+	// PERMISSION_DENIED, HTTP 403).
+	ErrorReason_ERROR_REASON_PERMISSION_DENIED ErrorReason = 25
+	// The caller's API key or tenant sent more requests than its rate allows;
+	// ErrorInfo.metadata["retry_after_ms"] says when the next one is allowed.
+	ErrorReason_ERROR_REASON_RATE_LIMITED      ErrorReason = 26
+	ErrorReason_ERROR_REASON_API_KEY_NOT_FOUND ErrorReason = 27
 	// A configured capacity (points or bytes of a collection or a service) would be
 	// exceeded; ErrorInfo.metadata["limit"] names the setting.
 	ErrorReason_ERROR_REASON_CAPACITY_EXCEEDED ErrorReason = 22
@@ -95,6 +105,10 @@ var (
 		19: "ERROR_REASON_SKIPPED",
 		20: "ERROR_REASON_IDEMPOTENCY_CONFLICT",
 		21: "ERROR_REASON_REQUEST_TOO_LARGE",
+		24: "ERROR_REASON_UNAUTHENTICATED",
+		25: "ERROR_REASON_PERMISSION_DENIED",
+		26: "ERROR_REASON_RATE_LIMITED",
+		27: "ERROR_REASON_API_KEY_NOT_FOUND",
 		22: "ERROR_REASON_CAPACITY_EXCEEDED",
 	}
 	ErrorReason_value = map[string]int32{
@@ -120,6 +134,10 @@ var (
 		"ERROR_REASON_SKIPPED":              19,
 		"ERROR_REASON_IDEMPOTENCY_CONFLICT": 20,
 		"ERROR_REASON_REQUEST_TOO_LARGE":    21,
+		"ERROR_REASON_UNAUTHENTICATED":      24,
+		"ERROR_REASON_PERMISSION_DENIED":    25,
+		"ERROR_REASON_RATE_LIMITED":         26,
+		"ERROR_REASON_API_KEY_NOT_FOUND":    27,
 		"ERROR_REASON_CAPACITY_EXCEEDED":    22,
 	}
 )
@@ -1026,11 +1044,19 @@ type AgentInfo struct {
 	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Description string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
 	// LLM provider kind, e.g. "simulated", "openai", "anthropic".
-	Provider      string   `protobuf:"bytes,3,opt,name=provider,proto3" json:"provider,omitempty"`
-	Model         string   `protobuf:"bytes,4,opt,name=model,proto3" json:"model,omitempty"`
-	Tools         []string `protobuf:"bytes,5,rep,name=tools,proto3" json:"tools,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Provider string   `protobuf:"bytes,3,opt,name=provider,proto3" json:"provider,omitempty"`
+	Model    string   `protobuf:"bytes,4,opt,name=model,proto3" json:"model,omitempty"`
+	Tools    []string `protobuf:"bytes,5,rep,name=tools,proto3" json:"tools,omitempty"`
+	// Limits. The agent file's bound on the tokens of one model completion (0: the
+	// provider's own).
+	MaxTokens int32 `protobuf:"varint,6,opt,name=max_tokens,json=maxTokens,proto3" json:"max_tokens,omitempty"`
+	// The orchestrator's caps on tasks running at once: of this agent (--agent-limit)
+	// and of every agent of its provider (--provider-limit); 0 means no cap. Set by the
+	// orchestrator, never by workers.
+	MaxRunning         int32 `protobuf:"varint,7,opt,name=max_running,json=maxRunning,proto3" json:"max_running,omitempty"`
+	ProviderMaxRunning int32 `protobuf:"varint,8,opt,name=provider_max_running,json=providerMaxRunning,proto3" json:"provider_max_running,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *AgentInfo) Reset() {
@@ -1096,6 +1122,27 @@ func (x *AgentInfo) GetTools() []string {
 		return x.Tools
 	}
 	return nil
+}
+
+func (x *AgentInfo) GetMaxTokens() int32 {
+	if x != nil {
+		return x.MaxTokens
+	}
+	return 0
+}
+
+func (x *AgentInfo) GetMaxRunning() int32 {
+	if x != nil {
+		return x.MaxRunning
+	}
+	return 0
+}
+
+func (x *AgentInfo) GetProviderMaxRunning() int32 {
+	if x != nil {
+		return x.ProviderMaxRunning
+	}
+	return 0
 }
 
 var File_taskloom_v1_common_proto protoreflect.FileDescriptor
@@ -1186,13 +1233,18 @@ const file_taskloom_v1_common_proto_rawDesc = "" +
 	"\x06stream\x18\x15 \x01(\v2\x1a.taskloom.v1.StreamOptionsR\x06stream\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x94\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x86\x02\n" +
 	"\tAgentInfo\x12\x1d\n" +
 	"\x04name\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1a\n" +
 	"\bprovider\x18\x03 \x01(\tR\bprovider\x12\x14\n" +
 	"\x05model\x18\x04 \x01(\tR\x05model\x12\x14\n" +
-	"\x05tools\x18\x05 \x03(\tR\x05tools*\x80\x06\n" +
+	"\x05tools\x18\x05 \x03(\tR\x05tools\x12\x1d\n" +
+	"\n" +
+	"max_tokens\x18\x06 \x01(\x05R\tmaxTokens\x12\x1f\n" +
+	"\vmax_running\x18\a \x01(\x05R\n" +
+	"maxRunning\x120\n" +
+	"\x14provider_max_running\x18\b \x01(\x05R\x12providerMaxRunning*\x89\a\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dERROR_REASON_INVALID_ARGUMENT\x10\x01\x12 \n" +
@@ -1216,7 +1268,11 @@ const file_taskloom_v1_common_proto_rawDesc = "" +
 	"\x1aERROR_REASON_UNIMPLEMENTED\x10\x12\x12\x18\n" +
 	"\x14ERROR_REASON_SKIPPED\x10\x13\x12%\n" +
 	"!ERROR_REASON_IDEMPOTENCY_CONFLICT\x10\x14\x12\"\n" +
-	"\x1eERROR_REASON_REQUEST_TOO_LARGE\x10\x15\x12\"\n" +
+	"\x1eERROR_REASON_REQUEST_TOO_LARGE\x10\x15\x12 \n" +
+	"\x1cERROR_REASON_UNAUTHENTICATED\x10\x18\x12\"\n" +
+	"\x1eERROR_REASON_PERMISSION_DENIED\x10\x19\x12\x1d\n" +
+	"\x19ERROR_REASON_RATE_LIMITED\x10\x1a\x12\"\n" +
+	"\x1eERROR_REASON_API_KEY_NOT_FOUND\x10\x1b\x12\"\n" +
 	"\x1eERROR_REASON_CAPACITY_EXCEEDED\x10\x16*\xb6\x01\n" +
 	"\tChunkKind\x12\x1a\n" +
 	"\x16CHUNK_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +

@@ -54,7 +54,10 @@ type FieldLimits struct {
 	MaxBytes uint64 `protobuf:"varint,12,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
 	// A template naming a list at run time (map_over): the most elements the list
 	// may have.
-	MaxElements   uint32 `protobuf:"varint,13,opt,name=max_elements,json=maxElements,proto3" json:"max_elements,omitempty"`
+	MaxElements uint32 `protobuf:"varint,13,opt,name=max_elements,json=maxElements,proto3" json:"max_elements,omitempty"`
+	// Strings (each element of a repeated string): an RE2 regular expression the whole
+	// value must match (anchor it with ^ and $).
+	Pattern       string `protobuf:"bytes,14,opt,name=pattern,proto3" json:"pattern,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -180,6 +183,13 @@ func (x *FieldLimits) GetMaxElements() uint32 {
 	return 0
 }
 
+func (x *FieldLimits) GetPattern() string {
+	if x != nil {
+		return x.Pattern
+	}
+	return ""
+}
+
 // ServiceLimits bounds every call of a service.
 type ServiceLimits struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -262,7 +272,7 @@ var File_taskloom_v1_limits_proto protoreflect.FileDescriptor
 
 const file_taskloom_v1_limits_proto_rawDesc = "" +
 	"\n" +
-	"\x18taskloom/v1/limits.proto\x12\vtaskloom.v1\x1a google/protobuf/descriptor.proto\"\xa7\x03\n" +
+	"\x18taskloom/v1/limits.proto\x12\vtaskloom.v1\x1a google/protobuf/descriptor.proto\"\xc1\x03\n" +
 	"\vFieldLimits\x12\x17\n" +
 	"\amin_len\x18\x01 \x01(\rR\x06minLen\x12\x17\n" +
 	"\amax_len\x18\x02 \x01(\rR\x06maxLen\x12\x1b\n" +
@@ -278,7 +288,8 @@ const file_taskloom_v1_limits_proto_rawDesc = "" +
 	"\vmax_seconds\x18\v \x01(\x04R\n" +
 	"maxSeconds\x12\x1b\n" +
 	"\tmax_bytes\x18\f \x01(\x04R\bmaxBytes\x12!\n" +
-	"\fmax_elements\x18\r \x01(\rR\vmaxElementsB\x06\n" +
+	"\fmax_elements\x18\r \x01(\rR\vmaxElements\x12\x18\n" +
+	"\apattern\x18\x0e \x01(\tR\apatternB\x06\n" +
 	"\x04_minB\x06\n" +
 	"\x04_maxB\n" +
 	"\n" +

@@ -299,6 +299,58 @@ func (UsageGroupBy) EnumDescriptor() ([]byte, []int) {
 	return file_taskloom_v1_orchestrator_proto_rawDescGZIP(), []int{4}
 }
 
+type APIKeyRole int32
+
+const (
+	APIKeyRole_API_KEY_ROLE_UNSPECIFIED APIKeyRole = 0
+	// Acts for its own tenant only.
+	APIKeyRole_API_KEY_ROLE_TENANT APIKeyRole = 1
+	// Acts for any tenant: reads every tenant's tasks, workflows, usage and metrics,
+	// and manages API keys.
+	APIKeyRole_API_KEY_ROLE_ADMIN APIKeyRole = 2
+)
+
+// Enum value maps for APIKeyRole.
+var (
+	APIKeyRole_name = map[int32]string{
+		0: "API_KEY_ROLE_UNSPECIFIED",
+		1: "API_KEY_ROLE_TENANT",
+		2: "API_KEY_ROLE_ADMIN",
+	}
+	APIKeyRole_value = map[string]int32{
+		"API_KEY_ROLE_UNSPECIFIED": 0,
+		"API_KEY_ROLE_TENANT":      1,
+		"API_KEY_ROLE_ADMIN":       2,
+	}
+)
+
+func (x APIKeyRole) Enum() *APIKeyRole {
+	p := new(APIKeyRole)
+	*p = x
+	return p
+}
+
+func (x APIKeyRole) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (APIKeyRole) Descriptor() protoreflect.EnumDescriptor {
+	return file_taskloom_v1_orchestrator_proto_enumTypes[5].Descriptor()
+}
+
+func (APIKeyRole) Type() protoreflect.EnumType {
+	return &file_taskloom_v1_orchestrator_proto_enumTypes[5]
+}
+
+func (x APIKeyRole) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use APIKeyRole.Descriptor instead.
+func (APIKeyRole) EnumDescriptor() ([]byte, []int) {
+	return file_taskloom_v1_orchestrator_proto_rawDescGZIP(), []int{5}
+}
+
 type SubmitTaskRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Task          *TaskSpec              `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
@@ -485,8 +537,10 @@ func (x *SubmitTasksResponse) GetTasks() []*Task {
 }
 
 type GetTaskRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The caller's tenant; another tenant's id is NOT_FOUND (see the service comment).
+	Tenant        string `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -524,6 +578,13 @@ func (*GetTaskRequest) Descriptor() ([]byte, []int) {
 func (x *GetTaskRequest) GetId() string {
 	if x != nil {
 		return x.Id
+	}
+	return ""
+}
+
+func (x *GetTaskRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
 	}
 	return ""
 }
@@ -575,7 +636,8 @@ func (x *GetTaskResponse) GetTask() *Task {
 type ListTasksRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// 0 means the default.
-	PageSize      int32      `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// As the previous page's next_page_token gave it (base64url).
 	PageToken     string     `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	Tenant        string     `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	Status        TaskStatus `protobuf:"varint,4,opt,name=status,proto3,enum=taskloom.v1.TaskStatus" json:"status,omitempty"`
@@ -703,9 +765,11 @@ func (x *ListTasksResponse) GetNextPageToken() string {
 }
 
 type CancelTaskRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Id     string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Reason string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The caller's tenant; another tenant's id is NOT_FOUND (see the service comment).
+	Tenant        string `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -750,6 +814,13 @@ func (x *CancelTaskRequest) GetId() string {
 func (x *CancelTaskRequest) GetReason() string {
 	if x != nil {
 		return x.Reason
+	}
+	return ""
+}
+
+func (x *CancelTaskRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
 	}
 	return ""
 }
@@ -799,8 +870,18 @@ func (x *CancelTaskResponse) GetTask() *Task {
 }
 
 type WatchTaskRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The caller's tenant; another tenant's id is NOT_FOUND (see the service comment).
+	Tenant string `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// Resume a watch (SSE Last-Event-ID): the watcher has the chunks of attempt
+	// from_attempt up to and including from_seq, so only later chunks of that attempt
+	// (and every chunk of a later attempt) are sent; the status comes first as always.
+	// Absent: from the start. Chunks are replayed from what the orchestrator retains
+	// of each task (see the README's "Streaming" section for the bound); a chunk older
+	// than that is gone, which the next chunk's seq shows.
+	FromSeq       *int64 `protobuf:"varint,4,opt,name=from_seq,json=fromSeq,proto3,oneof" json:"from_seq,omitempty"`
+	FromAttempt   int32  `protobuf:"varint,5,opt,name=from_attempt,json=fromAttempt,proto3" json:"from_attempt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -840,6 +921,27 @@ func (x *WatchTaskRequest) GetId() string {
 		return x.Id
 	}
 	return ""
+}
+
+func (x *WatchTaskRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *WatchTaskRequest) GetFromSeq() int64 {
+	if x != nil && x.FromSeq != nil {
+		return *x.FromSeq
+	}
+	return 0
+}
+
+func (x *WatchTaskRequest) GetFromAttempt() int32 {
+	if x != nil {
+		return x.FromAttempt
+	}
+	return 0
 }
 
 type TaskEvent struct {
@@ -1606,8 +1708,10 @@ func (x *SubmitWorkflowResponse) GetExisting() bool {
 }
 
 type GetWorkflowRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The caller's tenant; another tenant's id is NOT_FOUND (see the service comment).
+	Tenant        string `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1645,6 +1749,13 @@ func (*GetWorkflowRequest) Descriptor() ([]byte, []int) {
 func (x *GetWorkflowRequest) GetId() string {
 	if x != nil {
 		return x.Id
+	}
+	return ""
+}
+
+func (x *GetWorkflowRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
 	}
 	return ""
 }
@@ -1694,9 +1805,11 @@ func (x *GetWorkflowResponse) GetWorkflow() *Workflow {
 }
 
 type CancelWorkflowRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Id     string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Reason string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The caller's tenant; another tenant's id is NOT_FOUND (see the service comment).
+	Tenant        string `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1741,6 +1854,13 @@ func (x *CancelWorkflowRequest) GetId() string {
 func (x *CancelWorkflowRequest) GetReason() string {
 	if x != nil {
 		return x.Reason
+	}
+	return ""
+}
+
+func (x *CancelWorkflowRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
 	}
 	return ""
 }
@@ -1790,8 +1910,10 @@ func (x *CancelWorkflowResponse) GetWorkflow() *Workflow {
 }
 
 type WatchWorkflowRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The caller's tenant; another tenant's id is NOT_FOUND (see the service comment).
+	Tenant        string `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1829,6 +1951,13 @@ func (*WatchWorkflowRequest) Descriptor() ([]byte, []int) {
 func (x *WatchWorkflowRequest) GetId() string {
 	if x != nil {
 		return x.Id
+	}
+	return ""
+}
+
+func (x *WatchWorkflowRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
 	}
 	return ""
 }
@@ -2232,6 +2361,648 @@ func (x *UsageRow) GetSavedCostNanoUsd() int64 {
 	return 0
 }
 
+type ListWorkflowsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 0 means the default.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// As the previous page's next_page_token gave it (base64url).
+	PageToken string         `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	Tenant    string         `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Status    WorkflowStatus `protobuf:"varint,4,opt,name=status,proto3,enum=taskloom.v1.WorkflowStatus" json:"status,omitempty"`
+	// Only workflows of this name (WorkflowSpec.name).
+	Name          string `protobuf:"bytes,5,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWorkflowsRequest) Reset() {
+	*x = ListWorkflowsRequest{}
+	mi := &file_taskloom_v1_orchestrator_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWorkflowsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWorkflowsRequest) ProtoMessage() {}
+
+func (x *ListWorkflowsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_taskloom_v1_orchestrator_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWorkflowsRequest.ProtoReflect.Descriptor instead.
+func (*ListWorkflowsRequest) Descriptor() ([]byte, []int) {
+	return file_taskloom_v1_orchestrator_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ListWorkflowsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListWorkflowsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListWorkflowsRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *ListWorkflowsRequest) GetStatus() WorkflowStatus {
+	if x != nil {
+		return x.Status
+	}
+	return WorkflowStatus_WORKFLOW_STATUS_UNSPECIFIED
+}
+
+func (x *ListWorkflowsRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type ListWorkflowsResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Workflows []*Workflow            `protobuf:"bytes,1,rep,name=workflows,proto3" json:"workflows,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWorkflowsResponse) Reset() {
+	*x = ListWorkflowsResponse{}
+	mi := &file_taskloom_v1_orchestrator_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWorkflowsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWorkflowsResponse) ProtoMessage() {}
+
+func (x *ListWorkflowsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_taskloom_v1_orchestrator_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWorkflowsResponse.ProtoReflect.Descriptor instead.
+func (*ListWorkflowsResponse) Descriptor() ([]byte, []int) {
+	return file_taskloom_v1_orchestrator_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ListWorkflowsResponse) GetWorkflows() []*Workflow {
+	if x != nil {
+		return x.Workflows
+	}
+	return nil
+}
+
+func (x *ListWorkflowsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type APIKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The tenant the key acts for (an admin key's own tasks go there too).
+	Tenant string     `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Role   APIKeyRole `protobuf:"varint,3,opt,name=role,proto3,enum=taskloom.v1.APIKeyRole" json:"role,omitempty"`
+	// What the key is for, as its creator named it.
+	Name      string                 `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// Set once the key is revoked.
+	RevokedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	// The first characters of the secret, to tell keys apart; never the whole secret.
+	Prefix        string `protobuf:"bytes,7,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *APIKey) Reset() {
+	*x = APIKey{}
+	mi := &file_taskloom_v1_orchestrator_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *APIKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*APIKey) ProtoMessage() {}
+
+func (x *APIKey) ProtoReflect() protoreflect.Message {
+	mi := &file_taskloom_v1_orchestrator_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use APIKey.ProtoReflect.Descriptor instead.
+func (*APIKey) Descriptor() ([]byte, []int) {
+	return file_taskloom_v1_orchestrator_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *APIKey) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *APIKey) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *APIKey) GetRole() APIKeyRole {
+	if x != nil {
+		return x.Role
+	}
+	return APIKeyRole_API_KEY_ROLE_UNSPECIFIED
+}
+
+func (x *APIKey) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *APIKey) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *APIKey) GetRevokedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokedAt
+	}
+	return nil
+}
+
+func (x *APIKey) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+type CreateAPIKeyRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tenant string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// Unspecified means API_KEY_ROLE_TENANT.
+	Role          APIKeyRole `protobuf:"varint,2,opt,name=role,proto3,enum=taskloom.v1.APIKeyRole" json:"role,omitempty"`
+	Name          string     `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateAPIKeyRequest) Reset() {
+	*x = CreateAPIKeyRequest{}
+	mi := &file_taskloom_v1_orchestrator_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateAPIKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateAPIKeyRequest) ProtoMessage() {}
+
+func (x *CreateAPIKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_taskloom_v1_orchestrator_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateAPIKeyRequest.ProtoReflect.Descriptor instead.
+func (*CreateAPIKeyRequest) Descriptor() ([]byte, []int) {
+	return file_taskloom_v1_orchestrator_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *CreateAPIKeyRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *CreateAPIKeyRequest) GetRole() APIKeyRole {
+	if x != nil {
+		return x.Role
+	}
+	return APIKeyRole_API_KEY_ROLE_UNSPECIFIED
+}
+
+func (x *CreateAPIKeyRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type CreateAPIKeyResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	ApiKey *APIKey                `protobuf:"bytes,1,opt,name=api_key,json=apiKey,proto3" json:"api_key,omitempty"`
+	// The key itself: shown here once, never again (only its hash is stored).
+	Secret        string `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateAPIKeyResponse) Reset() {
+	*x = CreateAPIKeyResponse{}
+	mi := &file_taskloom_v1_orchestrator_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateAPIKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateAPIKeyResponse) ProtoMessage() {}
+
+func (x *CreateAPIKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_taskloom_v1_orchestrator_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateAPIKeyResponse.ProtoReflect.Descriptor instead.
+func (*CreateAPIKeyResponse) Descriptor() ([]byte, []int) {
+	return file_taskloom_v1_orchestrator_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *CreateAPIKeyResponse) GetApiKey() *APIKey {
+	if x != nil {
+		return x.ApiKey
+	}
+	return nil
+}
+
+func (x *CreateAPIKeyResponse) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+type ListAPIKeysRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this tenant's keys; empty means every tenant's.
+	Tenant string `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// 0 means the default.
+	PageSize       int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken      string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	IncludeRevoked bool   `protobuf:"varint,4,opt,name=include_revoked,json=includeRevoked,proto3" json:"include_revoked,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ListAPIKeysRequest) Reset() {
+	*x = ListAPIKeysRequest{}
+	mi := &file_taskloom_v1_orchestrator_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAPIKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAPIKeysRequest) ProtoMessage() {}
+
+func (x *ListAPIKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_taskloom_v1_orchestrator_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAPIKeysRequest.ProtoReflect.Descriptor instead.
+func (*ListAPIKeysRequest) Descriptor() ([]byte, []int) {
+	return file_taskloom_v1_orchestrator_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ListAPIKeysRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *ListAPIKeysRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListAPIKeysRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListAPIKeysRequest) GetIncludeRevoked() bool {
+	if x != nil {
+		return x.IncludeRevoked
+	}
+	return false
+}
+
+type ListAPIKeysResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Oldest first.
+	ApiKeys []*APIKey `protobuf:"bytes,1,rep,name=api_keys,json=apiKeys,proto3" json:"api_keys,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAPIKeysResponse) Reset() {
+	*x = ListAPIKeysResponse{}
+	mi := &file_taskloom_v1_orchestrator_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAPIKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAPIKeysResponse) ProtoMessage() {}
+
+func (x *ListAPIKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_taskloom_v1_orchestrator_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAPIKeysResponse.ProtoReflect.Descriptor instead.
+func (*ListAPIKeysResponse) Descriptor() ([]byte, []int) {
+	return file_taskloom_v1_orchestrator_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ListAPIKeysResponse) GetApiKeys() []*APIKey {
+	if x != nil {
+		return x.ApiKeys
+	}
+	return nil
+}
+
+func (x *ListAPIKeysResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type RevokeAPIKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeAPIKeyRequest) Reset() {
+	*x = RevokeAPIKeyRequest{}
+	mi := &file_taskloom_v1_orchestrator_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeAPIKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeAPIKeyRequest) ProtoMessage() {}
+
+func (x *RevokeAPIKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_taskloom_v1_orchestrator_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeAPIKeyRequest.ProtoReflect.Descriptor instead.
+func (*RevokeAPIKeyRequest) Descriptor() ([]byte, []int) {
+	return file_taskloom_v1_orchestrator_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *RevokeAPIKeyRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type RevokeAPIKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ApiKey        *APIKey                `protobuf:"bytes,1,opt,name=api_key,json=apiKey,proto3" json:"api_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeAPIKeyResponse) Reset() {
+	*x = RevokeAPIKeyResponse{}
+	mi := &file_taskloom_v1_orchestrator_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeAPIKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeAPIKeyResponse) ProtoMessage() {}
+
+func (x *RevokeAPIKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_taskloom_v1_orchestrator_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeAPIKeyResponse.ProtoReflect.Descriptor instead.
+func (*RevokeAPIKeyResponse) Descriptor() ([]byte, []int) {
+	return file_taskloom_v1_orchestrator_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *RevokeAPIKeyResponse) GetApiKey() *APIKey {
+	if x != nil {
+		return x.ApiKey
+	}
+	return nil
+}
+
+type VerifyAPIKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secret        string                 `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyAPIKeyRequest) Reset() {
+	*x = VerifyAPIKeyRequest{}
+	mi := &file_taskloom_v1_orchestrator_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyAPIKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyAPIKeyRequest) ProtoMessage() {}
+
+func (x *VerifyAPIKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_taskloom_v1_orchestrator_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyAPIKeyRequest.ProtoReflect.Descriptor instead.
+func (*VerifyAPIKeyRequest) Descriptor() ([]byte, []int) {
+	return file_taskloom_v1_orchestrator_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *VerifyAPIKeyRequest) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+type VerifyAPIKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ApiKey        *APIKey                `protobuf:"bytes,1,opt,name=api_key,json=apiKey,proto3" json:"api_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyAPIKeyResponse) Reset() {
+	*x = VerifyAPIKeyResponse{}
+	mi := &file_taskloom_v1_orchestrator_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyAPIKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyAPIKeyResponse) ProtoMessage() {}
+
+func (x *VerifyAPIKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_taskloom_v1_orchestrator_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyAPIKeyResponse.ProtoReflect.Descriptor instead.
+func (*VerifyAPIKeyResponse) Descriptor() ([]byte, []int) {
+	return file_taskloom_v1_orchestrator_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *VerifyAPIKeyResponse) GetApiKey() *APIKey {
+	if x != nil {
+		return x.ApiKey
+	}
+	return nil
+}
+
 var File_taskloom_v1_orchestrator_proto protoreflect.FileDescriptor
 
 const file_taskloom_v1_orchestrator_proto_rawDesc = "" +
@@ -2245,28 +3016,34 @@ const file_taskloom_v1_orchestrator_proto_rawDesc = "" +
 	"\x12SubmitTasksRequest\x126\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x15.taskloom.v1.TaskSpecB\t\xca\xf3\x18\x05\x18\x01 \xe8\aR\x05tasks\">\n" +
 	"\x13SubmitTasksResponse\x12'\n" +
-	"\x05tasks\x18\x01 \x03(\v2\x11.taskloom.v1.TaskR\x05tasks\"+\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x11.taskloom.v1.TaskR\x05tasks\"L\n" +
 	"\x0eGetTaskRequest\x12\x19\n" +
-	"\x02id\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x02id\"8\n" +
+	"\x02id\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x02id\x12\x1f\n" +
+	"\x06tenant\x18\x03 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x01R\x06tenant\"8\n" +
 	"\x0fGetTaskResponse\x12%\n" +
-	"\x04task\x18\x01 \x01(\v2\x11.taskloom.v1.TaskR\x04task\"\xd5\x01\n" +
+	"\x04task\x18\x01 \x01(\v2\x11.taskloom.v1.TaskR\x04task\"\xe7\x01\n" +
 	"\x10ListTasksRequest\x12(\n" +
-	"\tpage_size\x18\x01 \x01(\x05B\v\xca\xf3\x18\a@\x00H\xe8\aPdR\bpageSize\x12&\n" +
+	"\tpage_size\x18\x01 \x01(\x05B\v\xca\xf3\x18\a@\x00H\xe8\aPdR\bpageSize\x128\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\bR\tpageToken\x12\x1f\n" +
+	"page_token\x18\x02 \x01(\tB\x19\xca\xf3\x18\x15\x10\x80\br\x10^[A-Za-z0-9_-]*$R\tpageToken\x12\x1f\n" +
 	"\x06tenant\x18\x03 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x01R\x06tenant\x12/\n" +
 	"\x06status\x18\x04 \x01(\x0e2\x17.taskloom.v1.TaskStatusR\x06status\x12\x1d\n" +
 	"\x05agent\x18\x05 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x01R\x05agent\"d\n" +
 	"\x11ListTasksResponse\x12'\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x11.taskloom.v1.TaskR\x05tasks\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"O\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"p\n" +
 	"\x11CancelTaskRequest\x12\x19\n" +
 	"\x02id\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x02id\x12\x1f\n" +
-	"\x06reason\x18\x02 \x01(\tB\a\xca\xf3\x18\x03\x10\xe8\aR\x06reason\";\n" +
+	"\x06reason\x18\x02 \x01(\tB\a\xca\xf3\x18\x03\x10\xe8\aR\x06reason\x12\x1f\n" +
+	"\x06tenant\x18\x03 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x01R\x06tenant\";\n" +
 	"\x12CancelTaskResponse\x12%\n" +
-	"\x04task\x18\x01 \x01(\v2\x11.taskloom.v1.TaskR\x04task\"-\n" +
+	"\x04task\x18\x01 \x01(\v2\x11.taskloom.v1.TaskR\x04task\"\xae\x01\n" +
 	"\x10WatchTaskRequest\x12\x19\n" +
-	"\x02id\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x02id\"\x98\x03\n" +
+	"\x02id\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x02id\x12\x1f\n" +
+	"\x06tenant\x18\x03 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x01R\x06tenant\x12&\n" +
+	"\bfrom_seq\x18\x04 \x01(\x03B\x06\xca\xf3\x18\x02@\x00H\x00R\afromSeq\x88\x01\x01\x12)\n" +
+	"\ffrom_attempt\x18\x05 \x01(\x05B\x06\xca\xf3\x18\x02@\x00R\vfromAttemptB\v\n" +
+	"\t_from_seq\"\x98\x03\n" +
 	"\tTaskEvent\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12.\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x1a.taskloom.v1.TaskEventTypeR\x04type\x12/\n" +
@@ -2285,13 +3062,13 @@ const file_taskloom_v1_orchestrator_proto_rawDesc = "" +
 	"\x05event\x18\x01 \x01(\v2\x16.taskloom.v1.TaskEventR\x05event\"\x13\n" +
 	"\x11ListAgentsRequest\"D\n" +
 	"\x12ListAgentsResponse\x12.\n" +
-	"\x06agents\x18\x01 \x03(\v2\x16.taskloom.v1.AgentInfoR\x06agents\"\x96\x03\n" +
-	"\x04Step\x12\x18\n" +
-	"\x02id\x18\x01 \x01(\tB\b\xca\xf3\x18\x04\b\x01\x10@R\x02id\x12\x1f\n" +
+	"\x06agents\x18\x01 \x03(\v2\x16.taskloom.v1.AgentInfoR\x06agents\"\xba\x03\n" +
+	"\x04Step\x12*\n" +
+	"\x02id\x18\x01 \x01(\tB\x1a\xca\xf3\x18\x16\b\x01\x10@r\x10^[A-Za-z0-9_-]+$R\x02id\x12\x1f\n" +
 	"\x05agent\x18\x02 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x05agent\x127\n" +
-	"\x05input\x18\x03 \x01(\v2\x16.google.protobuf.ValueB\t\xca\xf3\x18\x05`\x80\x80\xc0\x01R\x05input\x12(\n" +
+	"\x05input\x18\x03 \x01(\v2\x16.google.protobuf.ValueB\t\xca\xf3\x18\x05`\x80\x80\xc0\x01R\x05input\x12:\n" +
 	"\n" +
-	"depends_on\x18\x04 \x03(\tB\t\xca\xf3\x18\x05\x10@ \xe8\aR\tdependsOn\x12%\n" +
+	"depends_on\x18\x04 \x03(\tB\x1b\xca\xf3\x18\x17\x10@ \xe8\ar\x10^[A-Za-z0-9_-]+$R\tdependsOn\x12%\n" +
 	"\bmap_over\x18\x05 \x01(\tB\n" +
 	"\xca\xf3\x18\x06\x10\x80\bh\x90NR\amapOver\x12 \n" +
 	"\aexit_if\x18\x06 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\bR\x06exitIf\x12.\n" +
@@ -2339,18 +3116,21 @@ const file_taskloom_v1_orchestrator_proto_rawDesc = "" +
 	"\bworkflow\x18\x01 \x01(\v2\x19.taskloom.v1.WorkflowSpecR\bworkflow\"g\n" +
 	"\x16SubmitWorkflowResponse\x121\n" +
 	"\bworkflow\x18\x01 \x01(\v2\x15.taskloom.v1.WorkflowR\bworkflow\x12\x1a\n" +
-	"\bexisting\x18\x02 \x01(\bR\bexisting\"/\n" +
+	"\bexisting\x18\x02 \x01(\bR\bexisting\"P\n" +
 	"\x12GetWorkflowRequest\x12\x19\n" +
-	"\x02id\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x02id\"H\n" +
+	"\x02id\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x02id\x12\x1f\n" +
+	"\x06tenant\x18\x03 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x01R\x06tenant\"H\n" +
 	"\x13GetWorkflowResponse\x121\n" +
-	"\bworkflow\x18\x01 \x01(\v2\x15.taskloom.v1.WorkflowR\bworkflow\"S\n" +
+	"\bworkflow\x18\x01 \x01(\v2\x15.taskloom.v1.WorkflowR\bworkflow\"t\n" +
 	"\x15CancelWorkflowRequest\x12\x19\n" +
 	"\x02id\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x02id\x12\x1f\n" +
-	"\x06reason\x18\x02 \x01(\tB\a\xca\xf3\x18\x03\x10\xe8\aR\x06reason\"K\n" +
+	"\x06reason\x18\x02 \x01(\tB\a\xca\xf3\x18\x03\x10\xe8\aR\x06reason\x12\x1f\n" +
+	"\x06tenant\x18\x03 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x01R\x06tenant\"K\n" +
 	"\x16CancelWorkflowResponse\x121\n" +
-	"\bworkflow\x18\x01 \x01(\v2\x15.taskloom.v1.WorkflowR\bworkflow\"1\n" +
+	"\bworkflow\x18\x01 \x01(\v2\x15.taskloom.v1.WorkflowR\bworkflow\"R\n" +
 	"\x14WatchWorkflowRequest\x12\x19\n" +
-	"\x02id\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x02id\"\xac\x02\n" +
+	"\x02id\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x02id\x12\x1f\n" +
+	"\x06tenant\x18\x03 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x01R\x06tenant\"\xac\x02\n" +
 	"\rWorkflowEvent\x12\x1f\n" +
 	"\vworkflow_id\x18\x01 \x01(\tR\n" +
 	"workflowId\x12\x17\n" +
@@ -2384,7 +3164,51 @@ const file_taskloom_v1_orchestrator_proto_rawDesc = "" +
 	"\x0funpriced_tokens\x18\t \x01(\x03R\x0eunpricedTokens\x12!\n" +
 	"\fsaved_tokens\x18\n" +
 	" \x01(\x03R\vsavedTokens\x12-\n" +
-	"\x13saved_cost_nano_usd\x18\v \x01(\x03R\x10savedCostNanoUsd*\x81\x01\n" +
+	"\x13saved_cost_nano_usd\x18\v \x01(\x03R\x10savedCostNanoUsd\"\xed\x01\n" +
+	"\x14ListWorkflowsRequest\x12(\n" +
+	"\tpage_size\x18\x01 \x01(\x05B\v\xca\xf3\x18\a@\x00H\xe8\aPdR\bpageSize\x128\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tB\x19\xca\xf3\x18\x15\x10\x80\br\x10^[A-Za-z0-9_-]*$R\tpageToken\x12\x1f\n" +
+	"\x06tenant\x18\x03 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x01R\x06tenant\x123\n" +
+	"\x06status\x18\x04 \x01(\x0e2\x1b.taskloom.v1.WorkflowStatusR\x06status\x12\x1b\n" +
+	"\x04name\x18\x05 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x02R\x04name\"t\n" +
+	"\x15ListWorkflowsResponse\x123\n" +
+	"\tworkflows\x18\x01 \x03(\v2\x15.taskloom.v1.WorkflowR\tworkflows\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xff\x01\n" +
+	"\x06APIKey\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12+\n" +
+	"\x04role\x18\x03 \x01(\x0e2\x17.taskloom.v1.APIKeyRoleR\x04role\x12\x12\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\x129\n" +
+	"\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"revoked_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12\x16\n" +
+	"\x06prefix\x18\a \x01(\tR\x06prefix\"\x82\x01\n" +
+	"\x13CreateAPIKeyRequest\x12!\n" +
+	"\x06tenant\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x06tenant\x12+\n" +
+	"\x04role\x18\x02 \x01(\x0e2\x17.taskloom.v1.APIKeyRoleR\x04role\x12\x1b\n" +
+	"\x04name\x18\x03 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x02R\x04name\"\\\n" +
+	"\x14CreateAPIKeyResponse\x12,\n" +
+	"\aapi_key\x18\x01 \x01(\v2\x13.taskloom.v1.APIKeyR\x06apiKey\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret\"\xc2\x01\n" +
+	"\x12ListAPIKeysRequest\x12\x1f\n" +
+	"\x06tenant\x18\x01 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x01R\x06tenant\x12(\n" +
+	"\tpage_size\x18\x02 \x01(\x05B\v\xca\xf3\x18\a@\x00H\xe8\aPdR\bpageSize\x128\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tB\x19\xca\xf3\x18\x15\x10\x80\br\x10^[A-Za-z0-9_-]*$R\tpageToken\x12'\n" +
+	"\x0finclude_revoked\x18\x04 \x01(\bR\x0eincludeRevoked\"m\n" +
+	"\x13ListAPIKeysResponse\x12.\n" +
+	"\bapi_keys\x18\x01 \x03(\v2\x13.taskloom.v1.APIKeyR\aapiKeys\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"0\n" +
+	"\x13RevokeAPIKeyRequest\x12\x19\n" +
+	"\x02id\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x02id\"D\n" +
+	"\x14RevokeAPIKeyResponse\x12,\n" +
+	"\aapi_key\x18\x01 \x01(\v2\x13.taskloom.v1.APIKeyR\x06apiKey\"8\n" +
+	"\x13VerifyAPIKeyRequest\x12!\n" +
+	"\x06secret\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x02R\x06secret\"D\n" +
+	"\x14VerifyAPIKeyResponse\x12,\n" +
+	"\aapi_key\x18\x01 \x01(\v2\x13.taskloom.v1.APIKeyR\x06apiKey*\x81\x01\n" +
 	"\rTaskEventType\x12\x1f\n" +
 	"\x1bTASK_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16TASK_EVENT_TYPE_STATUS\x10\x01\x12\x19\n" +
@@ -2410,7 +3234,12 @@ const file_taskloom_v1_orchestrator_proto_rawDesc = "" +
 	"\x1aUSAGE_GROUP_BY_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15USAGE_GROUP_BY_TENANT\x10\x01\x12\x18\n" +
 	"\x14USAGE_GROUP_BY_AGENT\x10\x02\x12\x18\n" +
-	"\x14USAGE_GROUP_BY_MODEL\x10\x032\xea\a\n" +
+	"\x14USAGE_GROUP_BY_MODEL\x10\x03*[\n" +
+	"\n" +
+	"APIKeyRole\x12\x1c\n" +
+	"\x18API_KEY_ROLE_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13API_KEY_ROLE_TENANT\x10\x01\x12\x16\n" +
+	"\x12API_KEY_ROLE_ADMIN\x10\x022\x93\v\n" +
 	"\x13OrchestratorService\x12M\n" +
 	"\n" +
 	"SubmitTask\x12\x1e.taskloom.v1.SubmitTaskRequest\x1a\x1f.taskloom.v1.SubmitTaskResponse\x12P\n" +
@@ -2426,7 +3255,12 @@ const file_taskloom_v1_orchestrator_proto_rawDesc = "" +
 	"\vGetWorkflow\x12\x1f.taskloom.v1.GetWorkflowRequest\x1a .taskloom.v1.GetWorkflowResponse\x12Y\n" +
 	"\x0eCancelWorkflow\x12\".taskloom.v1.CancelWorkflowRequest\x1a#.taskloom.v1.CancelWorkflowResponse\x12X\n" +
 	"\rWatchWorkflow\x12!.taskloom.v1.WatchWorkflowRequest\x1a\".taskloom.v1.WatchWorkflowResponse0\x01\x12G\n" +
-	"\bGetUsage\x12\x1c.taskloom.v1.GetUsageRequest\x1a\x1d.taskloom.v1.GetUsageResponse\x1a\t\xd2\xf3\x18\x05\b\x80\x80\x80\x02BRZPgithub.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1;taskloomv1b\x06proto3"
+	"\bGetUsage\x12\x1c.taskloom.v1.GetUsageRequest\x1a\x1d.taskloom.v1.GetUsageResponse\x12V\n" +
+	"\rListWorkflows\x12!.taskloom.v1.ListWorkflowsRequest\x1a\".taskloom.v1.ListWorkflowsResponse\x12S\n" +
+	"\fCreateAPIKey\x12 .taskloom.v1.CreateAPIKeyRequest\x1a!.taskloom.v1.CreateAPIKeyResponse\x12P\n" +
+	"\vListAPIKeys\x12\x1f.taskloom.v1.ListAPIKeysRequest\x1a .taskloom.v1.ListAPIKeysResponse\x12S\n" +
+	"\fRevokeAPIKey\x12 .taskloom.v1.RevokeAPIKeyRequest\x1a!.taskloom.v1.RevokeAPIKeyResponse\x12S\n" +
+	"\fVerifyAPIKey\x12 .taskloom.v1.VerifyAPIKeyRequest\x1a!.taskloom.v1.VerifyAPIKeyResponse\x1a\t\xd2\xf3\x18\x05\b\x80\x80\x80\x02BRZPgithub.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1;taskloomv1b\x06proto3"
 
 var (
 	file_taskloom_v1_orchestrator_proto_rawDescOnce sync.Once
@@ -2440,139 +3274,171 @@ func file_taskloom_v1_orchestrator_proto_rawDescGZIP() []byte {
 	return file_taskloom_v1_orchestrator_proto_rawDescData
 }
 
-var file_taskloom_v1_orchestrator_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_taskloom_v1_orchestrator_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_taskloom_v1_orchestrator_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_taskloom_v1_orchestrator_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_taskloom_v1_orchestrator_proto_goTypes = []any{
 	(TaskEventType)(0),             // 0: taskloom.v1.TaskEventType
 	(WorkflowMode)(0),              // 1: taskloom.v1.WorkflowMode
 	(FailurePolicy)(0),             // 2: taskloom.v1.FailurePolicy
 	(WorkflowStatus)(0),            // 3: taskloom.v1.WorkflowStatus
 	(UsageGroupBy)(0),              // 4: taskloom.v1.UsageGroupBy
-	(*SubmitTaskRequest)(nil),      // 5: taskloom.v1.SubmitTaskRequest
-	(*SubmitTaskResponse)(nil),     // 6: taskloom.v1.SubmitTaskResponse
-	(*SubmitTasksRequest)(nil),     // 7: taskloom.v1.SubmitTasksRequest
-	(*SubmitTasksResponse)(nil),    // 8: taskloom.v1.SubmitTasksResponse
-	(*GetTaskRequest)(nil),         // 9: taskloom.v1.GetTaskRequest
-	(*GetTaskResponse)(nil),        // 10: taskloom.v1.GetTaskResponse
-	(*ListTasksRequest)(nil),       // 11: taskloom.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),      // 12: taskloom.v1.ListTasksResponse
-	(*CancelTaskRequest)(nil),      // 13: taskloom.v1.CancelTaskRequest
-	(*CancelTaskResponse)(nil),     // 14: taskloom.v1.CancelTaskResponse
-	(*WatchTaskRequest)(nil),       // 15: taskloom.v1.WatchTaskRequest
-	(*TaskEvent)(nil),              // 16: taskloom.v1.TaskEvent
-	(*WatchTaskResponse)(nil),      // 17: taskloom.v1.WatchTaskResponse
-	(*ListAgentsRequest)(nil),      // 18: taskloom.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil),     // 19: taskloom.v1.ListAgentsResponse
-	(*Step)(nil),                   // 20: taskloom.v1.Step
-	(*WorkflowSpec)(nil),           // 21: taskloom.v1.WorkflowSpec
-	(*StepState)(nil),              // 22: taskloom.v1.StepState
-	(*Workflow)(nil),               // 23: taskloom.v1.Workflow
-	(*SubmitWorkflowRequest)(nil),  // 24: taskloom.v1.SubmitWorkflowRequest
-	(*SubmitWorkflowResponse)(nil), // 25: taskloom.v1.SubmitWorkflowResponse
-	(*GetWorkflowRequest)(nil),     // 26: taskloom.v1.GetWorkflowRequest
-	(*GetWorkflowResponse)(nil),    // 27: taskloom.v1.GetWorkflowResponse
-	(*CancelWorkflowRequest)(nil),  // 28: taskloom.v1.CancelWorkflowRequest
-	(*CancelWorkflowResponse)(nil), // 29: taskloom.v1.CancelWorkflowResponse
-	(*WatchWorkflowRequest)(nil),   // 30: taskloom.v1.WatchWorkflowRequest
-	(*WorkflowEvent)(nil),          // 31: taskloom.v1.WorkflowEvent
-	(*WatchWorkflowResponse)(nil),  // 32: taskloom.v1.WatchWorkflowResponse
-	(*GetUsageRequest)(nil),        // 33: taskloom.v1.GetUsageRequest
-	(*GetUsageResponse)(nil),       // 34: taskloom.v1.GetUsageResponse
-	(*UsageRow)(nil),               // 35: taskloom.v1.UsageRow
-	nil,                            // 36: taskloom.v1.WorkflowSpec.LabelsEntry
-	(*TaskSpec)(nil),               // 37: taskloom.v1.TaskSpec
-	(*Task)(nil),                   // 38: taskloom.v1.Task
-	(TaskStatus)(0),                // 39: taskloom.v1.TaskStatus
-	(*timestamppb.Timestamp)(nil),  // 40: google.protobuf.Timestamp
-	(ChunkKind)(0),                 // 41: taskloom.v1.ChunkKind
-	(*structpb.Struct)(nil),        // 42: google.protobuf.Struct
-	(*AgentInfo)(nil),              // 43: taskloom.v1.AgentInfo
-	(*structpb.Value)(nil),         // 44: google.protobuf.Value
-	(*RetryPolicy)(nil),            // 45: taskloom.v1.RetryPolicy
-	(*durationpb.Duration)(nil),    // 46: google.protobuf.Duration
-	(*TaskError)(nil),              // 47: taskloom.v1.TaskError
+	(APIKeyRole)(0),                // 5: taskloom.v1.APIKeyRole
+	(*SubmitTaskRequest)(nil),      // 6: taskloom.v1.SubmitTaskRequest
+	(*SubmitTaskResponse)(nil),     // 7: taskloom.v1.SubmitTaskResponse
+	(*SubmitTasksRequest)(nil),     // 8: taskloom.v1.SubmitTasksRequest
+	(*SubmitTasksResponse)(nil),    // 9: taskloom.v1.SubmitTasksResponse
+	(*GetTaskRequest)(nil),         // 10: taskloom.v1.GetTaskRequest
+	(*GetTaskResponse)(nil),        // 11: taskloom.v1.GetTaskResponse
+	(*ListTasksRequest)(nil),       // 12: taskloom.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),      // 13: taskloom.v1.ListTasksResponse
+	(*CancelTaskRequest)(nil),      // 14: taskloom.v1.CancelTaskRequest
+	(*CancelTaskResponse)(nil),     // 15: taskloom.v1.CancelTaskResponse
+	(*WatchTaskRequest)(nil),       // 16: taskloom.v1.WatchTaskRequest
+	(*TaskEvent)(nil),              // 17: taskloom.v1.TaskEvent
+	(*WatchTaskResponse)(nil),      // 18: taskloom.v1.WatchTaskResponse
+	(*ListAgentsRequest)(nil),      // 19: taskloom.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),     // 20: taskloom.v1.ListAgentsResponse
+	(*Step)(nil),                   // 21: taskloom.v1.Step
+	(*WorkflowSpec)(nil),           // 22: taskloom.v1.WorkflowSpec
+	(*StepState)(nil),              // 23: taskloom.v1.StepState
+	(*Workflow)(nil),               // 24: taskloom.v1.Workflow
+	(*SubmitWorkflowRequest)(nil),  // 25: taskloom.v1.SubmitWorkflowRequest
+	(*SubmitWorkflowResponse)(nil), // 26: taskloom.v1.SubmitWorkflowResponse
+	(*GetWorkflowRequest)(nil),     // 27: taskloom.v1.GetWorkflowRequest
+	(*GetWorkflowResponse)(nil),    // 28: taskloom.v1.GetWorkflowResponse
+	(*CancelWorkflowRequest)(nil),  // 29: taskloom.v1.CancelWorkflowRequest
+	(*CancelWorkflowResponse)(nil), // 30: taskloom.v1.CancelWorkflowResponse
+	(*WatchWorkflowRequest)(nil),   // 31: taskloom.v1.WatchWorkflowRequest
+	(*WorkflowEvent)(nil),          // 32: taskloom.v1.WorkflowEvent
+	(*WatchWorkflowResponse)(nil),  // 33: taskloom.v1.WatchWorkflowResponse
+	(*GetUsageRequest)(nil),        // 34: taskloom.v1.GetUsageRequest
+	(*GetUsageResponse)(nil),       // 35: taskloom.v1.GetUsageResponse
+	(*UsageRow)(nil),               // 36: taskloom.v1.UsageRow
+	(*ListWorkflowsRequest)(nil),   // 37: taskloom.v1.ListWorkflowsRequest
+	(*ListWorkflowsResponse)(nil),  // 38: taskloom.v1.ListWorkflowsResponse
+	(*APIKey)(nil),                 // 39: taskloom.v1.APIKey
+	(*CreateAPIKeyRequest)(nil),    // 40: taskloom.v1.CreateAPIKeyRequest
+	(*CreateAPIKeyResponse)(nil),   // 41: taskloom.v1.CreateAPIKeyResponse
+	(*ListAPIKeysRequest)(nil),     // 42: taskloom.v1.ListAPIKeysRequest
+	(*ListAPIKeysResponse)(nil),    // 43: taskloom.v1.ListAPIKeysResponse
+	(*RevokeAPIKeyRequest)(nil),    // 44: taskloom.v1.RevokeAPIKeyRequest
+	(*RevokeAPIKeyResponse)(nil),   // 45: taskloom.v1.RevokeAPIKeyResponse
+	(*VerifyAPIKeyRequest)(nil),    // 46: taskloom.v1.VerifyAPIKeyRequest
+	(*VerifyAPIKeyResponse)(nil),   // 47: taskloom.v1.VerifyAPIKeyResponse
+	nil,                            // 48: taskloom.v1.WorkflowSpec.LabelsEntry
+	(*TaskSpec)(nil),               // 49: taskloom.v1.TaskSpec
+	(*Task)(nil),                   // 50: taskloom.v1.Task
+	(TaskStatus)(0),                // 51: taskloom.v1.TaskStatus
+	(*timestamppb.Timestamp)(nil),  // 52: google.protobuf.Timestamp
+	(ChunkKind)(0),                 // 53: taskloom.v1.ChunkKind
+	(*structpb.Struct)(nil),        // 54: google.protobuf.Struct
+	(*AgentInfo)(nil),              // 55: taskloom.v1.AgentInfo
+	(*structpb.Value)(nil),         // 56: google.protobuf.Value
+	(*RetryPolicy)(nil),            // 57: taskloom.v1.RetryPolicy
+	(*durationpb.Duration)(nil),    // 58: google.protobuf.Duration
+	(*TaskError)(nil),              // 59: taskloom.v1.TaskError
 }
 var file_taskloom_v1_orchestrator_proto_depIdxs = []int32{
-	37, // 0: taskloom.v1.SubmitTaskRequest.task:type_name -> taskloom.v1.TaskSpec
-	38, // 1: taskloom.v1.SubmitTaskResponse.task:type_name -> taskloom.v1.Task
-	37, // 2: taskloom.v1.SubmitTasksRequest.tasks:type_name -> taskloom.v1.TaskSpec
-	38, // 3: taskloom.v1.SubmitTasksResponse.tasks:type_name -> taskloom.v1.Task
-	38, // 4: taskloom.v1.GetTaskResponse.task:type_name -> taskloom.v1.Task
-	39, // 5: taskloom.v1.ListTasksRequest.status:type_name -> taskloom.v1.TaskStatus
-	38, // 6: taskloom.v1.ListTasksResponse.tasks:type_name -> taskloom.v1.Task
-	38, // 7: taskloom.v1.CancelTaskResponse.task:type_name -> taskloom.v1.Task
+	49, // 0: taskloom.v1.SubmitTaskRequest.task:type_name -> taskloom.v1.TaskSpec
+	50, // 1: taskloom.v1.SubmitTaskResponse.task:type_name -> taskloom.v1.Task
+	49, // 2: taskloom.v1.SubmitTasksRequest.tasks:type_name -> taskloom.v1.TaskSpec
+	50, // 3: taskloom.v1.SubmitTasksResponse.tasks:type_name -> taskloom.v1.Task
+	50, // 4: taskloom.v1.GetTaskResponse.task:type_name -> taskloom.v1.Task
+	51, // 5: taskloom.v1.ListTasksRequest.status:type_name -> taskloom.v1.TaskStatus
+	50, // 6: taskloom.v1.ListTasksResponse.tasks:type_name -> taskloom.v1.Task
+	50, // 7: taskloom.v1.CancelTaskResponse.task:type_name -> taskloom.v1.Task
 	0,  // 8: taskloom.v1.TaskEvent.type:type_name -> taskloom.v1.TaskEventType
-	39, // 9: taskloom.v1.TaskEvent.status:type_name -> taskloom.v1.TaskStatus
-	38, // 10: taskloom.v1.TaskEvent.task:type_name -> taskloom.v1.Task
-	40, // 11: taskloom.v1.TaskEvent.time:type_name -> google.protobuf.Timestamp
-	41, // 12: taskloom.v1.TaskEvent.chunk_kind:type_name -> taskloom.v1.ChunkKind
-	42, // 13: taskloom.v1.TaskEvent.chunk_data:type_name -> google.protobuf.Struct
-	16, // 14: taskloom.v1.WatchTaskResponse.event:type_name -> taskloom.v1.TaskEvent
-	43, // 15: taskloom.v1.ListAgentsResponse.agents:type_name -> taskloom.v1.AgentInfo
-	44, // 16: taskloom.v1.Step.input:type_name -> google.protobuf.Value
-	45, // 17: taskloom.v1.Step.retry:type_name -> taskloom.v1.RetryPolicy
-	46, // 18: taskloom.v1.Step.timeout:type_name -> google.protobuf.Duration
+	51, // 9: taskloom.v1.TaskEvent.status:type_name -> taskloom.v1.TaskStatus
+	50, // 10: taskloom.v1.TaskEvent.task:type_name -> taskloom.v1.Task
+	52, // 11: taskloom.v1.TaskEvent.time:type_name -> google.protobuf.Timestamp
+	53, // 12: taskloom.v1.TaskEvent.chunk_kind:type_name -> taskloom.v1.ChunkKind
+	54, // 13: taskloom.v1.TaskEvent.chunk_data:type_name -> google.protobuf.Struct
+	17, // 14: taskloom.v1.WatchTaskResponse.event:type_name -> taskloom.v1.TaskEvent
+	55, // 15: taskloom.v1.ListAgentsResponse.agents:type_name -> taskloom.v1.AgentInfo
+	56, // 16: taskloom.v1.Step.input:type_name -> google.protobuf.Value
+	57, // 17: taskloom.v1.Step.retry:type_name -> taskloom.v1.RetryPolicy
+	58, // 18: taskloom.v1.Step.timeout:type_name -> google.protobuf.Duration
 	1,  // 19: taskloom.v1.WorkflowSpec.mode:type_name -> taskloom.v1.WorkflowMode
-	20, // 20: taskloom.v1.WorkflowSpec.steps:type_name -> taskloom.v1.Step
-	44, // 21: taskloom.v1.WorkflowSpec.input:type_name -> google.protobuf.Value
+	21, // 20: taskloom.v1.WorkflowSpec.steps:type_name -> taskloom.v1.Step
+	56, // 21: taskloom.v1.WorkflowSpec.input:type_name -> google.protobuf.Value
 	2,  // 22: taskloom.v1.WorkflowSpec.failure_policy:type_name -> taskloom.v1.FailurePolicy
-	36, // 23: taskloom.v1.WorkflowSpec.labels:type_name -> taskloom.v1.WorkflowSpec.LabelsEntry
-	39, // 24: taskloom.v1.StepState.status:type_name -> taskloom.v1.TaskStatus
-	44, // 25: taskloom.v1.StepState.output:type_name -> google.protobuf.Value
-	47, // 26: taskloom.v1.StepState.error:type_name -> taskloom.v1.TaskError
-	40, // 27: taskloom.v1.StepState.started_at:type_name -> google.protobuf.Timestamp
-	40, // 28: taskloom.v1.StepState.finished_at:type_name -> google.protobuf.Timestamp
-	21, // 29: taskloom.v1.Workflow.spec:type_name -> taskloom.v1.WorkflowSpec
+	48, // 23: taskloom.v1.WorkflowSpec.labels:type_name -> taskloom.v1.WorkflowSpec.LabelsEntry
+	51, // 24: taskloom.v1.StepState.status:type_name -> taskloom.v1.TaskStatus
+	56, // 25: taskloom.v1.StepState.output:type_name -> google.protobuf.Value
+	59, // 26: taskloom.v1.StepState.error:type_name -> taskloom.v1.TaskError
+	52, // 27: taskloom.v1.StepState.started_at:type_name -> google.protobuf.Timestamp
+	52, // 28: taskloom.v1.StepState.finished_at:type_name -> google.protobuf.Timestamp
+	22, // 29: taskloom.v1.Workflow.spec:type_name -> taskloom.v1.WorkflowSpec
 	3,  // 30: taskloom.v1.Workflow.status:type_name -> taskloom.v1.WorkflowStatus
-	22, // 31: taskloom.v1.Workflow.steps:type_name -> taskloom.v1.StepState
-	44, // 32: taskloom.v1.Workflow.output:type_name -> google.protobuf.Value
-	47, // 33: taskloom.v1.Workflow.error:type_name -> taskloom.v1.TaskError
-	40, // 34: taskloom.v1.Workflow.created_at:type_name -> google.protobuf.Timestamp
-	40, // 35: taskloom.v1.Workflow.finished_at:type_name -> google.protobuf.Timestamp
-	21, // 36: taskloom.v1.SubmitWorkflowRequest.workflow:type_name -> taskloom.v1.WorkflowSpec
-	23, // 37: taskloom.v1.SubmitWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
-	23, // 38: taskloom.v1.GetWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
-	23, // 39: taskloom.v1.CancelWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
-	16, // 40: taskloom.v1.WorkflowEvent.task_event:type_name -> taskloom.v1.TaskEvent
+	23, // 31: taskloom.v1.Workflow.steps:type_name -> taskloom.v1.StepState
+	56, // 32: taskloom.v1.Workflow.output:type_name -> google.protobuf.Value
+	59, // 33: taskloom.v1.Workflow.error:type_name -> taskloom.v1.TaskError
+	52, // 34: taskloom.v1.Workflow.created_at:type_name -> google.protobuf.Timestamp
+	52, // 35: taskloom.v1.Workflow.finished_at:type_name -> google.protobuf.Timestamp
+	22, // 36: taskloom.v1.SubmitWorkflowRequest.workflow:type_name -> taskloom.v1.WorkflowSpec
+	24, // 37: taskloom.v1.SubmitWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
+	24, // 38: taskloom.v1.GetWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
+	24, // 39: taskloom.v1.CancelWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
+	17, // 40: taskloom.v1.WorkflowEvent.task_event:type_name -> taskloom.v1.TaskEvent
 	3,  // 41: taskloom.v1.WorkflowEvent.status:type_name -> taskloom.v1.WorkflowStatus
-	23, // 42: taskloom.v1.WorkflowEvent.workflow:type_name -> taskloom.v1.Workflow
-	40, // 43: taskloom.v1.WorkflowEvent.time:type_name -> google.protobuf.Timestamp
-	31, // 44: taskloom.v1.WatchWorkflowResponse.event:type_name -> taskloom.v1.WorkflowEvent
+	24, // 42: taskloom.v1.WorkflowEvent.workflow:type_name -> taskloom.v1.Workflow
+	52, // 43: taskloom.v1.WorkflowEvent.time:type_name -> google.protobuf.Timestamp
+	32, // 44: taskloom.v1.WatchWorkflowResponse.event:type_name -> taskloom.v1.WorkflowEvent
 	4,  // 45: taskloom.v1.GetUsageRequest.group_by:type_name -> taskloom.v1.UsageGroupBy
-	40, // 46: taskloom.v1.GetUsageRequest.since:type_name -> google.protobuf.Timestamp
-	40, // 47: taskloom.v1.GetUsageRequest.until:type_name -> google.protobuf.Timestamp
-	35, // 48: taskloom.v1.GetUsageResponse.rows:type_name -> taskloom.v1.UsageRow
-	40, // 49: taskloom.v1.GetUsageResponse.since:type_name -> google.protobuf.Timestamp
-	40, // 50: taskloom.v1.GetUsageResponse.until:type_name -> google.protobuf.Timestamp
-	5,  // 51: taskloom.v1.OrchestratorService.SubmitTask:input_type -> taskloom.v1.SubmitTaskRequest
-	7,  // 52: taskloom.v1.OrchestratorService.SubmitTasks:input_type -> taskloom.v1.SubmitTasksRequest
-	9,  // 53: taskloom.v1.OrchestratorService.GetTask:input_type -> taskloom.v1.GetTaskRequest
-	11, // 54: taskloom.v1.OrchestratorService.ListTasks:input_type -> taskloom.v1.ListTasksRequest
-	13, // 55: taskloom.v1.OrchestratorService.CancelTask:input_type -> taskloom.v1.CancelTaskRequest
-	15, // 56: taskloom.v1.OrchestratorService.WatchTask:input_type -> taskloom.v1.WatchTaskRequest
-	18, // 57: taskloom.v1.OrchestratorService.ListAgents:input_type -> taskloom.v1.ListAgentsRequest
-	24, // 58: taskloom.v1.OrchestratorService.SubmitWorkflow:input_type -> taskloom.v1.SubmitWorkflowRequest
-	26, // 59: taskloom.v1.OrchestratorService.GetWorkflow:input_type -> taskloom.v1.GetWorkflowRequest
-	28, // 60: taskloom.v1.OrchestratorService.CancelWorkflow:input_type -> taskloom.v1.CancelWorkflowRequest
-	30, // 61: taskloom.v1.OrchestratorService.WatchWorkflow:input_type -> taskloom.v1.WatchWorkflowRequest
-	33, // 62: taskloom.v1.OrchestratorService.GetUsage:input_type -> taskloom.v1.GetUsageRequest
-	6,  // 63: taskloom.v1.OrchestratorService.SubmitTask:output_type -> taskloom.v1.SubmitTaskResponse
-	8,  // 64: taskloom.v1.OrchestratorService.SubmitTasks:output_type -> taskloom.v1.SubmitTasksResponse
-	10, // 65: taskloom.v1.OrchestratorService.GetTask:output_type -> taskloom.v1.GetTaskResponse
-	12, // 66: taskloom.v1.OrchestratorService.ListTasks:output_type -> taskloom.v1.ListTasksResponse
-	14, // 67: taskloom.v1.OrchestratorService.CancelTask:output_type -> taskloom.v1.CancelTaskResponse
-	17, // 68: taskloom.v1.OrchestratorService.WatchTask:output_type -> taskloom.v1.WatchTaskResponse
-	19, // 69: taskloom.v1.OrchestratorService.ListAgents:output_type -> taskloom.v1.ListAgentsResponse
-	25, // 70: taskloom.v1.OrchestratorService.SubmitWorkflow:output_type -> taskloom.v1.SubmitWorkflowResponse
-	27, // 71: taskloom.v1.OrchestratorService.GetWorkflow:output_type -> taskloom.v1.GetWorkflowResponse
-	29, // 72: taskloom.v1.OrchestratorService.CancelWorkflow:output_type -> taskloom.v1.CancelWorkflowResponse
-	32, // 73: taskloom.v1.OrchestratorService.WatchWorkflow:output_type -> taskloom.v1.WatchWorkflowResponse
-	34, // 74: taskloom.v1.OrchestratorService.GetUsage:output_type -> taskloom.v1.GetUsageResponse
-	63, // [63:75] is the sub-list for method output_type
-	51, // [51:63] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	52, // 46: taskloom.v1.GetUsageRequest.since:type_name -> google.protobuf.Timestamp
+	52, // 47: taskloom.v1.GetUsageRequest.until:type_name -> google.protobuf.Timestamp
+	36, // 48: taskloom.v1.GetUsageResponse.rows:type_name -> taskloom.v1.UsageRow
+	52, // 49: taskloom.v1.GetUsageResponse.since:type_name -> google.protobuf.Timestamp
+	52, // 50: taskloom.v1.GetUsageResponse.until:type_name -> google.protobuf.Timestamp
+	3,  // 51: taskloom.v1.ListWorkflowsRequest.status:type_name -> taskloom.v1.WorkflowStatus
+	24, // 52: taskloom.v1.ListWorkflowsResponse.workflows:type_name -> taskloom.v1.Workflow
+	5,  // 53: taskloom.v1.APIKey.role:type_name -> taskloom.v1.APIKeyRole
+	52, // 54: taskloom.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
+	52, // 55: taskloom.v1.APIKey.revoked_at:type_name -> google.protobuf.Timestamp
+	5,  // 56: taskloom.v1.CreateAPIKeyRequest.role:type_name -> taskloom.v1.APIKeyRole
+	39, // 57: taskloom.v1.CreateAPIKeyResponse.api_key:type_name -> taskloom.v1.APIKey
+	39, // 58: taskloom.v1.ListAPIKeysResponse.api_keys:type_name -> taskloom.v1.APIKey
+	39, // 59: taskloom.v1.RevokeAPIKeyResponse.api_key:type_name -> taskloom.v1.APIKey
+	39, // 60: taskloom.v1.VerifyAPIKeyResponse.api_key:type_name -> taskloom.v1.APIKey
+	6,  // 61: taskloom.v1.OrchestratorService.SubmitTask:input_type -> taskloom.v1.SubmitTaskRequest
+	8,  // 62: taskloom.v1.OrchestratorService.SubmitTasks:input_type -> taskloom.v1.SubmitTasksRequest
+	10, // 63: taskloom.v1.OrchestratorService.GetTask:input_type -> taskloom.v1.GetTaskRequest
+	12, // 64: taskloom.v1.OrchestratorService.ListTasks:input_type -> taskloom.v1.ListTasksRequest
+	14, // 65: taskloom.v1.OrchestratorService.CancelTask:input_type -> taskloom.v1.CancelTaskRequest
+	16, // 66: taskloom.v1.OrchestratorService.WatchTask:input_type -> taskloom.v1.WatchTaskRequest
+	19, // 67: taskloom.v1.OrchestratorService.ListAgents:input_type -> taskloom.v1.ListAgentsRequest
+	25, // 68: taskloom.v1.OrchestratorService.SubmitWorkflow:input_type -> taskloom.v1.SubmitWorkflowRequest
+	27, // 69: taskloom.v1.OrchestratorService.GetWorkflow:input_type -> taskloom.v1.GetWorkflowRequest
+	29, // 70: taskloom.v1.OrchestratorService.CancelWorkflow:input_type -> taskloom.v1.CancelWorkflowRequest
+	31, // 71: taskloom.v1.OrchestratorService.WatchWorkflow:input_type -> taskloom.v1.WatchWorkflowRequest
+	34, // 72: taskloom.v1.OrchestratorService.GetUsage:input_type -> taskloom.v1.GetUsageRequest
+	37, // 73: taskloom.v1.OrchestratorService.ListWorkflows:input_type -> taskloom.v1.ListWorkflowsRequest
+	40, // 74: taskloom.v1.OrchestratorService.CreateAPIKey:input_type -> taskloom.v1.CreateAPIKeyRequest
+	42, // 75: taskloom.v1.OrchestratorService.ListAPIKeys:input_type -> taskloom.v1.ListAPIKeysRequest
+	44, // 76: taskloom.v1.OrchestratorService.RevokeAPIKey:input_type -> taskloom.v1.RevokeAPIKeyRequest
+	46, // 77: taskloom.v1.OrchestratorService.VerifyAPIKey:input_type -> taskloom.v1.VerifyAPIKeyRequest
+	7,  // 78: taskloom.v1.OrchestratorService.SubmitTask:output_type -> taskloom.v1.SubmitTaskResponse
+	9,  // 79: taskloom.v1.OrchestratorService.SubmitTasks:output_type -> taskloom.v1.SubmitTasksResponse
+	11, // 80: taskloom.v1.OrchestratorService.GetTask:output_type -> taskloom.v1.GetTaskResponse
+	13, // 81: taskloom.v1.OrchestratorService.ListTasks:output_type -> taskloom.v1.ListTasksResponse
+	15, // 82: taskloom.v1.OrchestratorService.CancelTask:output_type -> taskloom.v1.CancelTaskResponse
+	18, // 83: taskloom.v1.OrchestratorService.WatchTask:output_type -> taskloom.v1.WatchTaskResponse
+	20, // 84: taskloom.v1.OrchestratorService.ListAgents:output_type -> taskloom.v1.ListAgentsResponse
+	26, // 85: taskloom.v1.OrchestratorService.SubmitWorkflow:output_type -> taskloom.v1.SubmitWorkflowResponse
+	28, // 86: taskloom.v1.OrchestratorService.GetWorkflow:output_type -> taskloom.v1.GetWorkflowResponse
+	30, // 87: taskloom.v1.OrchestratorService.CancelWorkflow:output_type -> taskloom.v1.CancelWorkflowResponse
+	33, // 88: taskloom.v1.OrchestratorService.WatchWorkflow:output_type -> taskloom.v1.WatchWorkflowResponse
+	35, // 89: taskloom.v1.OrchestratorService.GetUsage:output_type -> taskloom.v1.GetUsageResponse
+	38, // 90: taskloom.v1.OrchestratorService.ListWorkflows:output_type -> taskloom.v1.ListWorkflowsResponse
+	41, // 91: taskloom.v1.OrchestratorService.CreateAPIKey:output_type -> taskloom.v1.CreateAPIKeyResponse
+	43, // 92: taskloom.v1.OrchestratorService.ListAPIKeys:output_type -> taskloom.v1.ListAPIKeysResponse
+	45, // 93: taskloom.v1.OrchestratorService.RevokeAPIKey:output_type -> taskloom.v1.RevokeAPIKeyResponse
+	47, // 94: taskloom.v1.OrchestratorService.VerifyAPIKey:output_type -> taskloom.v1.VerifyAPIKeyResponse
+	78, // [78:95] is the sub-list for method output_type
+	61, // [61:78] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_taskloom_v1_orchestrator_proto_init() }
@@ -2582,14 +3448,15 @@ func file_taskloom_v1_orchestrator_proto_init() {
 	}
 	file_taskloom_v1_common_proto_init()
 	file_taskloom_v1_limits_proto_init()
+	file_taskloom_v1_orchestrator_proto_msgTypes[10].OneofWrappers = []any{}
 	file_taskloom_v1_orchestrator_proto_msgTypes[15].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_taskloom_v1_orchestrator_proto_rawDesc), len(file_taskloom_v1_orchestrator_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   32,
+			NumEnums:      6,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

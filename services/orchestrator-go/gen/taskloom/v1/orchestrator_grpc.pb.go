@@ -33,11 +33,23 @@ const (
 	OrchestratorService_CancelWorkflow_FullMethodName = "/taskloom.v1.OrchestratorService/CancelWorkflow"
 	OrchestratorService_WatchWorkflow_FullMethodName  = "/taskloom.v1.OrchestratorService/WatchWorkflow"
 	OrchestratorService_GetUsage_FullMethodName       = "/taskloom.v1.OrchestratorService/GetUsage"
+	OrchestratorService_ListWorkflows_FullMethodName  = "/taskloom.v1.OrchestratorService/ListWorkflows"
+	OrchestratorService_CreateAPIKey_FullMethodName   = "/taskloom.v1.OrchestratorService/CreateAPIKey"
+	OrchestratorService_ListAPIKeys_FullMethodName    = "/taskloom.v1.OrchestratorService/ListAPIKeys"
+	OrchestratorService_RevokeAPIKey_FullMethodName   = "/taskloom.v1.OrchestratorService/RevokeAPIKey"
+	OrchestratorService_VerifyAPIKey_FullMethodName   = "/taskloom.v1.OrchestratorService/VerifyAPIKey"
 )
 
 // OrchestratorServiceClient is the client API for OrchestratorService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Tenancy: every call on a task or workflow by id takes a `tenant`; the orchestrator
+// answers NOT_FOUND for an id of another tenant, as for one that does not exist. A caller
+// authenticated with a tenant's API key acts for that tenant only (an empty `tenant`
+// means its own; another one is PERMISSION_DENIED); the gateway's service token and
+// admin keys act for the tenant the request names (empty: any). See the README's
+// "Authentication" section for the tokens and when they are required.
 type OrchestratorServiceClient interface {
 	// SubmitTask persists and queues one task. Unknown agent: NOT_FOUND; queue full:
 	// RESOURCE_EXHAUSTED; bad spec: INVALID_ARGUMENT naming the field.
@@ -59,6 +71,18 @@ type OrchestratorServiceClient interface {
 	// GetUsage sums the LLM usage that task results reported, from hourly rollups
 	// that outlive task retention, grouped by tenant, agent or model.
 	GetUsage(ctx context.Context, in *GetUsageRequest, opts ...grpc.CallOption) (*GetUsageResponse, error)
+	// ListWorkflows pages through workflows, newest first, filtered by tenant, status
+	// and name.
+	ListWorkflows(ctx context.Context, in *ListWorkflowsRequest, opts ...grpc.CallOption) (*ListWorkflowsResponse, error)
+	// API keys, for admins only: a key is bound to a tenant and a role; its secret is
+	// shown once, by CreateAPIKey, and stored only as a hash.
+	CreateAPIKey(ctx context.Context, in *CreateAPIKeyRequest, opts ...grpc.CallOption) (*CreateAPIKeyResponse, error)
+	ListAPIKeys(ctx context.Context, in *ListAPIKeysRequest, opts ...grpc.CallOption) (*ListAPIKeysResponse, error)
+	// RevokeAPIKey ends a key for good; revoking a revoked key returns it as it is.
+	RevokeAPIKey(ctx context.Context, in *RevokeAPIKeyRequest, opts ...grpc.CallOption) (*RevokeAPIKeyResponse, error)
+	// VerifyAPIKey tells the key a secret belongs to (for the gateway's service token
+	// and admins); an unknown or revoked secret is NOT_FOUND (API_KEY_NOT_FOUND).
+	VerifyAPIKey(ctx context.Context, in *VerifyAPIKeyRequest, opts ...grpc.CallOption) (*VerifyAPIKeyResponse, error)
 }
 
 type orchestratorServiceClient struct {
@@ -207,9 +231,66 @@ func (c *orchestratorServiceClient) GetUsage(ctx context.Context, in *GetUsageRe
 	return out, nil
 }
 
+func (c *orchestratorServiceClient) ListWorkflows(ctx context.Context, in *ListWorkflowsRequest, opts ...grpc.CallOption) (*ListWorkflowsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListWorkflowsResponse)
+	err := c.cc.Invoke(ctx, OrchestratorService_ListWorkflows_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *orchestratorServiceClient) CreateAPIKey(ctx context.Context, in *CreateAPIKeyRequest, opts ...grpc.CallOption) (*CreateAPIKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateAPIKeyResponse)
+	err := c.cc.Invoke(ctx, OrchestratorService_CreateAPIKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *orchestratorServiceClient) ListAPIKeys(ctx context.Context, in *ListAPIKeysRequest, opts ...grpc.CallOption) (*ListAPIKeysResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAPIKeysResponse)
+	err := c.cc.Invoke(ctx, OrchestratorService_ListAPIKeys_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *orchestratorServiceClient) RevokeAPIKey(ctx context.Context, in *RevokeAPIKeyRequest, opts ...grpc.CallOption) (*RevokeAPIKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeAPIKeyResponse)
+	err := c.cc.Invoke(ctx, OrchestratorService_RevokeAPIKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *orchestratorServiceClient) VerifyAPIKey(ctx context.Context, in *VerifyAPIKeyRequest, opts ...grpc.CallOption) (*VerifyAPIKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VerifyAPIKeyResponse)
+	err := c.cc.Invoke(ctx, OrchestratorService_VerifyAPIKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OrchestratorServiceServer is the server API for OrchestratorService service.
 // All implementations must embed UnimplementedOrchestratorServiceServer
 // for forward compatibility.
+//
+// Tenancy: every call on a task or workflow by id takes a `tenant`; the orchestrator
+// answers NOT_FOUND for an id of another tenant, as for one that does not exist. A caller
+// authenticated with a tenant's API key acts for that tenant only (an empty `tenant`
+// means its own; another one is PERMISSION_DENIED); the gateway's service token and
+// admin keys act for the tenant the request names (empty: any). See the README's
+// "Authentication" section for the tokens and when they are required.
 type OrchestratorServiceServer interface {
 	// SubmitTask persists and queues one task. Unknown agent: NOT_FOUND; queue full:
 	// RESOURCE_EXHAUSTED; bad spec: INVALID_ARGUMENT naming the field.
@@ -231,6 +312,18 @@ type OrchestratorServiceServer interface {
 	// GetUsage sums the LLM usage that task results reported, from hourly rollups
 	// that outlive task retention, grouped by tenant, agent or model.
 	GetUsage(context.Context, *GetUsageRequest) (*GetUsageResponse, error)
+	// ListWorkflows pages through workflows, newest first, filtered by tenant, status
+	// and name.
+	ListWorkflows(context.Context, *ListWorkflowsRequest) (*ListWorkflowsResponse, error)
+	// API keys, for admins only: a key is bound to a tenant and a role; its secret is
+	// shown once, by CreateAPIKey, and stored only as a hash.
+	CreateAPIKey(context.Context, *CreateAPIKeyRequest) (*CreateAPIKeyResponse, error)
+	ListAPIKeys(context.Context, *ListAPIKeysRequest) (*ListAPIKeysResponse, error)
+	// RevokeAPIKey ends a key for good; revoking a revoked key returns it as it is.
+	RevokeAPIKey(context.Context, *RevokeAPIKeyRequest) (*RevokeAPIKeyResponse, error)
+	// VerifyAPIKey tells the key a secret belongs to (for the gateway's service token
+	// and admins); an unknown or revoked secret is NOT_FOUND (API_KEY_NOT_FOUND).
+	VerifyAPIKey(context.Context, *VerifyAPIKeyRequest) (*VerifyAPIKeyResponse, error)
 	mustEmbedUnimplementedOrchestratorServiceServer()
 }
 
@@ -276,6 +369,21 @@ func (UnimplementedOrchestratorServiceServer) WatchWorkflow(*WatchWorkflowReques
 }
 func (UnimplementedOrchestratorServiceServer) GetUsage(context.Context, *GetUsageRequest) (*GetUsageResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetUsage not implemented")
+}
+func (UnimplementedOrchestratorServiceServer) ListWorkflows(context.Context, *ListWorkflowsRequest) (*ListWorkflowsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListWorkflows not implemented")
+}
+func (UnimplementedOrchestratorServiceServer) CreateAPIKey(context.Context, *CreateAPIKeyRequest) (*CreateAPIKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateAPIKey not implemented")
+}
+func (UnimplementedOrchestratorServiceServer) ListAPIKeys(context.Context, *ListAPIKeysRequest) (*ListAPIKeysResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAPIKeys not implemented")
+}
+func (UnimplementedOrchestratorServiceServer) RevokeAPIKey(context.Context, *RevokeAPIKeyRequest) (*RevokeAPIKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeAPIKey not implemented")
+}
+func (UnimplementedOrchestratorServiceServer) VerifyAPIKey(context.Context, *VerifyAPIKeyRequest) (*VerifyAPIKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method VerifyAPIKey not implemented")
 }
 func (UnimplementedOrchestratorServiceServer) mustEmbedUnimplementedOrchestratorServiceServer() {}
 func (UnimplementedOrchestratorServiceServer) testEmbeddedByValue()                             {}
@@ -500,6 +608,96 @@ func _OrchestratorService_GetUsage_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OrchestratorService_ListWorkflows_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListWorkflowsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrchestratorServiceServer).ListWorkflows(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrchestratorService_ListWorkflows_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrchestratorServiceServer).ListWorkflows(ctx, req.(*ListWorkflowsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OrchestratorService_CreateAPIKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateAPIKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrchestratorServiceServer).CreateAPIKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrchestratorService_CreateAPIKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrchestratorServiceServer).CreateAPIKey(ctx, req.(*CreateAPIKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OrchestratorService_ListAPIKeys_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAPIKeysRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrchestratorServiceServer).ListAPIKeys(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrchestratorService_ListAPIKeys_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrchestratorServiceServer).ListAPIKeys(ctx, req.(*ListAPIKeysRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OrchestratorService_RevokeAPIKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeAPIKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrchestratorServiceServer).RevokeAPIKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrchestratorService_RevokeAPIKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrchestratorServiceServer).RevokeAPIKey(ctx, req.(*RevokeAPIKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OrchestratorService_VerifyAPIKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VerifyAPIKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrchestratorServiceServer).VerifyAPIKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrchestratorService_VerifyAPIKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrchestratorServiceServer).VerifyAPIKey(ctx, req.(*VerifyAPIKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // OrchestratorService_ServiceDesc is the grpc.ServiceDesc for OrchestratorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -546,6 +744,26 @@ var OrchestratorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetUsage",
 			Handler:    _OrchestratorService_GetUsage_Handler,
+		},
+		{
+			MethodName: "ListWorkflows",
+			Handler:    _OrchestratorService_ListWorkflows_Handler,
+		},
+		{
+			MethodName: "CreateAPIKey",
+			Handler:    _OrchestratorService_CreateAPIKey_Handler,
+		},
+		{
+			MethodName: "ListAPIKeys",
+			Handler:    _OrchestratorService_ListAPIKeys_Handler,
+		},
+		{
+			MethodName: "RevokeAPIKey",
+			Handler:    _OrchestratorService_RevokeAPIKey_Handler,
+		},
+		{
+			MethodName: "VerifyAPIKey",
+			Handler:    _OrchestratorService_VerifyAPIKey_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1,6 +1,6 @@
 """`/v1/usage`: the LLM tokens and cost that task results reported, summed from the
 orchestrator's hourly usage rollups (which outlive task retention) by tenant, agent or
-model. A caller sees its own tenant's usage only."""
+model. A caller sees its own tenant's usage; an admin key any tenant's, or every tenant's."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from fastapi import APIRouter, Query
 from google.protobuf import timestamp_pb2
 from pydantic import BaseModel, Field
 
-from taskloom.gateway.deps import OrchestratorDep, TenantDep
+from taskloom.gateway.deps import CallerDep, OrchestratorDep
 from taskloom.gateway.errors import ProblemError
+from taskloom.gateway.routes.tasks import TenantFilter, listed_tenant
 from taskloom.v1 import orchestrator_pb2
 
 router = APIRouter(prefix="/v1/usage", tags=["usage"])
@@ -85,15 +86,16 @@ def _row(group_by: GroupBy, row: orchestrator_pb2.UsageRow) -> UsageRow:
 
 @router.get("")
 async def get_usage(
-    tenant: TenantDep,
+    caller: CallerDep,
     orchestrator: OrchestratorDep,
+    tenant: TenantFilter = "",
     group_by: Annotated[GroupBy, Query(description="what to sum by")] = GroupBy.TENANT,
     since: Annotated[
         datetime | None, Query(description="from this hour (RFC 3339; rounded down)")
     ] = None,
     until: Annotated[datetime | None, Query(description="up to this time (RFC 3339)")] = None,
 ) -> UsageReport:
-    """Tokens, cost and cache savings of the caller's tenant, grouped."""
+    """Tokens, cost and cache savings of the caller's tenant (an admin's: any), grouped."""
     since_ts, until_ts = _timestamp(since), _timestamp(until)
     if (
         since_ts is not None
@@ -107,7 +109,10 @@ async def get_usage(
             errors=[{"field": "until", "message": "must be after since"}],
         )
     request = orchestrator_pb2.GetUsageRequest(
-        group_by=_GROUP_BY[group_by], tenant=tenant, since=since_ts, until=until_ts
+        group_by=_GROUP_BY[group_by],
+        tenant=listed_tenant(caller, tenant),
+        since=since_ts,
+        until=until_ts,
     )
     response = await orchestrator.get_usage(request)
     return UsageReport(
