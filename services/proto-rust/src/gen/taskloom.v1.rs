@@ -923,6 +923,9 @@ pub enum ErrorReason {
     /// The request is larger than the service accepts (ServiceLimits.max_request_bytes);
     /// ErrorInfo.metadata\["limit_bytes"\] gives the bound.
     RequestTooLarge = 21,
+    /// This orchestrator is a standby: another one holds the leader lease. Retry on the
+    /// leader, whose gRPC address ErrorInfo.metadata\["leader"\] gives when it is known.
+    NotLeader = 22,
 }
 impl ErrorReason {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -953,6 +956,7 @@ impl ErrorReason {
             Self::Skipped => "ERROR_REASON_SKIPPED",
             Self::IdempotencyConflict => "ERROR_REASON_IDEMPOTENCY_CONFLICT",
             Self::RequestTooLarge => "ERROR_REASON_REQUEST_TOO_LARGE",
+            Self::NotLeader => "ERROR_REASON_NOT_LEADER",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -980,6 +984,7 @@ impl ErrorReason {
             "ERROR_REASON_SKIPPED" => Some(Self::Skipped),
             "ERROR_REASON_IDEMPOTENCY_CONFLICT" => Some(Self::IdempotencyConflict),
             "ERROR_REASON_REQUEST_TOO_LARGE" => Some(Self::RequestTooLarge),
+            "ERROR_REASON_NOT_LEADER" => Some(Self::NotLeader),
             _ => None,
         }
     }
