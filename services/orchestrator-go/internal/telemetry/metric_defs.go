@@ -40,6 +40,7 @@ type Metrics struct {
 	StoreCommitDuration prometheus.Histogram     // one commit, fsync included
 	TasksRecovered      prometheus.Counter       // unfinished tasks loaded at start
 	TasksPruned         prometheus.Counter       // finished tasks deleted by retention
+	Leader              prometheus.Gauge         // 1 while this orchestrator is the leader
 
 	queueDepthSeries map[[2]string]bool // label pairs set last time
 }
@@ -145,6 +146,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: namespace, Name: "tasks_pruned_total",
 			Help: "Finished tasks deleted by the retention setting.",
 		}),
+		Leader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "leader",
+			Help: "1 while this orchestrator schedules (it holds the leader lease of the Redis store, or runs on bolt or memory), 0 while it is a standby.",
+		}),
 		queueDepthSeries: map[[2]string]bool{},
 	}
 	reg.MustRegister(
@@ -153,6 +158,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.LeasesExpired, m.StaleMessages, m.WatchersActive, m.WatchersLagged,
 		m.SubmitRejected, m.AssignmentsSent, m.CancellationsSent, m.WorkerSessionsOpen,
 		m.StoreCommits, m.StoreCommitFailures, m.StoreCommitTasks, m.StoreCommitDuration, m.TasksRecovered, m.TasksPruned,
+		m.Leader,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
