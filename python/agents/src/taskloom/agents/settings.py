@@ -14,6 +14,7 @@ from pydantic_settings import NoDecode
 
 from taskloom.agents.catalog import CatalogError, load_catalog
 from taskloom.sdk import config
+from taskloom.sdk.channel import OrchestratorAddresses
 
 
 def _default_worker_id() -> str:
@@ -25,8 +26,10 @@ class Settings(config.ServiceSettings):
 
     config_section: ClassVar[str] = "worker"
 
-    orchestrator_addr: str = Field(
-        default="127.0.0.1:50051", description="host:port of the orchestrator's gRPC port"
+    orchestrator_addr: OrchestratorAddresses = Field(
+        default="127.0.0.1:50051",
+        description="host:port of the orchestrator's gRPC port, or a comma-separated list of a "
+        "leader and its standbys (the session goes to whichever leads)",
     )
     cache_addr: str = Field(default="", description="host:port of the cache service; empty = off")
     metrics_addr: str = Field(

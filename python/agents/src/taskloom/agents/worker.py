@@ -26,6 +26,7 @@ from google.protobuf import json_format, struct_pb2
 from taskloom.agents import __version__
 from taskloom.agents.runtime import AgentError, AgentRuntime
 from taskloom.agents.telemetry import Telemetry
+from taskloom.sdk.channel import WORKER_HUB_SERVICE, orchestrator_channel
 from taskloom.v1 import common_pb2, worker_hub_pb2, worker_hub_pb2_grpc
 
 log = structlog.get_logger(__name__)
@@ -136,7 +137,11 @@ class Worker:
     async def _session(self, stop: asyncio.Event) -> None:
         self._outbox = asyncio.Queue()
         self._draining = False
-        async with grpc.aio.insecure_channel(self._opts.orchestrator_addr) as channel:
+        # To the leader among the orchestrators named; a call waits for one to lead.
+        channel = orchestrator_channel(
+            self._opts.orchestrator_addr, WORKER_HUB_SERVICE, wait_for_ready=True
+        )
+        async with channel:
             stub = worker_hub_pb2_grpc.WorkerHubServiceStub(channel)
             call = stub.Session(self._requests())
             self._send(
