@@ -31,6 +31,10 @@ def test_one_address_is_resolved_by_dns_and_a_list_address_by_address() -> None:
     assert target("127.0.0.1:1, 127.0.0.2:2") == "ipv4:127.0.0.1:1,127.0.0.2:2"
     assert target("localhost:7,127.0.0.1:7") == "ipv4:127.0.0.1:7"
     assert target("[::1]:7,[::1]:8") == "ipv6:[::1]:7,[::1]:8"
+    # A name that does not resolve (yet) is left out; with none, gRPC's resolver retries.
+    assert target("127.0.0.1:1,nowhere.invalid:2") == "ipv4:127.0.0.1:1"
+    assert target("nowhere.invalid:2,127.0.0.1:1") == "ipv4:127.0.0.1:1"
+    assert target("nowhere.invalid:2,elsewhere.invalid:3") == "dns:///nowhere.invalid:2"
 
 
 @pytest.mark.parametrize("bad", ["", " , ", "orchestrator", "orchestrator:http", ":50051", "a:1,b"])

@@ -9,8 +9,9 @@ server without the health service counts as serving.
 
 One address is resolved by DNS and every record is a candidate (a Compose network alias or
 a headless Service naming all the orchestrators). The host names of a list are resolved when
-the channel is made: the worker makes one per session, so at each reconnect; the gateway at
-start. Name one DNS name for all of them where addresses change.
+the channel is made (one that does not resolve is left out): the worker makes one per
+session, so at each reconnect; the gateway at start. Name one DNS name for all of them where
+addresses change.
 """
 
 from __future__ import annotations
@@ -67,12 +68,18 @@ def target(addrs: str) -> str:
     families: list[set[int]] = []
     for entry in entries:
         host, port = _split(entry)
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError:
+            continue  # not (yet) in DNS: the others may lead
         found: set[int] = set()
-        for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        for info in infos:
             ip = ipaddress.ip_address(info[4][0])
             by_family[ip.version].append(f"{ip}:{port}" if ip.version == 4 else f"[{ip}]:{port}")
             found.add(ip.version)
         families.append(found)
+    if not families:  # none resolves now: gRPC's resolver keeps trying the first
+        return f"dns:///{entries[0]}"
     # gRPC takes a list of one address family: IPv4 if every entry has one, else IPv6.
     for version in (4, 6):
         if all(version in found for found in families):
