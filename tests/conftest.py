@@ -53,4 +53,5 @@ def stack(local_processes: None, tmp_path_factory: pytest.TempPathFactory) -> It
 def gateway(request: pytest.FixtureRequest) -> str:
     if GATEWAY_URL:
         return GATEWAY_URL
-    return request.getfixturevalue("stack").gateway_url
+    running: Stack = request.getfixturevalue("stack")
+    return running.gateway_url

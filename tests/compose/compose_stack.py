@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -94,11 +95,13 @@ def statuses(client: httpx.Client, task_ids: Iterable[str]) -> dict[str, str]:
     return {task_id: client.get(f"/v1/tasks/{task_id}").json()["status"] for task_id in task_ids}
 
 
-def wait_finished(client: httpx.Client, task_ids: Iterable[str], timeout: float) -> list[dict]:
+def wait_finished(
+    client: httpx.Client, task_ids: Iterable[str], timeout: float
+) -> list[dict[str, Any]]:
     """Every task once it is finished, in order. Tolerates the gateway answering 503 while the
     orchestrator is away (a restart), since waiting through that is the point."""
     deadline = time.monotonic() + timeout
-    finished: list[dict] = []
+    finished: list[dict[str, Any]] = []
     for task_id in task_ids:
         while True:
             try:

@@ -24,12 +24,14 @@ WORKLOAD_KINDS = {"Deployment", "StatefulSet"}
 
 @cache
 def compose_file(path: Path) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text())
+    document: dict[str, Any] = yaml.safe_load(path.read_text())
+    return document
 
 
 def compose_services() -> dict[str, dict[str, Any]]:
     """docker-compose.yml's services (without the CI override)."""
-    return compose_file(COMPOSE_FILES[0])["services"]
+    services: dict[str, dict[str, Any]] = compose_file(COMPOSE_FILES[0])["services"]
+    return services
 
 
 def compose_environment(service: str) -> dict[str, str]:
@@ -103,4 +105,5 @@ def workloads(target: str) -> list[dict[str, Any]]:
 
 
 def containers(workload: dict[str, Any]) -> list[dict[str, Any]]:
-    return workload["spec"]["template"]["spec"]["containers"]
+    found: list[dict[str, Any]] = workload["spec"]["template"]["spec"]["containers"]
+    return found

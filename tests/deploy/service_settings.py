@@ -68,7 +68,7 @@ def _settings_classes(package_name: str) -> list[type[BaseSettings]]:
 
 
 def _subclasses(cls: type) -> list[type]:
-    direct = cls.__subclasses__()
+    direct: list[type] = cls.__subclasses__()
     return direct + [sub for child in direct for sub in _subclasses(child)]
 
 
