@@ -159,11 +159,10 @@ func (e *Elector) Campaign(ctx context.Context) (*Term, error) {
 		case err != nil && ctx.Err() == nil:
 			e.o.Log.Warn("leader election: cannot reach Redis; retrying", "err", err)
 		case token > 0:
-			e.leader.Store(&holder)
-			t := &Term{Token: token, e: e, value: raw, lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
-			t.validUntil.Store(start.Add(e.o.TTL).UnixNano())
-			go t.keep()
-			return t, nil
+			return e.begin(holder, raw, start), nil
+		case holder.ID == e.o.ID && e.renew(ctx, holder.Token, raw):
+			// An acquisition whose reply was lost: the lease is ours, renewed just now.
+			return e.begin(holder, raw, start), nil
 		case holder.ID != "":
 			if prev := e.leader.Swap(&holder); prev == nil || prev.Token != holder.Token {
 				e.o.Log.Info("standby: another orchestrator holds the leader lease", "leader_id", holder.ID, "leader_addr", holder.Addr, "fencing_token", holder.Token)
@@ -171,6 +170,21 @@ func (e *Elector) Campaign(ctx context.Context) (*Term, error) {
 		}
 		wait.Reset(e.o.RenewInterval)
 	}
+}
+
+// begin starts the term won at start (the lease lasts TTL from then at least).
+func (e *Elector) begin(holder Holder, raw string, start time.Time) *Term {
+	e.leader.Store(&holder)
+	t := &Term{Token: holder.Token, e: e, value: raw, lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
+	t.validUntil.Store(start.Add(e.o.TTL).UnixNano())
+	go t.keep()
+	return t
+}
+
+// renew extends the lease stored as value while token is the current one.
+func (e *Elector) renew(ctx context.Context, token int64, value string) bool {
+	ok, err := renew.Run(ctx, e.c, []string{e.lease, e.fence}, strconv.FormatInt(token, 10), value, e.o.TTL.Milliseconds()).Bool()
+	return err == nil && ok
 }
 
 // tryAcquire runs the acquire script: the token won (0 when the lease is held),
@@ -204,6 +218,7 @@ type Term struct {
 	lost       chan struct{}
 	why        atomic.Pointer[error]
 	stop       chan struct{} // closed by Resign
+	resignOnce sync.Once
 	done       chan struct{} // closed when keep returns
 }
 
@@ -269,11 +284,7 @@ func (t *Term) keep() {
 // Resign stops renewing and releases the lease if this term still holds it, so
 // a standby takes over at once (graceful shutdown).
 func (t *Term) Resign(ctx context.Context) error {
-	select {
-	case <-t.stop:
-	default:
-		close(t.stop)
-	}
+	t.resignOnce.Do(func() { close(t.stop) })
 	<-t.done
 	return release.Run(ctx, t.e.c, []string{t.e.lease}, t.value).Err()
 }

@@ -180,3 +180,27 @@ func TestConnectRefusesARenewalNoShorterThanTheTTL(t *testing.T) {
 		t.Fatal("accepted")
 	}
 }
+
+// An elector that finds the lease held under its own id (its acquisition went
+// through but the reply was lost) takes it up at once instead of waiting for it to
+// expire.
+func TestALeaseHeldUnderOwnIdIsTakenUp(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := ctxFor(t)
+	c := client(t, srv)
+	e, err := Connect(ctx, Options{RedisURL: srv.URL, Prefix: prefix, ID: "me", Addr: "me:1", TTL: time.Minute, RenewInterval: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = e.Close() }()
+	if err := c.Set(ctx, FenceKey(prefix), 5, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Set(ctx, prefix+leaseKeySuffix, `{"token":5,"id":"me","addr":"me:1"}`, time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	term, err := e.Campaign(ctx)
+	if err != nil || term.Token != 5 || c.Get(ctx, FenceKey(prefix)).Val() != "5" {
+		t.Fatalf("took up %+v, %v", term, err)
+	}
+}
