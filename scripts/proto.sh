@@ -31,15 +31,25 @@ mkdir -p "$scratch/go" "$scratch/py" "$scratch/rs"
   proto/taskloom/v1/*.proto
 cargo run --quiet --release -p taskloom-protogen -- proto "$scratch/rs"
 
-# Every generator succeeded: swap the new code in.
-rm -rf "$GO_OUT/taskloom"
-mkdir -p "$GO_OUT"
-cp -R "$scratch/go/taskloom" "$GO_OUT/"
+# Every generator succeeded: swap the new code in. A file whose content did not change is left
+# alone (mtime kept), so cargo and the Go build cache do not rebuild on every `make proto`.
+sync_dir() { # sync_dir SRC DST: make DST hold exactly SRC's files
+  local src=$1 dst=$2 rel
+  mkdir -p "$dst"
+  while IFS= read -r -d '' rel; do
+    [ -e "$src/$rel" ] || rm -f "$dst/$rel"
+  done < <(cd "$dst" && find . -type f -print0)
+  while IFS= read -r -d '' rel; do
+    mkdir -p "$dst/$(dirname "$rel")"
+    cmp -s "$src/$rel" "$dst/$rel" || cp "$src/$rel" "$dst/$rel"
+  done < <(cd "$src" && find . -type f -print0)
+}
 
-rm -f "$PY_OUT"/taskloom/v1/*_pb2*.py "$PY_OUT"/taskloom/v1/*_pb2*.pyi
-mkdir -p "$PY_OUT/taskloom/v1"
-cp "$scratch"/py/taskloom/v1/*_pb2*.py* "$PY_OUT/taskloom/v1/"
-touch "$PY_OUT/taskloom/v1/__init__.py" "$PY_OUT/taskloom/v1/py.typed"
+sync_dir "$scratch/go/taskloom" "$GO_OUT/taskloom"
 
-rm -rf "$RS_OUT"
-cp -R "$scratch/rs" "$RS_OUT"
+# The Python output directory also holds the package's own __init__.py and py.typed.
+touch "$scratch/py/taskloom/v1/__init__.py" "$scratch/py/taskloom/v1/py.typed"
+cp -p "$PY_OUT/taskloom/v1/__init__.py" "$scratch/py/taskloom/v1/__init__.py" 2>/dev/null || true
+sync_dir "$scratch/py/taskloom/v1" "$PY_OUT/taskloom/v1"
+
+sync_dir "$scratch/rs" "$RS_OUT"

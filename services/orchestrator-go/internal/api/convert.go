@@ -130,6 +130,7 @@ func eventToProto(ev events.Event) *pb.TaskEvent {
 	return &pb.TaskEvent{
 		TaskId: ev.TaskID, Type: eventTypes[ev.Kind], Status: pb.TaskStatus(ev.Status),
 		Chunk: ev.Chunk, ChunkSeq: ev.Seq, Attempt: ev.Attempt, Task: taskToProto(ev.Task),
+		ChunkKind: pb.ChunkKind(ev.ChunkKind), ChunkData: ev.ChunkData,
 		Time: timestamp(ev.Time),
 	}
 }

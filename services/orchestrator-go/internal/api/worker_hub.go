@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/events"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/scheduler"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
 )
@@ -139,7 +140,8 @@ func (h *WorkerHub) receive(stream pb.WorkerHubService_SessionServer, w *workers
 			h.sched.Heartbeat(w, m.Heartbeat.GetLeaseIds())
 		case *pb.SessionRequest_Chunk:
 			c := m.Chunk
-			h.sched.Chunk(w, c.GetTaskId(), c.GetLeaseId(), c.GetSeq(), c.GetText())
+			piece := events.Piece{Kind: int32(c.GetKind()), Text: c.GetText(), Data: c.GetData()}
+			h.sched.ChunkPiece(w, c.GetTaskId(), c.GetLeaseId(), c.GetSeq(), piece)
 		case *pb.SessionRequest_Result:
 			h.sched.Complete(w, resultFromProto(m.Result))
 		case *pb.SessionRequest_Drain:

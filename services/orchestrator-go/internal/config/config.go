@@ -166,17 +166,39 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	return c, c.validate()
 }
 
-// loadFile applies the YAML file: a mapping of setting keys to values (a mapping of
-// names to numbers for the limits). An unknown key is an error naming it.
+// Sections is the shape of the one configuration file every Taskloom service reads: a
+// top-level mapping per service, each reading its own (the Python services check the same
+// list in taskloom.sdk.config.SECTIONS; tests/tooling checks that they agree).
+var Sections = []string{"gateway", "worker", "orchestrator", "cache", "metrics", "vector"}
+
+// fileSection is the orchestrator's own section of the file.
+const fileSection = "orchestrator"
+
+// loadFile applies the `orchestrator:` section of the YAML file: a mapping of setting keys to
+// values (a mapping of names to numbers for the limits). An unknown section or key is an
+// error naming it.
 func (c *Config) loadFile(path string, table []setting) error {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("config file: %w", err)
 	}
-	var doc map[string]yaml.Node
+	var sections map[string]yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+	if err := dec.Decode(&sections); err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	for name := range sections {
+		if !slices.Contains(Sections, name) {
+			return fmt.Errorf("config file %s: %q is not a section (have %s)", path, name, strings.Join(Sections, ", "))
+		}
+	}
+	own, ok := sections[fileSection]
+	if !ok {
+		return nil
+	}
+	var doc map[string]yaml.Node
+	if err := own.Decode(&doc); err != nil {
+		return fmt.Errorf("config file %s: %s: %w", path, fileSection, err)
 	}
 	keys := make([]string, 0, len(doc))
 	for k := range doc {
@@ -186,11 +208,11 @@ func (c *Config) loadFile(path string, table []setting) error {
 	for _, k := range keys {
 		i := slices.IndexFunc(table, func(s setting) bool { return s.key() == k })
 		if i < 0 {
-			return fmt.Errorf("config file %s: %q is not a setting (see --help for the keys)", path, k)
+			return fmt.Errorf("config file %s: %s.%s is not a setting (see --help for the keys)", path, fileSection, k)
 		}
 		node := doc[k]
 		if err := setFromYAML(table[i].value, &node); err != nil {
-			return fmt.Errorf("config file %s: %s: %w", path, k, err)
+			return fmt.Errorf("config file %s: %s.%s: %w", path, fileSection, k, err)
 		}
 	}
 	return nil

@@ -88,7 +88,7 @@ func TestStoreRetentionAndLimits(t *testing.T) {
 
 func TestLayersDefaultsThenFileThenEnvThenFlags(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "o.yaml")
-	yaml := "max_queue: 5\nlease_ttl: 20s\nretention: 2h\nagent_limit:\n  writer: 2\n  coder: 4\nmemory_limit: 512MiB\n"
+	yaml := "gateway:\n  http_addr: 0.0.0.0:1\norchestrator:\n  max_queue: 5\n  lease_ttl: 20s\n  retention: 2h\n  agent_limit:\n    writer: 2\n    coder: 4\n  memory_limit: 512MiB\n"
 	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -111,10 +111,11 @@ func TestLayersDefaultsThenFileThenEnvThenFlags(t *testing.T) {
 func TestFileErrorsNameTheSetting(t *testing.T) {
 	dir := t.TempDir()
 	for body, want := range map[string]string{
-		"lease_tl: 3s\n":             `"lease_tl" is not a setting`,
-		"max_queue: many\n":          "max_queue: not an integer",
-		"retention: [1, 2]\n":        "retention: expected a value",
-		"memory_limit: 12 parsecs\n": "memory_limit: not a size",
+		"orchestrator:\n  lease_tl: 3s\n":             `orchestrator.lease_tl is not a setting`,
+		"orchestrator:\n  max_queue: many\n":          "orchestrator.max_queue: not an integer",
+		"orchestrator:\n  retention: [1, 2]\n":        "orchestrator.retention: expected a value",
+		"orchestrator:\n  memory_limit: 12 parsecs\n": "orchestrator.memory_limit: not a size",
+		"orchestrater:\n  max_queue: 1\n":             `"orchestrater" is not a section`,
 	} {
 		file := filepath.Join(dir, "o.yaml")
 		if err := os.WriteFile(file, []byte(body), 0o600); err != nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/events"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
 )
@@ -137,6 +138,11 @@ func (s *Scheduler) currentLeaseLocked(w *workers.Worker, taskID, leaseID, kind 
 // Chunk is a piece of a running attempt's output; it renews the lease and goes to
 // the task's watchers.
 func (s *Scheduler) Chunk(w *workers.Worker, taskID, leaseID string, seq int64, text string) {
+	s.ChunkPiece(w, taskID, leaseID, seq, events.Piece{Text: text})
+}
+
+// ChunkPiece is Chunk for a typed piece (a thought, a tool call or result, ...).
+func (s *Scheduler) ChunkPiece(w *workers.Worker, taskID, leaseID string, seq int64, p events.Piece) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l := s.currentLeaseLocked(w, taskID, leaseID, "chunk")
@@ -145,7 +151,7 @@ func (s *Scheduler) Chunk(w *workers.Worker, taskID, leaseID string, seq int64, 
 	}
 	now := s.now()
 	l.expires = now.Add(s.cfg.LeaseTTL)
-	s.hub.Chunk(taskID, l.attempt, seq, text, now)
+	s.hub.ChunkPiece(taskID, l.attempt, seq, p, now)
 }
 
 // Result is the end of an attempt: success, or a failure retried after backoff

@@ -109,6 +109,50 @@ class Settings(config.ServiceSettings):
         default=3, ge=0, description="retries of a failed LLM call (429, 5xx, network)"
     )
 
+    agents_reload: bool = Field(
+        default=True,
+        description="reload agent files from --agents-dir when they change (a bad file is "
+        "refused and the previous definition kept)",
+    )
+    max_parallel_tool_calls: int = Field(
+        default=8, ge=1, le=256, description="tool calls of one LLM turn that run at once"
+    )
+    agent_max_depth: int = Field(
+        default=5, ge=1, le=50, description="deepest chain of agents calling agents"
+    )
+    sandbox_bwrap: str = Field(
+        default="bwrap", description="the bubblewrap program of the python tool's sandbox"
+    )
+    sandbox_python: str = Field(
+        default="/usr/bin/python3",
+        description="the interpreter the python tool runs in its sandbox (a system one, "
+        "readable by the sandbox user)",
+    )
+    sandbox_pool_size: int = Field(
+        default=2, ge=0, le=64, description="sandboxes kept started for the python tool"
+    )
+    sandbox_tmpfs_mb: int = Field(
+        default=16, ge=1, le=4096, description="size of a sandbox's working dir and /tmp"
+    )
+    sandbox_unsandboxed: bool = Field(
+        default=False,
+        description="DEVELOPMENT ONLY: run the python tool without bubblewrap (no isolation; "
+        "a loud warning at every sandbox start)",
+    )
+
+    stream_buffer_size: int = Field(
+        default=256,
+        ge=0,
+        le=1 << 20,
+        description="streamed text is sent once this many bytes are buffered (0 = every piece)",
+    )
+    stream_flush_interval_ms: float = Field(
+        default=25.0,
+        ge=0,
+        le=10_000,
+        description="...or once the first buffered piece is this old (0 = every piece)",
+    )
+
     @field_validator("agents_dir", mode="before")
     @classmethod
     def _split_dirs(cls, value: object) -> object:

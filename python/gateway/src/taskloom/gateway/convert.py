@@ -170,12 +170,29 @@ def agent_out(agent: common_pb2.AgentInfo) -> models.AgentOut:
     )
 
 
+_TEXT_KINDS = (common_pb2.CHUNK_KIND_UNSPECIFIED, common_pb2.CHUNK_KIND_TEXT)
+
+
+def chunk_json(event: orchestrator_pb2.TaskEvent) -> dict[str, Any]:
+    """A chunk event's data: {seq, text, attempt}; a chunk that is not answer text (thought,
+    tool_call, tool_result, usage, error: taskloom.v1.ChunkKind) adds `kind` (its `text`
+    may be empty), and `data` when it has a structured payload."""
+    data: dict[str, Any] = {"seq": event.chunk_seq, "text": event.chunk}
+    if event.chunk_kind not in _TEXT_KINDS:
+        kind = common_pb2.ChunkKind.Name(event.chunk_kind).removeprefix("CHUNK_KIND_")
+        data["kind"] = kind.lower()
+    if event.HasField("chunk_data"):
+        data["data"] = json_format.MessageToDict(event.chunk_data)
+    data["attempt"] = event.attempt
+    return data
+
+
 def task_event(event: orchestrator_pb2.TaskEvent) -> tuple[str, dict[str, Any]] | None:
     """A WatchTask event as an (event name, JSON data) pair; None for unknown types."""
     if event.type == orchestrator_pb2.TASK_EVENT_TYPE_STATUS:
         return "status", {"status": task_status_name(event.status)}
     if event.type == orchestrator_pb2.TASK_EVENT_TYPE_CHUNK:
-        return "chunk", {"seq": event.chunk_seq, "text": event.chunk, "attempt": event.attempt}
+        return "chunk", chunk_json(event)
     if event.type == orchestrator_pb2.TASK_EVENT_TYPE_DONE:
         return "done", task_json(event.task)
     return None

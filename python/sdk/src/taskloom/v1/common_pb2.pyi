@@ -63,7 +63,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """The request is larger than the service accepts (ServiceLimits.max_request_bytes);
     ErrorInfo.metadata["limit_bytes"] gives the bound.
     """
-    ERROR_REASON_NOT_LEADER: _ErrorReason.ValueType  # 22
+    ERROR_REASON_CAPACITY_EXCEEDED: _ErrorReason.ValueType  # 22
+    """A configured capacity (points or bytes of a collection or a service) would be
+    exceeded; ErrorInfo.metadata["limit"] names the setting.
+    """
+    ERROR_REASON_NOT_LEADER: _ErrorReason.ValueType  # 23
     """This orchestrator is a standby: another one holds the leader lease. Retry on the
     leader, whose gRPC address ErrorInfo.metadata["leader"] gives when it is known.
     """
@@ -109,11 +113,57 @@ ERROR_REASON_REQUEST_TOO_LARGE: ErrorReason.ValueType  # 21
 """The request is larger than the service accepts (ServiceLimits.max_request_bytes);
 ErrorInfo.metadata["limit_bytes"] gives the bound.
 """
-ERROR_REASON_NOT_LEADER: ErrorReason.ValueType  # 22
+ERROR_REASON_CAPACITY_EXCEEDED: ErrorReason.ValueType  # 22
+"""A configured capacity (points or bytes of a collection or a service) would be
+exceeded; ErrorInfo.metadata["limit"] names the setting.
+"""
+ERROR_REASON_NOT_LEADER: ErrorReason.ValueType  # 23
 """This orchestrator is a standby: another one holds the leader lease. Retry on the
 leader, whose gRPC address ErrorInfo.metadata["leader"] gives when it is known.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
+
+class _ChunkKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ChunkKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ChunkKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CHUNK_KIND_UNSPECIFIED: _ChunkKind.ValueType  # 0
+    """Text, from workers that send no kind."""
+    CHUNK_KIND_TEXT: _ChunkKind.ValueType  # 1
+    """Visible answer text, in order; the chunks of an attempt join into its answer."""
+    CHUNK_KIND_THOUGHT: _ChunkKind.ValueType  # 2
+    """Reasoning text, where the provider streams it."""
+    CHUNK_KIND_TOOL_CALL: _ChunkKind.ValueType  # 3
+    CHUNK_KIND_TOOL_RESULT: _ChunkKind.ValueType  # 4
+    CHUNK_KIND_USAGE: _ChunkKind.ValueType  # 5
+    CHUNK_KIND_ERROR: _ChunkKind.ValueType  # 6
+
+class ChunkKind(_ChunkKind, metaclass=_ChunkKindEnumTypeWrapper):
+    """ChunkKind says what a streamed chunk of a task carries (TaskChunk from the worker,
+    TaskEvent to watchers). Text and thoughts are in the chunk's text; the other kinds
+    carry a structured payload (TaskChunk.data, TaskEvent.chunk_data):
+      TOOL_CALL    {"id", "name", "arguments"}: a call the model made; `arguments` is the
+                   JSON text the model wrote.
+      TOOL_RESULT  {"id", "name", "ok", "content", "cached"}: a call's result as the model
+                   sees it (`content` is JSON text: the value, or {"error": ...}).
+      USAGE        {"prompt_tokens", "completion_tokens"}: the tokens of one LLM turn.
+      ERROR        text: why the agent failed, sent just before the failed result.
+    A task's `stream.text_only` leaves only TEXT chunks.
+    """
+
+CHUNK_KIND_UNSPECIFIED: ChunkKind.ValueType  # 0
+"""Text, from workers that send no kind."""
+CHUNK_KIND_TEXT: ChunkKind.ValueType  # 1
+"""Visible answer text, in order; the chunks of an attempt join into its answer."""
+CHUNK_KIND_THOUGHT: ChunkKind.ValueType  # 2
+"""Reasoning text, where the provider streams it."""
+CHUNK_KIND_TOOL_CALL: ChunkKind.ValueType  # 3
+CHUNK_KIND_TOOL_RESULT: ChunkKind.ValueType  # 4
+CHUNK_KIND_USAGE: ChunkKind.ValueType  # 5
+CHUNK_KIND_ERROR: ChunkKind.ValueType  # 6
+Global___ChunkKind: _TypeAlias = ChunkKind  # noqa: Y015
 
 class _TaskStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)

@@ -370,6 +370,8 @@ class TaskEvent(_message.Message):
     ATTEMPT_FIELD_NUMBER: _builtins.int
     TASK_FIELD_NUMBER: _builtins.int
     TIME_FIELD_NUMBER: _builtins.int
+    CHUNK_KIND_FIELD_NUMBER: _builtins.int
+    CHUNK_DATA_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     type: Global___TaskEventType.ValueType
     status: _common_pb2.TaskStatus.ValueType
@@ -377,10 +379,14 @@ class TaskEvent(_message.Message):
     chunk_seq: _builtins.int
     """Position of a chunk within its attempt, from 0."""
     attempt: _builtins.int
+    chunk_kind: _common_pb2.ChunkKind.ValueType
+    """A CHUNK event's kind and structured payload, as the worker sent them (see ChunkKind)."""
     @_builtins.property
     def task(self) -> _common_pb2.Task: ...
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def chunk_data(self) -> _struct_pb2.Struct: ...
     def __init__(
         self,
         *,
@@ -392,10 +398,12 @@ class TaskEvent(_message.Message):
         attempt: _builtins.int = ...,
         task: _common_pb2.Task | None = ...,
         time: _timestamp_pb2.Timestamp | None = ...,
+        chunk_kind: _common_pb2.ChunkKind.ValueType = ...,
+        chunk_data: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task", "time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk_data", b"chunk_data", "task", b"task", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "chunk", b"chunk", "chunk_seq", b"chunk_seq", "status", b"status", "task", b"task", "task_id", b"task_id", "time", b"time", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "chunk", b"chunk", "chunk_data", b"chunk_data", "chunk_kind", b"chunk_kind", "chunk_seq", b"chunk_seq", "status", b"status", "task", b"task", "task_id", b"task_id", "time", b"time", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -212,10 +212,18 @@ class TaskChunk(_message.Message):
     LEASE_ID_FIELD_NUMBER: _builtins.int
     SEQ_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     lease_id: _builtins.str
     seq: _builtins.int
     text: _builtins.str
+    kind: _common_pb2.ChunkKind.ValueType
+    """What the chunk carries (see ChunkKind); unset is text."""
+    @_builtins.property
+    def data(self) -> _struct_pb2.Struct:
+        """The payload of a TOOL_CALL, TOOL_RESULT or USAGE chunk (see ChunkKind)."""
+
     def __init__(
         self,
         *,
@@ -223,10 +231,12 @@ class TaskChunk(_message.Message):
         lease_id: _builtins.str = ...,
         seq: _builtins.int = ...,
         text: _builtins.str = ...,
+        kind: _common_pb2.ChunkKind.ValueType = ...,
+        data: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease_id", b"lease_id", "seq", b"seq", "task_id", b"task_id", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "kind", b"kind", "lease_id", b"lease_id", "seq", b"seq", "task_id", b"task_id", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

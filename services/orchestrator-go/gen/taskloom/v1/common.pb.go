@@ -65,9 +65,12 @@ const (
 	// The request is larger than the service accepts (ServiceLimits.max_request_bytes);
 	// ErrorInfo.metadata["limit_bytes"] gives the bound.
 	ErrorReason_ERROR_REASON_REQUEST_TOO_LARGE ErrorReason = 21
+	// A configured capacity (points or bytes of a collection or a service) would be
+	// exceeded; ErrorInfo.metadata["limit"] names the setting.
+	ErrorReason_ERROR_REASON_CAPACITY_EXCEEDED ErrorReason = 22
 	// This orchestrator is a standby: another one holds the leader lease. Retry on the
 	// leader, whose gRPC address ErrorInfo.metadata["leader"] gives when it is known.
-	ErrorReason_ERROR_REASON_NOT_LEADER ErrorReason = 22
+	ErrorReason_ERROR_REASON_NOT_LEADER ErrorReason = 23
 )
 
 // Enum value maps for ErrorReason.
@@ -95,7 +98,8 @@ var (
 		19: "ERROR_REASON_SKIPPED",
 		20: "ERROR_REASON_IDEMPOTENCY_CONFLICT",
 		21: "ERROR_REASON_REQUEST_TOO_LARGE",
-		22: "ERROR_REASON_NOT_LEADER",
+		22: "ERROR_REASON_CAPACITY_EXCEEDED",
+		23: "ERROR_REASON_NOT_LEADER",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":          0,
@@ -120,7 +124,8 @@ var (
 		"ERROR_REASON_SKIPPED":              19,
 		"ERROR_REASON_IDEMPOTENCY_CONFLICT": 20,
 		"ERROR_REASON_REQUEST_TOO_LARGE":    21,
-		"ERROR_REASON_NOT_LEADER":           22,
+		"ERROR_REASON_CAPACITY_EXCEEDED":    22,
+		"ERROR_REASON_NOT_LEADER":           23,
 	}
 )
 
@@ -149,6 +154,82 @@ func (x ErrorReason) Number() protoreflect.EnumNumber {
 // Deprecated: Use ErrorReason.Descriptor instead.
 func (ErrorReason) EnumDescriptor() ([]byte, []int) {
 	return file_taskloom_v1_common_proto_rawDescGZIP(), []int{0}
+}
+
+// ChunkKind says what a streamed chunk of a task carries (TaskChunk from the worker,
+// TaskEvent to watchers). Text and thoughts are in the chunk's text; the other kinds
+// carry a structured payload (TaskChunk.data, TaskEvent.chunk_data):
+//
+//	TOOL_CALL    {"id", "name", "arguments"}: a call the model made; `arguments` is the
+//	             JSON text the model wrote.
+//	TOOL_RESULT  {"id", "name", "ok", "content", "cached"}: a call's result as the model
+//	             sees it (`content` is JSON text: the value, or {"error": ...}).
+//	USAGE        {"prompt_tokens", "completion_tokens"}: the tokens of one LLM turn.
+//	ERROR        text: why the agent failed, sent just before the failed result.
+//
+// A task's `stream.text_only` leaves only TEXT chunks.
+type ChunkKind int32
+
+const (
+	// Text, from workers that send no kind.
+	ChunkKind_CHUNK_KIND_UNSPECIFIED ChunkKind = 0
+	// Visible answer text, in order; the chunks of an attempt join into its answer.
+	ChunkKind_CHUNK_KIND_TEXT ChunkKind = 1
+	// Reasoning text, where the provider streams it.
+	ChunkKind_CHUNK_KIND_THOUGHT     ChunkKind = 2
+	ChunkKind_CHUNK_KIND_TOOL_CALL   ChunkKind = 3
+	ChunkKind_CHUNK_KIND_TOOL_RESULT ChunkKind = 4
+	ChunkKind_CHUNK_KIND_USAGE       ChunkKind = 5
+	ChunkKind_CHUNK_KIND_ERROR       ChunkKind = 6
+)
+
+// Enum value maps for ChunkKind.
+var (
+	ChunkKind_name = map[int32]string{
+		0: "CHUNK_KIND_UNSPECIFIED",
+		1: "CHUNK_KIND_TEXT",
+		2: "CHUNK_KIND_THOUGHT",
+		3: "CHUNK_KIND_TOOL_CALL",
+		4: "CHUNK_KIND_TOOL_RESULT",
+		5: "CHUNK_KIND_USAGE",
+		6: "CHUNK_KIND_ERROR",
+	}
+	ChunkKind_value = map[string]int32{
+		"CHUNK_KIND_UNSPECIFIED": 0,
+		"CHUNK_KIND_TEXT":        1,
+		"CHUNK_KIND_THOUGHT":     2,
+		"CHUNK_KIND_TOOL_CALL":   3,
+		"CHUNK_KIND_TOOL_RESULT": 4,
+		"CHUNK_KIND_USAGE":       5,
+		"CHUNK_KIND_ERROR":       6,
+	}
+)
+
+func (x ChunkKind) Enum() *ChunkKind {
+	p := new(ChunkKind)
+	*p = x
+	return p
+}
+
+func (x ChunkKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ChunkKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_taskloom_v1_common_proto_enumTypes[1].Descriptor()
+}
+
+func (ChunkKind) Type() protoreflect.EnumType {
+	return &file_taskloom_v1_common_proto_enumTypes[1]
+}
+
+func (x ChunkKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ChunkKind.Descriptor instead.
+func (ChunkKind) EnumDescriptor() ([]byte, []int) {
+	return file_taskloom_v1_common_proto_rawDescGZIP(), []int{1}
 }
 
 type TaskStatus int32
@@ -196,11 +277,11 @@ func (x TaskStatus) String() string {
 }
 
 func (TaskStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_taskloom_v1_common_proto_enumTypes[1].Descriptor()
+	return file_taskloom_v1_common_proto_enumTypes[2].Descriptor()
 }
 
 func (TaskStatus) Type() protoreflect.EnumType {
-	return &file_taskloom_v1_common_proto_enumTypes[1]
+	return &file_taskloom_v1_common_proto_enumTypes[2]
 }
 
 func (x TaskStatus) Number() protoreflect.EnumNumber {
@@ -209,7 +290,7 @@ func (x TaskStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskStatus.Descriptor instead.
 func (TaskStatus) EnumDescriptor() ([]byte, []int) {
-	return file_taskloom_v1_common_proto_rawDescGZIP(), []int{1}
+	return file_taskloom_v1_common_proto_rawDescGZIP(), []int{2}
 }
 
 // TaskError says why a task did not succeed.
@@ -851,7 +932,7 @@ const file_taskloom_v1_common_proto_rawDesc = "" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1a\n" +
 	"\bprovider\x18\x03 \x01(\tR\bprovider\x12\x14\n" +
 	"\x05model\x18\x04 \x01(\tR\x05model\x12\x14\n" +
-	"\x05tools\x18\x05 \x03(\tR\x05tools*\xf9\x05\n" +
+	"\x05tools\x18\x05 \x03(\tR\x05tools*\x9d\x06\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dERROR_REASON_INVALID_ARGUMENT\x10\x01\x12 \n" +
@@ -875,8 +956,17 @@ const file_taskloom_v1_common_proto_rawDesc = "" +
 	"\x1aERROR_REASON_UNIMPLEMENTED\x10\x12\x12\x18\n" +
 	"\x14ERROR_REASON_SKIPPED\x10\x13\x12%\n" +
 	"!ERROR_REASON_IDEMPOTENCY_CONFLICT\x10\x14\x12\"\n" +
-	"\x1eERROR_REASON_REQUEST_TOO_LARGE\x10\x15\x12\x1b\n" +
-	"\x17ERROR_REASON_NOT_LEADER\x10\x16*\xc3\x01\n" +
+	"\x1eERROR_REASON_REQUEST_TOO_LARGE\x10\x15\x12\"\n" +
+	"\x1eERROR_REASON_CAPACITY_EXCEEDED\x10\x16\x12\x1b\n" +
+	"\x17ERROR_REASON_NOT_LEADER\x10\x17*\xb6\x01\n" +
+	"\tChunkKind\x12\x1a\n" +
+	"\x16CHUNK_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fCHUNK_KIND_TEXT\x10\x01\x12\x16\n" +
+	"\x12CHUNK_KIND_THOUGHT\x10\x02\x12\x18\n" +
+	"\x14CHUNK_KIND_TOOL_CALL\x10\x03\x12\x1a\n" +
+	"\x16CHUNK_KIND_TOOL_RESULT\x10\x04\x12\x14\n" +
+	"\x10CHUNK_KIND_USAGE\x10\x05\x12\x14\n" +
+	"\x10CHUNK_KIND_ERROR\x10\x06*\xc3\x01\n" +
 	"\n" +
 	"TaskStatus\x12\x1b\n" +
 	"\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
@@ -899,41 +989,42 @@ func file_taskloom_v1_common_proto_rawDescGZIP() []byte {
 	return file_taskloom_v1_common_proto_rawDescData
 }
 
-var file_taskloom_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_taskloom_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_taskloom_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_taskloom_v1_common_proto_goTypes = []any{
 	(ErrorReason)(0),              // 0: taskloom.v1.ErrorReason
-	(TaskStatus)(0),               // 1: taskloom.v1.TaskStatus
-	(*TaskError)(nil),             // 2: taskloom.v1.TaskError
-	(*TokenUsage)(nil),            // 3: taskloom.v1.TokenUsage
-	(*RetryPolicy)(nil),           // 4: taskloom.v1.RetryPolicy
-	(*TaskSpec)(nil),              // 5: taskloom.v1.TaskSpec
-	(*Task)(nil),                  // 6: taskloom.v1.Task
-	(*AgentInfo)(nil),             // 7: taskloom.v1.AgentInfo
-	nil,                           // 8: taskloom.v1.TaskSpec.LabelsEntry
-	nil,                           // 9: taskloom.v1.Task.LabelsEntry
-	(*durationpb.Duration)(nil),   // 10: google.protobuf.Duration
-	(*structpb.Value)(nil),        // 11: google.protobuf.Value
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(ChunkKind)(0),                // 1: taskloom.v1.ChunkKind
+	(TaskStatus)(0),               // 2: taskloom.v1.TaskStatus
+	(*TaskError)(nil),             // 3: taskloom.v1.TaskError
+	(*TokenUsage)(nil),            // 4: taskloom.v1.TokenUsage
+	(*RetryPolicy)(nil),           // 5: taskloom.v1.RetryPolicy
+	(*TaskSpec)(nil),              // 6: taskloom.v1.TaskSpec
+	(*Task)(nil),                  // 7: taskloom.v1.Task
+	(*AgentInfo)(nil),             // 8: taskloom.v1.AgentInfo
+	nil,                           // 9: taskloom.v1.TaskSpec.LabelsEntry
+	nil,                           // 10: taskloom.v1.Task.LabelsEntry
+	(*durationpb.Duration)(nil),   // 11: google.protobuf.Duration
+	(*structpb.Value)(nil),        // 12: google.protobuf.Value
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
 }
 var file_taskloom_v1_common_proto_depIdxs = []int32{
 	0,  // 0: taskloom.v1.TaskError.reason:type_name -> taskloom.v1.ErrorReason
-	10, // 1: taskloom.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
-	10, // 2: taskloom.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
-	11, // 3: taskloom.v1.TaskSpec.input:type_name -> google.protobuf.Value
-	8,  // 4: taskloom.v1.TaskSpec.labels:type_name -> taskloom.v1.TaskSpec.LabelsEntry
-	10, // 5: taskloom.v1.TaskSpec.timeout:type_name -> google.protobuf.Duration
-	4,  // 6: taskloom.v1.TaskSpec.retry:type_name -> taskloom.v1.RetryPolicy
-	11, // 7: taskloom.v1.Task.input:type_name -> google.protobuf.Value
-	1,  // 8: taskloom.v1.Task.status:type_name -> taskloom.v1.TaskStatus
-	11, // 9: taskloom.v1.Task.result:type_name -> google.protobuf.Value
-	2,  // 10: taskloom.v1.Task.error:type_name -> taskloom.v1.TaskError
-	9,  // 11: taskloom.v1.Task.labels:type_name -> taskloom.v1.Task.LabelsEntry
-	10, // 12: taskloom.v1.Task.timeout:type_name -> google.protobuf.Duration
-	12, // 13: taskloom.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	12, // 14: taskloom.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	12, // 15: taskloom.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	3,  // 16: taskloom.v1.Task.usage:type_name -> taskloom.v1.TokenUsage
+	11, // 1: taskloom.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
+	11, // 2: taskloom.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
+	12, // 3: taskloom.v1.TaskSpec.input:type_name -> google.protobuf.Value
+	9,  // 4: taskloom.v1.TaskSpec.labels:type_name -> taskloom.v1.TaskSpec.LabelsEntry
+	11, // 5: taskloom.v1.TaskSpec.timeout:type_name -> google.protobuf.Duration
+	5,  // 6: taskloom.v1.TaskSpec.retry:type_name -> taskloom.v1.RetryPolicy
+	12, // 7: taskloom.v1.Task.input:type_name -> google.protobuf.Value
+	2,  // 8: taskloom.v1.Task.status:type_name -> taskloom.v1.TaskStatus
+	12, // 9: taskloom.v1.Task.result:type_name -> google.protobuf.Value
+	3,  // 10: taskloom.v1.Task.error:type_name -> taskloom.v1.TaskError
+	10, // 11: taskloom.v1.Task.labels:type_name -> taskloom.v1.Task.LabelsEntry
+	11, // 12: taskloom.v1.Task.timeout:type_name -> google.protobuf.Duration
+	13, // 13: taskloom.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	13, // 14: taskloom.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	13, // 15: taskloom.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	4,  // 16: taskloom.v1.Task.usage:type_name -> taskloom.v1.TokenUsage
 	17, // [17:17] is the sub-list for method output_type
 	17, // [17:17] is the sub-list for method input_type
 	17, // [17:17] is the sub-list for extension type_name
@@ -953,7 +1044,7 @@ func file_taskloom_v1_common_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_taskloom_v1_common_proto_rawDesc), len(file_taskloom_v1_common_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,

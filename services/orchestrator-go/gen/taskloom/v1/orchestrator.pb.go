@@ -795,10 +795,13 @@ type TaskEvent struct {
 	Status TaskStatus             `protobuf:"varint,3,opt,name=status,proto3,enum=taskloom.v1.TaskStatus" json:"status,omitempty"`
 	Chunk  string                 `protobuf:"bytes,4,opt,name=chunk,proto3" json:"chunk,omitempty"`
 	// Position of a chunk within its attempt, from 0.
-	ChunkSeq      int64                  `protobuf:"varint,5,opt,name=chunk_seq,json=chunkSeq,proto3" json:"chunk_seq,omitempty"`
-	Attempt       int32                  `protobuf:"varint,6,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Task          *Task                  `protobuf:"bytes,7,opt,name=task,proto3" json:"task,omitempty"`
-	Time          *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=time,proto3" json:"time,omitempty"`
+	ChunkSeq int64                  `protobuf:"varint,5,opt,name=chunk_seq,json=chunkSeq,proto3" json:"chunk_seq,omitempty"`
+	Attempt  int32                  `protobuf:"varint,6,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Task     *Task                  `protobuf:"bytes,7,opt,name=task,proto3" json:"task,omitempty"`
+	Time     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=time,proto3" json:"time,omitempty"`
+	// A CHUNK event's kind and structured payload, as the worker sent them (see ChunkKind).
+	ChunkKind     ChunkKind        `protobuf:"varint,9,opt,name=chunk_kind,json=chunkKind,proto3,enum=taskloom.v1.ChunkKind" json:"chunk_kind,omitempty"`
+	ChunkData     *structpb.Struct `protobuf:"bytes,10,opt,name=chunk_data,json=chunkData,proto3" json:"chunk_data,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -885,6 +888,20 @@ func (x *TaskEvent) GetTask() *Task {
 func (x *TaskEvent) GetTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.Time
+	}
+	return nil
+}
+
+func (x *TaskEvent) GetChunkKind() ChunkKind {
+	if x != nil {
+		return x.ChunkKind
+	}
+	return ChunkKind_CHUNK_KIND_UNSPECIFIED
+}
+
+func (x *TaskEvent) GetChunkData() *structpb.Struct {
+	if x != nil {
+		return x.ChunkData
 	}
 	return nil
 }
@@ -1934,7 +1951,7 @@ const file_taskloom_v1_orchestrator_proto_rawDesc = "" +
 	"\x12CancelTaskResponse\x12%\n" +
 	"\x04task\x18\x01 \x01(\v2\x11.taskloom.v1.TaskR\x04task\"-\n" +
 	"\x10WatchTaskRequest\x12\x19\n" +
-	"\x02id\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x02id\"\xa9\x02\n" +
+	"\x02id\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x02id\"\x98\x03\n" +
 	"\tTaskEvent\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12.\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x1a.taskloom.v1.TaskEventTypeR\x04type\x12/\n" +
@@ -1943,7 +1960,12 @@ const file_taskloom_v1_orchestrator_proto_rawDesc = "" +
 	"\tchunk_seq\x18\x05 \x01(\x03R\bchunkSeq\x12\x18\n" +
 	"\aattempt\x18\x06 \x01(\x05R\aattempt\x12%\n" +
 	"\x04task\x18\a \x01(\v2\x11.taskloom.v1.TaskR\x04task\x12.\n" +
-	"\x04time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"A\n" +
+	"\x04time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x125\n" +
+	"\n" +
+	"chunk_kind\x18\t \x01(\x0e2\x16.taskloom.v1.ChunkKindR\tchunkKind\x126\n" +
+	"\n" +
+	"chunk_data\x18\n" +
+	" \x01(\v2\x17.google.protobuf.StructR\tchunkData\"A\n" +
 	"\x11WatchTaskResponse\x12,\n" +
 	"\x05event\x18\x01 \x01(\v2\x16.taskloom.v1.TaskEventR\x05event\"\x13\n" +
 	"\x11ListAgentsRequest\"D\n" +
@@ -2115,11 +2137,13 @@ var file_taskloom_v1_orchestrator_proto_goTypes = []any{
 	(*Task)(nil),                   // 34: taskloom.v1.Task
 	(TaskStatus)(0),                // 35: taskloom.v1.TaskStatus
 	(*timestamppb.Timestamp)(nil),  // 36: google.protobuf.Timestamp
-	(*AgentInfo)(nil),              // 37: taskloom.v1.AgentInfo
-	(*structpb.Value)(nil),         // 38: google.protobuf.Value
-	(*RetryPolicy)(nil),            // 39: taskloom.v1.RetryPolicy
-	(*durationpb.Duration)(nil),    // 40: google.protobuf.Duration
-	(*TaskError)(nil),              // 41: taskloom.v1.TaskError
+	(ChunkKind)(0),                 // 37: taskloom.v1.ChunkKind
+	(*structpb.Struct)(nil),        // 38: google.protobuf.Struct
+	(*AgentInfo)(nil),              // 39: taskloom.v1.AgentInfo
+	(*structpb.Value)(nil),         // 40: google.protobuf.Value
+	(*RetryPolicy)(nil),            // 41: taskloom.v1.RetryPolicy
+	(*durationpb.Duration)(nil),    // 42: google.protobuf.Duration
+	(*TaskError)(nil),              // 43: taskloom.v1.TaskError
 }
 var file_taskloom_v1_orchestrator_proto_depIdxs = []int32{
 	33, // 0: taskloom.v1.SubmitTaskRequest.task:type_name -> taskloom.v1.TaskSpec
@@ -2134,64 +2158,66 @@ var file_taskloom_v1_orchestrator_proto_depIdxs = []int32{
 	35, // 9: taskloom.v1.TaskEvent.status:type_name -> taskloom.v1.TaskStatus
 	34, // 10: taskloom.v1.TaskEvent.task:type_name -> taskloom.v1.Task
 	36, // 11: taskloom.v1.TaskEvent.time:type_name -> google.protobuf.Timestamp
-	15, // 12: taskloom.v1.WatchTaskResponse.event:type_name -> taskloom.v1.TaskEvent
-	37, // 13: taskloom.v1.ListAgentsResponse.agents:type_name -> taskloom.v1.AgentInfo
-	38, // 14: taskloom.v1.Step.input:type_name -> google.protobuf.Value
-	39, // 15: taskloom.v1.Step.retry:type_name -> taskloom.v1.RetryPolicy
-	40, // 16: taskloom.v1.Step.timeout:type_name -> google.protobuf.Duration
-	1,  // 17: taskloom.v1.WorkflowSpec.mode:type_name -> taskloom.v1.WorkflowMode
-	19, // 18: taskloom.v1.WorkflowSpec.steps:type_name -> taskloom.v1.Step
-	38, // 19: taskloom.v1.WorkflowSpec.input:type_name -> google.protobuf.Value
-	2,  // 20: taskloom.v1.WorkflowSpec.failure_policy:type_name -> taskloom.v1.FailurePolicy
-	32, // 21: taskloom.v1.WorkflowSpec.labels:type_name -> taskloom.v1.WorkflowSpec.LabelsEntry
-	35, // 22: taskloom.v1.StepState.status:type_name -> taskloom.v1.TaskStatus
-	38, // 23: taskloom.v1.StepState.output:type_name -> google.protobuf.Value
-	41, // 24: taskloom.v1.StepState.error:type_name -> taskloom.v1.TaskError
-	36, // 25: taskloom.v1.StepState.started_at:type_name -> google.protobuf.Timestamp
-	36, // 26: taskloom.v1.StepState.finished_at:type_name -> google.protobuf.Timestamp
-	20, // 27: taskloom.v1.Workflow.spec:type_name -> taskloom.v1.WorkflowSpec
-	3,  // 28: taskloom.v1.Workflow.status:type_name -> taskloom.v1.WorkflowStatus
-	21, // 29: taskloom.v1.Workflow.steps:type_name -> taskloom.v1.StepState
-	38, // 30: taskloom.v1.Workflow.output:type_name -> google.protobuf.Value
-	41, // 31: taskloom.v1.Workflow.error:type_name -> taskloom.v1.TaskError
-	36, // 32: taskloom.v1.Workflow.created_at:type_name -> google.protobuf.Timestamp
-	36, // 33: taskloom.v1.Workflow.finished_at:type_name -> google.protobuf.Timestamp
-	20, // 34: taskloom.v1.SubmitWorkflowRequest.workflow:type_name -> taskloom.v1.WorkflowSpec
-	22, // 35: taskloom.v1.SubmitWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
-	22, // 36: taskloom.v1.GetWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
-	22, // 37: taskloom.v1.CancelWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
-	15, // 38: taskloom.v1.WorkflowEvent.task_event:type_name -> taskloom.v1.TaskEvent
-	3,  // 39: taskloom.v1.WorkflowEvent.status:type_name -> taskloom.v1.WorkflowStatus
-	22, // 40: taskloom.v1.WorkflowEvent.workflow:type_name -> taskloom.v1.Workflow
-	36, // 41: taskloom.v1.WorkflowEvent.time:type_name -> google.protobuf.Timestamp
-	30, // 42: taskloom.v1.WatchWorkflowResponse.event:type_name -> taskloom.v1.WorkflowEvent
-	4,  // 43: taskloom.v1.OrchestratorService.SubmitTask:input_type -> taskloom.v1.SubmitTaskRequest
-	6,  // 44: taskloom.v1.OrchestratorService.SubmitTasks:input_type -> taskloom.v1.SubmitTasksRequest
-	8,  // 45: taskloom.v1.OrchestratorService.GetTask:input_type -> taskloom.v1.GetTaskRequest
-	10, // 46: taskloom.v1.OrchestratorService.ListTasks:input_type -> taskloom.v1.ListTasksRequest
-	12, // 47: taskloom.v1.OrchestratorService.CancelTask:input_type -> taskloom.v1.CancelTaskRequest
-	14, // 48: taskloom.v1.OrchestratorService.WatchTask:input_type -> taskloom.v1.WatchTaskRequest
-	17, // 49: taskloom.v1.OrchestratorService.ListAgents:input_type -> taskloom.v1.ListAgentsRequest
-	23, // 50: taskloom.v1.OrchestratorService.SubmitWorkflow:input_type -> taskloom.v1.SubmitWorkflowRequest
-	25, // 51: taskloom.v1.OrchestratorService.GetWorkflow:input_type -> taskloom.v1.GetWorkflowRequest
-	27, // 52: taskloom.v1.OrchestratorService.CancelWorkflow:input_type -> taskloom.v1.CancelWorkflowRequest
-	29, // 53: taskloom.v1.OrchestratorService.WatchWorkflow:input_type -> taskloom.v1.WatchWorkflowRequest
-	5,  // 54: taskloom.v1.OrchestratorService.SubmitTask:output_type -> taskloom.v1.SubmitTaskResponse
-	7,  // 55: taskloom.v1.OrchestratorService.SubmitTasks:output_type -> taskloom.v1.SubmitTasksResponse
-	9,  // 56: taskloom.v1.OrchestratorService.GetTask:output_type -> taskloom.v1.GetTaskResponse
-	11, // 57: taskloom.v1.OrchestratorService.ListTasks:output_type -> taskloom.v1.ListTasksResponse
-	13, // 58: taskloom.v1.OrchestratorService.CancelTask:output_type -> taskloom.v1.CancelTaskResponse
-	16, // 59: taskloom.v1.OrchestratorService.WatchTask:output_type -> taskloom.v1.WatchTaskResponse
-	18, // 60: taskloom.v1.OrchestratorService.ListAgents:output_type -> taskloom.v1.ListAgentsResponse
-	24, // 61: taskloom.v1.OrchestratorService.SubmitWorkflow:output_type -> taskloom.v1.SubmitWorkflowResponse
-	26, // 62: taskloom.v1.OrchestratorService.GetWorkflow:output_type -> taskloom.v1.GetWorkflowResponse
-	28, // 63: taskloom.v1.OrchestratorService.CancelWorkflow:output_type -> taskloom.v1.CancelWorkflowResponse
-	31, // 64: taskloom.v1.OrchestratorService.WatchWorkflow:output_type -> taskloom.v1.WatchWorkflowResponse
-	54, // [54:65] is the sub-list for method output_type
-	43, // [43:54] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	37, // 12: taskloom.v1.TaskEvent.chunk_kind:type_name -> taskloom.v1.ChunkKind
+	38, // 13: taskloom.v1.TaskEvent.chunk_data:type_name -> google.protobuf.Struct
+	15, // 14: taskloom.v1.WatchTaskResponse.event:type_name -> taskloom.v1.TaskEvent
+	39, // 15: taskloom.v1.ListAgentsResponse.agents:type_name -> taskloom.v1.AgentInfo
+	40, // 16: taskloom.v1.Step.input:type_name -> google.protobuf.Value
+	41, // 17: taskloom.v1.Step.retry:type_name -> taskloom.v1.RetryPolicy
+	42, // 18: taskloom.v1.Step.timeout:type_name -> google.protobuf.Duration
+	1,  // 19: taskloom.v1.WorkflowSpec.mode:type_name -> taskloom.v1.WorkflowMode
+	19, // 20: taskloom.v1.WorkflowSpec.steps:type_name -> taskloom.v1.Step
+	40, // 21: taskloom.v1.WorkflowSpec.input:type_name -> google.protobuf.Value
+	2,  // 22: taskloom.v1.WorkflowSpec.failure_policy:type_name -> taskloom.v1.FailurePolicy
+	32, // 23: taskloom.v1.WorkflowSpec.labels:type_name -> taskloom.v1.WorkflowSpec.LabelsEntry
+	35, // 24: taskloom.v1.StepState.status:type_name -> taskloom.v1.TaskStatus
+	40, // 25: taskloom.v1.StepState.output:type_name -> google.protobuf.Value
+	43, // 26: taskloom.v1.StepState.error:type_name -> taskloom.v1.TaskError
+	36, // 27: taskloom.v1.StepState.started_at:type_name -> google.protobuf.Timestamp
+	36, // 28: taskloom.v1.StepState.finished_at:type_name -> google.protobuf.Timestamp
+	20, // 29: taskloom.v1.Workflow.spec:type_name -> taskloom.v1.WorkflowSpec
+	3,  // 30: taskloom.v1.Workflow.status:type_name -> taskloom.v1.WorkflowStatus
+	21, // 31: taskloom.v1.Workflow.steps:type_name -> taskloom.v1.StepState
+	40, // 32: taskloom.v1.Workflow.output:type_name -> google.protobuf.Value
+	43, // 33: taskloom.v1.Workflow.error:type_name -> taskloom.v1.TaskError
+	36, // 34: taskloom.v1.Workflow.created_at:type_name -> google.protobuf.Timestamp
+	36, // 35: taskloom.v1.Workflow.finished_at:type_name -> google.protobuf.Timestamp
+	20, // 36: taskloom.v1.SubmitWorkflowRequest.workflow:type_name -> taskloom.v1.WorkflowSpec
+	22, // 37: taskloom.v1.SubmitWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
+	22, // 38: taskloom.v1.GetWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
+	22, // 39: taskloom.v1.CancelWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
+	15, // 40: taskloom.v1.WorkflowEvent.task_event:type_name -> taskloom.v1.TaskEvent
+	3,  // 41: taskloom.v1.WorkflowEvent.status:type_name -> taskloom.v1.WorkflowStatus
+	22, // 42: taskloom.v1.WorkflowEvent.workflow:type_name -> taskloom.v1.Workflow
+	36, // 43: taskloom.v1.WorkflowEvent.time:type_name -> google.protobuf.Timestamp
+	30, // 44: taskloom.v1.WatchWorkflowResponse.event:type_name -> taskloom.v1.WorkflowEvent
+	4,  // 45: taskloom.v1.OrchestratorService.SubmitTask:input_type -> taskloom.v1.SubmitTaskRequest
+	6,  // 46: taskloom.v1.OrchestratorService.SubmitTasks:input_type -> taskloom.v1.SubmitTasksRequest
+	8,  // 47: taskloom.v1.OrchestratorService.GetTask:input_type -> taskloom.v1.GetTaskRequest
+	10, // 48: taskloom.v1.OrchestratorService.ListTasks:input_type -> taskloom.v1.ListTasksRequest
+	12, // 49: taskloom.v1.OrchestratorService.CancelTask:input_type -> taskloom.v1.CancelTaskRequest
+	14, // 50: taskloom.v1.OrchestratorService.WatchTask:input_type -> taskloom.v1.WatchTaskRequest
+	17, // 51: taskloom.v1.OrchestratorService.ListAgents:input_type -> taskloom.v1.ListAgentsRequest
+	23, // 52: taskloom.v1.OrchestratorService.SubmitWorkflow:input_type -> taskloom.v1.SubmitWorkflowRequest
+	25, // 53: taskloom.v1.OrchestratorService.GetWorkflow:input_type -> taskloom.v1.GetWorkflowRequest
+	27, // 54: taskloom.v1.OrchestratorService.CancelWorkflow:input_type -> taskloom.v1.CancelWorkflowRequest
+	29, // 55: taskloom.v1.OrchestratorService.WatchWorkflow:input_type -> taskloom.v1.WatchWorkflowRequest
+	5,  // 56: taskloom.v1.OrchestratorService.SubmitTask:output_type -> taskloom.v1.SubmitTaskResponse
+	7,  // 57: taskloom.v1.OrchestratorService.SubmitTasks:output_type -> taskloom.v1.SubmitTasksResponse
+	9,  // 58: taskloom.v1.OrchestratorService.GetTask:output_type -> taskloom.v1.GetTaskResponse
+	11, // 59: taskloom.v1.OrchestratorService.ListTasks:output_type -> taskloom.v1.ListTasksResponse
+	13, // 60: taskloom.v1.OrchestratorService.CancelTask:output_type -> taskloom.v1.CancelTaskResponse
+	16, // 61: taskloom.v1.OrchestratorService.WatchTask:output_type -> taskloom.v1.WatchTaskResponse
+	18, // 62: taskloom.v1.OrchestratorService.ListAgents:output_type -> taskloom.v1.ListAgentsResponse
+	24, // 63: taskloom.v1.OrchestratorService.SubmitWorkflow:output_type -> taskloom.v1.SubmitWorkflowResponse
+	26, // 64: taskloom.v1.OrchestratorService.GetWorkflow:output_type -> taskloom.v1.GetWorkflowResponse
+	28, // 65: taskloom.v1.OrchestratorService.CancelWorkflow:output_type -> taskloom.v1.CancelWorkflowResponse
+	31, // 66: taskloom.v1.OrchestratorService.WatchWorkflow:output_type -> taskloom.v1.WatchWorkflowResponse
+	56, // [56:67] is the sub-list for method output_type
+	45, // [45:56] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_taskloom_v1_orchestrator_proto_init() }

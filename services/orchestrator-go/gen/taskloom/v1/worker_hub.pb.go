@@ -502,11 +502,15 @@ func (x *Heartbeat) GetLeaseIds() []string {
 }
 
 type TaskChunk struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	LeaseId       string                 `protobuf:"bytes,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
-	Seq           int64                  `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
-	Text          string                 `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	TaskId  string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	LeaseId string                 `protobuf:"bytes,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	Seq     int64                  `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	Text    string                 `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
+	// What the chunk carries (see ChunkKind); unset is text.
+	Kind ChunkKind `protobuf:"varint,5,opt,name=kind,proto3,enum=taskloom.v1.ChunkKind" json:"kind,omitempty"`
+	// The payload of a TOOL_CALL, TOOL_RESULT or USAGE chunk (see ChunkKind).
+	Data          *structpb.Struct `protobuf:"bytes,6,opt,name=data,proto3" json:"data,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -567,6 +571,20 @@ func (x *TaskChunk) GetText() string {
 		return x.Text
 	}
 	return ""
+}
+
+func (x *TaskChunk) GetKind() ChunkKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ChunkKind_CHUNK_KIND_UNSPECIFIED
+}
+
+func (x *TaskChunk) GetData() *structpb.Struct {
+	if x != nil {
+		return x.Data
+	}
+	return nil
 }
 
 type TaskResult struct {
@@ -849,12 +867,14 @@ const file_taskloom_v1_worker_hub_proto_rawDesc = "" +
 	"\vCreditGrant\x12\x18\n" +
 	"\acredits\x18\x01 \x01(\x05R\acredits\"(\n" +
 	"\tHeartbeat\x12\x1b\n" +
-	"\tlease_ids\x18\x01 \x03(\tR\bleaseIds\"e\n" +
+	"\tlease_ids\x18\x01 \x03(\tR\bleaseIds\"\xbe\x01\n" +
 	"\tTaskChunk\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12\x10\n" +
 	"\x03seq\x18\x03 \x01(\x03R\x03seq\x12\x12\n" +
-	"\x04text\x18\x04 \x01(\tR\x04text\"\xcd\x01\n" +
+	"\x04text\x18\x04 \x01(\tR\x04text\x12*\n" +
+	"\x04kind\x18\x05 \x01(\x0e2\x16.taskloom.v1.ChunkKindR\x04kind\x12+\n" +
+	"\x04data\x18\x06 \x01(\v2\x17.google.protobuf.StructR\x04data\"\xcd\x01\n" +
 	"\n" +
 	"TaskResult\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x19\n" +
@@ -903,11 +923,13 @@ var file_taskloom_v1_worker_hub_proto_goTypes = []any{
 	(*CancelAssignment)(nil),      // 10: taskloom.v1.CancelAssignment
 	(*AgentInfo)(nil),             // 11: taskloom.v1.AgentInfo
 	(*durationpb.Duration)(nil),   // 12: google.protobuf.Duration
-	(*structpb.Value)(nil),        // 13: google.protobuf.Value
-	(*TaskError)(nil),             // 14: taskloom.v1.TaskError
-	(*TokenUsage)(nil),            // 15: taskloom.v1.TokenUsage
-	(*Task)(nil),                  // 16: taskloom.v1.Task
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(ChunkKind)(0),                // 13: taskloom.v1.ChunkKind
+	(*structpb.Struct)(nil),       // 14: google.protobuf.Struct
+	(*structpb.Value)(nil),        // 15: google.protobuf.Value
+	(*TaskError)(nil),             // 16: taskloom.v1.TaskError
+	(*TokenUsage)(nil),            // 17: taskloom.v1.TokenUsage
+	(*Task)(nil),                  // 18: taskloom.v1.Task
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
 }
 var file_taskloom_v1_worker_hub_proto_depIdxs = []int32{
 	2,  // 0: taskloom.v1.SessionRequest.register:type_name -> taskloom.v1.Register
@@ -922,18 +944,20 @@ var file_taskloom_v1_worker_hub_proto_depIdxs = []int32{
 	11, // 9: taskloom.v1.Register.agents:type_name -> taskloom.v1.AgentInfo
 	12, // 10: taskloom.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
 	12, // 11: taskloom.v1.Registered.lease_ttl:type_name -> google.protobuf.Duration
-	13, // 12: taskloom.v1.TaskResult.output:type_name -> google.protobuf.Value
-	14, // 13: taskloom.v1.TaskResult.error:type_name -> taskloom.v1.TaskError
-	15, // 14: taskloom.v1.TaskResult.usage:type_name -> taskloom.v1.TokenUsage
-	16, // 15: taskloom.v1.Assignment.task:type_name -> taskloom.v1.Task
-	17, // 16: taskloom.v1.Assignment.deadline:type_name -> google.protobuf.Timestamp
-	0,  // 17: taskloom.v1.WorkerHubService.Session:input_type -> taskloom.v1.SessionRequest
-	1,  // 18: taskloom.v1.WorkerHubService.Session:output_type -> taskloom.v1.SessionResponse
-	18, // [18:19] is the sub-list for method output_type
-	17, // [17:18] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	13, // 12: taskloom.v1.TaskChunk.kind:type_name -> taskloom.v1.ChunkKind
+	14, // 13: taskloom.v1.TaskChunk.data:type_name -> google.protobuf.Struct
+	15, // 14: taskloom.v1.TaskResult.output:type_name -> google.protobuf.Value
+	16, // 15: taskloom.v1.TaskResult.error:type_name -> taskloom.v1.TaskError
+	17, // 16: taskloom.v1.TaskResult.usage:type_name -> taskloom.v1.TokenUsage
+	18, // 17: taskloom.v1.Assignment.task:type_name -> taskloom.v1.Task
+	19, // 18: taskloom.v1.Assignment.deadline:type_name -> google.protobuf.Timestamp
+	0,  // 19: taskloom.v1.WorkerHubService.Session:input_type -> taskloom.v1.SessionRequest
+	1,  // 20: taskloom.v1.WorkerHubService.Session:output_type -> taskloom.v1.SessionResponse
+	20, // [20:21] is the sub-list for method output_type
+	19, // [19:20] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_taskloom_v1_worker_hub_proto_init() }
