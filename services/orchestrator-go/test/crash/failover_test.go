@@ -77,6 +77,25 @@ func (n *node) waitLeading(ctx context.Context, t *testing.T) {
 	}
 }
 
+// waitAlive waits until the node's HTTP server answers /healthz with 200 (a standby
+// does too) and fails the test if it does not before ctx ends.
+func (n *node) waitAlive(ctx context.Context, t *testing.T) {
+	t.Helper()
+	for {
+		if resp, err := http.Get("http://" + n.httpAddr + "/healthz"); err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if ctx.Err() != nil {
+			dumpLog(t, n.log)
+			t.Fatalf("%s never answered /healthz", n.httpAddr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // waitReady waits until the orchestrator's /readyz answers 200 (with the Redis
 // store: once it leads) and reports whether it did before ctx ended.
 func waitReady(ctx context.Context, t *testing.T, httpAddr string) bool {
@@ -180,6 +199,7 @@ func TestStandbyTakesOverAKilledLeaderUnderLoad(t *testing.T) {
 	a := startNode(t, srv.URL, "--log-level", "warn")
 	a.waitLeading(ctx, t)
 	b := startNode(t, srv.URL, "--log-level", "warn")
+	b.waitAlive(ctx, t)
 	if code, notReady := b.readyz(); code != http.StatusServiceUnavailable || len(notReady) != 1 || notReady[0] != "leader" {
 		t.Fatalf("the standby's /readyz = %d %v", code, notReady)
 	}
