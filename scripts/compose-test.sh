@@ -3,9 +3,11 @@
 # the images from bin/ and bin/wheels (what `make build` and `make wheels` made) on base
 # images made here, starts the stack, waits until every container is healthy, then drives it
 # through the published gateway: the end-to-end suite of tests/e2e, three workers sharing the
-# work, an orchestrator restart in the middle of a run. At the end (also on failure or
-# Ctrl-C) it removes what it made: containers, networks, volumes, the Taskloom images (the
-# base images stay cached). It starts dockerd when none is running and stops it again.
+# work, an orchestrator restart in the middle of a run; before the images, the escape tests
+# of the python tool's docker sandbox on that engine and base image (pytest -m docker). At
+# the end (also on failure or Ctrl-C) it removes what it made: containers, networks,
+# volumes, the Taskloom images (the base images stay cached). It starts dockerd when none
+# is running and stops it again.
 #   scripts/compose-test.sh          the whole test
 #   scripts/compose-test.sh images   only the images (`make images`), kept, tagged latest
 set -euo pipefail
@@ -176,6 +178,11 @@ export TASKLOOM_GATEWAY_PORT="" TASKLOOM_PROMETHEUS_PORT="" TASKLOOM_ORCHESTRATO
 export TASKLOOM_COMPOSE_PROJECT=$project
 TASKLOOM_COMPOSE_FILES=$(IFS=:; echo "${COMPOSE_FILES[*]}")
 export TASKLOOM_COMPOSE_FILES
+
+# The python tool's docker sandbox: its escape tests, on this engine and the Python base image.
+phase "docker sandbox"
+TASKLOOM_SANDBOX_DOCKER_IMAGE=$PYTHON_IMAGE "${PYTEST[@]}" -m docker \
+  python/agents/tests/test_python_sandbox.py
 
 phase "images"
 compose config --quiet

@@ -53,5 +53,5 @@ def stack(local_processes: None, tmp_path_factory: pytest.TempPathFactory) -> It
 def gateway(request: pytest.FixtureRequest) -> str:
     if GATEWAY_URL:
         return GATEWAY_URL
-    url: str = request.getfixturevalue("stack").gateway_url
-    return url
+    running: Stack = request.getfixturevalue("stack")
+    return running.gateway_url

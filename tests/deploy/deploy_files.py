@@ -24,8 +24,8 @@ WORKLOAD_KINDS = {"Deployment", "StatefulSet"}
 
 @cache
 def compose_file(path: Path) -> dict[str, Any]:
-    doc: dict[str, Any] = yaml.safe_load(path.read_text())
-    return doc
+    document: dict[str, Any] = yaml.safe_load(path.read_text())
+    return document
 
 
 def compose_services() -> dict[str, dict[str, Any]]:

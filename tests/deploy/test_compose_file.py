@@ -59,3 +59,24 @@ def test_published_ports_listen_on_loopback_only() -> None:
     for name, service in compose_services().items():
         for port in service.get("ports", []):
             assert re.match(r"127\.0\.0\.1:", port), f"{name} publishes {port} on every address"
+
+
+def test_the_standby_profile_runs_a_second_orchestrator_both_reached_by_one_alias() -> None:
+    services = compose_services()
+    primary, standby = services["orchestrator"], services["orchestrator-standby"]
+    assert standby["profiles"] == ["standby"]
+    assert standby["image"] == primary["image"] and standby["build"] == primary["build"]
+    for orchestrator in (primary, standby):
+        assert orchestrator["networks"]["default"]["aliases"] == ["orchestrators"]
+        assert orchestrator["environment"]["TASKLOOM_STORE"] == "redis"  # leader election
+    # Each names itself to clients refused with NOT_LEADER; the alias would be ambiguous.
+    assert primary["environment"]["TASKLOOM_ADVERTISE_ADDR"] == "orchestrator:50051"
+    assert standby["environment"]["TASKLOOM_ADVERTISE_ADDR"] == "orchestrator-standby:50051"
+    # Healthy means alive: a standby is never ready. It starts once the first one leads.
+    assert standby["healthcheck"]["test"][-1].endswith("/healthz")
+    assert standby["depends_on"] == {"orchestrator": {"condition": "service_healthy"}}
+    assert "ports" not in standby or standby["ports"] == []
+    for client in ("worker", "gateway"):
+        assert (
+            services[client]["environment"]["TASKLOOM_ORCHESTRATOR_ADDR"] == "orchestrators:50051"
+        )

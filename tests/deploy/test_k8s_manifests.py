@@ -135,11 +135,24 @@ def test_workers_scale_with_a_horizontal_pod_autoscaler(target: str) -> None:
 
 
 @pytest.mark.parametrize("target", K8S_TARGETS)
-def test_one_orchestrator_and_never_two_during_a_rollout(target: str) -> None:
-    # Until the standby orchestrator (issue #15 item 3), two on one store would both schedule.
+def test_the_orchestrator_runs_a_leader_and_a_standby_and_readiness_follows_leadership(
+    target: str,
+) -> None:
     orchestrator = workload(target, "orchestrator")
-    assert orchestrator["spec"]["replicas"] == 1
+    assert orchestrator["spec"]["replicas"] == 2
+    # A new pod is ready only once it leads: a rolling update would wait for it forever.
     assert orchestrator["spec"]["strategy"] == {"type": "Recreate"}
+    (container,) = containers(orchestrator)
+    # Only the leader says SERVING for the service; overall health holds for a standby too.
+    assert container["readinessProbe"]["grpc"]["service"] == "taskloom.v1.OrchestratorService"
+    assert "service" not in container["livenessProbe"]["grpc"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["TASKLOOM_STORE"]["value"] == "redis"  # leader election is the Redis store's
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    assert env["TASKLOOM_ADVERTISE_ADDR"]["value"] == "$(POD_IP):50051"
+    # Declared after what it refers to, or Kubernetes leaves $(POD_IP) as it is.
+    names = [e["name"] for e in container["env"]]
+    assert names.index("POD_IP") < names.index("TASKLOOM_ADVERTISE_ADDR")
 
 
 def test_redis_runs_in_the_cluster_in_dev_and_outside_it_in_prod() -> None:

@@ -1,9 +1,12 @@
-"""The `python` tool in its bubblewrap sandbox: each way out (network, files outside its
-directory, the worker's environment and files) and each way to exhaust the machine (fork
-bomb, memory hog, endless loop, flood of output) ends in a clear tool error."""
+"""The `python` tool in its sandbox, of each backend (bubblewrap, and docker: the tests marked
+`docker`, which `make compose-test` runs on its dockerd and base image, and which fail where
+no engine answers): each way out (network, files outside its directory, the worker's
+environment and files) and each way to exhaust the machine (fork bomb, memory hog, endless
+loop, flood of output) ends in a clear tool error."""
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,16 +19,31 @@ import pytest_asyncio
 from taskloom.agents.catalog.spec import AgentSpec
 from taskloom.agents.providers import ToolCall
 from taskloom.agents.tools import TaskInfo, ToolContext, ToolRegistry, builtin_factories
-from taskloom.agents.tools.sandbox import SandboxConfig, SandboxPool, bwrap_argv, default_python
+from taskloom.agents.tools.sandbox import (
+    SandboxConfig,
+    SandboxPool,
+    SandboxUnavailable,
+    bwrap_argv,
+    default_python,
+    sandbox_pool,
+)
 
 pytestmark = pytest.mark.asyncio
 
 LIMITS = {"cpu_s": 1, "memory_mb": 64, "processes": 8, "wall_s": 20, "output_bytes": 4096}
 
 
-@pytest_asyncio.fixture
-async def pool() -> AsyncIterator[SandboxPool]:
-    sandboxes = SandboxPool(SandboxConfig(python=default_python(), pool_size=1))
+# The image scripts/base-image.sh makes (compose-test passes the name it made).
+DOCKER_IMAGE = os.environ.get("TASKLOOM_SANDBOX_DOCKER_IMAGE", SandboxConfig.docker_image)
+
+
+@pytest_asyncio.fixture(params=["bubblewrap", pytest.param("docker", marks=pytest.mark.docker)])
+async def pool(request: pytest.FixtureRequest) -> AsyncIterator[SandboxPool]:
+    config = SandboxConfig(
+        backend=request.param, python=default_python(), pool_size=1, docker_image=DOCKER_IMAGE
+    )
+    sandboxes = sandbox_pool(config)
+    await sandboxes.start()  # no engine, no image: the test errors here, saying which
     yield sandboxes
     await sandboxes.aclose()
 
@@ -157,3 +175,17 @@ async def test_the_sandbox_shows_only_usr_and_tmpfs_and_has_its_own_namespaces()
     binds = [argv[i + 1] for i, a in enumerate(argv) if a in ("--bind", "--ro-bind")]
     assert binds == ["/usr"]  # merged-usr: /bin, /lib... are links into it
     assert "--bind" not in argv  # nothing of the host is writable
+
+
+async def test_without_a_docker_engine_the_tool_refuses_with_a_clear_message() -> None:
+    config = SandboxConfig(backend="docker", docker_url="unix:///nonexistent/docker.sock")
+    result = await run_code(sandbox_pool(config), "print(1)")
+    assert result["ok"] is False
+    assert "cannot reach the Docker engine (unix:///nonexistent/docker.sock)" in result["error"]
+
+
+@pytest.mark.docker
+async def test_without_its_image_the_docker_sandbox_refuses_with_a_clear_message() -> None:
+    missing = sandbox_pool(SandboxConfig(backend="docker", docker_image="taskloom-base/none:0"))
+    with pytest.raises(SandboxUnavailable, match="image 'taskloom-base/none:0' is not in"):
+        await missing.start()

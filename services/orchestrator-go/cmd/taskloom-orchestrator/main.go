@@ -79,6 +79,50 @@ func run(cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer func() { _ = st.Close() }()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+
+	serverOpts := append(api.ServerOptions(),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	)
+	lis, err := net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("listen gRPC on %s: %w", cfg.GRPCAddr, err)
+	}
+	var ready httpserver.Readiness
+	checks := []httpserver.Check{{Name: "store", Probe: st.Ping}}
+	var lead *leadership // --store redis: one leader among the orchestrators on the Redis
+	if cfg.Store == store.KindRedis {
+		if lead, err = newLeadership(context.Background(), cfg, st, cfg.Advertised(lis.Addr().String()), log); err != nil {
+			return err
+		}
+		defer lead.close()
+		checks = append(checks, httpserver.Check{Name: "leader", Probe: lead.check})
+	}
+	httpSrv := httpserver.New(cfg.HTTPAddr, httpserver.Handler(&ready, reg, checks...))
+	httpLis, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen HTTP on %s: %w", cfg.HTTPAddr, err)
+	}
+	errc := make(chan error, 2)
+	go func() {
+		if err := httpSrv.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = httpSrv.Shutdown(ctx)
+	}()
+	if lead != nil {
+		if lis, err = lead.standby(serverOpts, lis, sig, &ready); lis == nil || err != nil {
+			return err // a signal ended the standby (nil), or taking over failed
+		}
+	}
+	metrics.Leader.Set(1)
+
 	rollups, ok := st.(store.UsageRollups)
 	if !ok {
 		return fmt.Errorf("store %q keeps no usage rollups", cfg.Store)
@@ -117,45 +161,33 @@ func run(cfg config.Config, log *slog.Logger) error {
 		OnPruned: func(n int) { metrics.TasksPruned.Add(float64(n)) },
 	}).Run(pruneCtx)
 
-	grpcServer := grpc.NewServer(append(api.ServerOptions(),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-	)...,
-	)
+	grpcServer := grpc.NewServer(serverOpts...)
 	keys := apikeys.New(st)
 	auth := api.NewAuth(api.AuthConfig{
 		Enabled: cfg.AuthEnabled(), ServiceToken: cfg.ServiceToken, WorkerToken: cfg.WorkerToken, AdminToken: cfg.AdminToken, Keys: keys,
 	})
 	health := api.Register(grpcServer, sched, engine, catalog, log, api.WithAuth(auth), api.WithKeys(keys))
-	lis, err := net.Listen("tcp", cfg.GRPCAddr)
-	if err != nil {
-		return fmt.Errorf("listen gRPC on %s: %w", cfg.GRPCAddr, err)
-	}
-	var ready httpserver.Readiness
-	httpSrv := httpserver.New(cfg.HTTPAddr, httpserver.Handler(&ready, reg, httpserver.Check{Name: "store", Probe: st.Ping}))
-	httpLis, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("listen HTTP on %s: %w", cfg.HTTPAddr, err)
-	}
-
-	errc := make(chan error, 2)
 	go func() { errc <- grpcServer.Serve(lis) }()
-	go func() {
-		if err := httpSrv.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
-			errc <- err
-		}
-	}()
 	ready.Set(true)
 	log.Info("serving", "grpc_addr", lis.Addr().String(), "http_addr", httpLis.Addr().String())
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	var lost <-chan struct{}
+	if lead != nil {
+		lost = lead.lost()
+	}
 	var serveErr error
 	select {
 	case s := <-sig:
 		log.Info("shutting down", "signal", s.String())
 	case serveErr = <-errc:
 		log.Error("server failed", "err", serveErr)
+	case <-lost:
+		// Another orchestrator may be the leader now: stop at once, without draining
+		// (the store's fence refuses this term's writes anyway). Closing every
+		// connection sends the workers and clients on; a restart comes back as a
+		// standby.
+		grpcServer.Stop()
+		return fmt.Errorf("lost the leader lease, stopping at once: %w", lead.term.Load().Err())
 	}
 
 	// One bound, --shutdown-timeout, covers draining the workers and the calls.
@@ -182,9 +214,10 @@ func run(cfg config.Config, log *slog.Logger) error {
 			grpcServer.Stop()
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	_ = httpSrv.Shutdown(ctx)
+	if lead != nil { // every write is done: hand the lease on at once
+		stopPruning()
+		lead.resign()
+	}
 	log.Info("stopped")
 	return serveErr
 }

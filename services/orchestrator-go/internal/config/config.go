@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"slices"
@@ -46,6 +47,12 @@ type Config struct {
 	Retention         time.Duration
 	AgentLimits       map[string]int
 	ProviderLimits    map[string]int
+	// LeaderLeaseTTL and LeaderRenewInterval time the leader election of the
+	// Redis store (internal/leader); AdvertiseAddr is the gRPC address standbys
+	// name when they refuse a call (empty: derived from GRPCAddr).
+	LeaderLeaseTTL      time.Duration
+	LeaderRenewInterval time.Duration
+	AdvertiseAddr       string
 	// MemoryLimit is the Go runtime's soft memory limit in bytes (GOMEMLIMIT);
 	// 0 leaves the runtime's own (GOMEMLIMIT from the environment, else none).
 	MemoryLimit int64
@@ -99,6 +106,9 @@ func (c *Config) settings() []setting {
 		{"service-token", "secret: the gateway's token; it may act for any tenant (file or environment only)", (*stringValue)(&c.ServiceToken), true},
 		{"worker-token", "secret: the token workers present on WorkerHubService and for their child tasks (file or environment only)", (*stringValue)(&c.WorkerToken), true},
 		{"admin-token", "secret: a token with the admin role, e.g. to create the first API keys (file or environment only)", (*stringValue)(&c.AdminToken), true},
+		{"leader-lease-ttl", "--store redis: the leader lease lasts this long unrenewed; a standby takes over a dead leader's work within it plus --leader-renew-interval", (*durationValue)(&c.LeaderLeaseTTL), false},
+		{"leader-renew-interval", "--store redis: how often the leader renews its lease and a standby tries to take it", (*durationValue)(&c.LeaderRenewInterval), false},
+		{"advertise-addr", "--store redis: this orchestrator's gRPC address as clients and workers reach it, named by standbys that refuse a call; empty: --grpc-addr (its host name when it listens on every interface)", (*stringValue)(&c.AdvertiseAddr), false},
 	}
 }
 
@@ -110,6 +120,7 @@ func Defaults() Config {
 		HeartbeatInterval: 2 * time.Second, MaxAttempts: 3, ShutdownTimeout: 5 * time.Second,
 		Store: "bolt", RedisURL: "redis://127.0.0.1:6379/0", Retention: 168 * time.Hour,
 		AgentLimits: map[string]int{}, ProviderLimits: map[string]int{}, Auth: "auto",
+		LeaderLeaseTTL: 5 * time.Second, LeaderRenewInterval: time.Second,
 	}
 }
 
@@ -279,6 +290,7 @@ func (c Config) validate() error {
 	for name, d := range map[string]time.Duration{
 		"--default-timeout": c.DefaultTimeout, "--lease-ttl": c.LeaseTTL,
 		"--heartbeat-interval": c.HeartbeatInterval, "--shutdown-timeout": c.ShutdownTimeout,
+		"--leader-lease-ttl": c.LeaderLeaseTTL, "--leader-renew-interval": c.LeaderRenewInterval,
 	} {
 		if d <= 0 {
 			problems = append(problems, name+" must be positive")
@@ -299,6 +311,9 @@ func (c Config) validate() error {
 	if c.HeartbeatInterval >= c.LeaseTTL {
 		problems = append(problems, "--heartbeat-interval must be shorter than --lease-ttl")
 	}
+	if 2*c.LeaderRenewInterval > c.LeaderLeaseTTL {
+		problems = append(problems, "--leader-renew-interval must be at most half of --leader-lease-ttl")
+	}
 	if c.MemoryLimit < 0 {
 		problems = append(problems, "--memory-limit must not be negative")
 	}
@@ -308,6 +323,25 @@ func (c Config) validate() error {
 		return errors.New("invalid configuration: " + strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// Advertised is the gRPC address other processes reach this orchestrator at, given
+// the address its listener got: --advertise-addr when set, else that address, with
+// the host name in place of a wildcard host (0.0.0.0, ::).
+func (c Config) Advertised(listening string) string {
+	if c.AdvertiseAddr != "" {
+		return c.AdvertiseAddr
+	}
+	host, port, err := net.SplitHostPort(listening)
+	if err != nil {
+		return listening
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		if name, err := os.Hostname(); err == nil {
+			return net.JoinHostPort(name, port)
+		}
+	}
+	return listening
 }
 
 // Level is the parsed log level.
@@ -332,6 +366,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("auth", c.Auth), slog.Bool("auth_enabled", c.AuthEnabled()),
 		slog.String("service_token", maskSecret(c.ServiceToken)), slog.String("worker_token", maskSecret(c.WorkerToken)),
 		slog.String("admin_token", maskSecret(c.AdminToken)),
+		slog.String("leader_lease_ttl", c.LeaderLeaseTTL.String()), slog.String("leader_renew_interval", c.LeaderRenewInterval.String()),
+		slog.String("advertise_addr", c.AdvertiseAddr),
 	)
 }
 

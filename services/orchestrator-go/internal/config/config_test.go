@@ -147,3 +147,34 @@ func TestMemoryLimitSizes(t *testing.T) {
 		t.Error("a negative limit was accepted")
 	}
 }
+
+func TestLeaderElectionSettings(t *testing.T) {
+	c, err := Load(nil, env(nil), io.Discard)
+	if err != nil || c.LeaderLeaseTTL != 5*time.Second || c.LeaderRenewInterval != time.Second || c.AdvertiseAddr != "" {
+		t.Fatalf("defaults = %+v, %v", c, err)
+	}
+	e := env(map[string]string{"TASKLOOM_LEADER_LEASE_TTL": "8s", "TASKLOOM_ADVERTISE_ADDR": "orch-a:50051"})
+	c, err = Load([]string{"--leader-renew-interval", "2s"}, e, io.Discard)
+	if err != nil || c.LeaderLeaseTTL != 8*time.Second || c.LeaderRenewInterval != 2*time.Second || c.Advertised("0.0.0.0:50051") != "orch-a:50051" {
+		t.Fatalf("config = %+v, %v", c, err)
+	}
+	if _, err := Load([]string{"--leader-lease-ttl", "3s", "--leader-renew-interval", "2s"}, env(nil), io.Discard); err == nil ||
+		!strings.Contains(err.Error(), "--leader-renew-interval must be at most half of --leader-lease-ttl") {
+		t.Fatalf("a renewal slower than half the TTL: %v", err)
+	}
+}
+
+func TestAdvertisedAddressNamesTheHostForAWildcardListener(t *testing.T) {
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := Defaults()
+	for listening, want := range map[string]string{
+		"127.0.0.1:50051": "127.0.0.1:50051", "0.0.0.0:50051": host + ":50051", "[::]:7000": host + ":7000", ":9": host + ":9",
+	} {
+		if got := c.Advertised(listening); got != want {
+			t.Errorf("Advertised(%q) = %q, want %q", listening, got, want)
+		}
+	}
+}

@@ -38,6 +38,7 @@ const (
 	ReasonUnauthenticated     = pb.ErrorReason_ERROR_REASON_UNAUTHENTICATED
 	ReasonPermissionDenied    = pb.ErrorReason_ERROR_REASON_PERMISSION_DENIED
 	ReasonAPIKeyNotFound      = pb.ErrorReason_ERROR_REASON_API_KEY_NOT_FOUND
+	ReasonNotLeader           = pb.ErrorReason_ERROR_REASON_NOT_LEADER
 )
 
 const (
@@ -108,6 +109,21 @@ func PermissionDenied(format string, args ...any) *Error {
 // Unavailable reports a call that may succeed when retried later.
 func Unavailable(format string, args ...any) *Error {
 	return &Error{Kind: KindUnavailable, Reason: ReasonUnavailable, Message: fmt.Sprintf(format, args...)}
+}
+
+// LeaderMetadataKey is the ErrorInfo metadata key of a NOT_LEADER error that
+// names the leader's gRPC address.
+const LeaderMetadataKey = "leader"
+
+// NotLeader is the answer of a standby orchestrator: UNAVAILABLE, so clients and
+// workers move on, naming the leader's address when it is known ("" when not).
+func NotLeader(leaderAddr string) *Error {
+	e := &Error{Kind: KindUnavailable, Reason: ReasonNotLeader, Message: "this orchestrator is a standby; no leader is known yet, retry shortly"}
+	if leaderAddr != "" {
+		e.Message = "this orchestrator is a standby; the leader is " + leaderAddr
+		e.Metadata = map[string]string{LeaderMetadataKey: leaderAddr}
+	}
+	return e
 }
 
 // As extracts an *Error from err's chain.

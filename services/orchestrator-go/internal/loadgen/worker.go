@@ -16,27 +16,31 @@ import (
 
 // fleet is the set of fake workers of one run and the counters they share.
 type fleet struct {
-	workers   []*fakeWorker
-	completed atomic.Int64 // results sent
-	running   atomic.Int64 // assignments received and not yet completed
-	peak      atomic.Int64 // most assignments held at once
-	cancels   atomic.Int64 // CancelAssignment messages received
-	done      chan struct{}
-	target    int64 // close done once this many results are sent (0: never)
-	doneOnce  sync.Once
+	workers    []*fakeWorker
+	completed  atomic.Int64 // results sent
+	running    atomic.Int64 // assignments received and not yet completed
+	peak       atomic.Int64 // most assignments held at once
+	cancels    atomic.Int64 // CancelAssignment messages received
+	reconnects atomic.Int64 // sessions replaced after a break (workerOptions.reconnect)
+	done       chan struct{}
+	target     int64 // close done once this many results are sent (0: never)
+	doneOnce   sync.Once
 }
 
 // fakeWorker is one WorkerHub session that completes every assignment with an empty
-// result, at once or after hold, and grants the credit back.
+// result, at once or after hold, and grants the credit back. With reconnect it opens
+// a new session when the orchestrator goes away (to the leader, see StartWorkers).
 type fakeWorker struct {
-	id     string
-	fleet  *fleet
-	stream pb.WorkerHubService_SessionClient
-	hold   time.Duration
+	id    string
+	fleet *fleet
+	hub   pb.WorkerHubServiceClient
+	opts  workerOptions
 
 	finished chan finishedTask // assignments ready to report, for the sender
 
 	mu        sync.Mutex
+	stream    pb.WorkerHubService_SessionClient
+	session   int                 // number of the current session (from 1)
 	leases    map[string]struct{} // held, for heartbeats
 	lastTask  string              // task of the latest result sent
 	schedLat  []time.Duration     // orchestrator: created_at -> started_at
@@ -46,12 +50,16 @@ type fakeWorker struct {
 
 type finishedTask struct {
 	taskID, leaseID string
+	session         int // the session that received the assignment
 }
 
 type workerOptions struct {
 	agent       string
 	concurrency int
 	hold        time.Duration
+	// reconnect: a broken session is replaced by a new one (waiting for an
+	// orchestrator that serves) rather than reported as an error.
+	reconnect bool
 }
 
 // startFleet opens n sessions, one client connection each (like n worker processes),
@@ -85,37 +93,60 @@ func startFleet(ctx context.Context, addr string, n int, opts workerOptions, tar
 }
 
 func startWorker(ctx context.Context, client pb.WorkerHubServiceClient, id string, opts workerOptions, f *fleet) (*fakeWorker, error) {
-	stream, err := client.Session(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("open worker session: %w", err)
-	}
-	err = stream.Send(&pb.SessionRequest{Msg: &pb.SessionRequest_Register{Register: &pb.Register{
-		WorkerId: id, Concurrency: int32(opts.concurrency), Hostname: "loadgen", Version: "loadgen",
-		Agents: []*pb.AgentInfo{{Name: opts.agent, Description: "no-op agent of the load generator", Provider: "none"}},
-	}}})
-	if err != nil {
-		return nil, fmt.Errorf("send register: %w", err)
-	}
-	first, err := stream.Recv()
-	if err != nil {
-		return nil, fmt.Errorf("await registered: %w", err)
-	}
-	reg := first.GetRegistered()
-	if reg == nil {
-		return nil, errors.New("the hub's first message was not Registered")
-	}
 	w := &fakeWorker{
-		id: id, fleet: f, stream: stream, hold: opts.hold,
+		id: id, fleet: f, hub: client, opts: opts,
 		finished: make(chan finishedTask, opts.concurrency+1),
 		leases:   map[string]struct{}{},
 	}
-	if err := stream.Send(credit(opts.concurrency)); err != nil {
-		return nil, fmt.Errorf("grant credits: %w", err)
+	heartbeat, err := w.open(ctx)
+	if err != nil {
+		return nil, err
 	}
-	heartbeat := reg.GetHeartbeatInterval().AsDuration()
-	go w.receive()
+	go w.receive(ctx)
 	go w.send(ctx, heartbeat)
 	return w, nil
+}
+
+// open starts a session: Register, await Registered, grant every credit. It
+// returns the heartbeat interval the orchestrator asks for.
+func (w *fakeWorker) open(ctx context.Context) (time.Duration, error) {
+	var callOpts []grpc.CallOption
+	if w.opts.reconnect {
+		callOpts = append(callOpts, grpc.WaitForReady(true)) // until a leader serves
+	}
+	stream, err := w.hub.Session(ctx, callOpts...)
+	if err != nil {
+		return 0, fmt.Errorf("open worker session: %w", err)
+	}
+	err = stream.Send(&pb.SessionRequest{Msg: &pb.SessionRequest_Register{Register: &pb.Register{
+		WorkerId: w.id, Concurrency: int32(w.opts.concurrency), Hostname: "loadgen", Version: "loadgen",
+		Agents: []*pb.AgentInfo{{Name: w.opts.agent, Description: "no-op agent of the load generator", Provider: "none"}},
+	}}})
+	if err != nil {
+		return 0, fmt.Errorf("send register: %w", err)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return 0, fmt.Errorf("await registered: %w", err)
+	}
+	reg := first.GetRegistered()
+	if reg == nil {
+		return 0, errors.New("the hub's first message was not Registered")
+	}
+	if err := stream.Send(credit(w.opts.concurrency)); err != nil {
+		return 0, fmt.Errorf("grant credits: %w", err)
+	}
+	w.mu.Lock()
+	w.stream, w.leases = stream, map[string]struct{}{}
+	w.session++
+	w.mu.Unlock()
+	return reg.GetHeartbeatInterval().AsDuration(), nil
+}
+
+func (w *fakeWorker) current() (pb.WorkerHubService_SessionClient, int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.stream, w.session
 }
 
 func credit(n int) *pb.SessionRequest {
@@ -123,11 +154,15 @@ func credit(n int) *pb.SessionRequest {
 }
 
 // receive takes assignments: it records their latency and completes them (now, or
-// after hold).
-func (w *fakeWorker) receive() {
+// after hold). A broken session ends it, or with reconnect is replaced.
+func (w *fakeWorker) receive(ctx context.Context) {
 	for {
-		msg, err := w.stream.Recv()
+		stream, session := w.current()
+		msg, err := stream.Recv()
 		if err != nil {
+			if w.opts.reconnect && w.reopen(ctx) {
+				continue
+			}
 			if !errors.Is(err, io.EOF) {
 				w.fail(err)
 			}
@@ -149,18 +184,34 @@ func (w *fakeWorker) receive() {
 			w.schedLat = append(w.schedLat, t.GetStartedAt().AsTime().Sub(created))
 		}
 		w.assignLat = append(w.assignLat, now.Sub(created))
-		if w.hold > 0 {
+		if w.opts.hold > 0 {
 			w.leases[a.GetLeaseId()] = struct{}{}
 		}
 		w.mu.Unlock()
 		w.fleet.notePeak(w.fleet.running.Add(1))
-		ft := finishedTask{taskID: t.GetId(), leaseID: a.GetLeaseId()}
-		if w.hold == 0 {
+		ft := finishedTask{taskID: t.GetId(), leaseID: a.GetLeaseId(), session: session}
+		if w.opts.hold == 0 {
 			w.finished <- ft
 			continue
 		}
-		time.AfterFunc(w.hold, func() { w.finished <- ft })
+		time.AfterFunc(w.opts.hold, func() { w.finished <- ft })
 	}
+}
+
+// reopen replaces a broken session, retrying until one opens or ctx ends; what
+// the old session was running is abandoned (the orchestrator requeues it).
+func (w *fakeWorker) reopen(ctx context.Context) bool {
+	for ctx.Err() == nil {
+		if _, err := w.open(ctx); err == nil {
+			w.fleet.reconnects.Add(1)
+			return true
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return false
 }
 
 // send is the stream's only sender: it reports finished tasks and grants their
@@ -173,14 +224,13 @@ func (w *fakeWorker) send(ctx context.Context, heartbeat time.Duration) {
 	defer tick.Stop()
 	batch := make([]finishedTask, 0, 256)
 	for {
+		var err error
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			if err := w.stream.Send(w.heartbeat()); err != nil {
-				w.fail(err)
-				return
-			}
+			stream, _ := w.current()
+			err = stream.Send(w.heartbeat())
 		case ft := <-w.finished:
 			batch = append(batch[:0], ft)
 		drain:
@@ -192,36 +242,48 @@ func (w *fakeWorker) send(ctx context.Context, heartbeat time.Duration) {
 					break drain
 				}
 			}
-			if err := w.report(batch); err != nil {
-				w.fail(err)
-				return
-			}
+			err = w.report(batch)
+		}
+		if err != nil && !w.opts.reconnect { // with reconnect, receive replaces the session
+			w.fail(err)
+			return
 		}
 	}
 }
 
+// report sends the results of the current session's tasks and grants their
+// credits back; those of an earlier session are dropped (their leases died with it).
 func (w *fakeWorker) report(batch []finishedTask) error {
+	stream, session := w.current()
+	sent, last := 0, ""
 	for _, ft := range batch {
-		err := w.stream.Send(&pb.SessionRequest{Msg: &pb.SessionRequest_Result{Result: &pb.TaskResult{
+		if ft.session != session {
+			continue
+		}
+		err := stream.Send(&pb.SessionRequest{Msg: &pb.SessionRequest_Result{Result: &pb.TaskResult{
 			TaskId: ft.taskID, LeaseId: ft.leaseID,
 		}}})
 		if err != nil {
 			return err
 		}
+		sent, last = sent+1, ft.taskID
 	}
-	if err := w.stream.Send(credit(len(batch))); err != nil {
+	w.fleet.running.Add(-int64(len(batch)))
+	if sent == 0 {
+		return nil
+	}
+	if err := stream.Send(credit(sent)); err != nil {
 		return err
 	}
 	w.mu.Lock()
-	w.lastTask = batch[len(batch)-1].taskID
-	if w.hold > 0 {
+	w.lastTask = last
+	if w.opts.hold > 0 {
 		for _, ft := range batch {
 			delete(w.leases, ft.leaseID)
 		}
 	}
 	w.mu.Unlock()
-	w.fleet.running.Add(-int64(len(batch)))
-	if n := w.fleet.completed.Add(int64(len(batch))); w.fleet.target > 0 && n >= w.fleet.target {
+	if n := w.fleet.completed.Add(int64(sent)); w.fleet.target > 0 && n >= w.fleet.target {
 		w.fleet.doneOnce.Do(func() { close(w.fleet.done) })
 	}
 	return nil
@@ -245,7 +307,10 @@ func (w *fakeWorker) fail(err error) {
 	}
 }
 
-func (w *fakeWorker) close() { _ = w.stream.CloseSend() }
+func (w *fakeWorker) close() {
+	stream, _ := w.current()
+	_ = stream.CloseSend()
+}
 
 func (f *fleet) notePeak(running int64) {
 	for {

@@ -68,6 +68,10 @@ func OpenBolt(path string) (*Bolt, error) {
 		NoFreelistSync: true,
 		FreelistType:   bolt.FreelistMapType,
 	})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("open bolt store %s: another process holds its lock (a second orchestrator on the same data directory?); "+
+			"the bolt store is single-node: run one orchestrator per data directory, or --store redis for a leader with standbys: %w", path, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open bolt store %s: %w", path, err)
 	}

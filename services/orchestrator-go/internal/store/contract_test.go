@@ -52,6 +52,13 @@ func backends() []backend {
 			s := open()
 			return s, func() Store { _ = s.Close(); s = open(); return s }
 		}},
+		{"redis-fenced", func(t *testing.T) (Store, func() Store) {
+			// Every write through the fence of a leader's current term (redis_fence.go).
+			srv := redistest.Start(t)
+			open := func() Store { return openFenced(t, srv.URL, currentToken) }
+			s := open()
+			return s, func() Store { _ = s.Close(); s = open(); return s }
+		}},
 	}
 }
 

@@ -35,16 +35,19 @@ import (
 //	P wf_created, P wf_created:t:<tenant>  as created, for workflows: ListWorkflows
 //	P apikey:…        API keys (redis_keys.go)
 //	P agents          hash name -> agent record (JSON): the persisted agent catalog
+//	P leader, P leader:fence   the leader lease and fencing token (internal/leader);
+//	                 with a fence (redis_fence.go) every write checks the token
 type Redis struct {
 	c      *redis.Client
 	prefix string
+	fenceState
 }
 
 // DefaultRedisPrefix namespaces the orchestrator's keys.
 const DefaultRedisPrefix = "taskloom:orch:"
 
-// OpenRedis connects to url (redis://host:port/db) and checks it answers.
-func OpenRedis(ctx context.Context, url, prefix string) (*Redis, error) {
+// DialRedis connects to url (redis://host:port/db) and checks it answers.
+func DialRedis(ctx context.Context, url string) (*redis.Client, error) {
 	opts, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse redis url: %w", err)
@@ -53,6 +56,15 @@ func OpenRedis(ctx context.Context, url, prefix string) (*Redis, error) {
 	if err := c.Ping(ctx).Err(); err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("connect to redis at %s: %w", opts.Addr, err)
+	}
+	return c, nil
+}
+
+// OpenRedis opens the store at url (redis://host:port/db), once Redis answers.
+func OpenRedis(ctx context.Context, url, prefix string) (*Redis, error) {
+	c, err := DialRedis(ctx, url)
+	if err != nil {
+		return nil, err
 	}
 	if prefix == "" {
 		prefix = DefaultRedisPrefix

@@ -96,6 +96,12 @@ type Store interface {
 	KeyStore
 }
 
+// Fenceable is a store shared by several orchestrators (Redis): its writes can be
+// made conditional on the fencing token of a leader term (internal/leader).
+type Fenceable interface {
+	Fence(ctx context.Context, key string, token int64, onFenced func(error)) error
+}
+
 // Workflow is the stored record of a workflow. The workflow engine owns State (its
 // own serialized form); the store only indexes the other fields.
 type Workflow struct {

@@ -42,6 +42,7 @@ type Metrics struct {
 	TasksPruned         prometheus.Counter       // finished tasks deleted by retention
 	JournalRecords      prometheus.Counter       // journal records kept (written through the committer)
 	JournalFull         prometheus.Counter       // task journals that reached their limit
+	Leader              prometheus.Gauge         // 1 while this orchestrator is the leader
 
 	queueDepthSeries map[[2]string]bool // label pairs set last time
 }
@@ -155,6 +156,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: namespace, Name: "journal_full_total",
 			Help: "Task journals that reached their size limit (Assignment.journal); later steps of those tasks are not recorded.",
 		}),
+		Leader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "leader",
+			Help: "1 while this orchestrator schedules (it holds the leader lease of the Redis store, or runs on bolt or memory), 0 while it is a standby.",
+		}),
 		queueDepthSeries: map[[2]string]bool{},
 	}
 	reg.MustRegister(
@@ -164,6 +169,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.SubmitRejected, m.AssignmentsSent, m.CancellationsSent, m.WorkerSessionsOpen,
 		m.StoreCommits, m.StoreCommitFailures, m.StoreCommitTasks, m.StoreCommitDuration, m.TasksRecovered, m.TasksPruned,
 		m.JournalRecords, m.JournalFull,
+		m.Leader,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

@@ -60,6 +60,7 @@ func runCatalogRestart(t *testing.T, storeArgs []string) {
 
 	second := start(t, args, logs)
 	defer second.stop(t)
+	waitReady(ctx, t, httpAddr) // on Redis, once the killed process's leader lease has expired
 	agents, err := client.ListAgents(ctx, &pb.ListAgentsRequest{})
 	if err != nil || len(agents.GetAgents()) != 2 || agents.GetAgents()[0].GetName() != agentName || agents.GetAgents()[0].GetProvider() != "simulated" {
 		t.Fatalf("agents after the restart, before any worker = %v, %v", agents.GetAgents(), err)

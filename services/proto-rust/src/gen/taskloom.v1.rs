@@ -1013,6 +1013,9 @@ pub enum ErrorReason {
     /// A configured capacity (points or bytes of a collection or a service) would be
     /// exceeded; ErrorInfo.metadata\["limit"\] names the setting.
     CapacityExceeded = 22,
+    /// This orchestrator is a standby: another one holds the leader lease. Retry on the
+    /// leader, whose gRPC address ErrorInfo.metadata\["leader"\] gives when it is known.
+    NotLeader = 23,
 }
 impl ErrorReason {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -1048,6 +1051,7 @@ impl ErrorReason {
             Self::RateLimited => "ERROR_REASON_RATE_LIMITED",
             Self::ApiKeyNotFound => "ERROR_REASON_API_KEY_NOT_FOUND",
             Self::CapacityExceeded => "ERROR_REASON_CAPACITY_EXCEEDED",
+            Self::NotLeader => "ERROR_REASON_NOT_LEADER",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -1080,6 +1084,7 @@ impl ErrorReason {
             "ERROR_REASON_RATE_LIMITED" => Some(Self::RateLimited),
             "ERROR_REASON_API_KEY_NOT_FOUND" => Some(Self::ApiKeyNotFound),
             "ERROR_REASON_CAPACITY_EXCEEDED" => Some(Self::CapacityExceeded),
+            "ERROR_REASON_NOT_LEADER" => Some(Self::NotLeader),
             _ => None,
         }
     }

@@ -27,7 +27,12 @@ from taskloom.agents.telemetry import Telemetry
 from taskloom.agents.tools import ToolRegistry, builtin_factories
 from taskloom.agents.tools.agent_call import ChildTasks
 from taskloom.agents.tools.mcp_servers import McpServers
-from taskloom.agents.tools.sandbox import SandboxConfig, SandboxPool, SandboxUnavailable
+from taskloom.agents.tools.sandbox import (
+    SandboxConfig,
+    SandboxPool,
+    SandboxUnavailable,
+    sandbox_pool,
+)
 from taskloom.agents.worker import Worker, WorkerOptions
 
 log = structlog.get_logger(__name__)
@@ -73,13 +78,16 @@ def build_tools(
     settings: Settings, telemetry: Telemetry, cache: CacheClient | None
 ) -> tuple[ToolRegistry, ToolResources]:
     resources = ToolResources(
-        sandbox=SandboxPool(
+        sandbox=sandbox_pool(
             SandboxConfig(
+                backend=settings.sandbox_backend,
                 bwrap=settings.sandbox_bwrap,
                 python=settings.sandbox_python,
                 pool_size=settings.sandbox_pool_size,
                 tmpfs_bytes=settings.sandbox_tmpfs_mb << 20,
                 unsandboxed=settings.sandbox_unsandboxed,
+                docker_url=settings.sandbox_docker_url,
+                docker_image=settings.sandbox_docker_image,
             )
         ),
         http=httpx.AsyncClient(follow_redirects=False),

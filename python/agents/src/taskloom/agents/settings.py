@@ -7,7 +7,7 @@ import os
 import socket
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
@@ -21,6 +21,7 @@ from taskloom.agents.endpoints import (
 )
 from taskloom.agents.streaming import BUFFER_SIZE_RANGE, FLUSH_INTERVAL_MS_RANGE
 from taskloom.sdk import config
+from taskloom.sdk.channel import OrchestratorAddresses
 
 
 def _default_worker_id() -> str:
@@ -32,8 +33,10 @@ class Settings(config.ServiceSettings):
 
     config_section: ClassVar[str] = "worker"
 
-    orchestrator_addr: str = Field(
-        default="127.0.0.1:50051", description="host:port of the orchestrator's gRPC port"
+    orchestrator_addr: OrchestratorAddresses = Field(
+        default="127.0.0.1:50051",
+        description="host:port of the orchestrator's gRPC port, or a comma-separated list of a "
+        "leader and its standbys (the session goes to whichever leads)",
     )
     worker_token: SecretStr = Field(
         default=SecretStr(""),
@@ -144,6 +147,11 @@ class Settings(config.ServiceSettings):
     agent_max_depth: int = Field(
         default=5, ge=1, le=50, description="deepest chain of agents calling agents"
     )
+    sandbox_backend: Literal["bubblewrap", "docker"] = Field(
+        default="bubblewrap",
+        description="where the python tool runs code: a bubblewrap sandbox, or a Docker "
+        "container (the docker engine and sandbox_docker_image)",
+    )
     sandbox_bwrap: str = Field(
         default="bwrap", description="the bubblewrap program of the python tool's sandbox"
     )
@@ -157,6 +165,16 @@ class Settings(config.ServiceSettings):
     )
     sandbox_tmpfs_mb: int = Field(
         default=16, ge=1, le=4096, description="size of a sandbox's working dir and /tmp"
+    )
+    sandbox_docker_url: str = Field(
+        default="",
+        description="the Docker engine of the docker sandbox (empty: DOCKER_HOST or the "
+        "local socket)",
+    )
+    sandbox_docker_image: str = Field(
+        default="taskloom-base/python:bookworm",
+        description="the image of the docker sandbox, with /usr/bin/python3 (scripts/"
+        "base-image.sh makes this one)",
     )
     sandbox_unsandboxed: bool = Field(
         default=False,

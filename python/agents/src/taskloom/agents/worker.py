@@ -29,6 +29,7 @@ from taskloom.agents.streaming import ChunkStream, StreamOptions
 from taskloom.agents.telemetry import Telemetry
 from taskloom.agents.tools.base import TaskInfo
 from taskloom.agents.usage_wire import token_usage
+from taskloom.sdk.channel import WORKER_HUB_SERVICE, orchestrator_channel
 from taskloom.v1 import common_pb2, worker_hub_pb2, worker_hub_pb2_grpc
 
 log = structlog.get_logger(__name__)
@@ -156,9 +157,14 @@ class Worker:
         self._outbox = asyncio.Queue()
         self._credits_back = _CreditsBack(self._outbox)
         self._draining = False
-        async with grpc.aio.insecure_channel(
-            self._opts.orchestrator_addr, options=CHANNEL_OPTIONS
-        ) as channel:
+        # To the leader among the orchestrators named; a call waits for one to lead.
+        channel = orchestrator_channel(
+            self._opts.orchestrator_addr,
+            WORKER_HUB_SERVICE,
+            wait_for_ready=True,
+            options=CHANNEL_OPTIONS,
+        )
+        async with channel:
             stub = worker_hub_pb2_grpc.WorkerHubServiceStub(channel)
             token = self._opts.worker_token
             metadata = (("authorization", f"Bearer {token}"),) if token else None

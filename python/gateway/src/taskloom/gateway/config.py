@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
 from taskloom.sdk import config
+from taskloom.sdk.channel import OrchestratorAddresses
 
 
 def parse_api_keys(raw: str) -> dict[str, str]:
@@ -35,7 +36,11 @@ class Settings(config.ServiceSettings):
     secret_fields: ClassVar[frozenset[str]] = frozenset({"api_keys"})
 
     http_addr: str = Field("127.0.0.1:8000", description="host:port the HTTP API listens on")
-    orchestrator_addr: str = Field("127.0.0.1:50051", description="host:port of the orchestrator")
+    orchestrator_addr: OrchestratorAddresses = Field(
+        "127.0.0.1:50051",
+        description="host:port of the orchestrator, or a comma-separated list of a leader and "
+        "its standbys (calls go to whichever leads)",
+    )
     log_level: str = Field("info", description="debug, info, warning or error")
     api_keys: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,

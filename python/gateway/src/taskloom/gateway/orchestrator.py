@@ -14,6 +14,7 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2
 
 from taskloom.gateway.telemetry import ORCHESTRATOR_ERRORS, TRACEPARENT
+from taskloom.sdk.channel import orchestrator_channel
 from taskloom.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
 Request = TypeVar("Request", bound=Message)
@@ -27,7 +28,8 @@ class Orchestrator:
         self.addr = addr
         self.timeout = timeout
         self._auth = (("authorization", f"Bearer {token}"),) if token else ()
-        self.channel = grpc.aio.insecure_channel(addr)
+        # One address or several (a leader and standbys): the channel follows the leader.
+        self.channel = orchestrator_channel(addr)
         self.stub = orchestrator_pb2_grpc.OrchestratorServiceStub(self.channel)
         # The standard health check, called directly: the typing stubs of HealthStub
         # declare no methods.

@@ -80,6 +80,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """A configured capacity (points or bytes of a collection or a service) would be
     exceeded; ErrorInfo.metadata["limit"] names the setting.
     """
+    ERROR_REASON_NOT_LEADER: _ErrorReason.ValueType  # 23
+    """This orchestrator is a standby: another one holds the leader lease. Retry on the
+    leader, whose gRPC address ErrorInfo.metadata["leader"] gives when it is known.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason is the machine-readable cause carried in google.rpc.ErrorInfo.reason
@@ -138,6 +142,10 @@ ERROR_REASON_API_KEY_NOT_FOUND: ErrorReason.ValueType  # 27
 ERROR_REASON_CAPACITY_EXCEEDED: ErrorReason.ValueType  # 22
 """A configured capacity (points or bytes of a collection or a service) would be
 exceeded; ErrorInfo.metadata["limit"] names the setting.
+"""
+ERROR_REASON_NOT_LEADER: ErrorReason.ValueType  # 23
+"""This orchestrator is a standby: another one holds the leader lease. Retry on the
+leader, whose gRPC address ErrorInfo.metadata["leader"] gives when it is known.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 

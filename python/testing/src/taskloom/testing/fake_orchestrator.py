@@ -30,6 +30,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from taskloom.gateway import limits
+from taskloom.sdk.channel import ORCHESTRATOR_SERVICE
 from taskloom.testing.agents import AGENTS, ECHO, echo
 from taskloom.testing.servers import LoopThread
 from taskloom.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
@@ -768,7 +769,10 @@ def serve_fake_orchestrator(
         server = grpc.aio.server()
         orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(fake, server)
         health_servicer = health.aio.HealthServicer()
-        await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        # As the real one (a leader): overall and OrchestratorService, which the gateway's
+        # channel health-checks (taskloom.sdk.channel).
+        for service in ("", ORCHESTRATOR_SERVICE):
+            await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()

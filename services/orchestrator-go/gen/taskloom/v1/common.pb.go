@@ -78,6 +78,9 @@ const (
 	// A configured capacity (points or bytes of a collection or a service) would be
 	// exceeded; ErrorInfo.metadata["limit"] names the setting.
 	ErrorReason_ERROR_REASON_CAPACITY_EXCEEDED ErrorReason = 22
+	// This orchestrator is a standby: another one holds the leader lease. Retry on the
+	// leader, whose gRPC address ErrorInfo.metadata["leader"] gives when it is known.
+	ErrorReason_ERROR_REASON_NOT_LEADER ErrorReason = 23
 )
 
 // Enum value maps for ErrorReason.
@@ -110,6 +113,7 @@ var (
 		26: "ERROR_REASON_RATE_LIMITED",
 		27: "ERROR_REASON_API_KEY_NOT_FOUND",
 		22: "ERROR_REASON_CAPACITY_EXCEEDED",
+		23: "ERROR_REASON_NOT_LEADER",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":          0,
@@ -139,6 +143,7 @@ var (
 		"ERROR_REASON_RATE_LIMITED":         26,
 		"ERROR_REASON_API_KEY_NOT_FOUND":    27,
 		"ERROR_REASON_CAPACITY_EXCEEDED":    22,
+		"ERROR_REASON_NOT_LEADER":           23,
 	}
 )
 
@@ -1244,7 +1249,7 @@ const file_taskloom_v1_common_proto_rawDesc = "" +
 	"max_tokens\x18\x06 \x01(\x05R\tmaxTokens\x12\x1f\n" +
 	"\vmax_running\x18\a \x01(\x05R\n" +
 	"maxRunning\x120\n" +
-	"\x14provider_max_running\x18\b \x01(\x05R\x12providerMaxRunning*\x89\a\n" +
+	"\x14provider_max_running\x18\b \x01(\x05R\x12providerMaxRunning*\xa6\a\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dERROR_REASON_INVALID_ARGUMENT\x10\x01\x12 \n" +
@@ -1273,7 +1278,8 @@ const file_taskloom_v1_common_proto_rawDesc = "" +
 	"\x1eERROR_REASON_PERMISSION_DENIED\x10\x19\x12\x1d\n" +
 	"\x19ERROR_REASON_RATE_LIMITED\x10\x1a\x12\"\n" +
 	"\x1eERROR_REASON_API_KEY_NOT_FOUND\x10\x1b\x12\"\n" +
-	"\x1eERROR_REASON_CAPACITY_EXCEEDED\x10\x16*\xb6\x01\n" +
+	"\x1eERROR_REASON_CAPACITY_EXCEEDED\x10\x16\x12\x1b\n" +
+	"\x17ERROR_REASON_NOT_LEADER\x10\x17*\xb6\x01\n" +
 	"\tChunkKind\x12\x1a\n" +
 	"\x16CHUNK_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fCHUNK_KIND_TEXT\x10\x01\x12\x16\n" +

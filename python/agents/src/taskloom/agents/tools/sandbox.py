@@ -1,5 +1,6 @@
 """Sandboxes for the `python` tool: one bubblewrap process per call, taken from a small pool
-of pre-started ones so a call does not wait for Python to start.
+of pre-started ones so a call does not wait for Python to start. (`backend: docker` runs
+each call in a Docker container instead: tools/docker_sandbox.py, the same pool and bootstrap.)
 
 A sandbox has no network (its own empty network namespace), a read-only view of /usr (and
 of the interpreter's prefix) and nothing else of the host: not the worker's files, not its
@@ -22,6 +23,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, Protocol
 
 import structlog
 
@@ -46,6 +48,8 @@ exec(compile(_src, "<tool>", "exec"), {"__name__": "__main__", "__builtins__": _
 
 SIGXCPU_EXIT = 128 + signal.SIGXCPU
 SIGKILL_EXIT = 128 + signal.SIGKILL
+# How long kill() waits for a killed sandbox's exit and the end of its pipes.
+KILL_WAIT_S = 10.0
 
 
 class SandboxUnavailable(Exception):
@@ -54,14 +58,21 @@ class SandboxUnavailable(Exception):
 
 @dataclass(frozen=True)
 class SandboxConfig:
+    # bubblewrap (here) or docker (tools/docker_sandbox.py).
+    backend: Literal["bubblewrap", "docker"] = "bubblewrap"
     bwrap: str = "bwrap"
     python: str = "/usr/bin/python3"
     pool_size: int = 2
     tmpfs_bytes: int = 16 << 20
     # Run without bubblewrap: for development machines only; loud at every start.
     unsandboxed: bool = False
-    # The user sandboxes run as when the worker is root (nobody).
+    # The user sandboxes run as when the worker is root (nobody); always in a container.
     uid: int = 65534
+    # The docker backend: the engine ("" = DOCKER_HOST or the local socket), the image
+    # (scripts/base-image.sh makes this one) and the interpreter inside it.
+    docker_url: str = ""
+    docker_image: str = "taskloom-base/python:bookworm"
+    docker_python: str = "/usr/bin/python3"
 
 
 @dataclass
@@ -115,8 +126,25 @@ def bwrap_argv(config: SandboxConfig, python: str) -> list[str]:
     return argv
 
 
+class StartedSandbox(Protocol):
+    """One started sandbox waiting for its code, of any backend; it runs one call."""
+
+    @property
+    def alive(self) -> bool: ...
+
+    async def run(self, code: str, limits: SandboxLimits) -> SandboxRun: ...
+
+    async def kill(self) -> None: ...
+
+
+def limits_header(limits: SandboxLimits, max_file_bytes: int) -> bytes:
+    """The line BOOTSTRAP reads before the code."""
+    fields = (limits.cpu_s, limits.memory_mb << 20, limits.processes, max_file_bytes)
+    return (" ".join(map(str, fields)) + "\n").encode()
+
+
 class Sandbox:
-    """One started sandbox waiting for its code."""
+    """One started bubblewrap sandbox waiting for its code."""
 
     def __init__(
         self, process: asyncio.subprocess.Process, workdir: str | None, max_file_bytes: int
@@ -125,36 +153,44 @@ class Sandbox:
         self._workdir = workdir
         self._max_file_bytes = max_file_bytes
 
+    @property
+    def alive(self) -> bool:
+        return self.process.returncode is None
+
     async def run(self, code: str, limits: SandboxLimits) -> SandboxRun:
         proc = self.process
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         loop = asyncio.get_running_loop()
         started = loop.time()
-        header = (
-            f"{limits.cpu_s} {limits.memory_mb << 20} {limits.processes} {self._max_file_bytes}\n"
-        )
+        header = limits_header(limits, self._max_file_bytes)
         run = SandboxRun(exit_code=-1, stdout="", stderr="", wall_s=0.0)
         budget = [limits.output_bytes]
+        readers = [
+            asyncio.ensure_future(_read_capped(proc.stdout, budget)),
+            asyncio.ensure_future(_read_capped(proc.stderr, budget)),
+        ]
         try:
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                proc.stdin.write(header.encode() + code.encode())
+                proc.stdin.write(header + code.encode())
                 await proc.stdin.drain()
                 proc.stdin.close()
             try:
                 async with asyncio.timeout(limits.wall_s):
-                    out, err = await asyncio.gather(
-                        _read_capped(proc.stdout, budget), _read_capped(proc.stderr, budget)
-                    )
+                    out, err = await asyncio.gather(*readers)
                     run.exit_code = await proc.wait()
             except TimeoutError:
                 run.timed_out = True
                 out, err = b"", b""
-            except _OutputExceeded:
+            except OutputExceeded:
                 run.output_exceeded = True
                 out, err = b"", b""
             run.stdout = out.decode(errors="replace")
             run.stderr = err.decode(errors="replace")
         finally:
+            # The pipes are drained by kill(), once no reader is left on them.
+            for reader in readers:
+                reader.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
             await self.kill()
             run.wall_s = loop.time() - started
         return run
@@ -167,13 +203,28 @@ class Sandbox:
                 self.process.kill()
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            await self.process.wait()
+            # wait() returns once the pipes are closed too: read them to their end, or a
+            # full one (its reader stopped at the output limit) keeps it waiting for ever.
+            # Bounded all the same: a call or a shutdown never hangs on a sandbox's end.
+            try:
+                async with asyncio.timeout(KILL_WAIT_S):
+                    await asyncio.gather(self.process.wait(), *map(_drain, self._pipes()))
+            except TimeoutError:
+                log.warning("a killed sandbox did not end in time", pid=self.process.pid)
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
 
+    def _pipes(self) -> list[asyncio.StreamReader]:
+        return [pipe for pipe in (self.process.stdout, self.process.stderr) if pipe is not None]
 
-class _OutputExceeded(Exception):
-    pass
+
+async def _drain(pipe: asyncio.StreamReader) -> None:
+    while await pipe.read(65536):
+        pass
+
+
+class OutputExceeded(Exception):
+    """stdout and stderr together passed the call's output limit."""
 
 
 async def _read_capped(stream: asyncio.StreamReader, budget: list[int]) -> bytes:
@@ -182,23 +233,27 @@ async def _read_capped(stream: asyncio.StreamReader, budget: list[int]) -> bytes
     while piece := await stream.read(65536):
         budget[0] -= len(piece)
         if budget[0] < 0:
-            raise _OutputExceeded()
+            raise OutputExceeded()
         data += piece
     return bytes(data)
 
 
 class SandboxPool:
-    """Keeps `pool_size` sandboxes started; each call takes one and a new one is started."""
+    """Keeps `pool_size` sandboxes started; each call takes one and a new one is started.
+    This one starts bubblewrap sandboxes; DockerSandboxPool overrides _check and _spawn."""
 
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
-        self._ready: asyncio.Queue[Sandbox] = asyncio.Queue()
+        self._ready: asyncio.Queue[StartedSandbox] = asyncio.Queue()
         self._refills: set[asyncio.Task[None]] = set()
         self._started = False
         self._unavailable: str | None = None
         self._lock = asyncio.Lock()
 
-    def _check(self) -> None:
+    async def _check(self) -> None:
+        self._check_bubblewrap()
+
+    def _check_bubblewrap(self) -> None:
         cfg = self.config
         if cfg.unsandboxed:
             return
@@ -219,7 +274,7 @@ class SandboxPool:
             if self._started:
                 return
             try:
-                self._check()
+                await self._check()
                 probe = await self._spawn()
                 result = await probe.run("print('ok')", SandboxLimits())
                 if result.exit_code != 0 or result.stdout.strip() != "ok":
@@ -235,7 +290,7 @@ class SandboxPool:
             for _ in range(self.config.pool_size):
                 self._refill()
 
-    async def _spawn(self) -> Sandbox:
+    async def _spawn(self) -> StartedSandbox:
         cfg = self.config
         if cfg.unsandboxed:
             log.warning(
@@ -269,13 +324,13 @@ class SandboxPool:
         self._refills.add(task)
         task.add_done_callback(self._refills.discard)
 
-    async def acquire(self) -> Sandbox:
+    async def acquire(self) -> StartedSandbox:
         """A started sandbox for one call."""
         await self.start()
         while not self._ready.empty():
             sandbox = self._ready.get_nowait()
             self._refill()
-            if sandbox.process.returncode is None:
+            if sandbox.alive:
                 return sandbox
             await sandbox.kill()  # died while waiting (killed from outside)
         self._refill()
@@ -293,6 +348,15 @@ class SandboxPool:
                 await task
         while not self._ready.empty():
             await self._ready.get_nowait().kill()
+
+
+def sandbox_pool(config: SandboxConfig) -> SandboxPool:
+    """The pool of the configured backend."""
+    if config.backend == "docker":
+        from taskloom.agents.tools.docker_sandbox import DockerSandboxPool  # imports this one
+
+        return DockerSandboxPool(config)
+    return SandboxPool(config)
 
 
 async def _spawn(argv: list[str], cwd: str | None) -> asyncio.subprocess.Process:
