@@ -26,6 +26,10 @@ class Usage(_Model):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_completions: int = 0
+    # At the workers' configured prices; tokens of unpriced models cost nothing here.
+    cost_usd: float = 0.0
+    saved_tokens: int = 0
+    saved_cost_usd: float = 0.0
 
 
 class StreamOptions(_Model):
