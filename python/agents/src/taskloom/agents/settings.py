@@ -7,9 +7,9 @@ import os
 import socket
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from taskloom.agents.catalog import CatalogError, load_catalog
@@ -106,6 +106,25 @@ class Settings(config.ServiceSettings):
         default=3, ge=0, description="retries of a failed LLM call (429, 5xx, network)"
     )
 
+    embedder: Literal["hashing", "openai"] = Field(
+        default="hashing",
+        description="embeddings for memory and retrieval: hashing (deterministic, no model; "
+        "matches shared words only) or openai (an OpenAI-compatible /v1/embeddings API)",
+    )
+    embeddings_dimension: int = Field(
+        default=256, ge=1, le=8192, description="dimension of the embedder's vectors"
+    )
+    embeddings_base_url: str = Field(
+        default="", description="base URL of the OpenAI-compatible embeddings API (…/v1)"
+    )
+    embeddings_model: str = Field(default="", description="model of the embeddings API")
+    embeddings_api_key: SecretStr = Field(
+        default=SecretStr(""), description="API key of the embeddings API"
+    )
+    embed_cache_ttl_s: float = Field(
+        default=0.0, ge=0, description="TTL of cached embeddings; 0 = the namespace's default"
+    )
+
     agents_reload: bool = Field(
         default=True,
         description="reload agent files from --agents-dir when they change (a bad file is "
@@ -156,6 +175,12 @@ class Settings(config.ServiceSettings):
         if isinstance(value, str):
             return [part for part in value.split(os.pathsep) if part]
         return value
+
+    @model_validator(mode="after")
+    def _embeddings_api_named(self) -> Settings:
+        if self.embedder == "openai" and not (self.embeddings_base_url and self.embeddings_model):
+            raise ValueError("embedder openai needs embeddings_base_url and embeddings_model")
+        return self
 
     def check(self) -> None:
         """`--check-config` also reads the agent catalog the settings name."""
