@@ -76,6 +76,7 @@ def test_every_rest_task_field_reaches_the_task_spec() -> None:
         labels={"k": "v"},
         timeout_seconds=1.5,
         max_attempts=2,
+        session_id="chat-1",
     )
     assert not [k for k, v in body.model_dump().items() if v in (None, {}, "")]
     spec = convert.task_spec(body, tenant="t", idempotency_key="key", labels={})

@@ -43,7 +43,7 @@ func specFromProto(p *pb.TaskSpec) (task.Spec, error) {
 		Agent: p.GetAgent(), Tenant: p.GetTenant(), Priority: priorityOr(p.Priority),
 		Labels: p.GetLabels(), IdempotencyKey: p.GetIdempotencyKey(), Timeout: p.GetTimeout().AsDuration(),
 		MaxAttempts: p.GetRetry().GetMaxAttempts(), InitialBackoff: p.GetRetry().GetInitialBackoff().AsDuration(),
-		MaxBackoff: p.GetRetry().GetMaxBackoff().AsDuration(),
+		MaxBackoff: p.GetRetry().GetMaxBackoff().AsDuration(), SessionID: p.GetSessionId(),
 	}
 	var err error
 	if spec.Input, err = valueToJSON(p.GetInput()); err != nil {
@@ -87,7 +87,7 @@ func taskToProto(t *task.Task) *pb.Task {
 		Priority: t.Priority, Labels: t.Labels, IdempotencyKey: t.IdempotencyKey,
 		Attempts: t.Attempts, MaxAttempts: t.MaxAttempts, Timeout: durationpb.New(t.Timeout),
 		CreatedAt: timestamp(t.CreatedAt), StartedAt: timestamp(t.StartedAt), FinishedAt: timestamp(t.FinishedAt),
-		WorkflowId: t.WorkflowID, StepId: t.StepID, WorkerId: t.WorkerID,
+		WorkflowId: t.WorkflowID, StepId: t.StepID, WorkerId: t.WorkerID, SessionId: t.SessionID,
 		Usage: &pb.TokenUsage{
 			PromptTokens: t.Usage.PromptTokens, CompletionTokens: t.Usage.CompletionTokens,
 			CachedCompletions: t.Usage.CachedCompletions,

@@ -21,8 +21,8 @@ import (
 // task writes per second. A new field is appended and the version bumped; decode
 // accepts every older version. Version 2 appended NotBefore; version 3 writes a
 // failure's reason as its taskloom.v1.ErrorReason number (older versions wrote its
-// name) and appends the spec's fingerprint.
-const codecVersion = 3
+// name) and appends the spec's fingerprint; version 4 appends the session id.
+const codecVersion = 4
 
 var errCorrupt = errors.New("corrupt task record")
 
@@ -69,6 +69,7 @@ func encodeTask(dst []byte, t *task.Task) []byte {
 	b = appendString(b, t.WorkerID)
 	b = binary.AppendVarint(b, unixNano(t.NotBefore))
 	b = appendBytes(b, t.Fingerprint[:])
+	b = appendString(b, t.SessionID)
 	return b
 }
 
@@ -76,7 +77,7 @@ func encodeTask(dst []byte, t *task.Task) []byte {
 // the variable-length fields plus at most 10 bytes for each length and number.
 func taskSizeHint(t *task.Task) int {
 	n := len(t.ID) + len(t.Agent) + len(t.Input) + len(t.Result) + len(t.Tenant) +
-		len(t.IdempotencyKey) + len(t.WorkflowID) + len(t.StepID) + len(t.WorkerID)
+		len(t.IdempotencyKey) + len(t.WorkflowID) + len(t.StepID) + len(t.WorkerID) + len(t.SessionID)
 	if f := t.Failure; f != nil {
 		n += len(f.Message) + 3*binary.MaxVarintLen64
 	}
@@ -137,6 +138,9 @@ func decodeTask(src []byte) (*task.Task, error) {
 	}
 	if src[0] >= 3 {
 		copy(t.Fingerprint[:], r.raw())
+	}
+	if src[0] >= 4 {
+		t.SessionID = r.string()
 	}
 	if r.err {
 		return nil, fmt.Errorf("%w: truncated", errCorrupt)

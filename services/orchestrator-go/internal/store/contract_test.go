@@ -73,7 +73,7 @@ func fullTask(id string) *task.Task {
 		Tenant: "acme", Priority: 7, Labels: map[string]string{"traceparent": "x", "k": "v"}, IdempotencyKey: "key-" + id,
 		Attempts: 2, MaxAttempts: 3, Timeout: time.Minute, InitialBackoff: time.Second, MaxBackoff: 9 * time.Second,
 		CreatedAt: t0, StartedAt: t0.Add(time.Second), FinishedAt: t0.Add(2 * time.Second),
-		WorkflowID: "wf", StepID: "s1", Usage: task.Usage{PromptTokens: 1, CompletionTokens: 2, CachedCompletions: 3}, WorkerID: "w1",
+		WorkflowID: "wf", StepID: "s1", Usage: task.Usage{PromptTokens: 1, CompletionTokens: 2, CachedCompletions: 3}, WorkerID: "w1", SessionID: "chat-1",
 		NotBefore: t0.Add(3 * time.Second), Fingerprint: task.Fingerprint{1, 2, 3, 4},
 	}
 }

@@ -194,21 +194,26 @@ func TestBoltBackfillsTheTenantIndexOfAnOlderFile(t *testing.T) {
 	}
 }
 
-// Records as versions 1 and 2 of the codec wrote fullTask("a") (version 1 lacks
-// NotBefore; both name the failure's reason, LEASE_LOST, as a string).
+// Records as versions 1, 2 and 3 of the codec wrote fullTask("a") (version 1 lacks
+// NotBefore; 1 and 2 name the failure's reason, LEASE_LOST, as a string; none has the
+// session id).
 const (
 	recordV1 = "010161046563686f0a7b2271223a226869227d0304226f6b22010a4c454153455f4c4f5354016d010461636d650e02016b01760b7472616365706172656e740178056b65792d61040680e0ba84bf0380a8d6b90780e88887438080b4bdb6f6da983180a88af7bdf6da983180d0e0b0c5f6da9831027766027331020406027731"
+	recordV3 = "030161046563686f0a7b2271223a226869227d0304226f6b22010c016d010461636d650e020b7472616365706172656e740178016b0176056b65792d61040680e0ba84bf0380a8d6b90780e88887438080b4bdb6f6da983180a88af7bdf6da983180d0e0b0c5f6da983102776602733102040602773180f8b6eaccf6da98311001020304000000000000000000000000"
 	recordV2 = "020161046563686f0a7b2271223a226869227d0304226f6b22010a4c454153455f4c4f5354016d010461636d650e02016b01760b7472616365706172656e740178056b65792d61040680e0ba84bf0380a8d6b90780e88887438080b4bdb6f6da983180a88af7bdf6da983180d0e0b0c5f6da983102776602733102040602773180f8b6eaccf6da9831"
 )
 
 func TestCodecReadsOlderVersions(t *testing.T) {
-	for name, rec := range map[string]string{"v1": recordV1, "v2": recordV2} {
+	for name, rec := range map[string]string{"v1": recordV1, "v2": recordV2, "v3": recordV3} {
 		raw, err := hex.DecodeString(rec)
 		if err != nil {
 			t.Fatal(err)
 		}
 		want := fullTask("a")
-		want.Fingerprint = task.Fingerprint{} // version 3 added it
+		want.SessionID = "" // version 4 added it
+		if name != "v3" {
+			want.Fingerprint = task.Fingerprint{} // version 3 added it
+		}
 		if name == "v1" {
 			want.NotBefore = time.Time{}
 		}

@@ -101,6 +101,7 @@ func (s *Spec) Fingerprint() Fingerprint {
 	f.Int(int64(s.MaxBackoff))
 	f.String(s.WorkflowID)
 	f.String(s.StepID)
+	f.String(s.SessionID)
 	return f.Sum()
 }
 

@@ -91,6 +91,8 @@ type Task struct {
 	StepID         string
 	Usage          Usage
 	WorkerID       string
+	// SessionID names the conversation the task continues (empty: none).
+	SessionID string
 	// NotBefore is set on a queued task backing off after a failed attempt: its
 	// next attempt may not start before it (kept across restarts).
 	NotBefore time.Time
@@ -150,6 +152,8 @@ type Spec struct {
 	// WorkflowID and StepID are set by the workflow engine on a step's tasks.
 	WorkflowID string
 	StepID     string
+	// SessionID names the conversation the task continues (empty: none).
+	SessionID string
 }
 
 // Priority bounds: the queue keeps one level per priority, so they are constants

@@ -817,6 +817,10 @@ pub struct TaskSpec {
     pub timeout: ::core::option::Option<::prost_types::Duration>,
     #[prost(message, optional, tag = "8")]
     pub retry: ::core::option::Option<RetryPolicy>,
+    /// Tasks with the same session (within a tenant) share a conversation: the
+    /// worker prepends the session's history and appends the new turn. Empty: none.
+    #[prost(string, tag = "13")]
+    pub session_id: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -866,6 +870,9 @@ pub struct Task {
     /// The worker that ran (or runs) the latest attempt.
     #[prost(string, tag = "20")]
     pub worker_id: ::prost::alloc::string::String,
+    /// The session the task belongs to (TaskSpec.session_id).
+    #[prost(string, tag = "26")]
+    pub session_id: ::prost::alloc::string::String,
 }
 /// AgentInfo describes an agent that workers can run.
 #[allow(clippy::all)]

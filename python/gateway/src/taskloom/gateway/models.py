@@ -67,6 +67,12 @@ class TaskCreate(_Strict):
         description="Attempts in all; 0 or absent: the orchestrator's default",
         **int_range(RetryPolicy, "max_attempts"),
     )
+    session_id: Text = Field(
+        "",
+        description="Continue this conversation: the agent sees the session's earlier turns "
+        "(GET and DELETE /v1/sessions/{id}); empty: none",
+        **text(TaskSpec, "session_id"),
+    )
 
 
 class TaskCancel(_Strict):
@@ -106,6 +112,7 @@ class TaskOut(BaseModel):
     worker_id: str | None = None
     workflow_id: str | None = None
     step_id: str | None = None
+    session_id: str | None = None
 
 
 class TaskList(BaseModel):

@@ -491,8 +491,11 @@ type TaskSpec struct {
 	// same key with a different request is refused (IDEMPOTENCY_CONFLICT).
 	IdempotencyKey string `protobuf:"bytes,6,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	// Time allowed for one attempt; 0 means the orchestrator's default.
-	Timeout       *durationpb.Duration `protobuf:"bytes,7,opt,name=timeout,proto3" json:"timeout,omitempty"`
-	Retry         *RetryPolicy         `protobuf:"bytes,8,opt,name=retry,proto3" json:"retry,omitempty"`
+	Timeout *durationpb.Duration `protobuf:"bytes,7,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	Retry   *RetryPolicy         `protobuf:"bytes,8,opt,name=retry,proto3" json:"retry,omitempty"`
+	// Tasks with the same session (within a tenant) share a conversation: the
+	// worker prepends the session's history and appends the new turn. Empty: none.
+	SessionId     string `protobuf:"bytes,13,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -583,6 +586,13 @@ func (x *TaskSpec) GetRetry() *RetryPolicy {
 	return nil
 }
 
+func (x *TaskSpec) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
 type Task struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Id             string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -606,7 +616,9 @@ type Task struct {
 	StepId     string      `protobuf:"bytes,18,opt,name=step_id,json=stepId,proto3" json:"step_id,omitempty"`
 	Usage      *TokenUsage `protobuf:"bytes,19,opt,name=usage,proto3" json:"usage,omitempty"`
 	// The worker that ran (or runs) the latest attempt.
-	WorkerId      string `protobuf:"bytes,20,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	WorkerId string `protobuf:"bytes,20,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	// The session the task belongs to (TaskSpec.session_id).
+	SessionId     string `protobuf:"bytes,26,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -781,6 +793,13 @@ func (x *Task) GetWorkerId() string {
 	return ""
 }
 
+func (x *Task) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
 // AgentInfo describes an agent that workers can run.
 type AgentInfo struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -877,7 +896,7 @@ const file_taskloom_v1_common_proto_rawDesc = "" +
 	"\fmax_attempts\x18\x01 \x01(\x05B\b\xca\xf3\x18\x04@\x00HdR\vmaxAttempts\x12K\n" +
 	"\x0finitial_backoff\x18\x02 \x01(\v2\x19.google.protobuf.DurationB\a\xca\xf3\x18\x03X\x90\x1cR\x0einitialBackoff\x12C\n" +
 	"\vmax_backoff\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\a\xca\xf3\x18\x03X\x90\x1cR\n" +
-	"maxBackoff\"\xe6\x03\n" +
+	"maxBackoff\"\x8e\x04\n" +
 	"\bTaskSpec\x12\x1f\n" +
 	"\x05agent\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x05agent\x127\n" +
 	"\x05input\x18\x02 \x01(\v2\x16.google.protobuf.ValueB\t\xca\xf3\x18\x05`\x80\x80\xc0\x01R\x05input\x12\x1f\n" +
@@ -888,11 +907,13 @@ const file_taskloom_v1_common_proto_rawDesc = "" +
 	" @(\x010\x80\x028\x80 R\x06labels\x120\n" +
 	"\x0fidempotency_key\x18\x06 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x02R\x0eidempotencyKey\x12=\n" +
 	"\atimeout\x18\a \x01(\v2\x19.google.protobuf.DurationB\b\xca\xf3\x18\x04X\x80\xa3\x05R\atimeout\x12.\n" +
-	"\x05retry\x18\b \x01(\v2\x18.taskloom.v1.RetryPolicyR\x05retry\x1a9\n" +
+	"\x05retry\x18\b \x01(\v2\x18.taskloom.v1.RetryPolicyR\x05retry\x12&\n" +
+	"\n" +
+	"session_id\x18\r \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x01R\tsessionId\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\v\n" +
-	"\t_priority\"\xe5\x06\n" +
+	"\t_priority\"\x84\a\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05agent\x18\x02 \x01(\tR\x05agent\x12,\n" +
@@ -918,7 +939,9 @@ const file_taskloom_v1_common_proto_rawDesc = "" +
 	"workflowId\x12\x17\n" +
 	"\astep_id\x18\x12 \x01(\tR\x06stepId\x12-\n" +
 	"\x05usage\x18\x13 \x01(\v2\x17.taskloom.v1.TokenUsageR\x05usage\x12\x1b\n" +
-	"\tworker_id\x18\x14 \x01(\tR\bworkerId\x1a9\n" +
+	"\tworker_id\x18\x14 \x01(\tR\bworkerId\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x1a \x01(\tR\tsessionId\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x94\x01\n" +
