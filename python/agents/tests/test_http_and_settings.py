@@ -70,9 +70,11 @@ def test_help_documents_every_setting_with_its_env_var(
         assert field.description, f"setting {name} has no description"
         for env in env_names(name):
             assert env in help_text, f"--help does not mention {env}"
-        if name != "openai_api_key":
+        if name not in ("openai_api_key", "embeddings_api_key"):
             assert "--" + name.replace("_", "-") in help_text
-    assert "--openai-api-key" not in help_text  # secrets come from the environment only
+    # Secrets come from the environment only.
+    assert "--openai-api-key" not in help_text
+    assert "--embeddings-api-key" not in help_text
 
 
 def test_stack_wide_and_unknown_env_vars_are_tolerated(monkeypatch: pytest.MonkeyPatch) -> None:

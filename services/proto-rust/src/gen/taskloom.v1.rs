@@ -933,6 +933,9 @@ pub enum ErrorReason {
     /// A configured capacity (points or bytes of a collection or a service) would be
     /// exceeded; ErrorInfo.metadata\["limit"\] names the setting.
     CapacityExceeded = 22,
+    /// No session of that id in the caller's tenant (never started, expired or deleted).
+    /// (30, clear of the numbers other work in progress takes.)
+    SessionNotFound = 30,
 }
 impl ErrorReason {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -964,6 +967,7 @@ impl ErrorReason {
             Self::IdempotencyConflict => "ERROR_REASON_IDEMPOTENCY_CONFLICT",
             Self::RequestTooLarge => "ERROR_REASON_REQUEST_TOO_LARGE",
             Self::CapacityExceeded => "ERROR_REASON_CAPACITY_EXCEEDED",
+            Self::SessionNotFound => "ERROR_REASON_SESSION_NOT_FOUND",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -992,6 +996,7 @@ impl ErrorReason {
             "ERROR_REASON_IDEMPOTENCY_CONFLICT" => Some(Self::IdempotencyConflict),
             "ERROR_REASON_REQUEST_TOO_LARGE" => Some(Self::RequestTooLarge),
             "ERROR_REASON_CAPACITY_EXCEEDED" => Some(Self::CapacityExceeded),
+            "ERROR_REASON_SESSION_NOT_FOUND" => Some(Self::SessionNotFound),
             _ => None,
         }
     }

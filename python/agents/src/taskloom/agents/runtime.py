@@ -14,9 +14,11 @@ from typing import Any, TypeVar
 
 import orjson
 import structlog
+from redis.exceptions import RedisError
 
 from taskloom.agents.cache_client import CacheClient
 from taskloom.agents.catalog import AgentSpec, Catalog
+from taskloom.agents.memory.sessions import SessionMemory, SessionsUnavailable
 from taskloom.agents.providers.base import (
     GenerationParams,
     Message,
@@ -198,8 +200,10 @@ class AgentRuntime:
         cache: CacheClient | None = None,
         cache_ttl_s: float = 0.0,
         tools: ToolRegistry | None = None,
+        sessions: SessionMemory | None = None,
     ) -> None:
         self.catalog = catalog
+        self.sessions = sessions or SessionMemory(None)
         self._providers = providers
         self._telemetry = telemetry
         self._cache = cache
@@ -227,7 +231,11 @@ class AgentRuntime:
             definitions = await toolset.definitions() if toolset is not None else []
         except ToolError as err:
             raise AgentError(str(err), retryable=True) from err
-        context = ToolContext(task or TaskInfo("", agent), messages, suspend_credit)
+        info = task or TaskInfo("", agent)
+        new_messages = list(messages)
+        if info.session_id:
+            messages = await self._with_session(spec, info, messages, definitions)
+        context = ToolContext(info, messages, suspend_credit)
 
         totals = Usage()
         cached_turns = 0
@@ -244,6 +252,8 @@ class AgentRuntime:
                 assistant["tool_calls"] = [_call_message(c) for c in turn.calls]
             messages.append(assistant)
             if not turn.calls:
+                if info.session_id:
+                    await self._record_session(info, new_messages, turn.text)
                 return self._result(spec, turn.text, totals, cached_turns, iteration, tool_log)
             if toolset is None:
                 raise AgentError(
@@ -280,6 +290,28 @@ class AgentRuntime:
             "without a final answer",
             retryable=False,
         )
+
+    async def _with_session(
+        self,
+        spec: AgentSpec,
+        task: TaskInfo,
+        messages: list[Message],
+        definitions: Sequence[ToolDefinition],
+    ) -> list[Message]:
+        try:
+            return await self.sessions.prepare(
+                spec, task.tenant, task.session_id, messages, definitions
+            )
+        except SessionsUnavailable as err:
+            raise AgentError(str(err), retryable=False) from err
+        except RedisError as err:
+            raise AgentError(f"session store unreachable: {err}", retryable=True) from err
+
+    async def _record_session(self, task: TaskInfo, new: list[Message], answer: str) -> None:
+        try:
+            await self.sessions.record(task.tenant, task.session_id, new, answer)
+        except RedisError as err:
+            raise AgentError(f"session store unreachable: {err}", retryable=True) from err
 
     def _result(
         self,

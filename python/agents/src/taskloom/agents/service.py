@@ -17,6 +17,7 @@ from taskloom.agents.cache_client import CacheClient
 from taskloom.agents.catalog import Catalog, CatalogError, ProviderKind, load_catalog
 from taskloom.agents.catalog.reload import CatalogReloader
 from taskloom.agents.http_server import HttpServer, build_app
+from taskloom.agents.memory.sessions import SessionMemory
 from taskloom.agents.metrics_reporter import MetricsReporter
 from taskloom.agents.providers import Provider
 from taskloom.agents.providers.openai import OpenAIProvider
@@ -30,6 +31,7 @@ from taskloom.agents.tools.agent_call import ChildTasks
 from taskloom.agents.tools.mcp_servers import McpServers
 from taskloom.agents.tools.sandbox import SandboxConfig, SandboxPool, SandboxUnavailable
 from taskloom.agents.worker import Worker, WorkerOptions
+from taskloom.sdk.sessions import RedisSessions
 
 log = structlog.get_logger(__name__)
 
@@ -106,7 +108,24 @@ def build_worker(
 ) -> tuple[Worker, dict[str, Provider]]:
     catalog = load_catalog(settings.agents_dir)
     providers = build_providers(settings, catalog)
-    runtime = AgentRuntime(catalog, providers, telemetry, cache, settings.cache_ttl_s, tools)
+    sessions = (
+        RedisSessions(
+            settings.sessions_redis_url,
+            max_messages=settings.session_max_messages,
+            ttl_s=settings.session_ttl_s,
+        )
+        if settings.sessions_redis_url
+        else None
+    )
+    runtime = AgentRuntime(
+        catalog,
+        providers,
+        telemetry,
+        cache,
+        settings.cache_ttl_s,
+        tools,
+        sessions=SessionMemory(sessions),
+    )
     options = WorkerOptions(
         orchestrator_addr=settings.orchestrator_addr,
         worker_id=settings.worker_id,
@@ -186,6 +205,8 @@ async def serve(settings: Settings) -> None:
         await resources.aclose()
         if cache is not None:
             await cache.aclose()
+        if runtime.sessions.store is not None:
+            await runtime.sessions.store.aclose()
         for provider in providers.values():
             await provider.aclose()
         log.info("agent worker stopped")

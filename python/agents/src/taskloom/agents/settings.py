@@ -106,6 +106,19 @@ class Settings(config.ServiceSettings):
         default=3, ge=0, description="retries of a failed LLM call (429, 5xx, network)"
     )
 
+    sessions_redis_url: str = Field(
+        default="",
+        description="Redis that keeps session conversations (tasks with session_id), shared "
+        "with the gateway; run it with appendonly yes; empty = sessions off",
+    )
+    session_max_messages: int = Field(
+        default=200, ge=2, le=100_000, description="messages a session keeps (the newest)"
+    )
+    session_ttl_s: float = Field(
+        default=7 * 86400.0,
+        ge=0,
+        description="a session expires this long after its last task; 0 = never",
+    )
     embedder: Literal["hashing", "openai"] = Field(
         default="hashing",
         description="embeddings for memory and retrieval: hashing (deterministic, no model; "
@@ -119,7 +132,8 @@ class Settings(config.ServiceSettings):
     )
     embeddings_model: str = Field(default="", description="model of the embeddings API")
     embeddings_api_key: SecretStr = Field(
-        default=SecretStr(""), description="API key of the embeddings API"
+        default=SecretStr(""),
+        description="API key of the embeddings API, read from the environment only",
     )
     embed_cache_ttl_s: float = Field(
         default=0.0, ge=0, description="TTL of cached embeddings; 0 = the namespace's default"

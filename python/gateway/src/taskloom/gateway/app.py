@@ -12,8 +12,9 @@ from taskloom.gateway.config import Settings
 from taskloom.gateway.errors import install_error_handlers
 from taskloom.gateway.limits import max_request_bytes
 from taskloom.gateway.orchestrator import Orchestrator
-from taskloom.gateway.routes import agents, health, tasks, workflows
+from taskloom.gateway.routes import agents, health, sessions, tasks, workflows
 from taskloom.gateway.telemetry import TelemetryMiddleware
+from taskloom.sdk.sessions import RedisSessions
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -25,10 +26,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.orchestrator = Orchestrator(
             settings.orchestrator_addr, settings.grpc_timeout_seconds
         )
+        app.state.sessions = (
+            RedisSessions(settings.sessions_redis_url) if settings.sessions_redis_url else None
+        )
         try:
             yield
         finally:
             await app.state.orchestrator.close()
+            if app.state.sessions is not None:
+                await app.state.sessions.aclose()
 
     app = FastAPI(
         title="Taskloom",
@@ -40,6 +46,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=max_request_bytes())
     app.add_middleware(TelemetryMiddleware)
     install_error_handlers(app)
-    for module in (tasks, agents, workflows, health):
+    for module in (tasks, agents, workflows, sessions, health):
         app.include_router(module.router)
     return app

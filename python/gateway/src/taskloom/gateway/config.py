@@ -41,6 +41,11 @@ class Settings(config.ServiceSettings):
         description="KEY=TENANT pairs, comma separated; empty disables authentication",
     )
     default_tenant: str = Field("default", description="tenant of requests when auth is off")
+    sessions_redis_url: str = Field(
+        "",
+        description="the Redis the agent workers keep sessions in (their sessions_redis_url), "
+        "for GET and DELETE /v1/sessions/{id}; empty = sessions off",
+    )
     grpc_timeout_seconds: float = Field(10.0, gt=0, description="deadline of each unary gRPC call")
     ready_timeout_seconds: float = Field(2.0, gt=0, description="deadline of the /readyz check")
     shutdown_grace_seconds: float = Field(

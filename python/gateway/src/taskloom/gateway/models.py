@@ -210,3 +210,19 @@ class WorkflowOut(BaseModel):
 class Health(BaseModel):
     status: str
     checks: dict[str, str] = Field(default_factory=dict)
+
+
+# Sessions.
+
+
+class SessionMessageOut(BaseModel):
+    role: str
+    content: str
+
+
+class SessionOut(BaseModel):
+    session_id: str
+    messages: list[SessionMessageOut]
+    expires_in_seconds: float | None = Field(
+        None, description="time left before the session expires; absent: never"
+    )

@@ -116,14 +116,17 @@ class TaskloomClient:
         timeout_seconds: float | None = None,
         max_attempts: int | None = None,
         idempotency_key: str | None = None,
+        session_id: str | None = None,
     ) -> dict[str, Any]:
-        """Queue a task; returns its state (the existing task when the key was seen before)."""
+        """Queue a task; returns its state (the existing task when the key was seen before).
+        Tasks of one `session_id` continue one conversation."""
         body: dict[str, Any] = {"agent": agent, "input": input}
         optional = {
             "priority": priority,
             "labels": labels,
             "timeout_seconds": timeout_seconds,
             "max_attempts": max_attempts,
+            "session_id": session_id,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
@@ -131,6 +134,14 @@ class TaskloomClient:
 
     def get_task(self, task_id: str) -> dict[str, Any]:
         return self._request("GET", f"/v1/tasks/{task_id}").json()  # type: ignore[no-any-return]
+
+    def get_session(self, session_id: str) -> dict[str, Any]:
+        """A session's messages, oldest first."""
+        return self._request("GET", f"/v1/sessions/{session_id}").json()  # type: ignore[no-any-return]
+
+    def delete_session(self, session_id: str) -> None:
+        """Forget a session: its next task starts a new conversation."""
+        self._request("DELETE", f"/v1/sessions/{session_id}")
 
     def list_tasks(
         self,

@@ -67,6 +67,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """A configured capacity (points or bytes of a collection or a service) would be
     exceeded; ErrorInfo.metadata["limit"] names the setting.
     """
+    ERROR_REASON_SESSION_NOT_FOUND: _ErrorReason.ValueType  # 30
+    """No session of that id in the caller's tenant (never started, expired or deleted).
+    (30, clear of the numbers other work in progress takes.)
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason is the machine-readable cause carried in google.rpc.ErrorInfo.reason
@@ -112,6 +116,10 @@ ErrorInfo.metadata["limit_bytes"] gives the bound.
 ERROR_REASON_CAPACITY_EXCEEDED: ErrorReason.ValueType  # 22
 """A configured capacity (points or bytes of a collection or a service) would be
 exceeded; ErrorInfo.metadata["limit"] names the setting.
+"""
+ERROR_REASON_SESSION_NOT_FOUND: ErrorReason.ValueType  # 30
+"""No session of that id in the caller's tenant (never started, expired or deleted).
+(30, clear of the numbers other work in progress takes.)
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 

@@ -165,6 +165,8 @@ class AgentSpec(_Strict):
     system: str = ""
     temperature: float = Field(default=0.2, ge=0.0, le=2.0)
     max_tokens: int = Field(default=512, ge=1, le=1_000_000)
+    # Tokens the model reads at most: a session's history is trimmed to fit it.
+    context_window: int = Field(default=8192, ge=1, le=10_000_000)
     cache: bool = True
     tools: tuple[ToolDecl, ...] = ()
     mcp_servers: tuple[McpServerDecl, ...] = ()

@@ -1,0 +1,1 @@
+"""Agent memory: a task's session conversation (sessions.py)."""
