@@ -29,6 +29,7 @@ from taskloom.agents.providers.simulated import SimulatedProvider
 from taskloom.agents.runtime import AgentRuntime
 from taskloom.agents.telemetry import Telemetry
 from taskloom.agents.worker import Worker, WorkerOptions
+from taskloom.sdk.embeddings import HashingEmbedder
 from taskloom.v1 import cache_pb2, cache_pb2_grpc, worker_hub_pb2, worker_hub_pb2_grpc
 
 WAIT_S = 10.0  # generous bound so a broken test fails instead of hanging
@@ -279,16 +280,61 @@ class FakeOpenAI:
         yield b"data: [DONE]\n\n"
 
 
+@contextlib.asynccontextmanager
+async def serve_post(path: str, endpoint: Any) -> AsyncIterator[str]:
+    """Serves one POST endpoint on a loopback port; yields the `…/v1` base URL."""
+    server = HttpServer(Starlette(routes=[Route(path, endpoint, methods=["POST"])]), "127.0.0.1:0")
+    server.start()
+    await asyncio.sleep(0)
+    try:
+        yield f"http://{server.addr}/v1"
+    finally:
+        await server.stop()
+
+
 @pytest_asyncio.fixture
 async def fake_openai() -> AsyncIterator[FakeOpenAI]:
     fake = FakeOpenAI()
-    app = Starlette(routes=[Route("/v1/chat/completions", fake.completions, methods=["POST"])])
-    server = HttpServer(app, "127.0.0.1:0")
-    server.start()
-    await asyncio.sleep(0)
-    fake.base_url = f"http://{server.addr}/v1"
-    yield fake
-    await server.stop()
+    async with serve_post("/v1/chat/completions", fake.completions) as fake.base_url:
+        yield fake
+
+
+class FakeEmbeddingsAPI:
+    """Answers `/v1/embeddings` with the vector `vectors[text]` (or a hashing vector of
+    `dimension`), recording each request; `status` forces an error answer."""
+
+    def __init__(self, dimension: int = 8) -> None:
+        self.dimension = dimension
+        self.vectors: dict[str, list[float]] = {}
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.status = 200
+        self.base_url = ""
+        self._fallback = HashingEmbedder(dimension)
+
+    async def embeddings(self, request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        self.requests.append(body)
+        self.headers.append(dict(request.headers))
+        if self.status != 200:
+            return JSONResponse({"error": {"message": "nope"}}, status_code=self.status)
+        data = [
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": self.vectors.get(text) or self._fallback.embed_one(text),
+            }
+            for i, text in enumerate(body["input"])
+        ]
+        data.reverse()  # servers may answer out of order: the index says which is which
+        return JSONResponse({"object": "list", "data": data, "model": body["model"]})
+
+
+@pytest_asyncio.fixture
+async def embeddings_api() -> AsyncIterator[FakeEmbeddingsAPI]:
+    fake = FakeEmbeddingsAPI()
+    async with serve_post("/v1/embeddings", fake.embeddings) as fake.base_url:
+        yield fake
 
 
 @pytest.fixture

@@ -4,75 +4,21 @@ a gRPC cache server."""
 
 from __future__ import annotations
 
-import asyncio
 import math
-from collections.abc import AsyncIterator
-from typing import Any
 
-import orjson
 import pytest
-import pytest_asyncio
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from taskloom.agents.cache_client import CacheClient
-from taskloom.agents.embeddings import (
-    EMBED_NAMESPACE,
-    CachedEmbedder,
+from taskloom.agents.embeddings import EMBED_NAMESPACE, CachedEmbedder, cached_embedder
+from taskloom.sdk.embeddings import (
     EmbeddingError,
     HashingEmbedder,
     OpenAIEmbedder,
     build_embedder,
     cosine,
 )
-from taskloom.agents.http_server import HttpServer
 
 pytestmark = pytest.mark.asyncio
-
-
-class FakeEmbeddingsAPI:
-    """Answers `/v1/embeddings` with the vector `vectors[text]` (or a hashing vector of
-    `dimension`), recording each request; `status` forces an error answer."""
-
-    def __init__(self, dimension: int = 8) -> None:
-        self.dimension = dimension
-        self.vectors: dict[str, list[float]] = {}
-        self.requests: list[dict[str, Any]] = []
-        self.headers: list[dict[str, str]] = []
-        self.status = 200
-        self.base_url = ""
-        self._fallback = HashingEmbedder(dimension)
-
-    async def embeddings(self, request: Request) -> Response:
-        body = orjson.loads(await request.body())
-        self.requests.append(body)
-        self.headers.append(dict(request.headers))
-        if self.status != 200:
-            return JSONResponse({"error": {"message": "nope"}}, status_code=self.status)
-        data = [
-            {
-                "object": "embedding",
-                "index": i,
-                "embedding": self.vectors.get(text) or self._fallback.embed_one(text),
-            }
-            for i, text in enumerate(body["input"])
-        ]
-        data.reverse()  # servers may answer out of order: the index says which is which
-        return JSONResponse({"object": "list", "data": data, "model": body["model"]})
-
-
-@pytest_asyncio.fixture
-async def embeddings_api() -> AsyncIterator[FakeEmbeddingsAPI]:
-    fake = FakeEmbeddingsAPI()
-    app = Starlette(routes=[Route("/v1/embeddings", fake.embeddings, methods=["POST"])])
-    server = HttpServer(app, "127.0.0.1:0")
-    server.start()
-    await asyncio.sleep(0)
-    fake.base_url = f"http://{server.addr}/v1"
-    yield fake
-    await server.stop()
 
 
 async def test_hashing_vectors_are_deterministic_unit_length_and_share_words() -> None:
@@ -129,7 +75,7 @@ async def test_openai_client_errors_say_whether_to_retry(embeddings_api, status,
 async def test_cached_embedder_sends_only_the_missing_texts(embeddings_api, cache_server) -> None:
     fake_cache, addr = cache_server
     cache = CacheClient(addr)
-    embedder = build_embedder(
+    embedder = cached_embedder(
         "openai", dimension=8, base_url=embeddings_api.base_url, model="m1", cache=cache
     )
     assert isinstance(embedder, CachedEmbedder)

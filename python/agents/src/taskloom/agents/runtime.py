@@ -16,6 +16,7 @@ import orjson
 import structlog
 from redis.exceptions import RedisError
 
+from taskloom.agents import semantic_cache
 from taskloom.agents.cache_client import CacheClient
 from taskloom.agents.catalog import AgentSpec, Catalog
 from taskloom.agents.memory.sessions import SessionMemory, SessionsUnavailable
@@ -201,7 +202,9 @@ class AgentRuntime:
         cache_ttl_s: float = 0.0,
         tools: ToolRegistry | None = None,
         sessions: SessionMemory | None = None,
+        semantic: semantic_cache.SemanticCache | None = None,
     ) -> None:
+        self.semantic = semantic
         self.catalog = catalog
         self.sessions = sessions or SessionMemory(None)
         self._providers = providers
@@ -242,7 +245,7 @@ class AgentRuntime:
         tool_log: list[dict[str, Any]] = []
         for iteration in range(1, settings.max_iterations + 1):
             turn = await self._turn(
-                spec, provider, messages, settings.params, definitions, on_event
+                spec, provider, messages, settings.params, definitions, on_event, info.tenant
             )
             totals.prompt_tokens += turn.usage.prompt_tokens
             totals.completion_tokens += turn.usage.completion_tokens
@@ -344,6 +347,7 @@ class AgentRuntime:
         params: GenerationParams,
         tools: Sequence[ToolDefinition],
         on_event: OnEvent,
+        tenant: str = "default",
     ) -> _Turn:
         key = ""
         if spec.cache and self._cache is not None:
@@ -351,12 +355,19 @@ class AgentRuntime:
             cached = await self._cached_turn(key)
             self._telemetry.llm_cache(hit=cached is not None)
             if cached is not None:
-                for piece in _CHUNK.findall(cached.text):
-                    if piece:
-                        await on_event(TextDelta(piece))
-                for call in cached.calls:
-                    await on_event(ToolCallComplete(call))
+                await _replay(cached, on_event)
                 return cached
+        semantic = await self._semantic_lookup(spec, tenant, messages, params, tools)
+        if semantic is not None and semantic.hit is not None:
+            similar = _Turn(
+                text=semantic.hit.text,
+                calls=[
+                    ToolCall(c["id"], c["name"], c["arguments"]) for c in semantic.hit.tool_calls
+                ],
+                cached=True,
+            )
+            await _replay(similar, on_event)
+            return similar
 
         turn = _Turn()
         parts: list[str] = []
@@ -384,7 +395,28 @@ class AgentRuntime:
         if key and self._cache is not None:
             value = {"text": turn.text, "tool_calls": [_call_message(c) for c in turn.calls]}
             await self._cache.set(LLM_NAMESPACE, key, orjson.dumps(value), self._cache_ttl_s)
+        if semantic is not None and semantic.vector is not None and self.semantic is not None:
+            calls = [dict(_call_message(c)) for c in turn.calls]
+            await self.semantic.store(tenant, semantic.scope, semantic.vector, turn.text, calls)
         return turn
+
+    async def _semantic_lookup(
+        self,
+        spec: AgentSpec,
+        tenant: str,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        tools: Sequence[ToolDefinition],
+    ) -> _SemanticLookup | None:
+        """After an exact miss: the semantic cache's answer, for agents that enable it."""
+        if not spec.semantic_cache.enabled or self.semantic is None:
+            return None
+        text = semantic_cache.question(messages)
+        if text is None:
+            return None
+        scope = semantic_cache.scope(spec, tenant, messages, params, tools)
+        hit, vector = await self.semantic.lookup(tenant, scope, text, spec.semantic_cache.threshold)
+        return _SemanticLookup(scope, hit, vector)
 
     async def _cached_turn(self, key: str) -> _Turn | None:
         assert self._cache is not None
@@ -403,6 +435,22 @@ class AgentRuntime:
         if not isinstance(text, str):
             return None
         return _Turn(text=text, calls=calls, cached=True)
+
+
+@dataclass(frozen=True)
+class _SemanticLookup:
+    scope: str
+    hit: semantic_cache.SemanticHit | None
+    vector: list[float] | None
+
+
+async def _replay(turn: _Turn, on_event: OnEvent) -> None:
+    """Streams a cached turn as if the model were answering."""
+    for piece in _CHUNK.findall(turn.text):
+        if piece:
+            await on_event(TextDelta(piece))
+    for call in turn.calls:
+        await on_event(ToolCallComplete(call))
 
 
 def _call_message(call: ToolCall) -> ToolCallMessage:

@@ -16,13 +16,16 @@ from taskloom.agents import __version__
 from taskloom.agents.cache_client import CacheClient
 from taskloom.agents.catalog import Catalog, CatalogError, ProviderKind, load_catalog
 from taskloom.agents.catalog.reload import CatalogReloader
+from taskloom.agents.embeddings import cached_embedder
 from taskloom.agents.http_server import HttpServer, build_app
+from taskloom.agents.memory import memory_tools
 from taskloom.agents.memory.sessions import SessionMemory
 from taskloom.agents.metrics_reporter import MetricsReporter
 from taskloom.agents.providers import Provider
 from taskloom.agents.providers.openai import OpenAIProvider
 from taskloom.agents.providers.simulated import SimulatedProvider
 from taskloom.agents.runtime import AgentRuntime
+from taskloom.agents.semantic_cache import SemanticCache
 from taskloom.agents.settings import Settings
 from taskloom.agents.streaming import StreamOptions
 from taskloom.agents.telemetry import Telemetry
@@ -31,6 +34,7 @@ from taskloom.agents.tools.agent_call import ChildTasks
 from taskloom.agents.tools.mcp_servers import McpServers
 from taskloom.agents.tools.sandbox import SandboxConfig, SandboxPool, SandboxUnavailable
 from taskloom.agents.worker import Worker, WorkerOptions
+from taskloom.sdk.collections import Collections
 from taskloom.sdk.sessions import RedisSessions
 
 log = structlog.get_logger(__name__)
@@ -67,8 +71,12 @@ class ToolResources:
     http: httpx.AsyncClient
     children: ChildTasks
     mcp: McpServers = field(default_factory=McpServers)
+    collections: Collections | None = None
 
     async def aclose(self) -> None:
+        if self.collections is not None:
+            await self.collections.aclose()
+            await self.collections.embedder.aclose()
         await self.mcp.aclose()
         await self.sandbox.aclose()
         await self.http.aclose()
@@ -91,9 +99,23 @@ def build_tools(
         http=httpx.AsyncClient(follow_redirects=False),
         children=ChildTasks(settings.orchestrator_addr, settings.agent_max_depth),
     )
+    if settings.vector_addr:
+        embedder = cached_embedder(
+            settings.embedder,
+            dimension=settings.embeddings_dimension,
+            base_url=settings.embeddings_base_url,
+            model=settings.embeddings_model,
+            api_key=settings.embeddings_api_key.get_secret_value(),
+            cache=cache,
+            cache_ttl_s=settings.embed_cache_ttl_s,
+        )
+        resources.collections = Collections(settings.vector_addr, embedder)
     registry = ToolRegistry(
         builtin_factories(
-            sandbox=resources.sandbox, http=resources.http, children=resources.children
+            sandbox=resources.sandbox,
+            http=resources.http,
+            children=resources.children,
+            memory=memory_tools(resources.collections, cache),
         ),
         mcp=resources.mcp,
         cache=cache,
@@ -104,7 +126,11 @@ def build_tools(
 
 
 def build_worker(
-    settings: Settings, telemetry: Telemetry, cache: CacheClient | None, tools: ToolRegistry
+    settings: Settings,
+    telemetry: Telemetry,
+    cache: CacheClient | None,
+    tools: ToolRegistry,
+    collections: Collections | None = None,
 ) -> tuple[Worker, dict[str, Provider]]:
     catalog = load_catalog(settings.agents_dir)
     providers = build_providers(settings, catalog)
@@ -125,6 +151,13 @@ def build_worker(
         settings.cache_ttl_s,
         tools,
         sessions=SessionMemory(sessions),
+        semantic=(
+            SemanticCache(
+                Collections(collections.vector_addr, collections.embedder, kind="s"), telemetry
+            )
+            if collections is not None
+            else None
+        ),
     )
     options = WorkerOptions(
         orchestrator_addr=settings.orchestrator_addr,
@@ -155,7 +188,7 @@ async def serve(settings: Settings) -> None:
         else None
     )
     tools, resources = build_tools(settings, telemetry, cache)
-    worker, providers = build_worker(settings, telemetry, cache, tools)
+    worker, providers = build_worker(settings, telemetry, cache, tools, resources.collections)
     runtime = worker.runtime
     http = HttpServer(build_app(telemetry.registry, lambda: worker.ready), settings.http_addr)
     log.info(
@@ -207,6 +240,8 @@ async def serve(settings: Settings) -> None:
             await cache.aclose()
         if runtime.sessions.store is not None:
             await runtime.sessions.store.aclose()
+        if runtime.semantic is not None:
+            await runtime.semantic.aclose()
         for provider in providers.values():
             await provider.aclose()
         log.info("agent worker stopped")

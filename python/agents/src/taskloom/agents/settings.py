@@ -7,20 +7,21 @@ import os
 import socket
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
 from taskloom.agents.catalog import CatalogError, load_catalog
 from taskloom.sdk import config
+from taskloom.sdk.embeddings.settings import EmbeddingSettings
 
 
 def _default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class Settings(config.ServiceSettings):
+class Settings(config.ServiceSettings, EmbeddingSettings):
     """Taskloom agent worker."""
 
     config_section: ClassVar[str] = "worker"
@@ -34,7 +35,7 @@ class Settings(config.ServiceSettings):
     )
     vector_addr: str = Field(
         default="",
-        description="host:port of the vector memory service (reserved for agent memory); "
+        description="host:port of the vector memory service (the rag tool and long-term memory); "
         "empty = off",
     )
     http_addr: str = Field(
@@ -119,22 +120,6 @@ class Settings(config.ServiceSettings):
         ge=0,
         description="a session expires this long after its last task; 0 = never",
     )
-    embedder: Literal["hashing", "openai"] = Field(
-        default="hashing",
-        description="embeddings for memory and retrieval: hashing (deterministic, no model; "
-        "matches shared words only) or openai (an OpenAI-compatible /v1/embeddings API)",
-    )
-    embeddings_dimension: int = Field(
-        default=256, ge=1, le=8192, description="dimension of the embedder's vectors"
-    )
-    embeddings_base_url: str = Field(
-        default="", description="base URL of the OpenAI-compatible embeddings API (…/v1)"
-    )
-    embeddings_model: str = Field(default="", description="model of the embeddings API")
-    embeddings_api_key: SecretStr = Field(
-        default=SecretStr(""),
-        description="API key of the embeddings API, read from the environment only",
-    )
     embed_cache_ttl_s: float = Field(
         default=0.0, ge=0, description="TTL of cached embeddings; 0 = the namespace's default"
     )
@@ -189,12 +174,6 @@ class Settings(config.ServiceSettings):
         if isinstance(value, str):
             return [part for part in value.split(os.pathsep) if part]
         return value
-
-    @model_validator(mode="after")
-    def _embeddings_api_named(self) -> Settings:
-        if self.embedder == "openai" and not (self.embeddings_base_url and self.embeddings_model):
-            raise ValueError("embedder openai needs embeddings_base_url and embeddings_model")
-        return self
 
     def check(self) -> None:
         """`--check-config` also reads the agent catalog the settings name."""

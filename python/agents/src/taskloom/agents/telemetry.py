@@ -13,6 +13,7 @@ TASK_DURATION = "taskloom_agent_task_duration_seconds"
 TASKS_RUNNING = "taskloom_agent_tasks_running"
 LLM_TOKENS = "taskloom_agent_llm_tokens_total"
 LLM_CACHE = "taskloom_agent_llm_cache_total"
+SEMANTIC_CACHE = "taskloom_agent_semantic_cache_total"
 SESSIONS = "taskloom_agent_sessions_total"
 TOOL_CALLS = "taskloom_agent_tool_calls_total"
 TOOL_DURATION = "taskloom_agent_tool_duration_seconds"
@@ -24,6 +25,8 @@ _HELP = {
     TASKS_RUNNING: "Tasks running on this worker now.",
     LLM_TOKENS: "LLM tokens spent, by provider and kind (prompt|completion).",
     LLM_CACHE: "LLM cache lookups, by result (hit|miss).",
+    SEMANTIC_CACHE: "Semantic cache lookups after an exact miss, by result "
+    "(hit|near_miss|miss; near_miss: similar, but under the threshold).",
     SESSIONS: "Sessions opened with the orchestrator, by outcome (registered|failed).",
     TOOL_CALLS: "Tool calls, by tool and outcome (ok|error|cached).",
     TOOL_DURATION: "Wall time of one tool call, by tool.",
@@ -58,6 +61,12 @@ class Telemetry:
         )
         self._cache = Counter(
             LLM_CACHE.removesuffix("_total"), _HELP[LLM_CACHE], ["result"], registry=registry
+        )
+        self._semantic = Counter(
+            SEMANTIC_CACHE.removesuffix("_total"),
+            _HELP[SEMANTIC_CACHE],
+            ["result"],
+            registry=registry,
         )
         self._sessions = Counter(
             SESSIONS.removesuffix("_total"), _HELP[SESSIONS], ["outcome"], registry=registry
@@ -107,6 +116,10 @@ class Telemetry:
         result = "hit" if hit else "miss"
         self._cache.labels(result).inc()
         self._reporter.counter(LLM_CACHE, 1, {"result": result})
+
+    def semantic_cache(self, result: str) -> None:
+        self._semantic.labels(result).inc()
+        self._reporter.counter(SEMANTIC_CACHE, 1, {"result": result})
 
     def session(self, outcome: str) -> None:
         self._sessions.labels(outcome).inc()

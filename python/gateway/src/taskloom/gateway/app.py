@@ -12,8 +12,9 @@ from taskloom.gateway.config import Settings
 from taskloom.gateway.errors import install_error_handlers
 from taskloom.gateway.limits import max_request_bytes
 from taskloom.gateway.orchestrator import Orchestrator
-from taskloom.gateway.routes import agents, health, sessions, tasks, workflows
+from taskloom.gateway.routes import agents, collections, health, sessions, tasks, workflows
 from taskloom.gateway.telemetry import TelemetryMiddleware
+from taskloom.sdk.collections import Collections
 from taskloom.sdk.sessions import RedisSessions
 
 
@@ -29,10 +30,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessions = (
             RedisSessions(settings.sessions_redis_url) if settings.sessions_redis_url else None
         )
+        app.state.collections = (
+            Collections(settings.vector_addr, settings.build_embedder())
+            if settings.vector_addr
+            else None
+        )
         try:
             yield
         finally:
             await app.state.orchestrator.close()
+            if app.state.collections is not None:
+                await app.state.collections.aclose()
+                await app.state.collections.embedder.aclose()
             if app.state.sessions is not None:
                 await app.state.sessions.aclose()
 
@@ -46,6 +55,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=max_request_bytes())
     app.add_middleware(TelemetryMiddleware)
     install_error_handlers(app)
-    for module in (tasks, agents, workflows, sessions, health):
+    for module in (tasks, agents, workflows, sessions, collections, health):
         app.include_router(module.router)
     return app

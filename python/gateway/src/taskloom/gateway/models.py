@@ -27,6 +27,7 @@ from taskloom.gateway.limits import (
     seconds,
     text,
 )
+from taskloom.sdk import collections
 from taskloom.v1 import orchestrator_pb2
 
 TaskStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
@@ -226,3 +227,58 @@ class SessionOut(BaseModel):
     expires_in_seconds: float | None = Field(
         None, description="time left before the session expires; absent: never"
     )
+
+
+# Collections (documents for the `rag` tool).
+
+
+class CollectionCreate(_Strict):
+    name: str = Field(description=f"the collection's name: {collections.NAME_RULE}")
+
+
+class CollectionOut(BaseModel):
+    name: str
+    dimension: int
+    chunks: int
+
+
+class CollectionList(BaseModel):
+    collections: list[CollectionOut]
+
+
+class DocumentCreate(_Strict):
+    text: str = Field(description="the document's text; chunked and embedded by Taskloom")
+    id: str = Field(
+        "",
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_.-]*$",
+        description="the document's id (a new one when absent); the same id replaces its chunks",
+    )
+    metadata: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="kept with each chunk and returned by searches"
+    )
+
+
+class DocumentOut(BaseModel):
+    document_id: str
+    chunks: int
+
+
+class CollectionSearch(_Strict):
+    query: str = Field("", description="text to search for (embedded by Taskloom)")
+    vector: list[float] = Field(
+        default_factory=list, description="or a vector of the collection's dimension"
+    )
+    top_k: int = Field(5, ge=1, le=collections.MAX_TOP_K)
+
+
+class HitOut(BaseModel):
+    text: str
+    score: float
+    document_id: str
+    chunk: int
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class SearchOut(BaseModel):
+    hits: list[HitOut]

@@ -10,7 +10,7 @@ from array import array
 from collections.abc import Sequence
 
 from taskloom.agents.cache_client import CacheClient
-from taskloom.agents.embeddings.base import Embedder
+from taskloom.sdk.embeddings import Embedder
 
 EMBED_NAMESPACE = "embed"
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from taskloom.agents.embeddings.base import EmbeddingError, normalized
+from taskloom.sdk.embeddings.base import EmbeddingError, normalized
 
 
 class OpenAIEmbedder:

@@ -10,7 +10,7 @@ import itertools
 import re
 from collections.abc import Sequence
 
-from taskloom.agents.embeddings.base import normalized
+from taskloom.sdk.embeddings.base import normalized
 
 _WORD = re.compile(r"\w+")
 DEFAULT_DIMENSION = 256
