@@ -123,7 +123,9 @@ class SemanticCache:
                         raise
                 self._created.add(tenant)
             await self._store.put(
-                tenant, COLLECTION, uuid.uuid4().hex, vector, {"scope": scope_id, "answer": answer}
+                tenant,
+                COLLECTION,
+                [(uuid.uuid4().hex, vector, {"scope": scope_id, "answer": answer})],
             )
         except CollectionError as err:
             log.warning("semantic cache store failed", error=str(err))

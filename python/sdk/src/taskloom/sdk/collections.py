@@ -160,16 +160,16 @@ class Collections:
         self,
         tenant: str,
         name: str,
-        point_id: str,
-        vector: Sequence[float],
-        payload: Mapping[str, Any],
+        points: Sequence[tuple[str, Sequence[float], Mapping[str, Any]]],
     ) -> None:
-        """Stores one point as it is (no chunking, no embedding)."""
-        struct = struct_pb2.Struct()
-        struct.update(dict(payload))
-        point = vector_pb2.Point(id=point_id, vector=vector, payload=struct)
+        """Stores (id, vector, payload) points as they are (no chunking, no embedding)."""
+        protos = []
+        for point_id, vector, payload in points:
+            struct = struct_pb2.Struct()
+            struct.update(dict(payload))
+            protos.append(vector_pb2.Point(id=point_id, vector=vector, payload=struct))
         request = vector_pb2.UpsertRequest(
-            collection=vector_name(tenant, name, self.kind), points=[point]
+            collection=vector_name(tenant, name, self.kind), points=protos
         )
         await self._call(self._stub.Upsert, request, name)
 
