@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 
 import orjson
 import structlog
-from redis.exceptions import RedisError
 
 from taskloom.agents import semantic_cache
 from taskloom.agents.cache_client import CacheClient
@@ -39,6 +38,7 @@ from taskloom.agents.telemetry import Telemetry
 from taskloom.agents.tools import builtin_factories
 from taskloom.agents.tools.base import SuspendCredit, TaskInfo, ToolContext, ToolError
 from taskloom.agents.tools.registry import ToolOutcome, ToolRegistry
+from taskloom.sdk.sessions import SessionStoreError
 
 log = structlog.get_logger(__name__)
 
@@ -307,13 +307,13 @@ class AgentRuntime:
             )
         except SessionsUnavailable as err:
             raise AgentError(str(err), retryable=False) from err
-        except RedisError as err:
+        except SessionStoreError as err:
             raise AgentError(f"session store unreachable: {err}", retryable=True) from err
 
     async def _record_session(self, task: TaskInfo, new: list[Message], answer: str) -> None:
         try:
             await self.sessions.record(task.tenant, task.session_id, new, answer)
-        except RedisError as err:
+        except SessionStoreError as err:
             raise AgentError(f"session store unreachable: {err}", retryable=True) from err
 
     def _result(

@@ -13,9 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import redis.asyncio as redis
 
 KEY_PREFIX = "taskloom:session:"
+
+
+class SessionStoreError(Exception):
+    """The session store (Redis) could not be reached or answered an error."""
 
 
 def session_key(tenant: str, session_id: str) -> str:
@@ -35,17 +38,26 @@ class RedisSessions:
     def __init__(self, url: str, *, max_messages: int = 200, ttl_s: float = 7 * 86400) -> None:
         if max_messages < 1:
             raise ValueError("max_messages must be at least 1")
-        self._redis = redis.Redis.from_url(url)
+        # Imported here: redis takes a second to import on a loaded machine, and only
+        # processes that keep sessions need it.
+        import redis.asyncio
+        from redis.exceptions import RedisError
+
+        self._redis = redis.asyncio.Redis.from_url(url)
+        self._errors = RedisError
         self.max_messages = max_messages
         self.ttl_s = ttl_s
 
     async def load(self, tenant: str, session_id: str) -> Session | None:
         """The session's messages, oldest first; None when it does not exist (or expired)."""
         key = session_key(tenant, session_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.lrange(key, 0, -1)
-            pipe.pttl(key)
-            raw, ttl_ms = await pipe.execute()
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.lrange(key, 0, -1)
+                pipe.pttl(key)
+                raw, ttl_ms = await pipe.execute()
+        except self._errors as err:
+            raise SessionStoreError(str(err)) from err
         if not raw:
             return None
         messages = [orjson.loads(item) for item in raw]
@@ -58,16 +70,22 @@ class RedisSessions:
         if not messages:
             return
         key = session_key(tenant, session_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.rpush(key, *(orjson.dumps(dict(m)) for m in messages))
-            pipe.ltrim(key, -self.max_messages, -1)
-            if self.ttl_s > 0:
-                pipe.pexpire(key, int(self.ttl_s * 1000))
-            await pipe.execute()
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.rpush(key, *(orjson.dumps(dict(m)) for m in messages))
+                pipe.ltrim(key, -self.max_messages, -1)
+                if self.ttl_s > 0:
+                    pipe.pexpire(key, int(self.ttl_s * 1000))
+                await pipe.execute()
+        except self._errors as err:
+            raise SessionStoreError(str(err)) from err
 
     async def delete(self, tenant: str, session_id: str) -> bool:
         """Forgets the session; False when there was none."""
-        return bool(await self._redis.delete(session_key(tenant, session_id)))
+        try:
+            return bool(await self._redis.delete(session_key(tenant, session_id)))
+        except self._errors as err:
+            raise SessionStoreError(str(err)) from err
 
     async def ping(self) -> bool:
         return bool(await self._redis.ping())

@@ -10,7 +10,6 @@ import hashlib
 from typing import Any
 
 from taskloom.agents.catalog.spec import AgentSpec, MemorySearchOptions, ToolDecl
-from taskloom.agents.tokenizer import count_text
 from taskloom.agents.tools.base import FunctionTool, ToolContext, ToolError, declared_policy
 from taskloom.sdk.collections import CollectionError, Collections
 from taskloom.sdk.embeddings import EmbeddingError
@@ -35,6 +34,8 @@ def memory_name(agent: str) -> str:
 
 def within_budget(facts: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
     """The leading facts whose texts together take at most `budget` tokens."""
+    from taskloom.agents.tokenizer import count_text  # tiktoken: imported when first used
+
     kept, used = [], 0
     for fact in facts:
         used += count_text(fact["fact"])

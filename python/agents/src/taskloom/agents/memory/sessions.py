@@ -10,7 +10,6 @@ from collections.abc import Sequence
 
 from taskloom.agents.catalog import AgentSpec
 from taskloom.agents.providers.base import Message, ToolDefinition
-from taskloom.agents.tokenizer import estimate_prompt_tokens
 from taskloom.sdk.sessions import RedisSessions
 
 
@@ -27,6 +26,8 @@ def fit_history(
     """`messages` (system prompt first, if any) with as much of `history` as fits in the
     agent's context window minus its `max_tokens`; whole turns are dropped, oldest first,
     so the kept history starts with a user message. The new messages are never dropped."""
+    from taskloom.agents.tokenizer import estimate_prompt_tokens  # tiktoken: when first used
+
     system = [m for m in messages if m["role"] == "system"][:1]
     new = [m for m in messages if m not in system]
     budget = spec.context_window - spec.max_tokens

@@ -6,14 +6,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
-from redis.exceptions import RedisError
 from starlette.requests import HTTPConnection
 
 from taskloom.gateway.deps import TenantDep
 from taskloom.gateway.errors import ProblemError
 from taskloom.gateway.limits import TaskSpec, text
 from taskloom.gateway.models import SessionMessageOut, SessionOut
-from taskloom.sdk.sessions import RedisSessions
+from taskloom.sdk.sessions import RedisSessions, SessionStoreError
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
@@ -33,7 +32,7 @@ def _not_found(session_id: str) -> ProblemError:
     return ProblemError(404, "SESSION_NOT_FOUND", f"Session {session_id} does not exist.")
 
 
-def _unreachable(err: RedisError) -> ProblemError:
+def _unreachable(err: SessionStoreError) -> ProblemError:
     return ProblemError(503, "UNAVAILABLE", f"The session store is unreachable: {err}")
 
 
@@ -42,7 +41,7 @@ async def get_session(conn: HTTPConnection, session_id: SessionId, tenant: Tenan
     """The session's messages, oldest first (a sliding window of the newest)."""
     try:
         session = await _store(conn).load(tenant, session_id)
-    except RedisError as err:
+    except SessionStoreError as err:
         raise _unreachable(err) from err
     if session is None:
         raise _not_found(session_id)
@@ -62,7 +61,7 @@ async def delete_session(
     """Forget the session: the next task with this id starts a new conversation."""
     try:
         deleted = await _store(conn).delete(tenant, session_id)
-    except RedisError as err:
+    except SessionStoreError as err:
         raise _unreachable(err) from err
     if not deleted:
         raise _not_found(session_id)
