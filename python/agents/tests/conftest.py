@@ -33,6 +33,7 @@ from taskloom.agents.providers.simulated import SimulatedProvider
 from taskloom.agents.runtime import AgentRuntime
 from taskloom.agents.telemetry import Telemetry
 from taskloom.agents.worker import Worker, WorkerOptions
+from taskloom.sdk.embeddings import HashingEmbedder
 from taskloom.sdk.localstack import free_port
 from taskloom.v1 import cache_pb2, cache_pb2_grpc, worker_hub_pb2, worker_hub_pb2_grpc
 
@@ -324,6 +325,51 @@ async def fake_openai() -> AsyncIterator[FakeOpenAI]:
 async def second_openai() -> AsyncIterator[FakeOpenAI]:
     """Another OpenAI-compatible server, for two endpoints (or a fallback) at once."""
     async for fake in serve_openai():
+        yield fake
+
+
+@contextlib.asynccontextmanager
+async def serve_post(path: str, endpoint: Any) -> AsyncIterator[str]:
+    """Serves one POST endpoint on a loopback port; yields the `…/v1` base URL."""
+    async with serving(Starlette(routes=[Route(path, endpoint, methods=["POST"])])) as url:
+        yield f"{url}/v1"
+
+
+class FakeEmbeddingsAPI:
+    """Answers `/v1/embeddings` with the vector `vectors[text]` (or a hashing vector of
+    `dimension`), recording each request; `status` forces an error answer."""
+
+    def __init__(self, dimension: int = 8) -> None:
+        self.dimension = dimension
+        self.vectors: dict[str, list[float]] = {}
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.status = 200
+        self.base_url = ""
+        self._fallback = HashingEmbedder(dimension)
+
+    async def embeddings(self, request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        self.requests.append(body)
+        self.headers.append(dict(request.headers))
+        if self.status != 200:
+            return JSONResponse({"error": {"message": "nope"}}, status_code=self.status)
+        data = [
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": self.vectors.get(text) or self._fallback.embed_one(text),
+            }
+            for i, text in enumerate(body["input"])
+        ]
+        data.reverse()  # servers may answer out of order: the index says which is which
+        return JSONResponse({"object": "list", "data": data, "model": body["model"]})
+
+
+@pytest_asyncio.fixture
+async def embeddings_api() -> AsyncIterator[FakeEmbeddingsAPI]:
+    fake = FakeEmbeddingsAPI()
+    async with serve_post("/v1/embeddings", fake.embeddings) as fake.base_url:
         yield fake
 
 

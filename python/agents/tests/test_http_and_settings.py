@@ -72,7 +72,7 @@ def test_help_documents_every_setting_with_its_env_var(
             assert env in help_text, f"--help does not mention {env}"
         if not Settings.is_secret(name):
             assert "--" + name.replace("_", "-") in help_text
-    for secret in ("--openai-api-key", "--worker-token"):
+    for secret in ("--openai-api-key", "--worker-token", "--embeddings-api-key"):
         assert secret not in help_text  # secrets come from the file or environment only
 
 

@@ -31,7 +31,11 @@ REST_FIELDS: dict[tuple[str, str], tuple[type, str] | None] = {
     ("TaskSpec", "tenant"): None,
     ("TaskSpec", "priority"): (models.TaskCreate, "priority"),
     ("TaskSpec", "labels"): (models.TaskCreate, "labels"),
-    ("TaskSpec", "idempotency_key"): None,  # the Idempotency-Key header: see its own test
+    ("TaskSpec", "idempotency_key"): None,
+    ("TaskSpec", "session_id"): (
+        models.TaskCreate,
+        "session_id",
+    ),  # the Idempotency-Key header: see its own test
     ("TaskSpec", "timeout"): (models.TaskCreate, "timeout_seconds"),
     ("RetryPolicy", "max_attempts"): (models.RetryPolicyIn, "max_attempts"),
     ("RetryPolicy", "initial_backoff"): (models.RetryPolicyIn, "initial_backoff_seconds"),

@@ -77,6 +77,7 @@ def test_every_rest_task_field_reaches_the_task_spec() -> None:
         timeout_seconds=1.5,
         max_attempts=2,
         stream=models.StreamOptionsIn(text_only=True, buffer_size=0, flush_interval_ms=40),
+        session_id="chat-1",
     )
     assert not [k for k, v in body.model_dump().items() if v in (None, {}, "")]
     spec = convert.task_spec(body, tenant="t", idempotency_key="key", labels={})

@@ -44,6 +44,7 @@ func specFromProto(p *pb.TaskSpec) (task.Spec, error) {
 		Labels: p.GetLabels(), IdempotencyKey: p.GetIdempotencyKey(), Timeout: p.GetTimeout().AsDuration(),
 		MaxAttempts: p.GetRetry().GetMaxAttempts(), InitialBackoff: p.GetRetry().GetInitialBackoff().AsDuration(),
 		MaxBackoff: p.GetRetry().GetMaxBackoff().AsDuration(), Stream: streamFromProto(p.GetStream()),
+		SessionID: p.GetSessionId(),
 	}
 	var err error
 	if spec.Input, err = valueToJSON(p.GetInput()); err != nil {
@@ -103,6 +104,7 @@ func taskToProto(t *task.Task) *pb.Task {
 		Attempts: t.Attempts, MaxAttempts: t.MaxAttempts, Timeout: durationpb.New(t.Timeout),
 		CreatedAt: timestamp(t.CreatedAt), StartedAt: timestamp(t.StartedAt), FinishedAt: timestamp(t.FinishedAt),
 		WorkflowId: t.WorkflowID, StepId: t.StepID, WorkerId: t.WorkerID, Stream: streamToProto(t.Stream),
+		SessionId: t.SessionID,
 		Usage: &pb.TokenUsage{
 			PromptTokens: t.Usage.PromptTokens, CompletionTokens: t.Usage.CompletionTokens,
 			CachedCompletions: t.Usage.CachedCompletions, CostNanoUsd: t.Usage.CostNanoUSD,

@@ -244,7 +244,7 @@ func (s *Scheduler) newTask(spec task.Spec, now time.Time) *task.Task {
 		Tenant: spec.Tenant, Priority: spec.Priority, Labels: spec.Labels,
 		IdempotencyKey: spec.IdempotencyKey, MaxAttempts: spec.MaxAttempts, Timeout: spec.Timeout,
 		InitialBackoff: spec.InitialBackoff, MaxBackoff: spec.MaxBackoff, CreatedAt: now,
-		WorkflowID: spec.WorkflowID, StepID: spec.StepID, Stream: spec.Stream,
+		WorkflowID: spec.WorkflowID, StepID: spec.StepID, Stream: spec.Stream, SessionID: spec.SessionID,
 	}
 	if t.MaxAttempts <= 0 {
 		t.MaxAttempts = s.cfg.MaxAttempts

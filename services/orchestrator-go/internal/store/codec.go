@@ -22,8 +22,9 @@ import (
 // accepts every older version. Version 2 appended NotBefore; version 3 writes a
 // failure's reason as its taskloom.v1.ErrorReason number (older versions wrote its
 // name) and appends the spec's fingerprint; version 4 appends the usage's cost, savings
-// and lines by endpoint and model; version 5 appends the stream options.
-const codecVersion = 5
+// and lines by endpoint and model; version 5 appends the stream options;
+// version 6 appends the session id.
+const codecVersion = 6
 
 var errCorrupt = errors.New("corrupt task record")
 
@@ -71,7 +72,8 @@ func encodeTask(dst []byte, t *task.Task) []byte {
 	b = binary.AppendVarint(b, unixNano(t.NotBefore))
 	b = appendBytes(b, t.Fingerprint[:])
 	b = appendUsageCost(b, t.Usage)
-	return appendStream(b, t.Stream)
+	b = appendStream(b, t.Stream)
+	return appendString(b, t.SessionID)
 }
 
 func appendUsageCost(b []byte, u task.Usage) []byte {
@@ -163,7 +165,7 @@ func (r *reader) stream() *task.StreamOptions {
 // the variable-length fields plus at most 10 bytes for each length and number.
 func taskSizeHint(t *task.Task) int {
 	n := len(t.ID) + len(t.Agent) + len(t.Input) + len(t.Result) + len(t.Tenant) +
-		len(t.IdempotencyKey) + len(t.WorkflowID) + len(t.StepID) + len(t.WorkerID)
+		len(t.IdempotencyKey) + len(t.WorkflowID) + len(t.StepID) + len(t.WorkerID) + len(t.SessionID)
 	if f := t.Failure; f != nil {
 		n += len(f.Message) + 3*binary.MaxVarintLen64
 	}
@@ -233,6 +235,9 @@ func decodeTask(src []byte) (*task.Task, error) {
 	}
 	if src[0] >= 5 {
 		t.Stream = r.stream()
+	}
+	if src[0] >= 6 {
+		t.SessionID = r.string()
 	}
 	if r.err {
 		return nil, fmt.Errorf("%w: truncated", errCorrupt)

@@ -84,7 +84,7 @@ func fullTask(id string) *task.Task {
 			PromptTokens: 1, CompletionTokens: 2, CachedCompletions: 3, CostNanoUSD: 4, SavedTokens: 5, SavedCostNanoUSD: 6,
 			Models: []task.UsageLine{{Endpoint: "e", Model: "m", Calls: 1, PromptTokens: 1, CompletionTokens: 2, CostNanoUSD: 4,
 				Priced: true, SavedPromptTokens: 3, SavedCompletionTokens: 2, SavedCostNanoUSD: 6}},
-		}, WorkerID: "w1",
+		}, WorkerID: "w1", SessionID: "chat-1",
 		NotBefore: t0.Add(3 * time.Second), Fingerprint: task.Fingerprint{1, 2, 3, 4},
 		Stream: &task.StreamOptions{TextOnly: true, BufferSize: ptr(int32(0)), FlushIntervalMs: ptr(int32(40))},
 	}

@@ -194,26 +194,30 @@ func TestBoltBackfillsTheTenantIndexOfAnOlderFile(t *testing.T) {
 	}
 }
 
-// Records as versions 1 to 4 of the codec wrote fullTask("a") (version 1 lacks
+// Records as versions 1 to 5 of the codec wrote fullTask("a") (version 1 lacks
 // NotBefore; 1 and 2 name the failure's reason, LEASE_LOST, as a string and lack the
-// fingerprint; 1 to 3 lack the usage's cost, savings and lines; none has the stream
-// options, which version 5 added).
+// fingerprint; 1 to 3 lack the usage's cost, savings and lines; 1 to 4 lack the stream
+// options; none has the session id, which version 6 added).
 const (
 	recordV1 = "010161046563686f0a7b2271223a226869227d0304226f6b22010a4c454153455f4c4f5354016d010461636d650e02016b01760b7472616365706172656e740178056b65792d61040680e0ba84bf0380a8d6b90780e88887438080b4bdb6f6da983180a88af7bdf6da983180d0e0b0c5f6da9831027766027331020406027731"
 	recordV2 = "020161046563686f0a7b2271223a226869227d0304226f6b22010a4c454153455f4c4f5354016d010461636d650e02016b01760b7472616365706172656e740178056b65792d61040680e0ba84bf0380a8d6b90780e88887438080b4bdb6f6da983180a88af7bdf6da983180d0e0b0c5f6da983102776602733102040602773180f8b6eaccf6da9831"
 	recordV3 = "030161046563686f0a7b2271223a226869227d0304226f6b22010c016d010461636d650e020b7472616365706172656e740178016b0176056b65792d61040680e0ba84bf0380a8d6b90780e88887438080b4bdb6f6da983180a88af7bdf6da983180d0e0b0c5f6da983102776602733102040602773180f8b6eaccf6da98311001020304000000000000000000000000"
 	recordV4 = "040161046563686f0a7b2271223a226869227d0304226f6b22010c016d010461636d650e020b7472616365706172656e740178016b0176056b65792d61040680e0ba84bf0380a8d6b90780e88887438080b4bdb6f6da983180a88af7bdf6da983180d0e0b0c5f6da983102776602733102040602773180f8b6eaccf6da98311001020304000000000000000000000000080a0c010165016d0202040806040c01"
+	recordV5 = "050161046563686f0a7b2271223a226869227d0304226f6b22010c016d010461636d650e020b7472616365706172656e740178016b0176056b65792d61040680e0ba84bf0380a8d6b90780e88887438080b4bdb6f6da983180a88af7bdf6da983180d0e0b0c5f6da983102776602733102040602773180f8b6eaccf6da98311001020304000000000000000000000000080a0c010165016d0202040806040c010f0050"
 )
 
 func TestCodecReadsOlderVersions(t *testing.T) {
-	for name, rec := range map[string]string{"v1": recordV1, "v2": recordV2, "v3": recordV3, "v4": recordV4} {
+	for name, rec := range map[string]string{"v1": recordV1, "v2": recordV2, "v3": recordV3, "v4": recordV4, "v5": recordV5} {
 		raw, err := hex.DecodeString(rec)
 		if err != nil {
 			t.Fatal(err)
 		}
 		want := fullTask("a")
-		want.Stream = nil // version 5 added it
-		if name != "v4" { // version 4 added the cost, savings and lines
+		want.SessionID = "" // version 6 added it
+		if name != "v5" {
+			want.Stream = nil // version 5 added it
+		}
+		if name != "v4" && name != "v5" { // version 4 added the cost, savings and lines
 			full := want.Usage
 			want.Usage = task.Usage{PromptTokens: full.PromptTokens, CompletionTokens: full.CompletionTokens, CachedCompletions: full.CachedCompletions}
 		}

@@ -102,6 +102,10 @@ func (s *Spec) Fingerprint() Fingerprint {
 	f.String(s.WorkflowID)
 	f.String(s.StepID)
 	f.stream(s.Stream)
+	if s.SessionID != "" { // only when set: fingerprints stored before it stay valid
+		f.String("session")
+		f.String(s.SessionID)
+	}
 	return f.Sum()
 }
 

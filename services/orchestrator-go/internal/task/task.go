@@ -116,6 +116,8 @@ type Task struct {
 	WorkerID       string
 	// Stream is how the worker streams the task's output; nil: its defaults.
 	Stream *StreamOptions
+	// SessionID names the conversation the task continues (empty: none).
+	SessionID string
 	// NotBefore is set on a queued task backing off after a failed attempt: its
 	// next attempt may not start before it (kept across restarts).
 	NotBefore time.Time
@@ -205,6 +207,8 @@ type Spec struct {
 	// WorkflowID and StepID are set by the workflow engine on a step's tasks.
 	WorkflowID string
 	StepID     string
+	// SessionID names the conversation the task continues (empty: none).
+	SessionID string
 }
 
 // ParentLabel names, on a child task (one an agent starts, e.g. with the `agent`

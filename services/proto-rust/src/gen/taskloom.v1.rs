@@ -880,6 +880,10 @@ pub struct TaskSpec {
     /// How the worker streams the task's output; absent: the worker's defaults.
     #[prost(message, optional, tag = "9")]
     pub stream: ::core::option::Option<StreamOptions>,
+    /// Tasks with the same session (within a tenant) share a conversation: the
+    /// worker prepends the session's history and appends the new turn. Empty: none.
+    #[prost(string, tag = "13")]
+    pub session_id: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -932,6 +936,9 @@ pub struct Task {
     /// The stream options the task was submitted with.
     #[prost(message, optional, tag = "21")]
     pub stream: ::core::option::Option<StreamOptions>,
+    /// The session the task belongs to (TaskSpec.session_id).
+    #[prost(string, tag = "26")]
+    pub session_id: ::prost::alloc::string::String,
 }
 /// AgentInfo describes an agent that workers can run.
 #[allow(clippy::all)]
@@ -1016,6 +1023,8 @@ pub enum ErrorReason {
     /// This orchestrator is a standby: another one holds the leader lease. Retry on the
     /// leader, whose gRPC address ErrorInfo.metadata\["leader"\] gives when it is known.
     NotLeader = 23,
+    /// No session of that id in the caller's tenant (never started, expired or deleted).
+    SessionNotFound = 28,
 }
 impl ErrorReason {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -1052,6 +1061,7 @@ impl ErrorReason {
             Self::ApiKeyNotFound => "ERROR_REASON_API_KEY_NOT_FOUND",
             Self::CapacityExceeded => "ERROR_REASON_CAPACITY_EXCEEDED",
             Self::NotLeader => "ERROR_REASON_NOT_LEADER",
+            Self::SessionNotFound => "ERROR_REASON_SESSION_NOT_FOUND",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -1085,6 +1095,7 @@ impl ErrorReason {
             "ERROR_REASON_API_KEY_NOT_FOUND" => Some(Self::ApiKeyNotFound),
             "ERROR_REASON_CAPACITY_EXCEEDED" => Some(Self::CapacityExceeded),
             "ERROR_REASON_NOT_LEADER" => Some(Self::NotLeader),
+            "ERROR_REASON_SESSION_NOT_FOUND" => Some(Self::SessionNotFound),
             _ => None,
         }
     }

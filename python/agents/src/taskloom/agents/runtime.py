@@ -15,10 +15,11 @@ from typing import Any, TypeVar
 import orjson
 import structlog
 
-from taskloom.agents import cost
+from taskloom.agents import cost, semantic_cache
 from taskloom.agents.cache_client import CacheClient
 from taskloom.agents.catalog import AgentSpec, Catalog
 from taskloom.agents.journal import Journal, JournalResult, JournalTurn
+from taskloom.agents.memory.sessions import SessionMemory, SessionsUnavailable
 from taskloom.agents.providers.base import (
     GenerationParams,
     Message,
@@ -38,6 +39,7 @@ from taskloom.agents.telemetry import Telemetry
 from taskloom.agents.tools import builtin_factories
 from taskloom.agents.tools.base import SuspendCredit, TaskInfo, ToolContext, ToolError
 from taskloom.agents.tools.registry import AgentToolset, ToolOutcome, ToolRegistry
+from taskloom.sdk.sessions import SessionStoreError
 
 log = structlog.get_logger(__name__)
 
@@ -195,8 +197,12 @@ class AgentRuntime:
         cache_ttl_s: float = 0.0,
         tools: ToolRegistry | None = None,
         accounting: cost.Accounting | None = None,
+        sessions: SessionMemory | None = None,
+        semantic: semantic_cache.SemanticCache | None = None,
     ) -> None:
+        self.semantic = semantic
         self.catalog = catalog
+        self.sessions = sessions or SessionMemory(None)
         self._accounting = accounting
         self._providers = providers
         self._telemetry = telemetry
@@ -247,7 +253,11 @@ class AgentRuntime:
             definitions = await toolset.definitions() if toolset is not None else []
         except ToolError as err:
             raise AgentError(str(err), retryable=True) from err
-        context = ToolContext(task or TaskInfo("", agent), messages, suspend_credit)
+        info = task or TaskInfo("", agent)
+        new_messages = list(messages)
+        if info.session_id:
+            messages = await self._with_session(spec, info, messages, definitions)
+        context = ToolContext(info, messages, suspend_credit)
 
         totals = Usage()
         cached_turns = 0
@@ -258,7 +268,7 @@ class AgentRuntime:
                 await _replay_events(turn, on_event)
             else:
                 turn = await self._turn(
-                    spec, provider, messages, settings.params, definitions, on_event
+                    spec, provider, messages, settings.params, definitions, on_event, info.tenant
                 )
                 journal.record_turn(turn)
             totals.prompt_tokens += turn.usage.prompt_tokens
@@ -269,6 +279,8 @@ class AgentRuntime:
                 assistant["tool_calls"] = [_call_message(c) for c in turn.calls]
             messages.append(assistant)
             if not turn.calls:
+                if info.session_id:
+                    await self._record_session(info, new_messages, turn.text)
                 return self._result(spec, turn.text, totals, cached_turns, iteration, tool_log)
             if toolset is None:
                 raise AgentError(
@@ -306,6 +318,28 @@ class AgentRuntime:
             retryable=False,
         )
 
+    async def _with_session(
+        self,
+        spec: AgentSpec,
+        task: TaskInfo,
+        messages: list[Message],
+        definitions: Sequence[ToolDefinition],
+    ) -> list[Message]:
+        try:
+            return await self.sessions.prepare(
+                spec, task.tenant, task.session_id, messages, definitions
+            )
+        except SessionsUnavailable as err:
+            raise AgentError(str(err), retryable=False) from err
+        except SessionStoreError as err:
+            raise AgentError(f"session store unreachable: {err}", retryable=True) from err
+
+    async def _record_session(self, task: TaskInfo, new: list[Message], answer: str) -> None:
+        try:
+            await self.sessions.record(task.tenant, task.session_id, new, answer)
+        except SessionStoreError as err:
+            raise AgentError(f"session store unreachable: {err}", retryable=True) from err
+
     def _result(
         self,
         spec: AgentSpec,
@@ -337,6 +371,7 @@ class AgentRuntime:
         params: GenerationParams,
         tools: Sequence[ToolDefinition],
         on_event: OnEvent,
+        tenant: str = "default",
     ) -> JournalTurn:
         key = ""
         if spec.cache and self._cache is not None:
@@ -349,12 +384,19 @@ class AgentRuntime:
                     spec.provider, spec.model, saved.prompt_tokens, saved.completion_tokens
                 )
             if cached is not None:
-                for piece in _CHUNK.findall(cached.text):
-                    if piece:
-                        await on_event(TextDelta(piece))
-                for call in cached.calls:
-                    await on_event(ToolCallComplete(call))
+                await _replay(cached, on_event)
                 return cached
+        semantic = await self._semantic_lookup(spec, tenant, messages, params, tools)
+        if semantic is not None and semantic.hit is not None:
+            similar = JournalTurn(
+                text=semantic.hit.text,
+                calls=[
+                    ToolCall(c["id"], c["name"], c["arguments"]) for c in semantic.hit.tool_calls
+                ],
+                cached=True,
+            )
+            await _replay(similar, on_event)
+            return similar
 
         calls: list[ToolCall] = []
         usage = Usage()
@@ -383,7 +425,28 @@ class AgentRuntime:
                 "usage": [turn.usage.prompt_tokens, turn.usage.completion_tokens],
             }
             await self._cache.set(LLM_NAMESPACE, key, orjson.dumps(value), self._cache_ttl_s)
+        if semantic is not None and semantic.vector is not None and self.semantic is not None:
+            answered: list[dict[str, Any]] = [dict(_call_message(c)) for c in turn.calls]
+            await self.semantic.store(tenant, semantic.scope, semantic.vector, turn.text, answered)
         return turn
+
+    async def _semantic_lookup(
+        self,
+        spec: AgentSpec,
+        tenant: str,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        tools: Sequence[ToolDefinition],
+    ) -> _SemanticLookup | None:
+        """After an exact miss: the semantic cache's answer, for agents that enable it."""
+        if not spec.semantic_cache.enabled or self.semantic is None:
+            return None
+        text = semantic_cache.question(messages)
+        if text is None:
+            return None
+        scope = semantic_cache.scope(spec, tenant, messages, params, tools)
+        hit, vector = await self.semantic.lookup(tenant, scope, text, spec.semantic_cache.threshold)
+        return _SemanticLookup(scope, hit, vector)
 
     async def _cached_turn(self, key: str) -> JournalTurn | None:
         assert self._cache is not None
@@ -403,6 +466,22 @@ class AgentRuntime:
         if not isinstance(text, str):
             return None
         return JournalTurn(text=text, calls=calls, cached=True, original_usage=original)
+
+
+@dataclass(frozen=True)
+class _SemanticLookup:
+    scope: str
+    hit: semantic_cache.SemanticHit | None
+    vector: list[float] | None
+
+
+async def _replay(turn: JournalTurn, on_event: OnEvent) -> None:
+    """Streams a cached turn as if the model were answering."""
+    for piece in _CHUNK.findall(turn.text):
+        if piece:
+            await on_event(TextDelta(piece))
+    for call in turn.calls:
+        await on_event(ToolCallComplete(call))
 
 
 async def _replay_events(turn: JournalTurn, on_event: OnEvent) -> None:

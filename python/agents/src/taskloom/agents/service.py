@@ -17,10 +17,14 @@ from taskloom.agents import __version__
 from taskloom.agents.cache_client import CacheClient
 from taskloom.agents.catalog import Catalog, load_catalog
 from taskloom.agents.catalog.reload import CatalogReloader
+from taskloom.agents.embeddings import cached_embedder
 from taskloom.agents.http_server import HttpServer, build_app
+from taskloom.agents.memory import memory_tools
+from taskloom.agents.memory.sessions import SessionMemory
 from taskloom.agents.metrics_reporter import MetricsReporter
 from taskloom.agents.providers.registry import LegacySettings, LLMEndpoints, build_llm_endpoints
 from taskloom.agents.runtime import AgentRuntime
+from taskloom.agents.semantic_cache import SemanticCache
 from taskloom.agents.settings import Settings
 from taskloom.agents.streaming import StreamOptions
 from taskloom.agents.telemetry import Telemetry
@@ -34,6 +38,8 @@ from taskloom.agents.tools.sandbox import (
     sandbox_pool,
 )
 from taskloom.agents.worker import Worker, WorkerOptions
+from taskloom.sdk.collections import Collections
+from taskloom.sdk.sessions import RedisSessions
 
 log = structlog.get_logger(__name__)
 
@@ -66,8 +72,12 @@ class ToolResources:
     http: httpx.AsyncClient
     children: ChildTasks
     mcp: McpServers = field(default_factory=McpServers)
+    collections: Collections | None = None
 
     async def aclose(self) -> None:
+        if self.collections is not None:
+            await self.collections.aclose()
+            await self.collections.embedder.aclose()
         await self.mcp.aclose()
         await self.sandbox.aclose()
         await self.http.aclose()
@@ -93,9 +103,23 @@ def build_tools(
         http=httpx.AsyncClient(follow_redirects=False),
         children=ChildTasks(settings.orchestrator_addr, settings.agent_max_depth),
     )
+    if settings.vector_addr:
+        embedder = cached_embedder(
+            settings.embedder,
+            dimension=settings.embeddings_dimension,
+            base_url=settings.embeddings_base_url,
+            model=settings.embeddings_model,
+            api_key=settings.embeddings_api_key.get_secret_value(),
+            cache=cache,
+            cache_ttl_s=settings.embed_cache_ttl_s,
+        )
+        resources.collections = Collections(settings.vector_addr, embedder)
     registry = ToolRegistry(
         builtin_factories(
-            sandbox=resources.sandbox, http=resources.http, children=resources.children
+            sandbox=resources.sandbox,
+            http=resources.http,
+            children=resources.children,
+            memory=memory_tools(resources.collections, cache),
         ),
         mcp=resources.mcp,
         cache=cache,
@@ -106,12 +130,39 @@ def build_tools(
 
 
 def build_worker(
-    settings: Settings, telemetry: Telemetry, cache: CacheClient | None, tools: ToolRegistry
+    settings: Settings,
+    telemetry: Telemetry,
+    cache: CacheClient | None,
+    tools: ToolRegistry,
+    collections: Collections | None = None,
 ) -> tuple[Worker, LLMEndpoints]:
     catalog = load_catalog(settings.agents_dir)
     llm = build_providers(settings, catalog, telemetry)
+    sessions = (
+        RedisSessions(
+            settings.sessions_redis_url,
+            max_messages=settings.session_max_messages,
+            ttl_s=settings.session_ttl_s,
+        )
+        if settings.sessions_redis_url
+        else None
+    )
     runtime = AgentRuntime(
-        catalog, llm.providers, telemetry, cache, settings.cache_ttl_s, tools, llm.accounting
+        catalog,
+        llm.providers,
+        telemetry,
+        cache,
+        settings.cache_ttl_s,
+        tools,
+        llm.accounting,
+        sessions=SessionMemory(sessions),
+        semantic=(
+            SemanticCache(
+                Collections(collections.vector_addr, collections.embedder, kind="s"), telemetry
+            )
+            if collections is not None
+            else None
+        ),
     )
     options = WorkerOptions(
         orchestrator_addr=settings.orchestrator_addr,
@@ -144,7 +195,7 @@ async def serve(settings: Settings) -> None:
         else None
     )
     tools, resources = build_tools(settings, telemetry, cache)
-    worker, llm = build_worker(settings, telemetry, cache, tools)
+    worker, llm = build_worker(settings, telemetry, cache, tools, resources.collections)
     runtime = worker.runtime
     http = HttpServer(
         build_app(telemetry.registry, lambda: worker.ready, lambda: {"endpoints": llm.states()}),
@@ -199,5 +250,9 @@ async def serve(settings: Settings) -> None:
         await resources.aclose()
         if cache is not None:
             await cache.aclose()
+        if runtime.sessions.store is not None:
+            await runtime.sessions.store.aclose()
+        if runtime.semantic is not None:
+            await runtime.semantic.aclose()
         await llm.aclose()
         log.info("agent worker stopped")

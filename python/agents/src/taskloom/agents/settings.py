@@ -22,13 +22,14 @@ from taskloom.agents.endpoints import (
 from taskloom.agents.streaming import BUFFER_SIZE_RANGE, FLUSH_INTERVAL_MS_RANGE
 from taskloom.sdk import config
 from taskloom.sdk.channel import OrchestratorAddresses
+from taskloom.sdk.embeddings.settings import EmbeddingSettings
 
 
 def _default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class Settings(config.ServiceSettings):
+class Settings(config.ServiceSettings, EmbeddingSettings):
     """Taskloom agent worker."""
 
     config_section: ClassVar[str] = "worker"
@@ -48,7 +49,7 @@ class Settings(config.ServiceSettings):
     )
     vector_addr: str = Field(
         default="",
-        description="host:port of the vector memory service (reserved for agent memory); "
+        description="host:port of the vector memory service (the rag tool and long-term memory); "
         "empty = off",
     )
     http_addr: str = Field(
@@ -134,6 +135,23 @@ class Settings(config.ServiceSettings):
         default="",
         description="Redis that every worker shares the LLM rate limits through; empty = the "
         "limits hold per process",
+    )
+
+    sessions_redis_url: str = Field(
+        default="",
+        description="Redis that keeps session conversations (tasks with session_id), shared "
+        "with the gateway; run it with appendonly yes; empty = sessions off",
+    )
+    session_max_messages: int = Field(
+        default=200, ge=2, le=100_000, description="messages a session keeps (the newest)"
+    )
+    session_ttl_s: float = Field(
+        default=7 * 86400.0,
+        ge=0,
+        description="a session expires this long after its last task; 0 = never",
+    )
+    embed_cache_ttl_s: float = Field(
+        default=0.0, ge=0, description="TTL of cached embeddings; 0 = the namespace's default"
     )
 
     agents_reload: bool = Field(

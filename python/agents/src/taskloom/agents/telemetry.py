@@ -21,6 +21,7 @@ LLM_SAVED_TOKENS = "taskloom_agent_llm_cache_saved_tokens_total"
 LLM_SAVED_COST = "taskloom_agent_llm_cache_saved_cost_usd_total"
 LLM_CALLS = "taskloom_agent_llm_calls_total"
 LLM_BREAKER = "taskloom_agent_llm_breaker_state"
+SEMANTIC_CACHE = "taskloom_agent_semantic_cache_total"
 SESSIONS = "taskloom_agent_sessions_total"
 TOOL_CALLS = "taskloom_agent_tool_calls_total"
 TOOL_DURATION = "taskloom_agent_tool_duration_seconds"
@@ -38,6 +39,8 @@ _HELP = {
     LLM_SAVED_COST: "USD the LLM cache saved, at the configured prices.",
     LLM_CALLS: "LLM calls by endpoint and outcome (ok|error|rate_limited|breaker_open|fallback).",
     LLM_BREAKER: "Circuit breaker state per endpoint: 0 closed, 1 half-open, 2 open.",
+    SEMANTIC_CACHE: "Semantic cache lookups after an exact miss, by result "
+    "(hit|near_miss|miss; near_miss: similar, but under the threshold).",
     SESSIONS: "Sessions opened with the orchestrator, by outcome (registered|failed).",
     TOOL_CALLS: "Tool calls, by tool and outcome (ok|error|cached).",
     TOOL_DURATION: "Wall time of one tool call, by tool.",
@@ -95,6 +98,12 @@ class Telemetry:
         self._breaker = Gauge(LLM_BREAKER, _HELP[LLM_BREAKER], ["endpoint"], registry=registry)
         self._cache = Counter(
             LLM_CACHE.removesuffix("_total"), _HELP[LLM_CACHE], ["result"], registry=registry
+        )
+        self._semantic = Counter(
+            SEMANTIC_CACHE.removesuffix("_total"),
+            _HELP[SEMANTIC_CACHE],
+            ["result"],
+            registry=registry,
         )
         self._sessions = Counter(
             SESSIONS.removesuffix("_total"), _HELP[SESSIONS], ["outcome"], registry=registry
@@ -173,6 +182,10 @@ class Telemetry:
         result = "hit" if hit else "miss"
         self._cache.labels(result).inc()
         self._reporter.counter(LLM_CACHE, 1, {"result": result})
+
+    def semantic_cache(self, result: str) -> None:
+        self._semantic.labels(result).inc()
+        self._reporter.counter(SEMANTIC_CACHE, 1, {"result": result})
 
     def session(self, outcome: str) -> None:
         self._sessions.labels(outcome).inc()

@@ -335,6 +335,7 @@ class Worker:
             tenant=task.tenant or "default",
             labels=dict(task.labels),
             attempt=a.attempt,
+            session_id=task.session_id,
         )
 
         result = worker_hub_pb2.TaskResult(task_id=task.id, lease_id=a.lease_id)

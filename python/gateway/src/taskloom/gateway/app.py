@@ -15,8 +15,18 @@ from taskloom.gateway.errors import install_error_handlers
 from taskloom.gateway.limits import max_request_bytes
 from taskloom.gateway.orchestrator import Orchestrator
 from taskloom.gateway.ratelimit import RateLimits
-from taskloom.gateway.routes import agents, health, tasks, usage, workflows
+from taskloom.gateway.routes import (
+    agents,
+    collections,
+    health,
+    sessions,
+    tasks,
+    usage,
+    workflows,
+)
 from taskloom.gateway.telemetry import TelemetryMiddleware
+from taskloom.sdk.collections import Collections
+from taskloom.sdk.sessions import RedisSessions
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -31,10 +41,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.orchestrator_token.get_secret_value(),
         )
         app.state.rate_limits = RateLimits(settings)
+        app.state.sessions = (
+            RedisSessions(settings.sessions_redis_url) if settings.sessions_redis_url else None
+        )
+        app.state.collections = (
+            Collections(settings.vector_addr, settings.build_embedder())
+            if settings.vector_addr
+            else None
+        )
         try:
             yield
         finally:
             await app.state.orchestrator.close()
+            if app.state.collections is not None:
+                await app.state.collections.aclose()
+                await app.state.collections.embedder.aclose()
+            if app.state.sessions is not None:
+                await app.state.sessions.aclose()
 
     app = FastAPI(
         title="Taskloom",
@@ -48,6 +71,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(TelemetryMiddleware)
     install_error_handlers(app)
     openapi.install(app)
-    for module in (tasks, agents, workflows, usage, health):
+    for module in (tasks, agents, workflows, usage, sessions, collections, health):
         app.include_router(module.router)
     return app

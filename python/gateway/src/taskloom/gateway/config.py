@@ -13,6 +13,7 @@ from pydantic_settings import NoDecode
 
 from taskloom.sdk import config
 from taskloom.sdk.channel import OrchestratorAddresses
+from taskloom.sdk.embeddings.settings import EmbeddingSettings
 
 
 def parse_api_keys(raw: str) -> dict[str, str]:
@@ -29,7 +30,7 @@ def parse_api_keys(raw: str) -> dict[str, str]:
     return keys
 
 
-class Settings(config.ServiceSettings):
+class Settings(config.ServiceSettings, EmbeddingSettings):
     """Taskloom's REST gateway in front of the orchestrator."""
 
     config_section: ClassVar[str] = "gateway"
@@ -74,6 +75,17 @@ class Settings(config.ServiceSettings):
         "empty: each process counts alone",
     )
     default_tenant: str = Field("default", description="tenant of requests when auth is off")
+    sessions_redis_url: str = Field(
+        "",
+        description="the Redis the agent workers keep sessions in (their sessions_redis_url), "
+        "for GET and DELETE /v1/sessions/{id}; empty = sessions off",
+    )
+    vector_addr: str = Field(
+        "",
+        description="host:port of the vector service, for /v1/collections (documents are "
+        "embedded here with the embedder settings, which must match the workers'); "
+        "empty = collections off",
+    )
     grpc_timeout_seconds: float = Field(10.0, gt=0, description="deadline of each unary gRPC call")
     ready_timeout_seconds: float = Field(2.0, gt=0, description="deadline of the /readyz check")
     shutdown_grace_seconds: float = Field(

@@ -113,6 +113,7 @@ def task_spec(
         labels={**body.labels, **labels},
         idempotency_key=idempotency_key,
         timeout=_seconds(body.timeout_seconds),
+        session_id=body.session_id,
     )
     if body.max_attempts is not None:
         spec.retry.max_attempts = body.max_attempts
@@ -170,6 +171,7 @@ def task_out(task: common_pb2.Task) -> models.TaskOut:
         workflow_id=task.workflow_id or None,
         step_id=task.step_id or None,
         stream=stream_out(task.stream) if task.HasField("stream") else None,
+        session_id=task.session_id or None,
     )
 
 

@@ -41,6 +41,14 @@ async def get_caller(conn: HTTPConnection) -> Caller:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+async def get_tenant(caller: CallerDep) -> str:
+    """The caller's own tenant: the scope of its sessions and collections (an admin's too)."""
+    return caller.tenant
+
+
+TenantDep = Annotated[str, Depends(get_tenant)]
 TraceparentDep = Annotated[str, Depends(get_traceparent)]
 OrchestratorDep = Annotated[OrchestratorSession, Depends(get_orchestrator)]
 IdempotencyKeyHeader = Annotated[

@@ -28,6 +28,7 @@ from taskloom.gateway.limits import (
     seconds,
     text,
 )
+from taskloom.sdk import collections
 from taskloom.v1 import orchestrator_pb2
 
 TaskStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
@@ -88,6 +89,12 @@ class TaskCreate(_Strict):
     )
     stream: StreamOptionsIn | None = Field(
         None, description="How the worker streams the task's output; absent: its defaults"
+    )
+    session_id: Text = Field(
+        "",
+        description="Continue this conversation: the agent sees the session's earlier turns "
+        "(GET and DELETE /v1/sessions/{id}); empty: none",
+        **text(TaskSpec, "session_id"),
     )
 
 
@@ -153,6 +160,7 @@ class TaskOut(BaseModel):
     workflow_id: str | None = None
     step_id: str | None = None
     stream: StreamOptionsOut | None = None
+    session_id: str | None = None
 
 
 class TaskList(BaseModel):
@@ -270,3 +278,74 @@ class WorkflowList(BaseModel):
 class Health(BaseModel):
     status: str
     checks: dict[str, str] = Field(default_factory=dict)
+
+
+# Sessions.
+
+
+class SessionMessageOut(BaseModel):
+    role: str
+    content: str
+
+
+class SessionOut(BaseModel):
+    session_id: str
+    messages: list[SessionMessageOut]
+    expires_in_seconds: float | None = Field(
+        None, description="time left before the session expires; absent: never"
+    )
+
+
+# Collections (documents for the `rag` tool).
+
+
+class CollectionCreate(_Strict):
+    name: str = Field(description=f"the collection's name: {collections.NAME_RULE}")
+
+
+class CollectionOut(BaseModel):
+    name: str
+    dimension: int
+    chunks: int
+
+
+class CollectionList(BaseModel):
+    collections: list[CollectionOut]
+
+
+class DocumentCreate(_Strict):
+    text: str = Field(description="the document's text; chunked and embedded by Taskloom")
+    id: str = Field(
+        "",
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_.-]*$",
+        description="the document's id (a new one when absent); the same id replaces its chunks",
+    )
+    metadata: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="kept with each chunk and returned by searches"
+    )
+
+
+class DocumentOut(BaseModel):
+    document_id: str
+    chunks: int
+
+
+class CollectionSearch(_Strict):
+    query: str = Field("", description="text to search for (embedded by Taskloom)")
+    vector: list[float] = Field(
+        default_factory=list, description="or a vector of the collection's dimension"
+    )
+    top_k: int = Field(5, ge=1, le=collections.MAX_TOP_K)
+
+
+class HitOut(BaseModel):
+    text: str
+    score: float
+    document_id: str
+    chunk: int
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class SearchOut(BaseModel):
+    hits: list[HitOut]

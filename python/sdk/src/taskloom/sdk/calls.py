@@ -140,3 +140,12 @@ def cancel_workflow(workflow_id: str, reason: str) -> Call[Workflow]:
     return Call(
         "POST", f"/v1/workflows/{workflow_id}/cancel", _model(Workflow), json={"reason": reason}
     )
+
+
+def get_session(session_id: str) -> Call[dict[str, Any]]:
+    return Call("GET", f"/v1/sessions/{session_id}", _model(dict[str, Any]))
+
+
+def delete_session(session_id: str) -> Call[None]:
+    # Forgetting a session twice forgets it once.
+    return Call("DELETE", f"/v1/sessions/{session_id}", lambda resp: None, idempotent=True)

@@ -88,6 +88,14 @@ class TaskloomClient:
     def get_task(self, task_id: str) -> Task:
         return self._call(calls.get_task(task_id))
 
+    def get_session(self, session_id: str) -> dict[str, Any]:
+        """A session's messages, oldest first."""
+        return self._call(calls.get_session(session_id))
+
+    def delete_session(self, session_id: str) -> None:
+        """Forget a session: its next task starts a new conversation."""
+        self._call(calls.delete_session(session_id))
+
     def list_tasks(
         self,
         *,

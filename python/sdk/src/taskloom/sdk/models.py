@@ -62,6 +62,7 @@ class Task(_Model):
     workflow_id: str | None = None
     step_id: str | None = None
     stream: StreamOptions | None = None
+    session_id: str | None = None
 
     @property
     def done(self) -> bool:
@@ -140,3 +141,4 @@ class TaskRequest(_Model):
     max_attempts: int | None = None
     idempotency_key: str | None = None
     stream: StreamOptions | None = None
+    session_id: str | None = None

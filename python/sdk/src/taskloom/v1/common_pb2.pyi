@@ -84,6 +84,8 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """This orchestrator is a standby: another one holds the leader lease. Retry on the
     leader, whose gRPC address ErrorInfo.metadata["leader"] gives when it is known.
     """
+    ERROR_REASON_SESSION_NOT_FOUND: _ErrorReason.ValueType  # 28
+    """No session of that id in the caller's tenant (never started, expired or deleted)."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason is the machine-readable cause carried in google.rpc.ErrorInfo.reason
@@ -147,6 +149,8 @@ ERROR_REASON_NOT_LEADER: ErrorReason.ValueType  # 23
 """This orchestrator is a standby: another one holds the leader lease. Retry on the
 leader, whose gRPC address ErrorInfo.metadata["leader"] gives when it is known.
 """
+ERROR_REASON_SESSION_NOT_FOUND: ErrorReason.ValueType  # 28
+"""No session of that id in the caller's tenant (never started, expired or deleted)."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 class _ChunkKind:
@@ -449,6 +453,7 @@ class TaskSpec(_message.Message):
     TIMEOUT_FIELD_NUMBER: _builtins.int
     RETRY_FIELD_NUMBER: _builtins.int
     STREAM_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
     agent: _builtins.str
     tenant: _builtins.str
     """Tenant for fair share and quotas; the gateway sets it from the API key."""
@@ -457,6 +462,10 @@ class TaskSpec(_message.Message):
     idempotency_key: _builtins.str
     """The same key within a tenant returns the same task, never a duplicate; the
     same key with a different request is refused (IDEMPOTENCY_CONFLICT).
+    """
+    session_id: _builtins.str
+    """Tasks with the same session (within a tenant) share a conversation: the
+    worker prepends the session's history and appends the new turn. Empty: none.
     """
     @_builtins.property
     def input(self) -> _struct_pb2.Value: ...
@@ -488,10 +497,11 @@ class TaskSpec(_message.Message):
         timeout: _duration_pb2.Duration | None = ...,
         retry: Global___RetryPolicy | None = ...,
         stream: Global___StreamOptions | None = ...,
+        session_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "input", b"input", "priority", b"priority", "retry", b"retry", "stream", b"stream", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "agent", b"agent", "idempotency_key", b"idempotency_key", "input", b"input", "labels", b"labels", "priority", b"priority", "retry", b"retry", "stream", b"stream", "tenant", b"tenant", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "agent", b"agent", "idempotency_key", b"idempotency_key", "input", b"input", "labels", b"labels", "priority", b"priority", "retry", b"retry", "session_id", b"session_id", "stream", b"stream", "tenant", b"tenant", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__priority: _TypeAlias = _typing.Literal["priority"]  # noqa: Y015
     _WhichOneofArgType__priority: _TypeAlias = _typing.Literal["_priority", b"_priority"]  # noqa: Y015
@@ -544,6 +554,7 @@ class Task(_message.Message):
     USAGE_FIELD_NUMBER: _builtins.int
     WORKER_ID_FIELD_NUMBER: _builtins.int
     STREAM_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     agent: _builtins.str
     status: Global___TaskStatus.ValueType
@@ -557,6 +568,8 @@ class Task(_message.Message):
     step_id: _builtins.str
     worker_id: _builtins.str
     """The worker that ran (or runs) the latest attempt."""
+    session_id: _builtins.str
+    """The session the task belongs to (TaskSpec.session_id)."""
     @_builtins.property
     def input(self) -> _struct_pb2.Value: ...
     @_builtins.property
@@ -603,10 +616,11 @@ class Task(_message.Message):
         usage: Global___TokenUsage | None = ...,
         worker_id: _builtins.str = ...,
         stream: Global___StreamOptions | None = ...,
+        session_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "error", b"error", "finished_at", b"finished_at", "input", b"input", "result", b"result", "started_at", b"started_at", "stream", b"stream", "timeout", b"timeout", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "attempts", b"attempts", "created_at", b"created_at", "error", b"error", "finished_at", b"finished_at", "id", b"id", "idempotency_key", b"idempotency_key", "input", b"input", "labels", b"labels", "max_attempts", b"max_attempts", "priority", b"priority", "result", b"result", "started_at", b"started_at", "status", b"status", "step_id", b"step_id", "stream", b"stream", "tenant", b"tenant", "timeout", b"timeout", "usage", b"usage", "worker_id", b"worker_id", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "attempts", b"attempts", "created_at", b"created_at", "error", b"error", "finished_at", b"finished_at", "id", b"id", "idempotency_key", b"idempotency_key", "input", b"input", "labels", b"labels", "max_attempts", b"max_attempts", "priority", b"priority", "result", b"result", "session_id", b"session_id", "started_at", b"started_at", "status", b"status", "step_id", b"step_id", "stream", b"stream", "tenant", b"tenant", "timeout", b"timeout", "usage", b"usage", "worker_id", b"worker_id", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -81,6 +81,8 @@ const (
 	// This orchestrator is a standby: another one holds the leader lease. Retry on the
 	// leader, whose gRPC address ErrorInfo.metadata["leader"] gives when it is known.
 	ErrorReason_ERROR_REASON_NOT_LEADER ErrorReason = 23
+	// No session of that id in the caller's tenant (never started, expired or deleted).
+	ErrorReason_ERROR_REASON_SESSION_NOT_FOUND ErrorReason = 28
 )
 
 // Enum value maps for ErrorReason.
@@ -114,6 +116,7 @@ var (
 		27: "ERROR_REASON_API_KEY_NOT_FOUND",
 		22: "ERROR_REASON_CAPACITY_EXCEEDED",
 		23: "ERROR_REASON_NOT_LEADER",
+		28: "ERROR_REASON_SESSION_NOT_FOUND",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":          0,
@@ -144,6 +147,7 @@ var (
 		"ERROR_REASON_API_KEY_NOT_FOUND":    27,
 		"ERROR_REASON_CAPACITY_EXCEEDED":    22,
 		"ERROR_REASON_NOT_LEADER":           23,
+		"ERROR_REASON_SESSION_NOT_FOUND":    28,
 	}
 )
 
@@ -738,7 +742,10 @@ type TaskSpec struct {
 	Timeout *durationpb.Duration `protobuf:"bytes,7,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	Retry   *RetryPolicy         `protobuf:"bytes,8,opt,name=retry,proto3" json:"retry,omitempty"`
 	// How the worker streams the task's output; absent: the worker's defaults.
-	Stream        *StreamOptions `protobuf:"bytes,9,opt,name=stream,proto3" json:"stream,omitempty"`
+	Stream *StreamOptions `protobuf:"bytes,9,opt,name=stream,proto3" json:"stream,omitempty"`
+	// Tasks with the same session (within a tenant) share a conversation: the
+	// worker prepends the session's history and appends the new turn. Empty: none.
+	SessionId     string `protobuf:"bytes,13,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -836,6 +843,13 @@ func (x *TaskSpec) GetStream() *StreamOptions {
 	return nil
 }
 
+func (x *TaskSpec) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
 type Task struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Id             string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -861,7 +875,9 @@ type Task struct {
 	// The worker that ran (or runs) the latest attempt.
 	WorkerId string `protobuf:"bytes,20,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	// The stream options the task was submitted with.
-	Stream        *StreamOptions `protobuf:"bytes,21,opt,name=stream,proto3" json:"stream,omitempty"`
+	Stream *StreamOptions `protobuf:"bytes,21,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The session the task belongs to (TaskSpec.session_id).
+	SessionId     string `protobuf:"bytes,26,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1043,6 +1059,13 @@ func (x *Task) GetStream() *StreamOptions {
 	return nil
 }
 
+func (x *Task) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
 // AgentInfo describes an agent that workers can run.
 type AgentInfo struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -1192,7 +1215,7 @@ const file_taskloom_v1_common_proto_rawDesc = "" +
 	"bufferSize\x88\x01\x01\x12:\n" +
 	"\x11flush_interval_ms\x18\x03 \x01(\x05B\t\xca\xf3\x18\x05@\x00H\x90NH\x01R\x0fflushIntervalMs\x88\x01\x01B\x0e\n" +
 	"\f_buffer_sizeB\x14\n" +
-	"\x12_flush_interval_ms\"\x9a\x04\n" +
+	"\x12_flush_interval_ms\"\xc2\x04\n" +
 	"\bTaskSpec\x12\x1f\n" +
 	"\x05agent\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x05agent\x127\n" +
 	"\x05input\x18\x02 \x01(\v2\x16.google.protobuf.ValueB\t\xca\xf3\x18\x05`\x80\x80\xc0\x01R\x05input\x12\x1f\n" +
@@ -1204,11 +1227,13 @@ const file_taskloom_v1_common_proto_rawDesc = "" +
 	"\x0fidempotency_key\x18\x06 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x02R\x0eidempotencyKey\x12=\n" +
 	"\atimeout\x18\a \x01(\v2\x19.google.protobuf.DurationB\b\xca\xf3\x18\x04X\x80\xa3\x05R\atimeout\x12.\n" +
 	"\x05retry\x18\b \x01(\v2\x18.taskloom.v1.RetryPolicyR\x05retry\x122\n" +
-	"\x06stream\x18\t \x01(\v2\x1a.taskloom.v1.StreamOptionsR\x06stream\x1a9\n" +
+	"\x06stream\x18\t \x01(\v2\x1a.taskloom.v1.StreamOptionsR\x06stream\x12&\n" +
+	"\n" +
+	"session_id\x18\r \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x01R\tsessionId\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\v\n" +
-	"\t_priority\"\x99\a\n" +
+	"\t_priority\"\xb8\a\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05agent\x18\x02 \x01(\tR\x05agent\x12,\n" +
@@ -1235,7 +1260,9 @@ const file_taskloom_v1_common_proto_rawDesc = "" +
 	"\astep_id\x18\x12 \x01(\tR\x06stepId\x12-\n" +
 	"\x05usage\x18\x13 \x01(\v2\x17.taskloom.v1.TokenUsageR\x05usage\x12\x1b\n" +
 	"\tworker_id\x18\x14 \x01(\tR\bworkerId\x122\n" +
-	"\x06stream\x18\x15 \x01(\v2\x1a.taskloom.v1.StreamOptionsR\x06stream\x1a9\n" +
+	"\x06stream\x18\x15 \x01(\v2\x1a.taskloom.v1.StreamOptionsR\x06stream\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x1a \x01(\tR\tsessionId\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x86\x02\n" +
@@ -1249,7 +1276,7 @@ const file_taskloom_v1_common_proto_rawDesc = "" +
 	"max_tokens\x18\x06 \x01(\x05R\tmaxTokens\x12\x1f\n" +
 	"\vmax_running\x18\a \x01(\x05R\n" +
 	"maxRunning\x120\n" +
-	"\x14provider_max_running\x18\b \x01(\x05R\x12providerMaxRunning*\xa6\a\n" +
+	"\x14provider_max_running\x18\b \x01(\x05R\x12providerMaxRunning*\xca\a\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dERROR_REASON_INVALID_ARGUMENT\x10\x01\x12 \n" +
@@ -1279,7 +1306,8 @@ const file_taskloom_v1_common_proto_rawDesc = "" +
 	"\x19ERROR_REASON_RATE_LIMITED\x10\x1a\x12\"\n" +
 	"\x1eERROR_REASON_API_KEY_NOT_FOUND\x10\x1b\x12\"\n" +
 	"\x1eERROR_REASON_CAPACITY_EXCEEDED\x10\x16\x12\x1b\n" +
-	"\x17ERROR_REASON_NOT_LEADER\x10\x17*\xb6\x01\n" +
+	"\x17ERROR_REASON_NOT_LEADER\x10\x17\x12\"\n" +
+	"\x1eERROR_REASON_SESSION_NOT_FOUND\x10\x1c*\xb6\x01\n" +
 	"\tChunkKind\x12\x1a\n" +
 	"\x16CHUNK_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fCHUNK_KIND_TEXT\x10\x01\x12\x16\n" +

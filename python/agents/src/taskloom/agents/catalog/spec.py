@@ -19,7 +19,9 @@ from pydantic import (
 
 # The API's rule for function names (OpenAI and Anthropic agree on it).
 TOOL_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
-BUILTIN_TOOLS = frozenset({"python", "http_fetch", "calculator", "agent", "handoff"})
+BUILTIN_TOOLS = frozenset(
+    {"python", "http_fetch", "calculator", "agent", "handoff", "rag", "remember", "memory_search"}
+)
 MCP_SEPARATOR = "__"  # an MCP tool joins the registry as <server>__<tool>
 
 
@@ -60,7 +62,23 @@ class AgentToolOptions(_Strict):
     wait_timeout_s: float = Field(default=600.0, gt=0, le=86_400)
 
 
+class RagOptions(_Strict):
+    # The collection searched; empty: the model names one of the tenant's collections.
+    collection: str = Field(default="", pattern=r"^([a-z0-9][a-z0-9_-]{0,39})?$")
+    top_k: int = Field(default=3, ge=1, le=100)
+    # How long a search's result is reused (cache namespace `rag`); 0 = not cached.
+    cache_ttl_s: float = Field(default=60.0, ge=0)
+
+
+class MemorySearchOptions(_Strict):
+    top_k: int = Field(default=5, ge=1, le=100)
+    # Facts returned at most, counted in tokens (the most similar first).
+    token_budget: int = Field(default=500, ge=1, le=100_000)
+
+
 _BUILTIN_OPTIONS: dict[str, type[_Strict]] = {
+    "rag": RagOptions,
+    "memory_search": MemorySearchOptions,
     "http_fetch": HttpFetchOptions,
     "agent": AgentToolOptions,
     "handoff": AgentToolOptions,
@@ -155,6 +173,14 @@ class SandboxLimits(_Strict):
     output_bytes: int = Field(default=65_536, ge=1024, le=16_000_000)
 
 
+class SemanticCacheOptions(_Strict):
+    """Answer a first turn from the cache when an earlier question of the same agent,
+    model, parameters, tools, system prompt and tenant is this similar (cosine)."""
+
+    enabled: bool = False
+    threshold: float = Field(default=0.95, gt=0, le=1)
+
+
 class AgentSpec(_Strict):
     """One agent as written in YAML."""
 
@@ -169,6 +195,9 @@ class AgentSpec(_Strict):
     system: str = ""
     temperature: float = Field(default=0.2, ge=0.0, le=2.0)
     max_tokens: int = Field(default=512, ge=1, le=1_000_000)
+    # Tokens the model reads at most: a session's history is trimmed to fit it.
+    context_window: int = Field(default=8192, ge=1, le=10_000_000)
+    semantic_cache: SemanticCacheOptions = Field(default_factory=SemanticCacheOptions)
     cache: bool = True
     tools: tuple[ToolDecl, ...] = ()
     mcp_servers: tuple[McpServerDecl, ...] = ()

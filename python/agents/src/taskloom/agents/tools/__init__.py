@@ -46,6 +46,7 @@ def builtin_factories(
     sandbox: SandboxPool | None = None,
     http: httpx.AsyncClient | None = None,
     children: ChildTasks | None = None,
+    memory: dict[str, BuiltinFactory] | None = None,
 ) -> dict[str, BuiltinFactory]:
     """The built-in tools this worker can offer, given the resources it has."""
     factories: dict[str, BuiltinFactory] = {"calculator": calculator_tool}
@@ -56,4 +57,5 @@ def builtin_factories(
     if children is not None:
         factories["agent"] = agent_tool(children)
         factories["handoff"] = handoff_tool(children)
+    factories.update(memory or {})  # rag, remember, memory_search: with a vector service
     return factories

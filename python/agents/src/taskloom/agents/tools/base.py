@@ -49,6 +49,7 @@ class TaskInfo:
     tenant: str = "default"
     labels: Mapping[str, str] = field(default_factory=dict)
     attempt: int = 1
+    session_id: str = ""  # the conversation the task continues (empty: none)
 
 
 SuspendCredit = Callable[[], AbstractAsyncContextManager[None]]

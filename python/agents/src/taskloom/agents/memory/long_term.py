@@ -1,0 +1,145 @@
+"""Long-term memory of an agent in a tenant: facts the agent chose to keep (`remember`
+tool, with an importance from 0 to 1) in the vector service, recalled by similarity
+(`memory_search` tool) within a token budget. Each (tenant, agent) has its own memory
+collection, in the `m` family of the tenant's namespace: no tenant or agent reads
+another's, and users' document collections never list them."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from taskloom.agents.catalog.spec import AgentSpec, MemorySearchOptions, ToolDecl
+from taskloom.agents.tools.base import FunctionTool, ToolContext, ToolError, declared_policy
+from taskloom.sdk.collections import CollectionError, Collections
+from taskloom.sdk.embeddings import EmbeddingError
+
+MAX_FACT = 2000
+
+REMEMBER = {
+    "type": "object",
+    "properties": {
+        "fact": {"type": "string", "minLength": 1, "maxLength": MAX_FACT},
+        "importance": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5},
+    },
+    "required": ["fact"],
+    "additionalProperties": False,
+}
+
+
+def memory_name(agent: str) -> str:
+    """The agent's memory collection within its tenant (agent names may hold dots)."""
+    return hashlib.sha256(agent.encode()).hexdigest()[:24]
+
+
+def within_budget(facts: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
+    """The leading facts whose texts together take at most `budget` tokens."""
+    from taskloom.agents.tokenizer import count_text  # tiktoken: imported when first used
+
+    kept, used = [], 0
+    for fact in facts:
+        used += count_text(fact["fact"])
+        if used > budget:
+            break
+        kept.append(fact)
+    return kept
+
+
+class LongTermMemory:
+    def __init__(self, memories: Collections) -> None:
+        self.memories = memories
+
+    async def remember(self, tenant: str, agent: str, fact: str, importance: float) -> str:
+        name = memory_name(agent)
+        try:
+            await self.memories.create(tenant, name)
+        except CollectionError as err:
+            if err.reason != "COLLECTION_EXISTS":
+                raise
+        document_id, _ = await self.memories.add_document(
+            tenant, name, fact, metadata={"importance": importance}
+        )
+        return document_id
+
+    async def recall(
+        self, tenant: str, agent: str, query: str, top_k: int, token_budget: int
+    ) -> list[dict[str, Any]]:
+        try:
+            hits = await self.memories.search(tenant, memory_name(agent), query=query, top_k=top_k)
+        except CollectionError as err:
+            if err.reason == "COLLECTION_NOT_FOUND":
+                return []  # nothing remembered yet
+            raise
+        facts = [
+            {
+                "fact": h.text,
+                "importance": float(h.metadata.get("importance", 0.5)),
+                "similarity": round(h.score, 4),
+            }
+            for h in hits
+        ]
+        return within_budget(facts, token_budget)
+
+
+def remember_tool(memory: LongTermMemory) -> Any:
+    async def run(arguments: dict[str, Any], context: ToolContext) -> dict[str, Any]:
+        task = context.task
+        try:
+            fact_id = await memory.remember(
+                task.tenant, task.agent, arguments["fact"], float(arguments.get("importance", 0.5))
+            )
+        except (CollectionError, EmbeddingError) as err:
+            raise ToolError(f"could not remember: {err}") from None
+        return {"remembered": fact_id}
+
+    def factory(decl: ToolDecl, spec: AgentSpec) -> FunctionTool:
+        return FunctionTool(
+            name=decl.name,
+            description=decl.description
+            or "Keep a fact for later tasks (about the user, a decision, a result), with its "
+            "importance from 0 to 1.",
+            parameters=REMEMBER,
+            run=run,
+            # Storing twice would keep the fact twice: a recorded result stands in.
+            policy=declared_policy(decl),
+        )
+
+    return factory
+
+
+def memory_search_tool(memory: LongTermMemory) -> Any:
+    def factory(decl: ToolDecl, spec: AgentSpec) -> FunctionTool:
+        options: MemorySearchOptions = decl.builtin_options()
+
+        async def run(arguments: dict[str, Any], context: ToolContext) -> dict[str, Any]:
+            task = context.task
+            try:
+                facts = await memory.recall(
+                    task.tenant,
+                    task.agent,
+                    arguments["query"],
+                    int(arguments.get("top_k", options.top_k)),
+                    options.token_budget,
+                )
+            except (CollectionError, EmbeddingError) as err:
+                raise ToolError(f"could not search memory: {err}") from None
+            return {"facts": facts}
+
+        return FunctionTool(
+            name=decl.name,
+            description=decl.description
+            or "Recall facts kept in earlier tasks, the most similar to the query first.",
+            parameters={
+                "type": "object",
+                "properties": {
+                    "query": {"type": "string", "minLength": 1, "maxLength": 4000},
+                    "top_k": {"type": "integer", "minimum": 1, "maximum": 100},
+                },
+                "required": ["query"],
+                "additionalProperties": False,
+            },
+            run=run,
+            policy=declared_policy(decl),
+        )
+
+    return factory
