@@ -4,22 +4,36 @@ model. A caller sees its own tenant's usage; an admin key any tenant's, or every
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from google.protobuf import timestamp_pb2
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from taskloom.gateway.deps import CallerDep, OrchestratorDep
 from taskloom.gateway.errors import ProblemError
+from taskloom.gateway.openapi import problems
 from taskloom.gateway.routes.tasks import TenantFilter, listed_tenant
 from taskloom.v1 import orchestrator_pb2
 
 router = APIRouter(prefix="/v1/usage", tags=["usage"])
 
 NANO_USD = 1e-9
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})?")
+
+
+def _rfc3339(value: object) -> object:
+    """Only RFC 3339 text, as the document says (pydantic would take "0.5" as seconds)."""
+    if isinstance(value, str) and not _RFC3339.fullmatch(value):
+        raise ValueError("must be an RFC 3339 date-time, e.g. 2026-12-01T00:00:00Z")
+    return value
+
+
+DateTime = Annotated[datetime | None, BeforeValidator(_rfc3339)]
 
 
 class GroupBy(StrEnum):
@@ -84,16 +98,14 @@ def _row(group_by: GroupBy, row: orchestrator_pb2.UsageRow) -> UsageRow:
     )
 
 
-@router.get("")
+@router.get("", responses=problems(403))
 async def get_usage(
     caller: CallerDep,
     orchestrator: OrchestratorDep,
     tenant: TenantFilter = "",
     group_by: Annotated[GroupBy, Query(description="what to sum by")] = GroupBy.TENANT,
-    since: Annotated[
-        datetime | None, Query(description="from this hour (RFC 3339; rounded down)")
-    ] = None,
-    until: Annotated[datetime | None, Query(description="up to this time (RFC 3339)")] = None,
+    since: Annotated[DateTime, Query(description="from this hour (RFC 3339; rounded down)")] = None,
+    until: Annotated[DateTime, Query(description="up to this time (RFC 3339)")] = None,
 ) -> UsageReport:
     """Tokens, cost and cache savings of the caller's tenant (an admin's: any), grouped."""
     since_ts, until_ts = _timestamp(since), _timestamp(until)
