@@ -57,7 +57,9 @@ def _show_chunk(chunk: dict[str, object], console: Console) -> None:
 
 
 def show_workflow_stream(events: Iterable[Event], console: Console) -> Workflow | None:
-    """Print each step's events as the workflow moves; the final workflow at its end."""
+    """Print each step's events as the workflow moves; the final workflow at its end (with
+    the steps whose status was not streamed, as when the watch began after they ended)."""
+    shown_status: set[str] = set()
     for event in events:
         if event.event == "status":
             console.print(Text.assemble("● workflow ", status_text(event.data.get("status"))))
@@ -69,9 +71,21 @@ def show_workflow_stream(events: Iterable[Event], console: Console) -> Workflow 
                 if what == "status"
                 else Text(f"{what} {data.get('text', '')}".rstrip(), style="dim")
             )
+            if what == "status":
+                shown_status.add(str(step))
             console.print(Text.assemble("  step ", Text(str(step), style="bold"), " ", shown))
         elif event.event == "done":
             workflow = event.workflow()
+            for state in workflow.steps:
+                if state.step_id not in shown_status:
+                    console.print(
+                        Text.assemble(
+                            "  step ",
+                            Text(state.step_id, style="bold"),
+                            " ",
+                            status_text(state.status),
+                        )
+                    )
             console.print(Text.assemble("✔ ", workflow.id, " ", status_text(workflow.status)))
             return workflow
     return None
