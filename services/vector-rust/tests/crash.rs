@@ -78,6 +78,8 @@ struct Acked {
     /// id -> vector of every acknowledged upsert.
     upserts: HashMap<String, Vec<f32>>,
     deletes: Vec<String>,
+    /// Deletes sent, acknowledged or not: one in flight at the kill may have landed.
+    sent_deletes: Vec<String>,
 }
 
 /// Writes until `stop`: an upsert of two new points per call, and every third call a
@@ -108,6 +110,11 @@ async fn writer(
         count.fetch_add(1, Ordering::Relaxed);
         if i % 6 == 4 {
             let victim = format!("w{w}-{}", i / 2);
+            acked
+                .lock()
+                .expect("lock")
+                .sent_deletes
+                .push(victim.clone());
             let request = DeletePointsRequest {
                 collection: "mem".into(),
                 ids: vec![victim.clone()],
@@ -166,7 +173,7 @@ async fn every_acknowledged_write_survives_kill_9() -> anyhow::Result<()> {
     let live: Vec<(&String, &Vec<f32>)> = acked
         .upserts
         .iter()
-        .filter(|(id, _)| !acked.deletes.contains(id))
+        .filter(|(id, _)| !acked.sent_deletes.contains(id))
         .collect();
     assert!(
         live.len() >= ACKS_BEFORE_KILL,
