@@ -83,7 +83,7 @@ test-go:
 test-rust:
 	TASKLOOM_REQUIRE_REDIS=1 cargo test --release --workspace
 
-test-py: venv build-go # the gateway's contract tests run the real orchestrator too
+test-py: venv build-go build-rust # contract tests run the real orchestrator, the semantic cache's the vector service
 	.venv/bin/pytest -q python
 
 test-integration: ## Kill -9 crash tests of the orchestrator on bolt and Redis
