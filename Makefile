@@ -92,10 +92,14 @@ test-integration: ## Kill -9 crash tests of the orchestrator on bolt and Redis
 test-e2e: build ## The real binaries of the stack, driven through their public interfaces
 	.venv/bin/pytest -q tests
 
+# The images' Python is Debian's (3.11.2), older than this venv's: redis needs async-timeout
+# below 3.11.3, which pip here would not fetch for itself.
+IMAGE_ONLY_WHEELS := async-timeout
+
 wheels: venv ## Wheels of the Python services and their pinned dependencies, into bin/wheels
 	rm -rf bin/wheels
 	.venv/bin/pip wheel --quiet --disable-pip-version-check --wheel-dir bin/wheels \
-	  -c python/constraints.txt ./python/sdk ./python/agents ./python/gateway
+	  -c python/constraints.txt ./python/sdk ./python/agents ./python/gateway $(IMAGE_ONLY_WHEELS)
 
 images: build wheels ## Docker images (tag latest) from bin/ on Debian base images made here
 	@scripts/compose-test.sh images
