@@ -123,12 +123,8 @@ func run(cfg config.Config, log *slog.Logger) error {
 	}
 	metrics.Leader.Set(1)
 
-	rollups, ok := st.(store.UsageRollups)
-	if !ok {
-		return fmt.Errorf("store %q keeps no usage rollups", cfg.Store)
-	}
 	// Usage rollups are written once a second, off the scheduler's path.
-	recorder := usage.NewRecorder(rollups, time.Second, log)
+	recorder := usage.NewRecorder(st, time.Second, log)
 	usageCtx, stopUsage := context.WithCancel(context.Background())
 	usageDone := make(chan struct{})
 	go func() { recorder.Run(usageCtx); close(usageDone) }()
