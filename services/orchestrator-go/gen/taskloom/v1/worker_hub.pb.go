@@ -37,6 +37,7 @@ type SessionRequest struct {
 	//	*SessionRequest_Chunk
 	//	*SessionRequest_Result
 	//	*SessionRequest_Drain
+	//	*SessionRequest_Results
 	Msg           isSessionRequest_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -133,6 +134,15 @@ func (x *SessionRequest) GetDrain() *Drain {
 	return nil
 }
 
+func (x *SessionRequest) GetResults() *ResultBatch {
+	if x != nil {
+		if x, ok := x.Msg.(*SessionRequest_Results); ok {
+			return x.Results
+		}
+	}
+	return nil
+}
+
 type isSessionRequest_Msg interface {
 	isSessionRequest_Msg()
 }
@@ -161,6 +171,12 @@ type SessionRequest_Drain struct {
 	Drain *Drain `protobuf:"bytes,6,opt,name=drain,proto3,oneof"`
 }
 
+type SessionRequest_Results struct {
+	// Several chunks, results and credits in one message (sent by workers that
+	// registered with batches set).
+	Results *ResultBatch `protobuf:"bytes,7,opt,name=results,proto3,oneof"`
+}
+
 func (*SessionRequest_Register) isSessionRequest_Msg() {}
 
 func (*SessionRequest_Credit) isSessionRequest_Msg() {}
@@ -173,6 +189,8 @@ func (*SessionRequest_Result) isSessionRequest_Msg() {}
 
 func (*SessionRequest_Drain) isSessionRequest_Msg() {}
 
+func (*SessionRequest_Results) isSessionRequest_Msg() {}
+
 type SessionResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Msg:
@@ -180,6 +198,7 @@ type SessionResponse struct {
 	//	*SessionResponse_Registered
 	//	*SessionResponse_Assignment
 	//	*SessionResponse_Cancel
+	//	*SessionResponse_Assignments
 	Msg           isSessionResponse_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -249,6 +268,15 @@ func (x *SessionResponse) GetCancel() *CancelAssignment {
 	return nil
 }
 
+func (x *SessionResponse) GetAssignments() *AssignmentBatch {
+	if x != nil {
+		if x, ok := x.Msg.(*SessionResponse_Assignments); ok {
+			return x.Assignments
+		}
+	}
+	return nil
+}
+
 type isSessionResponse_Msg interface {
 	isSessionResponse_Msg()
 }
@@ -265,11 +293,18 @@ type SessionResponse_Cancel struct {
 	Cancel *CancelAssignment `protobuf:"bytes,3,opt,name=cancel,proto3,oneof"`
 }
 
+type SessionResponse_Assignments struct {
+	// Several assignments in one message, to workers that registered with batches set.
+	Assignments *AssignmentBatch `protobuf:"bytes,4,opt,name=assignments,proto3,oneof"`
+}
+
 func (*SessionResponse_Registered) isSessionResponse_Msg() {}
 
 func (*SessionResponse_Assignment) isSessionResponse_Msg() {}
 
 func (*SessionResponse_Cancel) isSessionResponse_Msg() {}
+
+func (*SessionResponse_Assignments) isSessionResponse_Msg() {}
 
 type Register struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -277,9 +312,12 @@ type Register struct {
 	WorkerId string       `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	Agents   []*AgentInfo `protobuf:"bytes,2,rep,name=agents,proto3" json:"agents,omitempty"`
 	// The most tasks the worker runs at once.
-	Concurrency   int32  `protobuf:"varint,3,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
-	Hostname      string `protobuf:"bytes,4,opt,name=hostname,proto3" json:"hostname,omitempty"`
-	Version       string `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
+	Concurrency int32  `protobuf:"varint,3,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
+	Hostname    string `protobuf:"bytes,4,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	Version     string `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
+	// The worker reads AssignmentBatch; the hub then sends assignments made
+	// together in one message.
+	Batches       bool `protobuf:"varint,6,opt,name=batches,proto3" json:"batches,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -347,6 +385,13 @@ func (x *Register) GetVersion() string {
 		return x.Version
 	}
 	return ""
+}
+
+func (x *Register) GetBatches() bool {
+	if x != nil {
+		return x.Batches
+	}
+	return false
 }
 
 type Registered struct {
@@ -831,19 +876,129 @@ func (x *CancelAssignment) GetReason() string {
 	return ""
 }
 
+// ResultBatch is what a worker reports at once: the hub applies the chunks in
+// order, then the results in order, then grants the credits. A worker puts a
+// task's chunks in the same or an earlier message than its result, so each
+// task's order is kept.
+type ResultBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Chunks        []*TaskChunk           `protobuf:"bytes,1,rep,name=chunks,proto3" json:"chunks,omitempty"`
+	Results       []*TaskResult          `protobuf:"bytes,2,rep,name=results,proto3" json:"results,omitempty"`
+	Credits       int32                  `protobuf:"varint,3,opt,name=credits,proto3" json:"credits,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResultBatch) Reset() {
+	*x = ResultBatch{}
+	mi := &file_taskloom_v1_worker_hub_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResultBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResultBatch) ProtoMessage() {}
+
+func (x *ResultBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_taskloom_v1_worker_hub_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResultBatch.ProtoReflect.Descriptor instead.
+func (*ResultBatch) Descriptor() ([]byte, []int) {
+	return file_taskloom_v1_worker_hub_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ResultBatch) GetChunks() []*TaskChunk {
+	if x != nil {
+		return x.Chunks
+	}
+	return nil
+}
+
+func (x *ResultBatch) GetResults() []*TaskResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *ResultBatch) GetCredits() int32 {
+	if x != nil {
+		return x.Credits
+	}
+	return 0
+}
+
+// AssignmentBatch is assignments the hub made together, in the order made.
+type AssignmentBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Assignments   []*Assignment          `protobuf:"bytes,1,rep,name=assignments,proto3" json:"assignments,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AssignmentBatch) Reset() {
+	*x = AssignmentBatch{}
+	mi := &file_taskloom_v1_worker_hub_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AssignmentBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AssignmentBatch) ProtoMessage() {}
+
+func (x *AssignmentBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_taskloom_v1_worker_hub_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AssignmentBatch.ProtoReflect.Descriptor instead.
+func (*AssignmentBatch) Descriptor() ([]byte, []int) {
+	return file_taskloom_v1_worker_hub_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *AssignmentBatch) GetAssignments() []*Assignment {
+	if x != nil {
+		return x.Assignments
+	}
+	return nil
+}
+
 var File_taskloom_v1_worker_hub_proto protoreflect.FileDescriptor
 
 const file_taskloom_v1_worker_hub_proto_rawDesc = "" +
 	"\n" +
-	"\x1ctaskloom/v1/worker_hub.proto\x12\vtaskloom.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18taskloom/v1/common.proto\x1a\x18taskloom/v1/limits.proto\"\xc7\x02\n" +
+	"\x1ctaskloom/v1/worker_hub.proto\x12\vtaskloom.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18taskloom/v1/common.proto\x1a\x18taskloom/v1/limits.proto\"\xfd\x02\n" +
 	"\x0eSessionRequest\x123\n" +
 	"\bregister\x18\x01 \x01(\v2\x15.taskloom.v1.RegisterH\x00R\bregister\x122\n" +
 	"\x06credit\x18\x02 \x01(\v2\x18.taskloom.v1.CreditGrantH\x00R\x06credit\x126\n" +
 	"\theartbeat\x18\x03 \x01(\v2\x16.taskloom.v1.HeartbeatH\x00R\theartbeat\x12.\n" +
 	"\x05chunk\x18\x04 \x01(\v2\x16.taskloom.v1.TaskChunkH\x00R\x05chunk\x121\n" +
 	"\x06result\x18\x05 \x01(\v2\x17.taskloom.v1.TaskResultH\x00R\x06result\x12*\n" +
-	"\x05drain\x18\x06 \x01(\v2\x12.taskloom.v1.DrainH\x00R\x05drainB\x05\n" +
-	"\x03msg\"\xc7\x01\n" +
+	"\x05drain\x18\x06 \x01(\v2\x12.taskloom.v1.DrainH\x00R\x05drain\x124\n" +
+	"\aresults\x18\a \x01(\v2\x18.taskloom.v1.ResultBatchH\x00R\aresultsB\x05\n" +
+	"\x03msg\"\x89\x02\n" +
 	"\x0fSessionResponse\x129\n" +
 	"\n" +
 	"registered\x18\x01 \x01(\v2\x17.taskloom.v1.RegisteredH\x00R\n" +
@@ -851,14 +1006,16 @@ const file_taskloom_v1_worker_hub_proto_rawDesc = "" +
 	"\n" +
 	"assignment\x18\x02 \x01(\v2\x17.taskloom.v1.AssignmentH\x00R\n" +
 	"assignment\x127\n" +
-	"\x06cancel\x18\x03 \x01(\v2\x1d.taskloom.v1.CancelAssignmentH\x00R\x06cancelB\x05\n" +
-	"\x03msg\"\xc0\x01\n" +
+	"\x06cancel\x18\x03 \x01(\v2\x1d.taskloom.v1.CancelAssignmentH\x00R\x06cancel\x12@\n" +
+	"\vassignments\x18\x04 \x01(\v2\x1c.taskloom.v1.AssignmentBatchH\x00R\vassignmentsB\x05\n" +
+	"\x03msg\"\xda\x01\n" +
 	"\bRegister\x12$\n" +
 	"\tworker_id\x18\x01 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x01R\bworkerId\x12.\n" +
 	"\x06agents\x18\x02 \x03(\v2\x16.taskloom.v1.AgentInfoR\x06agents\x12(\n" +
 	"\vconcurrency\x18\x03 \x01(\x05B\x06\xca\xf3\x18\x02@\x01R\vconcurrency\x12\x1a\n" +
 	"\bhostname\x18\x04 \x01(\tR\bhostname\x12\x18\n" +
-	"\aversion\x18\x05 \x01(\tR\aversion\"\xab\x01\n" +
+	"\aversion\x18\x05 \x01(\tR\aversion\x12\x18\n" +
+	"\abatches\x18\x06 \x01(\bR\abatches\"\xab\x01\n" +
 	"\n" +
 	"Registered\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12H\n" +
@@ -892,7 +1049,13 @@ const file_taskloom_v1_worker_hub_proto_rawDesc = "" +
 	"\x10CancelAssignment\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason2g\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x8a\x01\n" +
+	"\vResultBatch\x12.\n" +
+	"\x06chunks\x18\x01 \x03(\v2\x16.taskloom.v1.TaskChunkR\x06chunks\x121\n" +
+	"\aresults\x18\x02 \x03(\v2\x17.taskloom.v1.TaskResultR\aresults\x12\x18\n" +
+	"\acredits\x18\x03 \x01(\x05R\acredits\"L\n" +
+	"\x0fAssignmentBatch\x129\n" +
+	"\vassignments\x18\x01 \x03(\v2\x17.taskloom.v1.AssignmentR\vassignments2g\n" +
 	"\x10WorkerHubService\x12H\n" +
 	"\aSession\x12\x1b.taskloom.v1.SessionRequest\x1a\x1c.taskloom.v1.SessionResponse(\x010\x01\x1a\t\xd2\xf3\x18\x05\b\x80\x80\x80\x02BRZPgithub.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1;taskloomv1b\x06proto3"
 
@@ -908,7 +1071,7 @@ func file_taskloom_v1_worker_hub_proto_rawDescGZIP() []byte {
 	return file_taskloom_v1_worker_hub_proto_rawDescData
 }
 
-var file_taskloom_v1_worker_hub_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_taskloom_v1_worker_hub_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_taskloom_v1_worker_hub_proto_goTypes = []any{
 	(*SessionRequest)(nil),        // 0: taskloom.v1.SessionRequest
 	(*SessionResponse)(nil),       // 1: taskloom.v1.SessionResponse
@@ -921,15 +1084,17 @@ var file_taskloom_v1_worker_hub_proto_goTypes = []any{
 	(*Drain)(nil),                 // 8: taskloom.v1.Drain
 	(*Assignment)(nil),            // 9: taskloom.v1.Assignment
 	(*CancelAssignment)(nil),      // 10: taskloom.v1.CancelAssignment
-	(*AgentInfo)(nil),             // 11: taskloom.v1.AgentInfo
-	(*durationpb.Duration)(nil),   // 12: google.protobuf.Duration
-	(ChunkKind)(0),                // 13: taskloom.v1.ChunkKind
-	(*structpb.Struct)(nil),       // 14: google.protobuf.Struct
-	(*structpb.Value)(nil),        // 15: google.protobuf.Value
-	(*TaskError)(nil),             // 16: taskloom.v1.TaskError
-	(*TokenUsage)(nil),            // 17: taskloom.v1.TokenUsage
-	(*Task)(nil),                  // 18: taskloom.v1.Task
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*ResultBatch)(nil),           // 11: taskloom.v1.ResultBatch
+	(*AssignmentBatch)(nil),       // 12: taskloom.v1.AssignmentBatch
+	(*AgentInfo)(nil),             // 13: taskloom.v1.AgentInfo
+	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
+	(ChunkKind)(0),                // 15: taskloom.v1.ChunkKind
+	(*structpb.Struct)(nil),       // 16: google.protobuf.Struct
+	(*structpb.Value)(nil),        // 17: google.protobuf.Value
+	(*TaskError)(nil),             // 18: taskloom.v1.TaskError
+	(*TokenUsage)(nil),            // 19: taskloom.v1.TokenUsage
+	(*Task)(nil),                  // 20: taskloom.v1.Task
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
 }
 var file_taskloom_v1_worker_hub_proto_depIdxs = []int32{
 	2,  // 0: taskloom.v1.SessionRequest.register:type_name -> taskloom.v1.Register
@@ -938,26 +1103,31 @@ var file_taskloom_v1_worker_hub_proto_depIdxs = []int32{
 	6,  // 3: taskloom.v1.SessionRequest.chunk:type_name -> taskloom.v1.TaskChunk
 	7,  // 4: taskloom.v1.SessionRequest.result:type_name -> taskloom.v1.TaskResult
 	8,  // 5: taskloom.v1.SessionRequest.drain:type_name -> taskloom.v1.Drain
-	3,  // 6: taskloom.v1.SessionResponse.registered:type_name -> taskloom.v1.Registered
-	9,  // 7: taskloom.v1.SessionResponse.assignment:type_name -> taskloom.v1.Assignment
-	10, // 8: taskloom.v1.SessionResponse.cancel:type_name -> taskloom.v1.CancelAssignment
-	11, // 9: taskloom.v1.Register.agents:type_name -> taskloom.v1.AgentInfo
-	12, // 10: taskloom.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
-	12, // 11: taskloom.v1.Registered.lease_ttl:type_name -> google.protobuf.Duration
-	13, // 12: taskloom.v1.TaskChunk.kind:type_name -> taskloom.v1.ChunkKind
-	14, // 13: taskloom.v1.TaskChunk.data:type_name -> google.protobuf.Struct
-	15, // 14: taskloom.v1.TaskResult.output:type_name -> google.protobuf.Value
-	16, // 15: taskloom.v1.TaskResult.error:type_name -> taskloom.v1.TaskError
-	17, // 16: taskloom.v1.TaskResult.usage:type_name -> taskloom.v1.TokenUsage
-	18, // 17: taskloom.v1.Assignment.task:type_name -> taskloom.v1.Task
-	19, // 18: taskloom.v1.Assignment.deadline:type_name -> google.protobuf.Timestamp
-	0,  // 19: taskloom.v1.WorkerHubService.Session:input_type -> taskloom.v1.SessionRequest
-	1,  // 20: taskloom.v1.WorkerHubService.Session:output_type -> taskloom.v1.SessionResponse
-	20, // [20:21] is the sub-list for method output_type
-	19, // [19:20] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	11, // 6: taskloom.v1.SessionRequest.results:type_name -> taskloom.v1.ResultBatch
+	3,  // 7: taskloom.v1.SessionResponse.registered:type_name -> taskloom.v1.Registered
+	9,  // 8: taskloom.v1.SessionResponse.assignment:type_name -> taskloom.v1.Assignment
+	10, // 9: taskloom.v1.SessionResponse.cancel:type_name -> taskloom.v1.CancelAssignment
+	12, // 10: taskloom.v1.SessionResponse.assignments:type_name -> taskloom.v1.AssignmentBatch
+	13, // 11: taskloom.v1.Register.agents:type_name -> taskloom.v1.AgentInfo
+	14, // 12: taskloom.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
+	14, // 13: taskloom.v1.Registered.lease_ttl:type_name -> google.protobuf.Duration
+	15, // 14: taskloom.v1.TaskChunk.kind:type_name -> taskloom.v1.ChunkKind
+	16, // 15: taskloom.v1.TaskChunk.data:type_name -> google.protobuf.Struct
+	17, // 16: taskloom.v1.TaskResult.output:type_name -> google.protobuf.Value
+	18, // 17: taskloom.v1.TaskResult.error:type_name -> taskloom.v1.TaskError
+	19, // 18: taskloom.v1.TaskResult.usage:type_name -> taskloom.v1.TokenUsage
+	20, // 19: taskloom.v1.Assignment.task:type_name -> taskloom.v1.Task
+	21, // 20: taskloom.v1.Assignment.deadline:type_name -> google.protobuf.Timestamp
+	6,  // 21: taskloom.v1.ResultBatch.chunks:type_name -> taskloom.v1.TaskChunk
+	7,  // 22: taskloom.v1.ResultBatch.results:type_name -> taskloom.v1.TaskResult
+	9,  // 23: taskloom.v1.AssignmentBatch.assignments:type_name -> taskloom.v1.Assignment
+	0,  // 24: taskloom.v1.WorkerHubService.Session:input_type -> taskloom.v1.SessionRequest
+	1,  // 25: taskloom.v1.WorkerHubService.Session:output_type -> taskloom.v1.SessionResponse
+	25, // [25:26] is the sub-list for method output_type
+	24, // [24:25] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_taskloom_v1_worker_hub_proto_init() }
@@ -974,11 +1144,13 @@ func file_taskloom_v1_worker_hub_proto_init() {
 		(*SessionRequest_Chunk)(nil),
 		(*SessionRequest_Result)(nil),
 		(*SessionRequest_Drain)(nil),
+		(*SessionRequest_Results)(nil),
 	}
 	file_taskloom_v1_worker_hub_proto_msgTypes[1].OneofWrappers = []any{
 		(*SessionResponse_Registered)(nil),
 		(*SessionResponse_Assignment)(nil),
 		(*SessionResponse_Cancel)(nil),
+		(*SessionResponse_Assignments)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -986,7 +1158,7 @@ func file_taskloom_v1_worker_hub_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_taskloom_v1_worker_hub_proto_rawDesc), len(file_taskloom_v1_worker_hub_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

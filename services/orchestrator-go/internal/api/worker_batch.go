@@ -1,0 +1,52 @@
+package api
+
+// Batching on the WorkerHub stream: assignments made together go to a worker in
+// one AssignmentBatch, and a worker's ResultBatch is applied in its stated order.
+
+import (
+	pb "github.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
+)
+
+// sessionResponses turns the outbox's messages into stream messages, in order.
+// With batches, each run of consecutive assignments becomes one AssignmentBatch
+// (a single assignment stays an Assignment); a cancel stays where it was posted.
+func sessionResponses(msgs []workers.Message, batches bool) []*pb.SessionResponse {
+	out := make([]*pb.SessionResponse, 0, len(msgs))
+	var run *pb.AssignmentBatch
+	for _, m := range msgs {
+		if m.Assignment == nil || !batches {
+			run = nil
+			out = append(out, messageToProto(m))
+			continue
+		}
+		a := assignmentToProto(m.Assignment)
+		if run != nil {
+			run.Assignments = append(run.Assignments, a)
+			continue
+		}
+		if last := len(out) - 1; last >= 0 {
+			if single := out[last].GetAssignment(); single != nil { // the run's second: batch them
+				run = &pb.AssignmentBatch{Assignments: []*pb.Assignment{single, a}}
+				out[last] = &pb.SessionResponse{Msg: &pb.SessionResponse_Assignments{Assignments: run}}
+				continue
+			}
+		}
+		out = append(out, &pb.SessionResponse{Msg: &pb.SessionResponse_Assignment{Assignment: a}})
+	}
+	return out
+}
+
+// applyResults applies a worker's ResultBatch: its chunks, then its results, then
+// its credits, each in order (see the proto).
+func (h *WorkerHub) applyResults(w *workers.Worker, b *pb.ResultBatch) {
+	for _, c := range b.GetChunks() {
+		h.chunk(w, c)
+	}
+	for _, r := range b.GetResults() {
+		h.sched.Complete(w, resultFromProto(r))
+	}
+	if n := b.GetCredits(); n > 0 {
+		h.sched.Credit(w, n)
+	}
+}
