@@ -4,7 +4,10 @@ package api
 // one AssignmentBatch, and a worker's ResultBatch is applied in its stated order.
 
 import (
+	"github.com/prometheus/client_golang/prometheus"
+
 	pb "github.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/telemetry"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
 )
 
@@ -48,5 +51,48 @@ func (h *WorkerHub) applyResults(w *workers.Worker, b *pb.ResultBatch) {
 	}
 	if n := b.GetCredits(); n > 0 {
 		h.sched.Credit(w, n)
+	}
+}
+
+// messageCounter counts a session's received messages by kind
+// (worker_messages_total), resolving each kind's counter once per session.
+type messageCounter struct {
+	vec  *prometheus.CounterVec
+	byID map[string]prometheus.Counter
+}
+
+func newMessageCounter(m *telemetry.Metrics) *messageCounter {
+	return &messageCounter{vec: m.WorkerMessages, byID: map[string]prometheus.Counter{}}
+}
+
+func (c *messageCounter) count(req *pb.SessionRequest) {
+	kind := messageKind(req)
+	counter, ok := c.byID[kind]
+	if !ok {
+		counter = c.vec.WithLabelValues(kind)
+		c.byID[kind] = counter
+	}
+	counter.Inc()
+}
+
+// messageKind names the message's oneof field (a bounded label value).
+func messageKind(req *pb.SessionRequest) string {
+	switch req.GetMsg().(type) {
+	case *pb.SessionRequest_Register:
+		return "register"
+	case *pb.SessionRequest_Credit:
+		return "credit"
+	case *pb.SessionRequest_Heartbeat:
+		return "heartbeat"
+	case *pb.SessionRequest_Chunk:
+		return "chunk"
+	case *pb.SessionRequest_Result:
+		return "result"
+	case *pb.SessionRequest_Drain:
+		return "drain"
+	case *pb.SessionRequest_Results:
+		return "results"
+	default:
+		return "unknown"
 	}
 }

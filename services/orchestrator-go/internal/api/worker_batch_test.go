@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	pb "github.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1"
@@ -126,6 +127,13 @@ func TestBatchingWorkerRoundTrip(t *testing.T) {
 		if tk.GetTask().GetStatus() != pb.TaskStatus_TASK_STATUS_SUCCEEDED || tk.GetTask().GetResult().GetStringValue() != fmt.Sprint(i) {
 			t.Fatalf("task %d after the batch: %v", i, tk.GetTask())
 		}
+	}
+	// Counted at the orchestrator: the register, the credit grant and one batch.
+	if n := testutil.ToFloat64(ts.sched.Metrics().WorkerMessages.WithLabelValues("results")); n != 1 {
+		t.Fatalf("worker_messages_total{kind=results} = %v, want 1", n)
+	}
+	if n := testutil.ToFloat64(ts.sched.Metrics().WorkerMessages.WithLabelValues("chunk")); n != 0 {
+		t.Fatalf("worker_messages_total{kind=chunk} = %v, want 0 (the chunks came in the batch)", n)
 	}
 	// The batch's credits were granted: a new task is assigned to the worker.
 	more, err := ts.client.SubmitTask(ctx, &pb.SubmitTaskRequest{Task: &pb.TaskSpec{Agent: "echo"}})

@@ -129,11 +129,13 @@ func (h *WorkerHub) receiveRegister(ctx context.Context, stream pb.WorkerHubServ
 
 // receive applies the worker's messages until the stream ends.
 func (h *WorkerHub) receive(stream pb.WorkerHubService_SessionServer, w *workers.Worker) error {
+	counted := newMessageCounter(h.sched.Metrics())
 	for {
 		req, err := stream.Recv()
 		if err != nil {
 			return err
 		}
+		counted.count(req)
 		switch m := req.GetMsg().(type) {
 		case *pb.SessionRequest_Credit:
 			h.sched.Credit(w, m.Credit.GetCredits())
