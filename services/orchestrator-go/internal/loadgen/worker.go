@@ -90,7 +90,7 @@ func startWorker(ctx context.Context, client pb.WorkerHubServiceClient, id strin
 		return nil, fmt.Errorf("open worker session: %w", err)
 	}
 	err = stream.Send(&pb.SessionRequest{Msg: &pb.SessionRequest_Register{Register: &pb.Register{
-		WorkerId: id, Concurrency: int32(opts.concurrency), Hostname: "loadgen", Version: "loadgen",
+		WorkerId: id, Concurrency: int32(opts.concurrency), Hostname: "loadgen", Version: "loadgen", Batches: true,
 		Agents: []*pb.AgentInfo{{Name: opts.agent, Description: "no-op agent of the load generator", Provider: "none"}},
 	}}})
 	if err != nil {
@@ -137,30 +137,36 @@ func (w *fakeWorker) receive() {
 			w.fleet.cancels.Add(1)
 			continue
 		}
-		a := msg.GetAssignment()
-		if a == nil {
-			continue
+		if a := msg.GetAssignment(); a != nil {
+			w.take(a)
 		}
-		now := time.Now()
-		t := a.GetTask()
-		created := t.GetCreatedAt().AsTime()
-		w.mu.Lock()
-		if t.GetStartedAt() != nil {
-			w.schedLat = append(w.schedLat, t.GetStartedAt().AsTime().Sub(created))
+		for _, a := range msg.GetAssignments().GetAssignments() {
+			w.take(a)
 		}
-		w.assignLat = append(w.assignLat, now.Sub(created))
-		if w.hold > 0 {
-			w.leases[a.GetLeaseId()] = struct{}{}
-		}
-		w.mu.Unlock()
-		w.fleet.notePeak(w.fleet.running.Add(1))
-		ft := finishedTask{taskID: t.GetId(), leaseID: a.GetLeaseId()}
-		if w.hold == 0 {
-			w.finished <- ft
-			continue
-		}
-		time.AfterFunc(w.hold, func() { w.finished <- ft })
 	}
+}
+
+// take records an assignment's latency and completes it (now, or after hold).
+func (w *fakeWorker) take(a *pb.Assignment) {
+	now := time.Now()
+	t := a.GetTask()
+	created := t.GetCreatedAt().AsTime()
+	w.mu.Lock()
+	if t.GetStartedAt() != nil {
+		w.schedLat = append(w.schedLat, t.GetStartedAt().AsTime().Sub(created))
+	}
+	w.assignLat = append(w.assignLat, now.Sub(created))
+	if w.hold > 0 {
+		w.leases[a.GetLeaseId()] = struct{}{}
+	}
+	w.mu.Unlock()
+	w.fleet.notePeak(w.fleet.running.Add(1))
+	ft := finishedTask{taskID: t.GetId(), leaseID: a.GetLeaseId()}
+	if w.hold == 0 {
+		w.finished <- ft
+		return
+	}
+	time.AfterFunc(w.hold, func() { w.finished <- ft })
 }
 
 // send is the stream's only sender: it reports finished tasks and grants their
@@ -200,16 +206,14 @@ func (w *fakeWorker) send(ctx context.Context, heartbeat time.Duration) {
 	}
 }
 
+// report sends the results and their credits in one ResultBatch.
 func (w *fakeWorker) report(batch []finishedTask) error {
-	for _, ft := range batch {
-		err := w.stream.Send(&pb.SessionRequest{Msg: &pb.SessionRequest_Result{Result: &pb.TaskResult{
-			TaskId: ft.taskID, LeaseId: ft.leaseID,
-		}}})
-		if err != nil {
-			return err
-		}
+	results := make([]*pb.TaskResult, len(batch))
+	for i, ft := range batch {
+		results[i] = &pb.TaskResult{TaskId: ft.taskID, LeaseId: ft.leaseID}
 	}
-	if err := w.stream.Send(credit(len(batch))); err != nil {
+	msg := &pb.ResultBatch{Results: results, Credits: int32(len(batch))}
+	if err := w.stream.Send(&pb.SessionRequest{Msg: &pb.SessionRequest_Results{Results: msg}}); err != nil {
 		return err
 	}
 	w.mu.Lock()
