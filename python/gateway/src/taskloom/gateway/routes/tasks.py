@@ -145,8 +145,8 @@ async def task_events(
 @router.websocket("/{task_id}/ws")
 async def task_events_ws(websocket: WebSocket, task_id: TaskId) -> None:
     """The events of `/events` as WebSocket messages `{"event": ..., "data": ...}`."""
-    settings = get_settings(websocket)
-    orchestrator = get_orchestrator(websocket)
+    settings = await get_settings(websocket)
+    orchestrator = await get_orchestrator(websocket)
     try:
         tenant = authenticate(websocket, settings)
         if settings.auth_enabled:
