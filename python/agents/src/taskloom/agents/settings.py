@@ -13,6 +13,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
 from taskloom.agents.catalog import CatalogError, load_catalog
+from taskloom.agents.streaming import DEFAULT_BUFFER_SIZE, DEFAULT_FLUSH_INTERVAL_MS
 from taskloom.sdk import config
 
 
@@ -138,13 +139,13 @@ class Settings(config.ServiceSettings):
     )
 
     stream_buffer_size: int = Field(
-        default=256,
+        default=DEFAULT_BUFFER_SIZE,
         ge=0,
         le=1 << 20,
         description="streamed text is sent once this many bytes are buffered (0 = every piece)",
     )
     stream_flush_interval_ms: float = Field(
-        default=25.0,
+        default=DEFAULT_FLUSH_INTERVAL_MS,
         ge=0,
         le=10_000,
         description="...or once the first buffered piece is this old (0 = every piece)",
