@@ -101,21 +101,7 @@ func TestBatchingWorkerRoundTrip(t *testing.T) {
 	}
 	w.send(&pb.SessionRequest{Msg: &pb.SessionRequest_Results{Results: batch}})
 
-	var text string
-	var last *pb.TaskEvent
-	for {
-		resp, err := watch.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("watch: %v", err)
-		}
-		last = resp.GetEvent()
-		if last.GetType() == pb.TaskEventType_TASK_EVENT_TYPE_CHUNK {
-			text += last.GetChunk()
-		}
-	}
+	text, last := watchedText(t, watch)
 	if text != "token" || last.GetType() != pb.TaskEventType_TASK_EVENT_TYPE_DONE {
 		t.Fatalf("the watcher saw %q then %v; want the chunks in order, then done", text, last)
 	}
@@ -142,5 +128,29 @@ func TestBatchingWorkerRoundTrip(t *testing.T) {
 	}
 	if a := w.recv().GetAssignment(); a.GetTask().GetId() != more.GetTask().GetId() {
 		t.Fatalf("after the batch's credits, got %v; want the new task", a)
+	}
+}
+
+// watchedText reads a task's watch to its end: the chunks' text joined, and the last
+// event (which must be the only DONE).
+func watchedText(t *testing.T, watch pb.OrchestratorService_WatchTaskClient) (string, *pb.TaskEvent) {
+	t.Helper()
+	var text string
+	var last *pb.TaskEvent
+	for {
+		resp, err := watch.Recv()
+		if errors.Is(err, io.EOF) {
+			return text, last
+		}
+		if err != nil {
+			t.Fatalf("watch: %v", err)
+		}
+		if last.GetType() == pb.TaskEventType_TASK_EVENT_TYPE_DONE {
+			t.Fatalf("event after DONE: %v", resp)
+		}
+		last = resp.GetEvent()
+		if last.GetType() == pb.TaskEventType_TASK_EVENT_TYPE_CHUNK {
+			text += last.GetChunk()
+		}
 	}
 }

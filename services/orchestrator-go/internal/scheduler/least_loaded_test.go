@@ -9,29 +9,28 @@ import (
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
 )
 
-func TestDispatchSpreadsABatchOverTwoIdleWorkers(t *testing.T) {
-	f := newFixture(t, Config{})
-	w1, w2 := f.worker(16), f.worker(16)
-	specs := make([]task.Spec, 20)
-	for i := range specs {
-		specs[i] = task.Spec{Agent: "echo"}
-	}
-	if _, err := f.s.Submit(context.Background(), specs); err != nil {
-		t.Fatal(err)
-	}
-	if n1, n2 := len(assignments(t, w1)), len(assignments(t, w2)); n1 != 10 || n2 != 10 {
-		t.Fatalf("20 tasks over two idle workers of 16 credits went %d and %d, want 10 and 10", n1, n2)
-	}
-}
-
-func TestDispatchSendsEachSingleSubmissionToTheLeastLoadedWorker(t *testing.T) {
-	f := newFixture(t, Config{})
-	w1, w2 := f.worker(16), f.worker(16)
-	for range 20 {
-		f.submit(task.Spec{Agent: "echo"})
-	}
-	if n1, n2 := len(assignments(t, w1)), len(assignments(t, w2)); n1 != 10 || n2 != 10 {
-		t.Fatalf("20 tasks submitted one by one went %d and %d, want 10 and 10", n1, n2)
+// Two idle workers of 16 credits and 20 tasks: 10 each, whether the tasks come in one
+// batch or one by one (before least-loaded dispatch: 16 and 4).
+func TestDispatchSpreadsTasksOverTwoIdleWorkers(t *testing.T) {
+	for _, batch := range []bool{true, false} {
+		f := newFixture(t, Config{})
+		w1, w2 := f.worker(16), f.worker(16)
+		specs := make([]task.Spec, 20)
+		for i := range specs {
+			specs[i] = task.Spec{Agent: "echo"}
+		}
+		if batch {
+			if _, err := f.s.Submit(context.Background(), specs); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			for _, spec := range specs {
+				f.submit(spec)
+			}
+		}
+		if n1, n2 := len(assignments(t, w1)), len(assignments(t, w2)); n1 != 10 || n2 != 10 {
+			t.Fatalf("batch %v: 20 tasks over two idle workers of 16 credits went %d and %d, want 10 and 10", batch, n1, n2)
+		}
 	}
 }
 
