@@ -1,13 +1,14 @@
-//! The metrics service's settings: common flags plus the series bound.
+//! The metrics service's settings (section `metrics:` of the config file): common flags
+//! plus the series bound.
 
 use clap::Parser;
-use serde::Serialize;
-use taskloom_common::CommonArgs;
+use serde::{Deserialize, Serialize};
+use taskloom_common::{CommonArgs, ServiceSettings};
 
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50053";
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:9103";
 
-#[derive(Parser, Debug, Clone, Serialize)]
+#[derive(Parser, Debug, Clone, Serialize, Deserialize)]
 #[command(name = "taskloom-metrics", version, about = "Taskloom metrics service")]
 pub struct Settings {
     #[command(flatten)]
@@ -19,8 +20,12 @@ pub struct Settings {
     pub max_series: usize,
 }
 
-impl Settings {
-    pub fn parse_args() -> Self {
-        taskloom_common::parse_config(DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR)
+impl ServiceSettings for Settings {
+    const SECTION: &'static str = "metrics";
+    const DEFAULT_GRPC_ADDR: &'static str = DEFAULT_GRPC_ADDR;
+    const DEFAULT_HTTP_ADDR: &'static str = DEFAULT_HTTP_ADDR;
+
+    fn common(&self) -> &CommonArgs {
+        &self.common
     }
 }

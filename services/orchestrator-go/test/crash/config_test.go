@@ -10,10 +10,11 @@ import (
 
 // --check-config validates the layered configuration and exits: 0 and the effective
 // settings (the Redis password masked) when valid, non-zero naming the setting when not.
+// The file is the one every service reads; the orchestrator takes its own section.
 func TestCheckConfigValidatesAndExits(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "orchestrator.yaml")
-	if err := os.WriteFile(file, []byte("max_queue: 5\nstore: redis\nredis_url: redis://:hunter2@127.0.0.1:6390/0\nagent_limit:\n  writer: 2\n"), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte("orchestrator:\n  max_queue: 5\n  store: redis\n  redis_url: redis://:hunter2@127.0.0.1:6390/0\n  agent_limit:\n    writer: 2\nworker:\n  concurrency: 3\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(binary, "--config", file, "--check-config")
@@ -27,11 +28,11 @@ func TestCheckConfigValidatesAndExits(t *testing.T) {
 		t.Fatalf("printed configuration: %s", text)
 	}
 
-	if err := os.WriteFile(file, []byte("max_queue: 5\nlease_tl: 3s\n"), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte("orchestrator:\n  max_queue: 5\n  lease_tl: 3s\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	out, err = exec.Command(binary, "--config", file, "--check-config").CombinedOutput()
-	if err == nil || !strings.Contains(string(out), `"lease_tl" is not a setting`) {
+	if err == nil || !strings.Contains(string(out), "orchestrator.lease_tl is not a setting") {
 		t.Fatalf("a misspelt key: %v\n%s", err, out)
 	}
 	out, err = exec.Command(binary, "--check-config", "--heartbeat-interval", "1m").CombinedOutput()

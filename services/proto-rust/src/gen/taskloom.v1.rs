@@ -923,6 +923,9 @@ pub enum ErrorReason {
     /// The request is larger than the service accepts (ServiceLimits.max_request_bytes);
     /// ErrorInfo.metadata\["limit_bytes"\] gives the bound.
     RequestTooLarge = 21,
+    /// A configured capacity (points or bytes of a collection or a service) would be
+    /// exceeded; ErrorInfo.metadata\["limit"\] names the setting.
+    CapacityExceeded = 22,
 }
 impl ErrorReason {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -953,6 +956,7 @@ impl ErrorReason {
             Self::Skipped => "ERROR_REASON_SKIPPED",
             Self::IdempotencyConflict => "ERROR_REASON_IDEMPOTENCY_CONFLICT",
             Self::RequestTooLarge => "ERROR_REASON_REQUEST_TOO_LARGE",
+            Self::CapacityExceeded => "ERROR_REASON_CAPACITY_EXCEEDED",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -980,6 +984,7 @@ impl ErrorReason {
             "ERROR_REASON_SKIPPED" => Some(Self::Skipped),
             "ERROR_REASON_IDEMPOTENCY_CONFLICT" => Some(Self::IdempotencyConflict),
             "ERROR_REASON_REQUEST_TOO_LARGE" => Some(Self::RequestTooLarge),
+            "ERROR_REASON_CAPACITY_EXCEEDED" => Some(Self::CapacityExceeded),
             _ => None,
         }
     }
@@ -3208,6 +3213,26 @@ pub struct Collection {
     pub distance: i32,
     #[prost(uint64, tag = "4")]
     pub points: u64,
+    /// The parameters in force, defaults filled in.
+    #[prost(message, optional, tag = "5")]
+    pub hnsw: ::core::option::Option<HnswConfig>,
+    /// Deleted points still linked into the graph until the next repair.
+    #[prost(uint64, tag = "6")]
+    pub tombstones: u64,
+}
+/// The HNSW graph of a collection. Zero means the default.
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct HnswConfig {
+    /// Links per node (twice that on the bottom layer): 2 to 128, default 16.
+    #[prost(uint32, tag = "1")]
+    pub m: u32,
+    /// Candidates considered while inserting: 1 to 4096, default 200.
+    #[prost(uint32, tag = "2")]
+    pub ef_construction: u32,
+    /// Candidates considered while searching, unless a search sets `ef`: 1 to 4096, default 64.
+    #[prost(uint32, tag = "3")]
+    pub ef_search: u32,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -3219,6 +3244,8 @@ pub struct CreateCollectionRequest {
     /// Default cosine.
     #[prost(enumeration = "Distance", tag = "3")]
     pub distance: i32,
+    #[prost(message, optional, tag = "4")]
+    pub hnsw: ::core::option::Option<HnswConfig>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -3311,7 +3338,8 @@ pub struct SearchRequest {
     /// Default 10, at most 1000.
     #[prost(uint32, tag = "3")]
     pub top_k: u32,
-    /// Only points whose payload has each of these keys equal to the value (as a string).
+    /// Only points whose payload has each of these keys equal to the value (as a string:
+    /// strings as they are, numbers and booleans as JSON, so `3` and `true`).
     #[prost(map = "string, string", tag = "4")]
     pub filter: ::std::collections::HashMap<
         ::prost::alloc::string::String,
@@ -3319,6 +3347,41 @@ pub struct SearchRequest {
     >,
     #[prost(bool, tag = "5")]
     pub with_payload: bool,
+    /// Candidates considered by this search: 0 for the collection's ef_search, else 1 to 4096
+    /// (raised to top_k when smaller).
+    #[prost(uint32, tag = "6")]
+    pub ef: u32,
+    /// Brute force over every matching point instead of the graph, for recall checks.
+    /// Small collections and very selective filters are searched exactly anyway.
+    #[prost(bool, tag = "7")]
+    pub exact: bool,
+    /// More conditions, all of which must hold besides `filter`: the payload value at `key`
+    /// (in the same string form) is one of `any_of`. At most 16 conditions of at most 256
+    /// values each.
+    #[prost(message, repeated, tag = "8")]
+    pub conditions: ::prost::alloc::vec::Vec<FilterCondition>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct FilterCondition {
+    #[prost(string, tag = "1")]
+    pub key: ::prost::alloc::string::String,
+    #[prost(string, repeated, tag = "2")]
+    pub any_of: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct SearchBatchRequest {
+    /// At most 1024 searches.
+    #[prost(message, repeated, tag = "1")]
+    pub searches: ::prost::alloc::vec::Vec<SearchRequest>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct SearchBatchResponse {
+    /// One per search, in order.
+    #[prost(message, repeated, tag = "1")]
+    pub results: ::prost::alloc::vec::Vec<SearchResponse>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -3627,6 +3690,32 @@ pub mod vector_service_client {
                 .insert(GrpcMethod::new("taskloom.v1.VectorService", "Search"));
             self.inner.unary(req, path, codec).await
         }
+        /// Several searches in one call, answered in parallel; all are validated first, and
+        /// one bad search fails the whole call naming its index (`searches[2].vector`).
+        pub async fn search_batch(
+            &mut self,
+            request: impl tonic::IntoRequest<super::SearchBatchRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::SearchBatchResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/taskloom.v1.VectorService/SearchBatch",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("taskloom.v1.VectorService", "SearchBatch"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -3685,6 +3774,15 @@ pub mod vector_service_server {
             &self,
             request: tonic::Request<super::SearchRequest>,
         ) -> std::result::Result<tonic::Response<super::SearchResponse>, tonic::Status>;
+        /// Several searches in one call, answered in parallel; all are validated first, and
+        /// one bad search fails the whole call naming its index (`searches[2].vector`).
+        async fn search_batch(
+            &self,
+            request: tonic::Request<super::SearchBatchRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::SearchBatchResponse>,
+            tonic::Status,
+        >;
     }
     #[derive(Debug)]
     pub struct VectorServiceServer<T> {
@@ -4065,6 +4163,51 @@ pub mod vector_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = SearchSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/taskloom.v1.VectorService/SearchBatch" => {
+                    #[allow(non_camel_case_types)]
+                    struct SearchBatchSvc<T: VectorService>(pub Arc<T>);
+                    impl<
+                        T: VectorService,
+                    > tonic::server::UnaryService<super::SearchBatchRequest>
+                    for SearchBatchSvc<T> {
+                        type Response = super::SearchBatchResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::SearchBatchRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as VectorService>::search_batch(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = SearchBatchSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

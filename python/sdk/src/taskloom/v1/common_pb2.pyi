@@ -63,6 +63,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """The request is larger than the service accepts (ServiceLimits.max_request_bytes);
     ErrorInfo.metadata["limit_bytes"] gives the bound.
     """
+    ERROR_REASON_CAPACITY_EXCEEDED: _ErrorReason.ValueType  # 22
+    """A configured capacity (points or bytes of a collection or a service) would be
+    exceeded; ErrorInfo.metadata["limit"] names the setting.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason is the machine-readable cause carried in google.rpc.ErrorInfo.reason
@@ -104,6 +108,10 @@ created. ErrorInfo.metadata["existing_id"] names what the first request created.
 ERROR_REASON_REQUEST_TOO_LARGE: ErrorReason.ValueType  # 21
 """The request is larger than the service accepts (ServiceLimits.max_request_bytes);
 ErrorInfo.metadata["limit_bytes"] gives the bound.
+"""
+ERROR_REASON_CAPACITY_EXCEEDED: ErrorReason.ValueType  # 22
+"""A configured capacity (points or bytes of a collection or a service) would be
+exceeded; ErrorInfo.metadata["limit"] names the setting.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 

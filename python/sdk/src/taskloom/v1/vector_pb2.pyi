@@ -47,10 +47,18 @@ class Collection(_message.Message):
     DIMENSION_FIELD_NUMBER: _builtins.int
     DISTANCE_FIELD_NUMBER: _builtins.int
     POINTS_FIELD_NUMBER: _builtins.int
+    HNSW_FIELD_NUMBER: _builtins.int
+    TOMBSTONES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     dimension: _builtins.int
     distance: Global___Distance.ValueType
     points: _builtins.int
+    tombstones: _builtins.int
+    """Deleted points still linked into the graph until the next repair."""
+    @_builtins.property
+    def hnsw(self) -> Global___HnswConfig:
+        """The parameters in force, defaults filled in."""
+
     def __init__(
         self,
         *,
@@ -58,14 +66,46 @@ class Collection(_message.Message):
         dimension: _builtins.int = ...,
         distance: Global___Distance.ValueType = ...,
         points: _builtins.int = ...,
+        hnsw: Global___HnswConfig | None = ...,
+        tombstones: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["hnsw", b"hnsw"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dimension", b"dimension", "distance", b"distance", "name", b"name", "points", b"points"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dimension", b"dimension", "distance", b"distance", "hnsw", b"hnsw", "name", b"name", "points", b"points", "tombstones", b"tombstones"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Collection: _TypeAlias = Collection  # noqa: Y015
+
+@_typing.final
+class HnswConfig(_message.Message):
+    """The HNSW graph of a collection. Zero means the default."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    M_FIELD_NUMBER: _builtins.int
+    EF_CONSTRUCTION_FIELD_NUMBER: _builtins.int
+    EF_SEARCH_FIELD_NUMBER: _builtins.int
+    m: _builtins.int
+    """Links per node (twice that on the bottom layer): 2 to 128, default 16."""
+    ef_construction: _builtins.int
+    """Candidates considered while inserting: 1 to 4096, default 200."""
+    ef_search: _builtins.int
+    """Candidates considered while searching, unless a search sets `ef`: 1 to 4096, default 64."""
+    def __init__(
+        self,
+        *,
+        m: _builtins.int = ...,
+        ef_construction: _builtins.int = ...,
+        ef_search: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ef_construction", b"ef_construction", "ef_search", b"ef_search", "m", b"m"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HnswConfig: _TypeAlias = HnswConfig  # noqa: Y015
 
 @_typing.final
 class CreateCollectionRequest(_message.Message):
@@ -74,20 +114,24 @@ class CreateCollectionRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     DIMENSION_FIELD_NUMBER: _builtins.int
     DISTANCE_FIELD_NUMBER: _builtins.int
+    HNSW_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     dimension: _builtins.int
     distance: Global___Distance.ValueType
     """Default cosine."""
+    @_builtins.property
+    def hnsw(self) -> Global___HnswConfig: ...
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         dimension: _builtins.int = ...,
         distance: Global___Distance.ValueType = ...,
+        hnsw: Global___HnswConfig | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["hnsw", b"hnsw"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dimension", b"dimension", "distance", b"distance", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dimension", b"dimension", "distance", b"distance", "hnsw", b"hnsw", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -371,15 +415,35 @@ class SearchRequest(_message.Message):
     TOP_K_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
     WITH_PAYLOAD_FIELD_NUMBER: _builtins.int
+    EF_FIELD_NUMBER: _builtins.int
+    EXACT_FIELD_NUMBER: _builtins.int
+    CONDITIONS_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     top_k: _builtins.int
     """Default 10, at most 1000."""
     with_payload: _builtins.bool
+    ef: _builtins.int
+    """Candidates considered by this search: 0 for the collection's ef_search, else 1 to 4096
+    (raised to top_k when smaller).
+    """
+    exact: _builtins.bool
+    """Brute force over every matching point instead of the graph, for recall checks.
+    Small collections and very selective filters are searched exactly anyway.
+    """
     @_builtins.property
     def vector(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
     @_builtins.property
     def filter(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """Only points whose payload has each of these keys equal to the value (as a string)."""
+        """Only points whose payload has each of these keys equal to the value (as a string:
+        strings as they are, numbers and booleans as JSON, so `3` and `true`).
+        """
+
+    @_builtins.property
+    def conditions(self) -> _containers.RepeatedCompositeFieldContainer[Global___FilterCondition]:
+        """More conditions, all of which must hold besides `filter`: the payload value at `key`
+        (in the same string form) is one of `any_of`. At most 16 conditions of at most 256
+        values each.
+        """
 
     def __init__(
         self,
@@ -389,14 +453,84 @@ class SearchRequest(_message.Message):
         top_k: _builtins.int = ...,
         filter: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         with_payload: _builtins.bool = ...,
+        ef: _builtins.int = ...,
+        exact: _builtins.bool = ...,
+        conditions: _abc.Iterable[Global___FilterCondition] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "filter", b"filter", "top_k", b"top_k", "vector", b"vector", "with_payload", b"with_payload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "conditions", b"conditions", "ef", b"ef", "exact", b"exact", "filter", b"filter", "top_k", b"top_k", "vector", b"vector", "with_payload", b"with_payload"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SearchRequest: _TypeAlias = SearchRequest  # noqa: Y015
+
+@_typing.final
+class FilterCondition(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    ANY_OF_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    @_builtins.property
+    def any_of(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        any_of: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["any_of", b"any_of", "key", b"key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FilterCondition: _TypeAlias = FilterCondition  # noqa: Y015
+
+@_typing.final
+class SearchBatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEARCHES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def searches(self) -> _containers.RepeatedCompositeFieldContainer[Global___SearchRequest]:
+        """At most 1024 searches."""
+
+    def __init__(
+        self,
+        *,
+        searches: _abc.Iterable[Global___SearchRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["searches", b"searches"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchBatchRequest: _TypeAlias = SearchBatchRequest  # noqa: Y015
+
+@_typing.final
+class SearchBatchResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___SearchResponse]:
+        """One per search, in order."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___SearchResponse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchBatchResponse: _TypeAlias = SearchBatchResponse  # noqa: Y015
 
 @_typing.final
 class ScoredPoint(_message.Message):

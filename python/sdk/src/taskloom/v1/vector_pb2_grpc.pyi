@@ -38,6 +38,10 @@ class VectorServiceStub:
     Upsert: _grpc.UnaryUnaryMultiCallable[_vector_pb2.UpsertRequest, _vector_pb2.UpsertResponse]
     DeletePoints: _grpc.UnaryUnaryMultiCallable[_vector_pb2.DeletePointsRequest, _vector_pb2.DeletePointsResponse]
     Search: _grpc.UnaryUnaryMultiCallable[_vector_pb2.SearchRequest, _vector_pb2.SearchResponse]
+    SearchBatch: _grpc.UnaryUnaryMultiCallable[_vector_pb2.SearchBatchRequest, _vector_pb2.SearchBatchResponse]
+    """Several searches in one call, answered in parallel; all are validated first, and
+    one bad search fails the whole call naming its index (`searches[2].vector`).
+    """
 
 @_typing.type_check_only
 class VectorServiceAsyncStub(VectorServiceStub):
@@ -49,6 +53,10 @@ class VectorServiceAsyncStub(VectorServiceStub):
     Upsert: _aio.UnaryUnaryMultiCallable[_vector_pb2.UpsertRequest, _vector_pb2.UpsertResponse]  # type: ignore[assignment]
     DeletePoints: _aio.UnaryUnaryMultiCallable[_vector_pb2.DeletePointsRequest, _vector_pb2.DeletePointsResponse]  # type: ignore[assignment]
     Search: _aio.UnaryUnaryMultiCallable[_vector_pb2.SearchRequest, _vector_pb2.SearchResponse]  # type: ignore[assignment]
+    SearchBatch: _aio.UnaryUnaryMultiCallable[_vector_pb2.SearchBatchRequest, _vector_pb2.SearchBatchResponse]  # type: ignore[assignment]
+    """Several searches in one call, answered in parallel; all are validated first, and
+    one bad search fails the whole call naming its index (`searches[2].vector`).
+    """
 
 class VectorServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -99,5 +107,15 @@ class VectorServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _vector_pb2.SearchRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_vector_pb2.SearchResponse, _abc.Awaitable[_vector_pb2.SearchResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SearchBatch(
+        self,
+        request: _vector_pb2.SearchBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vector_pb2.SearchBatchResponse, _abc.Awaitable[_vector_pb2.SearchBatchResponse]]:
+        """Several searches in one call, answered in parallel; all are validated first, and
+        one bad search fails the whole call naming its index (`searches[2].vector`).
+        """
 
 def add_VectorServiceServicer_to_server(servicer: VectorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -65,6 +65,9 @@ const (
 	// The request is larger than the service accepts (ServiceLimits.max_request_bytes);
 	// ErrorInfo.metadata["limit_bytes"] gives the bound.
 	ErrorReason_ERROR_REASON_REQUEST_TOO_LARGE ErrorReason = 21
+	// A configured capacity (points or bytes of a collection or a service) would be
+	// exceeded; ErrorInfo.metadata["limit"] names the setting.
+	ErrorReason_ERROR_REASON_CAPACITY_EXCEEDED ErrorReason = 22
 )
 
 // Enum value maps for ErrorReason.
@@ -92,6 +95,7 @@ var (
 		19: "ERROR_REASON_SKIPPED",
 		20: "ERROR_REASON_IDEMPOTENCY_CONFLICT",
 		21: "ERROR_REASON_REQUEST_TOO_LARGE",
+		22: "ERROR_REASON_CAPACITY_EXCEEDED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":          0,
@@ -116,6 +120,7 @@ var (
 		"ERROR_REASON_SKIPPED":              19,
 		"ERROR_REASON_IDEMPOTENCY_CONFLICT": 20,
 		"ERROR_REASON_REQUEST_TOO_LARGE":    21,
+		"ERROR_REASON_CAPACITY_EXCEEDED":    22,
 	}
 )
 
@@ -922,7 +927,7 @@ const file_taskloom_v1_common_proto_rawDesc = "" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1a\n" +
 	"\bprovider\x18\x03 \x01(\tR\bprovider\x12\x14\n" +
 	"\x05model\x18\x04 \x01(\tR\x05model\x12\x14\n" +
-	"\x05tools\x18\x05 \x03(\tR\x05tools*\xdc\x05\n" +
+	"\x05tools\x18\x05 \x03(\tR\x05tools*\x80\x06\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dERROR_REASON_INVALID_ARGUMENT\x10\x01\x12 \n" +
@@ -946,7 +951,8 @@ const file_taskloom_v1_common_proto_rawDesc = "" +
 	"\x1aERROR_REASON_UNIMPLEMENTED\x10\x12\x12\x18\n" +
 	"\x14ERROR_REASON_SKIPPED\x10\x13\x12%\n" +
 	"!ERROR_REASON_IDEMPOTENCY_CONFLICT\x10\x14\x12\"\n" +
-	"\x1eERROR_REASON_REQUEST_TOO_LARGE\x10\x15*\xb6\x01\n" +
+	"\x1eERROR_REASON_REQUEST_TOO_LARGE\x10\x15\x12\"\n" +
+	"\x1eERROR_REASON_CAPACITY_EXCEEDED\x10\x16*\xb6\x01\n" +
 	"\tChunkKind\x12\x1a\n" +
 	"\x16CHUNK_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fCHUNK_KIND_TEXT\x10\x01\x12\x16\n" +
