@@ -12,6 +12,7 @@ declare -A wanted=(
   [prometheus]=prometheus
   [promtool]=prometheus
   [bwrap]=bubblewrap
+  [hey]=hey # the HTTP load generator of the e2e bench scenario
 )
 missing=()
 for cmd in "${!wanted[@]}"; do

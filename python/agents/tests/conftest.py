@@ -32,6 +32,7 @@ from taskloom.agents.metrics_reporter import MetricsReporter
 from taskloom.agents.providers.simulated import SimulatedProvider
 from taskloom.agents.runtime import AgentRuntime
 from taskloom.agents.telemetry import Telemetry
+from taskloom.agents.wire_batch import unbatched
 from taskloom.agents.worker import Worker, WorkerOptions
 from taskloom.sdk.embeddings import HashingEmbedder
 from taskloom.sdk.localstack import free_port
@@ -46,7 +47,9 @@ class HubSession:
     def __init__(self) -> None:
         self.inbox: asyncio.Queue[worker_hub_pb2.SessionRequest | None] = asyncio.Queue()
         self.outbox: asyncio.Queue[worker_hub_pb2.SessionResponse | None] = asyncio.Queue()
+        # What the worker sent, a ResultBatch as the hub applies it (wire_batch.unbatched).
         self.received: list[worker_hub_pb2.SessionRequest] = []
+        self.raw: list[worker_hub_pb2.SessionRequest] = []  # as sent
 
     async def recv(self, *kinds: str) -> Any:
         """The next message of one of `kinds`, skipping others; None after the half-close."""
@@ -75,8 +78,10 @@ class FakeHub(worker_hub_pb2_grpc.WorkerHubServiceServicer):
 
         async def pump() -> None:
             async for request in request_iterator:
-                session.received.append(request)
-                session.inbox.put_nowait(request)
+                session.raw.append(request)
+                for msg in unbatched(request):
+                    session.received.append(msg)
+                    session.inbox.put_nowait(msg)
                 if request.WhichOneof("msg") == "register":
                     interval = duration_pb2.Duration()
                     interval.FromNanoseconds(int(self.heartbeat_interval_s * 1e9))

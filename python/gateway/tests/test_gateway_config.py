@@ -48,6 +48,13 @@ def test_shutdown_grace_is_passed_to_uvicorn_as_given(grace: float, timeout: flo
     assert config.timeout_graceful_shutdown is not None
 
 
+def test_the_gateway_serves_on_uvloop_with_the_httptools_parser() -> None:
+    config = uvicorn_config(Settings())
+    config.load()  # fails if either is not installed
+    assert config.loop == "uvloop"
+    assert config.http_protocol_class.__name__ == "HttpToolsProtocol"
+
+
 def test_api_keys_are_not_a_flag_but_may_be_a_mapping_in_the_file(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exited:
         load_settings(["--api-keys", "k1=acme"])

@@ -213,24 +213,7 @@ func TestEndToEndWithFakeWorker(t *testing.T) {
 	w.chunk(a, 2, "!")
 	w.result(a, structpb.NewStringValue("hello!"))
 
-	var text string
-	var last *pb.TaskEvent
-	for {
-		resp, err := watch.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("watch: %v", err)
-		}
-		if last.GetType() == pb.TaskEventType_TASK_EVENT_TYPE_DONE {
-			t.Fatalf("event after DONE: %v", resp)
-		}
-		last = resp.GetEvent()
-		if last.GetType() == pb.TaskEventType_TASK_EVENT_TYPE_CHUNK {
-			text += last.GetChunk()
-		}
-	}
+	text, last := watchedText(t, watch)
 	if text != "hello!" || last.GetType() != pb.TaskEventType_TASK_EVENT_TYPE_DONE ||
 		last.GetTask().GetStatus() != pb.TaskStatus_TASK_STATUS_SUCCEEDED {
 		t.Fatalf("watched text %q, last event %v", text, last)

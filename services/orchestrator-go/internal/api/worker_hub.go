@@ -46,7 +46,7 @@ const registerTimeout = 30 * time.Second
 // its worker id, or at shutdown; its leases are then requeued.
 func (h *WorkerHub) Session(stream pb.WorkerHubService_SessionServer) error {
 	ctx := stream.Context()
-	reg, err := h.receiveRegister(ctx, stream)
+	reg, batches, err := h.receiveRegister(ctx, stream)
 	if err != nil {
 		return toStatus(h.log, err)
 	}
@@ -83,16 +83,17 @@ func (h *WorkerHub) Session(stream pb.WorkerHubService_SessionServer) error {
 		if err != nil {
 			return toStatus(h.log, err)
 		}
-		for _, m := range msgs {
-			if err := stream.Send(messageToProto(m)); err != nil {
+		for _, m := range sessionResponses(msgs, batches) {
+			if err := stream.Send(m); err != nil {
 				return err
 			}
 		}
 	}
 }
 
-// receiveRegister reads the worker's first message, which must be a valid Register.
-func (h *WorkerHub) receiveRegister(ctx context.Context, stream pb.WorkerHubService_SessionServer) (scheduler.Registration, error) {
+// receiveRegister reads the worker's first message, which must be a valid Register;
+// batches: the worker reads AssignmentBatch.
+func (h *WorkerHub) receiveRegister(ctx context.Context, stream pb.WorkerHubService_SessionServer) (reg scheduler.Registration, batches bool, err error) {
 	type received struct {
 		req *pb.SessionRequest
 		err error
@@ -106,45 +107,47 @@ func (h *WorkerHub) receiveRegister(ctx context.Context, stream pb.WorkerHubServ
 	select {
 	case r = <-ch:
 	case <-time.After(registerTimeout):
-		return scheduler.Registration{}, invalid("register", "no register message within %s", registerTimeout)
+		return reg, false, invalid("register", "no register message within %s", registerTimeout)
 	case <-ctx.Done():
-		return scheduler.Registration{}, ctx.Err()
+		return reg, false, ctx.Err()
 	}
 	if r.err != nil {
-		return scheduler.Registration{}, r.err
+		return reg, false, r.err
 	}
-	reg := r.req.GetRegister()
-	if reg == nil {
-		return scheduler.Registration{}, invalid("register", "the first message of a session must be register")
+	m := r.req.GetRegister()
+	if m == nil {
+		return reg, false, invalid("register", "the first message of a session must be register")
 	}
-	out := scheduler.Registration{
-		WorkerID: reg.GetWorkerId(), Concurrency: reg.GetConcurrency(),
-		Hostname: reg.GetHostname(), Version: reg.GetVersion(),
+	reg = scheduler.Registration{
+		WorkerID: m.GetWorkerId(), Concurrency: m.GetConcurrency(),
+		Hostname: m.GetHostname(), Version: m.GetVersion(),
 	}
-	for _, a := range reg.GetAgents() { // names checked by the guard
-		out.Agents = append(out.Agents, agentFromProto(a))
+	for _, a := range m.GetAgents() { // names checked by the guard
+		reg.Agents = append(reg.Agents, agentFromProto(a))
 	}
-	return out, nil
+	return reg, m.GetBatches(), nil
 }
 
 // receive applies the worker's messages until the stream ends.
 func (h *WorkerHub) receive(stream pb.WorkerHubService_SessionServer, w *workers.Worker) error {
+	counted := newMessageCounter(h.sched.Metrics())
 	for {
 		req, err := stream.Recv()
 		if err != nil {
 			return err
 		}
+		counted.count(req)
 		switch m := req.GetMsg().(type) {
 		case *pb.SessionRequest_Credit:
 			h.sched.Credit(w, m.Credit.GetCredits())
 		case *pb.SessionRequest_Heartbeat:
 			h.sched.Heartbeat(w, m.Heartbeat.GetLeaseIds())
 		case *pb.SessionRequest_Chunk:
-			c := m.Chunk
-			piece := events.Piece{Kind: int32(c.GetKind()), Text: c.GetText(), Data: c.GetData()}
-			h.sched.ChunkPiece(w, c.GetTaskId(), c.GetLeaseId(), c.GetSeq(), piece)
+			h.chunk(w, m.Chunk)
 		case *pb.SessionRequest_Result:
 			h.sched.Complete(w, resultFromProto(m.Result))
+		case *pb.SessionRequest_Results:
+			h.applyResults(w, m.Results)
 		case *pb.SessionRequest_Drain:
 			h.sched.Drain(w)
 		case *pb.SessionRequest_Agents:
@@ -159,6 +162,11 @@ func (h *WorkerHub) receive(stream pb.WorkerHubService_SessionServer, w *workers
 	}
 }
 
+func (h *WorkerHub) chunk(w *workers.Worker, c *pb.TaskChunk) {
+	piece := events.Piece{Kind: int32(c.GetKind()), Text: c.GetText(), Data: c.GetData()}
+	h.sched.ChunkPiece(w, c.GetTaskId(), c.GetLeaseId(), c.GetSeq(), piece)
+}
+
 func resultFromProto(r *pb.TaskResult) scheduler.Result {
 	out := scheduler.Result{TaskID: r.GetTaskId(), LeaseID: r.GetLeaseId(), Usage: usageFromProto(r.GetUsage())}
 	if r.GetError() != nil {
@@ -171,13 +179,17 @@ func resultFromProto(r *pb.TaskResult) scheduler.Result {
 
 func messageToProto(m workers.Message) *pb.SessionResponse {
 	if a := m.Assignment; a != nil {
-		return &pb.SessionResponse{Msg: &pb.SessionResponse_Assignment{Assignment: &pb.Assignment{
-			Task: taskToProto(a.Task), LeaseId: a.LeaseID, Attempt: a.Attempt, Deadline: timestamppb.New(a.Deadline),
-			Journal: journalToProto(a.Journal, a.LeaseID),
-		}}}
+		return &pb.SessionResponse{Msg: &pb.SessionResponse_Assignment{Assignment: assignmentToProto(a)}}
 	}
 	c := m.Cancel
 	return &pb.SessionResponse{Msg: &pb.SessionResponse_Cancel{Cancel: &pb.CancelAssignment{
 		TaskId: c.TaskID, LeaseId: c.LeaseID, Reason: c.Reason,
 	}}}
+}
+
+func assignmentToProto(a *workers.Assignment) *pb.Assignment {
+	return &pb.Assignment{
+		Task: taskToProto(a.Task), LeaseId: a.LeaseID, Attempt: a.Attempt, Deadline: timestamppb.New(a.Deadline),
+		Journal: journalToProto(a.Journal, a.LeaseID),
+	}
 }

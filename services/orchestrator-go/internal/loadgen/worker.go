@@ -119,7 +119,7 @@ func (w *fakeWorker) open(ctx context.Context) (time.Duration, error) {
 		return 0, fmt.Errorf("open worker session: %w", err)
 	}
 	err = stream.Send(&pb.SessionRequest{Msg: &pb.SessionRequest_Register{Register: &pb.Register{
-		WorkerId: w.id, Concurrency: int32(w.opts.concurrency), Hostname: "loadgen", Version: "loadgen",
+		WorkerId: w.id, Concurrency: int32(w.opts.concurrency), Hostname: "loadgen", Version: "loadgen", Batches: true,
 		Agents: []*pb.AgentInfo{{Name: w.opts.agent, Description: "no-op agent of the load generator", Provider: "none"}},
 	}}})
 	if err != nil {
@@ -172,30 +172,36 @@ func (w *fakeWorker) receive(ctx context.Context) {
 			w.fleet.cancels.Add(1)
 			continue
 		}
-		a := msg.GetAssignment()
-		if a == nil {
-			continue
+		if a := msg.GetAssignment(); a != nil {
+			w.take(a, session)
 		}
-		now := time.Now()
-		t := a.GetTask()
-		created := t.GetCreatedAt().AsTime()
-		w.mu.Lock()
-		if t.GetStartedAt() != nil {
-			w.schedLat = append(w.schedLat, t.GetStartedAt().AsTime().Sub(created))
+		for _, a := range msg.GetAssignments().GetAssignments() {
+			w.take(a, session)
 		}
-		w.assignLat = append(w.assignLat, now.Sub(created))
-		if w.opts.hold > 0 {
-			w.leases[a.GetLeaseId()] = struct{}{}
-		}
-		w.mu.Unlock()
-		w.fleet.notePeak(w.fleet.running.Add(1))
-		ft := finishedTask{taskID: t.GetId(), leaseID: a.GetLeaseId(), session: session}
-		if w.opts.hold == 0 {
-			w.finished <- ft
-			continue
-		}
-		time.AfterFunc(w.opts.hold, func() { w.finished <- ft })
 	}
+}
+
+// take records an assignment's latency and completes it (now, or after hold).
+func (w *fakeWorker) take(a *pb.Assignment, session int) {
+	now := time.Now()
+	t := a.GetTask()
+	created := t.GetCreatedAt().AsTime()
+	w.mu.Lock()
+	if t.GetStartedAt() != nil {
+		w.schedLat = append(w.schedLat, t.GetStartedAt().AsTime().Sub(created))
+	}
+	w.assignLat = append(w.assignLat, now.Sub(created))
+	if w.opts.hold > 0 {
+		w.leases[a.GetLeaseId()] = struct{}{}
+	}
+	w.mu.Unlock()
+	w.fleet.notePeak(w.fleet.running.Add(1))
+	ft := finishedTask{taskID: t.GetId(), leaseID: a.GetLeaseId(), session: session}
+	if w.opts.hold == 0 {
+		w.finished <- ft
+		return
+	}
+	time.AfterFunc(w.opts.hold, func() { w.finished <- ft })
 }
 
 // reopen replaces a broken session, retrying until one opens or ctx ends; what
@@ -251,28 +257,25 @@ func (w *fakeWorker) send(ctx context.Context, heartbeat time.Duration) {
 	}
 }
 
-// report sends the results of the current session's tasks and grants their
-// credits back; those of an earlier session are dropped (their leases died with it).
+// report sends the results of the current session's tasks and their credits in
+// one ResultBatch; those of an earlier session are dropped (their leases died with it).
 func (w *fakeWorker) report(batch []finishedTask) error {
 	stream, session := w.current()
-	sent, last := 0, ""
+	results, last := make([]*pb.TaskResult, 0, len(batch)), ""
 	for _, ft := range batch {
 		if ft.session != session {
 			continue
 		}
-		err := stream.Send(&pb.SessionRequest{Msg: &pb.SessionRequest_Result{Result: &pb.TaskResult{
-			TaskId: ft.taskID, LeaseId: ft.leaseID,
-		}}})
-		if err != nil {
-			return err
-		}
-		sent, last = sent+1, ft.taskID
+		results = append(results, &pb.TaskResult{TaskId: ft.taskID, LeaseId: ft.leaseID})
+		last = ft.taskID
 	}
+	sent := len(results)
 	w.fleet.running.Add(-int64(len(batch)))
 	if sent == 0 {
 		return nil
 	}
-	if err := stream.Send(credit(sent)); err != nil {
+	msg := &pb.ResultBatch{Results: results, Credits: int32(sent)}
+	if err := stream.Send(&pb.SessionRequest{Msg: &pb.SessionRequest_Results{Results: msg}}); err != nil {
 		return err
 	}
 	w.mu.Lock()

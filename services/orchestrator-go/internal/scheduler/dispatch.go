@@ -13,8 +13,10 @@ import (
 )
 
 // dispatchLocked hands queued tasks to workers with free credits: to only if given
-// (it just granted credits), else to every connected worker. It runs on every
-// event that may make an assignment possible, so assignment never waits for a tick.
+// (it just granted credits), else to every connected worker, each task to the
+// least-loaded worker that can run it (so two idle workers share a burst instead
+// of one filling up first). It runs on every event that may make an assignment
+// possible, so assignment never waits for a tick.
 func (s *Scheduler) dispatchLocked(only *workers.Worker) {
 	if s.queue.Len() == 0 || s.closed { // nothing starts once shutting down
 		return
@@ -23,17 +25,31 @@ func (s *Scheduler) dispatchLocked(only *workers.Worker) {
 	if len(s.cfg.AgentLimits) > 0 || len(s.cfg.ProviderLimits) > 0 {
 		allowed = s.mayStartLocked
 	}
-	candidates := []*workers.Worker{only}
-	if only == nil {
-		candidates = s.workers.All()
-	}
-	for _, w := range candidates {
-		for w.CanTake() {
-			item, ok := s.queue.Peek(w.Agents, allowed)
+	if only != nil {
+		for only.CanTake() {
+			item, ok := s.queue.Peek(only.Agents, allowed)
 			if !ok {
-				break
+				return
 			}
-			s.assignLocked(w, item)
+			s.assignLocked(only, item)
+		}
+		return
+	}
+	pool := newLoadPool(s.workers.All())
+	for pool.Len() > 0 {
+		w := pool.least()
+		item, ok := s.queue.Peek(w.Agents, allowed)
+		// Assigning only shrinks the queue and tightens the limits, so a worker
+		// with nothing to take now has nothing later in this pass either.
+		if !ok {
+			pool.dropLeast()
+			continue
+		}
+		s.assignLocked(w, item)
+		if w.CanTake() {
+			pool.fixLeast()
+		} else {
+			pool.dropLeast()
 		}
 	}
 }

@@ -243,6 +243,9 @@ func New(cfg Config, d Deps) *Scheduler {
 // Config returns the effective configuration.
 func (s *Scheduler) Config() Config { return s.cfg }
 
+// Metrics returns the metrics the scheduler records into.
+func (s *Scheduler) Metrics() *telemetry.Metrics { return s.metrics }
+
 // waitDurable waits until every state change made so far is durable.
 func (s *Scheduler) waitDurable() error { return s.commit.Sync() }
 

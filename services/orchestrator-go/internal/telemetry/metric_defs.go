@@ -28,6 +28,7 @@ type Metrics struct {
 	WorkerCreditsFree   prometheus.Gauge         //
 	LeasesExpired       prometheus.Counter       //
 	StaleMessages       *prometheus.CounterVec   // {kind}: chunk|result with an unknown lease
+	WorkerMessages      *prometheus.CounterVec   // {kind}: stream messages received from workers
 	WatchersActive      prometheus.Gauge         //
 	WatchersLagged      prometheus.Counter       //
 	SubmitRejected      *prometheus.CounterVec   // {reason}
@@ -98,6 +99,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: namespace, Name: "stale_messages_total",
 			Help: "Worker chunks and results ignored because their lease is no longer current.",
 		}, []string{"kind"}),
+		WorkerMessages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "worker_messages_total",
+			Help: "WorkerHub stream messages received from workers, by kind (a batch counts once).",
+		}, []string{"kind"}),
 		WatchersActive: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "watchers_active",
 			Help: "Open WatchTask subscriptions.",
@@ -165,7 +170,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(
 		m.TasksSubmitted, m.TasksFinished, m.TaskRetries, m.QueueDepth, m.TasksRunning,
 		m.SchedulingLatency, m.TaskDuration, m.WorkersConnected, m.WorkerCreditsFree,
-		m.LeasesExpired, m.StaleMessages, m.WatchersActive, m.WatchersLagged,
+		m.LeasesExpired, m.StaleMessages, m.WorkerMessages, m.WatchersActive, m.WatchersLagged,
 		m.SubmitRejected, m.AssignmentsSent, m.CancellationsSent, m.WorkerSessionsOpen,
 		m.StoreCommits, m.StoreCommitFailures, m.StoreCommitTasks, m.StoreCommitDuration, m.TasksRecovered, m.TasksPruned,
 		m.JournalRecords, m.JournalFull,

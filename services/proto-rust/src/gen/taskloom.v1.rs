@@ -5148,7 +5148,7 @@ pub mod vector_service_server {
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct SessionRequest {
-    #[prost(oneof = "session_request::Msg", tags = "1, 2, 3, 4, 5, 6, 7, 8")]
+    #[prost(oneof = "session_request::Msg", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
     pub msg: ::core::option::Option<session_request::Msg>,
 }
 /// Nested message and enum types in `SessionRequest`.
@@ -5172,12 +5172,16 @@ pub mod session_request {
         Agents(super::AgentsUpdate),
         #[prost(message, tag = "8")]
         Journal(super::JournalRecord),
+        /// Several chunks, results and credits in one message (sent by workers that
+        /// registered with batches set).
+        #[prost(message, tag = "9")]
+        Results(super::ResultBatch),
     }
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct SessionResponse {
-    #[prost(oneof = "session_response::Msg", tags = "1, 2, 3")]
+    #[prost(oneof = "session_response::Msg", tags = "1, 2, 3, 4")]
     pub msg: ::core::option::Option<session_response::Msg>,
 }
 /// Nested message and enum types in `SessionResponse`.
@@ -5191,6 +5195,9 @@ pub mod session_response {
         Assignment(super::Assignment),
         #[prost(message, tag = "3")]
         Cancel(super::CancelAssignment),
+        /// Several assignments in one message, to workers that registered with batches set.
+        #[prost(message, tag = "4")]
+        Assignments(super::AssignmentBatch),
     }
 }
 #[allow(clippy::all)]
@@ -5208,6 +5215,10 @@ pub struct Register {
     pub hostname: ::prost::alloc::string::String,
     #[prost(string, tag = "5")]
     pub version: ::prost::alloc::string::String,
+    /// The worker reads AssignmentBatch; the hub then sends assignments made
+    /// together in one message.
+    #[prost(bool, tag = "6")]
+    pub batches: bool,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -5331,6 +5342,27 @@ pub struct CancelAssignment {
     pub lease_id: ::prost::alloc::string::String,
     #[prost(string, tag = "3")]
     pub reason: ::prost::alloc::string::String,
+}
+/// ResultBatch is what a worker reports at once: the hub applies the chunks in
+/// order, then the results in order, then grants the credits. A worker puts a
+/// task's chunks in the same or an earlier message than its result, so each
+/// task's order is kept.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ResultBatch {
+    #[prost(message, repeated, tag = "1")]
+    pub chunks: ::prost::alloc::vec::Vec<TaskChunk>,
+    #[prost(message, repeated, tag = "2")]
+    pub results: ::prost::alloc::vec::Vec<TaskResult>,
+    #[prost(int32, tag = "3")]
+    pub credits: i32,
+}
+/// AssignmentBatch is assignments the hub made together, in the order made.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AssignmentBatch {
+    #[prost(message, repeated, tag = "1")]
+    pub assignments: ::prost::alloc::vec::Vec<Assignment>,
 }
 /// What a journal record holds.
 #[allow(clippy::all)]

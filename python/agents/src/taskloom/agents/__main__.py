@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Sequence
+
+import uvloop
 
 from taskloom.agents.catalog import CatalogError
 from taskloom.agents.endpoints import EndpointConfigError
@@ -17,7 +18,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = load_settings(argv)
     log = configure_logging("agent-worker", settings.log_level)
     try:
-        asyncio.run(serve(settings))
+        uvloop.run(serve(settings))  # libuv's loop: less CPU per message than asyncio's
     except (CatalogError, EndpointConfigError, OSError) as err:
         log.error("agent worker cannot start", error=str(err))
         return 2

@@ -19,7 +19,12 @@ from taskloom.agents.endpoints import (
     build_endpoints,
     parse_endpoints,
 )
-from taskloom.agents.streaming import BUFFER_SIZE_RANGE, FLUSH_INTERVAL_MS_RANGE
+from taskloom.agents.streaming import (
+    BUFFER_SIZE_RANGE,
+    DEFAULT_BUFFER_SIZE,
+    DEFAULT_FLUSH_INTERVAL_MS,
+    FLUSH_INTERVAL_MS_RANGE,
+)
 from taskloom.sdk import config
 from taskloom.sdk.channel import OrchestratorAddresses
 from taskloom.sdk.embeddings.settings import EmbeddingSettings
@@ -206,13 +211,13 @@ class Settings(config.ServiceSettings, EmbeddingSettings):
         "so a retried task replays them instead of paying for them again",
     )
     stream_buffer_size: int = Field(
-        default=256,
+        default=DEFAULT_BUFFER_SIZE,
         ge=BUFFER_SIZE_RANGE[0],
         le=BUFFER_SIZE_RANGE[1],
         description="streamed text is sent once this many bytes are buffered (0 = every piece)",
     )
     stream_flush_interval_ms: float = Field(
-        default=25.0,
+        default=DEFAULT_FLUSH_INTERVAL_MS,
         ge=FLUSH_INTERVAL_MS_RANGE[0],
         le=FLUSH_INTERVAL_MS_RANGE[1],
         description="...or once the first buffered piece is this old (0 = every piece)",

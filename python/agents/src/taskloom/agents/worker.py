@@ -29,6 +29,7 @@ from taskloom.agents.streaming import ChunkStream, StreamOptions
 from taskloom.agents.telemetry import Telemetry
 from taskloom.agents.tools.base import TaskInfo
 from taskloom.agents.usage_wire import token_usage
+from taskloom.agents.wire_batch import MAX_BATCH_MESSAGES, assignments, batch_requests
 from taskloom.sdk.channel import WORKER_HUB_SERVICE, orchestrator_channel
 from taskloom.v1 import common_pb2, worker_hub_pb2, worker_hub_pb2_grpc
 
@@ -176,6 +177,7 @@ class Worker:
                     concurrency=self._opts.concurrency,
                     hostname=self._opts.hostname,
                     version=self._opts.version,
+                    batches=True,
                 )
             )
             try:
@@ -218,11 +220,20 @@ class Worker:
                 call.cancel()
 
     async def _requests(self) -> AsyncIterator[worker_hub_pb2.SessionRequest]:
+        # What queued while the previous message was written goes out batched (wire_batch).
+        outbox = self._outbox
         while True:
-            msg = await self._outbox.get()
+            pending: list[worker_hub_pb2.SessionRequest] = []
+            msg = await outbox.get()
+            while msg is not None:
+                pending.append(msg)
+                if len(pending) >= MAX_BATCH_MESSAGES or outbox.empty():
+                    break
+                msg = outbox.get_nowait()
+            for batched in batch_requests(pending):
+                yield batched
             if msg is None:
                 return  # half-close
-            yield msg
 
     def _send(self, **kwargs: Any) -> None:
         self._outbox.put_nowait(worker_hub_pb2.SessionRequest(**kwargs))
@@ -233,8 +244,9 @@ class Worker:
             if resp is grpc.aio.EOF:
                 return
             kind = resp.WhichOneof("msg")
-            if kind == "assignment":
-                self._start(resp.assignment)
+            if kind in ("assignment", "assignments"):
+                for a in assignments(resp):
+                    self._start(a)
             elif kind == "cancel":
                 self._cancel(resp.cancel)
             else:

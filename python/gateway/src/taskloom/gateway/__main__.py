@@ -48,6 +48,9 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
         log_config=None,  # keep uvicorn's records on the JSON handler set up above
         log_level=settings.log_level.lower(),
         access_log=False,
+        # The C event loop and HTTP parser: less CPU per request than asyncio's and h11.
+        loop="uvloop",
+        http="httptools",
         # Annotated `int | None` by uvicorn, which hands it to asyncio.wait_for: floats work.
         timeout_graceful_shutdown=graceful_shutdown_timeout(settings.shutdown_grace_seconds),  # type: ignore[arg-type]
     )

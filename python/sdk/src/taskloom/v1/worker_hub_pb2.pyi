@@ -63,6 +63,7 @@ class SessionRequest(_message.Message):
     DRAIN_FIELD_NUMBER: _builtins.int
     AGENTS_FIELD_NUMBER: _builtins.int
     JOURNAL_FIELD_NUMBER: _builtins.int
+    RESULTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def register(self) -> Global___Register: ...
     @_builtins.property
@@ -79,6 +80,12 @@ class SessionRequest(_message.Message):
     def agents(self) -> Global___AgentsUpdate: ...
     @_builtins.property
     def journal(self) -> Global___JournalRecord: ...
+    @_builtins.property
+    def results(self) -> Global___ResultBatch:
+        """Several chunks, results and credits in one message (sent by workers that
+        registered with batches set).
+        """
+
     def __init__(
         self,
         *,
@@ -90,12 +97,13 @@ class SessionRequest(_message.Message):
         drain: Global___Drain | None = ...,
         agents: Global___AgentsUpdate | None = ...,
         journal: Global___JournalRecord | None = ...,
+        results: Global___ResultBatch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents", "chunk", b"chunk", "credit", b"credit", "drain", b"drain", "heartbeat", b"heartbeat", "journal", b"journal", "msg", b"msg", "register", b"register", "result", b"result"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents", "chunk", b"chunk", "credit", b"credit", "drain", b"drain", "heartbeat", b"heartbeat", "journal", b"journal", "msg", b"msg", "register", b"register", "result", b"result", "results", b"results"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents", "chunk", b"chunk", "credit", b"credit", "drain", b"drain", "heartbeat", b"heartbeat", "journal", b"journal", "msg", b"msg", "register", b"register", "result", b"result"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents", "chunk", b"chunk", "credit", b"credit", "drain", b"drain", "heartbeat", b"heartbeat", "journal", b"journal", "msg", b"msg", "register", b"register", "result", b"result", "results", b"results"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_msg: _TypeAlias = _typing.Literal["register", "credit", "heartbeat", "chunk", "result", "drain", "agents", "journal"]  # noqa: Y015
+    _WhichOneofReturnType_msg: _TypeAlias = _typing.Literal["register", "credit", "heartbeat", "chunk", "result", "drain", "agents", "journal", "results"]  # noqa: Y015
     _WhichOneofArgType_msg: _TypeAlias = _typing.Literal["msg", b"msg"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_msg) -> _WhichOneofReturnType_msg | None: ...
 
@@ -108,24 +116,30 @@ class SessionResponse(_message.Message):
     REGISTERED_FIELD_NUMBER: _builtins.int
     ASSIGNMENT_FIELD_NUMBER: _builtins.int
     CANCEL_FIELD_NUMBER: _builtins.int
+    ASSIGNMENTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def registered(self) -> Global___Registered: ...
     @_builtins.property
     def assignment(self) -> Global___Assignment: ...
     @_builtins.property
     def cancel(self) -> Global___CancelAssignment: ...
+    @_builtins.property
+    def assignments(self) -> Global___AssignmentBatch:
+        """Several assignments in one message, to workers that registered with batches set."""
+
     def __init__(
         self,
         *,
         registered: Global___Registered | None = ...,
         assignment: Global___Assignment | None = ...,
         cancel: Global___CancelAssignment | None = ...,
+        assignments: Global___AssignmentBatch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["assignment", b"assignment", "cancel", b"cancel", "msg", b"msg", "registered", b"registered"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assignment", b"assignment", "assignments", b"assignments", "cancel", b"cancel", "msg", b"msg", "registered", b"registered"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignment", b"assignment", "cancel", b"cancel", "msg", b"msg", "registered", b"registered"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignment", b"assignment", "assignments", b"assignments", "cancel", b"cancel", "msg", b"msg", "registered", b"registered"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_msg: _TypeAlias = _typing.Literal["registered", "assignment", "cancel"]  # noqa: Y015
+    _WhichOneofReturnType_msg: _TypeAlias = _typing.Literal["registered", "assignment", "cancel", "assignments"]  # noqa: Y015
     _WhichOneofArgType_msg: _TypeAlias = _typing.Literal["msg", b"msg"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_msg) -> _WhichOneofReturnType_msg | None: ...
 
@@ -140,12 +154,17 @@ class Register(_message.Message):
     CONCURRENCY_FIELD_NUMBER: _builtins.int
     HOSTNAME_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    BATCHES_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     """Stable across reconnects of one worker process; the hub assigns one if empty."""
     concurrency: _builtins.int
     """The most tasks the worker runs at once."""
     hostname: _builtins.str
     version: _builtins.str
+    batches: _builtins.bool
+    """The worker reads AssignmentBatch; the hub then sends assignments made
+    together in one message.
+    """
     @_builtins.property
     def agents(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.AgentInfo]: ...
     def __init__(
@@ -156,10 +175,11 @@ class Register(_message.Message):
         concurrency: _builtins.int = ...,
         hostname: _builtins.str = ...,
         version: _builtins.str = ...,
+        batches: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents", "concurrency", b"concurrency", "hostname", b"hostname", "version", b"version", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents", "batches", b"batches", "concurrency", b"concurrency", "hostname", b"hostname", "version", b"version", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -464,3 +484,58 @@ class CancelAssignment(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CancelAssignment: _TypeAlias = CancelAssignment  # noqa: Y015
+
+@_typing.final
+class ResultBatch(_message.Message):
+    """ResultBatch is what a worker reports at once: the hub applies the chunks in
+    order, then the results in order, then grants the credits. A worker puts a
+    task's chunks in the same or an earlier message than its result, so each
+    task's order is kept.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHUNKS_FIELD_NUMBER: _builtins.int
+    RESULTS_FIELD_NUMBER: _builtins.int
+    CREDITS_FIELD_NUMBER: _builtins.int
+    credits: _builtins.int
+    @_builtins.property
+    def chunks(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskChunk]: ...
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskResult]: ...
+    def __init__(
+        self,
+        *,
+        chunks: _abc.Iterable[Global___TaskChunk] | None = ...,
+        results: _abc.Iterable[Global___TaskResult] | None = ...,
+        credits: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "credits", b"credits", "results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResultBatch: _TypeAlias = ResultBatch  # noqa: Y015
+
+@_typing.final
+class AssignmentBatch(_message.Message):
+    """AssignmentBatch is assignments the hub made together, in the order made."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASSIGNMENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def assignments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Assignment]: ...
+    def __init__(
+        self,
+        *,
+        assignments: _abc.Iterable[Global___Assignment] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignments", b"assignments"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AssignmentBatch: _TypeAlias = AssignmentBatch  # noqa: Y015

@@ -92,6 +92,7 @@ type SessionRequest struct {
 	//	*SessionRequest_Drain
 	//	*SessionRequest_Agents
 	//	*SessionRequest_Journal
+	//	*SessionRequest_Results
 	Msg           isSessionRequest_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -206,6 +207,15 @@ func (x *SessionRequest) GetJournal() *JournalRecord {
 	return nil
 }
 
+func (x *SessionRequest) GetResults() *ResultBatch {
+	if x != nil {
+		if x, ok := x.Msg.(*SessionRequest_Results); ok {
+			return x.Results
+		}
+	}
+	return nil
+}
+
 type isSessionRequest_Msg interface {
 	isSessionRequest_Msg()
 }
@@ -242,6 +252,12 @@ type SessionRequest_Journal struct {
 	Journal *JournalRecord `protobuf:"bytes,8,opt,name=journal,proto3,oneof"`
 }
 
+type SessionRequest_Results struct {
+	// Several chunks, results and credits in one message (sent by workers that
+	// registered with batches set).
+	Results *ResultBatch `protobuf:"bytes,9,opt,name=results,proto3,oneof"`
+}
+
 func (*SessionRequest_Register) isSessionRequest_Msg() {}
 
 func (*SessionRequest_Credit) isSessionRequest_Msg() {}
@@ -258,6 +274,8 @@ func (*SessionRequest_Agents) isSessionRequest_Msg() {}
 
 func (*SessionRequest_Journal) isSessionRequest_Msg() {}
 
+func (*SessionRequest_Results) isSessionRequest_Msg() {}
+
 type SessionResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Msg:
@@ -265,6 +283,7 @@ type SessionResponse struct {
 	//	*SessionResponse_Registered
 	//	*SessionResponse_Assignment
 	//	*SessionResponse_Cancel
+	//	*SessionResponse_Assignments
 	Msg           isSessionResponse_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -334,6 +353,15 @@ func (x *SessionResponse) GetCancel() *CancelAssignment {
 	return nil
 }
 
+func (x *SessionResponse) GetAssignments() *AssignmentBatch {
+	if x != nil {
+		if x, ok := x.Msg.(*SessionResponse_Assignments); ok {
+			return x.Assignments
+		}
+	}
+	return nil
+}
+
 type isSessionResponse_Msg interface {
 	isSessionResponse_Msg()
 }
@@ -350,11 +378,18 @@ type SessionResponse_Cancel struct {
 	Cancel *CancelAssignment `protobuf:"bytes,3,opt,name=cancel,proto3,oneof"`
 }
 
+type SessionResponse_Assignments struct {
+	// Several assignments in one message, to workers that registered with batches set.
+	Assignments *AssignmentBatch `protobuf:"bytes,4,opt,name=assignments,proto3,oneof"`
+}
+
 func (*SessionResponse_Registered) isSessionResponse_Msg() {}
 
 func (*SessionResponse_Assignment) isSessionResponse_Msg() {}
 
 func (*SessionResponse_Cancel) isSessionResponse_Msg() {}
+
+func (*SessionResponse_Assignments) isSessionResponse_Msg() {}
 
 type Register struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -362,9 +397,12 @@ type Register struct {
 	WorkerId string       `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	Agents   []*AgentInfo `protobuf:"bytes,2,rep,name=agents,proto3" json:"agents,omitempty"`
 	// The most tasks the worker runs at once.
-	Concurrency   int32  `protobuf:"varint,3,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
-	Hostname      string `protobuf:"bytes,4,opt,name=hostname,proto3" json:"hostname,omitempty"`
-	Version       string `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
+	Concurrency int32  `protobuf:"varint,3,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
+	Hostname    string `protobuf:"bytes,4,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	Version     string `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
+	// The worker reads AssignmentBatch; the hub then sends assignments made
+	// together in one message.
+	Batches       bool `protobuf:"varint,6,opt,name=batches,proto3" json:"batches,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -432,6 +470,13 @@ func (x *Register) GetVersion() string {
 		return x.Version
 	}
 	return ""
+}
+
+func (x *Register) GetBatches() bool {
+	if x != nil {
+		return x.Batches
+	}
+	return false
 }
 
 type Registered struct {
@@ -1058,11 +1103,120 @@ func (x *CancelAssignment) GetReason() string {
 	return ""
 }
 
+// ResultBatch is what a worker reports at once: the hub applies the chunks in
+// order, then the results in order, then grants the credits. A worker puts a
+// task's chunks in the same or an earlier message than its result, so each
+// task's order is kept.
+type ResultBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Chunks        []*TaskChunk           `protobuf:"bytes,1,rep,name=chunks,proto3" json:"chunks,omitempty"`
+	Results       []*TaskResult          `protobuf:"bytes,2,rep,name=results,proto3" json:"results,omitempty"`
+	Credits       int32                  `protobuf:"varint,3,opt,name=credits,proto3" json:"credits,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResultBatch) Reset() {
+	*x = ResultBatch{}
+	mi := &file_taskloom_v1_worker_hub_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResultBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResultBatch) ProtoMessage() {}
+
+func (x *ResultBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_taskloom_v1_worker_hub_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResultBatch.ProtoReflect.Descriptor instead.
+func (*ResultBatch) Descriptor() ([]byte, []int) {
+	return file_taskloom_v1_worker_hub_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ResultBatch) GetChunks() []*TaskChunk {
+	if x != nil {
+		return x.Chunks
+	}
+	return nil
+}
+
+func (x *ResultBatch) GetResults() []*TaskResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *ResultBatch) GetCredits() int32 {
+	if x != nil {
+		return x.Credits
+	}
+	return 0
+}
+
+// AssignmentBatch is assignments the hub made together, in the order made.
+type AssignmentBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Assignments   []*Assignment          `protobuf:"bytes,1,rep,name=assignments,proto3" json:"assignments,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AssignmentBatch) Reset() {
+	*x = AssignmentBatch{}
+	mi := &file_taskloom_v1_worker_hub_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AssignmentBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AssignmentBatch) ProtoMessage() {}
+
+func (x *AssignmentBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_taskloom_v1_worker_hub_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AssignmentBatch.ProtoReflect.Descriptor instead.
+func (*AssignmentBatch) Descriptor() ([]byte, []int) {
+	return file_taskloom_v1_worker_hub_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *AssignmentBatch) GetAssignments() []*Assignment {
+	if x != nil {
+		return x.Assignments
+	}
+	return nil
+}
+
 var File_taskloom_v1_worker_hub_proto protoreflect.FileDescriptor
 
 const file_taskloom_v1_worker_hub_proto_rawDesc = "" +
 	"\n" +
-	"\x1ctaskloom/v1/worker_hub.proto\x12\vtaskloom.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18taskloom/v1/common.proto\x1a\x18taskloom/v1/limits.proto\"\xb4\x03\n" +
+	"\x1ctaskloom/v1/worker_hub.proto\x12\vtaskloom.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18taskloom/v1/common.proto\x1a\x18taskloom/v1/limits.proto\"\xea\x03\n" +
 	"\x0eSessionRequest\x123\n" +
 	"\bregister\x18\x01 \x01(\v2\x15.taskloom.v1.RegisterH\x00R\bregister\x122\n" +
 	"\x06credit\x18\x02 \x01(\v2\x18.taskloom.v1.CreditGrantH\x00R\x06credit\x126\n" +
@@ -1071,8 +1225,9 @@ const file_taskloom_v1_worker_hub_proto_rawDesc = "" +
 	"\x06result\x18\x05 \x01(\v2\x17.taskloom.v1.TaskResultH\x00R\x06result\x12*\n" +
 	"\x05drain\x18\x06 \x01(\v2\x12.taskloom.v1.DrainH\x00R\x05drain\x123\n" +
 	"\x06agents\x18\a \x01(\v2\x19.taskloom.v1.AgentsUpdateH\x00R\x06agents\x126\n" +
-	"\ajournal\x18\b \x01(\v2\x1a.taskloom.v1.JournalRecordH\x00R\ajournalB\x05\n" +
-	"\x03msg\"\xc7\x01\n" +
+	"\ajournal\x18\b \x01(\v2\x1a.taskloom.v1.JournalRecordH\x00R\ajournal\x124\n" +
+	"\aresults\x18\t \x01(\v2\x18.taskloom.v1.ResultBatchH\x00R\aresultsB\x05\n" +
+	"\x03msg\"\x89\x02\n" +
 	"\x0fSessionResponse\x129\n" +
 	"\n" +
 	"registered\x18\x01 \x01(\v2\x17.taskloom.v1.RegisteredH\x00R\n" +
@@ -1080,14 +1235,16 @@ const file_taskloom_v1_worker_hub_proto_rawDesc = "" +
 	"\n" +
 	"assignment\x18\x02 \x01(\v2\x17.taskloom.v1.AssignmentH\x00R\n" +
 	"assignment\x127\n" +
-	"\x06cancel\x18\x03 \x01(\v2\x1d.taskloom.v1.CancelAssignmentH\x00R\x06cancelB\x05\n" +
-	"\x03msg\"\xc0\x01\n" +
+	"\x06cancel\x18\x03 \x01(\v2\x1d.taskloom.v1.CancelAssignmentH\x00R\x06cancel\x12@\n" +
+	"\vassignments\x18\x04 \x01(\v2\x1c.taskloom.v1.AssignmentBatchH\x00R\vassignmentsB\x05\n" +
+	"\x03msg\"\xda\x01\n" +
 	"\bRegister\x12$\n" +
 	"\tworker_id\x18\x01 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x01R\bworkerId\x12.\n" +
 	"\x06agents\x18\x02 \x03(\v2\x16.taskloom.v1.AgentInfoR\x06agents\x12(\n" +
 	"\vconcurrency\x18\x03 \x01(\x05B\x06\xca\xf3\x18\x02@\x01R\vconcurrency\x12\x1a\n" +
 	"\bhostname\x18\x04 \x01(\tR\bhostname\x12\x18\n" +
-	"\aversion\x18\x05 \x01(\tR\aversion\"\xab\x01\n" +
+	"\aversion\x18\x05 \x01(\tR\aversion\x12\x18\n" +
+	"\abatches\x18\x06 \x01(\bR\abatches\"\xab\x01\n" +
 	"\n" +
 	"Registered\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12H\n" +
@@ -1130,7 +1287,13 @@ const file_taskloom_v1_worker_hub_proto_rawDesc = "" +
 	"\x10CancelAssignment\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason*d\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x8a\x01\n" +
+	"\vResultBatch\x12.\n" +
+	"\x06chunks\x18\x01 \x03(\v2\x16.taskloom.v1.TaskChunkR\x06chunks\x121\n" +
+	"\aresults\x18\x02 \x03(\v2\x17.taskloom.v1.TaskResultR\aresults\x12\x18\n" +
+	"\acredits\x18\x03 \x01(\x05R\acredits\"L\n" +
+	"\x0fAssignmentBatch\x129\n" +
+	"\vassignments\x18\x01 \x03(\v2\x17.taskloom.v1.AssignmentR\vassignments*d\n" +
 	"\vJournalKind\x12\x1c\n" +
 	"\x18JOURNAL_KIND_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15JOURNAL_KIND_LLM_TURN\x10\x01\x12\x1c\n" +
@@ -1151,7 +1314,7 @@ func file_taskloom_v1_worker_hub_proto_rawDescGZIP() []byte {
 }
 
 var file_taskloom_v1_worker_hub_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_taskloom_v1_worker_hub_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_taskloom_v1_worker_hub_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_taskloom_v1_worker_hub_proto_goTypes = []any{
 	(JournalKind)(0),              // 0: taskloom.v1.JournalKind
 	(*SessionRequest)(nil),        // 1: taskloom.v1.SessionRequest
@@ -1167,15 +1330,17 @@ var file_taskloom_v1_worker_hub_proto_goTypes = []any{
 	(*JournalRecord)(nil),         // 11: taskloom.v1.JournalRecord
 	(*Assignment)(nil),            // 12: taskloom.v1.Assignment
 	(*CancelAssignment)(nil),      // 13: taskloom.v1.CancelAssignment
-	(*AgentInfo)(nil),             // 14: taskloom.v1.AgentInfo
-	(*durationpb.Duration)(nil),   // 15: google.protobuf.Duration
-	(ChunkKind)(0),                // 16: taskloom.v1.ChunkKind
-	(*structpb.Struct)(nil),       // 17: google.protobuf.Struct
-	(*structpb.Value)(nil),        // 18: google.protobuf.Value
-	(*TaskError)(nil),             // 19: taskloom.v1.TaskError
-	(*TokenUsage)(nil),            // 20: taskloom.v1.TokenUsage
-	(*Task)(nil),                  // 21: taskloom.v1.Task
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(*ResultBatch)(nil),           // 14: taskloom.v1.ResultBatch
+	(*AssignmentBatch)(nil),       // 15: taskloom.v1.AssignmentBatch
+	(*AgentInfo)(nil),             // 16: taskloom.v1.AgentInfo
+	(*durationpb.Duration)(nil),   // 17: google.protobuf.Duration
+	(ChunkKind)(0),                // 18: taskloom.v1.ChunkKind
+	(*structpb.Struct)(nil),       // 19: google.protobuf.Struct
+	(*structpb.Value)(nil),        // 20: google.protobuf.Value
+	(*TaskError)(nil),             // 21: taskloom.v1.TaskError
+	(*TokenUsage)(nil),            // 22: taskloom.v1.TokenUsage
+	(*Task)(nil),                  // 23: taskloom.v1.Task
+	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
 }
 var file_taskloom_v1_worker_hub_proto_depIdxs = []int32{
 	3,  // 0: taskloom.v1.SessionRequest.register:type_name -> taskloom.v1.Register
@@ -1186,29 +1351,34 @@ var file_taskloom_v1_worker_hub_proto_depIdxs = []int32{
 	9,  // 5: taskloom.v1.SessionRequest.drain:type_name -> taskloom.v1.Drain
 	10, // 6: taskloom.v1.SessionRequest.agents:type_name -> taskloom.v1.AgentsUpdate
 	11, // 7: taskloom.v1.SessionRequest.journal:type_name -> taskloom.v1.JournalRecord
-	4,  // 8: taskloom.v1.SessionResponse.registered:type_name -> taskloom.v1.Registered
-	12, // 9: taskloom.v1.SessionResponse.assignment:type_name -> taskloom.v1.Assignment
-	13, // 10: taskloom.v1.SessionResponse.cancel:type_name -> taskloom.v1.CancelAssignment
-	14, // 11: taskloom.v1.Register.agents:type_name -> taskloom.v1.AgentInfo
-	15, // 12: taskloom.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
-	15, // 13: taskloom.v1.Registered.lease_ttl:type_name -> google.protobuf.Duration
-	16, // 14: taskloom.v1.TaskChunk.kind:type_name -> taskloom.v1.ChunkKind
-	17, // 15: taskloom.v1.TaskChunk.data:type_name -> google.protobuf.Struct
-	18, // 16: taskloom.v1.TaskResult.output:type_name -> google.protobuf.Value
-	19, // 17: taskloom.v1.TaskResult.error:type_name -> taskloom.v1.TaskError
-	20, // 18: taskloom.v1.TaskResult.usage:type_name -> taskloom.v1.TokenUsage
-	14, // 19: taskloom.v1.AgentsUpdate.agents:type_name -> taskloom.v1.AgentInfo
-	0,  // 20: taskloom.v1.JournalRecord.kind:type_name -> taskloom.v1.JournalKind
-	21, // 21: taskloom.v1.Assignment.task:type_name -> taskloom.v1.Task
-	22, // 22: taskloom.v1.Assignment.deadline:type_name -> google.protobuf.Timestamp
-	11, // 23: taskloom.v1.Assignment.journal:type_name -> taskloom.v1.JournalRecord
-	1,  // 24: taskloom.v1.WorkerHubService.Session:input_type -> taskloom.v1.SessionRequest
-	2,  // 25: taskloom.v1.WorkerHubService.Session:output_type -> taskloom.v1.SessionResponse
-	25, // [25:26] is the sub-list for method output_type
-	24, // [24:25] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	14, // 8: taskloom.v1.SessionRequest.results:type_name -> taskloom.v1.ResultBatch
+	4,  // 9: taskloom.v1.SessionResponse.registered:type_name -> taskloom.v1.Registered
+	12, // 10: taskloom.v1.SessionResponse.assignment:type_name -> taskloom.v1.Assignment
+	13, // 11: taskloom.v1.SessionResponse.cancel:type_name -> taskloom.v1.CancelAssignment
+	15, // 12: taskloom.v1.SessionResponse.assignments:type_name -> taskloom.v1.AssignmentBatch
+	16, // 13: taskloom.v1.Register.agents:type_name -> taskloom.v1.AgentInfo
+	17, // 14: taskloom.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
+	17, // 15: taskloom.v1.Registered.lease_ttl:type_name -> google.protobuf.Duration
+	18, // 16: taskloom.v1.TaskChunk.kind:type_name -> taskloom.v1.ChunkKind
+	19, // 17: taskloom.v1.TaskChunk.data:type_name -> google.protobuf.Struct
+	20, // 18: taskloom.v1.TaskResult.output:type_name -> google.protobuf.Value
+	21, // 19: taskloom.v1.TaskResult.error:type_name -> taskloom.v1.TaskError
+	22, // 20: taskloom.v1.TaskResult.usage:type_name -> taskloom.v1.TokenUsage
+	16, // 21: taskloom.v1.AgentsUpdate.agents:type_name -> taskloom.v1.AgentInfo
+	0,  // 22: taskloom.v1.JournalRecord.kind:type_name -> taskloom.v1.JournalKind
+	23, // 23: taskloom.v1.Assignment.task:type_name -> taskloom.v1.Task
+	24, // 24: taskloom.v1.Assignment.deadline:type_name -> google.protobuf.Timestamp
+	11, // 25: taskloom.v1.Assignment.journal:type_name -> taskloom.v1.JournalRecord
+	7,  // 26: taskloom.v1.ResultBatch.chunks:type_name -> taskloom.v1.TaskChunk
+	8,  // 27: taskloom.v1.ResultBatch.results:type_name -> taskloom.v1.TaskResult
+	12, // 28: taskloom.v1.AssignmentBatch.assignments:type_name -> taskloom.v1.Assignment
+	1,  // 29: taskloom.v1.WorkerHubService.Session:input_type -> taskloom.v1.SessionRequest
+	2,  // 30: taskloom.v1.WorkerHubService.Session:output_type -> taskloom.v1.SessionResponse
+	30, // [30:31] is the sub-list for method output_type
+	29, // [29:30] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_taskloom_v1_worker_hub_proto_init() }
@@ -1227,11 +1397,13 @@ func file_taskloom_v1_worker_hub_proto_init() {
 		(*SessionRequest_Drain)(nil),
 		(*SessionRequest_Agents)(nil),
 		(*SessionRequest_Journal)(nil),
+		(*SessionRequest_Results)(nil),
 	}
 	file_taskloom_v1_worker_hub_proto_msgTypes[1].OneofWrappers = []any{
 		(*SessionResponse_Registered)(nil),
 		(*SessionResponse_Assignment)(nil),
 		(*SessionResponse_Cancel)(nil),
+		(*SessionResponse_Assignments)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1239,7 +1411,7 @@ func file_taskloom_v1_worker_hub_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_taskloom_v1_worker_hub_proto_rawDesc), len(file_taskloom_v1_worker_hub_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -207,7 +207,7 @@ async def task_events_ws(websocket: WebSocket, task_id: TaskId) -> None:
     """The events of `/events` as WebSocket messages `{"event": ..., "data": ...}`. A
     caller without a valid key, or a task it may not see, is refused at the handshake
     (HTTP 401, 404, ... with a problem+json body): the socket never opens."""
-    orchestrator = get_orchestrator(websocket)
+    orchestrator = await get_orchestrator(websocket)
     try:
         caller = await get_caller(websocket)
         stream = await orchestrator.watch_task(watch_request(task_id, caller.scope, ""))
