@@ -120,7 +120,11 @@ def test_a_workflow_stream_reopened_with_last_event_id_goes_on_after_it(gateway:
     body = {
         "mode": "parallel",
         "steps": [
-            {"id": "hold", "agent": "assistant", "input": {"simulate": {"latency_ms": 60000}}},
+            {
+                "id": "hold",
+                "agent": "assistant",
+                "input": {"prompt": "wait", "simulate": {"latency_ms": 60000}},
+            },
             {"id": "say", "agent": "assistant", "input": "a few words to stream in chunks"},
         ],
     }
@@ -135,7 +139,7 @@ def test_a_workflow_stream_reopened_with_last_event_id_goes_on_after_it(gateway:
                     if data["event"] == "done":
                         break
         chunks = [(i, d["data"]["text"]) for i, d in first if d["event"] == "chunk"]
-        assert len(chunks) >= 2, first
+        assert len(chunks) >= 2, (first, client.get(f"/v1/workflows/{workflow_id}").json())
         resume_after = chunks[0][0]
 
         resumed: list[tuple[int, str, dict[str, Any]]] = []
