@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make deps`: installs the system programs the tests run for real (Redis, Prometheus, the
-# bubblewrap sandbox) when they are missing, and the Rust lint components. Says what it did.
+# bubblewrap sandbox, chromium and chromedriver for the console's browser test) when they
+# are missing, and the Rust lint components. Says what it did.
 # Code generation needs no system package: scripts/protoc uses the protoc that grpcio-tools
 # ships in .venv.
 set -euo pipefail
@@ -13,6 +14,8 @@ declare -A wanted=(
   [promtool]=prometheus
   [bwrap]=bubblewrap
   [hey]=hey # the HTTP load generator of the e2e bench scenario
+  [chromium]=chromium
+  [chromedriver]=chromium-driver
 )
 missing=()
 for cmd in "${!wanted[@]}"; do

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import orjson
 
 from .test_task_flow import read_sse
 
@@ -95,3 +97,64 @@ def test_cycle_is_rejected_naming_it(gateway: str) -> None:
     problem = response.json()
     assert problem["reason"] == "WORKFLOW_CYCLE"
     assert "a -> b -> a" in problem["detail"] or "b -> a -> b" in problem["detail"]
+
+
+def read_step_events(response: httpx.Response) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """(id, name, data) of each SSE event; id 0 for events without one."""
+    ident, name, data = 0, "message", []
+    for line in response.iter_lines():
+        if line.startswith("id:"):
+            ident = int(line.removeprefix("id:").strip())
+        elif line.startswith("event:"):
+            name = line.removeprefix("event:").strip()
+        elif line.startswith("data:"):
+            data.append(line.removeprefix("data:").strip())
+        elif line == "" and data:
+            yield ident, name, orjson.loads("\n".join(data))
+            ident, name, data = 0, "message", []
+
+
+def test_a_workflow_stream_reopened_with_last_event_id_goes_on_after_it(gateway: str) -> None:
+    # `hold` waits a minute for its model, so the workflow runs while both streams are read;
+    # it is cancelled at the end.
+    body = {
+        "mode": "parallel",
+        "steps": [
+            {
+                "id": "hold",
+                "agent": "assistant",
+                "input": {"prompt": "wait", "simulate": {"latency_ms": 60000}},
+            },
+            {"id": "say", "agent": "assistant", "input": "a few words to stream in chunks"},
+        ],
+    }
+    with httpx.Client(base_url=gateway, timeout=30) as client:
+        workflow_id = client.post("/v1/workflows", json=body).json()["id"]
+        path = f"/v1/workflows/{workflow_id}/events"
+        first: list[tuple[int, dict[str, Any]]] = []
+        with client.stream("GET", path) as response:
+            for ident, name, data in read_step_events(response):
+                if name == "step" and data["step_id"] == "say":
+                    first.append((ident, data))
+                    if data["event"] == "done":
+                        break
+        chunks = [(i, d["data"]["text"]) for i, d in first if d["event"] == "chunk"]
+        assert len(chunks) >= 2, (first, client.get(f"/v1/workflows/{workflow_id}").json())
+        resume_after = chunks[0][0]
+
+        resumed: list[tuple[int, str, dict[str, Any]]] = []
+        with client.stream("GET", path, headers={"Last-Event-ID": str(resume_after)}) as response:
+            for ident, name, data in read_step_events(response):
+                resumed.append((ident, name, data))
+                if name == "step" and data["step_id"] == "say" and data["event"] == "done":
+                    assert client.post(f"/v1/workflows/{workflow_id}/cancel").status_code == 200
+    assert resumed[0][1] == "status"  # the workflow's status comes first, as always
+    step_ids = [i for i, name, _ in resumed if name == "step"]
+    assert step_ids == sorted(step_ids) and min(step_ids) > resume_after
+    say_chunks = [
+        (i, d["data"]["text"])
+        for i, name, d in resumed
+        if name == "step" and d["step_id"] == "say" and d["event"] == "chunk"
+    ]
+    assert say_chunks == chunks[1:]
+    assert resumed[-1][1] == "done" and resumed[-1][2]["status"] == "cancelled"

@@ -70,20 +70,7 @@ def test_a_sequential_workflow_runs_its_steps_in_order(client: TestClient, tenan
 
 def test_a_watch_of_a_running_workflow_gets_its_steps_chunks(served: httpx.Client) -> None:
     http = served
-    # `wait` keeps the workflow running, so the watch begins while it runs: the steps that
-    # finished before it are replayed (a watch of a finished workflow gets only `done`).
-    spec = {
-        "mode": "parallel",
-        "steps": [
-            {"id": "hold", "agent": "wait"},
-            {"id": "say", "agent": "echo", "input": "one two"},
-        ],
-    }
-    wf_id = http.post("/v1/workflows", json=spec).json()["id"]
-    deadline = time.monotonic() + WAIT_S
-    while _step_status(http, wf_id, "say") != "succeeded":
-        assert time.monotonic() < deadline, "the echo step never finished"
-        time.sleep(0.02)
+    wf_id = _running_after_its_echo_step(http)
     chunks, final = [], {}
     with http.stream("GET", f"/v1/workflows/{wf_id}/events") as stream:
         name = ""
@@ -100,6 +87,65 @@ def test_a_watch_of_a_running_workflow_gets_its_steps_chunks(served: httpx.Clien
                     final = data
     assert chunks == [("say", "one"), ("say", "two")]
     assert final["status"] == "cancelled"
+
+
+def test_a_workflow_stream_resumes_after_its_last_event_id(served: httpx.Client) -> None:
+    http = served
+    wf_id = _running_after_its_echo_step(http)
+    path = f"/v1/workflows/{wf_id}/events"
+    first_id = ""
+    with http.stream("GET", path) as stream:
+        event_id = ""
+        for line in stream.iter_lines():
+            if line.startswith("id: "):
+                event_id = line.removeprefix("id: ")
+            elif line.startswith("data: ") and '"text":"one"' in line.replace(" ", ""):
+                first_id = event_id
+                break
+    assert first_id.isdigit()
+
+    chunks, ids, final = [], [], {}
+    with http.stream("GET", path, headers={"Last-Event-ID": first_id}) as stream:
+        name = ""
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("id: "):
+                ids.append(int(line.removeprefix("id: ")))
+            elif line.startswith("data: "):
+                data = json.loads(line.removeprefix("data: "))
+                if name == "step" and data["event"] == "chunk":
+                    chunks.append((data["step_id"], data["data"]["text"]))
+                    assert http.post(f"/v1/workflows/{wf_id}/cancel").status_code == 200
+                if name == "done":
+                    final = data
+    assert chunks == [("say", "two")]
+    assert ids == sorted(ids) and min(ids) > int(first_id)
+    assert final["status"] == "cancelled"
+
+    bad = http.get(path, headers={"Last-Event-ID": "one"})
+    assert bad.status_code == 422
+    assert bad.headers["content-type"].startswith("application/problem+json")
+    assert "Last-Event-ID" in bad.text
+
+
+def _running_after_its_echo_step(http: httpx.Client) -> str:
+    """A workflow whose `say` step has sent "one", "two" and finished, while `wait` keeps
+    it running: a watch begins while it runs, so the finished step's events are replayed
+    (a watch of a finished workflow gets only `done`)."""
+    spec = {
+        "mode": "parallel",
+        "steps": [
+            {"id": "hold", "agent": "wait"},
+            {"id": "say", "agent": "echo", "input": "one two"},
+        ],
+    }
+    wf_id: str = http.post("/v1/workflows", json=spec).json()["id"]
+    deadline = time.monotonic() + WAIT_S
+    while _step_status(http, wf_id, "say") != "succeeded":
+        assert time.monotonic() < deadline, "the echo step never finished"
+        time.sleep(0.02)
+    return wf_id
 
 
 def _step_status(http: httpx.Client, workflow_id: str, step_id: str) -> str | None:

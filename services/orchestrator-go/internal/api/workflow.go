@@ -79,15 +79,15 @@ func (o *Orchestrator) CancelWorkflow(ctx context.Context, req *pb.CancelWorkflo
 }
 
 // WatchWorkflow implements OrchestratorService: the workflow status now, every
-// event of every step task (with its step id), then a last event with done=true
-// and the final workflow.
+// event of every step task (with its step id and seq; after from_seq when it is
+// set), then a last event with done=true and the final workflow.
 func (o *Orchestrator) WatchWorkflow(req *pb.WatchWorkflowRequest, stream pb.OrchestratorService_WatchWorkflowServer) error {
 	ctx := stream.Context()
 	tenant, err := actingTenant(ctx, req.GetTenant())
 	if err != nil {
 		return toStatus(o.log, err)
 	}
-	w, err := o.workflows.WatchFor(ctx, tenant, req.GetId())
+	w, err := o.workflows.WatchFor(ctx, tenant, req.GetId(), req.FromSeq)
 	if err != nil {
 		return toStatus(o.log, err)
 	}

@@ -107,7 +107,7 @@ func workflowToProto(w *workflow.Workflow) *pb.Workflow {
 func workflowEventToProto(ev workflow.Event) *pb.WorkflowEvent {
 	p := &pb.WorkflowEvent{
 		WorkflowId: ev.WorkflowID, StepId: ev.StepID, Status: pb.WorkflowStatus(ev.Status),
-		Workflow: workflowToProto(ev.Workflow), Done: ev.Done, Time: timestamp(ev.Time),
+		Workflow: workflowToProto(ev.Workflow), Done: ev.Done, Time: timestamp(ev.Time), Seq: ev.Seq,
 	}
 	if ev.Task != nil {
 		p.TaskEvent = eventToProto(*ev.Task)

@@ -3,6 +3,8 @@ package api
 import (
 	"errors"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 
@@ -168,5 +170,77 @@ func TestWorkflowErrors(t *testing.T) {
 	}
 	if code, _, _ := errorInfo(t, err); code != codes.InvalidArgument {
 		t.Fatalf("WatchWorkflow without id: %v", code)
+	}
+}
+
+// recvStepChunks reads watch until it has n step chunks, returning them (text by
+// seq) and every step event's seq in the order they came.
+func recvStepChunks(t *testing.T, watch pb.OrchestratorService_WatchWorkflowClient, n int) (map[int64]string, []int64) {
+	t.Helper()
+	chunks, seqs := map[int64]string{}, []int64{}
+	for len(chunks) < n {
+		resp, err := watch.Recv()
+		if err != nil {
+			t.Fatalf("watch ended after %v: %v", chunks, err)
+		}
+		ev := resp.GetEvent()
+		if ev.GetStepId() == "" {
+			continue
+		}
+		seqs = append(seqs, ev.GetSeq())
+		if ev.GetTaskEvent().GetType() == pb.TaskEventType_TASK_EVENT_TYPE_CHUNK {
+			chunks[ev.GetSeq()] = ev.GetTaskEvent().GetChunk()
+		}
+	}
+	return chunks, seqs
+}
+
+func TestWatchWorkflowResumesAfterFromSeq(t *testing.T) {
+	ts := startServer(t, scheduler.Config{})
+	ctx := testCtx(t)
+	w := connectWorker(t, ts, "echo", 2)
+	spec := &pb.WorkflowSpec{Mode: pb.WorkflowMode_WORKFLOW_MODE_PARALLEL, Steps: []*pb.Step{{Id: "x", Agent: "echo"}, {Id: "y", Agent: "echo"}}}
+	sub, err := ts.client.SubmitWorkflow(ctx, &pb.SubmitWorkflowRequest{Workflow: spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := sub.GetWorkflow().GetId()
+	x, y := w.recv().GetAssignment(), w.recv().GetAssignment()
+	w.chunk(x, 0, "x0")
+	w.chunk(y, 0, "y0")
+	w.chunk(x, 1, "x1")
+
+	first, err := ts.client.WatchWorkflow(ctx, &pb.WatchWorkflowRequest{Id: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen, seqs := recvStepChunks(t, first, 3)
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] <= seqs[i-1] {
+			t.Fatalf("step event seqs not increasing: %v", seqs)
+		}
+	}
+	order := slices.Sorted(maps.Keys(seen))
+	from := order[1] // the watcher had the first two chunks
+	w.chunk(x, 2, "x2")
+
+	resumed, err := ts.client.WatchWorkflow(ctx, &pb.WatchWorkflowRequest{Id: id, FromSeq: &from})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := recvStepChunks(t, resumed, 2)
+	after := slices.Sorted(maps.Keys(got))
+	if after[0] != order[2] || got[order[2]] != seen[order[2]] || got[after[1]] != "x2" || after[1] <= order[2] {
+		t.Fatalf("resumed after %d: got %v, the first watch saw %v", from, got, seen)
+	}
+
+	// A seq this run never gave (from before an orchestrator restart, say) is the start.
+	stale := int64(1)
+	fresh, err := ts.client.WatchWorkflow(ctx, &pb.WatchWorkflowRequest{Id: id, FromSeq: &stale})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all, _ := recvStepChunks(t, fresh, 4); len(all) != 4 {
+		t.Fatalf("from an unknown seq: %v", all)
 	}
 }

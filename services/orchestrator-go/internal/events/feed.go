@@ -1,6 +1,7 @@
 package events
 
 import (
+	"sort"
 	"sync"
 	"time"
 
@@ -17,9 +18,16 @@ import (
 // and the Done events it has not seen. The feed keeps the final task of every
 // finished member until it is dropped, so its memory is that of its tasks.
 //
+// Every event the feed publishes gets the next FeedSeq, so a watcher that reconnects
+// can say how far it got (CursorAt). The sequence starts at the feed's creation time in
+// microseconds: a feed made again for the same workflow (after a restart) starts above
+// every seq of the one before, so an old seq is never mistaken for a newer position.
+//
 // Lock order: Hub.mu, then Feed.mu, then Subscription.mu.
 type Feed struct {
 	limit int
+	base  int64 // FeedSeq of the first event, less one
+	seq   int64 // FeedSeq of the last event published
 
 	mu      sync.Mutex
 	hub     *Hub // set by the first Attach
@@ -37,15 +45,27 @@ type member struct {
 	status       task.Status
 	attempt      int32
 	final        *task.Task // set once the Done event went through
+	statusSeq    int64      // FeedSeq of the event that set status
+	doneSeq      int64      // FeedSeq of Done; 0 before
+	// chunks: the FeedSeq of each chunk forwarded, in order (so also by attempt and
+	// seq): where a chunk replayed from the hub stood, and how far a FeedSeq reached.
+	chunks []chunkMark
+}
+
+type chunkMark struct {
+	feedSeq int64
+	attempt int32
+	seq     int64
 }
 
 // NewFeed returns an empty feed whose subscribers may each have up to buffer
-// live events undelivered.
-func NewFeed(buffer int) *Feed {
+// live events undelivered; now numbers its events (see Feed).
+func NewFeed(buffer int, now time.Time) *Feed {
 	if buffer <= 0 {
 		buffer = DefaultOptions().SubscriberBuffer
 	}
-	return &Feed{limit: buffer, members: map[string]*member{}, subs: map[*Subscription]struct{}{}}
+	base := now.UnixMicro()
+	return &Feed{limit: buffer, base: base, seq: base, members: map[string]*member{}, subs: map[*Subscription]struct{}{}}
 }
 
 // Attach makes sub, a task subscription just opened from the task's current state
@@ -113,11 +133,16 @@ func (f *Feed) publishLocked(m *member, ev Event) {
 		return
 	}
 	ev.StepID = m.step
+	f.seq++
+	ev.FeedSeq = f.seq
 	switch ev.Kind {
 	case KindStatus:
-		m.status, m.attempt = ev.Status, ev.Attempt
+		m.status, m.attempt, m.statusSeq = ev.Status, ev.Attempt, ev.FeedSeq
+	case KindChunk:
+		m.chunks = append(m.chunks, chunkMark{feedSeq: ev.FeedSeq, attempt: ev.Attempt, seq: ev.Seq})
 	case KindDone:
-		m.status, m.attempt, m.final = ev.Status, ev.Attempt, ev.Task
+		// The status came in the event before (Hub.Done sends both): statusSeq stays.
+		m.status, m.attempt, m.final, m.doneSeq = ev.Status, ev.Attempt, ev.Task, ev.FeedSeq
 		if m.final == nil {
 			m.final = &task.Task{ID: m.taskID, Status: ev.Status, Attempts: ev.Attempt}
 		}
@@ -152,10 +177,53 @@ func (c *FeedCursor) Advance(ev Event) {
 	}
 }
 
+// CursorAt is the cursor of a watcher that has every event up to and including
+// FeedSeq seq: members finished by then are done, the others' chunks up to there
+// are had, and a status is had only if nothing changed it since. A seq the feed
+// never gave (before its first event or after its last) is the start: nil.
+func (f *Feed) CursorAt(seq int64) *FeedCursor {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if seq <= f.base || seq > f.seq {
+		return nil
+	}
+	cur := &FeedCursor{tasks: map[string]Cursor{}, done: map[string]bool{}}
+	for _, m := range f.order {
+		if m.doneSeq != 0 && m.doneSeq <= seq {
+			cur.done[m.taskID] = true
+			continue
+		}
+		var c Cursor
+		if m.statusSeq <= seq {
+			c.Status = m.status
+		}
+		// The last chunk at or before seq: the marks are in FeedSeq order.
+		if n := sort.Search(len(m.chunks), func(i int) bool { return m.chunks[i].feedSeq > seq }); n > 0 {
+			last := m.chunks[n-1]
+			c.Attempt, c.NextSeq = last.attempt, last.seq+1
+		}
+		cur.tasks[m.taskID] = c
+	}
+	return cur
+}
+
+// feedSeqOf is the FeedSeq a retained chunk of m was forwarded with (0 if unknown).
+func (m *member) feedSeqOf(ch Event) int64 {
+	i := sort.Search(len(m.chunks), func(i int) bool {
+		c := m.chunks[i]
+		return c.attempt > ch.Attempt || (c.attempt == ch.Attempt && c.seq >= ch.Seq)
+	})
+	if i < len(m.chunks) && m.chunks[i].attempt == ch.Attempt && m.chunks[i].seq == ch.Seq {
+		return m.chunks[i].feedSeq
+	}
+	return 0
+}
+
 // Subscribe starts a watch of the feed from cur (nil for the start): for every
-// member in the order it joined and not yet seen finished, its status (unless cur
-// saw it), its retained chunks not yet seen and, if it has finished, Done; then
-// the live events. Once the feed ended the subscription ends after that replay.
+// member not yet seen finished, its status (unless cur saw it), its retained
+// chunks not yet seen and, if it has finished, Done, all in FeedSeq order (the
+// order they happened in, so a watcher's last FeedSeq is how far it got); then the
+// live events. Once the feed ended the subscription ends after that replay.
 func (f *Feed) Subscribe(cur *FeedCursor, now time.Time) *Subscription {
 	if cur == nil {
 		cur = &FeedCursor{}
@@ -192,7 +260,7 @@ func (f *Feed) subscribeLocked(cur *FeedCursor, now time.Time) *Subscription {
 		}
 		c := cur.tasks[m.taskID]
 		if c.Status != m.status {
-			s.queue = append(s.queue, Event{TaskID: m.taskID, StepID: m.step, Kind: KindStatus, Status: m.status, Attempt: m.attempt, Time: now})
+			s.queue = append(s.queue, Event{TaskID: m.taskID, StepID: m.step, Kind: KindStatus, Status: m.status, Attempt: m.attempt, Time: now, FeedSeq: m.statusSeq})
 		}
 		var tp *topic
 		if f.hub != nil {
@@ -203,15 +271,17 @@ func (f *Feed) subscribeLocked(cur *FeedCursor, now time.Time) *Subscription {
 		if tp != nil {
 			for _, ch := range tp.chunks {
 				if ch.Attempt != c.Attempt || ch.Seq >= c.NextSeq {
-					ch.StepID = m.step
+					ch.StepID, ch.FeedSeq = m.step, m.feedSeqOf(ch)
 					s.queue = append(s.queue, ch)
 				}
 			}
 		}
 		if m.final != nil {
-			s.queue = append(s.queue, Event{TaskID: m.taskID, StepID: m.step, Kind: KindDone, Status: m.status, Attempt: m.attempt, Task: m.final, Time: now})
+			s.queue = append(s.queue, Event{TaskID: m.taskID, StepID: m.step, Kind: KindDone, Status: m.status, Attempt: m.attempt, Task: m.final, Time: now, FeedSeq: m.doneSeq})
 		}
 	}
+	// Stable: a member's status, chunks and Done keep their order where seqs tie.
+	sort.SliceStable(s.queue, func(i, j int) bool { return s.queue[i].FeedSeq < s.queue[j].FeedSeq })
 	if f.ended != nil {
 		s.end(f.ended)
 		return s

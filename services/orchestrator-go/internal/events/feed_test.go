@@ -10,7 +10,7 @@ import (
 
 func TestFeedMergesAttachedTasksAndResumesFromCursor(t *testing.T) {
 	h := newHub(Options{SubscriberBuffer: 8, ReplayChunks: 100, ReplayBytes: 1 << 20, FinishedTasks: 4})
-	f := NewFeed(3)
+	f := NewFeed(3, time.Now())
 	// "done" finished before it was attached: its snapshot ends with Done.
 	doneTask := &task.Task{ID: "done", Status: task.StatusSucceeded, Attempts: 1}
 	if err := f.Attach(h.Subscribe(doneTask, nil, t0), "a"); err != nil {
@@ -67,7 +67,7 @@ func TestFeedMergesAttachedTasksAndResumesFromCursor(t *testing.T) {
 			break
 		}
 	}
-	if nextSeq != 20 || kinds[0] != KindStatus { // the final status, as Subscribe orders it
+	if nextSeq != 20 || kinds[len(kinds)-2] != KindStatus { // the final status, in the order it came
 		t.Fatalf("after resubscribe: chunks up to %d, kinds %v", nextSeq, kinds)
 	}
 	// Every member finished: End ends the feed at once.
@@ -79,7 +79,7 @@ func TestFeedMergesAttachedTasksAndResumesFromCursor(t *testing.T) {
 
 func TestFeedEndWaitsForPendingTasksUpToGrace(t *testing.T) {
 	h := newHub(DefaultOptions())
-	f := NewFeed(0)
+	f := NewFeed(0, time.Now())
 	if err := f.Attach(h.Subscribe(running("a"), nil, t0), "s"); err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func TestFeedEndWaitsForPendingTasksUpToGrace(t *testing.T) {
 		t.Fatalf("%d events before the end", n)
 	}
 
-	stuck := NewFeed(0)
+	stuck := NewFeed(0, time.Now())
 	if err := stuck.Attach(h.Subscribe(running("c"), nil, t0), "s"); err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func TestFeedEndWaitsForPendingTasksUpToGrace(t *testing.T) {
 
 func TestAttachedTaskIsNotCountedAsAWatcherAndLeavesOnDone(t *testing.T) {
 	h := newHub(DefaultOptions())
-	f := NewFeed(0)
+	f := NewFeed(0, time.Now())
 	if err := f.Attach(h.Subscribe(running("a"), nil, t0), "s"); err != nil {
 		t.Fatal(err)
 	}
@@ -141,5 +141,71 @@ func TestAttachedTaskIsNotCountedAsAWatcherAndLeavesOnDone(t *testing.T) {
 	defer h.mu.Unlock()
 	if len(h.active) != 0 {
 		t.Fatalf("active topics after Done: %v", h.active)
+	}
+}
+
+// drain reads sub until it ends, after its Done events when the feed has ended.
+func drain(t *testing.T, sub *Subscription, n int) []Event {
+	t.Helper()
+	var got []Event
+	for len(got) < n {
+		ev, err := next(t, sub)
+		if err != nil {
+			t.Fatalf("Next after %d events: %v", len(got), err)
+		}
+		got = append(got, ev)
+	}
+	return got
+}
+
+func TestFeedNumbersEventsAndResumesAfterAFeedSeq(t *testing.T) {
+	h := newHub(Options{SubscriberBuffer: 64, ReplayChunks: 100, ReplayBytes: 1 << 20, FinishedTasks: 4})
+	f := NewFeed(0, t0)
+	for _, id := range []string{"a", "b"} {
+		if err := f.Attach(h.Subscribe(running(id), nil, t0), "step-"+id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.Chunk("a", 1, 0, "a0", t0)
+	h.Chunk("b", 1, 0, "b0", t0)
+	h.Chunk("a", 1, 1, "a1", t0)
+	h.Done(&task.Task{ID: "b", Status: task.StatusSucceeded, Attempts: 1}, t0)
+	h.Chunk("a", 1, 2, "a2", t0)
+
+	// A first watcher, from the start: the tasks' state now (b's running status is
+	// gone, its final one stands), in the order things happened.
+	sub := f.Subscribe(nil, t0)
+	defer sub.Close()
+	all := drain(t, sub, 7) // a's status, a0 b0 a1, b's status and Done, a2
+	for i, ev := range all {
+		if ev.FeedSeq <= t0.UnixMicro() || (i > 0 && ev.FeedSeq <= all[i-1].FeedSeq) {
+			t.Fatalf("event %d has FeedSeq %d after %d", i, ev.FeedSeq, all[max(i-1, 0)].FeedSeq)
+		}
+	}
+	if all[0].Kind != KindStatus || all[1].Chunk != "a0" || all[2].Chunk != "b0" || all[5].Kind != KindDone || all[6].Chunk != "a2" {
+		t.Fatalf("replay = %+v", all)
+	}
+
+	// Resumed after b0: a1, b's end and a2, then what comes live; nothing it had, and
+	// not a's status, which did not change.
+	resumed := f.Subscribe(f.CursorAt(all[2].FeedSeq), t0)
+	defer resumed.Close()
+	h.Chunk("a", 1, 3, "a3", t0)
+	got := drain(t, resumed, 5)
+	for i, ev := range all[3:] {
+		if got[i].Kind != ev.Kind || got[i].Chunk != ev.Chunk || got[i].TaskID != ev.TaskID || got[i].FeedSeq != ev.FeedSeq {
+			t.Fatalf("resumed event %d = %+v, first seen as %+v", i, got[i], ev)
+		}
+	}
+	if got[4].Chunk != "a3" || got[4].FeedSeq <= all[6].FeedSeq {
+		t.Fatalf("live event after the replay = %+v", got[4])
+	}
+
+	// A seq this feed never gave (before it, or of a feed made again later) is the start.
+	if f.CursorAt(t0.UnixMicro()) != nil || f.CursorAt(all[6].FeedSeq+100) != nil {
+		t.Fatal("CursorAt of a seq the feed never gave is not the start")
+	}
+	if again := NewFeed(0, t0.Add(time.Second)); again.seq <= f.seq {
+		t.Fatalf("a feed made later starts at %d, below the earlier one's %d", again.seq, f.seq)
 	}
 }

@@ -45,6 +45,8 @@ type Event struct {
 	// Task is the final task on Done; shared between watchers, never mutate it.
 	Task *task.Task
 	Time time.Time
+	// FeedSeq is the event's position in a Feed (workflow watches); 0 elsewhere.
+	FeedSeq int64
 }
 
 // Errors returned by Subscription.Next.

@@ -29,7 +29,7 @@ func (e *Engine) resume(ctx context.Context, stored []*store.Workflow) {
 			e.log.Error("skip invalid stored workflow", "workflow_id", sw.ID, "err", err)
 			continue
 		}
-		r := newRun(wf, p)
+		r := newRun(wf, p, e.now())
 		e.runs[wf.ID] = r
 		resumed = append(resumed, r)
 	}

@@ -59,9 +59,9 @@ type stepRun struct {
 	lastEnd time.Time
 }
 
-func newRun(wf *Workflow, p *plan) *run {
+func newRun(wf *Workflow, p *plan, now time.Time) *run {
 	r := &run{wf: wf, plan: p, steps: make([]*stepRun, len(wf.Steps)), outputs: map[string]any{}, watchers: map[*Watch]struct{}{},
-		feed: events.NewFeed(feedBuffer)}
+		feed: events.NewFeed(feedBuffer, now)}
 	r.mu.init()
 	for i, st := range wf.Steps {
 		switch st.Status {

@@ -67,7 +67,7 @@ func TestEngineStallsNotBlocksWhileTheTaskStoreHangs(t *testing.T) {
 	for name, call := range map[string]func(ctx context.Context) error{
 		"Get":    func(ctx context.Context) error { _, err := h.eng.Get(ctx, wf.ID); return err },
 		"Cancel": func(ctx context.Context) error { _, err := h.eng.Cancel(ctx, wf.ID, "x"); return err },
-		"Watch":  func(ctx context.Context) error { _, err := h.eng.Watch(ctx, wf.ID); return err },
+		"Watch":  func(ctx context.Context) error { _, err := h.eng.Watch(ctx, wf.ID, nil); return err },
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 		if err := call(ctx); !isUnavailable(err) {

@@ -65,7 +65,7 @@ func (e *Engine) Submit(ctx context.Context, spec Spec) (*Workflow, bool, error)
 		unlock()
 		return nil, false, err
 	}
-	r := newRun(wf, p)
+	r := newRun(wf, p, e.now())
 	e.mu.Lock()
 	e.runs[wf.ID] = r
 	e.mu.Unlock()

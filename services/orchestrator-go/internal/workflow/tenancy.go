@@ -32,11 +32,11 @@ func (e *Engine) CancelFor(ctx context.Context, tenant, id, reason string) (*Wor
 }
 
 // WatchFor watches the tenant's workflow with the id (see Watch).
-func (e *Engine) WatchFor(ctx context.Context, tenant, id string) (*Watch, error) {
+func (e *Engine) WatchFor(ctx context.Context, tenant, id string, fromSeq *int64) (*Watch, error) {
 	if err := e.checkTenant(ctx, tenant, id); err != nil {
 		return nil, err
 	}
-	return e.Watch(ctx, id)
+	return e.Watch(ctx, id, fromSeq)
 }
 
 // checkTenant answers NOT_FOUND unless the workflow is the tenant's. A live run is

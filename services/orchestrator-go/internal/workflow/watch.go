@@ -29,7 +29,7 @@ const (
 
 // Event is one thing a workflow watcher sees: a workflow-level event (StepID
 // empty: Status set, and on the last one Done with the final Workflow), or a step
-// task's event (StepID and Task set).
+// task's event (StepID and Task set, Seq its position: see events.Feed).
 type Event struct {
 	WorkflowID string
 	StepID     string
@@ -38,6 +38,7 @@ type Event struct {
 	Workflow   *Workflow
 	Done       bool
 	Time       time.Time
+	Seq        int64
 }
 
 // Watch is one watcher of a workflow. Read it with Next; Close it when done.
@@ -57,9 +58,10 @@ type Watch struct {
 	final *Workflow
 }
 
-// Watch starts watching the workflow: its status now, then its step task events,
-// then a final Done event.
-func (e *Engine) Watch(ctx context.Context, id string) (*Watch, error) {
+// Watch starts watching the workflow: its status now, then its step task events
+// (those after fromSeq when it is set: see events.Feed.CursorAt), then a final
+// Done event.
+func (e *Engine) Watch(ctx context.Context, id string, fromSeq *int64) (*Watch, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	w := &Watch{e: e, id: id, out: make(chan Event, watchBuffer), ctx: wctx, cancel: cancel}
 	if r := e.run(id); r != nil {
@@ -70,7 +72,12 @@ func (e *Engine) Watch(ctx context.Context, id string) (*Watch, error) {
 		if !r.wf.Status.Finished() {
 			w.r = r
 			w.out <- Event{WorkflowID: id, Status: r.wf.Status, Time: e.now()}
-			w.sub = r.feed.Subscribe(nil, e.now())
+			if fromSeq != nil {
+				if cur := r.feed.CursorAt(*fromSeq); cur != nil {
+					w.cur = *cur
+				}
+			}
+			w.sub = r.feed.Subscribe(&w.cur, e.now())
 			r.watchers[w] = struct{}{}
 			r.mu.Unlock()
 			go w.loop()
@@ -133,7 +140,7 @@ func (w *Watch) loop() {
 		if err == nil {
 			w.cur.Advance(ev)
 			select {
-			case w.out <- Event{WorkflowID: w.id, StepID: ev.StepID, Task: &ev, Time: ev.Time}:
+			case w.out <- Event{WorkflowID: w.id, StepID: ev.StepID, Task: &ev, Time: ev.Time, Seq: ev.FeedSeq}:
 				continue
 			case <-w.ctx.Done():
 				err = w.ctx.Err()

@@ -77,7 +77,7 @@ func TestWatchOfAMapStepHoldsOneSubscriptionNotAGoroutinePerTask(t *testing.T) {
 	before := runtime.NumGoroutine()
 	var watches []*Watch
 	for range 3 {
-		w, err := h.eng.Watch(context.Background(), wf.ID)
+		w, err := h.eng.Watch(context.Background(), wf.ID, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -100,7 +100,7 @@ func TestWatchOfAMapStepHoldsOneSubscriptionNotAGoroutinePerTask(t *testing.T) {
 func TestSlowWatcherNeverHoldsUpTheWorkflowAndCatchesUp(t *testing.T) {
 	h := newHarness(t, store.NewMemory())
 	wf := h.submit(mapSpec(1000, "echo"))
-	w, err := h.eng.Watch(context.Background(), wf.ID)
+	w, err := h.eng.Watch(context.Background(), wf.ID, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func TestLateWatcherGetsTheStepTasksSoFar(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	w, err := h.eng.Watch(ctx, wf.ID)
+	w, err := h.eng.Watch(ctx, wf.ID, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestWatchSeesStatusStepEventsAndDone(t *testing.T) {
 	wf := h.submit(Spec{Mode: ModeSequential, Steps: []Step{{ID: "wait", Agent: "block"}, {ID: "b", Agent: "echo"}}})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	w, err := h.eng.Watch(ctx, wf.ID)
+	w, err := h.eng.Watch(ctx, wf.ID, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +202,7 @@ func TestWatchSeesStatusStepEventsAndDone(t *testing.T) {
 	}
 
 	// A finished workflow: its status, then Done.
-	w2, err := h.eng.Watch(ctx, wf.ID)
+	w2, err := h.eng.Watch(ctx, wf.ID, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2067,6 +2067,13 @@ pub struct WatchWorkflowRequest {
     /// The caller's tenant; another tenant's id is NOT_FOUND (see the service comment).
     #[prost(string, tag = "3")]
     pub tenant: ::prost::alloc::string::String,
+    /// Resume a watch (SSE Last-Event-ID): the watcher has every step event up to and
+    /// including the one whose WorkflowEvent.seq is from_seq, so only later ones are sent;
+    /// step statuses that changed since are sent as they are now, and the workflow status
+    /// comes first as always. Absent, or a seq this run of the workflow never gave (the
+    /// orchestrator restarted since): from the start.
+    #[prost(int64, optional, tag = "4")]
+    pub from_seq: ::core::option::Option<i64>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -2087,6 +2094,10 @@ pub struct WorkflowEvent {
     pub done: bool,
     #[prost(message, optional, tag = "7")]
     pub time: ::core::option::Option<::prost_types::Timestamp>,
+    /// A step event's position in the workflow's event stream, increasing (what from_seq
+    /// resumes from; the gateway's SSE id); 0 on workflow-level events.
+    #[prost(int64, tag = "8")]
+    pub seq: i64,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]

@@ -18,6 +18,7 @@ from taskloom.gateway.ratelimit import RateLimits
 from taskloom.gateway.routes import (
     agents,
     collections,
+    console,
     health,
     sessions,
     tasks,
@@ -73,4 +74,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     openapi.install(app)
     for module in (tasks, agents, workflows, usage, sessions, collections, health):
         app.include_router(module.router)
+    console.install(app)
     return app

@@ -328,5 +328,5 @@ def workflow_event(event: orchestrator_pb2.WorkflowEvent) -> tuple[str, dict[str
     if event.step_id and event.HasField("task_event"):
         inner = task_event(event.task_event)
         name, data = inner if inner else ("unknown", {})
-        return "step", {"step_id": event.step_id, "event": name, "data": data}
+        return "step", {"step_id": event.step_id, "event": name, "data": data, "seq": event.seq}
     return "status", {"status": workflow_status_name(event.status)}

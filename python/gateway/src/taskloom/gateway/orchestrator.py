@@ -138,9 +138,8 @@ class OrchestratorSession:
         """
         return await EventStream.open(self.stub.WatchTask(request, metadata=self.metadata))
 
-    async def watch_workflow(self, workflow_id: str, tenant: str) -> EventStream:
-        req = orchestrator_pb2.WatchWorkflowRequest(id=workflow_id, tenant=tenant)
-        return await EventStream.open(self.stub.WatchWorkflow(req, metadata=self.metadata))
+    async def watch_workflow(self, request: orchestrator_pb2.WatchWorkflowRequest) -> EventStream:
+        return await EventStream.open(self.stub.WatchWorkflow(request, metadata=self.metadata))
 
 
 class EventStream:

@@ -114,8 +114,10 @@ class AsyncTaskloomClient:
     async def cancel_workflow(self, workflow_id: str, reason: str = "") -> Workflow:
         return await self._call(calls.cancel_workflow(workflow_id, reason))
 
-    def stream_workflow_events(self, workflow_id: str) -> AsyncIterator[Event]:
-        return self._stream(f"/v1/workflows/{workflow_id}/events", ResumableStream())
+    def stream_workflow_events(
+        self, workflow_id: str, *, last_event_id: str = ""
+    ) -> AsyncIterator[Event]:
+        return self._stream(f"/v1/workflows/{workflow_id}/events", ResumableStream(last_event_id))
 
     async def wait_workflow(self, workflow_id: str) -> Workflow:
         async for event in self.stream_workflow_events(workflow_id):

@@ -185,10 +185,12 @@ class TaskloomClient:
     def cancel_workflow(self, workflow_id: str, reason: str = "") -> Workflow:
         return self._call(calls.cancel_workflow(workflow_id, reason))
 
-    def stream_workflow_events(self, workflow_id: str) -> Iterator[Event]:
-        """`status`, `step` and finally `done` events; reopened when the connection breaks
-        (a reopened stream starts with the workflow's current status)."""
-        return self._stream(f"/v1/workflows/{workflow_id}/events", ResumableStream())
+    def stream_workflow_events(
+        self, workflow_id: str, *, last_event_id: str = ""
+    ) -> Iterator[Event]:
+        """`status`, `step` and finally `done` events; a broken connection is reopened with
+        `Last-Event-ID`, so the step events go on after the last one received."""
+        return self._stream(f"/v1/workflows/{workflow_id}/events", ResumableStream(last_event_id))
 
     def wait_workflow(self, workflow_id: str) -> Workflow:
         for event in self.stream_workflow_events(workflow_id):

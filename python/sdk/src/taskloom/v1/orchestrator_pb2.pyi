@@ -907,20 +907,31 @@ class WatchWorkflowRequest(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     TENANT_FIELD_NUMBER: _builtins.int
+    FROM_SEQ_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     tenant: _builtins.str
     """The caller's tenant; another tenant's id is NOT_FOUND (see the service comment)."""
+    from_seq: _builtins.int
+    """Resume a watch (SSE Last-Event-ID): the watcher has every step event up to and
+    including the one whose WorkflowEvent.seq is from_seq, so only later ones are sent;
+    step statuses that changed since are sent as they are now, and the workflow status
+    comes first as always. Absent, or a seq this run of the workflow never gave (the
+    orchestrator restarted since): from the start.
+    """
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         tenant: _builtins.str = ...,
+        from_seq: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_from_seq", b"_from_seq", "from_seq", b"from_seq"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_from_seq", b"_from_seq", "from_seq", b"from_seq", "id", b"id", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__from_seq: _TypeAlias = _typing.Literal["from_seq"]  # noqa: Y015
+    _WhichOneofArgType__from_seq: _TypeAlias = _typing.Literal["_from_seq", b"_from_seq"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__from_seq) -> _WhichOneofReturnType__from_seq | None: ...
 
 Global___WatchWorkflowRequest: _TypeAlias = WatchWorkflowRequest  # noqa: Y015
 
@@ -935,11 +946,16 @@ class WorkflowEvent(_message.Message):
     WORKFLOW_FIELD_NUMBER: _builtins.int
     DONE_FIELD_NUMBER: _builtins.int
     TIME_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
     workflow_id: _builtins.str
     step_id: _builtins.str
     """The step's task event, or unset for workflow-level events."""
     status: Global___WorkflowStatus.ValueType
     done: _builtins.bool
+    seq: _builtins.int
+    """A step event's position in the workflow's event stream, increasing (what from_seq
+    resumes from; the gateway's SSE id); 0 on workflow-level events.
+    """
     @_builtins.property
     def task_event(self) -> Global___TaskEvent: ...
     @_builtins.property
@@ -958,10 +974,11 @@ class WorkflowEvent(_message.Message):
         workflow: Global___Workflow | None = ...,
         done: _builtins.bool = ...,
         time: _timestamp_pb2.Timestamp | None = ...,
+        seq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["task_event", b"task_event", "time", b"time", "workflow", b"workflow"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "status", b"status", "step_id", b"step_id", "task_event", b"task_event", "time", b"time", "workflow", b"workflow", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "seq", b"seq", "status", b"status", "step_id", b"step_id", "task_event", b"task_event", "time", b"time", "workflow", b"workflow", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

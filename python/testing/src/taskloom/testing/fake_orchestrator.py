@@ -573,7 +573,19 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         yield orchestrator_pb2.WatchWorkflowResponse(event=ev(workflow_id=wf.id, status=wf.status))
         if was_running:  # what its steps did so far, then what they do; a finished one: done
             journal = self._workflow_journals[wf.id]
-            async for event in journal.follow(0, lambda: wf.status != running):
+            # A step event's seq is its place in the journal (from 1); from_seq resumes
+            # after it, and a seq the journal never gave starts over, as the real one does.
+            start = request.from_seq if request.HasField("from_seq") else 0
+            seq = start = start if start <= len(journal.events) else 0
+            async for event in journal.follow(start, lambda: wf.status != running):
+                seq += 1
+                if event.step_id:
+                    event = ev(
+                        workflow_id=wf.id,
+                        step_id=event.step_id,
+                        task_event=event.task_event,
+                        seq=seq,
+                    )
                 yield orchestrator_pb2.WatchWorkflowResponse(event=event)
         done = ev(workflow_id=wf.id, status=wf.status, done=True, workflow=wf)
         yield orchestrator_pb2.WatchWorkflowResponse(event=done)

@@ -1913,7 +1913,13 @@ type WatchWorkflowRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// The caller's tenant; another tenant's id is NOT_FOUND (see the service comment).
-	Tenant        string `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Tenant string `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// Resume a watch (SSE Last-Event-ID): the watcher has every step event up to and
+	// including the one whose WorkflowEvent.seq is from_seq, so only later ones are sent;
+	// step statuses that changed since are sent as they are now, and the workflow status
+	// comes first as always. Absent, or a seq this run of the workflow never gave (the
+	// orchestrator restarted since): from the start.
+	FromSeq       *int64 `protobuf:"varint,4,opt,name=from_seq,json=fromSeq,proto3,oneof" json:"from_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1962,6 +1968,13 @@ func (x *WatchWorkflowRequest) GetTenant() string {
 	return ""
 }
 
+func (x *WatchWorkflowRequest) GetFromSeq() int64 {
+	if x != nil && x.FromSeq != nil {
+		return *x.FromSeq
+	}
+	return 0
+}
+
 type WorkflowEvent struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	WorkflowId string                 `protobuf:"bytes,1,opt,name=workflow_id,json=workflowId,proto3" json:"workflow_id,omitempty"`
@@ -1970,9 +1983,12 @@ type WorkflowEvent struct {
 	TaskEvent *TaskEvent     `protobuf:"bytes,3,opt,name=task_event,json=taskEvent,proto3" json:"task_event,omitempty"`
 	Status    WorkflowStatus `protobuf:"varint,4,opt,name=status,proto3,enum=taskloom.v1.WorkflowStatus" json:"status,omitempty"`
 	// Set on the last event, once the workflow has finished.
-	Workflow      *Workflow              `protobuf:"bytes,5,opt,name=workflow,proto3" json:"workflow,omitempty"`
-	Done          bool                   `protobuf:"varint,6,opt,name=done,proto3" json:"done,omitempty"`
-	Time          *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=time,proto3" json:"time,omitempty"`
+	Workflow *Workflow              `protobuf:"bytes,5,opt,name=workflow,proto3" json:"workflow,omitempty"`
+	Done     bool                   `protobuf:"varint,6,opt,name=done,proto3" json:"done,omitempty"`
+	Time     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=time,proto3" json:"time,omitempty"`
+	// A step event's position in the workflow's event stream, increasing (what from_seq
+	// resumes from; the gateway's SSE id); 0 on workflow-level events.
+	Seq           int64 `protobuf:"varint,8,opt,name=seq,proto3" json:"seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2054,6 +2070,13 @@ func (x *WorkflowEvent) GetTime() *timestamppb.Timestamp {
 		return x.Time
 	}
 	return nil
+}
+
+func (x *WorkflowEvent) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
 }
 
 type WatchWorkflowResponse struct {
@@ -3127,10 +3150,12 @@ const file_taskloom_v1_orchestrator_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tB\a\xca\xf3\x18\x03\x10\xe8\aR\x06reason\x12\x1f\n" +
 	"\x06tenant\x18\x03 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x01R\x06tenant\"K\n" +
 	"\x16CancelWorkflowResponse\x121\n" +
-	"\bworkflow\x18\x01 \x01(\v2\x15.taskloom.v1.WorkflowR\bworkflow\"R\n" +
+	"\bworkflow\x18\x01 \x01(\v2\x15.taskloom.v1.WorkflowR\bworkflow\"\x87\x01\n" +
 	"\x14WatchWorkflowRequest\x12\x19\n" +
 	"\x02id\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x02id\x12\x1f\n" +
-	"\x06tenant\x18\x03 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x01R\x06tenant\"\xac\x02\n" +
+	"\x06tenant\x18\x03 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x01R\x06tenant\x12&\n" +
+	"\bfrom_seq\x18\x04 \x01(\x03B\x06\xca\xf3\x18\x02@\x00H\x00R\afromSeq\x88\x01\x01B\v\n" +
+	"\t_from_seq\"\xbe\x02\n" +
 	"\rWorkflowEvent\x12\x1f\n" +
 	"\vworkflow_id\x18\x01 \x01(\tR\n" +
 	"workflowId\x12\x17\n" +
@@ -3140,7 +3165,8 @@ const file_taskloom_v1_orchestrator_proto_rawDesc = "" +
 	"\x06status\x18\x04 \x01(\x0e2\x1b.taskloom.v1.WorkflowStatusR\x06status\x121\n" +
 	"\bworkflow\x18\x05 \x01(\v2\x15.taskloom.v1.WorkflowR\bworkflow\x12\x12\n" +
 	"\x04done\x18\x06 \x01(\bR\x04done\x12.\n" +
-	"\x04time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"I\n" +
+	"\x04time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x10\n" +
+	"\x03seq\x18\b \x01(\x03R\x03seq\"I\n" +
 	"\x15WatchWorkflowResponse\x120\n" +
 	"\x05event\x18\x01 \x01(\v2\x1a.taskloom.v1.WorkflowEventR\x05event\"\xcc\x01\n" +
 	"\x0fGetUsageRequest\x124\n" +
@@ -3450,6 +3476,7 @@ func file_taskloom_v1_orchestrator_proto_init() {
 	file_taskloom_v1_limits_proto_init()
 	file_taskloom_v1_orchestrator_proto_msgTypes[10].OneofWrappers = []any{}
 	file_taskloom_v1_orchestrator_proto_msgTypes[15].OneofWrappers = []any{}
+	file_taskloom_v1_orchestrator_proto_msgTypes[25].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

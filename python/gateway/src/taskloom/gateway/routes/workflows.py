@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import orjson
 import yaml
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.routing import APIRoute
 from sse_starlette import EventSourceResponse
 
@@ -71,6 +71,14 @@ async def _yaml_as_json(request: Request) -> Request:
 router = APIRouter(prefix="/v1/workflows", tags=["workflows"], route_class=YamlBodyRoute)
 
 WorkflowId = Annotated[str, Path(**text(orchestrator_pb2.GetWorkflowRequest, "id"))]
+WorkflowLastEventId = Annotated[
+    str,
+    Header(
+        alias="Last-Event-ID",
+        pattern=r"^([0-9]{1,18})?$",
+        description="Resume after this event: the id (its seq) of the last step event received",
+    ),
+]
 _LIST = orchestrator_pb2.ListWorkflowsRequest
 _YAML_BODY = {
     "requestBody": {
@@ -167,10 +175,24 @@ async def cancel_workflow(
     responses={200: {"content": {"text/event-stream": {}}}, **problems(404)},
 )
 async def workflow_events(
-    workflow_id: WorkflowId, request: Request, caller: CallerDep, orchestrator: OrchestratorDep
+    workflow_id: WorkflowId,
+    request: Request,
+    caller: CallerDep,
+    orchestrator: OrchestratorDep,
+    last_event_id: WorkflowLastEventId = "",
 ) -> EventSourceResponse:
-    """Server-Sent Events: `status` {status}, `step` {step_id, event, data}, then `done`
-    with the final workflow.
+    """Server-Sent Events: `status` {status}, `step` {step_id, event, data, seq} (id
+    `seq`), then `done` with the final workflow. A client that reconnects with
+    `Last-Event-ID` gets the workflow status, then only the step events after that one
+    (a step status that changed since comes as it is now).
     """
-    stream = await orchestrator.watch_workflow(workflow_id, caller.scope)
-    return sse_response(stream, convert.workflow_event, request.url.path)
+    req = orchestrator_pb2.WatchWorkflowRequest(id=workflow_id, tenant=caller.scope)
+    if last_event_id:
+        req.from_seq = int(last_event_id)
+    stream = await orchestrator.watch_workflow(req)
+    return sse_response(stream, convert.workflow_event, request.url.path, step_event_id)
+
+
+def step_event_id(name: str, data: dict[str, Any]) -> str | None:
+    """A step event's SSE id, its seq: what a client resumes from (Last-Event-ID)."""
+    return str(data["seq"]) if name == "step" and data.get("seq") else None
