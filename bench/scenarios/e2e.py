@@ -23,7 +23,7 @@ cache off (the workers get no cache address), every input unique unless noted.
   tasks, of submit → last text chunk at a gRPC watcher, less the same without
   coalescing (`stream.buffer_size` 0).
 
-TASKLOOM_BENCH_MODE=full runs longer (the default, quick, keeps each part to seconds).
+`make bench-full` runs longer (quick, `make bench`, keeps each part to seconds).
 Needs `make build-go` and `hey` (Debian package `hey`, scripts/deps.sh).
 """
 
@@ -39,7 +39,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 import httpx
@@ -51,21 +51,34 @@ from taskloom.sdk.localstack import Ports, Stack, StackConfig, free_port
 from taskloom.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
-FULL = os.environ.get("TASKLOOM_BENCH_MODE", "quick") == "full"
 BATCH = 1000
-BATCHES = 20 if FULL else 5
-HEY_SECONDS = 15 if FULL else 4
 HEY_CLIENTS = 64
 FIXED_RATE = 200  # tasks/s of the latency run
-FIXED_SECONDS = 10 if FULL else 3
 ANSWER_TOKENS = 1000
-STREAM_RUNS = 10 if FULL else 3
-CELERY_TASKS = 20_000 if FULL else 5_000
+
+
+class Counts(NamedTuple):
+    """How long each part runs: quick (`make bench`) or full (`make bench-full`)."""
+
+    batches: int  # of BATCH tasks
+    hey_seconds: int
+    fixed_seconds: int  # at FIXED_RATE
+    stream_runs: int
+    celery_tasks: int
+
+
+COUNTS = {
+    True: Counts(batches=5, hey_seconds=4, fixed_seconds=3, stream_runs=3, celery_tasks=5_000),
+    False: Counts(
+        batches=20, hey_seconds=15, fixed_seconds=10, stream_runs=10, celery_tasks=20_000
+    ),
+}
 WORKER_CONCURRENCY = 64
 WAIT_S = 300.0
 
 
-def run() -> list[Result]:
+def run(quick: bool = True) -> list[Result]:
+    counts = COUNTS[quick]
     if not (ROOT / "bin" / "taskloom-orchestrator").exists():
         raise RuntimeError("bin/taskloom-orchestrator is missing: run `make build-go` first")
     hey = shutil.which("hey")
@@ -104,7 +117,7 @@ def run() -> list[Result]:
         Stack(cfg) as stack,
         grpc.insecure_channel(f"127.0.0.1:{cfg.ports.orchestrator_grpc}") as channel,
     ):
-        e2e = _Path(stack, orchestrator_pb2_grpc.OrchestratorServiceStub(channel))
+        e2e = _Path(stack, orchestrator_pb2_grpc.OrchestratorServiceStub(channel), counts)
         batch_tps, worker_us, orch_us = e2e.batch_run()
         _progress(f"batch {batch_tps:.0f} tasks/s, worker {worker_us:.0f} us/task")
         submit_rps, gateway_us, rest_tps = e2e.hey_run(hey)
@@ -112,37 +125,49 @@ def run() -> list[Result]:
         p50, p95, p99 = asyncio.run(e2e.fixed_rate_latencies())
         _progress(f"at {FIXED_RATE}/s: p50 {p50} p95 {p95} p99 {p99} ms")
         messages, added_ms = e2e.streaming()
-    bare_rps = _bare_fastapi_rps(hey)
-    peer = celery_peer.measure(CELERY_TASKS)
-    if peer.tasks_per_second is None:
-        print(f"e2e: no celery peer: {peer.reason}", file=sys.stderr)
+    bare_rps = _bare_fastapi_rps(hey, counts.hey_seconds)
+    # No-op Celery tasks on a prefork worker of one process per core (this machine's 2).
+    celery_tps = celery_peer.throughput(counts.celery_tasks, processes=os.cpu_count() or 2)
     return [
-        Result("rest_submit_rps", round(submit_rps), "req/s", "higher", "bare-fastapi", bare_rps),
+        # The goals are issue #11's.
+        Result(
+            "rest_submit_rps",
+            round(submit_rps),
+            "req/s",
+            "higher",
+            "bare-fastapi",
+            bare_rps,
+            goal="ratio >= 0.5",
+        ),
         Result(
             "rest_tasks_per_s",
             round(rest_tps, 1),
             "tasks/s",
             "higher",
             "celery",
-            None if peer.tasks_per_second is None else round(peer.tasks_per_second, 1),
+            round(celery_tps, 1),
+            goal="ratio >= 5",
         ),
         Result("rest_task_p50_ms", p50, "ms", "lower"),
-        Result("rest_task_p95_ms", p95, "ms", "lower"),
+        Result("rest_task_p95_ms", p95, "ms", "lower", goal="value <= 20"),
         Result("rest_task_p99_ms", p99, "ms", "lower"),
-        Result("batch_tasks_per_s", round(batch_tps, 1), "tasks/s", "higher"),
-        Result("worker_cpu_us_per_task", round(worker_us), "us", "lower"),
+        Result("batch_tasks_per_s", round(batch_tps, 1), "tasks/s", "higher", goal="value >= 5000"),
+        Result("worker_cpu_us_per_task", round(worker_us), "us", "lower", goal="value <= 200"),
         Result("gateway_cpu_us_per_request", round(gateway_us), "us", "lower"),
         Result("orchestrator_cpu_us_per_task", round(orch_us), "us", "lower"),
-        Result("messages_per_1000_tokens", messages, "messages", "lower"),
-        Result("coalescing_added_latency_p99_ms", added_ms, "ms", "lower"),
+        Result("messages_per_1000_tokens", messages, "messages", "lower", goal="value <= 50"),
+        Result("coalescing_added_latency_p99_ms", added_ms, "ms", "lower", goal="value <= 50"),
     ]
 
 
 class _Path:
     """The running stack and the measurements made on it, in order."""
 
-    def __init__(self, stack: Stack, stub: orchestrator_pb2_grpc.OrchestratorServiceStub):
+    def __init__(
+        self, stack: Stack, stub: orchestrator_pb2_grpc.OrchestratorServiceStub, counts: Counts
+    ):
         self.stack = stack
+        self.counts = counts
         self.stub = stub
         self.gateway = stack.service("gateway").base_url
         self.metrics_url = stack.service("orchestrator").base_url + "/metrics"
@@ -176,7 +201,7 @@ class _Path:
         finished = self._metric("tasks_finished_total")
         cpu_w, cpu_o = self._cpu(*workers), self._cpu(*orch)
         ids: list[str] = []
-        for _ in range(BATCHES):
+        for _ in range(self.counts.batches):
             specs = [
                 common_pb2.TaskSpec(agent="assistant", input=_value(self._input()))
                 for _ in range(BATCH)
@@ -199,7 +224,7 @@ class _Path:
         body = orjson.dumps({"agent": "assistant", "input": self._input()}).decode()
         cpu = self._cpu("gateway")
         start = time.monotonic()
-        accepted, seconds = _hey(hey, f"{self.gateway}/v1/tasks", body)
+        accepted, seconds = _hey(hey, f"{self.gateway}/v1/tasks", body, self.counts.hey_seconds)
         cpu = self._cpu("gateway") - cpu
         done = self._wait_finished(finished + accepted)
         return accepted / seconds, cpu / accepted * 1e6, accepted / (done - start)
@@ -223,7 +248,7 @@ class _Path:
                 raise RuntimeError("the event stream ended without done")
 
             t0 = time.monotonic() + 0.5
-            count = FIXED_RATE * FIXED_SECONDS
+            count = FIXED_RATE * self.counts.fixed_seconds
             runs = []
             for i in range(count):
                 body = self._input()
@@ -235,8 +260,10 @@ class _Path:
         """Messages for one coalesced 1,000-token answer at 1,000 tokens/s, and the p99 of
         the last text chunk's arrival, coalesced less uncoalesced (ms)."""
         messages, _ = self.stream_once(None)  # the worker's default coalescing
-        coalesced = sorted(self.stream_once(None)[1] for _ in range(STREAM_RUNS))
-        plain = sorted(self.stream_once({"buffer_size": 0})[1] for _ in range(STREAM_RUNS))
+        coalesced = sorted(self.stream_once(None)[1] for _ in range(self.counts.stream_runs))
+        plain = sorted(
+            self.stream_once({"buffer_size": 0})[1] for _ in range(self.counts.stream_runs)
+        )
         return messages, round(max(0.0, _q(coalesced, 0.99) - _q(plain, 0.99)), 2)
 
     def stream_once(self, stream: dict[str, Any] | None) -> tuple[float, float]:
@@ -277,9 +304,9 @@ def _progress(line: str) -> None:
     print(f"e2e: {line}", file=sys.stderr, flush=True)
 
 
-def _hey(hey: str, url: str, body: str) -> tuple[int, float]:
-    """202s and seconds of a `hey` run at HEY_CLIENTS clients for HEY_SECONDS."""
-    argv = [hey, "-z", f"{HEY_SECONDS}s", "-c", str(HEY_CLIENTS), "-m", "POST"]
+def _hey(hey: str, url: str, body: str, seconds: int) -> tuple[int, float]:
+    """202s and seconds of a `hey` run at HEY_CLIENTS clients for `seconds`."""
+    argv = [hey, "-z", f"{seconds}s", "-c", str(HEY_CLIENTS), "-m", "POST"]
     argv += ["-T", "application/json", "-d", body, url]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     total = re.search(r"Total:\s+([\d.]+) secs", out)
@@ -289,7 +316,7 @@ def _hey(hey: str, url: str, body: str) -> tuple[int, float]:
     return int(accepted.group(1)), float(total.group(1))
 
 
-def _bare_fastapi_rps(hey: str) -> float:
+def _bare_fastapi_rps(hey: str, seconds: int) -> float:
     """The peer: bench/peers/bare_fastapi.py under the gateway's uvicorn settings."""
     port = free_port()
     argv = [sys.executable, "-m", "uvicorn", "bare_fastapi:app", "--port", str(port)]
@@ -298,7 +325,7 @@ def _bare_fastapi_rps(hey: str) -> float:
     server = subprocess.Popen(argv, cwd=ROOT / "bench" / "peers")
     try:
         _wait_http(f"http://127.0.0.1:{port}/docs")
-        accepted, seconds = _hey(hey, f"http://127.0.0.1:{port}/v1/tasks", '{"agent":"a"}')
+        accepted, seconds = _hey(hey, f"http://127.0.0.1:{port}/v1/tasks", '{"agent":"a"}', seconds)
         return round(accepted / seconds)
     finally:
         server.terminate()

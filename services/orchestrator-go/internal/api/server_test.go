@@ -104,16 +104,9 @@ func connectWorker(t *testing.T, ts *testServer, agent string, credits int32) *f
 // connectWorkerCtx connects a worker whose session call carries parent's metadata.
 func connectWorkerCtx(parent context.Context, t *testing.T, ts *testServer, agent string, credits int32) *fakeWorker {
 	t.Helper()
-	ctx, cancel := context.WithCancel(parent)
-	stream, err := ts.hub.Session(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &fakeWorker{t: t, stream: stream, cancel: cancel}
-	w.send(&pb.SessionRequest{Msg: &pb.SessionRequest_Register{Register: &pb.Register{
+	w, reg := openWorker(parent, t, ts, &pb.Register{
 		Agents: []*pb.AgentInfo{{Name: agent, Provider: "simulated"}}, Concurrency: max(credits, 1), Hostname: "test",
-	}}})
-	reg := w.recv().GetRegistered()
+	})
 	if reg == nil || reg.GetWorkerId() == "" || reg.GetLeaseTtl().AsDuration() <= 0 || reg.GetHeartbeatInterval().AsDuration() <= 0 {
 		t.Fatalf("registered = %v", reg)
 	}
@@ -122,6 +115,19 @@ func connectWorkerCtx(parent context.Context, t *testing.T, ts *testServer, agen
 		w.send(&pb.SessionRequest{Msg: &pb.SessionRequest_Credit{Credit: &pb.CreditGrant{Credits: credits}}})
 	}
 	return w
+}
+
+// openWorker opens a session, registers with reg and returns the hub's answer.
+func openWorker(parent context.Context, t *testing.T, ts *testServer, reg *pb.Register) (*fakeWorker, *pb.Registered) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(parent)
+	stream, err := ts.hub.Session(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &fakeWorker{t: t, stream: stream, cancel: cancel}
+	w.send(&pb.SessionRequest{Msg: &pb.SessionRequest_Register{Register: reg}})
+	return w, w.recv().GetRegistered()
 }
 
 func (w *fakeWorker) send(m *pb.SessionRequest) {

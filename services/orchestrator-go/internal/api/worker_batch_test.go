@@ -116,16 +116,10 @@ func TestBatchingWorkerRoundTrip(t *testing.T) {
 // grants no credits.
 func connectBatchingWorker(parent context.Context, t *testing.T, ts *testServer, concurrency int32) *fakeWorker {
 	t.Helper()
-	ctx, cancel := context.WithCancel(parent)
-	stream, err := ts.hub.Session(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &fakeWorker{t: t, stream: stream, cancel: cancel}
-	w.send(&pb.SessionRequest{Msg: &pb.SessionRequest_Register{Register: &pb.Register{
+	w, reg := openWorker(parent, t, ts, &pb.Register{
 		Agents: []*pb.AgentInfo{{Name: "echo"}}, Concurrency: concurrency, Batches: true,
-	}}})
-	if w.recv().GetRegistered() == nil {
+	})
+	if reg == nil {
 		t.Fatal("not registered")
 	}
 	return w

@@ -1,9 +1,10 @@
 // Package crash is the orchestrator's crash test: it builds the real binary, runs
-// fake workers over the real WorkerHubService protocol, submits 1,000 tasks and
-// three workflows (sequential, DAG, map) over gRPC, kills the orchestrator with
-// SIGKILL midway, restarts it on the same state and checks that every acknowledged
-// task and workflow completes with exactly one recorded result. It runs against the
-// bolt and the Redis store. catalog_test.go checks the agent catalog survives too.
+// fake workers over the real WorkerHubService protocol (batching as the Python worker
+// does: AssignmentBatch in, ResultBatch out), submits 1,000 tasks and three workflows
+// (sequential, DAG, map) over gRPC, kills the orchestrator with SIGKILL midway,
+// restarts it on the same state and checks that every acknowledged task and workflow
+// completes with exactly one recorded result. It runs against the bolt and the Redis
+// store. catalog_test.go checks the agent catalog survives too.
 //
 //	go test -count=1 ./test/crash/
 package crash
@@ -417,7 +418,7 @@ func session(ctx context.Context, hub pb.WorkerHubServiceClient, id string, conc
 		return stream.Send(m)
 	}
 	err = send(&pb.SessionRequest{Msg: &pb.SessionRequest_Register{Register: &pb.Register{
-		WorkerId: id, Concurrency: concurrency, Hostname: "crash-test",
+		WorkerId: id, Concurrency: concurrency, Hostname: "crash-test", Batches: true, // as the Python worker
 		Agents: []*pb.AgentInfo{{Name: agentName, Provider: "simulated"}, {Name: workflowAgent, Provider: "simulated"}},
 	}}})
 	if err == nil {
@@ -431,10 +432,30 @@ func session(ctx context.Context, hub pb.WorkerHubServiceClient, id string, conc
 		if err != nil {
 			return err
 		}
-		a := resp.GetAssignment()
-		if a == nil {
+		batch := answer(assignmentsOf(resp), rec)
+		if len(batch.GetResults()) == 0 {
 			continue
 		}
+		// The results and their credits in one ResultBatch, as a batching worker sends them.
+		if err := send(&pb.SessionRequest{Msg: &pb.SessionRequest_Results{Results: batch}}); err != nil {
+			return err
+		}
+	}
+}
+
+// assignmentsOf is the assignments of a hub message: one, a batch, or none.
+func assignmentsOf(resp *pb.SessionResponse) []*pb.Assignment {
+	if a := resp.GetAssignment(); a != nil {
+		return []*pb.Assignment{a}
+	}
+	return resp.GetAssignments().GetAssignments()
+}
+
+// answer runs the assignments: a result and a credit for each, but none for a held
+// workflow task.
+func answer(assignments []*pb.Assignment, rec *Recorder) *pb.ResultBatch {
+	batch := &pb.ResultBatch{}
+	for _, a := range assignments {
 		taskID, leaseID := a.GetTask().GetId(), a.GetLeaseId()
 		output := structpb.NewStringValue(leaseID)
 		if a.GetTask().GetAgent() == workflowAgent {
@@ -447,15 +468,10 @@ func session(ctx context.Context, hub pb.WorkerHubServiceClient, id string, conc
 		} else {
 			rec.ran(taskID, leaseID)
 		}
-		if err := send(&pb.SessionRequest{Msg: &pb.SessionRequest_Result{Result: &pb.TaskResult{
-			TaskId: taskID, LeaseId: leaseID, Output: output,
-		}}}); err != nil {
-			return err
-		}
-		if err := send(&pb.SessionRequest{Msg: &pb.SessionRequest_Credit{Credit: &pb.CreditGrant{Credits: 1}}}); err != nil {
-			return err
-		}
+		batch.Results = append(batch.Results, &pb.TaskResult{TaskId: taskID, LeaseId: leaseID, Output: output})
+		batch.Credits++
 	}
+	return batch
 }
 
 // echoWithLease is the workflow agent's output: its input object with the lease id
