@@ -158,6 +158,8 @@ pick_docker_cli
 start_engine
 
 phase "base images"
+# The tokens and provider keys docker-compose.yml mounts as secrets (kept when present).
+scripts/compose-secrets.sh
 base_images=$(scripts/base-image.sh)
 eval "$base_images"
 export RUNTIME_IMAGE=$BASE_IMAGE PYTHON_IMAGE BINARIES=prebuilt WHEELS=prebuilt
@@ -200,6 +202,9 @@ TASKLOOM_E2E_GATEWAY_URL=$gateway "${PYTEST[@]}" -rs tests/e2e
 
 phase "three workers"
 "${PYTEST[@]}" -s tests/compose/test_workers_scale.py tests/compose/test_prometheus_scrape.py
+
+phase "authentication"
+"${PYTEST[@]}" -s tests/compose/test_grpc_auth.py
 
 phase "orchestrator restart"
 "${PYTEST[@]}" -s tests/compose/test_orchestrator_restart.py
