@@ -8,7 +8,7 @@ RUST_BINS := taskloom-cache taskloom-metrics taskloom-vector
 
 .PHONY: help up test build proto proto-check proto-baseline lint fmt bench clean venv tools deps \
         build-go build-rust test-unit test-integration test-e2e test-go test-rust test-py \
-        lint-go lint-rust lint-py wheels images compose-test bench-full
+        lint-go lint-rust lint-py wheels images compose-secrets compose-test bench-full
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -103,6 +103,9 @@ wheels: venv ## Wheels of the Python services and their pinned dependencies, int
 
 images: build wheels ## Docker images (tag latest) from bin/ on Debian base images made here
 	@scripts/compose-test.sh images
+
+compose-secrets: ## The tokens and provider key files docker-compose.yml mounts (deploy/secrets/), when absent
+	@scripts/compose-secrets.sh
 
 compose-test: build wheels ## docker-compose.yml for real: e2e suite, 3 workers, orchestrator restart
 	@scripts/compose-test.sh

@@ -1,8 +1,9 @@
-"""The `vector` scenario's datasets and peers; runs inside bench/.venv-vector (numpy,
-torch, the MiniLM model, hnswlib, faiss-cpu), never in the services' .venv.
+"""The `vector` scenario's datasets and peers; runs inside the peer environment `vector`
+(numpy, hnswlib, faiss-cpu) or, for full runs, `vector-text` (those plus torch and the
+MiniLM model), never in the services' .venv (bench/peers/env.py makes them).
 
-`datasets` writes (or reuses, from bench/.cache/vector/) a seeded clustered L2 set and a
-set of MiniLM-384 embeddings of the first sentences of docstrings that installed
+`datasets` writes (or reuses, from bench/.cache/vector/) a seeded clustered L2 set and, with
+--full, a set of MiniLM-384 embeddings of the first sentences of docstrings that installed
 packages ship, each as raw little-endian f32 vectors plus exact top-10 ids by brute
 force. `peers` builds hnswlib and faiss HNSW indexes on one thread with the same M and
 ef_construction and sweeps ef over single-query calls. Both print JSON on stdout.
@@ -119,10 +120,9 @@ def text(points: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def datasets(full: bool) -> dict:
-    plan = {
-        "synthetic": (100_000 if full else 20_000, synthetic, "l2"),
-        "text": (20_000 if full else 5_000, text, "cosine"),
-    }
+    plan = {"synthetic": (100_000 if full else 20_000, synthetic, "l2")}
+    if full:  # the text set needs torch, installed for full runs only
+        plan["text"] = (20_000, text, "cosine")
     out = {}
     for name, (points, make, metric) in plan.items():
         directory = CACHE / f"{name}-{points}"

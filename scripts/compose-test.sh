@@ -3,8 +3,9 @@
 # the images from bin/ and bin/wheels (what `make build` and `make wheels` made) on base
 # images made here, starts the stack, waits until every container is healthy, then drives it
 # through the published gateway: the end-to-end suite of tests/e2e, three workers sharing the
-# work, an orchestrator restart in the middle of a run; before the images, the escape tests
-# of the python tool's docker sandbox on that engine and base image (pytest -m docker). At
+# work, the orchestrator refusing a gRPC call without a token, an orchestrator restart in the
+# middle of a run; before the images, the escape tests of the python tool's docker sandbox
+# and its removal of dead workers' containers on that engine and base image (-m docker). At
 # the end (also on failure or Ctrl-C) it removes what it made: containers, networks,
 # volumes, the Taskloom images (the base images stay cached). It starts dockerd when none
 # is running and stops it again.
@@ -158,6 +159,8 @@ pick_docker_cli
 start_engine
 
 phase "base images"
+# The tokens and provider keys docker-compose.yml mounts as secrets (kept when present).
+scripts/compose-secrets.sh
 base_images=$(scripts/base-image.sh)
 eval "$base_images"
 export RUNTIME_IMAGE=$BASE_IMAGE PYTHON_IMAGE BINARIES=prebuilt WHEELS=prebuilt
@@ -182,7 +185,7 @@ export TASKLOOM_COMPOSE_FILES
 # The python tool's docker sandbox: its escape tests, on this engine and the Python base image.
 phase "docker sandbox"
 TASKLOOM_SANDBOX_DOCKER_IMAGE=$PYTHON_IMAGE "${PYTEST[@]}" -m docker \
-  python/agents/tests/test_python_sandbox.py
+  python/agents/tests/test_python_sandbox.py python/agents/tests/test_docker_sandbox_owner.py
 
 phase "images"
 compose config --quiet
@@ -200,6 +203,9 @@ TASKLOOM_E2E_GATEWAY_URL=$gateway "${PYTEST[@]}" -rs tests/e2e
 
 phase "three workers"
 "${PYTEST[@]}" -s tests/compose/test_workers_scale.py tests/compose/test_prometheus_scrape.py
+
+phase "authentication"
+"${PYTEST[@]}" -s tests/compose/test_grpc_auth.py
 
 phase "orchestrator restart"
 "${PYTEST[@]}" -s tests/compose/test_orchestrator_restart.py

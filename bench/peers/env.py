@@ -1,7 +1,7 @@
 """The peers' isolated environments: one virtualenv per peer under bench/.venv-peers/,
 made on first use with uv (from the services' .venv, pinned there) from the peer's
-fully pinned bench/peers/requirements-<peer>.txt, and made again when that file
-changes. Nothing a peer needs is ever installed into the services' .venv."""
+pinned bench/peers/requirements-<peer>.txt, and made again when that file (or one it
+includes with `-r`) changes. Nothing a peer needs is ever installed into the services' .venv."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 VENVS = HERE.parent / ".venv-peers"
-PEERS = ("langgraph", "ray", "celery")
+PEERS = ("langgraph", "ray", "celery", "vector", "vector-text")
 
 
 class PeerEnvError(RuntimeError):
@@ -35,13 +35,23 @@ def _uv() -> Path:
     return uv
 
 
+def _with_includes(req: Path) -> bytes:
+    """The file's bytes and those of the files it includes (`-r other.txt`), so that a
+    change to either makes the environment again."""
+    text = req.read_bytes()
+    for line in text.decode().splitlines():
+        if line.startswith("-r "):
+            text += _with_includes(req.parent / line.removeprefix("-r ").strip())
+    return text
+
+
 def python(peer: str) -> Path:
     """The python of the peer's environment, made (or remade) first if needed."""
     req = requirements(peer)
     venv = VENVS / peer
     exe = venv / "bin" / "python"
     stamp = venv / ".requirements.sha256"
-    want = hashlib.sha256(req.read_bytes()).hexdigest()
+    want = hashlib.sha256(_with_includes(req)).hexdigest()
     if exe.exists() and stamp.exists() and stamp.read_text().strip() == want:
         return exe
     uv = str(_uv())

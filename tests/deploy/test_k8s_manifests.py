@@ -206,3 +206,21 @@ def test_the_pods_share_the_grpc_tokens_from_one_secret(target: str) -> None:
     for secret, key in orchestrator.values():
         # At least as long as the orchestrator accepts (internal/config/auth.go).
         assert len(secrets[secret]["stringData"][key]) >= 16, key
+
+
+@pytest.mark.parametrize("target", K8S_TARGETS)
+def test_workers_read_the_llm_provider_keys_from_an_optional_secret_none_ships(
+    target: str,
+) -> None:
+    refs = {
+        env["name"]: env["valueFrom"]["secretKeyRef"]
+        for env in containers(workload(target, "worker"))[0]["env"]
+        if "secretKeyRef" in env.get("valueFrom", {})
+    }
+    for variable, key in (
+        ("TASKLOOM_OPENAI_API_KEY", "openai-api-key"),
+        ("ANTHROPIC_API_KEY", "anthropic-api-key"),
+    ):
+        assert refs[variable] == {"name": "taskloom-llm-keys", "key": key, "optional": True}
+    # The operator makes it; a shipped one would hold a key in the repository.
+    assert "Secret/taskloom-llm-keys" not in dict(objects(target))

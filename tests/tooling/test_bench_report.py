@@ -4,7 +4,9 @@ in bench/README.md, the chart, and how run.py finds and calls scenarios."""
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
+import re
 import sys
 import types
 from pathlib import Path
@@ -144,3 +146,22 @@ def test_a_module_without_run_is_refused(tmp_path: Path) -> None:
     path.write_text('"""No run()."""\n')
     with pytest.raises(TypeError, match="no run"):
         bench_run.load("empty", path)
+
+
+def test_scenarios_follow_the_runners_mode_not_a_variable_of_their_own() -> None:
+    # `make bench` / `make bench-full` choose the counts (run(quick=...), BENCH_QUICK); a
+    # scenario reading its own switch (VECTOR_FULL, SEMANTIC_CACHE_FULL once) would run full
+    # sizes in a quick run.
+    for name, path in bench_run.scenarios().items():
+        source = path.read_text()
+        assert not re.search(r"environ(\.get)?[\[(]\s*\"[A-Z_]*FULL", source), name
+    vector = bench_run.load("vector", bench_run.scenarios()["vector"])
+    assert "quick" in inspect.signature(vector.run).parameters
+
+
+def test_the_vector_scenarios_quick_environment_installs_no_torch() -> None:
+    peers_env = importlib.import_module("peers.env")
+    quick = peers_env.requirements("vector").read_text()
+    full = peers_env.requirements("vector-text").read_text()
+    assert "torch" not in quick and "sentence-transformers" not in quick
+    assert "torch==" in full and "-r requirements-vector.txt" in full.splitlines()

@@ -3,6 +3,8 @@ endpoints agents may name without configuring anything, aliases and prices."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from taskloom.agents.endpoints import (
@@ -28,6 +30,37 @@ def test_the_implicit_anthropic_endpoint_needs_its_key_variable() -> None:
     made = build_endpoints({}, {"anthropic": ["writer"]}, {"ANTHROPIC_API_KEY": "sk-ant-x"})
     assert made["anthropic"].api_key.get_secret_value() == "sk-ant-x"
     assert "sk-ant-x" not in repr(made["anthropic"])
+
+
+def test_keys_come_from_the_files_their_file_variables_name(tmp_path: Path) -> None:
+    # Compose and Kubernetes mount the provider keys as files (README, "Run with Docker Compose").
+    (tmp_path / "anthropic").write_text("sk-ant-from-file\n")
+    (tmp_path / "local").write_text("sk-local-from-file")
+    config = parse_endpoints(
+        {"local": {"kind": "openai", "base_url": "http://local/v1", "api_key_env": "LOCAL_KEY"}}
+    )
+    made = build_endpoints(
+        config,
+        {"anthropic": ["writer"], "local": ["reader"]},
+        {
+            "ANTHROPIC_API_KEY_FILE": str(tmp_path / "anthropic"),
+            "LOCAL_KEY_FILE": str(tmp_path / "local"),
+        },
+    )
+    assert made["anthropic"].api_key.get_secret_value() == "sk-ant-from-file"
+    assert made["local"].api_key.get_secret_value() == "sk-local-from-file"
+    with pytest.raises(EndpointConfigError, match=r"endpoints.local.api_key_env: .*cannot read"):
+        build_endpoints(config, {}, {"LOCAL_KEY_FILE": str(tmp_path / "missing")})
+    with pytest.raises(EndpointConfigError, match=r"anthropic.*not both") as refused:
+        build_endpoints(
+            {},
+            {"anthropic": ["writer"]},
+            {
+                "ANTHROPIC_API_KEY": "sk-ant-env",
+                "ANTHROPIC_API_KEY_FILE": str(tmp_path / "anthropic"),
+            },
+        )
+    assert "sk-ant" not in str(refused.value)
 
 
 def test_a_configured_endpoint_replaces_an_implicit_one_of_its_name() -> None:

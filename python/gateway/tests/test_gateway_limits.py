@@ -15,6 +15,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from taskloom.gateway import convert, limits, models
 from taskloom.gateway.errors import problem_from_grpc
+from taskloom.sdk.proto_limits import field_limits
 from taskloom.v1 import common_pb2, orchestrator_pb2
 
 PROBLEM = "application/problem+json"
@@ -78,7 +79,7 @@ def _declared() -> dict[tuple[str, str], Any]:
         orchestrator_pb2.SubmitTasksRequest.DESCRIPTOR,
     ):
         for field in desc.fields:
-            lim = limits.field_limits(desc, field.name)
+            lim = field_limits(desc, field.name)
             if lim.ByteSize():
                 out[(desc.name, field.name)] = lim
     return out
@@ -146,7 +147,7 @@ def test_the_rest_models_apply_the_table_the_proto_declares() -> None:
 def test_the_openapi_schema_shows_the_limits(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     task = spec["components"]["schemas"]["TaskCreate"]["properties"]
-    assert task["agent"]["maxLength"] == limits.field_limits(TaskSpec, "agent").max_len
+    assert task["agent"]["maxLength"] == field_limits(TaskSpec, "agent").max_len
     assert task["priority"]["description"].endswith("absent: 5")
     for path, method, name, request in [
         ("/v1/tasks/{task_id}", "get", "task_id", orchestrator_pb2.GetTaskRequest),
@@ -160,14 +161,14 @@ def test_the_openapi_schema_shows_the_limits(client: TestClient) -> None:
         ),
     ]:
         params = {p["name"]: p for p in spec["paths"][path][method]["parameters"]}
-        assert params[name]["schema"]["maxLength"] == limits.field_limits(request, "id").max_len
+        assert params[name]["schema"]["maxLength"] == field_limits(request, "id").max_len
     header = {
         p["name"]: p
         for p in spec["paths"]["/v1/tasks"]["post"]["parameters"]
         if p["in"] == "header"
     }
     assert header["Idempotency-Key"]["schema"]["anyOf"][0]["maxLength"] == (
-        limits.field_limits(TaskSpec, "idempotency_key").max_len
+        field_limits(TaskSpec, "idempotency_key").max_len
     )
 
 
@@ -269,7 +270,7 @@ def test_a_body_over_the_request_bound_is_413(client: TestClient) -> None:
 
 
 def test_an_input_over_its_own_bound_is_422(client: TestClient) -> None:
-    over = limits.field_limits(TaskSpec, "input").max_bytes  # its encoding adds a few bytes
+    over = field_limits(TaskSpec, "input").max_bytes  # its encoding adds a few bytes
     resp = client.post("/v1/tasks", json={"agent": "echo", "input": "x" * over})
     assert resp.status_code == 422
     assert resp.json()["errors"][0]["field"] == "input"

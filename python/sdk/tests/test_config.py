@@ -139,6 +139,50 @@ def test_secrets_are_refused_as_flags_and_come_from_env_or_file(
     assert DemoSettings().printable()["token"] == ""
 
 
+def test_a_secret_comes_from_the_file_its_file_variable_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = write(tmp_path / "token", "mounted-secret\n")
+    config_file = write(tmp_path / "c.yaml", "cache:\n  token: from-config-file\n")
+    monkeypatch.setenv("TASKLOOM_TOKEN_FILE", str(secret))
+    # Over the configuration file, without its newline.
+    assert load(["--config", str(config_file)]).token.get_secret_value() == "mounted-secret"
+    # An empty file is no secret (an optional Compose secret): the next layer's value.
+    secret.write_text("\n")
+    assert load(["--config", str(config_file)]).token.get_secret_value() == "from-config-file"
+    # Only secrets have a file variable.
+    monkeypatch.setenv("TASKLOOM_ADDR_FILE", str(secret))
+    assert load([]).addr == "127.0.0.1:1"
+
+
+@pytest.mark.parametrize(
+    ("env", "content", "message"),
+    [
+        ({"TASKLOOM_TOKEN": "in-env"}, "in-file", "set TASKLOOM_TOKEN or TASKLOOM_TOKEN_FILE"),
+        ({}, None, "cannot read"),
+    ],
+)
+def test_a_bad_secret_file_is_named_and_its_content_never_printed(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    env: dict[str, str],
+    content: str | None,
+    message: str,
+) -> None:
+    path = tmp_path / "token"
+    if content is not None:
+        path.write_text(content)
+    for name, value in {**env, "TASKLOOM_TOKEN_FILE": str(path)}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as exited:
+        load([])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "in-file" not in err and "in-env" not in err
+
+
 def test_help_names_every_flag_env_variable_and_secret(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         load(["--help"])
@@ -146,7 +190,7 @@ def test_help_names_every_flag_env_variable_and_secret(capsys: pytest.CaptureFix
     text = " ".join(capsys.readouterr().out.split())
     for flag in ("--config", "--check-config", "--addr", "--workers", "--dirs"):
         assert flag in text
-    for env in ("TASKLOOM_CONFIG", "TASKLOOM_WORKERS", "TASKLOOM_TOKEN"):
+    for env in ("TASKLOOM_CONFIG", "TASKLOOM_WORKERS", "TASKLOOM_TOKEN", "TASKLOOM_TOKEN_FILE"):
         assert env in text
     assert "--token" not in text
 

@@ -1,9 +1,12 @@
 package config
 
-// The authentication settings: when authentication is on, and what it needs.
+// The authentication settings: when authentication is on, what it needs, and
+// where its tokens come from.
 
 import (
+	"fmt"
 	"net"
+	"os"
 	"strings"
 )
 
@@ -71,4 +74,23 @@ func maskSecret(s string) string {
 		return ""
 	}
 	return "***"
+}
+
+// secretFromFile reads a secret from the file its _FILE variable names (fileVar, the
+// path; empty: none). Setting both the variable and the file is an error, since one
+// of them would be ignored; an unreadable file is one too. An empty file is an unset
+// secret (Compose mounts optional secrets as empty files). Surrounding white space
+// (the newline an editor adds) is not part of the secret.
+func secretFromFile(s setting, value, fileVar string) (string, error) {
+	if fileVar == "" {
+		return "", nil
+	}
+	if value != "" {
+		return "", fmt.Errorf("set %s or %s, not both", s.env(), s.fileEnv())
+	}
+	raw, err := os.ReadFile(fileVar)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", s.fileEnv(), err)
+	}
+	return strings.TrimSpace(string(raw)), nil
 }

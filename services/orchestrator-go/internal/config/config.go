@@ -83,6 +83,13 @@ func (s setting) env() string {
 }
 func (s setting) key() string { return strings.ReplaceAll(s.name, "-", "_") }
 
+// SecretFileSuffix names a secret's second variable: TASKLOOM_WORKER_TOKEN_FILE holds
+// the path of a file whose content is the token (Compose and Kubernetes mount secrets
+// as files). The Python services read the same (taskloom.sdk.config.SECRET_FILE_SUFFIX).
+const SecretFileSuffix = "_FILE"
+
+func (s setting) fileEnv() string { return s.env() + SecretFileSuffix }
+
 // settings binds every setting of c, with c's current values as the defaults.
 func (c *Config) settings() []setting {
 	return []setting{
@@ -151,9 +158,9 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 		fs.SetOutput(&text)
 		fs.PrintDefaults()
 		fs.SetOutput(out)
-		text.WriteString("Secrets (environment or YAML only):\n")
+		text.WriteString("Secrets (environment, a file the environment names, or YAML only):\n")
 		for _, s := range secrets {
-			text.WriteString("  " + s.env() + " (YAML " + s.key() + ")\n    \t" + s.usage + "\n")
+			text.WriteString("  " + s.env() + " or " + s.fileEnv() + " (a file holding it; YAML " + s.key() + ")\n    \t" + s.usage + "\n")
 		}
 		_, _ = io.WriteString(out, text.String())
 	}
@@ -176,7 +183,18 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	}
 	var problems []error
 	for _, s := range table {
-		if v := getenv(s.env()); v != "" {
+		v := getenv(s.env())
+		if s.secret {
+			fromFile, err := secretFromFile(s, v, getenv(s.fileEnv()))
+			if err != nil {
+				problems = append(problems, err)
+				continue
+			}
+			if fromFile != "" {
+				v = fromFile
+			}
+		}
+		if v != "" {
 			if err := s.value.Set(v); err != nil {
 				problems = append(problems, fmt.Errorf("%s=%q: %w", s.env(), v, err))
 			}

@@ -19,8 +19,10 @@ import (
 
 	"github.com/google/uuid"
 
+	pb "github.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/events"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/limits"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/telemetry"
@@ -48,7 +50,8 @@ type Config struct {
 	TickInterval time.Duration
 	// QueueFullRetryAfter is the hint given to clients refused with QUEUE_FULL.
 	QueueFullRetryAfter time.Duration
-	// MaxCredits caps the credits one worker may hold.
+	// MaxCredits caps the credits one worker may hold; by default the most concurrency a
+	// worker may register with (MaxWorkerConcurrency).
 	MaxCredits int
 	// AgentLimits and ProviderLimits cap the tasks running at once per agent and per
 	// LLM provider (the agent's provider in the catalog). Absent: no cap.
@@ -59,13 +62,17 @@ type Config struct {
 	TenantLabels int
 }
 
+// MaxWorkerConcurrency is the most tasks one worker may run at once, stated once in the
+// proto (taskloom.v1.Register.concurrency); the Python worker's setting follows it too.
+var MaxWorkerConcurrency = int(limits.Field(&pb.Register{}, "concurrency").GetMax())
+
 // DefaultConfig returns the defaults documented on the command line.
 func DefaultConfig() Config {
 	return Config{
 		MaxQueue: 100_000, DefaultTimeout: 300 * time.Second, LeaseTTL: 15 * time.Second,
 		HeartbeatInterval: 2 * time.Second, MaxAttempts: 3,
 		InitialBackoff: time.Second, MaxBackoff: 30 * time.Second,
-		TickInterval: 250 * time.Millisecond, QueueFullRetryAfter: time.Second, MaxCredits: 4096,
+		TickInterval: 250 * time.Millisecond, QueueFullRetryAfter: time.Second, MaxCredits: MaxWorkerConcurrency,
 		TenantLabels: 20,
 	}
 }

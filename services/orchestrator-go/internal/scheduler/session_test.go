@@ -127,3 +127,18 @@ func TestFailedResultWriteIsRetriedAndReportedOnceDurable(t *testing.T) {
 		t.Fatalf("%d tasks still live after their result was stored", live)
 	}
 }
+
+func TestAWorkerHoldsAtMostTheConcurrencyTheProtoAllows(t *testing.T) {
+	// One limit, stated on taskloom.v1.Register.concurrency; the Python worker's setting
+	// reads it too (python/agents/tests/test_concurrency_limit.py).
+	if MaxWorkerConcurrency != 4096 || DefaultConfig().MaxCredits != MaxWorkerConcurrency {
+		t.Fatalf("MaxWorkerConcurrency %d, default MaxCredits %d", MaxWorkerConcurrency, DefaultConfig().MaxCredits)
+	}
+	f := newFixture(t, Config{})
+	w := f.worker(1)
+	f.s.Credit(w, int32(MaxWorkerConcurrency))
+	f.s.Credit(w, 10)
+	if w.Credits != MaxWorkerConcurrency {
+		t.Fatalf("credits %d, want the cap %d", w.Credits, MaxWorkerConcurrency)
+	}
+}

@@ -5219,7 +5219,9 @@ pub struct Register {
     pub worker_id: ::prost::alloc::string::String,
     #[prost(message, repeated, tag = "2")]
     pub agents: ::prost::alloc::vec::Vec<AgentInfo>,
-    /// The most tasks the worker runs at once.
+    /// The most tasks the worker runs at once. The max is also the most credits the hub lets
+    /// one worker hold, and the worker's `concurrency` setting allows no more (one limit,
+    /// stated here).
     #[prost(int32, tag = "3")]
     pub concurrency: i32,
     #[prost(string, tag = "4")]

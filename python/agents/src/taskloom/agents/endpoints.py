@@ -19,7 +19,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from taskloom.sdk.config import ANTHROPIC_API_KEY_ENV
+from taskloom.sdk.config import (
+    ANTHROPIC_API_KEY_ENV,
+    SECRET_FILE_SUFFIX,
+    ConfigError,
+    secret_from_environ,
+)
 
 ENDPOINT_NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -233,6 +238,14 @@ class ImplicitDefaults:
     retry: RetrySettings = field(default_factory=RetrySettings)
 
 
+def _key(environ: Mapping[str, str], env: str, where: str) -> str:
+    """An API key from its variable or the file its _FILE variable names (a mounted secret)."""
+    try:
+        return secret_from_environ(environ, env)
+    except ConfigError as err:
+        raise EndpointConfigError(f"{where}: {err}") from None
+
+
 def build_endpoints(
     configured: Mapping[str, EndpointConfig],
     used: Mapping[str, Iterable[str]],
@@ -251,11 +264,12 @@ def build_endpoints(
     for name, config in configured.items():
         key = ""
         if config.api_key_env:
-            key = environ.get(config.api_key_env, "")
+            key = _key(environ, config.api_key_env, f"endpoints.{name}.api_key_env")
             if not key:
                 raise EndpointConfigError(
                     f"endpoints.{name}.api_key_env: the environment variable "
-                    f"{config.api_key_env} is not set (it should hold the endpoint's API key)"
+                    f"{config.api_key_env} is not set (it should hold the endpoint's API key, "
+                    f"or {config.api_key_env}{SECRET_FILE_SUFFIX} name a file that does)"
                 )
         endpoints[name] = Endpoint(name, config, SecretStr(key))
 
@@ -286,7 +300,7 @@ def build_endpoints(
     anthropic = EndpointKind.ANTHROPIC.value
     if anthropic not in endpoints and anthropic in used:
         env = defaults.anthropic_api_key_env
-        key = environ.get(env, "")
+        key = _key(environ, env, "provider 'anthropic'")
         if not key:
             agents = ", ".join(sorted(used[anthropic]))
             raise EndpointConfigError(

@@ -28,6 +28,12 @@ from taskloom.agents.streaming import (
 from taskloom.sdk import config
 from taskloom.sdk.channel import OrchestratorAddresses
 from taskloom.sdk.embeddings.settings import EmbeddingSettings
+from taskloom.sdk.proto_limits import int_range
+from taskloom.v1 import worker_hub_pb2
+
+# The most tasks one worker runs at once: the orchestrator grants no worker more credits
+# (taskloom.v1.Register.concurrency, stated once in the proto).
+CONCURRENCY_RANGE = int_range(worker_hub_pb2.Register, "concurrency")
 
 
 def _default_worker_id() -> str:
@@ -67,7 +73,10 @@ class Settings(config.ServiceSettings, EmbeddingSettings):
         description="this worker's id (default: <hostname>-<pid>)",
     )
     concurrency: int = Field(
-        default=16, ge=1, le=10_000, description="tasks this worker runs at once"
+        default=16,
+        ge=CONCURRENCY_RANGE[0],
+        le=CONCURRENCY_RANGE[1],
+        description="tasks this worker runs at once",
     )
     agents_dir: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,

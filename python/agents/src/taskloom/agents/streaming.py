@@ -19,7 +19,8 @@ from taskloom.agents.providers.base import (
     UsageUpdate,
 )
 from taskloom.agents.runtime import AgentEvent, ToolResultEvent
-from taskloom.v1 import common_pb2, limits_pb2, worker_hub_pb2
+from taskloom.sdk.proto_limits import int_range
+from taskloom.v1 import common_pb2, worker_hub_pb2
 
 # Chosen by `make bench SCENARIO=e2e`'s stream runs (1,000 tokens at 1,000 tokens/s):
 # worker messages per answer, uncoalesced 400-750 (the wire batching already joins some),
@@ -30,15 +31,9 @@ DEFAULT_BUFFER_SIZE = 512
 DEFAULT_FLUSH_INTERVAL_MS = 50.0
 
 
-def option_range(name: str) -> tuple[int, int]:
-    """The bounds taskloom.v1.StreamOptions declares on an option (limits.proto)."""
-    field = common_pb2.StreamOptions.DESCRIPTOR.fields_by_name[name]
-    lim = field.GetOptions().Extensions[limits_pb2.limits]
-    return int(lim.min), int(lim.max)
-
-
-BUFFER_SIZE_RANGE = option_range("buffer_size")
-FLUSH_INTERVAL_MS_RANGE = option_range("flush_interval_ms")
+# The bounds taskloom.v1.StreamOptions declares on its options (limits.proto).
+BUFFER_SIZE_RANGE = int_range(common_pb2.StreamOptions, "buffer_size")
+FLUSH_INTERVAL_MS_RANGE = int_range(common_pb2.StreamOptions, "flush_interval_ms")
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,13 @@ what the orchestrator would (with a 422 naming the field) and the OpenAPI schema
 
 from __future__ import annotations
 
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 from pydantic import AfterValidator, Field, JsonValue, StringConstraints
 
+from taskloom.sdk.proto_limits import field_limits
 from taskloom.v1 import common_pb2, limits_pb2, orchestrator_pb2, worker_hub_pb2
 
 TaskSpec = common_pb2.TaskSpec
@@ -21,19 +22,6 @@ RetryPolicy = common_pb2.RetryPolicy
 StreamOptions = common_pb2.StreamOptions
 WorkflowSpec = orchestrator_pb2.WorkflowSpec
 Step = orchestrator_pb2.Step
-
-
-def _descriptor(message: type[Message] | Descriptor) -> Descriptor:
-    if isinstance(message, Descriptor):
-        return message
-    # The stubs type DESCRIPTOR as the C or the Python descriptor; both are one at run time.
-    return cast(Descriptor, message.DESCRIPTOR)
-
-
-def field_limits(message: type[Message] | Descriptor, name: str) -> limits_pb2.FieldLimits:
-    """The limits declared on a field (empty when it declares none)."""
-    field = _descriptor(message).fields_by_name[name]
-    return field.GetOptions().Extensions[limits_pb2.limits]
 
 
 def max_request_bytes() -> int:

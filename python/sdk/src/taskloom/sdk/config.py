@@ -44,6 +44,9 @@ CONFIG_ENV = "TASKLOOM_CONFIG"
 # The top-level sections of the one configuration file, one per service.
 SECTIONS = ("gateway", "worker", "orchestrator", "cache", "metrics", "vector")
 MASK = "***"
+# A secret's second variable names a file holding it (TASKLOOM_WORKER_TOKEN_FILE): Compose and
+# Kubernetes mount secrets as files. The orchestrator reads the same (config.SecretFileSuffix).
+SECRET_FILE_SUFFIX = "_FILE"
 # Where the worker's implicit `anthropic` endpoint reads its key (the vendor's own name).
 ANTHROPIC_API_KEY_ENV = "ANTHROPIC_API_KEY"
 # Environment variables whose names contain these hold secrets (the launcher prints them).
@@ -92,6 +95,24 @@ def mask_env_value(name: str, value: str) -> str:
     return mask_url_password(value)
 
 
+def secret_from_environ(environ: Mapping[str, str], name: str) -> str:
+    """The secret in variable `name`, or in the file its `_FILE` variable names (without
+    surrounding white space); "" when neither is set or the file is empty (Compose mounts
+    optional secrets as empty files). Raises ConfigError when both are set or the file is
+    unreadable; the message never holds the secret."""
+    value = environ.get(name, "")
+    path = environ.get(name + SECRET_FILE_SUFFIX, "")
+    if not path:
+        return value
+    file_var = name + SECRET_FILE_SUFFIX
+    if value:
+        raise ConfigError(f"set {name} or {file_var}, not both")
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as err:
+        raise ConfigError(f"{file_var}: cannot read {path}: {err.strerror}") from err
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
     """The whole file as a mapping of sections; an error names what is wrong with it."""
     try:
@@ -125,6 +146,26 @@ def _is_secret_type(annotation: Any) -> bool:
     return any(_is_secret_type(arg) for arg in typing.get_args(annotation))
 
 
+class _SecretFilesSource(PydanticBaseSettingsSource):
+    """The secrets that `_FILE` variables point at, between the environment and the file."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ reads every secret at once
+
+    def __call__(self) -> dict[str, Any]:
+        cls = typing.cast("type[ServiceSettings]", self.settings_cls)
+        found: dict[str, Any] = {}
+        for name in cls.model_fields:
+            if not cls.is_secret(name):
+                continue
+            for env in cls.env_names(name):
+                value = secret_from_environ(os.environ, env)
+                if value:
+                    found[name] = value
+                    break
+        return found
+
+
 class ServiceSettings(BaseSettings):
     """Base of each Python service's one typed settings object.
 
@@ -152,12 +193,14 @@ class ServiceSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Earlier sources win: flags (passed as init arguments), environment, file.
+        # Earlier sources win: flags (passed as init arguments), environment, the files
+        # that secrets' _FILE variables name, the configuration file.
+        secret_files = _SecretFilesSource(settings_cls)
         path = _current_config_file()
         if path is None:
-            return init_settings, env_settings
+            return init_settings, env_settings, secret_files
         section = cls.file_section(read_config_file(path), path)
-        return init_settings, env_settings, InitSettingsSource(settings_cls, section)
+        return init_settings, env_settings, secret_files, InitSettingsSource(settings_cls, section)
 
     @classmethod
     def file_section(cls, data: Mapping[str, Any], path: Path) -> dict[str, Any]:
@@ -189,6 +232,13 @@ class ServiceSettings(BaseSettings):
     def env_names(cls, name: str) -> list[str]:
         """The environment variables a setting reads, in order of precedence."""
         return _field_env_names(name, cls.model_fields[name])
+
+    @classmethod
+    def file_env_names(cls, name: str) -> list[str]:
+        """The variables naming a file that holds the setting: a secret's only."""
+        if not cls.is_secret(name):
+            return []
+        return [env + SECRET_FILE_SUFFIX for env in cls.env_names(name)]
 
     def printable(self) -> dict[str, Any]:
         """The settings as JSON-ready values, secrets masked, as printed at start."""
@@ -251,7 +301,8 @@ def build_parser(
     """Flags for every setting but the secrets, each naming its environment variables."""
     secrets = [name for name in cls.model_fields if cls.is_secret(name)]
     env_only = "; ".join(
-        f"{' or '.join(cls.env_names(name))}: {cls.model_fields[name].description}"
+        f"{' or '.join(cls.env_names(name) + cls.file_env_names(name))}: "
+        f"{cls.model_fields[name].description}"
         for name in secrets
     )
     parser = argparse.ArgumentParser(
@@ -259,7 +310,10 @@ def build_parser(
         description=f"{description} Settings come from defaults, then the `{cls.config_section}` "
         f"section of the YAML file given by --config or {CONFIG_ENV}, then TASKLOOM_* "
         "environment variables (unknown ones are ignored), then these flags.",
-        epilog=f"Secrets, from the environment or the file only: {env_only}." if secrets else None,
+        epilog=f"Secrets, from the environment or the file only (a *{SECRET_FILE_SUFFIX} variable "
+        f"names a file holding the secret): {env_only}."
+        if secrets
+        else None,
         argument_default=argparse.SUPPRESS,
         allow_abbrev=False,
     )

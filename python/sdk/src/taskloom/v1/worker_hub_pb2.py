@@ -29,7 +29,7 @@ from taskloom.v1 import common_pb2 as taskloom_dot_v1_dot_common__pb2
 from taskloom.v1 import limits_pb2 as taskloom_dot_v1_dot_limits__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ctaskloom/v1/worker_hub.proto\x12\x0btaskloom.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18taskloom/v1/common.proto\x1a\x18taskloom/v1/limits.proto\"\x9d\x03\n\x0eSessionRequest\x12)\n\x08register\x18\x01 \x01(\x0b\x32\x15.taskloom.v1.RegisterH\x00\x12*\n\x06\x63redit\x18\x02 \x01(\x0b\x32\x18.taskloom.v1.CreditGrantH\x00\x12+\n\theartbeat\x18\x03 \x01(\x0b\x32\x16.taskloom.v1.HeartbeatH\x00\x12\'\n\x05\x63hunk\x18\x04 \x01(\x0b\x32\x16.taskloom.v1.TaskChunkH\x00\x12)\n\x06result\x18\x05 \x01(\x0b\x32\x17.taskloom.v1.TaskResultH\x00\x12#\n\x05\x64rain\x18\x06 \x01(\x0b\x32\x12.taskloom.v1.DrainH\x00\x12+\n\x06\x61gents\x18\x07 \x01(\x0b\x32\x19.taskloom.v1.AgentsUpdateH\x00\x12-\n\x07journal\x18\x08 \x01(\x0b\x32\x1a.taskloom.v1.JournalRecordH\x00\x12+\n\x07results\x18\t \x01(\x0b\x32\x18.taskloom.v1.ResultBatchH\x00\x42\x05\n\x03msg\"\xdc\x01\n\x0fSessionResponse\x12-\n\nregistered\x18\x01 \x01(\x0b\x32\x17.taskloom.v1.RegisteredH\x00\x12-\n\nassignment\x18\x02 \x01(\x0b\x32\x17.taskloom.v1.AssignmentH\x00\x12/\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x1d.taskloom.v1.CancelAssignmentH\x00\x12\x33\n\x0b\x61ssignments\x18\x04 \x01(\x0b\x32\x1c.taskloom.v1.AssignmentBatchH\x00\x42\x05\n\x03msg\"\x9f\x01\n\x08Register\x12\x1a\n\tworker_id\x18\x01 \x01(\tB\x07\xca\xf3\x18\x03\x10\x80\x01\x12&\n\x06\x61gents\x18\x02 \x03(\x0b\x32\x16.taskloom.v1.AgentInfo\x12\x1b\n\x0b\x63oncurrency\x18\x03 \x01(\x05\x42\x06\xca\xf3\x18\x02@\x01\x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x0f\n\x07\x62\x61tches\x18\x06 \x01(\x08\"\x84\x01\n\nRegistered\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x35\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\tlease_ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x1e\n\x0b\x43reditGrant\x12\x0f\n\x07\x63redits\x18\x01 \x01(\x05\"\x1e\n\tHeartbeat\x12\x11\n\tlease_ids\x18\x01 \x03(\t\"\x96\x01\n\tTaskChunk\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x03\x12\x0c\n\x04text\x18\x04 \x01(\t\x12$\n\x04kind\x18\x05 \x01(\x0e\x32\x16.taskloom.v1.ChunkKind\x12%\n\x04\x64\x61ta\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xa6\x01\n\nTaskResult\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12&\n\x06output\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12%\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x16.taskloom.v1.TaskError\x12&\n\x05usage\x18\x05 \x01(\x0b\x32\x17.taskloom.v1.TokenUsage\"\x07\n\x05\x44rain\"6\n\x0c\x41gentsUpdate\x12&\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x16.taskloom.v1.AgentInfo\"x\n\rJournalRecord\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x03\x12&\n\x04kind\x18\x04 \x01(\x0e\x32\x18.taskloom.v1.JournalKind\x12\x0f\n\x07payload\x18\x05 \x01(\x0c\"\xb8\x01\n\nAssignment\x12\x1f\n\x04task\x18\x01 \x01(\x0b\x32\x11.taskloom.v1.Task\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12,\n\x08\x64\x65\x61\x64line\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x07journal\x18\x05 \x03(\x0b\x32\x1a.taskloom.v1.JournalRecordB\x0b\xca\xf3\x18\x07 \x80\x04`\x80\x80@\"E\n\x10\x43\x61ncelAssignment\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"p\n\x0bResultBatch\x12&\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x16.taskloom.v1.TaskChunk\x12(\n\x07results\x18\x02 \x03(\x0b\x32\x17.taskloom.v1.TaskResult\x12\x0f\n\x07\x63redits\x18\x03 \x01(\x05\"?\n\x0f\x41ssignmentBatch\x12,\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x17.taskloom.v1.Assignment*d\n\x0bJournalKind\x12\x1c\n\x18JOURNAL_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15JOURNAL_KIND_LLM_TURN\x10\x01\x12\x1c\n\x18JOURNAL_KIND_TOOL_RESULT\x10\x02\x32g\n\x10WorkerHubService\x12H\n\x07Session\x12\x1b.taskloom.v1.SessionRequest\x1a\x1c.taskloom.v1.SessionResponse(\x01\x30\x01\x1a\t\xd2\xf3\x18\x05\x08\x80\x80\x80\x02\x42RZPgithub.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1;taskloomv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ctaskloom/v1/worker_hub.proto\x12\x0btaskloom.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18taskloom/v1/common.proto\x1a\x18taskloom/v1/limits.proto\"\x9d\x03\n\x0eSessionRequest\x12)\n\x08register\x18\x01 \x01(\x0b\x32\x15.taskloom.v1.RegisterH\x00\x12*\n\x06\x63redit\x18\x02 \x01(\x0b\x32\x18.taskloom.v1.CreditGrantH\x00\x12+\n\theartbeat\x18\x03 \x01(\x0b\x32\x16.taskloom.v1.HeartbeatH\x00\x12\'\n\x05\x63hunk\x18\x04 \x01(\x0b\x32\x16.taskloom.v1.TaskChunkH\x00\x12)\n\x06result\x18\x05 \x01(\x0b\x32\x17.taskloom.v1.TaskResultH\x00\x12#\n\x05\x64rain\x18\x06 \x01(\x0b\x32\x12.taskloom.v1.DrainH\x00\x12+\n\x06\x61gents\x18\x07 \x01(\x0b\x32\x19.taskloom.v1.AgentsUpdateH\x00\x12-\n\x07journal\x18\x08 \x01(\x0b\x32\x1a.taskloom.v1.JournalRecordH\x00\x12+\n\x07results\x18\t \x01(\x0b\x32\x18.taskloom.v1.ResultBatchH\x00\x42\x05\n\x03msg\"\xdc\x01\n\x0fSessionResponse\x12-\n\nregistered\x18\x01 \x01(\x0b\x32\x17.taskloom.v1.RegisteredH\x00\x12-\n\nassignment\x18\x02 \x01(\x0b\x32\x17.taskloom.v1.AssignmentH\x00\x12/\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x1d.taskloom.v1.CancelAssignmentH\x00\x12\x33\n\x0b\x61ssignments\x18\x04 \x01(\x0b\x32\x1c.taskloom.v1.AssignmentBatchH\x00\x42\x05\n\x03msg\"\xa2\x01\n\x08Register\x12\x1a\n\tworker_id\x18\x01 \x01(\tB\x07\xca\xf3\x18\x03\x10\x80\x01\x12&\n\x06\x61gents\x18\x02 \x03(\x0b\x32\x16.taskloom.v1.AgentInfo\x12\x1e\n\x0b\x63oncurrency\x18\x03 \x01(\x05\x42\t\xca\xf3\x18\x05@\x01H\x80 \x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x0f\n\x07\x62\x61tches\x18\x06 \x01(\x08\"\x84\x01\n\nRegistered\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x35\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\tlease_ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x1e\n\x0b\x43reditGrant\x12\x0f\n\x07\x63redits\x18\x01 \x01(\x05\"\x1e\n\tHeartbeat\x12\x11\n\tlease_ids\x18\x01 \x03(\t\"\x96\x01\n\tTaskChunk\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x03\x12\x0c\n\x04text\x18\x04 \x01(\t\x12$\n\x04kind\x18\x05 \x01(\x0e\x32\x16.taskloom.v1.ChunkKind\x12%\n\x04\x64\x61ta\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xa6\x01\n\nTaskResult\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12&\n\x06output\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12%\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x16.taskloom.v1.TaskError\x12&\n\x05usage\x18\x05 \x01(\x0b\x32\x17.taskloom.v1.TokenUsage\"\x07\n\x05\x44rain\"6\n\x0c\x41gentsUpdate\x12&\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x16.taskloom.v1.AgentInfo\"x\n\rJournalRecord\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x03\x12&\n\x04kind\x18\x04 \x01(\x0e\x32\x18.taskloom.v1.JournalKind\x12\x0f\n\x07payload\x18\x05 \x01(\x0c\"\xb8\x01\n\nAssignment\x12\x1f\n\x04task\x18\x01 \x01(\x0b\x32\x11.taskloom.v1.Task\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12,\n\x08\x64\x65\x61\x64line\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x07journal\x18\x05 \x03(\x0b\x32\x1a.taskloom.v1.JournalRecordB\x0b\xca\xf3\x18\x07 \x80\x04`\x80\x80@\"E\n\x10\x43\x61ncelAssignment\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"p\n\x0bResultBatch\x12&\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x16.taskloom.v1.TaskChunk\x12(\n\x07results\x18\x02 \x03(\x0b\x32\x17.taskloom.v1.TaskResult\x12\x0f\n\x07\x63redits\x18\x03 \x01(\x05\"?\n\x0f\x41ssignmentBatch\x12,\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x17.taskloom.v1.Assignment*d\n\x0bJournalKind\x12\x1c\n\x18JOURNAL_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15JOURNAL_KIND_LLM_TURN\x10\x01\x12\x1c\n\x18JOURNAL_KIND_TOOL_RESULT\x10\x02\x32g\n\x10WorkerHubService\x12H\n\x07Session\x12\x1b.taskloom.v1.SessionRequest\x1a\x1c.taskloom.v1.SessionResponse(\x01\x30\x01\x1a\t\xd2\xf3\x18\x05\x08\x80\x80\x80\x02\x42RZPgithub.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1;taskloomv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,43 +40,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTER'].fields_by_name['worker_id']._loaded_options = None
   _globals['_REGISTER'].fields_by_name['worker_id']._serialized_options = b'\312\363\030\003\020\200\001'
   _globals['_REGISTER'].fields_by_name['concurrency']._loaded_options = None
-  _globals['_REGISTER'].fields_by_name['concurrency']._serialized_options = b'\312\363\030\002@\001'
+  _globals['_REGISTER'].fields_by_name['concurrency']._serialized_options = b'\312\363\030\005@\001H\200 '
   _globals['_ASSIGNMENT'].fields_by_name['journal']._loaded_options = None
   _globals['_ASSIGNMENT'].fields_by_name['journal']._serialized_options = b'\312\363\030\007 \200\004`\200\200@'
   _globals['_WORKERHUBSERVICE']._loaded_options = None
   _globals['_WORKERHUBSERVICE']._serialized_options = b'\322\363\030\005\010\200\200\200\002'
-  _globals['_JOURNALKIND']._serialized_start=2138
-  _globals['_JOURNALKIND']._serialized_end=2238
+  _globals['_JOURNALKIND']._serialized_start=2141
+  _globals['_JOURNALKIND']._serialized_end=2241
   _globals['_SESSIONREQUEST']._serialized_start=193
   _globals['_SESSIONREQUEST']._serialized_end=606
   _globals['_SESSIONRESPONSE']._serialized_start=609
   _globals['_SESSIONRESPONSE']._serialized_end=829
   _globals['_REGISTER']._serialized_start=832
-  _globals['_REGISTER']._serialized_end=991
-  _globals['_REGISTERED']._serialized_start=994
-  _globals['_REGISTERED']._serialized_end=1126
-  _globals['_CREDITGRANT']._serialized_start=1128
-  _globals['_CREDITGRANT']._serialized_end=1158
-  _globals['_HEARTBEAT']._serialized_start=1160
-  _globals['_HEARTBEAT']._serialized_end=1190
-  _globals['_TASKCHUNK']._serialized_start=1193
-  _globals['_TASKCHUNK']._serialized_end=1343
-  _globals['_TASKRESULT']._serialized_start=1346
-  _globals['_TASKRESULT']._serialized_end=1512
-  _globals['_DRAIN']._serialized_start=1514
-  _globals['_DRAIN']._serialized_end=1521
-  _globals['_AGENTSUPDATE']._serialized_start=1523
-  _globals['_AGENTSUPDATE']._serialized_end=1577
-  _globals['_JOURNALRECORD']._serialized_start=1579
-  _globals['_JOURNALRECORD']._serialized_end=1699
-  _globals['_ASSIGNMENT']._serialized_start=1702
-  _globals['_ASSIGNMENT']._serialized_end=1886
-  _globals['_CANCELASSIGNMENT']._serialized_start=1888
-  _globals['_CANCELASSIGNMENT']._serialized_end=1957
-  _globals['_RESULTBATCH']._serialized_start=1959
-  _globals['_RESULTBATCH']._serialized_end=2071
-  _globals['_ASSIGNMENTBATCH']._serialized_start=2073
-  _globals['_ASSIGNMENTBATCH']._serialized_end=2136
-  _globals['_WORKERHUBSERVICE']._serialized_start=2240
-  _globals['_WORKERHUBSERVICE']._serialized_end=2343
+  _globals['_REGISTER']._serialized_end=994
+  _globals['_REGISTERED']._serialized_start=997
+  _globals['_REGISTERED']._serialized_end=1129
+  _globals['_CREDITGRANT']._serialized_start=1131
+  _globals['_CREDITGRANT']._serialized_end=1161
+  _globals['_HEARTBEAT']._serialized_start=1163
+  _globals['_HEARTBEAT']._serialized_end=1193
+  _globals['_TASKCHUNK']._serialized_start=1196
+  _globals['_TASKCHUNK']._serialized_end=1346
+  _globals['_TASKRESULT']._serialized_start=1349
+  _globals['_TASKRESULT']._serialized_end=1515
+  _globals['_DRAIN']._serialized_start=1517
+  _globals['_DRAIN']._serialized_end=1524
+  _globals['_AGENTSUPDATE']._serialized_start=1526
+  _globals['_AGENTSUPDATE']._serialized_end=1580
+  _globals['_JOURNALRECORD']._serialized_start=1582
+  _globals['_JOURNALRECORD']._serialized_end=1702
+  _globals['_ASSIGNMENT']._serialized_start=1705
+  _globals['_ASSIGNMENT']._serialized_end=1889
+  _globals['_CANCELASSIGNMENT']._serialized_start=1891
+  _globals['_CANCELASSIGNMENT']._serialized_end=1960
+  _globals['_RESULTBATCH']._serialized_start=1962
+  _globals['_RESULTBATCH']._serialized_end=2074
+  _globals['_ASSIGNMENTBATCH']._serialized_start=2076
+  _globals['_ASSIGNMENTBATCH']._serialized_end=2139
+  _globals['_WORKERHUBSERVICE']._serialized_start=2243
+  _globals['_WORKERHUBSERVICE']._serialized_end=2346
 # @@protoc_insertion_point(module_scope)

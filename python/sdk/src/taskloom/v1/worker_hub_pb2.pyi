@@ -158,7 +158,10 @@ class Register(_message.Message):
     worker_id: _builtins.str
     """Stable across reconnects of one worker process; the hub assigns one if empty."""
     concurrency: _builtins.int
-    """The most tasks the worker runs at once."""
+    """The most tasks the worker runs at once. The max is also the most credits the hub lets
+    one worker hold, and the worker's `concurrency` setting allows no more (one limit,
+    stated here).
+    """
     hostname: _builtins.str
     version: _builtins.str
     batches: _builtins.bool

@@ -396,7 +396,9 @@ type Register struct {
 	// Stable across reconnects of one worker process; the hub assigns one if empty.
 	WorkerId string       `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	Agents   []*AgentInfo `protobuf:"bytes,2,rep,name=agents,proto3" json:"agents,omitempty"`
-	// The most tasks the worker runs at once.
+	// The most tasks the worker runs at once. The max is also the most credits the hub lets
+	// one worker hold, and the worker's `concurrency` setting allows no more (one limit,
+	// stated here).
 	Concurrency int32  `protobuf:"varint,3,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
 	Hostname    string `protobuf:"bytes,4,opt,name=hostname,proto3" json:"hostname,omitempty"`
 	Version     string `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
@@ -1237,11 +1239,11 @@ const file_taskloom_v1_worker_hub_proto_rawDesc = "" +
 	"assignment\x127\n" +
 	"\x06cancel\x18\x03 \x01(\v2\x1d.taskloom.v1.CancelAssignmentH\x00R\x06cancel\x12@\n" +
 	"\vassignments\x18\x04 \x01(\v2\x1c.taskloom.v1.AssignmentBatchH\x00R\vassignmentsB\x05\n" +
-	"\x03msg\"\xda\x01\n" +
+	"\x03msg\"\xdd\x01\n" +
 	"\bRegister\x12$\n" +
 	"\tworker_id\x18\x01 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x01R\bworkerId\x12.\n" +
-	"\x06agents\x18\x02 \x03(\v2\x16.taskloom.v1.AgentInfoR\x06agents\x12(\n" +
-	"\vconcurrency\x18\x03 \x01(\x05B\x06\xca\xf3\x18\x02@\x01R\vconcurrency\x12\x1a\n" +
+	"\x06agents\x18\x02 \x03(\v2\x16.taskloom.v1.AgentInfoR\x06agents\x12+\n" +
+	"\vconcurrency\x18\x03 \x01(\x05B\t\xca\xf3\x18\x05@\x01H\x80 R\vconcurrency\x12\x1a\n" +
 	"\bhostname\x18\x04 \x01(\tR\bhostname\x12\x18\n" +
 	"\aversion\x18\x05 \x01(\tR\aversion\x12\x18\n" +
 	"\abatches\x18\x06 \x01(\bR\abatches\"\xab\x01\n" +

@@ -8,13 +8,20 @@ ignores the limit signals). The bootstrap and its limits are bubblewrap's: it re
 line and the code from stdin (the container's, through an attach), the worker enforces wall
 time and output size and removes the container at the end. The engine is reached through
 the `docker` SDK; its blocking calls run in threads.
+
+Each container names the worker process that started it (label `org.taskloom.sandbox.owner`:
+host name, pid and the process's start time, so that a reused pid is not mistaken for it).
+A worker killed with SIGKILL cannot remove its pre-started containers; a worker starting on
+the same host removes those whose process is gone (`remove_stale`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -37,7 +44,51 @@ from taskloom.agents.tools.sandbox import (
 log = structlog.get_logger(__name__)
 
 LABEL = "org.taskloom.sandbox"
+OWNER_LABEL = "org.taskloom.sandbox.owner"
 _STDOUT, _STDERR = 1, 2
+
+
+def process_identity(pid: int) -> str | None:
+    """`pid:start-time` of a running process (Linux /proc), None when it is gone. The start
+    time (clock ticks since boot) tells a reused pid from the process that had it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # Field 22, counted after the ")" that closes the command name (which may hold spaces).
+    return f"{pid}:{stat.rsplit(')', 1)[1].split()[19]}"
+
+
+def owner() -> str:
+    """This worker process as its containers name it: `host/pid:start-time`."""
+    return f"{socket.gethostname()}/{process_identity(os.getpid())}"
+
+
+def stale_owner(label: str, me: str) -> bool:
+    """Whether a container's owner label names a process of this host that is gone. Other
+    hosts' containers are never stale here: their processes cannot be seen."""
+    host, _, identity = label.partition("/")
+    my_host, _, my_identity = me.partition("/")
+    if host != my_host or identity == my_identity:
+        return False
+    pid, _, _ = identity.partition(":")
+    return not pid.isdigit() or process_identity(int(pid)) != identity
+
+
+def remove_stale(api: APIClient) -> list[str]:
+    """Removes the sandbox containers of this host's workers that are gone; their ids."""
+    if process_identity(os.getpid()) is None:
+        return []  # no /proc: no process can be told gone, so nothing is removed
+    me = owner()
+    removed = []
+    for container in api.containers(all=True, filters={"label": [LABEL, OWNER_LABEL]}):
+        if stale_owner(container["Labels"][OWNER_LABEL], me):
+            with contextlib.suppress(docker.errors.NotFound):
+                api.remove_container(container["Id"], force=True)
+            removed.append(str(container["Id"]))
+    if removed:
+        log.info("removed the sandbox containers of workers that are gone", count=len(removed))
+    return removed
 
 
 class DockerSandbox:
@@ -137,6 +188,7 @@ class DockerSandboxPool(SandboxPool):
     def __init__(self, config: SandboxConfig) -> None:
         super().__init__(config)
         self._client: docker.DockerClient | None = None
+        self._owner = owner()
 
     def _connect(self) -> docker.DockerClient:
         if self._client is None:
@@ -155,6 +207,11 @@ class DockerSandboxPool(SandboxPool):
                 f"the python tool's docker sandbox cannot reach the Docker engine ({where}): "
                 f"{err}; start dockerd, or set TASKLOOM_SANDBOX_BACKEND=bubblewrap"
             ) from err
+        try:
+            await asyncio.to_thread(remove_stale, client.api)
+        except docker.errors.DockerException as err:
+            # Leftovers cost disk and memory, not correctness: the sandbox still starts.
+            log.warning("could not remove stale sandbox containers", error=str(err))
         try:
             await asyncio.to_thread(client.images.get, image)
         except docker.errors.ImageNotFound as err:
@@ -193,7 +250,7 @@ class DockerSandboxPool(SandboxPool):
             user=f"{cfg.uid}:{cfg.uid}",
             working_dir="/sandbox",
             environment={"HOME": "/sandbox", "LANG": "C.UTF-8"},
-            labels={LABEL: "python"},
+            labels={LABEL: "python", OWNER_LABEL: self._owner},
             host_config=host_config,
         )
         return str(created["Id"])
