@@ -53,6 +53,7 @@ pub fn spec_with_tiers(
         grpc_service_names: vec![SERVICE_NAME],
         registry,
         readiness,
+        exposition: None,
     }
 }
 

@@ -8,8 +8,9 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings::parse_args();
     logging::init("metrics", &settings.common.log_level)?;
     logging::log_config(&settings);
+    settings.validate()?;
     serve(
-        service_spec(&settings),
+        service_spec(&settings)?,
         settings.common.grpc_addr,
         settings.common.http_addr,
     )

@@ -9,4 +9,4 @@ pub mod testing;
 
 pub use config::{parse_config, CommonArgs};
 pub use errors::{error_status, invalid_argument};
-pub use serve::{always_ready, serve, serve_on, NotReady, Readiness, ServiceSpec};
+pub use serve::{always_ready, serve, serve_on, Exposition, NotReady, Readiness, ServiceSpec};

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures::future::BoxFuture;
@@ -36,6 +36,13 @@ pub fn always_ready() -> Readiness {
     Arc::new(|| Box::pin(async { Ok(()) }))
 }
 
+/// A service's own `/metrics`, for a service whose exposition is more than its registry
+/// (the metrics service exposes what it ingested, in the format the scraper asks for).
+pub trait Exposition: Send + Sync + 'static {
+    /// The content type and body answering a request with this `Accept` header.
+    fn render(&self, accept: Option<&str>) -> (&'static str, String);
+}
+
 /// Everything `serve` needs from a service.
 pub struct ServiceSpec {
     /// The service's gRPC routes (its tonic servers).
@@ -45,6 +52,8 @@ pub struct ServiceSpec {
     /// The service's metrics, exposed on `/metrics`.
     pub registry: Registry,
     pub readiness: Readiness,
+    /// When set, `/metrics` serves this instead of `registry`.
+    pub exposition: Option<Arc<dyn Exposition>>,
 }
 
 /// Binds both addresses and serves until SIGTERM or SIGINT.
@@ -90,8 +99,11 @@ pub async fn serve_on(
     let grpc_server = tonic::transport::Server::builder()
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stop.clone().cancelled_owned());
-    let http_server = axum::serve(http, http_router(spec.registry, spec.readiness))
-        .with_graceful_shutdown(stop.clone().cancelled_owned());
+    let http_server = axum::serve(
+        http,
+        http_router(spec.registry, spec.readiness, spec.exposition),
+    )
+    .with_graceful_shutdown(stop.clone().cancelled_owned());
     info!(grpc_addr = %grpc_addr, http_addr = %http_addr, "serving");
 
     let servers = async {
@@ -158,9 +170,14 @@ pub async fn shutdown_signal() {
 struct HttpState {
     registry: Arc<Registry>,
     readiness: Readiness,
+    exposition: Option<Arc<dyn Exposition>>,
 }
 
-fn http_router(registry: Registry, readiness: Readiness) -> Router {
+fn http_router(
+    registry: Registry,
+    readiness: Readiness,
+    exposition: Option<Arc<dyn Exposition>>,
+) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -168,6 +185,7 @@ fn http_router(registry: Registry, readiness: Readiness) -> Router {
         .with_state(HttpState {
             registry: Arc::new(registry),
             readiness,
+            exposition,
         })
 }
 
@@ -185,7 +203,25 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
+async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    if let Some(exposition) = state.exposition {
+        let accept = headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        // A large exposition takes milliseconds to render: keep it off the async workers.
+        return match tokio::task::spawn_blocking(move || exposition.render(accept.as_deref())).await
+        {
+            Ok((content_type, body)) => {
+                (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response()
+            }
+            Err(e) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot render metrics: {e}"),
+            )
+                .into_response(),
+        };
+    }
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
         Ok(()) => (
@@ -202,4 +238,5 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
             format!("cannot encode metrics: {e}"),
         ),
     }
+    .into_response()
 }
