@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from taskloom.gateway.config import Settings
 from taskloom.gateway.errors import install_error_handlers
 from taskloom.gateway.orchestrator import Orchestrator
-from taskloom.gateway.routes import agents, health, tasks, workflows
+from taskloom.gateway.routes import agents, health, metrics, tasks, workflows
 from taskloom.gateway.telemetry import TelemetryMiddleware
 
 
@@ -37,6 +37,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.add_middleware(TelemetryMiddleware)
     install_error_handlers(app)
-    for module in (tasks, agents, workflows, health):
+    for module in (tasks, agents, workflows, health, metrics):
         app.include_router(module.router)
     return app

@@ -35,6 +35,7 @@ class Settings(BaseSettings):
 
     http_addr: str = Field("127.0.0.1:8000", description="host:port the HTTP API listens on")
     orchestrator_addr: str = Field("127.0.0.1:50051", description="host:port of the orchestrator")
+    metrics_addr: str = Field("127.0.0.1:50053", description="host:port of the metrics service")
     log_level: str = Field("info", description="debug, info, warning or error")
     api_keys: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,

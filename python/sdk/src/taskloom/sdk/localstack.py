@@ -165,7 +165,11 @@ def _services(cfg: StackConfig) -> list[Service]:
         Service(
             "gateway",
             [cfg.python, "-m", "taskloom.gateway"],
-            {**addrs(None, p.gateway_http), "TASKLOOM_ORCHESTRATOR_ADDR": orchestrator},
+            {
+                **addrs(None, p.gateway_http),
+                "TASKLOOM_ORCHESTRATOR_ADDR": orchestrator,
+                "TASKLOOM_METRICS_ADDR": f"127.0.0.1:{p.metrics_grpc}",
+            },
             p.gateway_http,
         )
     )
