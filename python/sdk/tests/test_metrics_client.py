@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Iterator
 from concurrent import futures
 
@@ -14,6 +15,7 @@ from google.rpc import code_pb2
 
 from taskloom.gateway.testing import rich_error
 from taskloom.sdk.metrics import DEFAULT_BUCKETS, MetricsClient
+from taskloom.sdk.metrics.client import _encode
 from taskloom.v1 import metrics_pb2, metrics_pb2_grpc
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -241,3 +243,23 @@ def test_bad_use_is_a_clear_error_at_the_call() -> None:
         with pytest.raises(ValueError):
             case()
     assert client.histogram("d").bounds == DEFAULT_BUCKETS
+
+
+def test_the_framed_request_is_what_protobuf_decodes() -> None:
+    client = MetricsClient("")
+    client.counter("c_total", "Counts.", ("a", "b")).labels("x", "ü").inc(2.5)
+    client.gauge("g").set(-1)
+    client.histogram("h_seconds", "Latency.", buckets=(1.0,)).observe(0.5, trace_id=TRACE_ID)
+
+    encoded = b"".join(_encode(client._take_all(time.monotonic())))
+    request = metrics_pb2.IngestStreamRequest.FromString(encoded)
+
+    counter, gauge, histogram = request.samples
+    assert (counter.name, counter.kind, counter.value) == ("c_total", 1, 2.5)
+    assert dict(counter.labels) == {"a": "x", "b": "ü"} and counter.help == "Counts."
+    assert (gauge.name, gauge.kind, gauge.value, gauge.help) == ("g", 2, -1, "")
+    assert histogram.kind == metrics_pb2.METRIC_KIND_HISTOGRAM and histogram.value == 0
+    assert (list(histogram.histogram.bounds), list(histogram.histogram.counts)) == ([1.0], [1, 0])
+    assert histogram.histogram.sum == 0.5
+    assert [(e.trace_id, e.value) for e in histogram.exemplars] == [(TRACE_ID, 0.5)]
+    assert abs(histogram.exemplars[0].time.ToNanoseconds() / 1e9 - time.time()) < 3600

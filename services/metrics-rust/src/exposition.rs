@@ -326,26 +326,23 @@ mod tests {
         });
         let mut samples = vec![
             SampleView {
-                name: "tokens_total",
-                kind: MetricKind::Counter as i32,
-                value: 3.0,
-                labels: [("agent", "a\"b\\c\nd")].into_iter().collect(),
-                help: "Tokens \\ spent\nper agent",
-                ..SampleView::default()
+                help: b"Tokens \\ spent\nper agent",
+                ..SampleView::of(
+                    "tokens_total",
+                    MetricKind::Counter,
+                    3.0,
+                    &[("agent", "a\"b\\c\nd")],
+                )
             },
             SampleView {
-                name: "lat_seconds",
-                kind: MetricKind::Histogram as i32,
-                value: 0.2,
-                labels: [("agent", "a")].into_iter().collect(),
                 exemplars: [ExemplarView {
-                    trace_id: "4bf92f3577b34da6a3ce929d0e0e4736",
+                    trace_id: b"4bf92f3577b34da6a3ce929d0e0e4736",
                     value: 0.2,
                     time: Some((1_700_000_000, 500_000_000)),
                 }]
                 .into_iter()
                 .collect(),
-                ..SampleView::default()
+                ..SampleView::of("lat_seconds", MetricKind::Histogram, 0.2, &[("agent", "a")])
             },
         ];
         store.ingest(&mut samples, Now::at(0)).expect("valid");

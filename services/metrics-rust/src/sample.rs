@@ -1,5 +1,7 @@
 //! One ingested sample as the store reads it: a view that borrows its strings, either from
 //! the request bytes (the zero-copy decoder in `wire`) or from a decoded protobuf message.
+//! Strings stay bytes until validation: a sample of a series the store already holds is
+//! byte-for-byte one that was validated when the series was created, so it is not again.
 
 use std::borrow::Cow;
 
@@ -42,8 +44,8 @@ impl Kind {
     }
 }
 
-/// Label pairs; a handful inline, as nearly every sample has few.
-pub type Labels<'a> = SmallVec<[(&'a str, &'a str); 6]>;
+/// Label pairs (name, value); a few inline, as nearly every sample has few.
+pub type Labels<'a> = SmallVec<[(&'a [u8], &'a [u8]); 4]>;
 
 /// Observations aggregated by the client.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -56,7 +58,7 @@ pub struct HistogramView<'a> {
 /// An observation that belongs to a trace; `time` is Unix (seconds, nanos).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExemplarView<'a> {
-    pub trace_id: &'a str,
+    pub trace_id: &'a [u8],
     pub value: f64,
     pub time: Option<(i64, i32)>,
 }
@@ -65,17 +67,33 @@ pub struct ExemplarView<'a> {
 /// `normalize_labels` sorts them.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SampleView<'a> {
-    pub name: &'a str,
+    pub name: &'a [u8],
     /// The raw `MetricKind` value.
     pub kind: i32,
     pub value: f64,
     pub labels: Labels<'a>,
-    pub help: &'a str,
-    pub histogram: Option<HistogramView<'a>>,
-    pub exemplars: SmallVec<[ExemplarView<'a>; 1]>,
+    pub help: &'a [u8],
+    /// Boxed, as most samples have none and views are moved by the thousand.
+    pub histogram: Option<Box<HistogramView<'a>>>,
+    pub exemplars: Vec<ExemplarView<'a>>,
 }
 
-impl SampleView<'_> {
+impl<'a> SampleView<'a> {
+    /// A sample from text, for tests.
+    #[cfg(test)]
+    pub fn of(name: &'a str, kind: MetricKind, value: f64, labels: &[(&'a str, &'a str)]) -> Self {
+        SampleView {
+            name: name.as_bytes(),
+            kind: kind as i32,
+            value,
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+                .collect(),
+            ..SampleView::default()
+        }
+    }
+
     /// Sorts labels by name as a series' identity needs, keeps the last of repeated names
     /// (protobuf map semantics) and drops empty values (Prometheus treats them as absent).
     pub fn normalize_labels(&mut self) {
@@ -99,25 +117,27 @@ impl SampleView<'_> {
 impl<'a> From<&'a MetricSample> for SampleView<'a> {
     fn from(sample: &'a MetricSample) -> Self {
         SampleView {
-            name: &sample.name,
+            name: sample.name.as_bytes(),
             kind: sample.kind,
             value: sample.value,
             labels: sample
                 .labels
                 .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
                 .collect(),
-            help: &sample.help,
-            histogram: sample.histogram.as_ref().map(|h| HistogramView {
-                bounds: Cow::Borrowed(&h.bounds),
-                counts: Cow::Borrowed(&h.counts),
-                sum: h.sum,
+            help: sample.help.as_bytes(),
+            histogram: sample.histogram.as_ref().map(|h| {
+                Box::new(HistogramView {
+                    bounds: Cow::Borrowed(&h.bounds),
+                    counts: Cow::Borrowed(&h.counts),
+                    sum: h.sum,
+                })
             }),
             exemplars: sample
                 .exemplars
                 .iter()
                 .map(|e| ExemplarView {
-                    trace_id: &e.trace_id,
+                    trace_id: e.trace_id.as_bytes(),
                     value: e.value,
                     time: e.time.map(|t| (t.seconds, t.nanos)),
                 })
@@ -132,14 +152,11 @@ mod tests {
 
     #[test]
     fn labels_are_sorted_deduplicated_last_wins_and_empty_values_dropped() {
-        let mut sample = SampleView {
-            labels: [("b", "1"), ("a", "x"), ("c", ""), ("b", "2"), ("a", "y")]
-                .into_iter()
-                .collect(),
-            ..SampleView::default()
-        };
+        let labels = [("b", "1"), ("a", "x"), ("c", ""), ("b", "2"), ("a", "y")];
+        let mut sample = SampleView::of("m", MetricKind::Gauge, 1.0, &labels);
         sample.normalize_labels();
-        assert_eq!(sample.labels.as_slice(), &[("a", "y"), ("b", "2")]);
+        let want: &[(&[u8], &[u8])] = &[(b"a", b"y"), (b"b", b"2")];
+        assert_eq!(sample.labels.as_slice(), want);
     }
 
     #[test]

@@ -101,7 +101,8 @@ impl HistogramCells {
             .time
             .map_or(received, |(s, n)| s as f64 + f64::from(n) / 1e9);
         *slots[bucket].lock().unwrap_or_else(|e| e.into_inner()) = Some(StoredExemplar {
-            trace_id: exemplar.trace_id.into(),
+            // A trace id is checked to be ASCII hex.
+            trace_id: String::from_utf8_lossy(exemplar.trace_id).into(),
             value: exemplar.value,
             time,
         });
@@ -209,7 +210,7 @@ mod tests {
             sum: 100.0,
         };
         let exemplar = ExemplarView {
-            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736",
+            trace_id: b"4bf92f3577b34da6a3ce929d0e0e4736",
             value: 50.0,
             time: None,
         };

@@ -5,7 +5,8 @@
 //! one shard's read lock and updates atomics, so concurrent streams do not wait on each
 //! other and there is no global lock on the hot path. Creating a series takes one shard's
 //! write lock; creating a family (rare) takes the one creation lock. A batch is checked
-//! whole before any of it is applied, so a bad batch changes nothing.
+//! whole before any of it is applied, so a bad batch changes nothing; a sample of a series
+//! the store holds is matched by its bytes, so only new series pay for full validation.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -20,7 +21,9 @@ use hashbrown::HashTable;
 use crate::clock::Now;
 use crate::sample::{Kind, SampleView};
 use crate::series::{Cells, HistogramSnapshot};
-use crate::validate::{check_sample, Invalid, RejectReason};
+use crate::validate::{
+    check_kind, check_labels, check_metric_name, check_payload, Invalid, RejectReason,
+};
 
 /// Prometheus' default histogram buckets, used by a histogram metric whose first sample
 /// was a single observation.
@@ -90,6 +93,8 @@ pub struct Series {
     hash: u64,
     /// `Now::mono_ms` of the latest sample.
     last_seen: AtomicU64,
+    /// Set under its shard's write lock when expiry takes the series out of the store.
+    removed: AtomicBool,
     pub cells: Cells,
 }
 
@@ -109,13 +114,28 @@ impl Series {
         &self.exposed_labels
     }
 
-    fn matches(&self, labels: &[(&str, &str)]) -> bool {
+    fn matches(&self, labels: &[(&[u8], &[u8])]) -> bool {
         self.labels.len() == labels.len()
             && self
                 .labels
                 .iter()
                 .zip(labels)
-                .all(|((k, v), (k2, v2))| k.as_ref() == *k2 && v.as_ref() == *v2)
+                .all(|((k, v), (k2, v2))| k.as_bytes() == *k2 && v.as_bytes() == *v2)
+    }
+
+    /// Applies a checked sample; the caller holds the series' shard lock, so expiry cannot
+    /// take the series out meanwhile.
+    fn record(&self, sample: &SampleView<'_>, bounds: &[f64], now: Now) {
+        self.cells.apply(
+            sample.value,
+            sample.histogram.as_deref(),
+            &sample.exemplars,
+            bounds,
+            now.unix_s,
+        );
+        if self.last_seen.load(Ordering::Relaxed) != now.mono_ms {
+            self.last_seen.store(now.mono_ms, Ordering::Relaxed);
+        }
     }
 }
 
@@ -131,7 +151,7 @@ pub fn escape_label_value(value: &str, out: &mut String) {
     }
 }
 
-fn exposed_labels(labels: &[(&str, &str)]) -> Box<str> {
+fn exposed_labels(labels: &[(Box<str>, Box<str>)]) -> Box<str> {
     let mut out = String::new();
     for (i, (name, value)) in labels.iter().enumerate() {
         if i > 0 {
@@ -165,7 +185,7 @@ pub struct Family {
 }
 
 impl Family {
-    fn new(name: &str, kind: Kind, help: &str, bounds: &[f64]) -> Self {
+    fn new(name: &str, kind: Kind, help: &[u8], bounds: &[f64]) -> Self {
         let family = Self {
             name: name.into(),
             kind,
@@ -180,10 +200,10 @@ impl Family {
         family
     }
 
-    /// Keeps the first non-empty help text.
-    fn learn_help(&self, help: &str) {
+    /// Keeps the first non-empty help text (checked UTF-8 by `check_payload`).
+    fn learn_help(&self, help: &[u8]) {
         if !help.is_empty() && self.help.get().is_none() {
-            let _ = self.help.set(help.into());
+            let _ = self.help.set(String::from_utf8_lossy(help).into());
         }
     }
 
@@ -231,6 +251,13 @@ impl Family {
     fn shard(&self, hash: u64) -> &Shard {
         // Middle bits: hashbrown uses the low bits for buckets and the top 7 for tags.
         &self.shards[(hash >> 32) as usize % SHARDS]
+    }
+
+    /// The series with these (normalized) labels, if the family holds it.
+    fn find(&self, hash: u64, labels: &[(&[u8], &[u8])]) -> Option<Arc<Series>> {
+        read(self.shard(hash))
+            .find(hash, |s| s.matches(labels))
+            .map(Arc::clone)
     }
 }
 
@@ -309,17 +336,29 @@ pub struct SeriesSnapshot {
     pub count: u64,
 }
 
-/// A checked batch: its families, and each sample's index into them.
-type Checked<'a> = (Vec<BatchFamily<'a>>, Vec<usize>);
-
 /// How a batch refers to a family while it is checked and applied.
 struct BatchFamily<'a> {
     key: &'a str,
     kind: Kind,
-    help: &'a str,
+    help: &'a [u8],
     bounds: Cow<'a, [f64]>,
     /// `None` until the family exists in the store.
     family: Option<Arc<Family>>,
+}
+
+/// What the check found for one sample.
+struct Planned {
+    /// Index into the batch's families.
+    slot: usize,
+    hash: u64,
+    /// The series, when the store held it at check time.
+    series: Option<Arc<Series>>,
+}
+
+/// A checked batch.
+struct Plan<'a> {
+    families: Vec<BatchFamily<'a>>,
+    samples: Vec<Planned>,
 }
 
 pub struct Store {
@@ -365,10 +404,28 @@ impl Store {
     /// Checks the whole batch, then applies it: on the first bad sample nothing changes.
     /// Normalizes the samples' labels in place.
     pub fn ingest(&self, samples: &mut [SampleView<'_>], now: Now) -> Result<Ingested, Invalid> {
-        let (mut families, slots) = self.check(samples)?;
+        let plan = self.check(samples)?;
+        Ok(self.apply_plan(plan, samples, now))
+    }
+
+    /// Phase two: applies a checked batch.
+    fn apply_plan(&self, plan: Plan<'_>, samples: &[SampleView<'_>], now: Now) -> Ingested {
+        let Plan {
+            mut families,
+            samples: planned,
+        } = plan;
         let mut outcome = Ingested::default();
-        for (sample, &slot) in samples.iter().zip(&slots) {
-            match self.apply(&mut families[slot], sample, now) {
+        for (sample, plan) in samples.iter().zip(planned) {
+            let entry = &mut families[plan.slot];
+            let recorded = plan
+                .series
+                .is_some_and(|series| Self::record_held(entry, &series, sample, now));
+            let applied = if recorded {
+                Ok(())
+            } else {
+                self.apply(entry, sample, plan.hash, now)
+            };
+            match applied {
                 Ok(()) => outcome.accepted += 1,
                 Err(reason) => {
                     let index = DropReason::ALL
@@ -379,69 +436,114 @@ impl Store {
                 }
             }
         }
-        Ok(outcome)
+        outcome
     }
 
-    /// Phase one: every sample valid, and consistent with the store and the batch.
-    fn check<'a>(&self, samples: &mut [SampleView<'a>]) -> Result<Checked<'a>, Invalid> {
+    /// Phase one: every sample valid, and consistent with the store and the batch. Names
+    /// are checked once per batch, labels only for series the store does not hold.
+    fn check<'a>(&self, samples: &mut [SampleView<'a>]) -> Result<Plan<'a>, Invalid> {
         let mut families: Vec<BatchFamily<'a>> = Vec::new();
+        let mut by_name: HashMap<&'a [u8], usize, RandomState> = HashMap::default();
         let mut by_key: HashMap<&'a str, usize, RandomState> = HashMap::default();
-        let mut slots = Vec::with_capacity(samples.len());
-        let mut last: Option<usize> = None;
+        let mut planned = Vec::with_capacity(samples.len());
+        let mut last: Option<(&'a [u8], usize)> = None;
         for (index, sample) in samples.iter_mut().enumerate() {
-            let invalid = |field, reason, message| Invalid {
+            let invalid = |(field, reason, message)| Invalid {
                 index,
                 field,
                 reason,
                 message,
             };
+            let kind = check_kind(sample.kind).map_err(invalid)?;
             sample.normalize_labels();
-            let kind = check_sample(sample).map_err(|(f, r, m)| invalid(f, r, m))?;
-            let key = family_key(sample.name, kind);
-            let slot = match last.filter(|&s| families[s].key == key) {
-                Some(slot) => slot,
-                None => match by_key.get(key) {
+            let name = sample.name;
+            let slot = match last {
+                Some((seen, slot)) if seen == name => slot,
+                _ => match by_name.get(name) {
                     Some(&slot) => slot,
                     None => {
-                        let entry = self
-                            .batch_family(key, kind, sample, &families, &by_key)
-                            .map_err(|m| invalid("name", RejectReason::Conflict, m))?;
-                        families.push(entry);
-                        by_key.insert(key, families.len() - 1);
-                        families.len() - 1
+                        let text = check_metric_name(name)
+                            .map_err(|m| invalid(("name", RejectReason::InvalidName, m)))?;
+                        let key = family_key(text, kind);
+                        let slot = match by_key.get(key) {
+                            Some(&slot) => slot,
+                            None => {
+                                let entry = self
+                                    .batch_family(key, kind, sample, &families, &by_key)
+                                    .map_err(|m| invalid(("name", RejectReason::Conflict, m)))?;
+                                families.push(entry);
+                                by_key.insert(key, families.len() - 1);
+                                families.len() - 1
+                            }
+                        };
+                        by_name.insert(name, slot);
+                        slot
                     }
                 },
             };
-            last = Some(slot);
+            last = Some((name, slot));
             let family = &families[slot];
+            let shown = || String::from_utf8_lossy(name);
             if family.kind != kind {
-                return Err(invalid(
+                return Err(invalid((
                     "kind",
                     RejectReason::Conflict,
                     format!(
                         "metric {:?} is a {}, not a {}",
-                        sample.name,
+                        shown(),
                         family.kind.as_str(),
                         kind.as_str()
                     ),
-                ));
+                )));
             }
             if let Some(histogram) = &sample.histogram {
                 if histogram.bounds.as_ref() != family.bounds.as_ref() {
-                    return Err(invalid(
+                    return Err(invalid((
                         "histogram.bounds",
                         RejectReason::Conflict,
                         format!(
                             "metric {:?} has bucket bounds {:?}",
-                            sample.name,
+                            shown(),
                             family.bounds.as_ref()
                         ),
-                    ));
+                    )));
                 }
             }
-            slots.push(slot);
+            let hash = self.hasher.hash_one(sample.labels.as_slice());
+            let series = family
+                .family
+                .as_ref()
+                .and_then(|f| f.find(hash, &sample.labels));
+            if series.is_none() {
+                check_labels(kind, &sample.labels).map_err(invalid)?;
+            }
+            check_payload(kind, sample).map_err(invalid)?;
+            planned.push(Planned { slot, hash, series });
         }
-        Ok((families, slots))
+        Ok(Plan {
+            families,
+            samples: planned,
+        })
+    }
+
+    /// Records into a series found at check time, unless expiry took it out since (then
+    /// `false`). If the batch's family was replaced since, the old one was emptied, so
+    /// the series is marked removed whichever shard lock is held.
+    fn record_held(
+        entry: &BatchFamily<'_>,
+        series: &Series,
+        sample: &SampleView<'_>,
+        now: Now,
+    ) -> bool {
+        let Some(family) = &entry.family else {
+            return false;
+        };
+        let _shard = read(family.shard(series.hash));
+        if series.removed.load(Ordering::Acquire) {
+            return false;
+        }
+        series.record(sample, &family.bounds, now);
+        true
     }
 
     /// How the batch sees the family `key` that its first sample names: the store's, or a
@@ -470,7 +572,7 @@ impl Store {
                 .or_else(|| self.family(owner).map(|f| (f.kind, f.name.to_string())))
         };
         if let Some(why) = collision(key, kind, kind_of) {
-            return Err(format!("metric {:?} cannot be created: {why}", sample.name));
+            return Err(format!("metric {key:?} cannot be created: {why}"));
         }
         let bounds = match (kind, &sample.histogram) {
             (Kind::Histogram, Some(h)) => h.bounds.clone(),
@@ -511,14 +613,14 @@ impl Store {
         Ok(family)
     }
 
-    /// Phase two for one sample.
+    /// Phase two for a sample whose series the check did not find (or expiry removed).
     fn apply(
         &self,
         entry: &mut BatchFamily<'_>,
         sample: &SampleView<'_>,
+        hash: u64,
         now: Now,
     ) -> Result<(), DropReason> {
-        let hash = self.hasher.hash_one(sample.labels.as_slice());
         loop {
             let family = match &entry.family {
                 Some(family) => Arc::clone(family),
@@ -548,23 +650,10 @@ impl Store {
         let labels = sample.labels.as_slice();
         family.learn_help(sample.help);
         let shard = family.shard(hash);
-        let update = |series: &Series| {
-            series.cells.apply(
-                sample.value,
-                sample.histogram.as_ref(),
-                &sample.exemplars,
-                &family.bounds,
-                now.unix_s,
-            );
-            // Under the shard lock, so expiry cannot remove the series between the two.
-            if series.last_seen.load(Ordering::Relaxed) != now.mono_ms {
-                series.last_seen.store(now.mono_ms, Ordering::Relaxed);
-            }
-        };
         {
             let table = read(shard);
             if let Some(series) = table.find(hash, |s| s.matches(labels)) {
-                update(series);
+                series.record(sample, &family.bounds, now);
                 return Ok(());
             }
         }
@@ -573,7 +662,7 @@ impl Store {
             return Err(None);
         }
         if let Some(series) = table.find(hash, |s| s.matches(labels)) {
-            update(series);
+            series.record(sample, &family.bounds, now);
             return Ok(());
         }
         let within = |count: &AtomicUsize, max: usize| {
@@ -591,17 +680,23 @@ impl Store {
             family.series.fetch_sub(1, Ordering::AcqRel);
             return Err(Some(DropReason::SeriesLimit));
         }
+        // Checked as UTF-8 (`check_labels`) before the batch was applied.
+        let labels: Box<[(Box<str>, Box<str>)]> = labels
+            .iter()
+            .map(|&(k, v)| {
+                let text = |b| Box::from(String::from_utf8_lossy(b));
+                (text(k), text(v))
+            })
+            .collect();
         let series = Arc::new(Series {
-            labels: labels
-                .iter()
-                .map(|&(k, v)| (Box::from(k), Box::from(v)))
-                .collect(),
-            exposed_labels: exposed_labels(labels),
+            exposed_labels: exposed_labels(&labels),
+            labels,
             hash,
             last_seen: AtomicU64::new(now.mono_ms),
+            removed: AtomicBool::new(false),
             cells: Cells::new(family.kind, &family.bounds),
         });
-        update(&series);
+        series.record(sample, &family.bounds, now);
         table.insert_unique(hash, series, |s| s.hash);
         Ok(())
     }
@@ -620,7 +715,13 @@ impl Store {
                 }
                 let mut table = shard.write().unwrap_or_else(|e| e.into_inner());
                 let before = table.len();
-                table.retain(|s| !stale(s));
+                table.retain(|s| {
+                    let keep = !stale(s);
+                    if !keep {
+                        s.removed.store(true, Ordering::Release);
+                    }
+                    keep
+                });
                 let removed = before - table.len();
                 family.series.fetch_sub(removed, Ordering::AcqRel);
                 self.series.fetch_sub(removed, Ordering::AcqRel);
@@ -715,13 +816,7 @@ mod tests {
         value: f64,
         labels: &[(&'a str, &'a str)],
     ) -> SampleView<'a> {
-        SampleView {
-            name,
-            kind: kind as i32,
-            value,
-            labels: labels.iter().copied().collect(),
-            ..SampleView::default()
-        }
+        SampleView::of(name, kind, value, labels)
     }
 
     fn ingest(store: &Store, samples: Vec<SampleView<'_>>) -> Result<Ingested, Invalid> {
@@ -877,11 +972,11 @@ mod tests {
     fn histogram_bounds_are_fixed_by_the_first_sample() {
         let store = Store::new(LIMITS);
         let aggregated = |bounds: &'static [f64], counts: &'static [u64]| SampleView {
-            histogram: Some(HistogramView {
+            histogram: Some(Box::new(HistogramView {
                 bounds: Cow::Borrowed(bounds),
                 counts: Cow::Borrowed(counts),
                 sum: 3.0,
-            }),
+            })),
             ..sample("h", MetricKind::Histogram, 0.0, &[])
         };
         ingest(&store, vec![aggregated(&[1.0, 2.0], &[1, 1, 0])]).expect("first");
@@ -977,6 +1072,51 @@ mod tests {
         assert_eq!(store.family_count(), 0);
         at(40_000, vec![sample("g", MetricKind::Counter, 1.0, &[])]);
         assert_eq!(one(&store, "g", &[]).kind, Kind::Counter);
+    }
+
+    #[test]
+    fn a_held_series_is_matched_by_bytes_and_its_values_still_checked() {
+        let store = Store::new(LIMITS);
+        let labels = [("agent", "a"), ("model", "m")];
+        ingest(&store, vec![sample("g", MetricKind::Gauge, 1.0, &labels)]).expect("new");
+        // Same series, labels in another order: found, so labels are not checked again...
+        let reordered = [("model", "m"), ("agent", "a")];
+        ingest(
+            &store,
+            vec![sample("g", MetricKind::Gauge, 2.0, &reordered)],
+        )
+        .expect("held");
+        assert_eq!(store.series_count(), 1);
+        // ...but the value is.
+        let err = ingest(
+            &store,
+            vec![sample("g", MetricKind::Gauge, f64::NAN, &labels)],
+        )
+        .expect_err("NaN");
+        assert_eq!(err.path(), "samples[0].value");
+        assert_eq!(one(&store, "g", &[]).value, 2.0);
+    }
+
+    #[test]
+    fn a_series_expired_between_check_and_apply_loses_no_sample() {
+        let store = Store::new(LIMITS);
+        let labels = [("i", "1")];
+        ingest(
+            &store,
+            vec![sample("c_total", MetricKind::Counter, 1.0, &labels)],
+        )
+        .expect("new");
+        let mut batch = vec![sample("c_total", MetricKind::Counter, 5.0, &labels)];
+        let plan = store.check(&mut batch).expect("valid");
+        assert!(
+            plan.samples[0].series.is_some(),
+            "the check found the series"
+        );
+        assert_eq!(store.expire(Now::at(100_000), 10_000), 1);
+        let outcome = store.apply_plan(plan, &batch, Now::at(100_000));
+        assert_eq!(outcome.accepted, 1);
+        // The series started again with the sample: nothing went to the removed one.
+        assert_eq!(one(&store, "c_total", &labels).value, 5.0);
     }
 
     #[test]

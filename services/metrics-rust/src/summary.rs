@@ -344,26 +344,17 @@ mod tests {
     }
 
     fn counter<'a>(name: &'a str, value: f64, labels: &[(&'a str, &'a str)]) -> SampleView<'a> {
-        SampleView {
-            name,
-            kind: MetricKind::Counter as i32,
-            value,
-            labels: labels.iter().copied().collect(),
-            ..SampleView::default()
-        }
+        SampleView::of(name, MetricKind::Counter, value, labels)
     }
 
     fn latency<'a>(counts: &'a [u64], labels: &[(&'a str, &'a str)]) -> SampleView<'a> {
         SampleView {
-            name: LLM_REQUEST_DURATION,
-            kind: MetricKind::Histogram as i32,
-            labels: labels.iter().copied().collect(),
-            histogram: Some(HistogramView {
+            histogram: Some(Box::new(HistogramView {
                 bounds: Cow::Borrowed(&BOUNDS),
                 counts: Cow::Borrowed(counts),
                 sum: 1.0,
-            }),
-            ..SampleView::default()
+            })),
+            ..SampleView::of(LLM_REQUEST_DURATION, MetricKind::Histogram, 0.0, labels)
         }
     }
 

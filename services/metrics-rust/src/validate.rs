@@ -81,91 +81,116 @@ fn problem(field: &'static str, reason: RejectReason, message: String) -> Proble
     (field, reason, message)
 }
 
-/// Checks a sample whose labels are normalized; returns its kind.
+/// The text of a name or value for a message, whatever its bytes.
+fn text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(bytes)
+}
+
+/// Checks a whole sample whose labels are normalized; returns its kind. The store runs the
+/// same checks in parts: the name once per batch, the labels when the series is new.
 pub fn check_sample(sample: &SampleView<'_>) -> Result<Kind, Problem> {
     check_metric_name(sample.name).map_err(|m| problem("name", RejectReason::InvalidName, m))?;
-    let kind = Kind::from_wire(sample.kind).ok_or_else(|| {
+    let kind = check_kind(sample.kind)?;
+    check_labels(kind, &sample.labels)?;
+    check_payload(kind, sample)?;
+    Ok(kind)
+}
+
+pub fn check_kind(kind: i32) -> Result<Kind, Problem> {
+    Kind::from_wire(kind).ok_or_else(|| {
         problem(
             "kind",
             RejectReason::InvalidKind,
             format!(
-                "kind {} is not METRIC_KIND_COUNTER, METRIC_KIND_GAUGE or METRIC_KIND_HISTOGRAM",
-                sample.kind
+                "kind {kind} is not METRIC_KIND_COUNTER, METRIC_KIND_GAUGE or METRIC_KIND_HISTOGRAM"
             ),
         )
-    })?;
-    if sample.labels.len() > MAX_LABELS {
+    })
+}
+
+/// The labels that identify a new series: count, names, values.
+pub fn check_labels(kind: Kind, labels: &[(&[u8], &[u8])]) -> Result<(), Problem> {
+    if labels.len() > MAX_LABELS {
         return Err(problem(
             "labels",
             RejectReason::InvalidLabel,
-            format!(
-                "{} labels; at most {MAX_LABELS} are allowed",
-                sample.labels.len()
-            ),
+            format!("{} labels; at most {MAX_LABELS} are allowed", labels.len()),
         ));
     }
-    for &(name, value) in &sample.labels {
+    for &(name, value) in labels {
         check_label(kind, name, value)
             .map_err(|m| problem("labels", RejectReason::InvalidLabel, m))?;
     }
-    if sample.help.len() > MAX_HELP_BYTES {
+    Ok(())
+}
+
+/// What every sample carries besides its identity: help, value, histogram, exemplars.
+pub fn check_payload(kind: Kind, sample: &SampleView<'_>) -> Result<(), Problem> {
+    if !sample.help.is_empty()
+        && (sample.help.len() > MAX_HELP_BYTES || std::str::from_utf8(sample.help).is_err())
+    {
         return Err(problem(
             "help",
             RejectReason::InvalidValue,
-            format!("help is longer than {MAX_HELP_BYTES} bytes"),
+            format!("help must be UTF-8 of at most {MAX_HELP_BYTES} bytes"),
         ));
     }
     check_value(kind, sample)?;
-    check_exemplars(kind, sample)?;
-    Ok(kind)
+    check_exemplars(kind, sample)
 }
 
-/// A Prometheus metric name outside the service's own namespace.
-pub fn check_metric_name(name: &str) -> Result<(), String> {
+/// A Prometheus metric name outside the service's own namespace, as text (its characters
+/// are ASCII, so a valid name is valid UTF-8).
+pub fn check_metric_name(name: &[u8]) -> Result<&str, String> {
     let valid_start = |b: u8| b.is_ascii_alphabetic() || b == b'_' || b == b':';
     let valid_rest = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b':';
-    let bytes = name.as_bytes();
-    match bytes.split_first() {
+    match name.split_first() {
         None => Err("metric name is empty".into()),
-        _ if bytes.len() > MAX_NAME_BYTES => {
+        _ if name.len() > MAX_NAME_BYTES => {
             Err(format!("metric name is longer than {MAX_NAME_BYTES} bytes"))
         }
-        Some((&first, rest)) if !valid_start(first) || !rest.iter().all(|&b| valid_rest(b)) => Err(
-            format!("metric name {name:?} must match [a-zA-Z_:][a-zA-Z0-9_:]*"),
-        ),
-        _ if name.starts_with(RESERVED_PREFIX) => Err(format!(
+        Some((&first, rest)) if !valid_start(first) || !rest.iter().all(|&b| valid_rest(b)) => {
+            Err(format!(
+                "metric name {:?} must match [a-zA-Z_:][a-zA-Z0-9_:]*",
+                text(name)
+            ))
+        }
+        _ if name.starts_with(RESERVED_PREFIX.as_bytes()) => Err(format!(
             "metric names starting {RESERVED_PREFIX:?} are the metrics service's own"
         )),
-        _ => Ok(()),
+        _ => std::str::from_utf8(name).map_err(|_| "metric name is not UTF-8".into()),
     }
 }
 
-fn check_label(kind: Kind, name: &str, value: &str) -> Result<(), String> {
-    let bytes = name.as_bytes();
-    let valid = match bytes.split_first() {
+fn check_label(kind: Kind, name: &[u8], value: &[u8]) -> Result<(), String> {
+    let valid = match name.split_first() {
         Some((&first, rest)) => {
             (first.is_ascii_alphabetic() || first == b'_')
                 && rest.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_')
         }
         None => false,
     };
-    if !valid || bytes.len() > MAX_NAME_BYTES {
+    let shown = text(name);
+    if !valid || name.len() > MAX_NAME_BYTES {
         return Err(format!(
-            "label name {name:?} must match [a-zA-Z_][a-zA-Z0-9_]* and be at most {MAX_NAME_BYTES} bytes"
+            "label name {shown:?} must match [a-zA-Z_][a-zA-Z0-9_]* and be at most {MAX_NAME_BYTES} bytes"
         ));
     }
-    if name.starts_with("__") {
+    if name.starts_with(b"__") {
         return Err(format!(
-            "label name {name:?}: names starting \"__\" are reserved"
+            "label name {shown:?}: names starting \"__\" are reserved"
         ));
     }
-    if kind == Kind::Histogram && name == "le" {
+    if kind == Kind::Histogram && name == b"le" {
         return Err("label name \"le\" is reserved for histogram buckets".into());
     }
     if value.len() > MAX_LABEL_VALUE_BYTES {
         return Err(format!(
-            "label {name:?}: value longer than {MAX_LABEL_VALUE_BYTES} bytes"
+            "label {shown:?}: value longer than {MAX_LABEL_VALUE_BYTES} bytes"
         ));
+    }
+    if std::str::from_utf8(value).is_err() {
+        return Err(format!("label {shown:?}: value is not valid UTF-8"));
     }
     Ok(())
 }
@@ -261,7 +286,7 @@ fn check_exemplars(kind: Kind, sample: &SampleView<'_>) -> Result<(), Problem> {
                 "exemplars.trace_id",
                 format!(
                     "trace id {:?} is not 32 lowercase hex digits, not all zero",
-                    exemplar.trace_id
+                    text(exemplar.trace_id)
                 ),
             ));
         }
@@ -280,13 +305,13 @@ fn check_exemplars(kind: Kind, sample: &SampleView<'_>) -> Result<(), Problem> {
     Ok(())
 }
 
-/// A W3C trace id.
-pub fn is_trace_id(id: &str) -> bool {
+/// A W3C trace id (ASCII, so valid UTF-8).
+pub fn is_trace_id(id: &[u8]) -> bool {
     id.len() == 32
         && id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        && id.bytes().any(|b| b != b'0')
+            .iter()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+        && id.iter().any(|&b| b != b'0')
 }
 
 #[cfg(test)]
@@ -297,12 +322,7 @@ mod tests {
     use taskloom_proto::v1::MetricKind;
 
     fn sample(name: &str, kind: MetricKind, value: f64) -> SampleView<'_> {
-        SampleView {
-            name,
-            kind: kind as i32,
-            value,
-            ..SampleView::default()
-        }
+        SampleView::of(name, kind, value, &[])
     }
 
     fn field_and_reason(sample: &SampleView<'_>) -> (&'static str, RejectReason) {
@@ -313,17 +333,17 @@ mod tests {
     #[test]
     fn valid_samples_pass() {
         let mut histogram = sample("lat_seconds", MetricKind::Histogram, 0.0);
-        histogram.histogram = Some(HistogramView {
+        histogram.histogram = Some(Box::new(HistogramView {
             bounds: Cow::Owned(vec![0.1, 1.0]),
             counts: Cow::Owned(vec![1, 2, 3]),
             sum: 4.0,
-        });
+        }));
         histogram.exemplars.push(ExemplarView {
-            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736",
+            trace_id: b"4bf92f3577b34da6a3ce929d0e0e4736",
             value: 0.05,
             time: Some((1_700_000_000, 0)),
         });
-        histogram.labels.push(("agent", "a"));
+        histogram.labels.push((b"agent", b"a"));
         for (s, kind) in [
             (sample("c_total", MetricKind::Counter, 0.0), Kind::Counter),
             (
@@ -396,13 +416,16 @@ mod tests {
     #[test]
     fn label_rules() {
         let long_value = "v".repeat(MAX_LABEL_VALUE_BYTES + 1);
-        for (kind, label) in [
-            (MetricKind::Gauge, ("bad-name", "x")),
-            (MetricKind::Gauge, ("9a", "x")),
-            (MetricKind::Gauge, ("__name__", "x")),
-            (MetricKind::Histogram, ("le", "1")),
-            (MetricKind::Gauge, ("ok", long_value.as_str())),
-        ] {
+        type Label<'a> = (&'a [u8], &'a [u8]);
+        let labels: [(MetricKind, Label<'_>); 6] = [
+            (MetricKind::Gauge, (b"bad-name", b"x")),
+            (MetricKind::Gauge, (b"9a", b"x")),
+            (MetricKind::Gauge, (b"__name__", b"x")),
+            (MetricKind::Histogram, (b"le", b"1")),
+            (MetricKind::Gauge, (b"ok", long_value.as_bytes())),
+            (MetricKind::Gauge, (b"ok", b"\xff\xfe")),
+        ];
+        for (kind, label) in labels {
             let mut s = sample("m", kind, 1.0);
             s.labels.push(label);
             assert_eq!(
@@ -413,19 +436,25 @@ mod tests {
         }
         let names: Vec<String> = (0..=MAX_LABELS).map(|i| format!("l{i}")).collect();
         let mut s = sample("m", MetricKind::Gauge, 1.0);
-        s.labels = names.iter().map(|n| (n.as_str(), "x")).collect();
+        s.labels = names.iter().map(|n| (n.as_bytes(), &b"x"[..])).collect();
         assert_eq!(field_and_reason(&s), ("labels", RejectReason::InvalidLabel));
+        let mut bad_help = sample("m", MetricKind::Gauge, 1.0);
+        bad_help.help = b"\xff";
+        assert_eq!(
+            field_and_reason(&bad_help),
+            ("help", RejectReason::InvalidValue)
+        );
     }
 
     #[test]
     fn histogram_data_rules() {
         let with = |bounds: Vec<f64>, counts: Vec<u64>, sum: f64, value: f64| {
             let mut s = sample("h", MetricKind::Histogram, value);
-            s.histogram = Some(HistogramView {
+            s.histogram = Some(Box::new(HistogramView {
                 bounds: Cow::Owned(bounds),
                 counts: Cow::Owned(counts),
                 sum,
-            });
+            }));
             field_and_reason(&s)
         };
         let bad = RejectReason::InvalidHistogram;
@@ -454,13 +483,13 @@ mod tests {
             ("value", RejectReason::InvalidValue)
         );
         let mut counter = sample("c", MetricKind::Counter, 1.0);
-        counter.histogram = Some(HistogramView::default());
+        counter.histogram = Some(Box::new(HistogramView::default()));
         assert_eq!(field_and_reason(&counter), ("histogram", bad));
     }
 
     #[test]
     fn exemplar_rules() {
-        let with = |kind: MetricKind, trace_id: &'static str, value: f64, time| {
+        let with = |kind: MetricKind, trace_id: &'static [u8], value: f64, time| {
             let mut s = sample("h", kind, 1.0);
             s.exemplars.push(ExemplarView {
                 trace_id,
@@ -469,17 +498,18 @@ mod tests {
             });
             field_and_reason(&s)
         };
-        let good_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let good_id: &[u8] = b"4bf92f3577b34da6a3ce929d0e0e4736";
         let bad = RejectReason::InvalidExemplar;
         assert_eq!(
             with(MetricKind::Counter, good_id, 1.0, None),
             ("exemplars", bad)
         );
-        for id in [
-            "",
-            "00000000000000000000000000000000",
-            "4BF92F3577B34DA6A3CE929D0E0E4736",
-        ] {
+        let bad_ids: [&[u8]; 3] = [
+            b"",
+            b"00000000000000000000000000000000",
+            b"4BF92F3577B34DA6A3CE929D0E0E4736",
+        ];
+        for id in bad_ids {
             assert_eq!(
                 with(MetricKind::Histogram, id, 1.0, None),
                 ("exemplars.trace_id", bad)

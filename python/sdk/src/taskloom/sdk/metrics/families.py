@@ -26,12 +26,13 @@ DEFAULT_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 
 class CounterChild:
     """One counter series."""
 
-    __slots__ = ("_lock", "_sent_at", "_value", "labels")
+    __slots__ = ("_identity", "_lock", "_sent_at", "_value", "labels")
 
     def __init__(self, lock: threading.Lock, labels: dict[str, str]) -> None:
         self._lock = lock
         self._value = 0.0  # added since the last flush
         self._sent_at = 0.0
+        self._identity = b""  # the encoded name, kind and labels, made at the first flush
         self.labels = labels
 
     def inc(self, amount: float = 1.0) -> None:
@@ -54,13 +55,14 @@ class CounterChild:
 class GaugeChild:
     """One gauge series."""
 
-    __slots__ = ("_changed", "_lock", "_sent_at", "_value", "labels")
+    __slots__ = ("_changed", "_identity", "_lock", "_sent_at", "_value", "labels")
 
     def __init__(self, lock: threading.Lock, labels: dict[str, str]) -> None:
         self._lock = lock
         self._value = 0.0
         self._changed = False
         self._sent_at = 0.0
+        self._identity = b""
         self.labels = labels
 
     def set(self, value: float) -> None:
@@ -98,7 +100,16 @@ class HistogramChild:
     """One histogram series: per-bucket counts, their sum, the latest traced observation
     of each bucket (its exemplar)."""
 
-    __slots__ = ("_bounds", "_counts", "_exemplars", "_lock", "_sent_at", "_sum", "labels")
+    __slots__ = (
+        "_bounds",
+        "_counts",
+        "_exemplars",
+        "_identity",
+        "_lock",
+        "_sent_at",
+        "_sum",
+        "labels",
+    )
 
     def __init__(
         self, lock: threading.Lock, labels: dict[str, str], bounds: tuple[float, ...]
@@ -109,6 +120,7 @@ class HistogramChild:
         self._sum = 0.0
         self._exemplars: dict[int, tuple[str, float, float]] | None = None
         self._sent_at = 0.0
+        self._identity = b""
         self.labels = labels
 
     def observe(self, value: float, trace_id: str | None = None) -> None:
@@ -183,14 +195,18 @@ class Family(Generic[ChildT]):
         self.labelnames = labelnames
         self._client = client
         self._lock = threading.Lock()
+        # By label values as given and as text; `_series` holds each series once.
         self._children: dict[tuple[object, ...], ChildT] = {}
+        self._series: list[ChildT] = []
         # Set when the metrics service refused this metric (e.g. another kind holds its name).
         self.refused: str | None = None
         self._default: ChildT | _NeedsLabels
         if labelnames:
             self._default = _NeedsLabels(f"{name} has labels {labelnames}: use labels(...)")
         else:
-            self._default = self._children[()] = self._new_child(())
+            child = self._new_child(())
+            self._default = self._children[()] = child
+            self._series.append(child)
 
     def labels(self, *values: object) -> ChildT:
         """The series with these label values (in `labelnames` order), made on first use."""
@@ -207,6 +223,7 @@ class Family(Generic[ChildT]):
                 return
             for key in [k for k, c in self._children.items() if c is child]:
                 del self._children[key]
+            self._series.remove(child)
         self._client._release_series()
 
     def _add_child(self, values: tuple[object, ...]) -> ChildT:
@@ -226,15 +243,13 @@ class Family(Generic[ChildT]):
                     # Beyond the client's bound: recorded nowhere, and counted.
                     return child
                 self._children[text] = child
+                self._series.append(child)
             self._children[values] = child
             return child
 
     def _new_child(self, values: tuple[str, ...]) -> ChildT:
         raise NotImplementedError
 
-    def _series(self) -> list[ChildT]:
-        """Each series once (a series may be keyed by raw and by string values)."""
-        return list({id(c): c for c in self._children.values()}.values())
 
 
 class Counter(Family[CounterChild]):
