@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use crate::metrics::ServiceMetrics;
 use crate::sample::Kind;
-use crate::series::{Cells, HistogramSnapshot, StoredExemplar};
+use crate::series::{Cells, StoredExemplar};
 use crate::store::{Family, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,20 +78,20 @@ fn push_u64(out: &mut String, value: u64) {
 pub struct Writer {
     out: String,
     format: Format,
+    /// Reused for the start of each histogram's bucket lines.
+    prefix: String,
 }
 
 impl Writer {
     pub fn new(format: Format) -> Self {
-        Self {
-            out: String::new(),
-            format,
-        }
+        Self::with_capacity(format, 0)
     }
 
     pub fn with_capacity(format: Format, bytes: usize) -> Self {
         Self {
             out: String::with_capacity(bytes),
             format,
+            prefix: String::new(),
         }
     }
 
@@ -136,27 +136,31 @@ impl Writer {
     }
 
     /// The `_bucket`, `_count` and `_sum` lines of one histogram series; `le` holds the
-    /// formatted upper bounds, `+Inf` last. Exemplars appear in OpenMetrics only.
+    /// ends of its bucket lines (`le_suffixes`), `buckets` its per-bucket (not cumulative)
+    /// counts. Exemplars appear in OpenMetrics only.
     pub fn histogram(
         &mut self,
         name: &str,
         labels: &str,
         le: &[String],
-        snapshot: &HistogramSnapshot,
+        buckets: impl Iterator<Item = u64>,
+        sum: f64,
         exemplars: Option<&[Option<StoredExemplar>]>,
     ) {
+        // `name_bucket{labels,` once per series, then one copy of it per bucket line.
+        let mut prefix = std::mem::take(&mut self.prefix);
+        prefix.clear();
+        prefix.push_str(name);
+        prefix.push_str("_bucket{");
+        if !labels.is_empty() {
+            prefix.push_str(labels);
+            prefix.push(',');
+        }
         let mut cumulative = 0;
-        for (i, (upper, count)) in le.iter().zip(&snapshot.buckets).enumerate() {
+        for (i, (suffix, count)) in le.iter().zip(buckets).enumerate() {
             cumulative += count;
-            self.out.push_str(name);
-            self.out.push_str("_bucket{");
-            if !labels.is_empty() {
-                self.out.push_str(labels);
-                self.out.push(',');
-            }
-            self.out.push_str("le=\"");
-            self.out.push_str(upper);
-            self.out.push_str("\"} ");
+            self.out.push_str(&prefix);
+            self.out.push_str(suffix);
             push_u64(&mut self.out, cumulative);
             if self.format == Format::OpenMetrics {
                 if let Some(Some(exemplar)) = exemplars.and_then(|e| e.get(i)) {
@@ -170,19 +174,21 @@ impl Writer {
             }
             self.out.push('\n');
         }
+        self.prefix = prefix;
         self.suffixed_sample(name, "_count", labels, cumulative as f64);
-        self.suffixed_sample(name, "_sum", labels, snapshot.sum);
+        self.suffixed_sample(name, "_sum", labels, sum);
     }
 
-    /// The `le` label values of histogram bounds, `+Inf` appended.
-    pub fn le_values(bounds: &[f64]) -> Vec<String> {
+    /// The ends of the bucket lines of histogram bounds, `le="0.5"} `, `+Inf` appended.
+    pub fn le_suffixes(bounds: &[f64]) -> Vec<String> {
         bounds
             .iter()
             .copied()
             .chain([f64::INFINITY])
             .map(|b| {
-                let mut s = String::new();
+                let mut s = String::from("le=\"");
                 push_f64(&mut s, b);
+                s.push_str("\"} ");
                 s
             })
             .collect()
@@ -208,7 +214,7 @@ fn write_family(writer: &mut Writer, family: &Family) {
     };
     writer.family(family.name(), family.kind(), help);
     let name = family.sample_name();
-    let le = Writer::le_values(family.bounds());
+    let le = Writer::le_suffixes(family.bounds());
     family.for_each_shard(|series| {
         for s in series {
             match &s.cells {
@@ -219,7 +225,8 @@ fn write_family(writer: &mut Writer, family: &Family) {
                     &name,
                     s.exposed_labels(),
                     &le,
-                    &h.snapshot(),
+                    h.buckets(),
+                    h.sum(),
                     h.exemplars().as_deref(),
                 ),
             }
@@ -236,11 +243,34 @@ pub fn write_store(writer: &mut Writer, store: &Store) {
     }
 }
 
+/// Below this many series one thread renders the page; above, one per core, each a run of
+/// families with about the same number of series.
+const PARALLEL_FROM_SERIES: usize = 20_000;
+
+/// The ingested families as `parts` runs of about equal series counts, in name order.
+fn split_by_series(families: &[Arc<Family>], parts: usize) -> Vec<&[Arc<Family>]> {
+    let total: usize = families.iter().map(|f| f.series_count()).sum();
+    let per_part = total.div_ceil(parts.max(1)).max(1);
+    let mut runs = Vec::new();
+    let (mut start, mut filled) = (0, 0);
+    for (i, family) in families.iter().enumerate() {
+        filled += family.series_count();
+        if filled >= per_part {
+            runs.push(&families[start..=i]);
+            (start, filled) = (i + 1, 0);
+        }
+    }
+    if start < families.len() {
+        runs.push(&families[start..]);
+    }
+    runs
+}
+
 /// The service's `/metrics`: its own metrics, then every ingested series.
 pub struct MetricsPage {
     store: Arc<Store>,
     metrics: Arc<ServiceMetrics>,
-    /// The previous page's size, so the buffer is allocated once.
+    /// The previous page's size, so buffers are allocated once.
     last_len: AtomicUsize,
 }
 
@@ -252,6 +282,49 @@ impl MetricsPage {
             last_len: AtomicUsize::new(0),
         }
     }
+
+    /// Appends the ingested families to `page`, rendered by several threads when there
+    /// are many (the first run straight into `page`, the others beside it).
+    fn write_ingested(&self, page: &mut Writer, capacity: usize) {
+        let families = self.store.families();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = if self.store.series_count() < PARALLEL_FROM_SERIES {
+            1
+        } else {
+            cores
+        };
+        let runs = split_by_series(&families, threads);
+        let write_run = |writer: &mut Writer, run: &[Arc<Family>]| {
+            for family in run.iter().filter(|f| f.series_count() > 0) {
+                write_family(writer, family);
+            }
+        };
+        let Some((first, rest)) = runs.split_first() else {
+            return;
+        };
+        let per_run = capacity / runs.len();
+        let format = page.format;
+        let others: Vec<String> = std::thread::scope(|scope| {
+            let handles: Vec<_> = rest
+                .iter()
+                .map(|run| {
+                    scope.spawn(move || {
+                        let mut writer = Writer::with_capacity(format, per_run);
+                        write_run(&mut writer, run);
+                        writer.out
+                    })
+                })
+                .collect();
+            write_run(page, first);
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        for text in &others {
+            page.out.push_str(text);
+        }
+    }
 }
 
 impl taskloom_common::Exposition for MetricsPage {
@@ -261,7 +334,7 @@ impl taskloom_common::Exposition for MetricsPage {
         let hint = self.last_len.load(Ordering::Relaxed);
         let mut writer = Writer::with_capacity(format, hint + hint / 8);
         self.metrics.write(&mut writer, &self.store);
-        write_store(&mut writer, &self.store);
+        self.write_ingested(&mut writer, hint);
         let page = writer.finish();
         self.last_len.store(page.len(), Ordering::Relaxed);
         self.metrics.rendered(started.elapsed().as_secs_f64());
@@ -276,6 +349,71 @@ mod tests {
     use crate::sample::{ExemplarView, SampleView};
     use crate::store::Limits;
     use taskloom_proto::v1::MetricKind;
+
+    #[test]
+    fn parallel_runs_cover_every_family_once_in_order() {
+        let store = Store::new(Limits {
+            max_series: 1000,
+            max_series_per_metric: 1000,
+        });
+        let names: Vec<String> = (0..7).map(|i| format!("m{i}")).collect();
+        let values: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+        let mut samples: Vec<SampleView<'_>> = names
+            .iter()
+            .enumerate()
+            .flat_map(|(i, name)| {
+                values[..=i]
+                    .iter()
+                    .map(move |v| SampleView::of(name, MetricKind::Gauge, 1.0, &[("v", v)]))
+            })
+            .collect();
+        store.ingest(&mut samples, Now::at(0)).expect("valid");
+        let families = store.families();
+        for parts in 1..=4 {
+            let runs = split_by_series(&families, parts);
+            assert!(runs.len() <= parts, "{parts}: {}", runs.len());
+            let order: Vec<&str> = runs
+                .iter()
+                .flat_map(|r| r.iter().map(|f| f.name()))
+                .collect();
+            assert_eq!(order, names, "{parts}");
+        }
+    }
+
+    #[test]
+    fn a_page_rendered_by_several_threads_holds_every_series_once() {
+        use taskloom_common::Exposition;
+        let store = Arc::new(Store::new(Limits {
+            max_series: 100_000,
+            max_series_per_metric: 100_000,
+        }));
+        let names: Vec<String> = (0..5).map(|i| format!("family_{i}")).collect();
+        let values: Vec<String> = (0..PARALLEL_FROM_SERIES / 4)
+            .map(|i| i.to_string())
+            .collect();
+        for name in &names {
+            let mut samples: Vec<SampleView<'_>> = values
+                .iter()
+                .map(|v| SampleView::of(name, MetricKind::Gauge, 1.0, &[("v", v)]))
+                .collect();
+            store.ingest(&mut samples, Now::at(0)).expect("valid");
+        }
+        let page = MetricsPage::new(Arc::clone(&store), Arc::new(ServiceMetrics::default()));
+        let (_, text) = page.render(None);
+        for name in &names {
+            let type_line = format!("# TYPE {name} gauge");
+            assert_eq!(
+                text.lines().filter(|l| *l == type_line).count(),
+                1,
+                "{name}"
+            );
+            let series = text
+                .lines()
+                .filter(|l| l.starts_with(&format!("{name}{{")))
+                .count();
+            assert_eq!(series, values.len(), "{name}");
+        }
+    }
 
     #[test]
     fn negotiation_follows_accept_and_q_values() {

@@ -150,8 +150,9 @@ impl ServiceMetrics {
             writer.histogram(
                 "taskloom_metrics_render_duration_seconds",
                 "",
-                &Writer::le_values(&RENDER_BUCKETS),
-                &render.snapshot(),
+                &Writer::le_suffixes(&RENDER_BUCKETS),
+                render.buckets(),
+                render.sum(),
                 None,
             );
         }

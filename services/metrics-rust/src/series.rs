@@ -71,6 +71,15 @@ impl HistogramCells {
         }
     }
 
+    /// Per-bucket counts, read one by one (a scrape does not copy them).
+    pub fn buckets(&self) -> impl Iterator<Item = u64> + '_ {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed))
+    }
+
+    pub fn sum(&self) -> f64 {
+        self.sum.get()
+    }
+
     pub fn snapshot(&self) -> HistogramSnapshot {
         HistogramSnapshot {
             buckets: self
