@@ -124,7 +124,10 @@ pub fn decode_samples(bytes: &[u8]) -> std::result::Result<Vec<SampleView<'_>>, 
         if field == 1 {
             Reader::expect(wire_type, LEN).map_err(malformed)?;
             let body = reader.len_delimited().map_err(malformed)?;
-            samples.push(decode_sample(body).map_err(malformed)?);
+            // Decoded in place: a view is a few hundred bytes, moved by the thousand.
+            samples.push(SampleView::default());
+            let sample = samples.last_mut().expect("just pushed");
+            decode_sample(body, sample).map_err(malformed)?;
         } else {
             reader.skip(wire_type).map_err(malformed)?;
         }
@@ -132,9 +135,8 @@ pub fn decode_samples(bytes: &[u8]) -> std::result::Result<Vec<SampleView<'_>>, 
     Ok(samples)
 }
 
-fn decode_sample(bytes: &[u8]) -> Result<SampleView<'_>> {
+fn decode_sample<'a>(bytes: &'a [u8], sample: &mut SampleView<'a>) -> Result<()> {
     let mut reader = Reader::new(bytes);
-    let mut sample = SampleView::default();
     while !reader.done() {
         let (field, wire_type) = reader.key()?;
         match field {
@@ -174,7 +176,7 @@ fn decode_sample(bytes: &[u8]) -> Result<SampleView<'_>> {
             _ => reader.skip(wire_type)?,
         }
     }
-    Ok(sample)
+    Ok(())
 }
 
 /// A map entry: key = 1, value = 2, either may be absent (then empty).
