@@ -6,14 +6,15 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 
 import grpc
 import pytest
-from google.rpc import code_pb2
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
-from taskloom.gateway.testing import rich_error
 from taskloom.sdk.metrics import DEFAULT_BUCKETS, MetricsClient
 from taskloom.sdk.metrics.client import _encode
 from taskloom.v1 import metrics_pb2, metrics_pb2_grpc
@@ -48,15 +49,21 @@ class Recorder(metrics_pb2_grpc.MetricsServiceServicer):
 
     @staticmethod
     def _refuse(context: grpc.ServicerContext, applied: int, index: int) -> None:
-        context.abort_with_status(
-            rich_error(
-                code_pb2.INVALID_ARGUMENT,
-                "INVALID_ARGUMENT",
-                "refused",
-                metadata={"accepted_batches": str(applied)},
-                fields={f"samples[{index}].kind": "a gauge"},
-            )
+        info = error_details_pb2.ErrorInfo(
+            reason="INVALID_ARGUMENT",
+            domain="taskloom.dev",
+            metadata={"accepted_batches": str(applied)},
         )
+        bad = error_details_pb2.BadRequest(
+            field_violations=[{"field": f"samples[{index}].kind", "description": "a gauge"}]
+        )
+        details = [any_pb2.Any(), any_pb2.Any()]
+        details[0].Pack(info)
+        details[1].Pack(bad)
+        status = status_pb2.Status(
+            code=code_pb2.INVALID_ARGUMENT, message="refused", details=details
+        )
+        context.abort_with_status(rpc_status.to_status(status))
 
     def samples(self) -> list[metrics_pb2.MetricSample]:
         return [s for batch in self.batches for s in batch]
@@ -224,7 +231,7 @@ def test_close_flushes_what_is_left_and_threads_lose_no_increment(
 def test_bad_use_is_a_clear_error_at_the_call() -> None:
     client = MetricsClient("")
     assert not client.enabled and client.flush().sent == 0
-    cases = [
+    cases: list[Callable[[], object]] = [
         lambda: client.counter("bad-name"),
         lambda: client.counter("taskloom_metrics_series"),
         lambda: client.counter("ok_total", labelnames=("__x",)),

@@ -15,7 +15,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, cast
 
 import grpc
 import structlog
@@ -86,7 +86,9 @@ class MetricsClient:
         self._series = 0
         self._channel = grpc.insecure_channel(addr) if addr else None
         # Requests go out as bytes that `_encode` framed (see there).
-        self._ingest_stream = (
+        self._ingest_stream: (
+            grpc.StreamUnaryMultiCallable[bytes, metrics_pb2.IngestStreamResponse] | None
+        ) = (
             self._channel.stream_unary(
                 "/taskloom.v1.MetricsService/IngestStream",
                 response_deserializer=metrics_pb2.IngestStreamResponse.FromString,
@@ -229,8 +231,9 @@ class MetricsClient:
 
     def _failed(self, err: grpc.RpcError, taken: list[_Taken], now: float) -> FlushResult:
         """Keeps what was not applied for the next flush, except what was refused."""
-        code: grpc.StatusCode = err.code()
-        detail: str = err.details() or ""
+        call = cast(grpc.Call, err)  # a synchronous call's error is also the call
+        code = call.code()
+        detail = call.details() or ""
         applied_batches, bad_index = _progress(err)
         applied = min(len(taken), applied_batches * self._batch_size)
         for item in taken[:applied]:
@@ -266,7 +269,8 @@ def _progress(err: grpc.RpcError) -> tuple[int, int | None]:
     """From a failed IngestStream: batches applied before it failed, and the index of the
     bad sample within the next batch when the failure names one."""
     try:
-        status = rpc_status.from_call(err)
+        # The RpcError a synchronous call raises is also its grpc.Call.
+        status = rpc_status.from_call(cast(grpc.Call, err))
     except ValueError:
         status = None
     applied, bad = 0, None

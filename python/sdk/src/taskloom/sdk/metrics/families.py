@@ -251,7 +251,6 @@ class Family(Generic[ChildT]):
         raise NotImplementedError
 
 
-
 class Counter(Family[CounterChild]):
     kind = metrics_pb2.METRIC_KIND_COUNTER
 
