@@ -9,6 +9,7 @@ pub mod exposition;
 pub mod ingest_route;
 pub mod maintenance;
 pub mod metrics;
+pub mod naming;
 pub mod sample;
 pub mod series;
 pub mod service;

@@ -120,7 +120,7 @@ impl ServiceMetrics {
             let dropped = family.limit_dropped();
             if dropped > 0 {
                 let mut labels = String::from("metric=\"");
-                crate::store::escape_label_value(family.name(), &mut labels);
+                crate::naming::escape_label_value(family.name(), &mut labels);
                 labels.push('"');
                 writer.sample(
                     "taskloom_metrics_cardinality_dropped_samples_total",

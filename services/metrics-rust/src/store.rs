@@ -19,6 +19,7 @@ use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 
 use crate::clock::Now;
+use crate::naming::{collision, exposed_labels, family_key};
 use crate::sample::{Kind, SampleView};
 use crate::series::{Cells, HistogramSnapshot};
 use crate::validate::{
@@ -139,32 +140,6 @@ impl Series {
     }
 }
 
-/// Escapes a label value for the exposition formats: `\`, `"` and newlines.
-pub fn escape_label_value(value: &str, out: &mut String) {
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str(r"\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
-
-fn exposed_labels(labels: &[(Box<str>, Box<str>)]) -> Box<str> {
-    let mut out = String::new();
-    for (i, (name, value)) in labels.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(name);
-        out.push_str("=\"");
-        escape_label_value(value, &mut out);
-        out.push('"');
-    }
-    out.into()
-}
-
 type Shard = RwLock<HashTable<Arc<Series>>>;
 
 /// All series of one metric.
@@ -263,64 +238,6 @@ impl Family {
 
 fn read(shard: &Shard) -> RwLockReadGuard<'_, HashTable<Arc<Series>>> {
     shard.read().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The family key of a metric name: counters are exposed as `<key>_total`.
-pub fn family_key(name: &str, kind: Kind) -> &str {
-    match kind {
-        Kind::Counter => name.strip_suffix("_total").unwrap_or(name),
-        _ => name,
-    }
-}
-
-/// The names a family's series and metadata occupy in the exposition.
-fn exposed_names(key: &str, kind: Kind) -> Vec<String> {
-    let suffixes: &[&str] = match kind {
-        Kind::Counter => &["", "_total", "_created"],
-        Kind::Gauge => &[""],
-        Kind::Histogram => &["", "_bucket", "_sum", "_count", "_created"],
-    };
-    suffixes.iter().map(|s| format!("{key}{s}")).collect()
-}
-
-/// The families that would occupy `name` in the exposition: (key, kind it must have).
-fn possible_owners(name: &str) -> impl Iterator<Item = (&str, Option<Kind>)> {
-    let counter = ["_total", "_created"]
-        .into_iter()
-        .filter_map(move |s| name.strip_suffix(s))
-        .map(|key| (key, Some(Kind::Counter)));
-    let histogram = ["_bucket", "_sum", "_count", "_created"]
-        .into_iter()
-        .filter_map(move |s| name.strip_suffix(s))
-        .map(|key| (key, Some(Kind::Histogram)));
-    std::iter::once((name, None))
-        .chain(counter)
-        .chain(histogram)
-}
-
-/// The metric a new family `key` would collide with in the exposition, if any. `kind_of`
-/// answers for families that exist (or are about to).
-fn collision(
-    key: &str,
-    kind: Kind,
-    kind_of: impl Fn(&str) -> Option<(Kind, String)>,
-) -> Option<String> {
-    for name in exposed_names(key, kind) {
-        for (owner, owner_kind) in possible_owners(&name) {
-            if owner == key {
-                continue;
-            }
-            if let Some((existing, existing_name)) = kind_of(owner) {
-                if owner_kind.is_none_or(|k| k == existing) {
-                    return Some(format!(
-                        "its exposed name {name:?} is taken by the {} {existing_name:?}",
-                        existing.as_str()
-                    ));
-                }
-            }
-        }
-    }
-    None
 }
 
 /// A series as a query returns it.
