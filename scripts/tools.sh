@@ -7,6 +7,7 @@ BUF_VERSION=1.75.0
 PROTOC_GEN_GO_VERSION=v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION=v1.6.2
 GOLANGCI_LINT_VERSION=v2.15.0
+KUSTOMIZE_VERSION=v5.7.1
 mkdir -p "$TOOLS/bin"
 if [ ! -x "$TOOLS/node_modules/.bin/buf" ]; then
   npm install --silent --no-fund --no-audit --prefix "$TOOLS" "@bufbuild/buf@$BUF_VERSION" >/dev/null
@@ -20,4 +21,8 @@ if [ ! -x "$TOOLS/bin/protoc-gen-go-grpc" ]; then
 fi
 if [ ! -x "$TOOLS/bin/golangci-lint" ]; then
   GOBIN="$TOOLS/bin" go install "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$GOLANGCI_LINT_VERSION"
+fi
+# Renders deploy/k8s/ in the tests (tests/deploy).
+if [ ! -x "$TOOLS/bin/kustomize" ]; then
+  GOBIN="$TOOLS/bin" go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
 fi

@@ -12,7 +12,7 @@ fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/pip install --quiet --disable-pip-version-check --upgrade pip
 editables=()
-for pkg in sdk agents gateway; do
+for pkg in sdk agents gateway testing; do
   [ -f "python/$pkg/pyproject.toml" ] && editables+=(-e "python/$pkg")
 done
 .venv/bin/pip install --quiet --disable-pip-version-check \

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 
 from taskloom.sdk.localstack import Ports, Stack, StackConfig, free_port
@@ -50,7 +52,7 @@ def test_unknown_task_is_404(gateway: str) -> None:
     assert response.json()["reason"] == "TASK_NOT_FOUND"
 
 
-def test_orchestrator_down_is_503_without_a_stack_trace(tmp_path, stack: Stack) -> None:
+def test_orchestrator_down_is_503_without_a_stack_trace(tmp_path: Path, stack: Stack) -> None:
     # A second gateway, pointed at a port where nothing listens.
     cfg = StackConfig(
         bin_dir=stack.cfg.bin_dir,

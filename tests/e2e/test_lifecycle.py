@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -49,10 +50,12 @@ def slow_stack(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield running
 
 
-def wait_status(client: httpx.Client, task_id: str, wanted: set[str], timeout: float = 20) -> dict:
+def wait_status(
+    client: httpx.Client, task_id: str, wanted: set[str], timeout: float = 20
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        task = client.get(f"/v1/tasks/{task_id}").json()
+        task: dict[str, Any] = client.get(f"/v1/tasks/{task_id}").json()
         if task["status"] in wanted:
             return task
         time.sleep(0.05)

@@ -37,7 +37,9 @@ def test_grpc_health_and_reflection(stack: Stack, name: str) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{svc.grpc_port}") as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for service in ["", *GRPC_SERVICES[name]]:
-            reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+            request = health_pb2.HealthCheckRequest(service=service)
+            # typeshed's HealthStub declares no methods; the generated class has Check.
+            reply = health.Check(request, timeout=5)  # type: ignore[attr-defined]
             assert reply.status == health_pb2.HealthCheckResponse.SERVING, service
         listed = set(ProtoReflectionDescriptorDatabase(channel).get_services())
     assert GRPC_SERVICES[name] <= listed

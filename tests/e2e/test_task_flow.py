@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import httpx
 import orjson
@@ -12,18 +13,18 @@ from taskloom.sdk.localstack import Stack
 TERMINAL = {"succeeded", "failed", "cancelled", "timed_out"}
 
 
-def wait_finished(client: httpx.Client, task_id: str, timeout: float = 30.0) -> dict:
+def wait_finished(client: httpx.Client, task_id: str, timeout: float = 30.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        task = client.get(f"/v1/tasks/{task_id}").json()
+        task: dict[str, Any] = client.get(f"/v1/tasks/{task_id}").json()
         if task["status"] in TERMINAL:
             return task
         time.sleep(0.05)
     raise AssertionError(f"task {task_id} did not finish: {task}")
 
 
-def read_sse(client: httpx.Client, path: str) -> list[tuple[str, dict]]:
-    events: list[tuple[str, dict]] = []
+def read_sse(client: httpx.Client, path: str) -> list[tuple[str, dict[str, Any]]]:
+    events: list[tuple[str, dict[str, Any]]] = []
     name, data = "message", []
     with client.stream("GET", path, timeout=30.0) as response:
         assert response.status_code == 200

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from .test_task_flow import read_sse
 
 
-def run_workflow(client: httpx.Client, body: dict) -> tuple[dict, list[tuple[str, dict]]]:
+def run_workflow(
+    client: httpx.Client, body: dict[str, Any]
+) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
     response = client.post("/v1/workflows", json=body)
     assert response.status_code == 202, response.text
     workflow_id = response.json()["id"]

@@ -1,20 +1,29 @@
-"""Test doubles of the agent worker's peers, each a real gRPC server on a loopback port
-(a fake orchestrator and a dict-backed cache), offered to the tests as fixtures."""
+"""Test doubles of the agent worker's peers, each a real server on a loopback port (a fake
+orchestrator and a dict-backed cache over gRPC, an OpenAI-compatible chat API over HTTP),
+offered to the tests as fixtures."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
+import orjson
 import pytest
 import pytest_asyncio
 from google.protobuf import duration_pb2
 from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
 
 from taskloom.agents.catalog import load_catalog
+from taskloom.agents.http_server import HttpServer
 from taskloom.agents.metrics_reporter import MetricsReporter
 from taskloom.agents.providers.simulated import SimulatedProvider
 from taskloom.agents.runtime import AgentRuntime
@@ -133,7 +142,11 @@ class RunningWorker:
 
 
 def start_worker(
-    addr: str, provider: Any = None, concurrency: int = 4, drain_timeout_s: float = 5.0
+    addr: str,
+    provider: Any = None,
+    concurrency: int = 4,
+    drain_timeout_s: float = 5.0,
+    runtime: AgentRuntime | None = None,
 ) -> RunningWorker:
     options = WorkerOptions(
         orchestrator_addr=addr,
@@ -143,7 +156,7 @@ def start_worker(
         reconnect_initial_s=0.05,
         reconnect_max_s=0.2,
     )
-    runtime = make_runtime(provider)
+    runtime = runtime or make_runtime(provider)
     return RunningWorker(Worker(options, runtime, make_telemetry()))
 
 
@@ -210,3 +223,82 @@ async def cache_server() -> AsyncIterator[tuple[FakeCache, str]]:
 @pytest.fixture
 def runtime_factory() -> Callable[..., AgentRuntime]:
     return make_runtime
+
+
+class FakeOpenAI:
+    """Answers `/v1/chat/completions` as a stream of SSE deltas.
+
+    `respond(body)` decides each answer: an int is an HTTP error status; a dict may hold
+    `text`, `reasoning` and `tool_calls` ([{id, name, arguments}]); arguments are streamed
+    in several pieces, as real servers do. By default it answers "Hello world".
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.respond: Callable[[dict[str, Any]], int | dict[str, Any]] = lambda body: {
+            "text": "Hello world"
+        }
+        self.base_url = ""
+
+    async def completions(self, request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        self.requests.append(body)
+        self.headers.append(dict(request.headers))
+        reply = self.respond(body)
+        if isinstance(reply, int):
+            error = {"error": {"message": f"failure {reply}", "type": "test"}}
+            return JSONResponse(error, status_code=reply, headers={"Retry-After": "0"})
+        return StreamingResponse(self._events(reply), media_type="text/event-stream")
+
+    async def _events(self, reply: dict[str, Any]) -> AsyncIterator[bytes]:
+        base = {"id": "c1", "object": "chat.completion.chunk", "model": "m"}
+
+        def event(delta: dict[str, Any]) -> bytes:
+            chunk = {**base, "choices": [{"index": 0, "delta": delta}]}
+            return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+        yield b": keep-alive comment\n\n"
+        yield event({"role": "assistant"})
+        if reply.get("reasoning"):
+            yield event({"reasoning_content": reply["reasoning"]})
+        text = reply.get("text", "")
+        for piece in (text[:3], text[3:5], text[5:]):
+            if piece:
+                yield event({"content": piece})
+        for index, call in enumerate(reply.get("tool_calls", ())):
+            args = call["arguments"]
+            args = args if isinstance(args, str) else orjson.dumps(args).decode()
+            cut = len(args) // 2
+            first = {"id": call.get("id", f"call_{index}"), "type": "function"}
+            first["function"] = {"name": call["name"], "arguments": args[:cut]}
+            yield event({"tool_calls": [{"index": index, **first}]})
+            yield event({"tool_calls": [{"index": index, "function": {"arguments": args[cut:]}}]})
+        usage = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+        yield b"data: " + orjson.dumps({**base, "choices": [], "usage": usage}) + b"\n\n"
+        yield b"data: [DONE]\n\n"
+
+
+@pytest_asyncio.fixture
+async def fake_openai() -> AsyncIterator[FakeOpenAI]:
+    fake = FakeOpenAI()
+    app = Starlette(routes=[Route("/v1/chat/completions", fake.completions, methods=["POST"])])
+    server = HttpServer(app, "127.0.0.1:0")
+    server.start()
+    await asyncio.sleep(0)
+    fake.base_url = f"http://{server.addr}/v1"
+    yield fake
+    await server.stop()
+
+
+@pytest.fixture
+def test_tools_importable(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Puts this directory on sys.path so agent files may name `tools_for_tests:...`."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    yield "tools_for_tests"
+    sys.modules.pop("tools_for_tests", None)
+
+
+@pytest.fixture
+def telemetry() -> Telemetry:
+    return make_telemetry()

@@ -8,7 +8,13 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 from taskloom.agents.cache_client import CacheClient
-from taskloom.agents.providers import GenerationParams, Message, Usage
+from taskloom.agents.providers import (
+    GenerationParams,
+    Message,
+    ProviderEvent,
+    TextDelta,
+    ToolDefinition,
+)
 from taskloom.agents.providers.simulated import SimulatedProvider
 from taskloom.agents.runtime import LLM_NAMESPACE
 
@@ -21,19 +27,24 @@ class CountingProvider(SimulatedProvider):
         self.calls = 0
 
     def stream(
-        self, messages: Sequence[Message], model: str, params: GenerationParams, usage: Usage
-    ) -> AsyncIterator[str]:
+        self,
+        messages: Sequence[Message],
+        model: str,
+        params: GenerationParams,
+        tools: Sequence[ToolDefinition] = (),
+    ) -> AsyncIterator[ProviderEvent]:
         self.calls += 1
-        return super().stream(messages, model, params, usage)
+        return super().stream(messages, model, params, tools)
 
 
 async def run_once(runtime, prompt: str) -> tuple[dict, list[str]]:
     chunks: list[str] = []
 
-    async def on_chunk(text: str) -> None:
-        chunks.append(text)
+    async def on_event(event: object) -> None:
+        if isinstance(event, TextDelta):
+            chunks.append(event.text)
 
-    result = await runtime.run("assistant", {"prompt": prompt}, on_chunk)
+    result = await runtime.run("assistant", {"prompt": prompt}, on_event)
     return result.output, chunks
 
 

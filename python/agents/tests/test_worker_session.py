@@ -8,6 +8,7 @@ import time
 import pytest
 from google.protobuf import json_format, struct_pb2
 
+from taskloom.agents.providers import TextDelta
 from taskloom.agents.providers.simulated import SimulatedProvider, simulated_answer
 from taskloom.v1 import common_pb2, worker_hub_pb2
 
@@ -34,7 +35,7 @@ async def test_registers_runs_assignment_and_streams_chunks_then_result(
     register = await session.recv("register")
     assert register.worker_id == "worker-under-test"
     assert register.concurrency == 3
-    assert [a.name for a in register.agents] == ["assistant"]
+    assert [a.name for a in register.agents] == ["assistant", "toolsmith"]
     assert register.agents[0].provider == "simulated"
     assert (await session.recv("credit")).credits == 3
     await asyncio.wait_for(running.worker.registered.wait(), WAIT_S)
@@ -47,6 +48,8 @@ async def test_registers_runs_assignment_and_streams_chunks_then_result(
             break
         chunks.append(msg)
     assert [c.seq for c in chunks] == list(range(len(chunks)))
+    assert chunks[-1].kind == common_pb2.CHUNK_KIND_USAGE  # then only the answer's text
+    chunks = [c for c in chunks if c.kind == common_pb2.CHUNK_KIND_TEXT]
     assert {(c.task_id, c.lease_id) for c in chunks} == {("t1", "lease-t1")}
     expected = simulated_answer([{"role": "user", "content": "What is Taskloom?"}], "sim-1")
     assert "".join(c.text for c in chunks) == expected
@@ -58,7 +61,8 @@ async def test_registers_runs_assignment_and_streams_chunks_then_result(
     assert output["text"].startswith("[simulated]")
     assert output["simulated"] is True and output["cached"] is False
     assert output["agent"] == "assistant" and output["provider"] == "simulated"
-    assert result.usage.completion_tokens == len(chunks)
+    # Tokens are coalesced: fewer chunks than tokens, none lost.
+    assert 0 < len(chunks) < result.usage.completion_tokens
     assert (await session.recv("credit")).credits == 1
 
 
@@ -138,11 +142,11 @@ class GatedProvider:
         self.gate = asyncio.Event()
         self.stopped = 0
 
-    async def stream(self, messages, model, params, usage):  # type: ignore[no-untyped-def]
+    async def stream(self, messages, model, params, tools=()):  # type: ignore[no-untyped-def]
         try:
-            yield "hello "
+            yield TextDelta("hello ")
             await self.gate.wait()
-            yield "world"
+            yield TextDelta("world")
         finally:
             if not self.gate.is_set():
                 self.stopped += 1

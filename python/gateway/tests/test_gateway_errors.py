@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 
 from fastapi.testclient import TestClient
 
-from taskloom.gateway.testing import unused_address
+from taskloom.gateway.app import create_app
+from taskloom.gateway.config import Settings
+from taskloom.testing.servers import unused_address
+from taskloom.testing.under_test import OrchestratorUnderTest
 
 MakeClient = Callable[..., TestClient]
 PROBLEM = "application/problem+json"
 
 
-def test_unknown_route_is_404_problem(client: TestClient) -> None:
-    resp = client.get("/v1/nothing-here")
+def test_unknown_route_is_404_problem(fake_client: TestClient) -> None:
+    resp = fake_client.get("/v1/nothing-here")
     assert resp.status_code == 404
     assert resp.headers["content-type"] == PROBLEM
     problem = resp.json()
@@ -22,8 +26,8 @@ def test_unknown_route_is_404_problem(client: TestClient) -> None:
     assert problem["reason"] == "NOT_FOUND"
 
 
-def test_wrong_method_is_405_problem(client: TestClient) -> None:
-    resp = client.delete("/v1/tasks")
+def test_wrong_method_is_405_problem(fake_client: TestClient) -> None:
+    resp = fake_client.delete("/v1/tasks")
     assert resp.status_code == 405
     assert resp.headers["content-type"] == PROBLEM
     assert resp.json()["reason"] == "METHOD_NOT_ALLOWED"
@@ -52,14 +56,23 @@ def test_readyz_follows_the_orchestrators_health(make_client: MakeClient) -> Non
     assert down.get("/healthz").json() == {"status": "ok", "checks": {}}
 
 
-def test_auth_off_everyone_is_tenant_default(client: TestClient) -> None:
-    resp = client.post("/v1/tasks", json={"agent": "echo"})
+def test_auth_off_everyone_is_tenant_default(fake_client: TestClient) -> None:
+    resp = fake_client.post("/v1/tasks", json={"agent": "echo"})
     assert resp.status_code == 202
     assert resp.json()["tenant"] == "default"
 
 
-def test_auth_on_requires_a_key_and_sets_the_tenant(make_client: MakeClient) -> None:
-    client = make_client(api_keys="ka=tenant-a,kb=tenant-b")
+def test_auth_on_requires_a_key_and_sets_the_tenant(orchestrator: OrchestratorUnderTest) -> None:
+    suffix = uuid.uuid4().hex[:8]  # tenants of this test alone on a shared orchestrator
+    settings = Settings(
+        orchestrator_addr=orchestrator.addr,
+        api_keys=f"ka=tenant-a-{suffix},kb=tenant-b-{suffix}",
+    )
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        _auth_sets_the_tenant(client, suffix)
+
+
+def _auth_sets_the_tenant(client: TestClient, suffix: str) -> None:
     missing = client.post("/v1/tasks", json={"agent": "echo"})
     assert missing.status_code == 401
     assert missing.headers["content-type"] == PROBLEM
@@ -69,21 +82,22 @@ def test_auth_on_requires_a_key_and_sets_the_tenant(make_client: MakeClient) -> 
 
     a = client.post("/v1/tasks", json={"agent": "echo"}, headers={"Authorization": "Bearer ka"})
     assert a.status_code == 202
-    assert a.json()["tenant"] == "tenant-a"
+    assert a.json()["tenant"] == f"tenant-a-{suffix}"
     b = client.post("/v1/tasks", json={"agent": "echo"}, headers={"X-API-Key": "kb"})
-    assert b.json()["tenant"] == "tenant-b"
+    assert b.json()["tenant"] == f"tenant-b-{suffix}"
 
     # Tenants see only their own tasks.
     task_a = a.json()["id"]
     assert client.get(f"/v1/tasks/{task_a}", headers={"X-API-Key": "ka"}).status_code == 200
     assert client.get(f"/v1/tasks/{task_a}", headers={"X-API-Key": "kb"}).status_code == 404
     listed = client.get("/v1/tasks", headers={"X-API-Key": "kb"}).json()["tasks"]
-    assert [t["tenant"] for t in listed] == ["tenant-b"]
+    assert [t["tenant"] for t in listed] == [f"tenant-b-{suffix}"]
     # Health and metrics stay open.
     assert client.get("/healthz").status_code == 200
 
 
-def test_metrics_count_requests_by_route_template(client: TestClient) -> None:
+def test_metrics_count_requests_by_route_template(fake_client: TestClient) -> None:
+    client = fake_client
     client.get("/v1/tasks/abc")
     text = client.get("/metrics").text
     assert (
@@ -93,7 +107,8 @@ def test_metrics_count_requests_by_route_template(client: TestClient) -> None:
     assert "taskloom_gateway_request_duration_seconds_bucket" in text
 
 
-def test_unknown_http_methods_share_one_metric_label(client: TestClient) -> None:
+def test_unknown_http_methods_share_one_metric_label(fake_client: TestClient) -> None:
+    client = fake_client
     for method in ("BREW", "PROPFIND"):
         assert client.request(method, "/v1/tasks/abc").status_code == 405
     assert client.request("PATCH", "/v1/tasks/abc").status_code == 405
@@ -111,7 +126,8 @@ def test_unknown_http_methods_share_one_metric_label(client: TestClient) -> None
     )
 
 
-def test_openapi_docs_are_served(client: TestClient) -> None:
+def test_openapi_docs_are_served(fake_client: TestClient) -> None:
+    client = fake_client
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/v1/tasks", "/v1/tasks/{task_id}", "/v1/agents", "/v1/workflows"} <= set(paths)

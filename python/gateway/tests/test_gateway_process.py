@@ -14,7 +14,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from taskloom.gateway.testing import FakeOrchestrator, unused_address
+from taskloom.testing.fake_orchestrator import FakeOrchestrator
+from taskloom.testing.servers import unused_address
 
 WAIT_S = 20.0  # generous bounds: a hang fails the test instead of blocking the suite
 
@@ -42,7 +43,6 @@ def test_sigterm_with_open_sse_and_websocket_streams_exits_zero(
     fake_orchestrator: tuple[FakeOrchestrator, str], grace: str
 ) -> None:
     fake, orchestrator_addr = fake_orchestrator
-    fake.hold_watches = True  # the watched task never finishes
     http_addr = unused_address()
     base_url = f"http://{http_addr}"
     env = {
@@ -58,7 +58,8 @@ def test_sigterm_with_open_sse_and_websocket_streams_exits_zero(
     try:
         _wait_until(lambda: _healthy(base_url, proc), "the gateway to start")
         with httpx.Client(base_url=base_url, timeout=WAIT_S) as http:
-            task_id = http.post("/v1/tasks", json={"agent": "echo", "input": "x"}).json()["id"]
+            # `wait` runs until cancelled: the watched task never finishes.
+            task_id = http.post("/v1/tasks", json={"agent": "wait"}).json()["id"]
             with (
                 http.stream("GET", f"/v1/tasks/{task_id}/events") as sse,
                 connect(f"ws://{http_addr}/v1/tasks/{task_id}/ws", open_timeout=WAIT_S) as ws,

@@ -1,15 +1,34 @@
-"""Tasks over REST against the fake orchestrator: submit, read, list, cancel, errors."""
+"""Tasks over REST: submit, read, list, cancel, errors. The contract tests (those taking
+`client`) run against the fake and the real orchestrator alike."""
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from fastapi.testclient import TestClient
 
-from taskloom.gateway.testing import FakeOrchestrator
+from taskloom.testing.fake_orchestrator import DEFAULT_TIMEOUT_S, FakeOrchestrator
+from taskloom.testing.under_test import OrchestratorUnderTest
 
 PROBLEM = "application/problem+json"
+TERMINAL = {"succeeded", "failed", "cancelled", "timed_out"}
+WAIT_S = 20.0  # generous: a task that never finishes fails the test instead of hanging it
 
 
-def test_submit_returns_202_and_location_then_get_returns_the_task(client: TestClient) -> None:
+def finished(client: TestClient, task_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        task: dict[str, Any] = client.get(f"/v1/tasks/{task_id}").json()
+        if task["status"] in TERMINAL:
+            return task
+        assert time.monotonic() < deadline, f"task {task_id} did not finish: {task}"
+        time.sleep(0.02)
+
+
+def test_submit_returns_202_and_location_then_the_task_runs(
+    client: TestClient, tenant: str
+) -> None:
     resp = client.post(
         "/v1/tasks",
         json={"agent": "echo", "input": {"q": "hi", "n": 2}, "priority": 7, "labels": {"a": "b"}},
@@ -17,7 +36,7 @@ def test_submit_returns_202_and_location_then_get_returns_the_task(client: TestC
     assert resp.status_code == 202, resp.text
     task = resp.json()
     assert task["status"] == "queued"
-    assert task["tenant"] == "default"
+    assert task["tenant"] == tenant
     assert resp.headers["location"] == f"/v1/tasks/{task['id']}"
 
     got = client.get(resp.headers["location"])
@@ -27,20 +46,26 @@ def test_submit_returns_202_and_location_then_get_returns_the_task(client: TestC
     assert body["input"] == {"q": "hi", "n": 2}
     assert body["priority"] == 7
     assert body["labels"]["a"] == "b"
-    assert body["error"] is None and body["result"] is None and body["started_at"] is None
     assert body["created_at"].endswith("Z")
 
+    done = finished(client, task["id"])
+    assert done["status"] == "succeeded"
+    assert done["result"] == {"echo": {"q": "hi", "n": 2}}
+    assert done["attempts"] == 1
+    assert done["error"] is None
+    assert done["started_at"] and done["finished_at"] and done["worker_id"]
 
-def test_priority_defaults_to_5_and_options_reach_the_orchestrator(
-    client: TestClient, fake: FakeOrchestrator
-) -> None:
-    resp = client.post(
+
+def test_defaults_and_options_reach_the_orchestrator(client: TestClient) -> None:
+    task = client.post(
         "/v1/tasks", json={"agent": "echo", "timeout_seconds": 1.5, "max_attempts": 4}
-    )
-    task = resp.json()
+    ).json()
     assert task["priority"] == 5
     assert task["timeout_seconds"] == 1.5
     assert task["max_attempts"] == 4
+    default = client.post("/v1/tasks", json={"agent": "echo"}).json()
+    assert default["timeout_seconds"] == DEFAULT_TIMEOUT_S
+    assert default["max_attempts"] == 3
 
 
 def test_missing_agent_is_422_naming_the_field(client: TestClient) -> None:
@@ -61,18 +86,6 @@ def test_out_of_range_priority_and_unknown_field_are_422(client: TestClient) -> 
     assert fields == {"priority", "colour"}
 
 
-def test_orchestrator_invalid_argument_names_the_rest_field(
-    client: TestClient, fake: FakeOrchestrator
-) -> None:
-    fake.reject_field = "task.timeout"
-    resp = client.post("/v1/tasks", json={"agent": "echo", "timeout_seconds": 1})
-    assert resp.status_code == 422
-    problem = resp.json()
-    assert problem["reason"] == "INVALID_ARGUMENT"
-    assert problem["errors"] == [{"field": "timeout_seconds", "message": "is invalid"}]
-    assert "timeout" in problem["detail"]
-
-
 def test_unknown_agent_is_404_with_reason(client: TestClient) -> None:
     resp = client.post("/v1/tasks", json={"agent": "nope"})
     assert resp.status_code == 404
@@ -89,12 +102,15 @@ def test_unknown_task_is_404_task_not_found(client: TestClient) -> None:
     assert resp.json()["reason"] == "TASK_NOT_FOUND"
 
 
-def test_queue_full_is_429_with_retry_after(client: TestClient, fake: FakeOrchestrator) -> None:
-    fake.queue_full = True
-    resp = client.post("/v1/tasks", json={"agent": "echo"})
+def test_full_queue_is_429_with_retry_after(
+    client: TestClient, orchestrator: OrchestratorUnderTest
+) -> None:
+    with orchestrator.full_queue():
+        resp = client.post("/v1/tasks", json={"agent": "echo"})
     assert resp.status_code == 429
-    assert resp.headers["retry-after"] == "3"  # 2500 ms, rounded up
+    assert resp.headers["content-type"] == PROBLEM
     assert resp.json()["reason"] == "QUEUE_FULL"
+    assert int(resp.headers["retry-after"]) >= 1
 
 
 def test_idempotency_key_returns_the_same_task_with_200(client: TestClient) -> None:
@@ -104,30 +120,36 @@ def test_idempotency_key_returns_the_same_task_with_200(client: TestClient) -> N
     other = client.post("/v1/tasks", json={"agent": "echo"})
     assert (first.status_code, again.status_code, other.status_code) == (202, 200, 202)
     assert again.json()["id"] == first.json()["id"] != other.json()["id"]
+    assert again.headers["location"] == f"/v1/tasks/{first.json()['id']}"
 
 
-def test_list_filters_and_pages(client: TestClient) -> None:
-    ids = [client.post("/v1/tasks", json={"agent": "echo"}).json()["id"] for _ in range(3)]
-    client.post(f"/v1/tasks/{ids[0]}/cancel")
+def test_list_is_newest_first_filtered_and_paged(client: TestClient) -> None:
+    ids = [client.post("/v1/tasks", json={"agent": "wait"}).json()["id"] for _ in range(3)]
+    assert client.post(f"/v1/tasks/{ids[0]}/cancel").status_code == 200
 
     page1 = client.get("/v1/tasks", params={"page_size": 2}).json()
-    assert len(page1["tasks"]) == 2 and page1["next_page_token"]
+    assert [t["id"] for t in page1["tasks"]] == [ids[2], ids[1]]
+    assert page1["next_page_token"]
     page2 = client.get(
         "/v1/tasks", params={"page_size": 2, "page_token": page1["next_page_token"]}
     ).json()
+    assert [t["id"] for t in page2["tasks"]] == [ids[0]]
     assert page2["next_page_token"] is None
-    assert {t["id"] for t in page1["tasks"] + page2["tasks"]} == set(ids)
 
     cancelled = client.get("/v1/tasks", params={"status": "cancelled"}).json()["tasks"]
     assert [t["id"] for t in cancelled] == [ids[0]]
+    assert client.get("/v1/tasks", params={"agent": "echo"}).json()["tasks"] == []
     assert client.get("/v1/tasks", params={"status": "bogus"}).status_code == 422
 
 
 def test_cancel_then_cancel_again_is_409(client: TestClient) -> None:
-    task_id = client.post("/v1/tasks", json={"agent": "echo"}).json()["id"]
+    task_id = client.post("/v1/tasks", json={"agent": "wait"}).json()["id"]
     resp = client.post(f"/v1/tasks/{task_id}/cancel", json={"reason": "changed my mind"})
     assert resp.status_code == 200
-    assert resp.json()["status"] == "cancelled"
+    cancelled = resp.json()
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["error"]["reason"] == "CANCELLED"
+    assert cancelled["finished_at"]
     again = client.post(f"/v1/tasks/{task_id}/cancel")
     assert again.status_code == 409
     assert again.json()["reason"] == "TASK_FINISHED"
@@ -143,40 +165,58 @@ def test_agents_are_listed(client: TestClient) -> None:
             "provider": "simulated",
             "model": "sim-1",
             "tools": ["clock"],
-        }
+        },
+        {
+            "name": "wait",
+            "description": "Runs until it is cancelled.",
+            "provider": "simulated",
+            "model": "sim-1",
+            "tools": [],
+        },
     ]
 
 
-def test_traceparent_is_kept_passed_on_and_echoed(
-    client: TestClient, fake: FakeOrchestrator
-) -> None:
+def test_traceparent_is_kept_and_echoed_and_labels_the_task(client: TestClient) -> None:
     tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     resp = client.post("/v1/tasks", json={"agent": "echo"}, headers={"traceparent": tp})
     assert resp.headers["traceparent"] == tp
-    assert fake.last_metadata["traceparent"] == tp
     assert resp.json()["labels"]["traceparent"] == tp
 
 
-def test_traceparent_is_created_when_missing_or_invalid(client: TestClient) -> None:
-    resp = client.get("/healthz", headers={"traceparent": "garbage"})
+def test_traceparent_is_created_when_missing_or_invalid(fake_client: TestClient) -> None:
+    resp = fake_client.get("/healthz", headers={"traceparent": "garbage"})
     tp = resp.headers["traceparent"]
     assert tp != "garbage"
     version, trace_id, parent_id, flags = tp.split("-")
     assert (version, len(trace_id), len(parent_id), flags) == ("00", 32, 16, "01")
 
 
-def test_workflows_are_501_until_the_orchestrator_implements_them(client: TestClient) -> None:
-    spec = {"mode": "dag", "steps": [{"id": "a", "agent": "echo"}]}
-    resp = client.post("/v1/workflows", json=spec)
-    assert resp.status_code == 501
-    assert resp.headers["content-type"] == PROBLEM
-    assert resp.json()["reason"] == "UNIMPLEMENTED"
-    assert client.get("/v1/workflows/w1").status_code == 501
-    assert client.post("/v1/workflows/w1/cancel").status_code == 501
-    assert client.get("/v1/workflows/w1/events").status_code == 501
+# The gateway alone, steering the fake orchestrator.
 
 
-def test_workflow_spec_is_validated_by_the_gateway(client: TestClient) -> None:
-    resp = client.post("/v1/workflows", json={"mode": "circular", "steps": []})
+def test_traceparent_reaches_the_orchestrator_in_the_metadata(
+    fake_client: TestClient, fake: FakeOrchestrator
+) -> None:
+    tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    fake_client.post("/v1/tasks", json={"agent": "echo"}, headers={"traceparent": tp})
+    assert fake.last_metadata["traceparent"] == tp
+
+
+def test_orchestrator_invalid_argument_names_the_rest_field(
+    fake_client: TestClient, fake: FakeOrchestrator
+) -> None:
+    fake.reject_field = "task.timeout"
+    resp = fake_client.post("/v1/tasks", json={"agent": "echo", "timeout_seconds": 1})
     assert resp.status_code == 422
-    assert {e["field"] for e in resp.json()["errors"]} == {"mode", "steps"}
+    problem = resp.json()
+    assert problem["reason"] == "INVALID_ARGUMENT"
+    assert problem["errors"] == [{"field": "timeout_seconds", "message": "is invalid"}]
+    assert "timeout" in problem["detail"]
+
+
+def test_retry_after_is_the_orchestrators_hint_rounded_up(
+    fake_client: TestClient, fake: FakeOrchestrator
+) -> None:
+    fake.queue_full = True  # the fake hints 2500 ms
+    resp = fake_client.post("/v1/tasks", json={"agent": "echo"})
+    assert resp.headers["retry-after"] == "3"

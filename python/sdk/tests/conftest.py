@@ -7,8 +7,9 @@ from collections.abc import Iterator
 import pytest
 
 from taskloom.gateway.config import Settings
-from taskloom.gateway.testing import FakeOrchestrator, serve_fake_orchestrator, serve_gateway
 from taskloom.sdk.client import TaskloomClient
+from taskloom.testing.fake_orchestrator import FakeOrchestrator, serve_fake_orchestrator
+from taskloom.testing.servers import serve_gateway
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from taskloom.gateway.testing import FakeOrchestrator, unused_address
 from taskloom.sdk import cli
 from taskloom.sdk.client import TaskloomClient, TaskloomError
+from taskloom.testing.fake_orchestrator import FakeOrchestrator
+from taskloom.testing.servers import unused_address
 
 
 def test_submit_get_and_wait(client: TaskloomClient) -> None:
@@ -55,13 +56,13 @@ def test_wrong_key_is_401(base_url: str) -> None:
 
 
 def test_idempotency_key_and_cancel_and_list(client: TaskloomClient) -> None:
-    first = client.submit_task("echo", idempotency_key="sdk-1")
-    again = client.submit_task("echo", idempotency_key="sdk-1")
+    first = client.submit_task("wait", idempotency_key="sdk-1")  # runs until cancelled
+    again = client.submit_task("wait", idempotency_key="sdk-1")
     assert again["id"] == first["id"]
     assert client.cancel_task(first["id"], reason="test")["status"] == "cancelled"
     listed = client.list_tasks(status="cancelled")
     assert first["id"] in [t["id"] for t in listed["tasks"]]
-    assert [a["name"] for a in client.list_agents()] == ["echo"]
+    assert [a["name"] for a in client.list_agents()] == ["echo", "wait"]
 
 
 def test_unreachable_gateway_raises_taskloom_error() -> None:

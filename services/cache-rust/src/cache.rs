@@ -280,6 +280,24 @@ impl Cache {
         .await
     }
 
+    /// Drops this instance's L1 copy of `key` because another instance wrote it: a write as
+    /// far as in-flight lookups are concerned, so none of them puts the old value back.
+    pub async fn forget(&self, key: &CacheKey) {
+        let _fence = self.begin_write(key).await;
+        self.l1.delete(key).await;
+    }
+
+    /// Drops every L1 entry (invalidations may have been missed), fencing every lookup in
+    /// flight as [`Cache::forget`] does one.
+    pub async fn forget_all(&self) {
+        let _versions = self.versions.begin_write_all().await;
+        self.flights
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.l1.clear();
+    }
+
     /// Times an L2 call, counts and logs its failure, and tracks whether L2 is up.
     async fn observe_l2<T>(
         &self,
@@ -323,6 +341,7 @@ async fn run_to_end<T: Send + 'static>(write: impl Future<Output = T> + Send + '
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::invalidation::Invalidations;
     use crate::l1::L1Config;
     use crate::l2::{L2Config, RedisTier};
     use crate::testing::RedisServer;
@@ -458,14 +477,12 @@ mod tests {
     }
 
     fn redis_tier(redis: &RedisServer) -> Arc<dyn Tier> {
-        Arc::new(
-            RedisTier::new(&L2Config {
-                url: redis.url(),
-                timeout: Duration::from_secs(1),
-                persistent_ttl: Duration::from_secs(3600),
-            })
-            .expect("client"),
-        )
+        let config = L2Config {
+            url: redis.url(),
+            timeout: Duration::from_secs(1),
+            persistent_ttl: Duration::from_secs(3600),
+        };
+        Arc::new(RedisTier::new(&config, Invalidations::new(0)).expect("client"))
     }
 
     /// A cache with its own L1 and metrics over `l2`.
@@ -492,7 +509,8 @@ mod tests {
 
     #[tokio::test]
     async fn l2_hit_fills_l1_with_the_remaining_ttl() -> anyhow::Result<()> {
-        let Some(redis) = RedisServer::start().await? else {
+        let Some(redis) = RedisServer::start("l2_hit_fills_l1_with_the_remaining_ttl").await?
+        else {
             return Ok(());
         };
         let l2 = redis_tier(&redis);
@@ -516,7 +534,7 @@ mod tests {
 
     #[tokio::test]
     async fn writes_and_deletes_reach_both_tiers() -> anyhow::Result<()> {
-        let Some(redis) = RedisServer::start().await? else {
+        let Some(redis) = RedisServer::start("writes_and_deletes_reach_both_tiers").await? else {
             return Ok(());
         };
         let l2 = redis_tier(&redis);
@@ -532,7 +550,8 @@ mod tests {
 
     #[tokio::test]
     async fn batch_get_answers_from_each_tier_in_order() -> anyhow::Result<()> {
-        let Some(redis) = RedisServer::start().await? else {
+        let Some(redis) = RedisServer::start("batch_get_answers_from_each_tier_in_order").await?
+        else {
             return Ok(());
         };
         let l2 = redis_tier(&redis);
@@ -570,7 +589,7 @@ mod tests {
 
     #[tokio::test]
     async fn redis_down_degrades_to_l1() -> anyhow::Result<()> {
-        let Some(mut redis) = RedisServer::start().await? else {
+        let Some(mut redis) = RedisServer::start("redis_down_degrades_to_l1").await? else {
             return Ok(());
         };
         let (cache, registry) = cache(Some(redis_tier(&redis)));
@@ -612,7 +631,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_gets_share_one_l2_lookup() -> anyhow::Result<()> {
-        let Some(redis) = RedisServer::start().await? else {
+        let Some(redis) = RedisServer::start("concurrent_gets_share_one_l2_lookup").await? else {
             return Ok(());
         };
         let l2 = redis_tier(&redis);
@@ -654,7 +673,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_write_during_a_lookup_is_not_overwritten_by_its_fill() -> anyhow::Result<()> {
-        let Some(redis) = RedisServer::start().await? else {
+        let Some(redis) =
+            RedisServer::start("a_write_during_a_lookup_is_not_overwritten_by_its_fill").await?
+        else {
             return Ok(());
         };
         let (cache, probe) = probed(&redis).await?;
@@ -676,7 +697,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_delete_during_a_lookup_is_not_undone_by_its_fill() -> anyhow::Result<()> {
-        let Some(redis) = RedisServer::start().await? else {
+        let Some(redis) =
+            RedisServer::start("a_delete_during_a_lookup_is_not_undone_by_its_fill").await?
+        else {
             return Ok(());
         };
         let (cache, probe) = probed(&redis).await?;
@@ -701,7 +724,9 @@ mod tests {
     /// delete reaches it, must not put the deleted value back into L1.
     #[tokio::test]
     async fn a_get_while_a_delete_reaches_l2_does_not_refill_l1() -> anyhow::Result<()> {
-        let Some(redis) = RedisServer::start().await? else {
+        let Some(redis) =
+            RedisServer::start("a_get_while_a_delete_reaches_l2_does_not_refill_l1").await?
+        else {
             return Ok(());
         };
         let (cache, probe) = probed(&redis).await?;
@@ -729,7 +754,10 @@ mod tests {
     /// (and may have read the value before the DEL).
     #[tokio::test]
     async fn a_get_after_a_delete_does_not_join_a_lookup_from_during_it() -> anyhow::Result<()> {
-        let Some(redis) = RedisServer::start().await? else {
+        let Some(redis) =
+            RedisServer::start("a_get_after_a_delete_does_not_join_a_lookup_from_during_it")
+                .await?
+        else {
             return Ok(());
         };
         let (cache, probe) = probed(&redis).await?;
@@ -775,7 +803,9 @@ mod tests {
     /// A batch Get whose L2 round trip overlaps a delete must not fill L1 with the value.
     #[tokio::test]
     async fn a_batch_get_during_a_delete_does_not_refill_l1() -> anyhow::Result<()> {
-        let Some(redis) = RedisServer::start().await? else {
+        let Some(redis) =
+            RedisServer::start("a_batch_get_during_a_delete_does_not_refill_l1").await?
+        else {
             return Ok(());
         };
         let (cache, probe) = probed(&redis).await?;
@@ -800,7 +830,7 @@ mod tests {
     /// looked up again next time instead of joining the dead lookup forever.
     #[tokio::test]
     async fn a_panicking_lookup_does_not_stick() -> anyhow::Result<()> {
-        let Some(redis) = RedisServer::start().await? else {
+        let Some(redis) = RedisServer::start("a_panicking_lookup_does_not_stick").await? else {
             return Ok(());
         };
         let (cache, probe) = probed(&redis).await?;

@@ -94,6 +94,11 @@ impl L1 {
             .is_some_and(|e| !e.is_expired())
     }
 
+    /// Drops every entry.
+    pub fn clear(&self) {
+        self.entries.invalidate_all();
+    }
+
     /// Approximate: moka applies writes to its counters lazily.
     pub fn entry_count(&self) -> u64 {
         self.entries.entry_count()

@@ -1,7 +1,8 @@
 //! The shared tier: Redis through redis-rs's `ConnectionManager` (one multiplexed
 //! connection, reconnected on I/O errors). Keys are `taskloom:cache:<namespace>:<key>`,
 //! values are stored with the entry's TTL (`SET … PX`), and a read returns the remaining TTL
-//! (`PTTL`) so that an L1 fill expires when the L2 entry does.
+//! (`PTTL`) so that an L1 fill expires when the L2 entry does. Every write also publishes
+//! the key on the invalidation channel, in the same pipeline ([`crate::invalidation`]).
 
 use std::future::Future;
 use std::time::Duration;
@@ -9,8 +10,10 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{RedisError, Value};
+use redis::io::tcp::TcpSettings;
+use redis::{IntoConnectionInfo, RedisError, Value};
 
+use crate::invalidation::Invalidations;
 use crate::tier::{CacheKey, Entry, Tier, TierError, TierKind, MAX_TTL};
 
 /// Prefix of every key the cache writes to Redis.
@@ -26,19 +29,29 @@ pub struct L2Config {
     pub persistent_ttl: Duration,
 }
 
+/// A client for `url` whose connections have `TCP_NODELAY` set: redis-rs leaves Nagle's
+/// algorithm on, which holds a small command back until the previous reply's ACK.
+pub fn client(url: &str) -> Result<redis::Client, RedisError> {
+    let info = url
+        .into_connection_info()?
+        .set_tcp_settings(TcpSettings::default().set_nodelay(true));
+    redis::Client::open(info)
+}
+
 #[derive(Clone)]
 pub struct RedisTier {
     conn: ConnectionManager,
     timeout: Duration,
     persistent_ttl: Duration,
+    invalidations: Invalidations,
 }
 
 impl RedisTier {
     /// Connects lazily: a Redis that is down at start makes operations fail (and readiness
     /// say so) until it is reachable, instead of stopping the service. Must be called
     /// inside a tokio runtime.
-    pub fn new(config: &L2Config) -> Result<Self, RedisError> {
-        let client = redis::Client::open(config.url.as_str())?;
+    pub fn new(config: &L2Config, invalidations: Invalidations) -> Result<Self, RedisError> {
+        let client = client(&config.url)?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.timeout))
             .set_response_timeout(Some(config.timeout))
@@ -50,6 +63,7 @@ impl RedisTier {
             conn,
             timeout: config.timeout,
             persistent_ttl: config.persistent_ttl,
+            invalidations,
         })
     }
 
@@ -100,13 +114,17 @@ fn px_millis(entry: &Entry) -> u64 {
     u64::try_from(ms).unwrap_or(u64::MAX).max(1)
 }
 
-fn set_command(pipe: &mut redis::Pipeline, key: &CacheKey, entry: &Entry) {
-    pipe.cmd("SET")
-        .arg(RedisTier::redis_key(key))
-        .arg(&*entry.value)
-        .arg("PX")
-        .arg(px_millis(entry))
-        .ignore();
+impl RedisTier {
+    /// `SET … PX` and the key's invalidation message, their replies ignored.
+    fn set_commands(&self, pipe: &mut redis::Pipeline, key: &CacheKey, entry: &Entry) {
+        pipe.cmd("SET")
+            .arg(Self::redis_key(key))
+            .arg(&*entry.value)
+            .arg("PX")
+            .arg(px_millis(entry))
+            .ignore();
+        self.invalidations.publish(pipe, key);
+    }
 }
 
 fn parse<T: redis::FromRedisValue>(value: Value) -> Result<T, TierError> {
@@ -143,7 +161,7 @@ impl Tier for RedisTier {
         async move {
             let mut conn = self.conn.clone();
             let mut pipe = redis::pipe();
-            set_command(&mut pipe, &key, &entry);
+            self.set_commands(&mut pipe, &key, &entry);
             self.run(pipe.query_async::<()>(&mut conn)).await
         }
         .boxed()
@@ -152,13 +170,10 @@ impl Tier for RedisTier {
     fn delete<'a>(&'a self, key: &'a CacheKey) -> BoxFuture<'a, Result<bool, TierError>> {
         async move {
             let mut conn = self.conn.clone();
-            let removed: i64 = self
-                .run(
-                    redis::cmd("DEL")
-                        .arg(Self::redis_key(key))
-                        .query_async(&mut conn),
-                )
-                .await?;
+            let mut pipe = redis::pipe();
+            pipe.cmd("DEL").arg(Self::redis_key(key));
+            self.invalidations.publish(&mut pipe, key);
+            let (removed,): (i64,) = self.run(pipe.query_async(&mut conn)).await?;
             Ok(removed > 0)
         }
         .boxed()
@@ -199,7 +214,7 @@ impl Tier for RedisTier {
         .boxed()
     }
 
-    /// One pipelined round trip of `SET … PX`.
+    /// One pipelined round trip of `SET … PX` (and their invalidations).
     fn set_many(&self, entries: Vec<(CacheKey, Entry)>) -> BoxFuture<'_, Result<(), TierError>> {
         async move {
             if entries.is_empty() {
@@ -207,7 +222,7 @@ impl Tier for RedisTier {
             }
             let mut pipe = redis::pipe();
             for (key, entry) in &entries {
-                set_command(&mut pipe, key, entry);
+                self.set_commands(&mut pipe, key, entry);
             }
             let mut conn = self.conn.clone();
             self.run(pipe.query_async::<()>(&mut conn)).await
@@ -235,11 +250,14 @@ mod tests {
     use crate::testing::RedisServer;
 
     fn tier(url: String) -> RedisTier {
-        RedisTier::new(&L2Config {
-            url,
-            timeout: Duration::from_secs(1),
-            persistent_ttl: Duration::from_secs(3600),
-        })
+        RedisTier::new(
+            &L2Config {
+                url,
+                timeout: Duration::from_secs(1),
+                persistent_ttl: Duration::from_secs(3600),
+            },
+            Invalidations::new(0),
+        )
         .expect("client")
     }
 
@@ -249,7 +267,8 @@ mod tests {
 
     #[tokio::test]
     async fn set_get_delete_under_the_documented_key() -> anyhow::Result<()> {
-        let Some(redis) = RedisServer::start().await? else {
+        let Some(redis) = RedisServer::start("set_get_delete_under_the_documented_key").await?
+        else {
             return Ok(());
         };
         let l2 = tier(redis.url());
@@ -282,7 +301,7 @@ mod tests {
 
     #[tokio::test]
     async fn ttl_is_honoured() -> anyhow::Result<()> {
-        let Some(redis) = RedisServer::start().await? else {
+        let Some(redis) = RedisServer::start("ttl_is_honoured").await? else {
             return Ok(());
         };
         let l2 = tier(redis.url());
@@ -310,7 +329,8 @@ mod tests {
 
     #[tokio::test]
     async fn batch_ops_keep_order_in_one_round_trip() -> anyhow::Result<()> {
-        let Some(redis) = RedisServer::start().await? else {
+        let Some(redis) = RedisServer::start("batch_ops_keep_order_in_one_round_trip").await?
+        else {
             return Ok(());
         };
         let l2 = tier(redis.url());
@@ -331,7 +351,7 @@ mod tests {
 
     #[tokio::test]
     async fn redis_down_is_an_error_not_a_hang() -> anyhow::Result<()> {
-        let Some(mut redis) = RedisServer::start().await? else {
+        let Some(mut redis) = RedisServer::start("redis_down_is_an_error_not_a_hang").await? else {
             return Ok(());
         };
         let l2 = tier(redis.url());

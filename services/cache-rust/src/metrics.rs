@@ -41,6 +41,10 @@ pub struct CacheMetrics {
     l2_duration: Family<L2Labels, Histogram>,
     /// taskloom_cache_l2_coalesced_total
     l2_coalesced: Counter,
+    /// taskloom_cache_invalidations_received_total
+    invalidations_received: Counter,
+    /// taskloom_cache_invalidation_resyncs_total
+    invalidation_resyncs: Counter,
 }
 
 pub fn tier_label(tier: TierKind) -> &'static str {
@@ -77,12 +81,26 @@ impl CacheMetrics {
             "Gets that joined another Get's in-flight L2 lookup of the same key (single-flight)",
             l2_coalesced.clone(),
         );
+        let invalidations_received = Counter::default();
+        registry.register(
+            "taskloom_cache_invalidations_received",
+            "Keys other instances wrote, dropped from this L1 (Redis pub/sub)",
+            invalidations_received.clone(),
+        );
+        let invalidation_resyncs = Counter::default();
+        registry.register(
+            "taskloom_cache_invalidation_resyncs",
+            "Times L1 was cleared on (re)subscribing to invalidations, which may have been missed",
+            invalidation_resyncs.clone(),
+        );
         registry.register_collector(Box::new(L1Gauges { l1 }));
         Self {
             requests,
             l2_errors,
             l2_duration,
             l2_coalesced,
+            invalidations_received,
+            invalidation_resyncs,
         }
     }
 
@@ -115,6 +133,14 @@ impl CacheMetrics {
 
     pub fn l2_coalesced(&self) {
         self.l2_coalesced.inc();
+    }
+
+    pub fn invalidation_received(&self) {
+        self.invalidations_received.inc();
+    }
+
+    pub fn invalidation_resync(&self) {
+        self.invalidation_resyncs.inc();
     }
 
     /// Gets that joined an in-flight L2 lookup so far.

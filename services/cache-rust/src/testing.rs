@@ -6,7 +6,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use taskloom_common::testing::skip_unless_required;
 use tempfile::TempDir;
+
+/// Set (to 1) where Redis must be there: `make test` and CI. Then a missing `redis-server`
+/// fails the tests that need it instead of skipping them.
+pub const REQUIRE_REDIS_ENV: &str = "TASKLOOM_REQUIRE_REDIS";
 
 const START_ATTEMPTS: usize = 3;
 const READY_WITHIN: Duration = Duration::from_secs(10);
@@ -19,15 +24,16 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// Starts one. `Ok(None)` (after printing why) when `redis-server` is not on PATH, so
-    /// callers can skip; any other failure is an error.
-    pub async fn start() -> anyhow::Result<Option<Self>> {
+    /// Starts one for `test`. `Ok(None)` (after printing "skipped") when `redis-server` is
+    /// not on PATH and [`REQUIRE_REDIS_ENV`] is not set, so callers can skip; an error when it
+    /// is, and on any other failure.
+    pub async fn start(test: &str) -> anyhow::Result<Option<Self>> {
         let mut last_error = None;
         for _ in 0..START_ATTEMPTS {
             match Self::start_once().await {
                 Ok(server) => return Ok(Some(server)),
                 Err(StartError::NotInstalled) => {
-                    eprintln!("SKIPPED: redis-server is not on PATH; the Redis (L2) tests need it");
+                    skip_unless_required(test, "redis-server", REQUIRE_REDIS_ENV)?;
                     return Ok(None);
                 }
                 // Most likely another process took the port between probe and bind.

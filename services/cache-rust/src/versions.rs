@@ -89,7 +89,19 @@ impl WriteVersions {
 
     /// Call before touching either tier for `key`; hold the guard until both are done.
     pub async fn begin_write(self: &Arc<Self>, key: &CacheKey) -> WriteGuard {
-        let index = self.stripe_of(key);
+        self.begin_stripe(self.stripe_of(key)).await
+    }
+
+    /// [`WriteVersions::begin_write`] for every key at once; hold until done.
+    pub async fn begin_write_all(self: &Arc<Self>) -> Vec<WriteGuard> {
+        let mut guards = Vec::with_capacity(STRIPES);
+        for index in 0..STRIPES {
+            guards.push(self.begin_stripe(index).await);
+        }
+        guards
+    }
+
+    async fn begin_stripe(self: &Arc<Self>, index: usize) -> WriteGuard {
         let stripe = &self.stripes[index];
         let _exclusive = stripe.fill.write().await;
         stripe.writing.fetch_add(1, Ordering::SeqCst);

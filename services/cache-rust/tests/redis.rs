@@ -1,17 +1,20 @@
 //! Two cache servers started with `--redis-url` sharing one real `redis-server`, driven with
 //! the generated client and the HTTP endpoints: L2 sharing, batch ops, Redis going down.
 
+mod common;
+
 use std::time::Duration;
+
+use common::{get, set, wait_ready};
 
 use taskloom_cache::testing::{unused_redis_url, RedisServer};
 use taskloom_cache::{config::Settings, service_spec};
 use taskloom_common::config::parse_config_from;
-use taskloom_common::testing::{http_get, TestServer};
-use taskloom_proto::v1::cache_service_client::CacheServiceClient;
-use taskloom_proto::v1::{
-    BatchGetRequest, BatchSetRequest, CacheEntry, CacheTier, DeleteRequest, GetRequest,
-    GetResponse, SetRequest,
+use taskloom_common::testing::{
+    connected_tcp_sockets, http_get, wait_for_tcp_socket, TcpSocket, TestServer,
 };
+use taskloom_proto::v1::cache_service_client::CacheServiceClient;
+use taskloom_proto::v1::{BatchGetRequest, BatchSetRequest, CacheEntry, CacheTier, DeleteRequest};
 use tonic::transport::Channel;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -27,42 +30,17 @@ async fn start(redis_url: &str) -> anyhow::Result<(TestServer, CacheServiceClien
     Ok((server, client))
 }
 
-async fn get(client: &mut CacheServiceClient<Channel>, key: &str) -> anyhow::Result<GetResponse> {
-    Ok(client
-        .get(GetRequest {
-            namespace: "llm".into(),
-            key: key.into(),
-        })
-        .await?
-        .into_inner())
-}
-
-async fn set(
-    client: &mut CacheServiceClient<Channel>,
-    key: &str,
-    value: &[u8],
-    ttl: Option<Duration>,
-) -> anyhow::Result<()> {
-    client
-        .set(SetRequest {
-            namespace: "llm".into(),
-            key: key.into(),
-            value: value.to_vec(),
-            ttl: ttl.map(|d| d.try_into().expect("ttl")),
-        })
-        .await?;
-    Ok(())
-}
-
 #[tokio::test]
 async fn instances_share_l2_and_degrade_to_l1_when_redis_goes_down() -> anyhow::Result<()> {
-    let Some(mut redis) = RedisServer::start().await? else {
+    let Some(mut redis) =
+        RedisServer::start("instances_share_l2_and_degrade_to_l1_when_redis_goes_down").await?
+    else {
         return Ok(());
     };
     let (a, mut client_a) = start(&redis.url()).await?;
     let (b, mut client_b) = start(&redis.url()).await?;
-    let (status, body) = http_get(a.http_addr, "/readyz").await?;
-    assert_eq!(status, 200, "{body}");
+    wait_ready(a.http_addr).await?;
+    wait_ready(b.http_addr).await?;
 
     // Written through A, found by B in L2, then in B's L1.
     set(
@@ -128,8 +106,8 @@ async fn instances_share_l2_and_degrade_to_l1_when_redis_goes_down() -> anyhow::
     );
     assert!(entries[2].ttl.expect("ttl").seconds <= 30);
 
-    // A delete through B removes B's copy and the shared one (A's L1 keeps its own copy
-    // until its TTL: instances do not invalidate each other's L1).
+    // A delete through B removes B's copy and the shared one (and, through pub/sub, A's:
+    // tests/invalidation.rs).
     let deleted = client_b
         .delete(DeleteRequest {
             namespace: "llm".into(),
@@ -214,5 +192,28 @@ async fn starts_and_serves_from_l1_when_redis_is_unreachable() -> anyhow::Result
     let got = get(&mut client, "k").await?;
     assert_eq!((got.found, got.tier), (true, CacheTier::L1 as i32));
     assert!(!get(&mut client, "other").await?.found);
+    server.shutdown().await
+}
+
+/// redis-rs leaves Nagle's algorithm on unless told: both the cache's connections to Redis
+/// (commands and the invalidation subscription) must have TCP_NODELAY set.
+#[tokio::test]
+async fn connections_to_redis_have_tcp_nodelay() -> anyhow::Result<()> {
+    let Some(redis) = RedisServer::start("connections_to_redis_have_tcp_nodelay").await? else {
+        return Ok(());
+    };
+    let (server, mut client) = start(&redis.url()).await?;
+    set(&mut client, "k", b"v", None).await?;
+    wait_ready(server.http_addr).await?;
+    let to_redis = |s: &TcpSocket| s.peer.port() == redis.port();
+    wait_for_tcp_socket(to_redis).await?;
+    let sockets: Vec<TcpSocket> = connected_tcp_sockets()?
+        .into_iter()
+        .filter(to_redis)
+        .collect();
+    assert!(sockets.len() >= 2, "commands and subscription: {sockets:?}");
+    for socket in &sockets {
+        assert!(socket.nodelay, "Nagle is on: {socket:?}");
+    }
     server.shutdown().await
 }

@@ -21,13 +21,13 @@ pub mod wire;
 use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
-use taskloom_common::{always_ready, ServiceSpec};
+use taskloom_common::{always_ready, ServiceSettings, ServiceSpec};
 use taskloom_proto::v1::metrics_service_server::SERVICE_NAME;
 
 /// Wires the store, summaries, metrics and gRPC routes into what `taskloom_common::serve`
 /// runs, and starts the background expiry and summary loops (on the current runtime).
 pub fn service_spec(settings: &config::Settings) -> anyhow::Result<ServiceSpec> {
-    settings.validate()?;
+    settings.validate().map_err(anyhow::Error::msg)?;
     let clock = clock::Clock::start();
     let store = Arc::new(store::Store::new(store::Limits {
         max_series: settings.max_series,

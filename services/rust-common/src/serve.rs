@@ -12,15 +12,19 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use futures::future::BoxFuture;
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tracing::{info, warn};
+
+use crate::config::CommonArgs;
+use crate::profiling::{self, ProfilingAccess};
 
 /// How long in-flight requests may run on after a shutdown signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -56,23 +60,28 @@ pub struct ServiceSpec {
     pub exposition: Option<Arc<dyn Exposition>>,
 }
 
-/// Binds both addresses and serves until SIGTERM or SIGINT.
-pub async fn serve(
-    spec: ServiceSpec,
-    grpc_addr: SocketAddr,
-    http_addr: SocketAddr,
-) -> anyhow::Result<()> {
-    let grpc = TcpListener::bind(grpc_addr).await?;
-    let http = TcpListener::bind(http_addr).await?;
-    serve_on(spec, grpc, http, shutdown_signal()).await
+/// Binds both addresses of `common` and serves until SIGTERM or SIGINT.
+pub async fn serve(spec: ServiceSpec, common: &CommonArgs) -> anyhow::Result<()> {
+    let grpc = TcpListener::bind(common.grpc_addr).await?;
+    let http = TcpListener::bind(common.http_addr).await?;
+    serve_on(
+        spec,
+        grpc,
+        http,
+        common.profiling_access(),
+        shutdown_signal(),
+    )
+    .await
 }
 
-/// Serves on bound listeners until `shutdown` completes, then drains for at most
-/// [`DRAIN_TIMEOUT`]. Tests bind 127.0.0.1:0 and pass their own `shutdown`.
+/// Serves on bound listeners (with the profiling endpoints when `profiling` is given) until
+/// `shutdown` completes, then drains for at most [`DRAIN_TIMEOUT`]. Tests bind 127.0.0.1:0
+/// and pass their own `shutdown`.
 pub async fn serve_on(
     spec: ServiceSpec,
     grpc: TcpListener,
     http: TcpListener,
+    profiling: Option<ProfilingAccess>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -96,12 +105,19 @@ pub async fn serve_on(
     let stop = CancellationToken::new();
     let grpc_addr = grpc.local_addr()?;
     let http_addr = http.local_addr()?;
+    // TCP_NODELAY on every accepted socket: with Nagle on, a response smaller than a segment
+    // waits for the client's delayed ACK (tens of ms) while other calls share the connection.
+    let grpc_incoming = TcpIncoming::from(grpc).with_nodelay(Some(true));
     let grpc_server = tonic::transport::Server::builder()
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stop.clone().cancelled_owned());
+        .serve_with_incoming_shutdown(grpc_incoming, stop.clone().cancelled_owned());
+    let mut router = http_router(spec.registry, spec.readiness, spec.exposition);
+    if let Some(access) = profiling {
+        router = router.merge(profiling::routes(access).await);
+    }
     let http_server = axum::serve(
-        http,
-        http_router(spec.registry, spec.readiness, spec.exposition),
+        http.tap_io(set_nodelay),
+        router.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(stop.clone().cancelled_owned());
     info!(grpc_addr = %grpc_addr, http_addr = %http_addr, "serving");
@@ -136,6 +152,12 @@ pub async fn serve_on(
     }
     info!("stopped");
     Ok(())
+}
+
+fn set_nodelay(stream: &mut TcpStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        warn!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
+    }
 }
 
 /// Resolves on the first SIGTERM or SIGINT.
@@ -239,4 +261,28 @@ async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response
         ),
     }
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{bare_spec, wait_for_tcp_socket, TestServer};
+
+    /// Nagle's algorithm on a server socket holds small responses back until the client's
+    /// delayed ACK: every accepted socket, gRPC and HTTP, must have TCP_NODELAY set.
+    #[tokio::test]
+    async fn accepted_sockets_have_tcp_nodelay() -> anyhow::Result<()> {
+        let server = TestServer::start(bare_spec()).await?;
+        for addr in [server.grpc_addr, server.http_addr] {
+            let client = TcpStream::connect(addr).await?;
+            let client_addr = client.local_addr()?;
+            let accepted =
+                wait_for_tcp_socket(|s| s.local == addr && s.peer == client_addr).await?;
+            assert!(
+                accepted.nodelay,
+                "server side of {client_addr} -> {addr}: Nagle is on"
+            );
+        }
+        server.shutdown().await
+    }
 }

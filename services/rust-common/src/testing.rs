@@ -1,14 +1,30 @@
-//! Helpers for black-box tests: run a service on system-chosen loopback ports and talk
-//! to its HTTP side without an HTTP client dependency.
+//! Helpers for black-box tests: run a service on system-chosen loopback ports, talk to its
+//! HTTP side without an HTTP client dependency, and read the options of its TCP sockets.
 
+use std::io::Write;
 use std::net::SocketAddr;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use socket2::SockRef;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::profiling::ProfilingAccess;
 use crate::serve::{serve_on, ServiceSpec};
+
+/// A service with no routes or metrics of its own: only what `serve_on` adds.
+pub fn bare_spec() -> ServiceSpec {
+    ServiceSpec {
+        routes: tonic::service::Routes::default(),
+        grpc_service_names: Vec::new(),
+        registry: prometheus_client::registry::Registry::default(),
+        readiness: crate::serve::always_ready(),
+    }
+}
 
 /// A service serving on 127.0.0.1 ports chosen by the system.
 pub struct TestServer {
@@ -20,11 +36,19 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(spec: ServiceSpec) -> anyhow::Result<Self> {
+        Self::start_with_profiling(spec, None).await
+    }
+
+    /// As [`TestServer::start`], with the profiling endpoints when `profiling` is given.
+    pub async fn start_with_profiling(
+        spec: ServiceSpec,
+        profiling: Option<ProfilingAccess>,
+    ) -> anyhow::Result<Self> {
         let grpc = TcpListener::bind("127.0.0.1:0").await?;
         let http = TcpListener::bind("127.0.0.1:0").await?;
         let (grpc_addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve_on(spec, grpc, http, async {
+        let task = tokio::spawn(serve_on(spec, grpc, http, profiling, async {
             let _ = stopped.await;
         }));
         Ok(Self {
@@ -54,19 +78,109 @@ impl TestServer {
 
 /// GETs `path` over HTTP/1.1 and returns the status code and body.
 pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    let (status, body) = http_get_bytes(addr, path).await?;
+    Ok((status, String::from_utf8(body)?))
+}
+
+/// As [`http_get`], for a binary body.
+pub async fn http_get_bytes(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
     let mut stream = TcpStream::connect(addr).await?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await?;
-    let status = response
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| anyhow::anyhow!("malformed response: {response:?}"))?;
+    let head = String::from_utf8_lossy(&response[..split]);
+    let status = head
         .split(' ')
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("malformed response: {response:?}"))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
+        .ok_or_else(|| anyhow::anyhow!("malformed status line: {head:?}"))?;
+    anyhow::ensure!(
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "chunked responses are not supported here: {head}"
+    );
+    Ok((status, response[split + 4..].to_vec()))
+}
+
+/// A test needs `program` and it is not installed. With `require_env` set (`make test` sets
+/// it, and CI does through `CI=true`) that is an error, so a missing dependency cannot pass
+/// silently; otherwise it says "skipped" on the real stderr (past the test harness's output
+/// capture, so it shows) and the caller skips.
+pub fn skip_unless_required(test: &str, program: &str, require_env: &str) -> anyhow::Result<()> {
+    let set =
+        |name: &str| std::env::var(name).is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
+    anyhow::ensure!(
+        !set(require_env) && !set("CI"),
+        "{program} is not on PATH and {require_env} or CI is set: install it (`make deps`)"
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped: {test}: {program} not found (set {require_env}=1 to make this a failure)"
+    );
+    Ok(())
+}
+
+/// One TCP socket of this process, with its `TCP_NODELAY` option as the kernel reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpSocket {
+    pub local: SocketAddr,
+    pub peer: SocketAddr,
+    pub nodelay: bool,
+}
+
+/// Every connected TCP socket this process holds (Linux: read from `/proc/self/fd`), so a
+/// test can check the options a server set on the sockets it accepted or opened.
+pub fn connected_tcp_sockets() -> std::io::Result<Vec<TcpSocket>> {
+    let mut sockets = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        let Ok(entry) = entry else { continue };
+        let is_socket = std::fs::read_link(entry.path())
+            .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"));
+        let fd = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<RawFd>().ok());
+        let (true, Some(fd)) = (is_socket, fd) else {
+            continue;
+        };
+        // SAFETY: only getsockname/getpeername/getsockopt run on the borrowed descriptor. If
+        // another thread closed it meanwhile they fail with EBADF (or read another socket's
+        // addresses, which then do not match what the caller looks for); nothing is written.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let socket = SockRef::from(&fd);
+        let local = socket.local_addr().ok().and_then(|a| a.as_socket());
+        let peer = socket.peer_addr().ok().and_then(|a| a.as_socket());
+        if let (Some(local), Some(peer), Ok(nodelay)) = (local, peer, socket.tcp_nodelay()) {
+            sockets.push(TcpSocket {
+                local,
+                peer,
+                nodelay,
+            });
+        }
+    }
+    Ok(sockets)
+}
+
+/// Waits (up to 10 s, for a loaded machine) until this process holds a connected TCP socket
+/// that `matches`, and returns it: the server side of a connection appears once accepted.
+pub async fn wait_for_tcp_socket(
+    matches: impl Fn(&TcpSocket) -> bool,
+) -> anyhow::Result<TcpSocket> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(socket) = connected_tcp_sockets()?.into_iter().find(&matches) {
+            return Ok(socket);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no such TCP socket in this process"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

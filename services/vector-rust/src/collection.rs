@@ -1,14 +1,14 @@
-//! One collection: its vectors (in a [`VectorIndex`]) and their JSON payloads, with the
-//! validation that keeps bad input from changing anything.
+//! One collection in memory: its HNSW graph, the point id and payload of every slot, and
+//! the payload index; the validation that keeps bad input from changing anything; and
+//! the choice between graph and exact search.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
-use crate::index::{Distance, ExactIndex, Hit, VectorIndex};
-
-pub type Payload = Map<String, Value>;
+use crate::distance::Distance;
+use crate::filter::{Filter, Payload, PayloadIndex};
+use crate::hnsw::{Hnsw, HnswParams, Near, Slot, EF_RANGE, M_RANGE};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum VectorError {
@@ -25,6 +25,12 @@ pub enum VectorError {
         expected: usize,
         got: usize,
     },
+    /// A configured capacity would be exceeded; `limit` names the setting.
+    #[error("{message}")]
+    CapacityExceeded {
+        limit: &'static str,
+        message: String,
+    },
     #[error("storage: {0}")]
     Storage(String),
 }
@@ -34,6 +40,26 @@ impl VectorError {
         Self::InvalidArgument {
             field: field.into(),
             message: message.into(),
+        }
+    }
+
+    /// The same error with `prefix` before the field it names (`searches[2].` + `vector`).
+    pub fn within(self, prefix: &str) -> Self {
+        match self {
+            Self::InvalidArgument { field, message } => Self::InvalidArgument {
+                field: format!("{prefix}{field}"),
+                message,
+            },
+            Self::DimensionMismatch {
+                field,
+                expected,
+                got,
+            } => Self::DimensionMismatch {
+                field: format!("{prefix}{field}"),
+                expected,
+                got,
+            },
+            other => other,
         }
     }
 }
@@ -46,13 +72,49 @@ pub struct Point {
     pub payload: Payload,
 }
 
-/// A collection's description, as listed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CollectionInfo {
+/// What a collection is, fixed at creation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CollectionConfig {
     pub name: String,
     pub dimension: usize,
     pub distance: Distance,
+    pub hnsw: HnswParams,
+}
+
+impl CollectionConfig {
+    /// Checks the HNSW parameters against the limits `vector.proto` states.
+    pub fn validate_hnsw(params: &HnswParams) -> Result<(), VectorError> {
+        if !M_RANGE.contains(&params.m) {
+            return Err(VectorError::invalid(
+                "hnsw.m",
+                format!("must be between {} and {}", M_RANGE.start(), M_RANGE.end()),
+            ));
+        }
+        for (field, value) in [
+            ("hnsw.ef_construction", params.ef_construction),
+            ("hnsw.ef_search", params.ef_search),
+        ] {
+            if !EF_RANGE.contains(&value) {
+                return Err(VectorError::invalid(
+                    field,
+                    format!(
+                        "must be between {} and {}",
+                        EF_RANGE.start(),
+                        EF_RANGE.end()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A collection's description, as listed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectionInfo {
+    pub config: CollectionConfig,
     pub points: usize,
+    pub tombstones: usize,
 }
 
 /// A search hit with its payload when asked for.
@@ -63,207 +125,303 @@ pub struct ScoredPoint {
     pub payload: Option<Payload>,
 }
 
-pub struct Collection {
-    pub name: String,
-    pub dimension: usize,
-    pub distance: Distance,
-    index: Box<dyn VectorIndex>,
-    payloads: HashMap<String, Payload>,
+/// One search, validated by the caller except for the vector.
+#[derive(Debug, Clone, Default)]
+pub struct SearchQuery {
+    pub vector: Vec<f32>,
+    pub top_k: usize,
+    /// None for the collection's `ef_search`.
+    pub ef: Option<usize>,
+    pub exact: bool,
+    pub filter: Filter,
+    pub with_payload: bool,
 }
 
-/// The string form a filter compares with: strings as they are, other values as JSON.
-pub fn filter_form(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+/// Service-wide knobs of the search path.
+#[derive(Debug, Clone, Copy)]
+pub struct SearchTuning {
+    /// Collections with at most this many points are searched exactly.
+    pub exact_below: usize,
+}
+
+impl Default for SearchTuning {
+    fn default() -> Self {
+        Self { exact_below: 1000 }
     }
 }
 
+pub struct Collection {
+    pub config: CollectionConfig,
+    graph: Hnsw,
+    ids: Vec<Option<String>>,
+    payloads: Vec<Payload>,
+    slots: HashMap<String, Slot>,
+    payload_index: PayloadIndex,
+    payload_bytes: usize,
+}
+
 impl Collection {
-    pub fn new(name: String, dimension: usize, distance: Distance) -> Self {
+    pub fn new(config: CollectionConfig) -> Self {
+        let graph = Hnsw::new(config.dimension, config.distance.metric(), config.hnsw);
+        Self::with_graph(config, graph)
+    }
+
+    fn with_graph(config: CollectionConfig, graph: Hnsw) -> Self {
         Self {
-            name,
-            dimension,
-            distance,
-            index: Box::new(ExactIndex::new(distance)),
-            payloads: HashMap::new(),
+            config,
+            graph,
+            ids: Vec::new(),
+            payloads: Vec::new(),
+            slots: HashMap::new(),
+            payload_index: PayloadIndex::default(),
+            payload_bytes: 0,
         }
+    }
+
+    /// A collection from a snapshot's graph and the id and payload of each slot.
+    pub fn restore(
+        config: CollectionConfig,
+        graph: Hnsw,
+        slots: Vec<Option<(String, Payload)>>,
+    ) -> Result<Self, String> {
+        if slots.len() != graph.capacity() {
+            return Err("slot table does not match the graph".into());
+        }
+        let mut collection = Self::with_graph(config, graph);
+        for (slot, entry) in slots.into_iter().enumerate() {
+            let slot = slot as Slot;
+            match entry {
+                Some((id, payload)) if collection.graph.is_live(slot) => {
+                    collection.remember(slot, id, payload)
+                }
+                None if !collection.graph.is_live(slot) => collection.forget_slot(slot),
+                _ => return Err(format!("slot {slot} disagrees with the graph")),
+            }
+        }
+        Ok(collection)
+    }
+
+    /// The id and payload of every slot (None where no live point is), for snapshots.
+    pub fn slot_table(&self) -> impl Iterator<Item = Option<(&str, &Payload)>> {
+        (0..self.graph.capacity()).map(|slot| {
+            self.ids
+                .get(slot)
+                .and_then(|id| id.as_deref())
+                .map(|id| (id, &self.payloads[slot]))
+        })
+    }
+
+    pub fn graph(&self) -> &Hnsw {
+        &self.graph
+    }
+
+    pub fn len(&self) -> usize {
+        self.graph.len()
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.slots.contains_key(id)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.graph.is_empty()
     }
 
     pub fn info(&self) -> CollectionInfo {
         CollectionInfo {
-            name: self.name.clone(),
-            dimension: self.dimension,
-            distance: self.distance,
-            points: self.index.len(),
+            config: self.config.clone(),
+            points: self.graph.len(),
+            tombstones: self.graph.tombstones(),
         }
     }
 
-    pub fn check_dimension(&self, field: &str, vector: &[f32]) -> Result<(), VectorError> {
-        if vector.len() != self.dimension {
+    /// Approximate bytes held: graph, ids and payloads.
+    pub fn memory_bytes(&self) -> usize {
+        self.graph.memory_bytes() + self.payload_bytes + self.slots.len() * 48
+    }
+
+    /// Bytes `points` would add, by the same estimate.
+    pub fn estimate_bytes(&self, points: &[Point]) -> usize {
+        let per_point = self.config.dimension * 4 + (self.config.hnsw.m * 2 + 1) * 4 + 72;
+        points
+            .iter()
+            .map(|p| per_point + p.id.len() * 2 + payload_size(&p.payload))
+            .sum()
+    }
+
+    pub fn check_vector(&self, field: &str, vector: &[f32]) -> Result<(), VectorError> {
+        if vector.len() != self.config.dimension {
             return Err(VectorError::DimensionMismatch {
                 field: field.to_string(),
-                expected: self.dimension,
+                expected: self.config.dimension,
                 got: vector.len(),
             });
         }
         if vector.iter().any(|x| !x.is_finite()) {
-            return Err(VectorError::invalid(field, "must hold finite numbers only"));
+            return Err(VectorError::invalid(
+                field,
+                "must hold finite numbers only (no NaN or infinity)",
+            ));
         }
         Ok(())
     }
 
-    /// Validates every point first, then inserts or replaces them all.
-    pub fn upsert(&mut self, points: Vec<Point>) -> Result<usize, VectorError> {
+    /// Validates every point; returns them with later duplicates of an id winning.
+    pub fn validate_upsert(&self, points: Vec<Point>) -> Result<Vec<Point>, VectorError> {
         for (i, p) in points.iter().enumerate() {
-            if p.id.is_empty() {
+            if p.id.is_empty() || p.id.len() > MAX_ID_BYTES {
                 return Err(VectorError::invalid(
                     format!("points[{i}].id"),
-                    "must not be empty",
+                    format!("must be 1 to {MAX_ID_BYTES} bytes"),
                 ));
             }
-            self.check_dimension(&format!("points[{i}].vector"), &p.vector)?;
+            self.check_vector(&format!("points[{i}].vector"), &p.vector)?;
         }
-        let n = points.len();
-        for p in points {
-            self.index.upsert(&p.id, p.vector);
-            self.payloads.insert(p.id, p.payload);
+        let mut last: HashMap<&str, usize> = HashMap::with_capacity(points.len());
+        for (i, p) in points.iter().enumerate() {
+            last.insert(p.id.as_str(), i);
         }
-        Ok(n)
+        if last.len() == points.len() {
+            return Ok(points);
+        }
+        let keep: Vec<bool> = (0..points.len())
+            .map(|i| last[points[i].id.as_str()] == i)
+            .collect();
+        Ok(points
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(p, k)| k.then_some(p))
+            .collect())
     }
 
-    pub fn delete(&mut self, ids: &[String]) -> usize {
+    /// Inserts or replaces validated points (see [`Self::validate_upsert`]).
+    pub fn apply_upsert(&mut self, points: Vec<Point>, pool: Option<&rayon::ThreadPool>) -> usize {
+        for p in &points {
+            if let Some(&slot) = self.slots.get(&p.id) {
+                self.remove_slot(slot, pool);
+            }
+        }
+        let prepared: Vec<Vec<f32>> = points
+            .iter()
+            .map(|p| self.config.distance.prepare(&p.vector))
+            .collect();
+        let refs: Vec<&[f32]> = prepared.iter().map(Vec::as_slice).collect();
+        let slots = self.graph.insert_batch(&refs, pool);
+        let n = points.len();
+        for (slot, p) in slots.into_iter().zip(points) {
+            self.remember(slot, p.id, p.payload);
+        }
+        n
+    }
+
+    /// Deletes the points with these ids; returns how many existed.
+    pub fn apply_delete(&mut self, ids: &[String], pool: Option<&rayon::ThreadPool>) -> usize {
         ids.iter()
-            .filter(|id| {
-                self.payloads.remove(id.as_str());
-                self.index.remove(id)
+            .filter(|id| match self.slots.get(id.as_str()) {
+                Some(&slot) => {
+                    self.remove_slot(slot, pool);
+                    true
+                }
+                None => false,
             })
             .count()
     }
 
+    fn remember(&mut self, slot: Slot, id: String, payload: Payload) {
+        let i = slot as usize;
+        if self.ids.len() <= i {
+            self.ids.resize(i + 1, None);
+            self.payloads.resize(i + 1, Payload::new());
+        }
+        self.payload_index.add(slot, &payload);
+        self.payload_bytes += payload_size(&payload) + id.len();
+        self.slots.insert(id.clone(), slot);
+        self.ids[i] = Some(id);
+        self.payloads[i] = payload;
+    }
+
+    fn forget_slot(&mut self, slot: Slot) {
+        let i = slot as usize;
+        if self.ids.len() <= i {
+            self.ids.resize(i + 1, None);
+            self.payloads.resize(i + 1, Payload::new());
+        }
+    }
+
+    fn remove_slot(&mut self, slot: Slot, pool: Option<&rayon::ThreadPool>) {
+        let i = slot as usize;
+        let payload = std::mem::take(&mut self.payloads[i]);
+        self.payload_index.remove(slot, &payload);
+        if let Some(id) = self.ids[i].take() {
+            self.payload_bytes = self
+                .payload_bytes
+                .saturating_sub(payload_size(&payload) + id.len());
+            self.slots.remove(&id);
+        }
+        self.graph.delete(slot, pool);
+    }
+
+    /// The closest points, closest first. Exact when asked, when the collection is small,
+    /// or when a filter matches so few points that scanning them costs less than walking
+    /// the graph past all the points it rejects.
     pub fn search(
         &self,
-        query: &[f32],
-        top_k: usize,
-        filter: &BTreeMap<String, String>,
-        with_payload: bool,
+        query: &SearchQuery,
+        tuning: SearchTuning,
     ) -> Result<Vec<ScoredPoint>, VectorError> {
-        self.check_dimension("vector", query)?;
-        let accept = |id: &str| {
-            filter.is_empty()
-                || self.payloads.get(id).is_some_and(|payload| {
-                    filter
-                        .iter()
-                        .all(|(k, want)| payload.get(k).is_some_and(|v| filter_form(v) == *want))
-                })
+        self.check_vector("vector", &query.vector)?;
+        let vector = self.config.distance.prepare(&query.vector);
+        let ef = query
+            .ef
+            .unwrap_or(self.config.hnsw.ef_search)
+            .max(query.top_k);
+        let live = self.graph.len();
+        let near: Vec<Near> = if query.filter.is_empty() {
+            if query.exact || live <= tuning.exact_below {
+                self.graph
+                    .exact(&vector, query.top_k, self.graph.live_slots())
+            } else {
+                self.graph
+                    .search(&vector, query.top_k, ef, &|_| true, false)
+            }
+        } else {
+            let matching = self.payload_index.matching(&query.filter);
+            let count = matching.len() as usize;
+            // A filtered walk visits about ef / share nodes of 2·m links each.
+            let walk_cost =
+                ef as f64 * (2 * self.config.hnsw.m) as f64 * live as f64 / count.max(1) as f64;
+            if query.exact || count <= tuning.exact_below || (count as f64) <= walk_cost {
+                self.graph.exact(&vector, query.top_k, matching.iter())
+            } else {
+                self.graph
+                    .search(&vector, query.top_k, ef, &|s| matching.contains(s), true)
+            }
         };
-        let hits = self.index.search(query, top_k, &accept);
-        Ok(hits
+        Ok(near
             .into_iter()
-            .map(|Hit { id, score }| ScoredPoint {
-                payload: with_payload.then(|| self.payloads.get(&id).cloned().unwrap_or_default()),
-                id,
-                score,
+            .filter_map(|n| {
+                let i = n.slot as usize;
+                let id = self.ids.get(i)?.clone()?;
+                Some(ScoredPoint {
+                    id,
+                    score: self.config.distance.score(n.distance),
+                    payload: query.with_payload.then(|| self.payloads[i].clone()),
+                })
             })
             .collect())
     }
+}
 
-    /// Every point, for persistence.
-    pub fn points(&self) -> Vec<Point> {
-        let mut points: Vec<Point> = self
-            .payloads
-            .iter()
-            .filter_map(|(id, payload)| {
-                self.index.vector(id).map(|v| Point {
-                    id: id.clone(),
-                    vector: v.to_vec(),
-                    payload: payload.clone(),
-                })
-            })
-            .collect();
-        points.sort_by(|a, b| a.id.cmp(&b.id));
-        points
+/// Longest point id, in bytes.
+pub const MAX_ID_BYTES: usize = 512;
+
+fn payload_size(payload: &Payload) -> usize {
+    if payload.is_empty() {
+        0
+    } else {
+        serde_json::to_vec(payload).map_or(0, |v| v.len()) * 2
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn point(id: &str, vector: &[f32], payload: Value) -> Point {
-        Point {
-            id: id.into(),
-            vector: vector.to_vec(),
-            payload: payload.as_object().cloned().unwrap_or_default(),
-        }
-    }
-
-    #[test]
-    fn dimension_mismatch_names_the_point_and_changes_nothing() {
-        let mut c = Collection::new("c".into(), 2, Distance::Cosine);
-        let err = c
-            .upsert(vec![
-                point("a", &[1.0, 0.0], json!({})),
-                point("b", &[1.0, 0.0, 0.0], json!({})),
-            ])
-            .unwrap_err();
-        assert_eq!(
-            err,
-            VectorError::DimensionMismatch {
-                field: "points[1].vector".into(),
-                expected: 2,
-                got: 3
-            }
-        );
-        assert_eq!(c.info().points, 0);
-        assert!(matches!(
-            c.search(&[1.0], 10, &BTreeMap::new(), false),
-            Err(VectorError::DimensionMismatch { .. })
-        ));
-    }
-
-    #[test]
-    fn filter_compares_string_forms() {
-        let mut c = Collection::new("c".into(), 2, Distance::Dot);
-        c.upsert(vec![
-            point("a", &[1.0, 0.0], json!({"kind": "doc", "page": 3})),
-            point("b", &[2.0, 0.0], json!({"kind": "note", "page": 3})),
-            point("c", &[3.0, 0.0], json!({"kind": "doc", "flag": true})),
-        ])
-        .expect("upsert");
-        let filter = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        };
-        let ids = |f: &BTreeMap<String, String>| -> Vec<String> {
-            c.search(&[1.0, 0.0], 10, f, false)
-                .expect("search")
-                .into_iter()
-                .map(|p| p.id)
-                .collect()
-        };
-        assert_eq!(ids(&filter(&[("kind", "doc")])), ["c", "a"]);
-        assert_eq!(ids(&filter(&[("kind", "doc"), ("page", "3")])), ["a"]);
-        assert_eq!(ids(&filter(&[("flag", "true")])), ["c"]);
-        assert!(ids(&filter(&[("missing", "x")])).is_empty());
-        let with = c
-            .search(&[1.0, 0.0], 1, &BTreeMap::new(), true)
-            .expect("search");
-        assert_eq!(with[0].payload.as_ref().expect("payload")["kind"], "doc");
-    }
-
-    #[test]
-    fn upsert_replaces_and_delete_counts() {
-        let mut c = Collection::new("c".into(), 1, Distance::Euclidean);
-        c.upsert(vec![point("a", &[1.0], json!({"v": 1}))])
-            .expect("first");
-        c.upsert(vec![point("a", &[2.0], json!({"v": 2}))])
-            .expect("replace");
-        assert_eq!(c.points(), vec![point("a", &[2.0], json!({"v": 2}))]);
-        assert_eq!(c.delete(&["a".into(), "zz".into()]), 1);
-        assert_eq!(c.info().points, 0);
-    }
-}
+mod tests;

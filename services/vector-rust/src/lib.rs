@@ -1,12 +1,18 @@
 //! Taskloom's vector memory service: collections of embeddings with payloads, nearest-
-//! neighbour search with payload filters, persisted to a data directory.
+//! neighbour search (HNSW) with payload filters, durable through a write-ahead log and
+//! snapshots in a data directory.
 
 pub mod collection;
 pub mod config;
-pub mod index;
+pub mod convert;
+pub mod distance;
+pub mod filter;
+pub mod hnsw;
 pub mod metrics;
 pub mod service;
+pub mod snapshot;
 pub mod store;
+pub mod wal;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,7 +27,10 @@ const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Opens the store (loading saved collections) and wires the gRPC service and metrics.
 pub fn service_spec(settings: &config::Settings) -> anyhow::Result<ServiceSpec> {
-    let store = Arc::new(store::Store::open(&settings.data_dir)?);
+    let store = Arc::new(store::Store::open(
+        &settings.data_dir,
+        settings.store_options(),
+    )?);
     let mut registry = Registry::default();
     let metrics = Arc::new(metrics::VectorMetrics::register(
         &mut registry,

@@ -44,7 +44,8 @@ impl VectorMetrics {
     }
 }
 
-/// taskloom_vector_collections and taskloom_vector_points, read at scrape time.
+/// taskloom_vector_collections, taskloom_vector_points and taskloom_vector_memory_bytes,
+/// read at scrape time.
 struct StoreGauges(Arc<Store>);
 
 impl std::fmt::Debug for StoreGauges {
@@ -56,6 +57,7 @@ impl std::fmt::Debug for StoreGauges {
 impl Collector for StoreGauges {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let (collections, points) = self.0.totals();
+        let bytes = self.0.used_bytes();
         for (name, help, value) in [
             (
                 "taskloom_vector_collections",
@@ -66,6 +68,11 @@ impl Collector for StoreGauges {
                 "taskloom_vector_points",
                 "Points held across collections",
                 points,
+            ),
+            (
+                "taskloom_vector_memory_bytes",
+                "Estimated bytes held by vectors, graph links, ids and payloads",
+                bytes,
             ),
         ] {
             let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));

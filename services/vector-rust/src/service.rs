@@ -1,30 +1,31 @@
 //! The gRPC transport of the vector service: maps `taskloom.v1` messages onto the store
-//! (protobuf `Struct` payloads to JSON and back) and store errors onto statuses.
+//! (through `convert`) and store errors onto statuses with `google.rpc` details.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use prost_types::value::Kind as ProtoKind;
-use serde_json::Value as Json;
 use taskloom_common::errors::invalid_argument_with_reason;
 use taskloom_common::{error_status, invalid_argument};
 use taskloom_proto::v1::vector_service_server::VectorService;
 use taskloom_proto::v1::{
-    Collection as ProtoCollection, CreateCollectionRequest, CreateCollectionResponse,
-    DeleteCollectionRequest, DeleteCollectionResponse, DeletePointsRequest, DeletePointsResponse,
-    Distance as ProtoDistance, ErrorReason, GetCollectionRequest, GetCollectionResponse,
-    ListCollectionsRequest, ListCollectionsResponse, SearchRequest, SearchResponse, UpsertRequest,
+    CreateCollectionRequest, CreateCollectionResponse, DeleteCollectionRequest,
+    DeleteCollectionResponse, DeletePointsRequest, DeletePointsResponse, ErrorReason,
+    GetCollectionRequest, GetCollectionResponse, ListCollectionsRequest, ListCollectionsResponse,
+    SearchBatchRequest, SearchBatchResponse, SearchRequest, SearchResponse, UpsertRequest,
     UpsertResponse,
 };
 use tonic::{Code, Request, Response, Status};
 
-use crate::collection::{CollectionInfo, Payload, Point, ScoredPoint, VectorError};
-use crate::index::Distance;
+use crate::collection::{Point, VectorError};
+use crate::convert::{
+    collection_to_proto, distance_from_proto, hit_to_proto, hnsw_from_proto, search_from_proto,
+    struct_to_json,
+};
 use crate::metrics::VectorMetrics;
 use crate::store::Store;
 
-pub const DEFAULT_TOP_K: usize = 10;
-pub const MAX_TOP_K: usize = 1000;
+/// Most searches in one `SearchBatch` call (vector.proto).
+pub const MAX_BATCH_SEARCHES: usize = 1024;
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 pub const MAX_PAGE_SIZE: usize = 1000;
 
@@ -93,79 +94,13 @@ fn to_status(e: VectorError) -> Status {
             &field,
             format!("has dimension {got}, the collection's is {expected}"),
         ),
+        VectorError::CapacityExceeded { limit, .. } => error_status(
+            Code::ResourceExhausted,
+            ErrorReason::CapacityExceeded,
+            message,
+            HashMap::from([("limit".to_string(), limit.to_string())]),
+        ),
         VectorError::Storage(_) => internal(message),
-    }
-}
-
-fn distance_from_proto(d: ProtoDistance) -> Distance {
-    match d {
-        ProtoDistance::Unspecified | ProtoDistance::Cosine => Distance::Cosine,
-        ProtoDistance::Dot => Distance::Dot,
-        ProtoDistance::Euclidean => Distance::Euclidean,
-    }
-}
-
-fn distance_to_proto(d: Distance) -> ProtoDistance {
-    match d {
-        Distance::Cosine => ProtoDistance::Cosine,
-        Distance::Dot => ProtoDistance::Dot,
-        Distance::Euclidean => ProtoDistance::Euclidean,
-    }
-}
-
-fn collection_to_proto(c: CollectionInfo) -> ProtoCollection {
-    ProtoCollection {
-        name: c.name,
-        dimension: c.dimension as u32,
-        distance: distance_to_proto(c.distance).into(),
-        points: c.points as u64,
-    }
-}
-
-/// Integral numbers become JSON integers so a filter matches `3`, not `3.0`.
-fn value_to_json(v: prost_types::Value) -> Json {
-    match v.kind {
-        None | Some(ProtoKind::NullValue(_)) => Json::Null,
-        Some(ProtoKind::BoolValue(b)) => Json::Bool(b),
-        Some(ProtoKind::StringValue(s)) => Json::String(s),
-        Some(ProtoKind::NumberValue(n)) => {
-            if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 {
-                Json::from(n as i64)
-            } else {
-                serde_json::Number::from_f64(n).map_or(Json::Null, Json::Number)
-            }
-        }
-        Some(ProtoKind::StructValue(s)) => Json::Object(struct_to_json(s)),
-        Some(ProtoKind::ListValue(l)) => {
-            Json::Array(l.values.into_iter().map(value_to_json).collect())
-        }
-    }
-}
-
-fn struct_to_json(s: prost_types::Struct) -> Payload {
-    s.fields
-        .into_iter()
-        .map(|(k, v)| (k, value_to_json(v)))
-        .collect()
-}
-
-fn json_to_value(v: Json) -> prost_types::Value {
-    let kind = match v {
-        Json::Null => ProtoKind::NullValue(0),
-        Json::Bool(b) => ProtoKind::BoolValue(b),
-        Json::Number(n) => ProtoKind::NumberValue(n.as_f64().unwrap_or(0.0)),
-        Json::String(s) => ProtoKind::StringValue(s),
-        Json::Array(a) => ProtoKind::ListValue(prost_types::ListValue {
-            values: a.into_iter().map(json_to_value).collect(),
-        }),
-        Json::Object(o) => ProtoKind::StructValue(json_to_struct(o)),
-    };
-    prost_types::Value { kind: Some(kind) }
-}
-
-fn json_to_struct(p: Payload) -> prost_types::Struct {
-    prost_types::Struct {
-        fields: p.into_iter().map(|(k, v)| (k, json_to_value(v))).collect(),
     }
 }
 
@@ -177,9 +112,10 @@ impl VectorService for VectorGrpc {
     ) -> Result<Response<CreateCollectionResponse>, Status> {
         let req = request.into_inner();
         let distance = distance_from_proto(req.distance());
+        let hnsw = hnsw_from_proto(req.hnsw);
         let info = self
             .run("create_collection", move |s| {
-                s.create(&req.name, req.dimension as usize, distance)
+                s.create(&req.name, req.dimension as usize, distance, hnsw)
             })
             .await?;
         Ok(Response::new(CreateCollectionResponse {
@@ -219,7 +155,7 @@ impl VectorService for VectorGrpc {
             .run("list_collections", move |s| Ok(s.list(&after, page_size)))
             .await?;
         let next_page_token = match (more, page.last()) {
-            (true, Some(last)) => last.name.clone(),
+            (true, Some(last)) => last.config.name.clone(),
             _ => String::new(),
         };
         Ok(Response::new(ListCollectionsResponse {
@@ -278,34 +214,46 @@ impl VectorService for VectorGrpc {
         &self,
         request: Request<SearchRequest>,
     ) -> Result<Response<SearchResponse>, Status> {
-        let req = request.into_inner();
-        let top_k = match req.top_k as usize {
-            0 => DEFAULT_TOP_K,
-            n if n > MAX_TOP_K => {
-                return Err(self.reject(
-                    "search",
-                    invalid_argument("top_k", format!("must be at most {MAX_TOP_K}")),
-                ))
-            }
-            n => n,
-        };
-        let filter = req.filter.into_iter().collect();
-        let (name, vector, with_payload) = (req.collection, req.vector, req.with_payload);
-        let hits = self
-            .run("search", move |s| {
-                s.search(&name, &vector, top_k, &filter, with_payload)
+        let (name, query) = search_from_proto(request.into_inner(), "")
+            .map_err(|e| self.reject("search", to_status(e)))?;
+        let hits = self.run("search", move |s| s.search(&name, &query)).await?;
+        Ok(Response::new(SearchResponse {
+            hits: hits.into_iter().map(hit_to_proto).collect(),
+        }))
+    }
+
+    async fn search_batch(
+        &self,
+        request: Request<SearchBatchRequest>,
+    ) -> Result<Response<SearchBatchResponse>, Status> {
+        let searches = request.into_inner().searches;
+        if searches.len() > MAX_BATCH_SEARCHES {
+            return Err(self.reject(
+                "search_batch",
+                invalid_argument("searches", format!("at most {MAX_BATCH_SEARCHES} searches")),
+            ));
+        }
+        let queries = searches
+            .into_iter()
+            .enumerate()
+            .map(|(i, req)| search_from_proto(req, &format!("searches[{i}].")))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.reject("search_batch", to_status(e)))?;
+        let results = self
+            .run("search_batch", move |s| {
+                s.search_batch(&queries)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, r)| r.map_err(|e| e.within(&format!("searches[{i}]."))))
+                    .collect::<Result<Vec<_>, _>>()
             })
             .await?;
-        Ok(Response::new(SearchResponse {
-            hits: hits
+        Ok(Response::new(SearchBatchResponse {
+            results: results
                 .into_iter()
-                .map(
-                    |ScoredPoint { id, score, payload }| taskloom_proto::v1::ScoredPoint {
-                        id,
-                        score,
-                        payload: payload.map(json_to_struct),
-                    },
-                )
+                .map(|hits| SearchResponse {
+                    hits: hits.into_iter().map(hit_to_proto).collect(),
+                })
                 .collect(),
         }))
     }
@@ -315,11 +263,15 @@ impl VectorService for VectorGrpc {
 mod tests {
     use super::*;
     use prometheus_client::registry::Registry;
-    use taskloom_proto::v1::Point as ProtoPoint;
+    use taskloom_proto::v1::{Distance as ProtoDistance, Point as ProtoPoint};
     use tonic_types::StatusExt;
 
     fn service(dir: &std::path::Path) -> VectorGrpc {
-        let store = Arc::new(Store::open(dir).expect("open"));
+        let options = crate::store::StoreOptions {
+            max_points_per_collection: 2,
+            ..crate::store::StoreOptions::default()
+        };
+        let store = Arc::new(Store::open(dir, options).expect("open"));
         let metrics = Arc::new(VectorMetrics::register(
             &mut Registry::default(),
             store.clone(),
@@ -344,6 +296,7 @@ mod tests {
                 name: "docs".into(),
                 dimension: 2,
                 distance: ProtoDistance::Unspecified.into(),
+                hnsw: None,
             })
         };
         let created = svc
@@ -408,21 +361,151 @@ mod tests {
         );
     }
 
-    #[test]
-    fn payload_round_trips_and_integers_stay_integral() {
-        let payload = prost_types::Struct {
-            fields: [
-                ("page".to_string(), json_to_value(serde_json::json!(3.0))),
-                (
-                    "nested".to_string(),
-                    json_to_value(serde_json::json!({"a": [true, null, "x", 2.5]})),
-                ),
-            ]
-            .into_iter()
-            .collect(),
+    fn violation(status: &Status) -> String {
+        status
+            .get_error_details()
+            .bad_request()
+            .map(|b| b.field_violations[0].field.clone())
+            .unwrap_or_default()
+    }
+
+    fn points(collection: &str, vectors: &[(&str, Vec<f32>)]) -> Request<UpsertRequest> {
+        Request::new(UpsertRequest {
+            collection: collection.into(),
+            points: vectors
+                .iter()
+                .map(|(id, v)| ProtoPoint {
+                    id: id.to_string(),
+                    vector: v.clone(),
+                    payload: None,
+                })
+                .collect(),
+        })
+    }
+
+    #[tokio::test]
+    async fn bad_input_is_refused_with_the_field_and_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let svc = service(dir.path());
+        let e = svc
+            .create_collection(Request::new(CreateCollectionRequest {
+                name: "docs".into(),
+                dimension: 2,
+                hnsw: Some(taskloom_proto::v1::HnswConfig {
+                    m: 500,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (reason(&e).as_str(), violation(&e).as_str()),
+            ("INVALID_ARGUMENT", "hnsw.m")
+        );
+        let listed = svc
+            .list_collections(Request::new(ListCollectionsRequest::default()))
+            .await
+            .expect("list")
+            .into_inner();
+        assert!(listed.collections.is_empty());
+        svc.create_collection(Request::new(CreateCollectionRequest {
+            name: "docs".into(),
+            dimension: 2,
+            ..Default::default()
+        }))
+        .await
+        .expect("create");
+        let e = svc
+            .upsert(points(
+                "docs",
+                &[("a", vec![1.0, 0.0]), ("b", vec![f32::NAN, 0.0])],
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (reason(&e).as_str(), violation(&e).as_str()),
+            ("INVALID_ARGUMENT", "points[1].vector")
+        );
+        let e = svc
+            .upsert(points("nope", &[("a", vec![1.0, 0.0])]))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.code(), reason(&e).as_str()),
+            (Code::NotFound, "COLLECTION_NOT_FOUND")
+        );
+        svc.upsert(points(
+            "docs",
+            &[("a", vec![1.0, 0.0]), ("b", vec![0.0, 1.0])],
+        ))
+        .await
+        .expect("upsert");
+        let e = svc
+            .upsert(points("docs", &[("c", vec![1.0, 1.0])]))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.code(), reason(&e).as_str()),
+            (Code::ResourceExhausted, "CAPACITY_EXCEEDED")
+        );
+        let limit = e
+            .get_error_details()
+            .error_info()
+            .map(|i| i.metadata["limit"].clone());
+        assert_eq!(limit.as_deref(), Some("max_points_per_collection"));
+
+        let search = |vector: Vec<f32>| SearchRequest {
+            collection: "docs".into(),
+            vector,
+            top_k: 1,
+            ..SearchRequest::default()
         };
-        let json = struct_to_json(payload.clone());
-        assert_eq!(crate::collection::filter_form(&json["page"]), "3");
-        assert_eq!(json_to_struct(json), payload);
+        let e = svc
+            .search(Request::new(SearchRequest {
+                filter: [(String::new(), "x".to_string())].into_iter().collect(),
+                ..search(vec![1.0, 0.0])
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(violation(&e), "filter");
+        let batch = |searches| Request::new(SearchBatchRequest { searches });
+        let e = svc
+            .search_batch(batch(vec![
+                search(vec![1.0, 0.0]),
+                search(vec![1.0, 0.0, 0.0]),
+            ]))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (reason(&e).as_str(), violation(&e).as_str()),
+            ("DIMENSION_MISMATCH", "searches[1].vector")
+        );
+        let e = svc
+            .search_batch(batch(vec![SearchRequest {
+                collection: "nope".into(),
+                ..search(vec![1.0, 0.0])
+            }]))
+            .await
+            .unwrap_err();
+        assert_eq!(reason(&e), "COLLECTION_NOT_FOUND");
+        let results = svc
+            .search_batch(batch(vec![search(vec![1.0, 0.1]), search(vec![0.1, 1.0])]))
+            .await
+            .expect("batch")
+            .into_inner()
+            .results;
+        let firsts: Vec<&str> = results.iter().map(|r| r.hits[0].id.as_str()).collect();
+        assert_eq!(firsts, ["a", "b"]);
+        let info = svc
+            .get_collection(Request::new(GetCollectionRequest {
+                name: "docs".into(),
+            }))
+            .await
+            .expect("get")
+            .into_inner()
+            .collection
+            .expect("collection");
+        assert_eq!((info.points, info.hnsw.expect("hnsw").m), (2, 16));
     }
 }

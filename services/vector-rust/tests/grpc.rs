@@ -44,6 +44,7 @@ async fn upsert_search_and_survive_restart() -> anyhow::Result<()> {
             name: "memories".into(),
             dimension: 3,
             distance: Distance::Euclidean.into(),
+            ..Default::default()
         })
         .await?;
     let points = [
@@ -86,6 +87,7 @@ async fn upsert_search_and_survive_restart() -> anyhow::Result<()> {
             top_k: 5,
             filter: HashMap::from([("tag".to_string(), "x".to_string())]),
             with_payload: true,
+            ..Default::default()
         })
         .await?
         .into_inner()

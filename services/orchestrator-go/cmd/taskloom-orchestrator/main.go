@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -41,6 +42,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "taskloom-orchestrator:", err)
 		os.Exit(2)
 	}
+	if cfg.CheckOnly { // --check-config: valid; say what it amounts to
+		telemetry.NewLogger(os.Stdout, cfg.Level()).Info("configuration is valid", "config", cfg)
+		return
+	}
 	log := telemetry.NewLogger(os.Stderr, cfg.Level())
 	if err := run(cfg, log); err != nil {
 		log.Error("orchestrator stopped", "err", err)
@@ -55,6 +60,9 @@ const gcHeapFloor = 128 << 20
 
 func run(cfg config.Config, log *slog.Logger) error {
 	log.Info("starting", "config", cfg)
+	if cfg.MemoryLimit > 0 {
+		debug.SetMemoryLimit(cfg.MemoryLimit)
+	}
 	if os.Getenv("GOGC") == "" {
 		defer gctune.Start(gcHeapFloor, 100, 500).Stop()
 	}
@@ -73,20 +81,20 @@ func run(cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("load agent catalog: %w", err)
 	}
-	engine := workflow.New(workflow.Deps{Store: st, Catalog: catalog, Metrics: telemetry.NewWorkflowMetrics(reg), Log: log})
 	sched := scheduler.New(scheduler.Config{
 		MaxQueue: cfg.MaxQueue, DefaultTimeout: cfg.DefaultTimeout, LeaseTTL: cfg.LeaseTTL,
 		HeartbeatInterval: cfg.HeartbeatInterval, MaxAttempts: int32(cfg.MaxAttempts),
 		AgentLimits: cfg.AgentLimits, ProviderLimits: cfg.ProviderLimits,
 	}, scheduler.Deps{
 		Store: st, Catalog: catalog, Hub: events.NewHub(events.DefaultOptions(), metrics),
-		Metrics: metrics, Log: log, OnStepFinished: engine.StepFinished,
+		Metrics: metrics, Log: log,
 	})
 	if err := sched.Recover(context.Background()); err != nil {
 		return err
 	}
 	sched.Start()
-	if err := engine.Start(context.Background(), sched); err != nil { // resumes unfinished workflows
+	engine := workflow.New(workflow.Deps{Scheduler: sched, Store: st, Catalog: catalog, Metrics: telemetry.NewWorkflowMetrics(reg), Log: log})
+	if err := engine.Start(context.Background()); err != nil { // resumes unfinished workflows
 		return err
 	}
 	pruneCtx, stopPruning := context.WithCancel(context.Background())
@@ -96,11 +104,12 @@ func run(cfg config.Config, log *slog.Logger) error {
 		OnPruned: func(n int) { metrics.TasksPruned.Add(float64(n)) },
 	}).Run(pruneCtx)
 
-	grpcServer := grpc.NewServer(
+	grpcServer := grpc.NewServer(append(api.ServerOptions(),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	)...,
 	)
-	health := api.Register(grpcServer, sched, catalog, log, api.WithWorkflows(engine))
+	health := api.Register(grpcServer, sched, engine, catalog, log)
 	lis, err := net.Listen("tcp", cfg.GRPCAddr)
 	if err != nil {
 		return fmt.Errorf("listen gRPC on %s: %w", cfg.GRPCAddr, err)

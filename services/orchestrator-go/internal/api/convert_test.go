@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	pb "github.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 )
 
@@ -19,7 +20,7 @@ func TestStatusValuesMatchProto(t *testing.T) {
 }
 
 func TestReasonsRoundTrip(t *testing.T) {
-	for _, r := range []task.Reason{task.ReasonAgentError, task.ReasonLeaseLost, task.ReasonDeadlineExceeded, task.ReasonCancelled} {
+	for _, r := range []errs.Reason{errs.ReasonAgentError, errs.ReasonLeaseLost, errs.ReasonDeadlineExceeded, errs.ReasonCancelled} {
 		p := failureToProto(&task.Failure{Reason: r})
 		if p.GetReason() == pb.ErrorReason_ERROR_REASON_UNSPECIFIED || failureFromProto(p).Reason != r {
 			t.Errorf("reason %s does not round-trip (%v)", r, p.GetReason())

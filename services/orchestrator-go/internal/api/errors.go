@@ -27,6 +27,7 @@ var kindCodes = map[errs.Kind]codes.Code{
 	errs.KindResourceExhausted:  codes.ResourceExhausted,
 	errs.KindUnimplemented:      codes.Unimplemented,
 	errs.KindUnavailable:        codes.Unavailable,
+	errs.KindAlreadyExists:      codes.AlreadyExists,
 }
 
 // toStatus turns a domain error into a gRPC status error carrying ErrorInfo (and
@@ -45,10 +46,10 @@ func toStatus(log *slog.Logger, err error) error {
 	e, ok := errs.As(err)
 	if !ok {
 		log.Error("internal error", "err", err)
-		e = &errs.Error{Kind: errs.KindInternal, Reason: "INTERNAL", Message: "internal error in the orchestrator"}
+		e = &errs.Error{Kind: errs.KindInternal, Reason: errs.ReasonInternal, Message: "internal error in the orchestrator"}
 	}
 	st := status.New(kindCodes[e.Kind], e.Message)
-	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: e.Reason, Domain: ErrorDomain, Metadata: e.Metadata}}
+	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: errs.ReasonName(e.Reason), Domain: ErrorDomain, Metadata: e.Metadata}}
 	if e.Kind == errs.KindInvalidArgument && e.Field != "" {
 		details = append(details, &errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
 			{Field: e.Field, Description: e.Message},

@@ -10,6 +10,7 @@ import (
 
 	pb "github.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/events"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/limits"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/scheduler"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
@@ -17,13 +18,11 @@ import (
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workflow"
 )
 
-// Paging limits of ListTasks.
-const (
-	defaultPageSize = 100
-	maxPageSize     = 1000
-	maxBatchSize    = 1000
-	pageTokenPrefix = "v1:"
-)
+// pageTokenPrefix marks the page tokens ListTasks issues.
+const pageTokenPrefix = "v1:"
+
+// defaultPageSize is what a page size of 0 means, as the contracts declare it.
+var defaultPageSize = int(limits.Field(&pb.ListTasksRequest{}, "page_size").GetDefault())
 
 // Orchestrator implements taskloom.v1.OrchestratorService.
 type Orchestrator struct {
@@ -31,17 +30,13 @@ type Orchestrator struct {
 	sched   *scheduler.Scheduler
 	catalog *workers.Catalog
 	log     *slog.Logger
-	// workflows serves the workflow RPCs (workflow.go); nil: UNIMPLEMENTED.
+	// workflows serves the workflow RPCs (workflow.go).
 	workflows *workflow.Engine
 }
 
 // NewOrchestrator returns the OrchestratorService handlers.
-func NewOrchestrator(sched *scheduler.Scheduler, catalog *workers.Catalog, log *slog.Logger, opts ...Option) *Orchestrator {
-	o := &Orchestrator{sched: sched, catalog: catalog, log: log}
-	for _, opt := range opts {
-		opt(o)
-	}
-	return o
+func NewOrchestrator(sched *scheduler.Scheduler, engine *workflow.Engine, catalog *workers.Catalog, log *slog.Logger) *Orchestrator {
+	return &Orchestrator{sched: sched, workflows: engine, catalog: catalog, log: log}
 }
 
 // SubmitTask implements OrchestratorService.
@@ -60,12 +55,6 @@ func (o *Orchestrator) SubmitTask(ctx context.Context, req *pb.SubmitTaskRequest
 
 // SubmitTasks implements OrchestratorService: every spec is validated before any is stored.
 func (o *Orchestrator) SubmitTasks(ctx context.Context, req *pb.SubmitTasksRequest) (*pb.SubmitTasksResponse, error) {
-	if len(req.GetTasks()) == 0 {
-		return nil, toStatus(o.log, invalid("tasks", "tasks must hold at least one task spec"))
-	}
-	if len(req.GetTasks()) > maxBatchSize {
-		return nil, toStatus(o.log, invalid("tasks", "at most %d tasks per call; got %d", maxBatchSize, len(req.GetTasks())))
-	}
 	specs := make([]task.Spec, len(req.GetTasks()))
 	for i, p := range req.GetTasks() {
 		spec, err := specFromProto(p)
@@ -88,9 +77,6 @@ func (o *Orchestrator) SubmitTasks(ctx context.Context, req *pb.SubmitTasksReque
 
 // GetTask implements OrchestratorService.
 func (o *Orchestrator) GetTask(ctx context.Context, req *pb.GetTaskRequest) (*pb.GetTaskResponse, error) {
-	if req.GetId() == "" {
-		return nil, toStatus(o.log, invalid("id", "id is required"))
-	}
 	t, err := o.sched.Get(ctx, req.GetId())
 	if err != nil {
 		return nil, toStatus(o.log, err)
@@ -101,10 +87,7 @@ func (o *Orchestrator) GetTask(ctx context.Context, req *pb.GetTaskRequest) (*pb
 // ListTasks implements OrchestratorService: newest first, filtered, paginated.
 func (o *Orchestrator) ListTasks(ctx context.Context, req *pb.ListTasksRequest) (*pb.ListTasksResponse, error) {
 	size := int(req.GetPageSize())
-	switch {
-	case size < 0 || size > maxPageSize:
-		return nil, toStatus(o.log, invalid("page_size", "page_size must be between 0 (default %d) and %d; got %d", defaultPageSize, maxPageSize, size))
-	case size == 0:
+	if size == 0 {
 		size = defaultPageSize
 	}
 	if _, ok := pb.TaskStatus_name[int32(req.GetStatus())]; !ok {
@@ -142,9 +125,6 @@ func decodePageToken(tok string) (string, error) {
 
 // CancelTask implements OrchestratorService.
 func (o *Orchestrator) CancelTask(ctx context.Context, req *pb.CancelTaskRequest) (*pb.CancelTaskResponse, error) {
-	if req.GetId() == "" {
-		return nil, toStatus(o.log, invalid("id", "id is required"))
-	}
 	t, err := o.sched.Cancel(ctx, req.GetId(), req.GetReason())
 	if err != nil {
 		return nil, toStatus(o.log, err)
@@ -156,9 +136,6 @@ func (o *Orchestrator) CancelTask(ctx context.Context, req *pb.CancelTaskRequest
 // attempt's so far replayed first), status changes, then DONE with the final task.
 func (o *Orchestrator) WatchTask(req *pb.WatchTaskRequest, stream pb.OrchestratorService_WatchTaskServer) error {
 	ctx := stream.Context()
-	if req.GetId() == "" {
-		return toStatus(o.log, invalid("id", "id is required"))
-	}
 	var cur events.Cursor
 	sub, err := o.sched.Watch(ctx, req.GetId(), nil)
 	if err != nil {

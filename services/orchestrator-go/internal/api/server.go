@@ -11,15 +11,16 @@ import (
 	pb "github.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/scheduler"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workflow"
 )
 
-// Register adds the orchestrator's services to s: OrchestratorService,
-// WorkerHubService, grpc.health.v1.Health (overall and per service SERVING) and
+// Register adds the orchestrator's services to s (made with ServerOptions):
+// OrchestratorService and WorkerHubService, behind the guard that checks every
+// request (guard.go), grpc.health.v1.Health (overall and per service SERVING) and
 // server reflection. It returns the health server so shutdown can mark NOT_SERVING.
-// Options add optional parts, e.g. WithWorkflows.
-func Register(s *grpc.Server, sched *scheduler.Scheduler, catalog *workers.Catalog, log *slog.Logger, opts ...Option) *health.Server {
-	pb.RegisterOrchestratorServiceServer(s, NewOrchestrator(sched, catalog, log, opts...))
-	pb.RegisterWorkerHubServiceServer(s, NewWorkerHub(sched, log))
+func Register(s *grpc.Server, sched *scheduler.Scheduler, engine *workflow.Engine, catalog *workers.Catalog, log *slog.Logger) *health.Server {
+	s.RegisterService(guarded(&pb.OrchestratorService_ServiceDesc), NewOrchestrator(sched, engine, catalog, log))
+	s.RegisterService(guarded(&pb.WorkerHubService_ServiceDesc), NewWorkerHub(sched, log))
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(s, hs)
 	for _, name := range []string{"", pb.OrchestratorService_ServiceDesc.ServiceName, pb.WorkerHubService_ServiceDesc.ServiceName} {

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/telemetry"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workflow"
 )
 
 // testServer is the real gRPC server on a loopback port chosen by the system.
@@ -35,24 +37,26 @@ type testServer struct {
 	sched  *scheduler.Scheduler
 }
 
+// startServer runs the scheduler and the workflow engine over a memory store and
+// serves the API on a gRPC server listening on a loopback port chosen by the
+// system; it returns clients of it. Everything stops when the test ends.
 func startServer(t *testing.T, cfg scheduler.Config) *testServer {
 	t.Helper()
 	m := telemetry.NewTestMetrics()
 	catalog := workers.NewCatalog()
+	st := store.NewMemory()
 	sched := scheduler.New(cfg, scheduler.Deps{
-		Store: store.NewMemory(), Catalog: catalog, Hub: events.NewHub(events.DefaultOptions(), m), Metrics: m,
+		Store: st, Catalog: catalog, Hub: events.NewHub(events.DefaultOptions(), m), Metrics: m,
 	})
 	sched.Start()
 	t.Cleanup(sched.Shutdown)
-	return serve(t, sched, catalog)
-}
-
-// serve registers the API over sched on a gRPC server listening on a loopback port
-// chosen by the system, and returns clients of it; both stop when the test ends.
-func serve(t *testing.T, sched *scheduler.Scheduler, catalog *workers.Catalog, opts ...Option) *testServer {
-	t.Helper()
-	srv := grpc.NewServer()
-	Register(srv, sched, catalog, telemetry.NewLogger(io.Discard, 0), opts...)
+	eng := workflow.New(workflow.Deps{Scheduler: sched, Store: st, Catalog: catalog})
+	if err := eng.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(eng.Stop)
+	srv := grpc.NewServer(ServerOptions()...)
+	Register(srv, sched, eng, catalog, telemetry.NewLogger(io.Discard, 0))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -294,7 +298,7 @@ func TestErrorsCarryReasonAndField(t *testing.T) {
 			return err
 		}, codes.InvalidArgument, "INVALID_ARGUMENT", "task.agent"},
 		{"priority out of range", func() error {
-			_, err := ts.client.SubmitTask(ctx, &pb.SubmitTaskRequest{Task: &pb.TaskSpec{Agent: "echo", Priority: 10}})
+			_, err := ts.client.SubmitTask(ctx, &pb.SubmitTaskRequest{Task: &pb.TaskSpec{Agent: "echo", Priority: proto.Int32(10)}})
 			return err
 		}, codes.InvalidArgument, "INVALID_ARGUMENT", "task.priority"},
 		{"negative timeout", func() error {
@@ -342,10 +346,6 @@ func TestErrorsCarryReasonAndField(t *testing.T) {
 			_, err := ts.client.SubmitTasks(ctx, &pb.SubmitTasksRequest{Tasks: []*pb.TaskSpec{{Agent: "echo"}, {Agent: "echo"}}})
 			return err
 		}, codes.ResourceExhausted, "QUEUE_FULL", ""},
-		{"workflows", func() error {
-			_, err := ts.client.SubmitWorkflow(ctx, &pb.SubmitWorkflowRequest{})
-			return err
-		}, codes.Unimplemented, "UNIMPLEMENTED", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/events"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/scheduler"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
 )
@@ -115,17 +116,11 @@ func (h *WorkerHub) receiveRegister(ctx context.Context, stream pb.WorkerHubServ
 	if reg == nil {
 		return scheduler.Registration{}, invalid("register", "the first message of a session must be register")
 	}
-	if reg.GetConcurrency() <= 0 {
-		return scheduler.Registration{}, invalid("register.concurrency", "concurrency must be at least 1; got %d", reg.GetConcurrency())
-	}
 	out := scheduler.Registration{
 		WorkerID: reg.GetWorkerId(), Concurrency: reg.GetConcurrency(),
 		Hostname: reg.GetHostname(), Version: reg.GetVersion(),
 	}
-	for i, a := range reg.GetAgents() {
-		if a.GetName() == "" || len(a.GetName()) > maxAgentNameLen {
-			return scheduler.Registration{}, invalid("register.agents", "agents[%d].name must be 1 to %d characters", i, maxAgentNameLen)
-		}
+	for _, a := range reg.GetAgents() { // names checked by the guard
 		out.Agents = append(out.Agents, agentFromProto(a))
 	}
 	return out, nil
@@ -145,7 +140,8 @@ func (h *WorkerHub) receive(stream pb.WorkerHubService_SessionServer, w *workers
 			h.sched.Heartbeat(w, m.Heartbeat.GetLeaseIds())
 		case *pb.SessionRequest_Chunk:
 			c := m.Chunk
-			h.sched.Chunk(w, c.GetTaskId(), c.GetLeaseId(), c.GetSeq(), c.GetText())
+			piece := events.Piece{Kind: int32(c.GetKind()), Text: c.GetText(), Data: c.GetData()}
+			h.sched.ChunkPiece(w, c.GetTaskId(), c.GetLeaseId(), c.GetSeq(), piece)
 		case *pb.SessionRequest_Result:
 			h.sched.Complete(w, resultFromProto(m.Result))
 		case *pb.SessionRequest_Drain:

@@ -10,29 +10,11 @@ import (
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/events"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/scheduler"
-	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workflow"
 )
-
-// Option configures the services Register adds.
-type Option func(*Orchestrator)
-
-// WithWorkflows serves the workflow RPCs from the engine; without it they answer
-// UNIMPLEMENTED.
-func WithWorkflows(e *workflow.Engine) Option {
-	return func(o *Orchestrator) { o.workflows = e }
-}
-
-var errNoWorkflows = &errs.Error{
-	Kind: errs.KindUnimplemented, Reason: "UNIMPLEMENTED",
-	Message: "this orchestrator runs no workflow engine; submit the steps as tasks",
-}
 
 // SubmitWorkflow implements OrchestratorService: the spec is validated (ids,
 // depends_on, cycles, templates, agents) before anything is stored.
 func (o *Orchestrator) SubmitWorkflow(ctx context.Context, req *pb.SubmitWorkflowRequest) (*pb.SubmitWorkflowResponse, error) {
-	if o.workflows == nil {
-		return nil, toStatus(o.log, errNoWorkflows)
-	}
 	spec, err := workflowSpecFromProto(req.GetWorkflow())
 	if err != nil {
 		return nil, toStatus(o.log, prefixField(err, "workflow"))
@@ -67,12 +49,6 @@ func workflowError(err error) error {
 
 // GetWorkflow implements OrchestratorService.
 func (o *Orchestrator) GetWorkflow(ctx context.Context, req *pb.GetWorkflowRequest) (*pb.GetWorkflowResponse, error) {
-	if o.workflows == nil {
-		return nil, toStatus(o.log, errNoWorkflows)
-	}
-	if err := requireID(req.GetId()); err != nil {
-		return nil, toStatus(o.log, err)
-	}
 	wf, err := o.workflows.Get(ctx, req.GetId())
 	if err != nil {
 		return nil, toStatus(o.log, err)
@@ -83,12 +59,6 @@ func (o *Orchestrator) GetWorkflow(ctx context.Context, req *pb.GetWorkflowReque
 // CancelWorkflow implements OrchestratorService: running steps are cancelled on
 // their workers; a finished workflow is returned as it is.
 func (o *Orchestrator) CancelWorkflow(ctx context.Context, req *pb.CancelWorkflowRequest) (*pb.CancelWorkflowResponse, error) {
-	if o.workflows == nil {
-		return nil, toStatus(o.log, errNoWorkflows)
-	}
-	if err := requireID(req.GetId()); err != nil {
-		return nil, toStatus(o.log, err)
-	}
 	wf, err := o.workflows.Cancel(ctx, req.GetId(), req.GetReason())
 	if err != nil {
 		return nil, toStatus(o.log, err)
@@ -100,12 +70,6 @@ func (o *Orchestrator) CancelWorkflow(ctx context.Context, req *pb.CancelWorkflo
 // event of every step task (with its step id), then a last event with done=true
 // and the final workflow.
 func (o *Orchestrator) WatchWorkflow(req *pb.WatchWorkflowRequest, stream pb.OrchestratorService_WatchWorkflowServer) error {
-	if o.workflows == nil {
-		return toStatus(o.log, errNoWorkflows)
-	}
-	if err := requireID(req.GetId()); err != nil {
-		return toStatus(o.log, err)
-	}
 	ctx := stream.Context()
 	w, err := o.workflows.Watch(ctx, req.GetId())
 	if err != nil {

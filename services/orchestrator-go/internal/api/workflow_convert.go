@@ -4,18 +4,17 @@ package api
 
 import (
 	"fmt"
-	"strings"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1"
-	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workflow"
 )
 
-// workflowSpecFromProto checks the fields of a WorkflowSpec that are about the
-// message itself (enums, ranges, durations) and converts it; the engine validates
-// the rest (ids, dependencies, templates, agents). Fields are relative to the spec.
+// workflowSpecFromProto checks the enums of a WorkflowSpec whose field limits the
+// guard has checked, and converts it; the engine validates the rest (ids,
+// dependencies, templates, agents). Fields are relative to the spec.
 func workflowSpecFromProto(p *pb.WorkflowSpec) (workflow.Spec, error) {
 	if p == nil {
 		return workflow.Spec{}, invalid("", "the workflow spec is required")
@@ -26,16 +25,10 @@ func workflowSpecFromProto(p *pb.WorkflowSpec) (workflow.Spec, error) {
 	if _, ok := pb.FailurePolicy_name[int32(p.GetFailurePolicy())]; !ok {
 		return workflow.Spec{}, invalid("failure_policy", "unknown failure policy %d", p.GetFailurePolicy())
 	}
-	if len(p.GetSteps()) > workflow.MaxSteps {
-		return workflow.Spec{}, invalid("steps", "a workflow has at most %d steps; got %d", workflow.MaxSteps, len(p.GetSteps()))
-	}
 	spec := workflow.Spec{
 		Name: p.GetName(), Mode: workflow.Mode(p.GetMode()), FailurePolicy: workflow.FailurePolicy(p.GetFailurePolicy()),
 		Tenant: p.GetTenant(), IdempotencyKey: p.GetIdempotencyKey(), Labels: p.GetLabels(),
 		Steps: make([]workflow.Step, len(p.GetSteps())),
-	}
-	if err := checkOwnership(spec.Tenant, spec.IdempotencyKey, spec.Labels); err != nil {
-		return workflow.Spec{}, err
 	}
 	var err error
 	if spec.Input, err = valueToJSON(p.GetInput()); err != nil {
@@ -52,33 +45,13 @@ func workflowSpecFromProto(p *pb.WorkflowSpec) (workflow.Spec, error) {
 func stepFromProto(p *pb.Step) (workflow.Step, error) {
 	s := workflow.Step{
 		ID: p.GetId(), Agent: p.GetAgent(), DependsOn: p.GetDependsOn(), MapOver: p.GetMapOver(),
-		ExitIf: p.GetExitIf(), Priority: p.GetPriority(),
-	}
-	switch {
-	case len(s.Agent) > maxAgentNameLen:
-		return s, invalid("agent", "agent name is longer than %d characters", maxAgentNameLen)
-	case s.Priority < task.MinPriority || s.Priority > task.MaxPriority:
-		return s, invalid("priority", "priority must be between %d and %d (0 means the default, %d); got %d",
-			task.MinPriority, task.MaxPriority, task.DefaultPriority, s.Priority)
+		ExitIf: p.GetExitIf(), Priority: priorityOr(p.Priority), Timeout: p.GetTimeout().AsDuration(),
+		MaxAttempts: p.GetRetry().GetMaxAttempts(), InitialBackoff: p.GetRetry().GetInitialBackoff().AsDuration(),
+		MaxBackoff: p.GetRetry().GetMaxBackoff().AsDuration(),
 	}
 	var err error
 	if s.Input, err = valueToJSON(p.GetInput()); err != nil {
 		return s, invalid("input", "input is not a valid JSON value: %v", err)
-	}
-	if s.Timeout, err = durationFromProto(p.GetTimeout(), "timeout"); err != nil {
-		return s, err
-	}
-	if r := p.GetRetry(); r != nil {
-		if r.GetMaxAttempts() < 0 || r.GetMaxAttempts() > maxAttemptsLimit {
-			return s, invalid("retry.max_attempts", "retry.max_attempts must be between 0 (default) and %d; got %d", maxAttemptsLimit, r.GetMaxAttempts())
-		}
-		s.MaxAttempts = r.GetMaxAttempts()
-		if s.InitialBackoff, err = durationFromProto(r.GetInitialBackoff(), "retry.initial_backoff"); err != nil {
-			return s, err
-		}
-		if s.MaxBackoff, err = durationFromProto(r.GetMaxBackoff(), "retry.max_backoff"); err != nil {
-			return s, err
-		}
 	}
 	return s, nil
 }
@@ -92,7 +65,7 @@ func workflowSpecToProto(s workflow.Spec) *pb.WorkflowSpec {
 	for i, st := range s.Steps {
 		ps := &pb.Step{
 			Id: st.ID, Agent: st.Agent, Input: jsonToValue(st.Input), DependsOn: st.DependsOn,
-			MapOver: st.MapOver, ExitIf: st.ExitIf, Priority: st.Priority,
+			MapOver: st.MapOver, ExitIf: st.ExitIf, Priority: proto.Int32(st.Priority),
 		}
 		if st.Timeout > 0 {
 			ps.Timeout = durationpb.New(st.Timeout)
@@ -140,12 +113,4 @@ func workflowEventToProto(ev workflow.Event) *pb.WorkflowEvent {
 		p.TaskEvent = eventToProto(*ev.Task)
 	}
 	return p
-}
-
-// requireID rejects an empty or blank id.
-func requireID(id string) error {
-	if strings.TrimSpace(id) == "" {
-		return invalid("id", "id is required")
-	}
-	return nil
 }

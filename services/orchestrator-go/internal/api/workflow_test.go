@@ -1,43 +1,18 @@
 package api
 
 import (
-	"context"
 	"errors"
 	"io"
 	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	pb "github.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1"
-	"github.com/taskloom/taskloom/services/orchestrator-go/internal/events"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/scheduler"
-	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
-	"github.com/taskloom/taskloom/services/orchestrator-go/internal/telemetry"
-	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
-	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workflow"
 )
-
-// startWorkflowServer is startServer with the workflow engine wired in.
-func startWorkflowServer(t *testing.T) *testServer {
-	t.Helper()
-	m := telemetry.NewTestMetrics()
-	catalog := workers.NewCatalog()
-	st := store.NewMemory()
-	eng := workflow.New(workflow.Deps{Store: st, Catalog: catalog})
-	sched := scheduler.New(scheduler.Config{}, scheduler.Deps{
-		Store: st, Catalog: catalog, Hub: events.NewHub(events.DefaultOptions(), m), Metrics: m,
-		OnStepFinished: eng.StepFinished,
-	})
-	sched.Start()
-	t.Cleanup(sched.Shutdown)
-	if err := eng.Start(context.Background(), sched); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(eng.Stop)
-	return serve(t, sched, catalog, WithWorkflows(eng))
-}
 
 // echo answers every assignment with its input and a chunk, until the stream ends.
 func (w *fakeWorker) echo() {
@@ -59,17 +34,18 @@ func (w *fakeWorker) echo() {
 }
 
 func TestSubmitAndWatchWorkflowOverGRPC(t *testing.T) {
-	ts := startWorkflowServer(t)
+	ts := startServer(t, scheduler.Config{})
 	ctx := testCtx(t)
 	connectWorker(t, ts, "echo", 4).echo()
 
 	input, _ := structpb.NewValue(map[string]any{"name": "ada"})
 	s1, _ := structpb.NewValue(map[string]any{"greeting": "hi {{ input.name }}"})
 	s2 := structpb.NewStringValue("{{ steps.s1.output.greeting }}!")
-	sub, err := ts.client.SubmitWorkflow(ctx, &pb.SubmitWorkflowRequest{Workflow: &pb.WorkflowSpec{
+	spec := &pb.WorkflowSpec{
 		Name: "greet", Mode: pb.WorkflowMode_WORKFLOW_MODE_SEQUENTIAL, Input: input, Tenant: "acme", IdempotencyKey: "greet-1",
 		Steps: []*pb.Step{{Id: "s1", Agent: "echo", Input: s1}, {Id: "s2", Agent: "echo", Input: s2}},
-	}})
+	}
+	sub, err := ts.client.SubmitWorkflow(ctx, &pb.SubmitWorkflowRequest{Workflow: spec})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,11 +91,15 @@ func TestSubmitAndWatchWorkflowOverGRPC(t *testing.T) {
 		got.GetWorkflow().GetSpec().GetName() != "greet" || got.GetWorkflow().GetFinishedAt() == nil {
 		t.Fatalf("GetWorkflow = %v, %v", got, err)
 	}
-	again, err := ts.client.SubmitWorkflow(ctx, &pb.SubmitWorkflowRequest{Workflow: &pb.WorkflowSpec{
-		Tenant: "acme", IdempotencyKey: "greet-1", Steps: []*pb.Step{{Id: "s1", Agent: "echo"}},
-	}})
+	again, err := ts.client.SubmitWorkflow(ctx, &pb.SubmitWorkflowRequest{Workflow: spec})
 	if err != nil || !again.GetExisting() || again.GetWorkflow().GetId() != id {
 		t.Fatalf("repeat = %v, %v", again, err)
+	}
+	_, err = ts.client.SubmitWorkflow(ctx, &pb.SubmitWorkflowRequest{Workflow: &pb.WorkflowSpec{
+		Tenant: "acme", IdempotencyKey: "greet-1", Steps: []*pb.Step{{Id: "s1", Agent: "echo"}},
+	}})
+	if code, info, _ := errorInfo(t, err); code != codes.AlreadyExists || info.GetReason() != "IDEMPOTENCY_CONFLICT" || info.GetMetadata()["existing_id"] != id {
+		t.Fatalf("another request under the key: %v %v", code, info)
 	}
 	cancelled, err := ts.client.CancelWorkflow(ctx, &pb.CancelWorkflowRequest{Id: id})
 	if err != nil || cancelled.GetWorkflow().GetStatus() != pb.WorkflowStatus_WORKFLOW_STATUS_SUCCEEDED {
@@ -128,7 +108,7 @@ func TestSubmitAndWatchWorkflowOverGRPC(t *testing.T) {
 }
 
 func TestWorkflowErrors(t *testing.T) {
-	ts := startWorkflowServer(t)
+	ts := startServer(t, scheduler.Config{})
 	ctx := testCtx(t)
 	connectWorker(t, ts, "echo", 0)
 	dag := pb.WorkflowMode_WORKFLOW_MODE_DAG
@@ -152,7 +132,7 @@ func TestWorkflowErrors(t *testing.T) {
 		{"no steps", &pb.WorkflowSpec{}, codes.InvalidArgument, "INVALID_ARGUMENT", "workflow.steps"},
 		{"unknown step", &pb.WorkflowSpec{Mode: dag, Steps: []*pb.Step{{Id: "a", Agent: "echo", DependsOn: []string{"x"}}}},
 			codes.InvalidArgument, "UNKNOWN_STEP", "workflow.steps[0].depends_on"},
-		{"bad priority", &pb.WorkflowSpec{Steps: []*pb.Step{{Id: "a", Agent: "echo", Priority: 12}}},
+		{"bad priority", &pb.WorkflowSpec{Steps: []*pb.Step{{Id: "a", Agent: "echo", Priority: proto.Int32(12)}}},
 			codes.InvalidArgument, "INVALID_ARGUMENT", "workflow.steps[0].priority"},
 		{"idempotency key too long", &pb.WorkflowSpec{IdempotencyKey: strings.Repeat("k", 40_000), Steps: []*pb.Step{{Id: "a", Agent: "echo"}}},
 			codes.InvalidArgument, "INVALID_ARGUMENT", "workflow.idempotency_key"},

@@ -1,24 +1,35 @@
-// Package config is the orchestrator's one typed settings object, read from flags
-// with TASKLOOM_* environment variables as defaults (a flag given on the command
-// line wins over the environment).
+// Package config is the orchestrator's one typed settings object. Each setting is
+// read from four layers, each over the one before: its embedded default, an optional
+// YAML file (--config / TASKLOOM_CONFIG), its TASKLOOM_* environment variable, then
+// its command-line flag. One table (settings) names every setting once; its flag,
+// YAML key and variable are spelt from that name.
+//
+// Why yaml.v3 and a merge of our own rather than a configuration library: the four
+// layers are four loops over that table, each handing a string to the setting's
+// flag.Value, so a library would add more than it takes away.
 package config
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/url"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/telemetry"
 )
 
 // Config holds every setting of the orchestrator. LogValue is how it is printed
-// (the start-up log line), secrets masked; it has no other serialized form.
+// (the start-up log line and --check-config), secrets masked.
 type Config struct {
 	GRPCAddr          string
 	HTTPAddr          string
@@ -35,76 +46,186 @@ type Config struct {
 	Retention         time.Duration
 	AgentLimits       map[string]int
 	ProviderLimits    map[string]int
+	// MemoryLimit is the Go runtime's soft memory limit in bytes (GOMEMLIMIT);
+	// 0 leaves the runtime's own (GOMEMLIMIT from the environment, else none).
+	MemoryLimit int64
+	// File is the YAML file read, if any; CheckOnly is --check-config.
+	File      string
+	CheckOnly bool
 }
 
-// Load parses args (without the program name). getenv supplies TASKLOOM_* values.
-// It returns flag.ErrHelp when -h/--help was given (usage already written to out).
+// setting is one row of the table: a name ("max-queue": flag --max-queue, YAML key
+// max_queue, variable TASKLOOM_MAX_QUEUE) and the flag.Value bound to its field.
+type setting struct {
+	name  string
+	usage string
+	value flag.Value
+}
+
+func (s setting) env() string {
+	return "TASKLOOM_" + strings.ToUpper(strings.ReplaceAll(s.name, "-", "_"))
+}
+func (s setting) key() string { return strings.ReplaceAll(s.name, "-", "_") }
+
+// settings binds every setting of c, with c's current values as the defaults.
+func (c *Config) settings() []setting {
+	return []setting{
+		{"grpc-addr", "gRPC listen address (OrchestratorService, WorkerHubService, health, reflection)", (*stringValue)(&c.GRPCAddr)},
+		{"http-addr", "HTTP listen address (/healthz, /readyz, /metrics, /debug/pprof)", (*stringValue)(&c.HTTPAddr)},
+		{"log-level", "log level: debug, info, warn or error", (*stringValue)(&c.LogLevel)},
+		{"data-dir", "directory for durable state (created at start)", (*stringValue)(&c.DataDir)},
+		{"max-queue", "most tasks waiting for a worker; beyond it SubmitTask returns RESOURCE_EXHAUSTED", (*intValue)(&c.MaxQueue)},
+		{"default-timeout", "time allowed for one attempt when the task sets none", (*durationValue)(&c.DefaultTimeout)},
+		{"lease-ttl", "a lease not renewed by a heartbeat within this expires and its task is requeued", (*durationValue)(&c.LeaseTTL)},
+		{"heartbeat-interval", "how often workers are told to heartbeat", (*durationValue)(&c.HeartbeatInterval)},
+		{"max-attempts", "attempts per task, the first included, when the task sets none", (*intValue)(&c.MaxAttempts)},
+		{"shutdown-timeout", "bound on draining in-flight calls at SIGTERM/SIGINT", (*durationValue)(&c.ShutdownTimeout)},
+		{"store", "task store: bolt (embedded file <data-dir>/orchestrator.db), redis (shared; see --redis-url) or memory (tests; nothing survives a restart)", (*stringValue)(&c.Store)},
+		{"redis-url", "Redis URL for --store redis (run Redis with appendonly yes, appendfsync always for full durability); its password is a secret", (*stringValue)(&c.RedisURL)},
+		{"retention", "finished tasks older than this are pruned", (*durationValue)(&c.Retention)},
+		{"agent-limit", "most tasks of an agent running at once; NAME=N, repeatable or comma-separated", limitsValue(c.AgentLimits)},
+		{"provider-limit", "most tasks of an LLM provider's agents running at once; NAME=N, repeatable or comma-separated", limitsValue(c.ProviderLimits)},
+		{"memory-limit", "the Go runtime's soft memory limit (GOMEMLIMIT), e.g. 512MiB or 2GiB; 0: the runtime's own", (*bytesValue)(&c.MemoryLimit)},
+	}
+}
+
+// Defaults returns the embedded defaults.
+func Defaults() Config {
+	return Config{
+		GRPCAddr: "127.0.0.1:50051", HTTPAddr: "127.0.0.1:9101", LogLevel: "info", DataDir: "./.run/orchestrator",
+		MaxQueue: 100_000, DefaultTimeout: 300 * time.Second, LeaseTTL: 15 * time.Second,
+		HeartbeatInterval: 2 * time.Second, MaxAttempts: 3, ShutdownTimeout: 5 * time.Second,
+		Store: "bolt", RedisURL: "redis://127.0.0.1:6379/0", Retention: 168 * time.Hour,
+		AgentLimits: map[string]int{}, ProviderLimits: map[string]int{},
+	}
+}
+
+// Load reads the layers: defaults, the YAML file named by --config (or
+// TASKLOOM_CONFIG), the TASKLOOM_* environment (getenv), then args (without the
+// program name). It returns flag.ErrHelp when -h/--help was given (usage already
+// written to out). Every error names the setting and the layer it came from.
 func Load(args []string, getenv func(string) string, out io.Writer) (Config, error) {
-	var c Config
+	c := Defaults()
+	table := c.settings()
 	fs := flag.NewFlagSet("taskloom-orchestrator", flag.ContinueOnError)
 	fs.SetOutput(out)
-	var envErrs []error
-	str := func(p *string, name, def, usage string) {
-		fs.StringVar(p, name, envOr(getenv, name, def), usage+" (env "+envName(name)+")")
+	fs.StringVar(&c.File, "config", getenv("TASKLOOM_CONFIG"), "YAML file of settings, keys as the flags' names in snake_case (env TASKLOOM_CONFIG)")
+	fs.BoolVar(&c.CheckOnly, "check-config", false, "validate the configuration, print it (secrets masked) and exit: 0 when valid")
+	for _, s := range table {
+		fs.Var(s.value, s.name, s.usage+" (env "+s.env()+", YAML "+s.key()+")")
 	}
-	dur := func(p *time.Duration, name string, def time.Duration, usage string) {
-		v := def
-		if s := getenv(envName(name)); s != "" {
-			d, err := time.ParseDuration(s)
-			if err != nil {
-				envErrs = append(envErrs, fmt.Errorf("%s=%q: %w", envName(name), s, err))
-			}
-			v = d
-		}
-		fs.DurationVar(p, name, v, usage+" (env "+envName(name)+")")
-	}
-	num := func(p *int, name string, def int, usage string) {
-		v := def
-		if s := getenv(envName(name)); s != "" {
-			n, err := strconv.Atoi(s)
-			if err != nil {
-				envErrs = append(envErrs, fmt.Errorf("%s=%q: not an integer", envName(name), s))
-			}
-			v = n
-		}
-		fs.IntVar(p, name, v, usage+" (env "+envName(name)+")")
-	}
-	str(&c.GRPCAddr, "grpc-addr", "127.0.0.1:50051", "gRPC listen address (OrchestratorService, WorkerHubService, health, reflection)")
-	str(&c.HTTPAddr, "http-addr", "127.0.0.1:9101", "HTTP listen address (/healthz, /readyz, /metrics, /debug/pprof)")
-	str(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
-	str(&c.DataDir, "data-dir", "./.run/orchestrator", "directory for durable state (created at start)")
-	num(&c.MaxQueue, "max-queue", 100_000, "most tasks waiting for a worker; beyond it SubmitTask returns RESOURCE_EXHAUSTED")
-	dur(&c.DefaultTimeout, "default-timeout", 300*time.Second, "time allowed for one attempt when the task sets none")
-	dur(&c.LeaseTTL, "lease-ttl", 15*time.Second, "a lease not renewed by a heartbeat within this expires and its task is requeued")
-	dur(&c.HeartbeatInterval, "heartbeat-interval", 2*time.Second, "how often workers are told to heartbeat")
-	num(&c.MaxAttempts, "max-attempts", 3, "attempts per task, the first included, when the task sets none")
-	dur(&c.ShutdownTimeout, "shutdown-timeout", 5*time.Second, "bound on draining in-flight calls at SIGTERM/SIGINT")
-	str(&c.Store, "store", "bolt", "task store: bolt (embedded file <data-dir>/orchestrator.db), redis (shared; see --redis-url) or memory (tests; nothing survives a restart)")
-	str(&c.RedisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis URL for --store redis (run Redis with appendonly yes, appendfsync always for full durability)")
-	dur(&c.Retention, "retention", 168*time.Hour, "finished tasks older than this are pruned")
-	c.AgentLimits, c.ProviderLimits = map[string]int{}, map[string]int{}
-	limits := func(m map[string]int, name, usage string) {
-		if s := getenv(envName(name)); s != "" {
-			if err := parseLimits(m, s); err != nil {
-				envErrs = append(envErrs, fmt.Errorf("%s: %w", envName(name), err))
-			}
-		}
-		fs.Func(name, usage+"; NAME=N, repeatable or comma-separated (env "+envName(name)+")", func(s string) error {
-			return parseLimits(m, s)
-		})
-	}
-	limits(c.AgentLimits, "agent-limit", "most tasks of an agent running at once")
-	limits(c.ProviderLimits, "provider-limit", "most tasks of an LLM provider's agents running at once")
+	// The file is named on the command line but read before the environment, so
+	// the flags are parsed twice: once for --config, once (below) to apply them.
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
-	if err := errors.Join(envErrs...); err != nil {
+	file, checkOnly := c.File, c.CheckOnly
+	c = Defaults()
+	table = c.settings()
+	c.File, c.CheckOnly = file, checkOnly
+	if file != "" {
+		if err := c.loadFile(file, table); err != nil {
+			return Config{}, err
+		}
+	}
+	var problems []error
+	for _, s := range table {
+		if v := getenv(s.env()); v != "" {
+			if err := s.value.Set(v); err != nil {
+				problems = append(problems, fmt.Errorf("%s=%q: %w", s.env(), v, err))
+			}
+		}
+	}
+	if err := errors.Join(problems...); err != nil {
+		return Config{}, err
+	}
+	apply := flag.NewFlagSet("taskloom-orchestrator", flag.ContinueOnError)
+	apply.SetOutput(io.Discard)
+	apply.String("config", "", "")
+	apply.Bool("check-config", false, "")
+	for _, s := range table {
+		apply.Var(s.value, s.name, "")
+	}
+	if err := apply.Parse(args); err != nil {
 		return Config{}, err
 	}
 	return c, c.validate()
+}
+
+// Sections is the shape of the one configuration file every Taskloom service reads: a
+// top-level mapping per service, each reading its own (the Python services check the same
+// list in taskloom.sdk.config.SECTIONS; tests/tooling checks that they agree).
+var Sections = []string{"gateway", "worker", "orchestrator", "cache", "metrics", "vector"}
+
+// fileSection is the orchestrator's own section of the file.
+const fileSection = "orchestrator"
+
+// loadFile applies the `orchestrator:` section of the YAML file: a mapping of setting keys to
+// values (a mapping of names to numbers for the limits). An unknown section or key is an
+// error naming it.
+func (c *Config) loadFile(path string, table []setting) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	var sections map[string]yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	if err := dec.Decode(&sections); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	for name := range sections {
+		if !slices.Contains(Sections, name) {
+			return fmt.Errorf("config file %s: %q is not a section (have %s)", path, name, strings.Join(Sections, ", "))
+		}
+	}
+	own, ok := sections[fileSection]
+	if !ok {
+		return nil
+	}
+	var doc map[string]yaml.Node
+	if err := own.Decode(&doc); err != nil {
+		return fmt.Errorf("config file %s: %s: %w", path, fileSection, err)
+	}
+	keys := make([]string, 0, len(doc))
+	for k := range doc {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		i := slices.IndexFunc(table, func(s setting) bool { return s.key() == k })
+		if i < 0 {
+			return fmt.Errorf("config file %s: %s.%s is not a setting (see --help for the keys)", path, fileSection, k)
+		}
+		node := doc[k]
+		if err := setFromYAML(table[i].value, &node); err != nil {
+			return fmt.Errorf("config file %s: %s.%s: %w", path, fileSection, k, err)
+		}
+	}
+	return nil
+}
+
+func setFromYAML(v flag.Value, node *yaml.Node) error {
+	switch node.Kind {
+	case yaml.ScalarNode:
+		return v.Set(node.Value)
+	case yaml.MappingNode:
+		if _, ok := v.(limitsValue); !ok {
+			return errors.New("expected a single value, got a mapping")
+		}
+		var m map[string]int
+		if err := node.Decode(&m); err != nil {
+			return err
+		}
+		var pairs []string
+		for name, n := range m {
+			pairs = append(pairs, name+"="+strconv.Itoa(n))
+		}
+		return v.Set(strings.Join(pairs, ","))
+	}
+	return errors.New("expected a value or a mapping")
 }
 
 func (c Config) validate() error {
@@ -144,7 +265,11 @@ func (c Config) validate() error {
 	if c.HeartbeatInterval >= c.LeaseTTL {
 		problems = append(problems, "--heartbeat-interval must be shorter than --lease-ttl")
 	}
+	if c.MemoryLimit < 0 {
+		problems = append(problems, "--memory-limit must not be negative")
+	}
 	if len(problems) > 0 {
+		slices.Sort(problems)
 		return errors.New("invalid configuration: " + strings.Join(problems, "; "))
 	}
 	return nil
@@ -156,9 +281,10 @@ func (c Config) Level() slog.Level {
 	return l
 }
 
-// LogValue prints the settings as one group (no secrets today; mask them here when added).
+// LogValue prints the settings as one group, the Redis password masked.
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
+		slog.String("config_file", c.File),
 		slog.String("grpc_addr", c.GRPCAddr), slog.String("http_addr", c.HTTPAddr),
 		slog.String("log_level", c.LogLevel), slog.String("data_dir", c.DataDir),
 		slog.Int("max_queue", c.MaxQueue), slog.String("default_timeout", c.DefaultTimeout.String()),
@@ -167,24 +293,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("store", c.Store), slog.String("redis_url", maskURL(c.RedisURL)),
 		slog.String("retention", c.Retention.String()),
 		slog.Any("agent_limits", c.AgentLimits), slog.Any("provider_limits", c.ProviderLimits),
+		slog.Int64("memory_limit", c.MemoryLimit),
 	)
-}
-
-// parseLimits adds "name=n[,name=n...]" to m.
-func parseLimits(m map[string]int, s string) error {
-	for part := range strings.SplitSeq(s, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		name, val, ok := strings.Cut(part, "=")
-		n, err := strconv.Atoi(strings.TrimSpace(val))
-		if !ok || strings.TrimSpace(name) == "" || err != nil || n < 1 {
-			return fmt.Errorf("%q is not NAME=N with N at least 1", part)
-		}
-		m[strings.TrimSpace(name)] = n
-	}
-	return nil
 }
 
 // maskURL hides the password of a URL for logging.
@@ -199,13 +309,87 @@ func maskURL(raw string) string {
 	return u.String()
 }
 
-func envName(flagName string) string {
-	return "TASKLOOM_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+// The flag.Values of the settings.
+
+type stringValue string
+
+func (v *stringValue) String() string     { return string(*v) }
+func (v *stringValue) Set(s string) error { *v = stringValue(s); return nil }
+
+type intValue int
+
+func (v *intValue) String() string { return strconv.Itoa(int(*v)) }
+func (v *intValue) Set(s string) error {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil {
+		return errors.New("not an integer")
+	}
+	*v = intValue(n)
+	return nil
 }
 
-func envOr(getenv func(string) string, flagName, def string) string {
-	if v := getenv(envName(flagName)); v != "" {
-		return v
+type durationValue time.Duration
+
+func (v *durationValue) String() string { return time.Duration(*v).String() }
+func (v *durationValue) Set(s string) error {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return errors.New("not a duration such as 30s or 5m")
 	}
-	return def
+	*v = durationValue(d)
+	return nil
+}
+
+// limitsValue adds "name=n[,name=n...]" to its map; a later layer's name wins.
+type limitsValue map[string]int
+
+func (v limitsValue) String() string {
+	var parts []string
+	for name, n := range v {
+		parts = append(parts, name+"="+strconv.Itoa(n))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ",")
+}
+
+func (v limitsValue) Set(s string) error {
+	for part := range strings.SplitSeq(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, val, ok := strings.Cut(part, "=")
+		n, err := strconv.Atoi(strings.TrimSpace(val))
+		if !ok || strings.TrimSpace(name) == "" || err != nil || n < 1 {
+			return fmt.Errorf("%q is not NAME=N with N at least 1", part)
+		}
+		v[strings.TrimSpace(name)] = n
+	}
+	return nil
+}
+
+// bytesValue is a size: a number of bytes, or one with a unit (KiB, MiB, GiB, KB,
+// MB, GB).
+type bytesValue int64
+
+func (v *bytesValue) String() string { return strconv.FormatInt(int64(*v), 10) }
+func (v *bytesValue) Set(s string) error {
+	s = strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		n      int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.n
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return errors.New("not a size such as 512MiB, 2GiB or a number of bytes")
+	}
+	*v = bytesValue(n * mult)
+	return nil
 }

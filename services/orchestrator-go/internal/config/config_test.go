@@ -4,6 +4,8 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -81,5 +83,61 @@ func TestStoreRetentionAndLimits(t *testing.T) {
 		if _, err := Load(args, env(nil), io.Discard); err == nil {
 			t.Errorf("Load(%v) accepted", args)
 		}
+	}
+}
+
+func TestLayersDefaultsThenFileThenEnvThenFlags(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "o.yaml")
+	yaml := "gateway:\n  http_addr: 0.0.0.0:1\norchestrator:\n  max_queue: 5\n  lease_ttl: 20s\n  retention: 2h\n  agent_limit:\n    writer: 2\n    coder: 4\n  memory_limit: 512MiB\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := env(map[string]string{"TASKLOOM_CONFIG": file, "TASKLOOM_LEASE_TTL": "30s", "TASKLOOM_MAX_QUEUE": "6", "TASKLOOM_AGENT_LIMIT": "coder=5"})
+	c, err := Load([]string{"--max-queue", "9"}, e, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.File != file || c.MaxQueue != 9 || c.LeaseTTL != 30*time.Second || c.Retention != 2*time.Hour ||
+		c.AgentLimits["writer"] != 2 || c.AgentLimits["coder"] != 5 || c.MemoryLimit != 512<<20 || c.HTTPAddr != "127.0.0.1:9101" {
+		t.Fatalf("config = %+v", c)
+	}
+	// --config on the command line names the file as well.
+	c, err = Load([]string{"--config", file}, env(nil), io.Discard)
+	if err != nil || c.MaxQueue != 5 || c.LeaseTTL != 20*time.Second {
+		t.Fatalf("config = %+v, %v", c, err)
+	}
+}
+
+func TestFileErrorsNameTheSetting(t *testing.T) {
+	dir := t.TempDir()
+	for body, want := range map[string]string{
+		"orchestrator:\n  lease_tl: 3s\n":             `orchestrator.lease_tl is not a setting`,
+		"orchestrator:\n  max_queue: many\n":          "orchestrator.max_queue: not an integer",
+		"orchestrator:\n  retention: [1, 2]\n":        "orchestrator.retention: expected a value",
+		"orchestrator:\n  memory_limit: 12 parsecs\n": "orchestrator.memory_limit: not a size",
+		"orchestrater:\n  max_queue: 1\n":             `"orchestrater" is not a section`,
+	} {
+		file := filepath.Join(dir, "o.yaml")
+		if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Load([]string{"--config", file}, env(nil), io.Discard); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: err = %v, want %q", body, err, want)
+		}
+	}
+	if _, err := Load([]string{"--config", filepath.Join(dir, "missing.yaml")}, env(nil), io.Discard); err == nil {
+		t.Error("a missing file was accepted")
+	}
+}
+
+func TestMemoryLimitSizes(t *testing.T) {
+	for in, want := range map[string]int64{"0": 0, "1048576": 1 << 20, "2GiB": 2 << 30, "1 GB": 1e9, "64KiB": 64 << 10} {
+		c, err := Load([]string{"--memory-limit", in}, env(nil), io.Discard)
+		if err != nil || c.MemoryLimit != want {
+			t.Errorf("%q = %d, %v; want %d", in, c.MemoryLimit, err, want)
+		}
+	}
+	if _, err := Load(nil, env(map[string]string{"TASKLOOM_MEMORY_LIMIT": "-1"}), io.Discard); err == nil {
+		t.Error("a negative limit was accepted")
 	}
 }

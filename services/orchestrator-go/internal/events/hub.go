@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/types/known/structpb"
+
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/telemetry"
 )
@@ -30,12 +32,16 @@ const (
 type Event struct {
 	TaskID string
 	// StepID is the task's step on a Feed subscription (workflow watches).
-	StepID  string
-	Kind    Kind
-	Status  task.Status
-	Chunk   string
-	Seq     int64
-	Attempt int32
+	StepID string
+	Kind   Kind
+	Status task.Status
+	Chunk  string
+	// ChunkKind and ChunkData: a typed chunk's kind (taskloom.v1.ChunkKind) and
+	// payload, passed through as the worker sent them (typed_chunk.go).
+	ChunkKind int32
+	ChunkData *structpb.Struct
+	Seq       int64
+	Attempt   int32
 	// Task is the final task on Done; shared between watchers, never mutate it.
 	Task *task.Task
 	Time time.Time
@@ -114,17 +120,25 @@ func (h *Hub) Status(taskID string, status task.Status, attempt int32, now time.
 
 // Chunk publishes a piece of output of the given attempt and keeps it for replay.
 func (h *Hub) Chunk(taskID string, attempt int32, seq int64, text string, now time.Time) {
+	h.ChunkPiece(taskID, attempt, seq, Piece{Text: text}, now)
+}
+
+// ChunkPiece is Chunk for a piece of any kind (typed_chunk.go).
+func (h *Hub) ChunkPiece(taskID string, attempt int32, seq int64, p Piece, now time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	tp := h.topic(taskID)
 	if tp.attempt != attempt {
 		tp.attempt, tp.chunks, tp.bytes = attempt, nil, 0
 	}
-	ev := Event{TaskID: taskID, Kind: KindChunk, Status: task.StatusRunning, Chunk: text, Seq: seq, Attempt: attempt, Time: now}
+	ev := Event{
+		TaskID: taskID, Kind: KindChunk, Status: task.StatusRunning, Chunk: p.Text,
+		ChunkKind: p.Kind, ChunkData: p.Data, Seq: seq, Attempt: attempt, Time: now,
+	}
 	tp.chunks = append(tp.chunks, ev)
-	tp.bytes += len(text)
+	tp.bytes += p.size()
 	for len(tp.chunks) > 1 && (len(tp.chunks) > h.opts.ReplayChunks || tp.bytes > h.opts.ReplayBytes) {
-		tp.bytes -= len(tp.chunks[0].Chunk)
+		tp.bytes -= tp.chunks[0].piece().size()
 		tp.chunks[0] = Event{}
 		tp.chunks = tp.chunks[1:]
 	}

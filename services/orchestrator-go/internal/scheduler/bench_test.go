@@ -26,11 +26,11 @@ func BenchmarkSubmitRunCompleteBolt(b *testing.B) {
 	}
 	defer func() { _ = st.Close() }()
 	catalog := workers.NewCatalog()
-	catalog.Add(workers.Agent{Name: "noop"})
+	catalog.Add(task.AgentInfo{Name: "noop"})
 	m := telemetry.NewTestMetrics()
 	s := New(Config{MaxCredits: 1 << 20}, Deps{Store: st, Catalog: catalog, Hub: events.NewHub(events.DefaultOptions(), m), Metrics: m})
 	defer s.Shutdown()
-	w, _ := s.Connect(Registration{Agents: []workers.Agent{{Name: "noop"}}, Concurrency: 1 << 20})
+	w, _ := s.Connect(Registration{Agents: []task.AgentInfo{{Name: "noop"}}, Concurrency: 1 << 20})
 	s.Credit(w, 1<<20)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -64,9 +64,9 @@ func BenchmarkSubmitRunCompleteBolt(b *testing.B) {
 		}()
 	}
 	wg.Wait()
-	if err := s.Sync(); err != nil {
+	if err := s.waitDurable(); err != nil {
 		b.Fatal(err)
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(s.Committer().Commits())/float64(64*per), "commits/task")
+	b.ReportMetric(float64(s.commit.Commits())/float64(64*per), "commits/task")
 }

@@ -1,5 +1,8 @@
 package scheduler
 
+// Dispatch: handing queued tasks to workers as their credits and the agent and
+// provider limits allow.
+
 import (
 	"context"
 	"log/slog"
@@ -110,24 +113,4 @@ func (s *Scheduler) saveRunningLocked() {
 		s.agingRunning[i] = runningMark{}
 	}
 	s.agingRunning, s.unsavedRunning = s.unsavedRunning, s.agingRunning[:0]
-}
-
-// backoffCap is the most a retry waits after n attempts: it doubles from the
-// initial backoff up to the max.
-func backoffCap(t *task.Task) time.Duration {
-	d := t.InitialBackoff
-	for i := int32(1); i < t.Attempts && d < t.MaxBackoff; i++ {
-		d *= 2
-	}
-	return min(d, t.MaxBackoff)
-}
-
-// backoff is the wait before the next attempt: "full jitter", uniform in
-// [0, backoffCap], so retries of tasks that failed together spread out.
-func (s *Scheduler) backoff(t *task.Task) time.Duration {
-	c := backoffCap(t)
-	if c <= 0 {
-		return 0
-	}
-	return time.Duration(s.rand(int64(c) + 1))
 }

@@ -1,8 +1,13 @@
 package scheduler
 
+// Leases: each running attempt holds one, renewed by heartbeats and chunks; an
+// expired lease loses the attempt, a passed deadline times the task out.
+
 import (
+	"container/heap"
 	"time"
 
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
 )
@@ -32,20 +37,15 @@ func (l *lease) nextCheck() time.Time {
 	return l.expires
 }
 
-// Tick expires unrenewed leases, times out attempts past their deadline, queues
-// retries whose backoff has passed and refreshes the queue-depth gauges. Start
-// calls it periodically; tests call it directly with a fake clock.
-func (s *Scheduler) Tick() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.stopped { // while draining, running leases are still checked
-		return
-	}
-	now := s.now()
+// expireLeasesLocked ends the attempts whose lease was not renewed in time (the
+// task is queued again while attempts remain) and times out those past their
+// deadline. The lease heap holds them by their next check, so only what is due is
+// looked at.
+func (s *Scheduler) expireLeasesLocked(now time.Time) {
 	for {
 		l, ok := s.leaseChecks.popDue(now)
 		if !ok {
-			break
+			return
 		}
 		if l.nextCheck().After(now) {
 			s.leaseChecks.add(l) // renewed since
@@ -64,25 +64,6 @@ func (s *Scheduler) Tick() {
 		s.sendCancelLocked(l, "lease expired")
 		s.loseLeaseLocked(l, "lease expired: no heartbeat within the lease TTL", now)
 	}
-	for {
-		r, ok := s.retries.popDue(now)
-		if !ok {
-			break
-		}
-		at, ok := s.delayed[r.taskID]
-		if !ok || at.After(now) {
-			continue
-		}
-		delete(s.delayed, r.taskID)
-		if e := s.live[r.taskID]; e != nil && !e.finishing && e.t.Status == task.StatusQueued {
-			s.queue.Push(e.t, now)
-		}
-	}
-	s.limitFreed = false
-	s.dispatchLocked(nil)
-	s.saveRunningLocked()
-	s.updateGaugesLocked()
-	s.updateQueueDepthLocked()
 }
 
 // dropLeaseLocked forgets the lease; later chunks and results carrying it are stale.
@@ -150,46 +131,52 @@ func (s *Scheduler) timedOutLocked(e *liveTask, l *lease, now time.Time, detail 
 		msg += " (worker: " + detail + ")"
 	}
 	s.log.Warn("task timed out", append(taskAttrs(e.t), "worker_id", l.worker.ID, "attempt", l.attempt)...)
-	s.finishLocked(e, task.StatusTimedOut, &task.Failure{Reason: task.ReasonDeadlineExceeded, Message: msg}, now)
+	s.finishLocked(e, task.StatusTimedOut, &task.Failure{Reason: errs.ReasonDeadlineExceeded, Message: msg}, now)
 }
 
-// loseLeaseLocked handles an attempt whose worker is gone or silent: the attempt
-// counts, and the task is queued again at once while attempts remain, else it fails.
-func (s *Scheduler) loseLeaseLocked(l *lease, why string, now time.Time) {
-	s.dropLeaseLocked(l)
-	e := s.live[l.taskID]
-	if e == nil || e.finishing {
-		return
-	}
-	failure := &task.Failure{Reason: task.ReasonLeaseLost, Message: why, Retryable: true}
-	if e.t.Attempts >= e.t.MaxAttempts {
-		s.finishLocked(e, task.StatusFailed, failure, now)
-		return
-	}
-	s.requeueLocked(e, failure, 0, now)
+// leaseHeap orders the running leases by their next check (expiry or deadline), so
+// a tick only looks at what is due: O(due x log n) instead of scanning every lease.
+// A lease leaves it when it ends; a renewal does not move it: when its old check
+// comes, it is filed again under the new one.
+type leaseHeap []*lease
+
+func (h leaseHeap) Len() int           { return len(h) }
+func (h leaseHeap) Less(i, j int) bool { return h[i].check.Before(h[j].check) }
+func (h leaseHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIndex, h[j].heapIndex = i, j
+}
+func (h *leaseHeap) Push(x any) {
+	l := x.(*lease)
+	l.heapIndex = len(*h)
+	*h = append(*h, l)
+}
+func (h *leaseHeap) Pop() any {
+	old := *h
+	l := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	l.heapIndex = -1
+	return l
 }
 
-// requeueLocked returns a running task to the queue for another attempt, after
-// delay (0: at once).
-func (s *Scheduler) requeueLocked(e *liveTask, failure *task.Failure, delay time.Duration, now time.Time) {
-	t := e.t
-	t.Status, t.Failure, t.WorkerID, t.NotBefore = task.StatusQueued, failure, "", time.Time{}
-	if delay > 0 {
-		t.NotBefore = now.Add(delay) // stored, so a restart keeps the backoff
-	}
-	s.commit.Write(t.Snapshot())
-	s.metrics.TaskRetries.WithLabelValues(t.Agent).Inc()
-	s.log.Info("task requeued", append(taskAttrs(t), "attempts", t.Attempts, "reason", failure.Message, "delay", delay.String())...)
-	s.hub.Status(t.ID, task.StatusQueued, t.Attempts, now)
-	if delay > 0 {
-		s.delayLocked(t, t.NotBefore)
-		return
-	}
-	s.queue.Push(t, now)
+// add files l under its next check.
+func (h *leaseHeap) add(l *lease) {
+	l.check = l.nextCheck()
+	heap.Push(h, l)
 }
 
-// delayLocked holds the queued task back until at; a tick then queues it.
-func (s *Scheduler) delayLocked(t *task.Task, at time.Time) {
-	s.delayed[t.ID] = at
-	s.retries.push(retry{at: at, taskID: t.ID})
+// remove takes l out, if it is in.
+func (h *leaseHeap) remove(l *lease) {
+	if l.heapIndex >= 0 && l.heapIndex < len(*h) && (*h)[l.heapIndex] == l {
+		heap.Remove(h, l.heapIndex)
+	}
+}
+
+// popDue returns the lease with the earliest check due at now, if any.
+func (h *leaseHeap) popDue(now time.Time) (*lease, bool) {
+	if len(*h) == 0 || (*h)[0].check.After(now) {
+		return nil, false
+	}
+	return heap.Pop(h).(*lease), true
 }

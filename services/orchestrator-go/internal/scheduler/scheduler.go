@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/events"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
@@ -118,10 +119,6 @@ type Deps struct {
 	NewID   func() string
 	// Rand returns a uniform random number in [0, n) (backoff jitter).
 	Rand func(n int64) int64
-	// OnStepFinished, if set, is called with a copy of every finished task that is a
-	// workflow step, in its own goroutine and outside the scheduler's lock, once the
-	// result is durable, so that the workflow engine may submit the next steps from it.
-	OnStepFinished func(*task.Task)
 }
 
 // liveTask is an unfinished task: the scheduler's memory is its authority, the
@@ -151,7 +148,9 @@ type Scheduler struct {
 	newID   func() string
 	rand    func(int64) int64
 
-	onStepFinished func(*task.Task)
+	// finishedSteps holds the finished workflow step tasks until the workflow
+	// engine takes them (NextFinishedStep).
+	finishedSteps stepQueue
 
 	mu             sync.Mutex
 	live           map[string]*liveTask // unfinished tasks by id
@@ -188,13 +187,11 @@ type Scheduler struct {
 	tickDone chan struct{}
 }
 
-type idemKey struct{ tenant, key string }
-
 // New returns a scheduler; call Recover, then Start.
 func New(cfg Config, d Deps) *Scheduler {
 	s := &Scheduler{
 		cfg: cfg.withDefaults(), store: d.Store, catalog: d.Catalog, hub: d.Hub,
-		metrics: d.Metrics, log: d.Log, now: d.Now, newID: d.NewID, rand: d.Rand, onStepFinished: d.OnStepFinished,
+		metrics: d.Metrics, log: d.Log, now: d.Now, newID: d.NewID, rand: d.Rand,
 		live: map[string]*liveTask{}, idem: map[idemKey]*liveTask{}, lookups: map[uint64]int{},
 		queue: newQueue(), workers: workers.NewRegistry(),
 		leases: map[string]*lease{}, running: map[string]*lease{}, delayed: map[string]time.Time{},
@@ -231,11 +228,8 @@ func New(cfg Config, d Deps) *Scheduler {
 // Config returns the effective configuration.
 func (s *Scheduler) Config() Config { return s.cfg }
 
-// Committer exposes the group committer (tests count its commits).
-func (s *Scheduler) Committer() *store.Committer { return s.commit }
-
-// Sync waits until every state change made so far is durable.
-func (s *Scheduler) Sync() error { return s.commit.Sync() }
+// waitDurable waits until every state change made so far is durable.
+func (s *Scheduler) waitDurable() error { return s.commit.Sync() }
 
 // Recover loads the unfinished tasks found in the store and queues them. Attempts
 // that were running when the process stopped lost their lease: they count, and the
@@ -256,7 +250,7 @@ func (s *Scheduler) Recover(ctx context.Context) error {
 			s.idem[idemKey{t.Tenant, t.IdempotencyKey}] = e
 		}
 		if t.Status == task.StatusRunning {
-			failure := &task.Failure{Reason: task.ReasonLeaseLost, Message: "the orchestrator restarted while the attempt ran", Retryable: true}
+			failure := &task.Failure{Reason: errs.ReasonLeaseLost, Message: "the orchestrator restarted while the attempt ran", Retryable: true}
 			if t.Attempts >= t.MaxAttempts {
 				s.finishLocked(e, task.StatusFailed, failure, now)
 				continue
@@ -284,20 +278,6 @@ func (s *Scheduler) Recover(ctx context.Context) error {
 	return nil
 }
 
-// UnfinishedSteps returns the unfinished workflow step tasks (neither finished
-// nor finishing), their ids by workflow id.
-func (s *Scheduler) UnfinishedSteps() map[string][]string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := map[string][]string{}
-	for id, e := range s.live {
-		if e.t.WorkflowID != "" && !e.finishing {
-			out[e.t.WorkflowID] = append(out[e.t.WorkflowID], id)
-		}
-	}
-	return out
-}
-
 // Start runs the background loop that expires leases, times out attempts and
 // queues retries whose backoff has passed.
 func (s *Scheduler) Start() {
@@ -309,12 +289,31 @@ func (s *Scheduler) Start() {
 		for {
 			select {
 			case <-t.C:
-				s.Tick()
+				s.tick()
 			case <-s.stopTick:
 				return
 			}
 		}
 	}()
+}
+
+// tick expires unrenewed leases, times out attempts past their deadline, queues
+// retries whose backoff has passed and refreshes the queue-depth gauges. Start
+// calls it periodically; tests call it directly with a fake clock.
+func (s *Scheduler) tick() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped { // while draining, running leases are still checked
+		return
+	}
+	now := s.now()
+	s.expireLeasesLocked(now)
+	s.queueDueRetriesLocked(now)
+	s.limitFreed = false
+	s.dispatchLocked(nil)
+	s.saveRunningLocked()
+	s.updateGaugesLocked()
+	s.updateQueueDepthLocked()
 }
 
 // Shutdown stops at once: GracefulShutdown with no time to drain.
@@ -445,8 +444,8 @@ func (s *Scheduler) committed(tasks []*task.Task, err error) {
 			series.Duration(t.Status).Observe(t.FinishedAt.Sub(t.StartedAt).Seconds())
 		}
 		s.hub.Done(t, now)
-		if t.WorkflowID != "" && s.onStepFinished != nil {
-			go s.onStepFinished(t.Clone())
+		if t.WorkflowID != "" {
+			s.finishedSteps.push(t.Clone())
 		}
 		if infoLogs {
 			s.log.Info("task finished", append(taskAttrs(t), "agent", t.Agent, "status", t.Status.String(), "attempts", t.Attempts)...)

@@ -1,9 +1,13 @@
 package scheduler
 
+// Worker sessions: registration, credits, heartbeats, chunks and results of the
+// workers connected to the hub.
+
 import (
 	"encoding/json"
 	"errors"
 
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/events"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
 )
@@ -11,7 +15,7 @@ import (
 // Registration is what a worker says about itself when its session opens.
 type Registration struct {
 	WorkerID    string // empty: the hub assigns one
-	Agents      []workers.Agent
+	Agents      []task.AgentInfo
 	Concurrency int32
 	Hostname    string
 	Version     string
@@ -134,6 +138,11 @@ func (s *Scheduler) currentLeaseLocked(w *workers.Worker, taskID, leaseID, kind 
 // Chunk is a piece of a running attempt's output; it renews the lease and goes to
 // the task's watchers.
 func (s *Scheduler) Chunk(w *workers.Worker, taskID, leaseID string, seq int64, text string) {
+	s.ChunkPiece(w, taskID, leaseID, seq, events.Piece{Text: text})
+}
+
+// ChunkPiece is Chunk for a typed piece (a thought, a tool call or result, ...).
+func (s *Scheduler) ChunkPiece(w *workers.Worker, taskID, leaseID string, seq int64, p events.Piece) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l := s.currentLeaseLocked(w, taskID, leaseID, "chunk")
@@ -142,7 +151,7 @@ func (s *Scheduler) Chunk(w *workers.Worker, taskID, leaseID string, seq int64, 
 	}
 	now := s.now()
 	l.expires = now.Add(s.cfg.LeaseTTL)
-	s.hub.Chunk(taskID, l.attempt, seq, text, now)
+	s.hub.ChunkPiece(taskID, l.attempt, seq, p, now)
 }
 
 // Result is the end of an attempt: success, or a failure retried after backoff
@@ -157,10 +166,9 @@ type Result struct {
 	Usage   task.Usage
 }
 
-// Complete records the result of an attempt; stale results are ignored. A failure
-// the worker reports as DEADLINE_EXCEEDED, or any failure arriving at or after the
-// attempt's deadline, times the task out (TIMED_OUT, no retry) like the
-// orchestrator's own deadline check; a success is kept whenever it arrives.
+// Complete records the result of an attempt; stale results are ignored. A success
+// is kept whenever it arrives; a failure is retried, times out or fails the task
+// (see attemptFailedLocked).
 func (s *Scheduler) Complete(w *workers.Worker, r Result) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -173,19 +181,11 @@ func (s *Scheduler) Complete(w *workers.Worker, r Result) {
 	if e := s.live[r.TaskID]; e != nil && !e.finishing {
 		t := e.t
 		addUsage(&t.Usage, r.Usage)
-		switch {
-		case r.Failure == nil:
+		if r.Failure == nil {
 			t.Result = r.Output
 			s.finishLocked(e, task.StatusSucceeded, nil, now)
-		case r.Failure.Reason == task.ReasonDeadlineExceeded || !now.Before(l.deadline):
-			// The worker stopped the attempt at its deadline (often before a tick
-			// noticed it), or failed it past the deadline: the task timed out, as if
-			// the orchestrator had stopped it, and is not retried.
-			s.timedOutLocked(e, l, now, r.Failure.Message)
-		case r.Failure.Retryable && t.Attempts < t.MaxAttempts:
-			s.requeueLocked(e, r.Failure, s.backoff(t), now)
-		default:
-			s.finishLocked(e, task.StatusFailed, r.Failure, now)
+		} else {
+			s.attemptFailedLocked(e, l, r.Failure, now)
 		}
 	}
 	s.afterLeaseChangeLocked()

@@ -1,15 +1,15 @@
 package scheduler
 
+// Submission: validating specs against the catalog and the queue bound, the durable
+// write (group commit) and queueing once it is durable.
+
 import (
 	"context"
-	"errors"
 	"fmt"
-	"math"
 	"strconv"
 	"time"
 
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
-	"github.com/taskloom/taskloom/services/orchestrator-go/internal/events"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 )
@@ -42,13 +42,15 @@ type Submitted struct {
 // takes the write (a retry with the same idempotency keys returns them).
 func (s *Scheduler) Submit(ctx context.Context, specs []task.Spec) ([]Submitted, error) {
 	var look *idemLookup
+	var fps []task.Fingerprint
 	if hasIdempotencyKeys(specs) {
+		fps = fingerprints(specs) // outside the lock: it reads every input
 		var err error
 		if look, err = s.lookUpKeys(ctx, specs); err != nil {
 			return nil, err
 		}
 	}
-	out, fresh, waits, err := s.admit(specs, look)
+	out, fresh, waits, err := s.admit(specs, fps, look)
 	if err != nil {
 		return nil, err
 	}
@@ -75,7 +77,7 @@ func (s *Scheduler) Submit(ctx context.Context, specs []task.Spec) ([]Submitted,
 			}()
 		}
 		return nil, &errs.Error{
-			Kind: errs.KindUnavailable, Reason: "UNAVAILABLE",
+			Kind: errs.KindUnavailable, Reason: errs.ReasonUnavailable,
 			Message: "the task store has not confirmed the submission yet (it is retrying); the tasks will run once it does. " +
 				"Resubmit with the same idempotency keys to learn their ids",
 		}
@@ -145,136 +147,11 @@ func (s *Scheduler) enqueueSubmitted(fresh []*task.Task, werr error) error {
 	return nil
 }
 
-func hasIdempotencyKeys(specs []task.Spec) bool {
-	for i := range specs {
-		if specs[i].IdempotencyKey != "" {
-			return true
-		}
-	}
-	return false
-}
-
-// idemLookup is one Submit's read of its idempotency keys from the store, made
-// outside the lock.
-//
-// Why it cannot miss a task: a key not found in the store belonged to no durable
-// task when the read began. A task with that key that becomes durable later was
-// live, so in the in-memory map, before it was written, and stays there until it
-// finishes. The map drops a finished task's key only once no lookup that began
-// before the task finished is still in flight (retireIdemLocked); so when admit
-// takes the lock, the key is either still in the map or was read by this lookup.
-type idemLookup struct {
-	start uint64                 // this lookup's sequence number
-	known map[idemKey]*task.Task // durable tasks found, by key
-}
-
-// retiredIdem is the key of a finished task, kept in the idempotency map while a
-// lookup that began before the task finished (seq >= its start) is in flight.
-type retiredIdem struct {
-	key idemKey
-	e   *liveTask
-	seq uint64
-}
-
-// lookUpKeys reads from the store, in one call and outside the lock, the tasks of
-// the specs' idempotency keys that the in-memory map does not hold. admit ends the
-// lookup.
-func (s *Scheduler) lookUpKeys(ctx context.Context, specs []task.Spec) (*idemLookup, error) {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil, ErrShuttingDown
-	}
-	s.lookupSeq++
-	look := &idemLookup{start: s.lookupSeq, known: map[idemKey]*task.Task{}}
-	s.lookups[look.start]++
-	var keys []store.IdempotencyKey
-	seen := map[idemKey]bool{}
-	for i := range specs {
-		k := idemKey{specs[i].Tenant, specs[i].IdempotencyKey}
-		if k.key == "" || seen[k] {
-			continue
-		}
-		seen[k] = true
-		if e := s.idem[k]; e != nil {
-			if e.final != nil { // finished and durable: may leave the map before admit
-				look.known[k] = e.final
-			}
-			continue // live: stays in the map while this lookup is in flight
-		}
-		keys = append(keys, store.IdempotencyKey{Tenant: k.tenant, Key: k.key})
-	}
-	s.mu.Unlock()
-	if len(keys) == 0 {
-		return look, nil
-	}
-	found, err := s.store.FindByIdempotencyKeys(ctx, keys)
-	if err != nil {
-		s.mu.Lock()
-		s.endLookupLocked(look)
-		s.mu.Unlock()
-		return nil, fmt.Errorf("look up idempotency keys: %w", err)
-	}
-	for k, t := range found {
-		look.known[idemKey{k.Tenant, k.Key}] = t
-	}
-	return look, nil
-}
-
-// endLookupLocked ends an idempotency lookup and drops the keys of finished tasks
-// that no lookup in flight may still need.
-func (s *Scheduler) endLookupLocked(look *idemLookup) {
-	if n := s.lookups[look.start] - 1; n > 0 {
-		s.lookups[look.start] = n
-	} else {
-		delete(s.lookups, look.start)
-	}
-	s.purgeRetiredIdemLocked()
-}
-
-// retireIdemLocked drops the key of the finished task e from the idempotency map,
-// or keeps it there (with the final snapshot) while an older lookup is in flight.
-func (s *Scheduler) retireIdemLocked(k idemKey, e *liveTask, final *task.Task) {
-	if s.idem[k] != e {
-		return
-	}
-	if len(s.lookups) == 0 {
-		delete(s.idem, k)
-		return
-	}
-	e.final = final
-	s.retiredIdem = append(s.retiredIdem, retiredIdem{key: k, e: e, seq: s.lookupSeq})
-}
-
-func (s *Scheduler) purgeRetiredIdemLocked() {
-	if len(s.retiredIdem) == 0 {
-		return
-	}
-	oldest := uint64(math.MaxUint64)
-	for start := range s.lookups {
-		oldest = min(oldest, start)
-	}
-	n := 0
-	for _, r := range s.retiredIdem {
-		if oldest <= r.seq {
-			break
-		}
-		if s.idem[r.key] == r.e {
-			delete(s.idem, r.key)
-		}
-		n++
-	}
-	clear(s.retiredIdem[:n])
-	s.retiredIdem = s.retiredIdem[n:]
-	if len(s.retiredIdem) == 0 {
-		s.retiredIdem = nil
-	}
-}
-
 // admit decides the submission under the lock: it returns the outcomes, the new
 // tasks and the batches to wait for (the new tasks' and those of idempotent
-// repeats of tasks still being stored). It ends look, if any.
-func (s *Scheduler) admit(specs []task.Spec, look *idemLookup) (out []Submitted, fresh []*task.Task, waits []batchWait, err error) {
+// repeats of tasks still being stored). fps holds the keyed specs' fingerprints.
+// It ends look, if any.
+func (s *Scheduler) admit(specs []task.Spec, fps []task.Fingerprint, look *idemLookup) (out []Submitted, fresh []*task.Task, waits []batchWait, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if look != nil {
@@ -290,31 +167,27 @@ func (s *Scheduler) admit(specs []task.Spec, look *idemLookup) (out []Submitted,
 	for i, spec := range specs {
 		if spec.IdempotencyKey != "" {
 			k := idemKey{spec.Tenant, spec.IdempotencyKey}
-			if snap, ok := inBatch[k]; ok {
-				out[i] = Submitted{Task: snap, Existing: true}
-				continue
-			}
-			if e := s.idem[k]; e != nil {
-				snap := e.final
-				if snap == nil {
-					snap = e.t.Snapshot()
+			existing, wait := s.existingLocked(k, inBatch, look)
+			if existing != nil {
+				if err := sameRequest(existing, fps[i], spec.IdempotencyKey); err != nil {
+					s.metrics.SubmitRejected.WithLabelValues(errs.ReasonName(errs.ReasonIdempotencyConflict)).Inc()
+					return nil, nil, nil, err
 				}
-				out[i] = Submitted{Task: snap, Existing: true}
-				if e.submitted != nil {
-					waits = append(waits, batchWait{e.submitted, e.t.ID})
+				out[i] = Submitted{Task: existing, Existing: true}
+				if wait != nil {
+					waits = append(waits, *wait)
 				}
-				continue
-			}
-			if t := look.known[k]; t != nil {
-				out[i] = Submitted{Task: t, Existing: true}
 				continue
 			}
 		}
 		if !s.catalog.Has(spec.Agent) {
-			s.metrics.SubmitRejected.WithLabelValues("AGENT_NOT_FOUND").Inc()
+			s.metrics.SubmitRejected.WithLabelValues(errs.ReasonName(errs.ReasonAgentNotFound)).Inc()
 			return nil, nil, nil, agentNotFound(spec.Agent)
 		}
 		t := s.newTask(spec, now)
+		if fps != nil {
+			t.Fingerprint = fps[i]
+		}
 		snap := t.Snapshot()
 		fresh, snaps = append(fresh, t), append(snaps, snap)
 		out[i] = Submitted{Task: snap}
@@ -329,9 +202,9 @@ func (s *Scheduler) admit(specs []task.Spec, look *idemLookup) (out []Submitted,
 		return out, nil, waits, nil
 	}
 	if s.queuedLocked()+len(fresh) > s.cfg.MaxQueue {
-		s.metrics.SubmitRejected.WithLabelValues("QUEUE_FULL").Inc()
+		s.metrics.SubmitRejected.WithLabelValues(errs.ReasonName(errs.ReasonQueueFull)).Inc()
 		return nil, nil, nil, &errs.Error{
-			Kind: errs.KindResourceExhausted, Reason: "QUEUE_FULL",
+			Kind: errs.KindResourceExhausted, Reason: errs.ReasonQueueFull,
 			Message:  fmt.Sprintf("the queue is full (%d tasks waiting, limit %d); retry later", s.queuedLocked(), s.cfg.MaxQueue),
 			Metadata: map[string]string{"retry_after_ms": strconv.FormatInt(s.cfg.QueueFullRetryAfter.Milliseconds(), 10)},
 		}
@@ -357,9 +230,6 @@ func (s *Scheduler) newTask(spec task.Spec, now time.Time) *task.Task {
 		InitialBackoff: spec.InitialBackoff, MaxBackoff: spec.MaxBackoff, CreatedAt: now,
 		WorkflowID: spec.WorkflowID, StepID: spec.StepID,
 	}
-	if t.Priority == 0 {
-		t.Priority = task.DefaultPriority
-	}
 	if t.MaxAttempts <= 0 {
 		t.MaxAttempts = s.cfg.MaxAttempts
 	}
@@ -373,97 +243,4 @@ func (s *Scheduler) newTask(spec task.Spec, now time.Time) *task.Task {
 		t.MaxBackoff = max(s.cfg.MaxBackoff, t.InitialBackoff)
 	}
 	return t
-}
-
-// Get returns the task with the id: live tasks from memory, finished ones from the store.
-func (s *Scheduler) Get(ctx context.Context, id string) (*task.Task, error) {
-	s.mu.Lock()
-	if e := s.live[id]; e != nil {
-		t := e.t.Clone()
-		s.mu.Unlock()
-		return t, nil
-	}
-	s.mu.Unlock()
-	return s.getStored(ctx, id)
-}
-
-func (s *Scheduler) getStored(ctx context.Context, id string) (*task.Task, error) {
-	t, err := s.store.Get(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, taskNotFound(id)
-	}
-	return t, err
-}
-
-// List returns a page of tasks, newest first, from the store; see store.Store.List.
-// A task appears once its submission is durable; live state may be a moment newer.
-func (s *Scheduler) List(ctx context.Context, f store.Filter, cursor string, limit int) ([]*task.Task, string, error) {
-	tasks, next, err := s.store.List(ctx, f, cursor, limit)
-	if errors.Is(err, store.ErrBadCursor) {
-		return nil, "", errs.InvalidArgument("page_token", "the page token was not issued by this orchestrator")
-	}
-	return tasks, next, err
-}
-
-// Cancel stops a task: a queued one is cancelled at once; a running one is cancelled
-// and its worker told to stop (its late result is ignored). A finished task cannot
-// be cancelled. It returns once the cancellation is durable.
-func (s *Scheduler) Cancel(ctx context.Context, id, reason string) (*task.Task, error) {
-	s.mu.Lock()
-	e := s.live[id]
-	if e == nil || e.finishing {
-		s.mu.Unlock()
-		t, err := s.getStored(ctx, id)
-		if err != nil {
-			if e != nil {
-				return nil, errs.FailedPrecondition("TASK_FINISHED", "task %s is finishing", id)
-			}
-			return nil, err
-		}
-		return nil, errs.FailedPrecondition("TASK_FINISHED", "task %s already finished with status %s", id, t.Status)
-	}
-	if reason == "" {
-		reason = "cancelled by request"
-	}
-	if l := s.running[id]; l != nil {
-		s.dropLeaseLocked(l)
-		s.sendCancelLocked(l, reason)
-	}
-	fin, b := s.finishLocked(e, task.StatusCancelled, &task.Failure{Reason: task.ReasonCancelled, Message: reason}, s.now())
-	s.log.Info("task cancelled", append(taskAttrs(e.t), "reason", reason)...)
-	s.afterLeaseChangeLocked()
-	s.updateGaugesLocked()
-	s.mu.Unlock()
-	select {
-	case <-b.Done():
-		if err := b.ErrFor(id); err != nil {
-			return nil, fmt.Errorf("store cancelled task: %w", err)
-		}
-	case <-ctx.Done():
-		return nil, &errs.Error{
-			Kind: errs.KindUnavailable, Reason: "UNAVAILABLE",
-			Message: fmt.Sprintf("task %s is cancelled, but the task store has not confirmed it yet (it is retrying)", id),
-		}
-	}
-	return fin.Clone(), nil
-}
-
-// Watch subscribes to the task's events from cur (nil for the start): see
-// events.Hub.Subscribe. The caller must Close the subscription.
-//
-// A live task is subscribed under the lock, so no event falls between its state
-// and the subscription. A task not live has finished (its Done already published)
-// and is read from the store outside the lock.
-func (s *Scheduler) Watch(ctx context.Context, id string, cur *events.Cursor) (*events.Subscription, error) {
-	s.mu.Lock()
-	if e := s.live[id]; e != nil {
-		defer s.mu.Unlock()
-		return s.hub.Subscribe(e.t.Clone(), cur, s.now()), nil
-	}
-	s.mu.Unlock()
-	t, err := s.getStored(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	return s.hub.Subscribe(t, cur, s.now()), nil
 }

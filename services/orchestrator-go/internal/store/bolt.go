@@ -170,7 +170,7 @@ func (b *Bolt) Get(_ context.Context, id string) (*task.Task, error) {
 	err := b.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketTasks).Get([]byte(id))
 		if v == nil {
-			return ErrNotFound
+			return ErrTaskNotFound
 		}
 		var err error
 		t, err = decodeTask(v)
@@ -185,11 +185,11 @@ func (b *Bolt) FindByIdempotencyKey(_ context.Context, tenant, key string) (*tas
 	err := b.db.View(func(tx *bolt.Tx) error {
 		id := tx.Bucket(bucketIdem).Get(idemBoltKey(tenant, key))
 		if id == nil {
-			return ErrNotFound
+			return ErrTaskNotFound
 		}
 		v := tx.Bucket(bucketTasks).Get(id)
 		if v == nil {
-			return ErrNotFound // pruned
+			return ErrTaskNotFound // pruned
 		}
 		var err error
 		t, err = decodeTask(v)
@@ -410,78 +410,8 @@ func has(b *bolt.Bucket, key []byte) bool {
 	return bytes.Equal(k, key)
 }
 
-// PutWorkflow implements Store.
-func (b *Bolt) PutWorkflow(_ context.Context, w *Workflow) error {
-	return b.db.Update(func(tx *bolt.Tx) error {
-		id := []byte(w.ID)
-		if err := tx.Bucket(bucketWorkflows).Put(id, encodeWorkflow(w)); err != nil {
-			return err
-		}
-		if w.IdempotencyKey != "" {
-			if err := tx.Bucket(bucketWfIdem).Put(idemBoltKey(w.Tenant, w.IdempotencyKey), id); err != nil {
-				return err
-			}
-		}
-		if !w.Done {
-			return tx.Bucket(bucketWfOpen).Put(id, nil)
-		}
-		if err := tx.Bucket(bucketWfOpen).Delete(id); err != nil {
-			return err
-		}
-		if w.FinishedAt.IsZero() {
-			return nil
-		}
-		return tx.Bucket(bucketWfFinished).Put(timeKey(w.FinishedAt, w.ID), nil)
-	})
-}
-
-// PruneFinishedWorkflows implements Store: one transaction deletes the batch.
-func (b *Bolt) PruneFinishedWorkflows(_ context.Context, before time.Time, limit int) (int, error) {
-	n := 0
-	err := b.db.Update(func(tx *bolt.Tx) error {
-		all, idem, fin := tx.Bucket(bucketWorkflows), tx.Bucket(bucketWfIdem), tx.Bucket(bucketWfFinished)
-		end := timeKey(before, "")
-		var doomed [][]byte
-		c := fin.Cursor()
-		for k, _ := c.First(); k != nil && bytes.Compare(k[:8], end) < 0 && len(doomed) < limit; k, _ = c.Next() {
-			doomed = append(doomed, bytes.Clone(k))
-		}
-		for _, k := range doomed {
-			if err := fin.Delete(k); err != nil {
-				return err
-			}
-			id := k[8:]
-			v := all.Get(id)
-			if v == nil {
-				continue
-			}
-			w, err := decodeWorkflow(v)
-			if err != nil {
-				return err
-			}
-			if !w.Done || !bytes.Equal(timeKey(w.FinishedAt, w.ID), k) {
-				continue // defensive: an index entry that no longer describes the record
-			}
-			if w.IdempotencyKey != "" {
-				ik := idemBoltKey(w.Tenant, w.IdempotencyKey)
-				if bytes.Equal(idem.Get(ik), id) {
-					if err := idem.Delete(ik); err != nil {
-						return err
-					}
-				}
-			}
-			if err := all.Delete(id); err != nil {
-				return err
-			}
-			n++
-		}
-		return nil
-	})
-	return n, err
-}
-
 // PutAgents implements Store.
-func (b *Bolt) PutAgents(_ context.Context, agents ...Agent) error {
+func (b *Bolt) PutAgents(_ context.Context, agents ...task.AgentInfo) error {
 	if len(agents) == 0 {
 		return nil
 	}
@@ -497,8 +427,8 @@ func (b *Bolt) PutAgents(_ context.Context, agents ...Agent) error {
 }
 
 // Agents implements Store; bbolt keeps keys sorted, so they come sorted by name.
-func (b *Bolt) Agents(context.Context) ([]Agent, error) {
-	var out []Agent
+func (b *Bolt) Agents(context.Context) ([]task.AgentInfo, error) {
+	var out []task.AgentInfo
 	err := b.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketAgents).ForEach(func(_, v []byte) error {
 			a, err := decodeAgent(v)
@@ -515,55 +445,6 @@ func (b *Bolt) Agents(context.Context) ([]Agent, error) {
 // Ping implements Store: it fails once the file is closed.
 func (b *Bolt) Ping(context.Context) error {
 	return b.db.View(func(*bolt.Tx) error { return nil })
-}
-
-// GetWorkflow implements Store.
-func (b *Bolt) GetWorkflow(_ context.Context, id string) (*Workflow, error) {
-	var w *Workflow
-	err := b.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketWorkflows).Get([]byte(id))
-		if v == nil {
-			return ErrNotFound
-		}
-		var err error
-		w, err = decodeWorkflow(v)
-		return err
-	})
-	return w, err
-}
-
-// FindWorkflowByIdempotencyKey implements Store.
-func (b *Bolt) FindWorkflowByIdempotencyKey(ctx context.Context, tenant, key string) (*Workflow, error) {
-	var id []byte
-	_ = b.db.View(func(tx *bolt.Tx) error {
-		id = bytes.Clone(tx.Bucket(bucketWfIdem).Get(idemBoltKey(tenant, key)))
-		return nil
-	})
-	if id == nil {
-		return nil, ErrNotFound
-	}
-	return b.GetWorkflow(ctx, string(id))
-}
-
-// UnfinishedWorkflows implements Store.
-func (b *Bolt) UnfinishedWorkflows(context.Context) ([]*Workflow, error) {
-	var out []*Workflow
-	err := b.db.View(func(tx *bolt.Tx) error {
-		all := tx.Bucket(bucketWorkflows)
-		return tx.Bucket(bucketWfOpen).ForEach(func(id, _ []byte) error {
-			v := all.Get(id)
-			if v == nil {
-				return nil
-			}
-			w, err := decodeWorkflow(v)
-			if err != nil {
-				return err
-			}
-			out = append(out, w)
-			return nil
-		})
-	})
-	return out, err
 }
 
 // Close implements Store.

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"time"
 
+	pb "github.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1"
+
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 )
 
@@ -16,8 +19,10 @@ import (
 // every field in a fixed order as uvarints / varints / length-prefixed bytes. It is
 // several times faster and smaller than JSON, which matters at tens of thousands of
 // task writes per second. A new field is appended and the version bumped; decode
-// accepts every older version. Version 2 appended NotBefore.
-const codecVersion = 2
+// accepts every older version. Version 2 appended NotBefore; version 3 writes a
+// failure's reason as its taskloom.v1.ErrorReason number (older versions wrote its
+// name) and appends the spec's fingerprint.
+const codecVersion = 3
 
 var errCorrupt = errors.New("corrupt task record")
 
@@ -34,7 +39,7 @@ func encodeTask(dst []byte, t *task.Task) []byte {
 	b = appendBytes(b, t.Result)
 	if f := t.Failure; f != nil {
 		b = append(b, 1)
-		b = appendString(b, string(f.Reason))
+		b = binary.AppendUvarint(b, uint64(f.Reason))
 		b = appendString(b, f.Message)
 		b = appendBool(b, f.Retryable)
 	} else {
@@ -63,6 +68,7 @@ func encodeTask(dst []byte, t *task.Task) []byte {
 	b = binary.AppendVarint(b, t.Usage.CachedCompletions)
 	b = appendString(b, t.WorkerID)
 	b = binary.AppendVarint(b, unixNano(t.NotBefore))
+	b = appendBytes(b, t.Fingerprint[:])
 	return b
 }
 
@@ -72,12 +78,12 @@ func taskSizeHint(t *task.Task) int {
 	n := len(t.ID) + len(t.Agent) + len(t.Input) + len(t.Result) + len(t.Tenant) +
 		len(t.IdempotencyKey) + len(t.WorkflowID) + len(t.StepID) + len(t.WorkerID)
 	if f := t.Failure; f != nil {
-		n += len(f.Reason) + len(f.Message) + 3*binary.MaxVarintLen64
+		n += len(f.Message) + 3*binary.MaxVarintLen64
 	}
 	for k, v := range t.Labels {
 		n += len(k) + len(v) + 2*binary.MaxVarintLen64
 	}
-	return n + 32*binary.MaxVarintLen64
+	return n + len(t.Fingerprint) + 32*binary.MaxVarintLen64
 }
 
 // decodeTask parses a record written by encodeTask. It copies what it keeps, so the
@@ -94,7 +100,13 @@ func decodeTask(src []byte) (*task.Task, error) {
 	t.Status = task.Status(r.uvarint())
 	t.Result = r.bytes()
 	if r.byte() == 1 {
-		t.Failure = &task.Failure{Reason: task.Reason(r.string()), Message: r.string(), Retryable: r.byte() == 1}
+		var reason errs.Reason
+		if src[0] >= 3 {
+			reason = errs.Reason(r.uvarint())
+		} else {
+			reason = errs.Reason(pb.ErrorReason_value["ERROR_REASON_"+r.string()])
+		}
+		t.Failure = &task.Failure{Reason: reason, Message: r.string(), Retryable: r.byte() == 1}
 	}
 	t.Tenant = r.string()
 	t.Priority = int32(r.varint())
@@ -122,6 +134,9 @@ func decodeTask(src []byte) (*task.Task, error) {
 	t.WorkerID = r.string()
 	if src[0] >= 2 {
 		t.NotBefore = fromUnixNano(r.varint())
+	}
+	if src[0] >= 3 {
+		copy(t.Fingerprint[:], r.raw())
 	}
 	if r.err {
 		return nil, fmt.Errorf("%w: truncated", errCorrupt)
@@ -161,21 +176,21 @@ func decodeWorkflow(src []byte) (*Workflow, error) {
 }
 
 // Catalog agents are few and rarely written: JSON keeps them readable.
-func encodeAgent(a Agent) []byte {
+func encodeAgent(a task.AgentInfo) []byte {
 	b, _ := json.Marshal(a) // a struct of strings always marshals
 	return b
 }
 
-func decodeAgent(src []byte) (Agent, error) {
-	var a Agent
+func decodeAgent(src []byte) (task.AgentInfo, error) {
+	var a task.AgentInfo
 	if err := json.Unmarshal(src, &a); err != nil {
-		return Agent{}, fmt.Errorf("%w: agent: %v", errCorrupt, err)
+		return task.AgentInfo{}, fmt.Errorf("%w: agent: %v", errCorrupt, err)
 	}
 	return a, nil
 }
 
-func sortAgents(agents []Agent) {
-	slices.SortFunc(agents, func(a, b Agent) int { return strings.Compare(a.Name, b.Name) })
+func sortAgents(agents []task.AgentInfo) {
+	slices.SortFunc(agents, func(a, b task.AgentInfo) int { return strings.Compare(a.Name, b.Name) })
 }
 
 func unixNano(t time.Time) int64 {

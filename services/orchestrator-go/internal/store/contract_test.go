@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/redistest"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 )
@@ -67,12 +69,12 @@ var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 func fullTask(id string) *task.Task {
 	return &task.Task{
 		ID: id, Agent: "echo", Input: json.RawMessage(`{"q":"hi"}`), Status: task.StatusSucceeded,
-		Result: json.RawMessage(`"ok"`), Failure: &task.Failure{Reason: task.ReasonLeaseLost, Message: "m", Retryable: true},
+		Result: json.RawMessage(`"ok"`), Failure: &task.Failure{Reason: errs.ReasonLeaseLost, Message: "m", Retryable: true},
 		Tenant: "acme", Priority: 7, Labels: map[string]string{"traceparent": "x", "k": "v"}, IdempotencyKey: "key-" + id,
 		Attempts: 2, MaxAttempts: 3, Timeout: time.Minute, InitialBackoff: time.Second, MaxBackoff: 9 * time.Second,
 		CreatedAt: t0, StartedAt: t0.Add(time.Second), FinishedAt: t0.Add(2 * time.Second),
 		WorkflowID: "wf", StepID: "s1", Usage: task.Usage{PromptTokens: 1, CompletionTokens: 2, CachedCompletions: 3}, WorkerID: "w1",
-		NotBefore: t0.Add(3 * time.Second),
+		NotBefore: t0.Add(3 * time.Second), Fingerprint: task.Fingerprint{1, 2, 3, 4},
 	}
 }
 
@@ -281,8 +283,8 @@ func TestStorePersistsAgentCatalog(t *testing.T) {
 		if got, err := s.Agents(ctx); err != nil || len(got) != 0 {
 			t.Fatalf("Agents of an empty store = %v, %v", got, err)
 		}
-		writer := Agent{Name: "writer", Description: "writes", Provider: "simulated", Model: "sim-1", Tools: []string{"search", "calc"}}
-		if err := s.PutAgents(ctx, Agent{Name: "zeta"}, writer); err != nil {
+		writer := task.AgentInfo{Name: "writer", Description: "writes", Provider: "simulated", Model: "sim-1", Tools: []string{"search", "calc"}}
+		if err := s.PutAgents(ctx, task.AgentInfo{Name: "zeta"}, writer); err != nil {
 			t.Fatal(err)
 		}
 		changed := writer
@@ -294,7 +296,7 @@ func TestStorePersistsAgentCatalog(t *testing.T) {
 			s = reopen()
 		}
 		got, err := s.Agents(ctx)
-		want := []Agent{changed, {Name: "zeta"}}
+		want := []task.AgentInfo{changed, {Name: "zeta"}}
 		if err != nil || !reflect.DeepEqual(got, want) {
 			t.Fatalf("Agents = %+v, %v\nwant %+v", got, err, want)
 		}
@@ -430,5 +432,33 @@ func TestCodecReadsVersion1Workflows(t *testing.T) {
 	}
 	if _, err := decodeWorkflow([]byte{9}); err == nil {
 		t.Fatal("unknown version decoded")
+	}
+}
+
+func TestNotFoundNamesTheKind(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s Store, _ func() Store) {
+		ctx := context.Background()
+		_, terr := s.Get(ctx, "missing")
+		_, werr := s.GetWorkflow(ctx, "missing")
+		_, kerr := s.FindWorkflowByIdempotencyKey(ctx, "t", "k")
+		if !errors.Is(terr, ErrTaskNotFound) || !errors.Is(terr, ErrNotFound) || !strings.Contains(terr.Error(), "task") {
+			t.Fatalf("Get = %v", terr)
+		}
+		for _, err := range []error{werr, kerr} {
+			if !errors.Is(err, ErrWorkflowNotFound) || !errors.Is(err, ErrNotFound) || strings.Contains(err.Error(), "task") {
+				t.Fatalf("workflow lookup = %v", err)
+			}
+		}
+	})
+}
+
+// fullTask must set every field, so that TestStoreRoundTripsEveryField covers a new
+// field (and fails until the codec writes it).
+func TestFullTaskSetsEveryField(t *testing.T) {
+	v := reflect.ValueOf(*fullTask("a"))
+	for i := range v.NumField() {
+		if v.Field(i).IsZero() {
+			t.Errorf("fullTask leaves task.Task.%s zero: set it", v.Type().Field(i).Name)
+		}
 	}
 }

@@ -2,9 +2,10 @@ package store
 
 import (
 	"context"
-	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -193,14 +194,27 @@ func TestBoltBackfillsTheTenantIndexOfAnOlderFile(t *testing.T) {
 	}
 }
 
-func TestCodecReadsVersion1Records(t *testing.T) {
-	tk := fullTask("a")
-	rec := encodeTask(nil, tk)
-	v1 := append([]byte{1}, rec[1:len(rec)-binaryLen(unixNano(tk.NotBefore))]...)
-	got, err := decodeTask(v1)
-	if err != nil || got.ID != "a" || !got.NotBefore.IsZero() || got.WorkerID != "w1" {
-		t.Fatalf("version 1 record = %+v, %v", got, err)
+// Records as versions 1 and 2 of the codec wrote fullTask("a") (version 1 lacks
+// NotBefore; both name the failure's reason, LEASE_LOST, as a string).
+const (
+	recordV1 = "010161046563686f0a7b2271223a226869227d0304226f6b22010a4c454153455f4c4f5354016d010461636d650e02016b01760b7472616365706172656e740178056b65792d61040680e0ba84bf0380a8d6b90780e88887438080b4bdb6f6da983180a88af7bdf6da983180d0e0b0c5f6da9831027766027331020406027731"
+	recordV2 = "020161046563686f0a7b2271223a226869227d0304226f6b22010a4c454153455f4c4f5354016d010461636d650e02016b01760b7472616365706172656e740178056b65792d61040680e0ba84bf0380a8d6b90780e88887438080b4bdb6f6da983180a88af7bdf6da983180d0e0b0c5f6da983102776602733102040602773180f8b6eaccf6da9831"
+)
+
+func TestCodecReadsOlderVersions(t *testing.T) {
+	for name, rec := range map[string]string{"v1": recordV1, "v2": recordV2} {
+		raw, err := hex.DecodeString(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := fullTask("a")
+		want.Fingerprint = task.Fingerprint{} // version 3 added it
+		if name == "v1" {
+			want.NotBefore = time.Time{}
+		}
+		got, err := decodeTask(raw)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s record = %+v, %v\nwant %+v", name, got, err, want)
+		}
 	}
 }
-
-func binaryLen(v int64) int { return len(binary.AppendVarint(nil, v)) }

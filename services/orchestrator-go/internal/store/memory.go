@@ -21,7 +21,7 @@ type Memory struct {
 	workflows    map[string]*Workflow
 	workflowIdem map[idemKey]string
 
-	agents map[string]Agent
+	agents map[string]task.AgentInfo
 	closed bool
 }
 
@@ -37,7 +37,7 @@ func NewMemory() *Memory {
 	return &Memory{
 		byID: map[string]*entry{}, byIdem: map[idemKey]string{},
 		workflows: map[string]*Workflow{}, workflowIdem: map[idemKey]string{},
-		agents: map[string]Agent{},
+		agents: map[string]task.AgentInfo{},
 	}
 }
 
@@ -66,7 +66,7 @@ func (m *Memory) Get(_ context.Context, id string) (*task.Task, error) {
 	defer m.mu.RUnlock()
 	e, ok := m.byID[id]
 	if !ok {
-		return nil, ErrNotFound
+		return nil, ErrTaskNotFound
 	}
 	return e.task.Clone(), nil
 }
@@ -77,7 +77,7 @@ func (m *Memory) FindByIdempotencyKey(_ context.Context, tenant, key string) (*t
 	defer m.mu.RUnlock()
 	id, ok := m.byIdem[idemKey{tenant, key}]
 	if !ok {
-		return nil, ErrNotFound
+		return nil, ErrTaskNotFound
 	}
 	return m.byID[id].task.Clone(), nil
 }
@@ -165,7 +165,7 @@ func (m *Memory) GetWorkflow(_ context.Context, id string) (*Workflow, error) {
 	defer m.mu.RUnlock()
 	w, ok := m.workflows[id]
 	if !ok {
-		return nil, ErrNotFound
+		return nil, ErrWorkflowNotFound
 	}
 	return w.Clone(), nil
 }
@@ -176,7 +176,7 @@ func (m *Memory) FindWorkflowByIdempotencyKey(_ context.Context, tenant, key str
 	defer m.mu.RUnlock()
 	id, ok := m.workflowIdem[idemKey{tenant, key}]
 	if !ok {
-		return nil, ErrNotFound
+		return nil, ErrWorkflowNotFound
 	}
 	return m.workflows[id].Clone(), nil
 }
@@ -248,7 +248,7 @@ func (m *Memory) PruneFinishedWorkflows(_ context.Context, before time.Time, lim
 }
 
 // PutAgents implements Store.
-func (m *Memory) PutAgents(_ context.Context, agents ...Agent) error {
+func (m *Memory) PutAgents(_ context.Context, agents ...task.AgentInfo) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, a := range agents {
@@ -259,10 +259,10 @@ func (m *Memory) PutAgents(_ context.Context, agents ...Agent) error {
 }
 
 // Agents implements Store.
-func (m *Memory) Agents(context.Context) ([]Agent, error) {
+func (m *Memory) Agents(context.Context) ([]task.AgentInfo, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	out := make([]Agent, 0, len(m.agents))
+	out := make([]task.AgentInfo, 0, len(m.agents))
 	for _, a := range m.agents {
 		a.Tools = slices.Clone(a.Tools)
 		out = append(out, a)

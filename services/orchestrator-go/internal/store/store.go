@@ -7,13 +7,19 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 )
 
-// ErrNotFound is returned when no task has the requested id.
-var ErrNotFound = errors.New("task not found")
+// ErrNotFound is what every "not found" of the store wraps: ErrTaskNotFound when
+// no task has the id or key, ErrWorkflowNotFound when no workflow has it.
+var (
+	ErrNotFound         = errors.New("not found")
+	ErrTaskNotFound     = fmt.Errorf("task %w", ErrNotFound)
+	ErrWorkflowNotFound = fmt.Errorf("workflow %w", ErrNotFound)
+)
 
 // ErrBadCursor is returned by List when the cursor was not produced by this store.
 var ErrBadCursor = errors.New("invalid page cursor")
@@ -35,9 +41,9 @@ type Store interface {
 	// and durably (fsync / acknowledged by Redis) before it returns. The same id may
 	// appear more than once; the last one wins.
 	Put(ctx context.Context, tasks ...*task.Task) error
-	// Get returns the task with the id, or ErrNotFound.
+	// Get returns the task with the id, or ErrTaskNotFound.
 	Get(ctx context.Context, id string) (*task.Task, error)
-	// FindByIdempotencyKey returns the task the tenant submitted with key, or ErrNotFound.
+	// FindByIdempotencyKey returns the task the tenant submitted with key, or ErrTaskNotFound.
 	FindByIdempotencyKey(ctx context.Context, tenant, key string) (*task.Task, error)
 	// FindByIdempotencyKeys looks up many keys in one round trip: it returns the
 	// tasks found, by key (keys without a task are absent).
@@ -51,9 +57,9 @@ type Store interface {
 
 	// PutWorkflow inserts or replaces a workflow's record.
 	PutWorkflow(ctx context.Context, w *Workflow) error
-	// GetWorkflow returns the workflow with the id, or ErrNotFound.
+	// GetWorkflow returns the workflow with the id, or ErrWorkflowNotFound.
 	GetWorkflow(ctx context.Context, id string) (*Workflow, error)
-	// FindWorkflowByIdempotencyKey returns the workflow the tenant submitted with key, or ErrNotFound.
+	// FindWorkflowByIdempotencyKey returns the workflow the tenant submitted with key, or ErrWorkflowNotFound.
 	FindWorkflowByIdempotencyKey(ctx context.Context, tenant, key string) (*Workflow, error)
 	// UnfinishedWorkflows returns every workflow not yet done (to resume them at start).
 	UnfinishedWorkflows(ctx context.Context) ([]*Workflow, error)
@@ -68,9 +74,9 @@ type Store interface {
 	PruneFinishedWorkflows(ctx context.Context, before time.Time, limit int) (int, error)
 
 	// PutAgents inserts or replaces agents of the catalog, by name.
-	PutAgents(ctx context.Context, agents ...Agent) error
+	PutAgents(ctx context.Context, agents ...task.AgentInfo) error
 	// Agents returns every stored agent, sorted by name.
-	Agents(ctx context.Context) ([]Agent, error)
+	Agents(ctx context.Context) ([]task.AgentInfo, error)
 
 	// Ping reports whether the store can serve (readiness): the bolt file is open,
 	// Redis answers.
@@ -90,17 +96,6 @@ type Workflow struct {
 	// workflow without it is never pruned.
 	FinishedAt time.Time
 	State      []byte
-}
-
-// Agent is a catalog entry: an agent some worker registered. The catalog is
-// persisted so that tasks for known agents are accepted after a restart before any
-// worker reconnects.
-type Agent struct {
-	Name        string   `json:"name"`
-	Description string   `json:"description,omitempty"`
-	Provider    string   `json:"provider,omitempty"`
-	Model       string   `json:"model,omitempty"`
-	Tools       []string `json:"tools,omitempty"`
 }
 
 // Clone returns a deep copy.

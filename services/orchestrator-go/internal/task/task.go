@@ -5,7 +5,10 @@ package task
 import (
 	"encoding/json"
 	"maps"
+	"slices"
 	"time"
+
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
 )
 
 // Status is where a task is in its lifecycle.
@@ -46,22 +49,9 @@ func (s Status) Finished() bool {
 	return s == StatusSucceeded || s == StatusFailed || s == StatusCancelled || s == StatusTimedOut
 }
 
-// Reason names a failure cause; the values are taskloom.v1.ErrorReason names without
-// the ERROR_REASON_ prefix.
-type Reason string
-
-// Reasons the orchestrator itself records on tasks.
-const (
-	ReasonAgentError       Reason = "AGENT_ERROR"
-	ReasonLeaseLost        Reason = "LEASE_LOST"
-	ReasonDeadlineExceeded Reason = "DEADLINE_EXCEEDED"
-	ReasonCancelled        Reason = "CANCELLED"
-	ReasonSkipped          Reason = "SKIPPED"
-)
-
 // Failure says why a task did not succeed.
 type Failure struct {
-	Reason    Reason
+	Reason    errs.Reason
 	Message   string
 	Retryable bool
 }
@@ -104,6 +94,10 @@ type Task struct {
 	// NotBefore is set on a queued task backing off after a failed attempt: its
 	// next attempt may not start before it (kept across restarts).
 	NotBefore time.Time
+	// Fingerprint identifies the spec a task with an idempotency key was submitted
+	// with (Spec.Fingerprint), so that the key's reuse with another request is told
+	// from a retry. Zero: unknown (no key, or stored by an older version).
+	Fingerprint Fingerprint
 }
 
 // Clone returns a deep copy, so stores and callers never share mutable state.
@@ -158,10 +152,27 @@ type Spec struct {
 	StepID     string
 }
 
-// Priority bounds. A submitted priority of 0 means "unset" and becomes DefaultPriority:
-// proto3 cannot tell 0 from absent, and 5 is the documented default.
+// Priority bounds: the queue keeps one level per priority, so they are constants
+// here; a test holds them equal to the range taskloom.v1.TaskSpec.priority declares
+// (where its default, for an absent priority, is stated too). 0 is a real priority.
 const (
-	MinPriority     = 0
-	MaxPriority     = 9
-	DefaultPriority = 5
+	MinPriority = 0
+	MaxPriority = 9
 )
+
+// AgentInfo describes an agent that workers can run: an entry of the agent
+// catalog, which the store keeps (as JSON, hence the tags) so that tasks for known
+// agents are accepted after a restart before any worker reconnects.
+type AgentInfo struct {
+	Name        string   `json:"name"`
+	Description string   `json:"description,omitempty"`
+	Provider    string   `json:"provider,omitempty"`
+	Model       string   `json:"model,omitempty"`
+	Tools       []string `json:"tools,omitempty"`
+}
+
+// Equal reports whether a and b describe the agent alike.
+func (a AgentInfo) Equal(b AgentInfo) bool {
+	return a.Name == b.Name && a.Description == b.Description && a.Provider == b.Provider &&
+		a.Model == b.Model && slices.Equal(a.Tools, b.Tools)
+}

@@ -11,27 +11,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 )
-
-// Agent describes an agent that workers can run.
-type Agent struct {
-	Name        string
-	Description string
-	Provider    string
-	Model       string
-	Tools       []string
-}
-
-func (a Agent) equal(b Agent) bool {
-	return a.Name == b.Name && a.Description == b.Description && a.Provider == b.Provider &&
-		a.Model == b.Model && slices.Equal(a.Tools, b.Tools)
-}
 
 // AgentStore is where a persistent catalog keeps its agents (store.Store is one).
 type AgentStore interface {
-	PutAgents(ctx context.Context, agents ...store.Agent) error
-	Agents(ctx context.Context) ([]store.Agent, error)
+	PutAgents(ctx context.Context, agents ...task.AgentInfo) error
+	Agents(ctx context.Context) ([]task.AgentInfo, error)
 }
 
 // persistTimeout bounds one catalog write (it runs during a worker's registration).
@@ -43,17 +29,17 @@ const persistTimeout = 5 * time.Second
 // agent to its store before the agent becomes visible.
 type Catalog struct {
 	mu     sync.RWMutex
-	agents map[string]Agent
+	agents map[string]task.AgentInfo
 	limit  int // most agents Register accepts; 0: DefaultMaxAgents
 
 	persistMu sync.Mutex // orders writes to the store; held across one write
 	store     AgentStore
-	saved     map[string]Agent // what the store holds (guarded by persistMu)
+	saved     map[string]task.AgentInfo // what the store holds (guarded by persistMu)
 	log       *slog.Logger
 }
 
 // NewCatalog returns an empty in-memory catalog.
-func NewCatalog() *Catalog { return &Catalog{agents: map[string]Agent{}} }
+func NewCatalog() *Catalog { return &Catalog{agents: map[string]task.AgentInfo{}} }
 
 // LoadCatalog returns the catalog stored in s; later registrations are written
 // back to s. log may be nil.
@@ -65,9 +51,9 @@ func LoadCatalog(ctx context.Context, s AgentStore, log *slog.Logger) (*Catalog,
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &Catalog{agents: make(map[string]Agent, len(stored)), store: s, saved: make(map[string]Agent, len(stored)), log: log}
+	c := &Catalog{agents: make(map[string]task.AgentInfo, len(stored)), store: s, saved: make(map[string]task.AgentInfo, len(stored)), log: log}
 	for _, sa := range stored {
-		a := Agent(sa)
+		a := sa
 		c.agents[a.Name] = a
 		c.saved[a.Name] = a
 	}
@@ -91,7 +77,7 @@ func (e *ErrCatalogFull) Error() string {
 
 // Add records agents without checking the limit (trusted callers and tests);
 // see Register.
-func (c *Catalog) Add(agents ...Agent) {
+func (c *Catalog) Add(agents ...task.AgentInfo) {
 	_ = c.add(agents, 0)
 }
 
@@ -102,7 +88,7 @@ func (c *Catalog) Add(agents ...Agent) {
 // the agents that are new or changed (nothing when a worker re-registers what is
 // known); if that write fails the agents are still served from memory and the
 // write is retried on the next registration.
-func (c *Catalog) Register(agents ...Agent) error {
+func (c *Catalog) Register(agents ...task.AgentInfo) error {
 	c.mu.RLock()
 	limit := c.limit
 	c.mu.RUnlock()
@@ -120,7 +106,7 @@ func (c *Catalog) SetLimit(n int) {
 }
 
 // add records agents; limit > 0 refuses them if the catalog would exceed it.
-func (c *Catalog) add(agents []Agent, limit int) error {
+func (c *Catalog) add(agents []task.AgentInfo, limit int) error {
 	if c.store != nil {
 		c.persistMu.Lock()
 		defer c.persistMu.Unlock()
@@ -150,13 +136,13 @@ func (c *Catalog) add(agents []Agent, limit int) error {
 }
 
 // newNames counts the distinct names among agents the catalog does not hold.
-func (c *Catalog) newNames(agents []Agent) int {
+func (c *Catalog) newNames(agents []task.AgentInfo) int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.newNamesLocked(agents)
 }
 
-func (c *Catalog) newNamesLocked(agents []Agent) int {
+func (c *Catalog) newNamesLocked(agents []task.AgentInfo) int {
 	seen := map[string]bool{}
 	for _, a := range agents {
 		if _, ok := c.agents[a.Name]; !ok && !seen[a.Name] {
@@ -174,10 +160,10 @@ func (c *Catalog) Len() int {
 }
 
 // persist writes the agents the store lacks or holds differently. persistMu is held.
-func (c *Catalog) persist(agents []Agent) {
-	changed := map[string]Agent{} // the last of duplicate names wins, as in memory
+func (c *Catalog) persist(agents []task.AgentInfo) {
+	changed := map[string]task.AgentInfo{} // the last of duplicate names wins, as in memory
 	for _, a := range agents {
-		if old, ok := c.saved[a.Name]; ok && old.equal(a) {
+		if old, ok := c.saved[a.Name]; ok && old.Equal(a) {
 			delete(changed, a.Name)
 			continue
 		}
@@ -187,9 +173,9 @@ func (c *Catalog) persist(agents []Agent) {
 	if len(changed) == 0 {
 		return
 	}
-	rows := make([]store.Agent, 0, len(changed))
+	rows := make([]task.AgentInfo, 0, len(changed))
 	for _, a := range changed {
-		rows = append(rows, store.Agent(a))
+		rows = append(rows, task.AgentInfo(a))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), persistTimeout)
 	defer cancel()
@@ -218,14 +204,14 @@ func (c *Catalog) Provider(name string) string {
 }
 
 // List returns the agents sorted by name.
-func (c *Catalog) List() []Agent {
+func (c *Catalog) List() []task.AgentInfo {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	out := make([]Agent, 0, len(c.agents))
+	out := make([]task.AgentInfo, 0, len(c.agents))
 	for _, a := range c.agents {
 		a.Tools = slices.Clone(a.Tools)
 		out = append(out, a)
 	}
-	slices.SortFunc(out, func(a, b Agent) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b task.AgentInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }

@@ -8,16 +8,17 @@ import (
 	"testing"
 
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 )
 
 // countingStore records every PutAgents call and can be made to fail.
 type countingStore struct {
 	*store.Memory
-	puts [][]store.Agent
+	puts [][]task.AgentInfo
 	fail error
 }
 
-func (s *countingStore) PutAgents(ctx context.Context, agents ...store.Agent) error {
+func (s *countingStore) PutAgents(ctx context.Context, agents ...task.AgentInfo) error {
 	if s.fail != nil {
 		return s.fail
 	}
@@ -32,17 +33,17 @@ func TestCatalogWritesOnlyNewOrChangedAgents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writer := Agent{Name: "writer", Provider: "simulated", Tools: []string{"search"}}
-	c.Add(writer, Agent{Name: "coder"})
+	writer := task.AgentInfo{Name: "writer", Provider: "simulated", Tools: []string{"search"}}
+	c.Add(writer, task.AgentInfo{Name: "coder"})
 	if len(st.puts) != 1 || len(st.puts[0]) != 2 {
 		t.Fatalf("first registration wrote %v", st.puts)
 	}
-	c.Add(Agent{Name: "coder"}, writer) // a worker reconnecting with the same agents
+	c.Add(task.AgentInfo{Name: "coder"}, writer) // a worker reconnecting with the same agents
 	if len(st.puts) != 1 {
 		t.Fatalf("an unchanged registration was written: %v", st.puts)
 	}
 	writer.Tools = []string{"search", "calc"}
-	c.Add(Agent{Name: "coder"}, writer)
+	c.Add(task.AgentInfo{Name: "coder"}, writer)
 	if len(st.puts) != 2 || len(st.puts[1]) != 1 || st.puts[1][0].Name != "writer" {
 		t.Fatalf("a changed agent was not written alone: %v", st.puts)
 	}
@@ -55,7 +56,7 @@ func TestCatalogWritesOnlyNewOrChangedAgents(t *testing.T) {
 	if !again.Has("coder") || !again.Has("writer") || again.Provider("writer") != "simulated" {
 		t.Fatalf("reloaded catalog = %+v", again.List())
 	}
-	if got := again.List(); !reflect.DeepEqual(got, []Agent{{Name: "coder"}, writer}) {
+	if got := again.List(); !reflect.DeepEqual(got, []task.AgentInfo{{Name: "coder"}, writer}) {
 		t.Fatalf("reloaded catalog = %+v", got)
 	}
 }
@@ -67,12 +68,12 @@ func TestCatalogRetriesAFailedWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Add(Agent{Name: "coder"})
+	c.Add(task.AgentInfo{Name: "coder"})
 	if !c.Has("coder") {
 		t.Fatal("an agent whose write failed is not served from memory")
 	}
 	st.fail = nil
-	c.Add(Agent{Name: "coder"})
+	c.Add(task.AgentInfo{Name: "coder"})
 	if stored, _ := st.Agents(ctx); len(stored) != 1 || stored[0].Name != "coder" {
 		t.Fatalf("the failed write was not retried: %v", stored)
 	}
@@ -80,7 +81,7 @@ func TestCatalogRetriesAFailedWrite(t *testing.T) {
 
 func TestMemoryCatalogKeepsAgentsAfterWorkersLeave(t *testing.T) {
 	c := NewCatalog()
-	c.Add(Agent{Name: "b", Tools: []string{"x"}}, Agent{Name: "a"})
+	c.Add(task.AgentInfo{Name: "b", Tools: []string{"x"}}, task.AgentInfo{Name: "a"})
 	if !c.Has("a") || c.Has("z") {
 		t.Fatal("Has is wrong")
 	}
@@ -99,10 +100,10 @@ func TestRegisterRefusesAgentsBeyondTheLimitAndStoresNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.SetLimit(3)
-	if err := c.Register(Agent{Name: "a"}, Agent{Name: "b"}, Agent{Name: "a"}); err != nil {
+	if err := c.Register(task.AgentInfo{Name: "a"}, task.AgentInfo{Name: "b"}, task.AgentInfo{Name: "a"}); err != nil {
 		t.Fatalf("two new agents under a limit of 3: %v", err)
 	}
-	err = c.Register(Agent{Name: "a"}, Agent{Name: "c"}, Agent{Name: "d"})
+	err = c.Register(task.AgentInfo{Name: "a"}, task.AgentInfo{Name: "c"}, task.AgentInfo{Name: "d"})
 	var full *ErrCatalogFull
 	if !errors.As(err, &full) || full.Limit != 3 || full.New != 2 {
 		t.Fatalf("Register past the limit = %v", err)
@@ -111,7 +112,7 @@ func TestRegisterRefusesAgentsBeyondTheLimitAndStoresNothing(t *testing.T) {
 		t.Fatalf("a refused registration changed the catalog: %v, writes %v", c.List(), st.puts)
 	}
 	// Known agents (re-registration) and one more new one still fit.
-	if err := c.Register(Agent{Name: "b", Description: "new text"}, Agent{Name: "c"}); err != nil {
+	if err := c.Register(task.AgentInfo{Name: "b", Description: "new text"}, task.AgentInfo{Name: "c"}); err != nil {
 		t.Fatalf("Register within the limit = %v", err)
 	}
 	if c.Len() != 3 {
@@ -121,9 +122,9 @@ func TestRegisterRefusesAgentsBeyondTheLimitAndStoresNothing(t *testing.T) {
 
 func TestRegisterDefaultsToTheDefaultLimit(t *testing.T) {
 	c := NewCatalog()
-	agents := make([]Agent, DefaultMaxAgents+1)
+	agents := make([]task.AgentInfo, DefaultMaxAgents+1)
 	for i := range agents {
-		agents[i] = Agent{Name: "agent-" + strconv.Itoa(i)}
+		agents[i] = task.AgentInfo{Name: "agent-" + strconv.Itoa(i)}
 	}
 	if err := c.Register(agents[:DefaultMaxAgents]...); err != nil {
 		t.Fatalf("filling the catalog to its limit: %v", err)

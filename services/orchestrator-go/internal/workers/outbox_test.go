@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"testing"
+
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 )
 
 func TestOutboxDeliversInOrderThenCloseError(t *testing.T) {
@@ -24,7 +26,7 @@ func TestOutboxDeliversInOrderThenCloseError(t *testing.T) {
 
 func TestCatalogKeepsAgentsSorted(t *testing.T) {
 	c := NewCatalog()
-	c.Add(Agent{Name: "b"}, Agent{Name: "a", Tools: []string{"x"}})
+	c.Add(task.AgentInfo{Name: "b"}, task.AgentInfo{Name: "a", Tools: []string{"x"}})
 	got := c.List()
 	if len(got) != 2 || got[0].Name != "a" || got[1].Name != "b" || !c.Has("b") || c.Has("z") {
 		t.Fatalf("List = %+v", got)

@@ -116,8 +116,12 @@ type StepState struct {
 	Skipped bool
 }
 
-// Workflow is a submitted workflow and its state; it is also the persisted form.
+// Workflow is a submitted workflow and its state; it is also the persisted form
+// (JSON, read back by decodeWorkflow).
 type Workflow struct {
+	// Format is the version of the persisted form: 0 before step priorities had
+	// presence (a step priority of 0 then meant the default), 2 since.
+	Format       int
 	ID           string
 	Spec         Spec
 	Status       Status
@@ -127,6 +131,58 @@ type Workflow struct {
 	CreatedAt    time.Time
 	FinishedAt   time.Time
 	ExitedAtStep string
+	// Fingerprint identifies the submitted spec (Spec.Fingerprint), so that its
+	// idempotency key's reuse with another request is told from a retry.
+	Fingerprint task.Fingerprint
+}
+
+// currentFormat is the Format of the workflows written now.
+const currentFormat = 2
+
+// decodeWorkflow reads a stored workflow, bringing older formats up to date.
+func decodeWorkflow(state []byte) (*Workflow, error) {
+	wf := &Workflow{}
+	if err := json.Unmarshal(state, wf); err != nil {
+		return nil, err
+	}
+	if wf.Format < currentFormat {
+		for i := range wf.Spec.Steps {
+			if wf.Spec.Steps[i].Priority == 0 {
+				wf.Spec.Steps[i].Priority = defaultPriority
+			}
+		}
+		wf.Format = currentFormat
+	}
+	return wf, nil
+}
+
+// Fingerprint digests what the client asked for: every field of the spec but its
+// identity (tenant and idempotency key) and the traceparent label.
+func (s *Spec) Fingerprint() task.Fingerprint {
+	f := task.NewFingerprinter()
+	f.String(s.Name)
+	f.Int(int64(s.Mode))
+	f.JSON(s.Input)
+	f.Int(int64(s.FailurePolicy))
+	f.Labels(s.Labels)
+	f.Int(int64(len(s.Steps)))
+	for _, st := range s.Steps {
+		f.String(st.ID)
+		f.String(st.Agent)
+		f.JSON(st.Input)
+		f.Int(int64(len(st.DependsOn)))
+		for _, d := range st.DependsOn {
+			f.String(d)
+		}
+		f.String(st.MapOver)
+		f.String(st.ExitIf)
+		f.Int(int64(st.MaxAttempts))
+		f.Int(int64(st.InitialBackoff))
+		f.Int(int64(st.MaxBackoff))
+		f.Int(int64(st.Timeout))
+		f.Int(int64(st.Priority))
+	}
+	return f.Sum()
 }
 
 // Clone returns a deep copy.

@@ -2,9 +2,7 @@ package workflow
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -88,82 +86,5 @@ func TestEngineStallsNotBlocksWhileTheTaskStoreHangs(t *testing.T) {
 	tasks, _, err := st.List(context.Background(), store.Filter{}, "", 100)
 	if err != nil || len(tasks) != 2 {
 		t.Fatalf("stored tasks = %d, %v; want 2", len(tasks), err)
-	}
-}
-
-func TestStartCancelsStepTasksOfFinishedWorkflows(t *testing.T) {
-	st := store.NewMemory()
-	ctx := context.Background()
-	state, _ := json.Marshal(&Workflow{ID: "wf-done", Status: StatusSucceeded})
-	if err := st.PutWorkflow(ctx, &store.Workflow{ID: "wf-done", Done: true, FinishedAt: time.Now(), State: state}); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	mk := func(id, wf string) *task.Task {
-		return &task.Task{ID: id, Agent: "block", Status: task.StatusQueued, WorkflowID: wf, StepID: "a",
-			MaxAttempts: 3, Timeout: time.Minute, CreatedAt: now}
-	}
-	// Left by a crash between the workflow's final write and the cancellation of its
-	// steps; the pruned workflow's task likewise; a plain task is not touched.
-	if err := st.Put(ctx, mk("orphan", "wf-done"), mk("pruned", "wf-gone"), mk("plain", "")); err != nil {
-		t.Fatal(err)
-	}
-	h := newHarness(t, st)
-	if err := h.sched.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range []string{"orphan", "pruned"} {
-		if got := h.task(id); got.Status != task.StatusCancelled {
-			t.Errorf("step task %s of a finished workflow = %v, want CANCELLED", id, got.Status)
-		}
-	}
-	if got := h.task("plain"); got.Status != task.StatusQueued {
-		t.Errorf("plain task = %v, want QUEUED", got.Status)
-	}
-}
-
-// gatedWorkflowStore holds workflow writes until the gate opens.
-type gatedWorkflowStore struct {
-	store.Store
-	entered, gate chan struct{}
-	written       atomic.Bool
-}
-
-func (s *gatedWorkflowStore) PutWorkflow(ctx context.Context, w *store.Workflow) error {
-	if w.Done {
-		close(s.entered)
-		<-s.gate
-		defer s.written.Store(true)
-	}
-	return s.Store.PutWorkflow(ctx, w)
-}
-
-func TestStopWaitsForStepResultsBeingApplied(t *testing.T) {
-	st := &gatedWorkflowStore{Store: store.NewMemory(), entered: make(chan struct{}), gate: make(chan struct{})}
-	h := newHarness(t, st)
-	wf := h.submit(Spec{Steps: []Step{{ID: "a", Agent: "block"}}})
-	step := h.waitRunning(wf.ID, "a")
-	fin := &task.Task{ID: step.TaskIDs[0], WorkflowID: wf.ID, StepID: "a", Status: task.StatusSucceeded,
-		Result: js(`1`), FinishedAt: time.Now()}
-	go h.eng.StepFinished(fin)
-	<-st.entered // the final write is in progress
-
-	stopped := make(chan bool)
-	go func() {
-		h.eng.Stop()
-		stopped <- st.written.Load()
-	}()
-	for {
-		h.eng.mu.Lock()
-		s := h.eng.stopped
-		h.eng.mu.Unlock()
-		if s {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
-	close(st.gate)
-	if !<-stopped {
-		t.Fatal("Stop returned while a step result was still being written")
 	}
 }

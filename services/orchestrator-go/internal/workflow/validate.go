@@ -12,12 +12,6 @@ import (
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
 )
 
-// Limits on a submitted workflow.
-const (
-	MaxSteps     = 1000
-	maxStepIDLen = 64
-)
-
 // plan is a validated spec in the form the engine runs it.
 type plan struct {
 	index   map[string]int // step id -> position
@@ -54,7 +48,7 @@ func validate(spec *Spec, catalog *workers.Catalog) (*plan, error) {
 	}
 	for i, s := range spec.Steps {
 		if !catalog.Has(s.Agent) {
-			e := errs.NotFound("AGENT_NOT_FOUND", "step %q uses agent %q, which no worker has registered", s.ID, s.Agent)
+			e := errs.NotFound(errs.ReasonAgentNotFound, "step %q uses agent %q, which no worker has registered", s.ID, s.Agent)
 			e.Field = fmt.Sprintf("steps[%d].agent", i)
 			e.Metadata = map[string]string{"agent": s.Agent, "step": s.ID}
 			return nil, e
@@ -70,8 +64,6 @@ func compile(spec *Spec) (*plan, error) {
 	switch {
 	case n == 0:
 		return nil, errs.InvalidArgument("steps", "a workflow needs at least one step")
-	case n > MaxSteps:
-		return nil, errs.InvalidArgument("steps", "a workflow has at most %d steps; got %d", MaxSteps, n)
 	case spec.Mode < ModeSequential || spec.Mode > ModeDAG:
 		return nil, errs.InvalidArgument("mode", "unknown workflow mode %d", spec.Mode)
 	case spec.FailurePolicy < PolicyFailFast || spec.FailurePolicy > PolicyContinue:
@@ -84,8 +76,8 @@ func compile(spec *Spec) (*plan, error) {
 		switch {
 		case s.ID == "":
 			return nil, errs.InvalidArgument(field, "step %d has no id", i)
-		case len(s.ID) > maxStepIDLen || !validName(s.ID):
-			return nil, errs.InvalidArgument(field, "step id %q must be 1 to %d letters, digits, '_' or '-'", s.ID, maxStepIDLen)
+		case !validName(s.ID):
+			return nil, errs.InvalidArgument(field, "step id %q must be made of letters, digits, '_' and '-'", errs.Clip(s.ID))
 		case strings.TrimSpace(s.Agent) == "":
 			return nil, errs.InvalidArgument(fmt.Sprintf("steps[%d].agent", i), "step %q has no agent", s.ID)
 		}
@@ -123,7 +115,7 @@ func (p *plan) resolveDeps(spec *Spec) error {
 			j, ok := p.index[d]
 			if !ok {
 				e := errs.InvalidArgument(field, "step %q depends on %q, which is not a step of this workflow", s.ID, d)
-				e.Reason, e.Metadata = "UNKNOWN_STEP", map[string]string{"step": s.ID, "depends_on": d}
+				e.Reason, e.Metadata = errs.ReasonUnknownStep, map[string]string{"step": s.ID, "depends_on": d}
 				return e
 			}
 			if !slices.Contains(p.deps[i], j) {
@@ -141,7 +133,7 @@ func (p *plan) resolveDeps(spec *Spec) error {
 		}
 		text := strings.Join(names, " -> ")
 		e := errs.InvalidArgument(fmt.Sprintf("steps[%d].depends_on", cycle[0]), "the steps' depends_on form a cycle: %s", text)
-		e.Reason, e.Metadata = "WORKFLOW_CYCLE", map[string]string{"cycle": text}
+		e.Reason, e.Metadata = errs.ReasonWorkflowCycle, map[string]string{"cycle": text}
 		return e
 	}
 	for i := range spec.Steps {
@@ -270,7 +262,7 @@ func (p *plan) checkRefs(spec *Spec, i int, refs []ref, allowed map[string]bool,
 		j, ok := p.index[dep]
 		if !ok {
 			e := errs.InvalidArgument(field, "step %q reads {{ %s }}, but there is no step %q", id, r.raw, dep)
-			e.Reason, e.Metadata = "UNKNOWN_STEP", map[string]string{"step": id, "reference": dep}
+			e.Reason, e.Metadata = errs.ReasonUnknownStep, map[string]string{"step": id, "reference": dep}
 			return e
 		}
 		if !p.upstream(j, i) {

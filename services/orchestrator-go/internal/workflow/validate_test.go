@@ -6,13 +6,14 @@ import (
 	"testing"
 
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
 )
 
 func catalogOf(agents ...string) *workers.Catalog {
 	c := workers.NewCatalog()
 	for _, a := range agents {
-		c.Add(workers.Agent{Name: a})
+		c.Add(task.AgentInfo{Name: a})
 	}
 	return c
 }
@@ -57,7 +58,7 @@ func TestValidateRejects(t *testing.T) {
 			applyDefaults(&spec)
 			_, err := validate(&spec, catalogOf("echo"))
 			e, ok := errs.As(err)
-			if !ok || e.Kind != tc.kind || e.Reason != tc.reason || e.Field != tc.field || !strings.Contains(e.Message, tc.msg) {
+			if !ok || e.Kind != tc.kind || errs.ReasonName(e.Reason) != tc.reason || e.Field != tc.field || !strings.Contains(e.Message, tc.msg) {
 				t.Fatalf("err = %+v, want kind %v reason %s field %s message containing %q", e, tc.kind, tc.reason, tc.field, tc.msg)
 			}
 		})

@@ -166,3 +166,29 @@ func (w *Watch) loop() {
 		return
 	}
 }
+
+// attach feeds the events of a step's tasks to the run's watchers: each task's
+// hub subscription, opened from its current state under the scheduler's lock,
+// becomes a forwarder into the run's feed. r.mu is held, so a watcher subscribing
+// to the feed sees each task either in its replay or live.
+func (e *Engine) attach(ctx context.Context, r *run, stepID string, taskIDs []string) {
+	for _, id := range taskIDs {
+		var err error
+		for range 3 { // a subscription cut off before it is attached is reopened
+			var sub *events.Subscription
+			wctx, cancel := context.WithTimeout(ctx, e.opTimeout)
+			sub, err = e.sched.Watch(wctx, id, nil)
+			cancel()
+			if err != nil {
+				break
+			}
+			if err = r.feed.Attach(sub, stepID); !errors.Is(err, events.ErrLagged) {
+				break
+			}
+		}
+		if err != nil {
+			e.log.Warn("cannot watch a step task; its events are not streamed to workflow watchers",
+				"workflow_id", r.wf.ID, "step_id", stepID, "task_id", id, "err", err)
+		}
+	}
+}

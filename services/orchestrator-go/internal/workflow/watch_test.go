@@ -6,113 +6,13 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/taskloom/taskloom/services/orchestrator-go/internal/errs"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/events"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
 )
-
-// flakyStore fails PutWorkflow while failing is set, counting the failures.
-type flakyStore struct {
-	store.Store
-	failing  atomic.Bool
-	failures atomic.Int64
-}
-
-func (s *flakyStore) PutWorkflow(ctx context.Context, wf *store.Workflow) error {
-	if s.failing.Load() {
-		s.failures.Add(1)
-		return errors.New("disk unavailable")
-	}
-	return s.Store.PutWorkflow(ctx, wf)
-}
-
-func TestFinishKeepsTheRunUntilItsFinalWriteSucceeds(t *testing.T) {
-	st := &flakyStore{Store: store.NewMemory()}
-	h := newHarness(t, st)
-	ctx := context.Background()
-	wf := h.submit(Spec{Steps: []Step{{ID: "wait", Agent: "block"}, {ID: "b", Agent: "echo"}}})
-	h.waitRunning(wf.ID, "wait")
-
-	st.failing.Store(true)
-	// The cancellation is not durable: Cancel says so (a restart would resume the workflow).
-	cancelled, err := h.eng.Cancel(ctx, wf.ID, "stop")
-	if e, ok := errs.As(err); !ok || e.Kind != errs.KindUnavailable || cancelled != nil {
-		t.Fatalf("Cancel while the final write fails = %+v, %v; want UNAVAILABLE", cancelled, err)
-	}
-	// The loop retries the write every 20 ms; meanwhile Get serves the finished
-	// state, not the stored running one, and the step task is left alone.
-	for st.failures.Load() < 3 {
-		time.Sleep(5 * time.Millisecond)
-	}
-	got, err := h.eng.Get(ctx, wf.ID)
-	if err != nil || got.Status != StatusCancelled {
-		t.Fatalf("Get while the final write fails = %+v, %v", got, err)
-	}
-	if sw, _ := st.GetWorkflow(ctx, wf.ID); sw.Done {
-		t.Fatal("the stored workflow is done although every write failed")
-	}
-	stepTask := got.Steps[0].TaskIDs[0]
-	if tk := h.task(stepTask); tk.Status.Finished() {
-		t.Fatalf("step task %v before the outcome is durable", tk.Status)
-	}
-
-	st.failing.Store(false)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		sw, err := st.GetWorkflow(ctx, wf.ID)
-		if err == nil && sw.Done && h.eng.run(wf.ID) == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the final write was never retried: %+v, %v", sw, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if got, err := h.eng.Get(ctx, wf.ID); err != nil || got.Status != StatusCancelled {
-		t.Fatalf("Get after the write = %+v, %v", got, err)
-	}
-	if got, err := h.eng.Cancel(ctx, wf.ID, "again"); err != nil || got.Status != StatusCancelled {
-		t.Fatalf("Cancel retried after the write = %+v, %v", got, err)
-	}
-	for h.task(stepTask).Status != task.StatusCancelled {
-		if time.Now().After(deadline) {
-			t.Fatalf("step task not cancelled once the outcome was durable: %v", h.task(stepTask).Status)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-func TestFinishRetriesAFailedFinalWriteAfterTheLastStep(t *testing.T) {
-	st := &flakyStore{Store: store.NewMemory()}
-	h := newHarness(t, st)
-	ctx := context.Background()
-	wf := h.submit(Spec{Steps: []Step{{ID: "only", Agent: "echo", Input: js(`7`)}}})
-	st.failing.Store(true)
-	h.worker(1) // the step finishes while every write fails
-	done := h.wait(wf.ID)
-	if done.Status != StatusSucceeded {
-		t.Fatalf("Get = %+v", done)
-	}
-	if sw, _ := st.GetWorkflow(ctx, wf.ID); sw.Done {
-		t.Fatal("stored as done although the write failed")
-	}
-	st.failing.Store(false)
-	deadline := time.Now().Add(10 * time.Second)
-	for sw, _ := st.GetWorkflow(ctx, wf.ID); !sw.Done; sw, _ = st.GetWorkflow(ctx, wf.ID) {
-		if time.Now().After(deadline) {
-			t.Fatal("the final write was never retried")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if st.failures.Load() == 0 {
-		t.Fatal("no write failed: the test did not exercise the retry")
-	}
-}
 
 func mapSpec(n int, agent string) Spec {
 	items := make([]string, n)
@@ -258,5 +158,59 @@ func TestLateWatcherGetsTheStepTasksSoFar(t *testing.T) {
 	}
 	if !last.Done || last.Workflow.Status != StatusCancelled {
 		t.Fatalf("last = %+v", last)
+	}
+}
+
+func TestWatchSeesStatusStepEventsAndDone(t *testing.T) {
+	h := newHarness(t, store.NewMemory())
+	h.worker(4)
+	wf := h.submit(Spec{Mode: ModeSequential, Steps: []Step{{ID: "wait", Agent: "block"}, {ID: "b", Agent: "echo"}}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	w, err := h.eng.Watch(ctx, wf.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	first, err := w.Next(ctx)
+	if err != nil || first.Status != StatusRunning || first.StepID != "" {
+		t.Fatalf("first = %+v, %v", first, err)
+	}
+	h.waitRunning(wf.ID, "wait")
+	if _, err := h.eng.Cancel(ctx, wf.ID, "stop"); err != nil {
+		t.Fatal(err)
+	}
+	var stepDone, last Event
+	for {
+		ev, err := w.Next(ctx)
+		if err != nil {
+			if err != events.ErrDone {
+				t.Fatalf("Next: %v", err)
+			}
+			break
+		}
+		if ev.StepID == "wait" && ev.Task.Kind == events.KindDone {
+			stepDone = ev
+		}
+		last = ev
+	}
+	if stepDone.Task == nil || stepDone.Task.Status != task.StatusCancelled {
+		t.Fatalf("no DONE event of the step task: %+v", stepDone)
+	}
+	if !last.Done || last.Workflow == nil || last.Workflow.Status != StatusCancelled {
+		t.Fatalf("last = %+v", last)
+	}
+
+	// A finished workflow: its status, then Done.
+	w2, err := h.eng.Watch(ctx, wf.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w2.Close()
+	if ev, _ := w2.Next(ctx); ev.Status != StatusCancelled || ev.Done {
+		t.Fatalf("first = %+v", ev)
+	}
+	if ev, _ := w2.Next(ctx); !ev.Done || ev.Workflow.Status != StatusCancelled {
+		t.Fatalf("second = %+v", ev)
 	}
 }

@@ -698,6 +698,58 @@ pub mod cache_service_server {
         const NAME: &'static str = SERVICE_NAME;
     }
 }
+/// FieldLimits bounds one field of a request. Zero means "no bound" for every member
+/// except where it says otherwise; lengths are in bytes of UTF-8.
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct FieldLimits {
+    /// Strings (each element of a repeated string): the fewest and most bytes.
+    /// min_len 1 makes the field required.
+    #[prost(uint32, tag = "1")]
+    pub min_len: u32,
+    #[prost(uint32, tag = "2")]
+    pub max_len: u32,
+    /// Repeated fields and maps: the fewest and most entries.
+    #[prost(uint32, tag = "3")]
+    pub min_items: u32,
+    #[prost(uint32, tag = "4")]
+    pub max_items: u32,
+    /// Maps of strings: bounds on each key and each value.
+    #[prost(uint32, tag = "5")]
+    pub min_key_len: u32,
+    #[prost(uint32, tag = "6")]
+    pub max_key_len: u32,
+    #[prost(uint32, tag = "7")]
+    pub max_value_len: u32,
+    /// Integers: the allowed range, both ends included.
+    #[prost(int64, optional, tag = "8")]
+    pub min: ::core::option::Option<i64>,
+    #[prost(int64, optional, tag = "9")]
+    pub max: ::core::option::Option<i64>,
+    /// The value an absent (or, without presence, zero) integer takes.
+    #[prost(int64, optional, tag = "10")]
+    pub default: ::core::option::Option<i64>,
+    /// google.protobuf.Duration: the most seconds. A duration is never negative;
+    /// 0 or absent means the orchestrator's default.
+    #[prost(uint64, tag = "11")]
+    pub max_seconds: u64,
+    /// google.protobuf.Value: the most bytes of its protobuf encoding.
+    #[prost(uint64, tag = "12")]
+    pub max_bytes: u64,
+    /// A template naming a list at run time (map_over): the most elements the list
+    /// may have.
+    #[prost(uint32, tag = "13")]
+    pub max_elements: u32,
+}
+/// ServiceLimits bounds every call of a service.
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ServiceLimits {
+    /// The largest request message, in bytes of its encoding (the gateway applies the
+    /// same bound to a REST request body).
+    #[prost(uint64, tag = "1")]
+    pub max_request_bytes: u64,
+}
 /// TaskError says why a task did not succeed.
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -746,15 +798,18 @@ pub struct TaskSpec {
     /// Tenant for fair share and quotas; the gateway sets it from the API key.
     #[prost(string, tag = "3")]
     pub tenant: ::prost::alloc::string::String,
-    /// 0 (lowest) to 9 (highest); default 5.
-    #[prost(int32, tag = "4")]
-    pub priority: i32,
+    /// 0 (lowest) to 9 (highest); absent means 5. 0 is a real priority.
+    #[prost(int32, optional, tag = "4")]
+    pub priority: ::core::option::Option<i32>,
+    /// Free-form labels. The `traceparent` label (W3C trace context, set by the
+    /// gateway or from the call's metadata) does not count towards max_items.
     #[prost(map = "string, string", tag = "5")]
     pub labels: ::std::collections::HashMap<
         ::prost::alloc::string::String,
         ::prost::alloc::string::String,
     >,
-    /// The same key within a tenant returns the same task, never a duplicate.
+    /// The same key within a tenant returns the same task, never a duplicate; the
+    /// same key with a different request is refused (IDEMPOTENCY_CONFLICT).
     #[prost(string, tag = "6")]
     pub idempotency_key: ::prost::alloc::string::String,
     /// Time allowed for one attempt; 0 means the orchestrator's default.
@@ -862,6 +917,15 @@ pub enum ErrorReason {
     Unimplemented = 18,
     /// A workflow step did not run because a step it depends on failed.
     Skipped = 19,
+    /// The idempotency key was used before with a different request; nothing was
+    /// created. ErrorInfo.metadata\["existing_id"\] names what the first request created.
+    IdempotencyConflict = 20,
+    /// The request is larger than the service accepts (ServiceLimits.max_request_bytes);
+    /// ErrorInfo.metadata\["limit_bytes"\] gives the bound.
+    RequestTooLarge = 21,
+    /// A configured capacity (points or bytes of a collection or a service) would be
+    /// exceeded; ErrorInfo.metadata\["limit"\] names the setting.
+    CapacityExceeded = 22,
 }
 impl ErrorReason {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -890,6 +954,9 @@ impl ErrorReason {
             Self::Cancelled => "ERROR_REASON_CANCELLED",
             Self::Unimplemented => "ERROR_REASON_UNIMPLEMENTED",
             Self::Skipped => "ERROR_REASON_SKIPPED",
+            Self::IdempotencyConflict => "ERROR_REASON_IDEMPOTENCY_CONFLICT",
+            Self::RequestTooLarge => "ERROR_REASON_REQUEST_TOO_LARGE",
+            Self::CapacityExceeded => "ERROR_REASON_CAPACITY_EXCEEDED",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -915,6 +982,64 @@ impl ErrorReason {
             "ERROR_REASON_CANCELLED" => Some(Self::Cancelled),
             "ERROR_REASON_UNIMPLEMENTED" => Some(Self::Unimplemented),
             "ERROR_REASON_SKIPPED" => Some(Self::Skipped),
+            "ERROR_REASON_IDEMPOTENCY_CONFLICT" => Some(Self::IdempotencyConflict),
+            "ERROR_REASON_REQUEST_TOO_LARGE" => Some(Self::RequestTooLarge),
+            "ERROR_REASON_CAPACITY_EXCEEDED" => Some(Self::CapacityExceeded),
+            _ => None,
+        }
+    }
+}
+/// ChunkKind says what a streamed chunk of a task carries (TaskChunk from the worker,
+/// TaskEvent to watchers). Text and thoughts are in the chunk's text; the other kinds
+/// carry a structured payload (TaskChunk.data, TaskEvent.chunk_data):
+/// TOOL_CALL    {"id", "name", "arguments"}: a call the model made; `arguments` is the
+/// JSON text the model wrote.
+/// TOOL_RESULT  {"id", "name", "ok", "content", "cached"}: a call's result as the model
+/// sees it (`content` is JSON text: the value, or {"error": ...}).
+/// USAGE        {"prompt_tokens", "completion_tokens"}: the tokens of one LLM turn.
+/// ERROR        text: why the agent failed, sent just before the failed result.
+/// A task's `stream.text_only` leaves only TEXT chunks.
+#[allow(clippy::all)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum ChunkKind {
+    /// Text, from workers that send no kind.
+    Unspecified = 0,
+    /// Visible answer text, in order; the chunks of an attempt join into its answer.
+    Text = 1,
+    /// Reasoning text, where the provider streams it.
+    Thought = 2,
+    ToolCall = 3,
+    ToolResult = 4,
+    Usage = 5,
+    Error = 6,
+}
+impl ChunkKind {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "CHUNK_KIND_UNSPECIFIED",
+            Self::Text => "CHUNK_KIND_TEXT",
+            Self::Thought => "CHUNK_KIND_THOUGHT",
+            Self::ToolCall => "CHUNK_KIND_TOOL_CALL",
+            Self::ToolResult => "CHUNK_KIND_TOOL_RESULT",
+            Self::Usage => "CHUNK_KIND_USAGE",
+            Self::Error => "CHUNK_KIND_ERROR",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "CHUNK_KIND_UNSPECIFIED" => Some(Self::Unspecified),
+            "CHUNK_KIND_TEXT" => Some(Self::Text),
+            "CHUNK_KIND_THOUGHT" => Some(Self::Thought),
+            "CHUNK_KIND_TOOL_CALL" => Some(Self::ToolCall),
+            "CHUNK_KIND_TOOL_RESULT" => Some(Self::ToolResult),
+            "CHUNK_KIND_USAGE" => Some(Self::Usage),
+            "CHUNK_KIND_ERROR" => Some(Self::Error),
             _ => None,
         }
     }
@@ -1823,7 +1948,7 @@ pub struct GetTaskResponse {
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ListTasksRequest {
-    /// Up to 1000; 0 means 100.
+    /// 0 means the default.
     #[prost(int32, tag = "1")]
     pub page_size: i32,
     #[prost(string, tag = "2")]
@@ -1884,6 +2009,11 @@ pub struct TaskEvent {
     pub task: ::core::option::Option<Task>,
     #[prost(message, optional, tag = "8")]
     pub time: ::core::option::Option<::prost_types::Timestamp>,
+    /// A CHUNK event's kind and structured payload, as the worker sent them (see ChunkKind).
+    #[prost(enumeration = "ChunkKind", tag = "9")]
+    pub chunk_kind: i32,
+    #[prost(message, optional, tag = "10")]
+    pub chunk_data: ::core::option::Option<::prost_types::Struct>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -1906,6 +2036,7 @@ pub struct ListAgentsResponse {
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Step {
+    /// Letters, digits, '\_' and '-'; unique within the workflow.
     #[prost(string, tag = "1")]
     pub id: ::prost::alloc::string::String,
     #[prost(string, tag = "2")]
@@ -1925,10 +2056,12 @@ pub struct Step {
     pub exit_if: ::prost::alloc::string::String,
     #[prost(message, optional, tag = "7")]
     pub retry: ::core::option::Option<RetryPolicy>,
+    /// Time allowed for one attempt of the step's task; 0 means the orchestrator's default.
     #[prost(message, optional, tag = "8")]
     pub timeout: ::core::option::Option<::prost_types::Duration>,
-    #[prost(int32, tag = "9")]
-    pub priority: i32,
+    /// 0 (lowest) to 9 (highest); absent means 5. 0 is a real priority.
+    #[prost(int32, optional, tag = "9")]
+    pub priority: ::core::option::Option<i32>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -1943,10 +2076,14 @@ pub struct WorkflowSpec {
     pub input: ::core::option::Option<::prost_types::Value>,
     #[prost(enumeration = "FailurePolicy", tag = "5")]
     pub failure_policy: i32,
+    /// Tenant for fair share and quotas; the gateway sets it from the API key.
     #[prost(string, tag = "6")]
     pub tenant: ::prost::alloc::string::String,
+    /// The same key within a tenant returns the same workflow; the same key with a
+    /// different request is refused (IDEMPOTENCY_CONFLICT).
     #[prost(string, tag = "7")]
     pub idempotency_key: ::prost::alloc::string::String,
+    /// As TaskSpec.labels; the workflow's step tasks carry them.
     #[prost(map = "string, string", tag = "8")]
     pub labels: ::std::collections::HashMap<
         ::prost::alloc::string::String,
@@ -3326,6 +3463,26 @@ pub struct Collection {
     pub distance: i32,
     #[prost(uint64, tag = "4")]
     pub points: u64,
+    /// The parameters in force, defaults filled in.
+    #[prost(message, optional, tag = "5")]
+    pub hnsw: ::core::option::Option<HnswConfig>,
+    /// Deleted points still linked into the graph until the next repair.
+    #[prost(uint64, tag = "6")]
+    pub tombstones: u64,
+}
+/// The HNSW graph of a collection. Zero means the default.
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct HnswConfig {
+    /// Links per node (twice that on the bottom layer): 2 to 128, default 16.
+    #[prost(uint32, tag = "1")]
+    pub m: u32,
+    /// Candidates considered while inserting: 1 to 4096, default 200.
+    #[prost(uint32, tag = "2")]
+    pub ef_construction: u32,
+    /// Candidates considered while searching, unless a search sets `ef`: 1 to 4096, default 64.
+    #[prost(uint32, tag = "3")]
+    pub ef_search: u32,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -3337,6 +3494,8 @@ pub struct CreateCollectionRequest {
     /// Default cosine.
     #[prost(enumeration = "Distance", tag = "3")]
     pub distance: i32,
+    #[prost(message, optional, tag = "4")]
+    pub hnsw: ::core::option::Option<HnswConfig>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -3429,7 +3588,8 @@ pub struct SearchRequest {
     /// Default 10, at most 1000.
     #[prost(uint32, tag = "3")]
     pub top_k: u32,
-    /// Only points whose payload has each of these keys equal to the value (as a string).
+    /// Only points whose payload has each of these keys equal to the value (as a string:
+    /// strings as they are, numbers and booleans as JSON, so `3` and `true`).
     #[prost(map = "string, string", tag = "4")]
     pub filter: ::std::collections::HashMap<
         ::prost::alloc::string::String,
@@ -3437,6 +3597,41 @@ pub struct SearchRequest {
     >,
     #[prost(bool, tag = "5")]
     pub with_payload: bool,
+    /// Candidates considered by this search: 0 for the collection's ef_search, else 1 to 4096
+    /// (raised to top_k when smaller).
+    #[prost(uint32, tag = "6")]
+    pub ef: u32,
+    /// Brute force over every matching point instead of the graph, for recall checks.
+    /// Small collections and very selective filters are searched exactly anyway.
+    #[prost(bool, tag = "7")]
+    pub exact: bool,
+    /// More conditions, all of which must hold besides `filter`: the payload value at `key`
+    /// (in the same string form) is one of `any_of`. At most 16 conditions of at most 256
+    /// values each.
+    #[prost(message, repeated, tag = "8")]
+    pub conditions: ::prost::alloc::vec::Vec<FilterCondition>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct FilterCondition {
+    #[prost(string, tag = "1")]
+    pub key: ::prost::alloc::string::String,
+    #[prost(string, repeated, tag = "2")]
+    pub any_of: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct SearchBatchRequest {
+    /// At most 1024 searches.
+    #[prost(message, repeated, tag = "1")]
+    pub searches: ::prost::alloc::vec::Vec<SearchRequest>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct SearchBatchResponse {
+    /// One per search, in order.
+    #[prost(message, repeated, tag = "1")]
+    pub results: ::prost::alloc::vec::Vec<SearchResponse>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -3745,6 +3940,32 @@ pub mod vector_service_client {
                 .insert(GrpcMethod::new("taskloom.v1.VectorService", "Search"));
             self.inner.unary(req, path, codec).await
         }
+        /// Several searches in one call, answered in parallel; all are validated first, and
+        /// one bad search fails the whole call naming its index (`searches[2].vector`).
+        pub async fn search_batch(
+            &mut self,
+            request: impl tonic::IntoRequest<super::SearchBatchRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::SearchBatchResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/taskloom.v1.VectorService/SearchBatch",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("taskloom.v1.VectorService", "SearchBatch"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -3803,6 +4024,15 @@ pub mod vector_service_server {
             &self,
             request: tonic::Request<super::SearchRequest>,
         ) -> std::result::Result<tonic::Response<super::SearchResponse>, tonic::Status>;
+        /// Several searches in one call, answered in parallel; all are validated first, and
+        /// one bad search fails the whole call naming its index (`searches[2].vector`).
+        async fn search_batch(
+            &self,
+            request: tonic::Request<super::SearchBatchRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::SearchBatchResponse>,
+            tonic::Status,
+        >;
     }
     #[derive(Debug)]
     pub struct VectorServiceServer<T> {
@@ -4198,6 +4428,51 @@ pub mod vector_service_server {
                     };
                     Box::pin(fut)
                 }
+                "/taskloom.v1.VectorService/SearchBatch" => {
+                    #[allow(non_camel_case_types)]
+                    struct SearchBatchSvc<T: VectorService>(pub Arc<T>);
+                    impl<
+                        T: VectorService,
+                    > tonic::server::UnaryService<super::SearchBatchRequest>
+                    for SearchBatchSvc<T> {
+                        type Response = super::SearchBatchResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::SearchBatchRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as VectorService>::search_batch(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = SearchBatchSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
                 _ => {
                     Box::pin(async move {
                         let mut response = http::Response::new(
@@ -4325,7 +4600,7 @@ pub struct Heartbeat {
     pub lease_ids: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 #[allow(clippy::all)]
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct TaskChunk {
     #[prost(string, tag = "1")]
     pub task_id: ::prost::alloc::string::String,
@@ -4335,6 +4610,12 @@ pub struct TaskChunk {
     pub seq: i64,
     #[prost(string, tag = "4")]
     pub text: ::prost::alloc::string::String,
+    /// What the chunk carries (see ChunkKind); unset is text.
+    #[prost(enumeration = "ChunkKind", tag = "5")]
+    pub kind: i32,
+    /// The payload of a TOOL_CALL, TOOL_RESULT or USAGE chunk (see ChunkKind).
+    #[prost(message, optional, tag = "6")]
+    pub data: ::core::option::Option<::prost_types::Struct>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]

@@ -1,21 +1,41 @@
-"""One agent run: turn a task's input into chat messages, answer from the LLM cache or
-stream from the agent's provider, and build the JSON result. Knows nothing of gRPC."""
+"""One agent run: turn a task's input into chat messages, then loop LLM → tool calls → tool
+results → LLM until the model answers without calling a tool or the agent's
+`max_iterations` is reached. Each LLM turn is answered from the LLM cache or streamed from
+the agent's provider; typed events go to `on_event` as they happen. Knows nothing of gRPC.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import orjson
 import structlog
 
 from taskloom.agents.cache_client import CacheClient
 from taskloom.agents.catalog import AgentSpec, Catalog
-from taskloom.agents.providers import GenerationParams, Message, Provider, ProviderError, Usage
+from taskloom.agents.providers.base import (
+    GenerationParams,
+    Message,
+    Provider,
+    ProviderError,
+    ProviderEvent,
+    TextDelta,
+    ThoughtDelta,
+    ToolCall,
+    ToolCallComplete,
+    ToolCallMessage,
+    ToolDefinition,
+    Usage,
+    UsageUpdate,
+)
 from taskloom.agents.telemetry import Telemetry
+from taskloom.agents.tools import builtin_factories
+from taskloom.agents.tools.base import SuspendCredit, TaskInfo, ToolContext, ToolError
+from taskloom.agents.tools.registry import ToolOutcome, ToolRegistry
 
 log = structlog.get_logger(__name__)
 
@@ -23,7 +43,20 @@ LLM_NAMESPACE = "llm"
 _ROLES = frozenset({"system", "user", "assistant", "tool"})
 _CHUNK = re.compile(r"\S*\s*")
 
-OnChunk = Callable[[str], Awaitable[None]]
+
+@dataclass(frozen=True)
+class ToolResultEvent:
+    """A tool call has finished (streamed beside the provider's events)."""
+
+    call_id: str
+    name: str
+    ok: bool
+    content: str
+    cached: bool = False
+
+
+AgentEvent = ProviderEvent | ToolResultEvent
+OnEvent = Callable[[AgentEvent], Awaitable[None]]
 
 
 class AgentError(Exception):
@@ -40,6 +73,22 @@ class RunResult:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_completions: int = 0
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What one task runs with: the agent's values, narrowed by the task's overrides."""
+
+    params: GenerationParams
+    max_iterations: int
+
+
+@dataclass
+class _Turn:
+    text: str = ""
+    calls: list[ToolCall] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    cached: bool = False
 
 
 def build_messages(spec: AgentSpec, task_input: Any) -> list[Message]:
@@ -75,13 +124,68 @@ def build_messages(spec: AgentSpec, task_input: Any) -> list[Message]:
     return messages
 
 
-def cache_key(provider: str, model: str, messages: list[Message], params: GenerationParams) -> str:
-    payload = {
+def run_settings(spec: AgentSpec, task_input: Any) -> RunSettings:
+    """The agent's settings with the task's `max_tokens`, `temperature` and `max_iterations`
+    overrides, each within the agent's limits; an override outside them is an error that
+    names the field."""
+    overrides = task_input if isinstance(task_input, Mapping) else {}
+    max_tokens = _override(overrides, "max_tokens", int, 1, spec.max_tokens, spec.max_tokens)
+    temperature = _override(overrides, "temperature", float, 0.0, 2.0, spec.temperature)
+    iterations = _override(
+        overrides, "max_iterations", int, 1, spec.max_iterations, spec.max_iterations
+    )
+    options: dict[str, Any] = {}
+    simulate = dict(spec.simulate)
+    if isinstance(overrides.get("simulate"), Mapping):
+        simulate.update(overrides["simulate"])
+    elif "simulate" in overrides:
+        raise AgentError("input.simulate must be an object", retryable=False)
+    if simulate:
+        options["simulate"] = simulate
+    return RunSettings(GenerationParams(temperature, max_tokens, options), iterations)
+
+
+_Number = TypeVar("_Number", int, float)
+
+
+def _override(
+    overrides: Mapping[str, Any],
+    name: str,
+    kind: type[_Number],
+    low: _Number,
+    high: _Number,
+    default: _Number,
+) -> _Number:
+    if name not in overrides:
+        return default
+    value = overrides[name]
+    if isinstance(value, bool) or not isinstance(value, int | float) or kind(value) != value:
+        raise AgentError(f"input.{name} must be {kind.__name__}, got {value!r}", retryable=False)
+    if not low <= value <= high:
+        raise AgentError(
+            f"input.{name} = {value} is outside the agent's limits [{low}, {high}]",
+            retryable=False,
+        )
+    return kind(value)
+
+
+def cache_key(
+    provider: str,
+    model: str,
+    messages: Sequence[Message],
+    params: GenerationParams,
+    tools: Sequence[ToolDefinition] = (),
+) -> str:
+    payload: dict[str, Any] = {
         "provider": provider,
         "model": model,
         "messages": messages,
         "params": {"temperature": params.temperature, "max_tokens": params.max_tokens},
     }
+    if params.options:
+        payload["options"] = params.options
+    if tools:
+        payload["tools"] = [[t.name, t.description, t.parameters] for t in tools]
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
@@ -93,76 +197,195 @@ class AgentRuntime:
         telemetry: Telemetry,
         cache: CacheClient | None = None,
         cache_ttl_s: float = 0.0,
+        tools: ToolRegistry | None = None,
     ) -> None:
         self.catalog = catalog
         self._providers = providers
         self._telemetry = telemetry
         self._cache = cache
         self._cache_ttl_s = cache_ttl_s
+        self.tools = tools or ToolRegistry(builtin_factories(), cache=cache)
 
-    async def run(self, agent: str, task_input: Any, on_chunk: OnChunk) -> RunResult:
+    async def run(
+        self,
+        agent: str,
+        task_input: Any,
+        on_event: OnEvent,
+        task: TaskInfo | None = None,
+        suspend_credit: SuspendCredit | None = None,
+    ) -> RunResult:
         spec = self.catalog.get(agent)
         if spec is None:
             raise AgentError(f"agent {agent!r} is not in this worker's catalog", retryable=False)
-        provider = self._providers[spec.provider]
+        provider = self._providers.get(spec.provider)
+        if provider is None:
+            raise AgentError(f"provider {spec.provider!r} is not configured", retryable=False)
         messages = build_messages(spec, task_input)
-        params = GenerationParams(temperature=spec.temperature, max_tokens=spec.max_tokens)
-        result = {
+        settings = run_settings(spec, task_input)
+        toolset = self.tools.toolset(spec) if spec.tools or spec.mcp_servers else None
+        try:
+            definitions = await toolset.definitions() if toolset is not None else []
+        except ToolError as err:
+            raise AgentError(str(err), retryable=True) from err
+        context = ToolContext(task or TaskInfo("", agent), messages, suspend_credit)
+
+        totals = Usage()
+        cached_turns = 0
+        tool_log: list[dict[str, Any]] = []
+        for iteration in range(1, settings.max_iterations + 1):
+            turn = await self._turn(
+                spec, provider, messages, settings.params, definitions, on_event
+            )
+            totals.prompt_tokens += turn.usage.prompt_tokens
+            totals.completion_tokens += turn.usage.completion_tokens
+            cached_turns += turn.cached
+            assistant: Message = {"role": "assistant", "content": turn.text}
+            if turn.calls:
+                assistant["tool_calls"] = [_call_message(c) for c in turn.calls]
+            messages.append(assistant)
+            if not turn.calls:
+                return self._result(spec, turn.text, totals, cached_turns, iteration, tool_log)
+            if toolset is None:
+                raise AgentError(
+                    f"the model called {turn.calls[0].name!r} but agent {spec.name!r} has no tools",
+                    retryable=False,
+                )
+            context.messages = list(messages)
+            outcomes = await toolset.execute(turn.calls, context)
+            for outcome in outcomes:
+                await on_event(_result_event(outcome))
+                tool_log.append(
+                    {"name": outcome.call.name, "ok": outcome.ok, "cached": outcome.cached}
+                )
+                messages.append(
+                    {
+                        "role": "tool",
+                        "content": outcome.content,
+                        "tool_call_id": outcome.call.id,
+                        "name": outcome.call.name,
+                    }
+                )
+            if handoff := next((o.handoff for o in outcomes if o.handoff is not None), None):
+                totals.prompt_tokens += handoff.prompt_tokens
+                totals.completion_tokens += handoff.completion_tokens
+                output = {**dict(handoff.output), "usage": _usage(totals, cached_turns)}
+                return RunResult(
+                    output,
+                    totals.prompt_tokens,
+                    totals.completion_tokens,
+                    cached_turns,
+                )
+        raise AgentError(
+            f"agent {spec.name!r} reached max_iterations ({settings.max_iterations}) "
+            "without a final answer",
+            retryable=False,
+        )
+
+    def _result(
+        self,
+        spec: AgentSpec,
+        text: str,
+        totals: Usage,
+        cached_turns: int,
+        iterations: int,
+        tool_log: list[dict[str, Any]],
+    ) -> RunResult:
+        output: dict[str, Any] = {
+            "text": text,
             "agent": spec.name,
             "provider": spec.provider.value,
             "model": spec.model,
             "simulated": spec.provider == "simulated",
+            "cached": cached_turns == iterations,
+            "usage": _usage(totals, cached_turns),
         }
+        if tool_log:
+            output["iterations"] = iterations
+            output["tool_calls"] = tool_log
+        return RunResult(output, totals.prompt_tokens, totals.completion_tokens, cached_turns)
 
+    async def _turn(
+        self,
+        spec: AgentSpec,
+        provider: Provider,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        tools: Sequence[ToolDefinition],
+        on_event: OnEvent,
+    ) -> _Turn:
         key = ""
         if spec.cache and self._cache is not None:
-            key = cache_key(spec.provider, spec.model, messages, params)
-            cached = await self._cached_text(key)
+            key = cache_key(spec.provider, spec.model, messages, params, tools)
+            cached = await self._cached_turn(key)
             self._telemetry.llm_cache(hit=cached is not None)
             if cached is not None:
-                for piece in _CHUNK.findall(cached):
+                for piece in _CHUNK.findall(cached.text):
                     if piece:
-                        await on_chunk(piece)
-                usage = {"prompt_tokens": 0, "completion_tokens": 0, "cached_completions": 1}
-                return RunResult(
-                    output={"text": cached, **result, "cached": True, "usage": usage},
-                    cached_completions=1,
-                )
+                        await on_event(TextDelta(piece))
+                for call in cached.calls:
+                    await on_event(ToolCallComplete(call))
+                return cached
 
-        usage = Usage()
+        turn = _Turn()
         parts: list[str] = []
         try:
-            async for piece in provider.stream(messages, spec.model, params, usage):
-                parts.append(piece)
-                await on_chunk(piece)
+            async for event in provider.stream(messages, spec.model, params, tools):
+                if isinstance(event, TextDelta):
+                    parts.append(event.text)
+                elif isinstance(event, ToolCallComplete):
+                    turn.calls.append(event.call)
+                elif isinstance(event, UsageUpdate):
+                    turn.usage = Usage(event.prompt_tokens, event.completion_tokens)
+                    continue  # usage is reported once per task, in the result
+                elif not isinstance(event, ThoughtDelta):
+                    continue  # argument deltas: the complete call follows
+                await on_event(event)
         except ProviderError as err:
             raise AgentError(str(err), retryable=err.retryable) from err
         finally:
-            self._telemetry.llm_tokens(provider.name, usage.prompt_tokens, usage.completion_tokens)
-        text = "".join(parts)
+            self._telemetry.llm_tokens(
+                provider.name, turn.usage.prompt_tokens, turn.usage.completion_tokens
+            )
+        turn.text = "".join(parts)
+        await on_event(UsageUpdate(turn.usage.prompt_tokens, turn.usage.completion_tokens))
 
         if key and self._cache is not None:
-            value = orjson.dumps({"text": text})
-            await self._cache.set(LLM_NAMESPACE, key, value, self._cache_ttl_s)
-        usage_out = {
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "cached_completions": 0,
-        }
-        return RunResult(
-            output={"text": text, **result, "cached": False, "usage": usage_out},
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-        )
+            value = {"text": turn.text, "tool_calls": [_call_message(c) for c in turn.calls]}
+            await self._cache.set(LLM_NAMESPACE, key, orjson.dumps(value), self._cache_ttl_s)
+        return turn
 
-    async def _cached_text(self, key: str) -> str | None:
+    async def _cached_turn(self, key: str) -> _Turn | None:
         assert self._cache is not None
         raw = await self._cache.get(LLM_NAMESPACE, key)
         if raw is None:
             return None
         try:
-            text = orjson.loads(raw)["text"]
+            value = orjson.loads(raw)
+            text = value["text"]
+            calls = [
+                ToolCall(c["id"], c["name"], c["arguments"]) for c in value.get("tool_calls", ())
+            ]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             log.warning("ignoring malformed llm cache entry", key=key)
             return None
-        return text if isinstance(text, str) else None
+        if not isinstance(text, str):
+            return None
+        return _Turn(text=text, calls=calls, cached=True)
+
+
+def _call_message(call: ToolCall) -> ToolCallMessage:
+    return {"id": call.id, "name": call.name, "arguments": call.arguments}
+
+
+def _result_event(outcome: ToolOutcome) -> ToolResultEvent:
+    return ToolResultEvent(
+        outcome.call.id, outcome.call.name, outcome.ok, outcome.content, outcome.cached
+    )
+
+
+def _usage(totals: Usage, cached_turns: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": totals.prompt_tokens,
+        "completion_tokens": totals.completion_tokens,
+        "cached_completions": cached_turns,
+    }

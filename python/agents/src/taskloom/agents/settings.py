@@ -1,28 +1,29 @@
-"""The agent worker's configuration: one typed object from defaults, `TASKLOOM_*` env and flags."""
+"""The agent worker's configuration: one typed object read in the layers of `taskloom.sdk.config`
+(defaults, the `worker:` section of the config file, `TASKLOOM_*` env, flags)."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import socket
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, ClassVar
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode
+
+from taskloom.agents.catalog import CatalogError, load_catalog
+from taskloom.sdk import config
 
 
 def _default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class Settings(BaseSettings):
-    """Every setting of the worker: flags override `TASKLOOM_*` env, which overrides defaults."""
+class Settings(config.ServiceSettings):
+    """Taskloom agent worker."""
 
-    # Unknown TASKLOOM_* variables are ignored on purpose: the launcher exports the whole
-    # stack's settings (TASKLOOM_GRPC_ADDR for the Rust services, ...) to every service.
-    model_config = SettingsConfigDict(env_prefix="TASKLOOM_", extra="ignore")
+    config_section: ClassVar[str] = "worker"
 
     orchestrator_addr: str = Field(
         default="127.0.0.1:50051", description="host:port of the orchestrator's gRPC port"
@@ -105,6 +106,50 @@ class Settings(BaseSettings):
         default=3, ge=0, description="retries of a failed LLM call (429, 5xx, network)"
     )
 
+    agents_reload: bool = Field(
+        default=True,
+        description="reload agent files from --agents-dir when they change (a bad file is "
+        "refused and the previous definition kept)",
+    )
+    max_parallel_tool_calls: int = Field(
+        default=8, ge=1, le=256, description="tool calls of one LLM turn that run at once"
+    )
+    agent_max_depth: int = Field(
+        default=5, ge=1, le=50, description="deepest chain of agents calling agents"
+    )
+    sandbox_bwrap: str = Field(
+        default="bwrap", description="the bubblewrap program of the python tool's sandbox"
+    )
+    sandbox_python: str = Field(
+        default="/usr/bin/python3",
+        description="the interpreter the python tool runs in its sandbox (a system one, "
+        "readable by the sandbox user)",
+    )
+    sandbox_pool_size: int = Field(
+        default=2, ge=0, le=64, description="sandboxes kept started for the python tool"
+    )
+    sandbox_tmpfs_mb: int = Field(
+        default=16, ge=1, le=4096, description="size of a sandbox's working dir and /tmp"
+    )
+    sandbox_unsandboxed: bool = Field(
+        default=False,
+        description="DEVELOPMENT ONLY: run the python tool without bubblewrap (no isolation; "
+        "a loud warning at every sandbox start)",
+    )
+
+    stream_buffer_size: int = Field(
+        default=256,
+        ge=0,
+        le=1 << 20,
+        description="streamed text is sent once this many bytes are buffered (0 = every piece)",
+    )
+    stream_flush_interval_ms: float = Field(
+        default=25.0,
+        ge=0,
+        le=10_000,
+        description="...or once the first buffered piece is this old (0 = every piece)",
+    )
+
     @field_validator("agents_dir", mode="before")
     @classmethod
     def _split_dirs(cls, value: object) -> object:
@@ -112,62 +157,19 @@ class Settings(BaseSettings):
             return [part for part in value.split(os.pathsep) if part]
         return value
 
-    def printable(self) -> dict[str, Any]:
-        """The settings as JSON-ready values, secrets masked."""
-        out = self.model_dump(mode="json")
-        out["openai_api_key"] = "***" if self.openai_api_key.get_secret_value() else ""
-        return out
-
-
-# Secrets are never taken from argv (visible in `ps`): only from the environment.
-_ENV_ONLY = frozenset({"openai_api_key"})
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+    def check(self) -> None:
+        """`--check-config` also reads the agent catalog the settings name."""
+        try:
+            load_catalog(self.agents_dir)
+        except CatalogError as err:
+            raise config.ConfigError(f"agents_dir: {err}") from err
 
 
 def env_names(name: str) -> list[str]:
     """The environment variables a setting reads, in order of precedence."""
-    field = Settings.model_fields[name]
-    if isinstance(field.validation_alias, AliasChoices):
-        return [c for c in field.validation_alias.choices if isinstance(c, str) and c.isupper()]
-    return [f"TASKLOOM_{name.upper()}"]
-
-
-def build_parser() -> argparse.ArgumentParser:
-    env_only = "; ".join(
-        f"{' or '.join(env_names(name))}: {Settings.model_fields[name].description}"
-        for name in sorted(_ENV_ONLY)
-    )
-    parser = argparse.ArgumentParser(
-        prog="python -m taskloom.agents",
-        description="Taskloom agent worker. Flags override TASKLOOM_* environment variables, "
-        "which override the defaults. Unknown TASKLOOM_* variables (other services' settings) "
-        "are ignored.",
-        epilog=f"Secrets: {env_only}.",
-        argument_default=argparse.SUPPRESS,
-        allow_abbrev=False,
-    )
-    for name, field in Settings.model_fields.items():
-        if name in _ENV_ONLY:
-            continue
-        has_default = field.default_factory is None and field.default not in (None, "")
-        shown = f" (default: {field.default})" if has_default else ""
-        help_text = f"{field.description}{shown} [env: {' | '.join(env_names(name))}]"
-        if name == "agents_dir":
-            parser.add_argument(
-                _flag(name), action="append", type=Path, metavar="DIR", help=help_text
-            )
-        else:
-            kind: type[Any] = field.annotation if field.annotation in (int, float) else str  # type: ignore[assignment]
-            parser.add_argument(
-                _flag(name), type=kind, metavar=name.upper(), help=help_text.replace("%", "%%")
-            )
-    return parser
+    return Settings.env_names(name)
 
 
 def load_settings(argv: Sequence[str] | None = None) -> Settings:
-    """Build the settings from env and command-line flags (flags win)."""
-    overrides = vars(build_parser().parse_args(argv))
-    return Settings(**overrides)
+    """The settings from every layer; exits on `--help`, `--check-config` or a bad setting."""
+    return config.load(Settings, argv, prog="python -m taskloom.agents")

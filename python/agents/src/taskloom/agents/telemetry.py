@@ -14,6 +14,9 @@ TASKS_RUNNING = "taskloom_agent_tasks_running"
 LLM_TOKENS = "taskloom_agent_llm_tokens_total"
 LLM_CACHE = "taskloom_agent_llm_cache_total"
 SESSIONS = "taskloom_agent_sessions_total"
+TOOL_CALLS = "taskloom_agent_tool_calls_total"
+TOOL_DURATION = "taskloom_agent_tool_duration_seconds"
+CATALOG_RELOADS = "taskloom_agent_catalog_reloads_total"
 
 _HELP = {
     TASKS: "Agent tasks finished, by agent and outcome (succeeded|failed|cancelled|timed_out).",
@@ -22,6 +25,9 @@ _HELP = {
     LLM_TOKENS: "LLM tokens spent, by provider and kind (prompt|completion).",
     LLM_CACHE: "LLM cache lookups, by result (hit|miss).",
     SESSIONS: "Sessions opened with the orchestrator, by outcome (registered|failed).",
+    TOOL_CALLS: "Tool calls, by tool and outcome (ok|error|cached).",
+    TOOL_DURATION: "Wall time of one tool call, by tool.",
+    CATALOG_RELOADS: "Agent catalog reloads after a file changed, by outcome (ok|refused).",
 }
 
 
@@ -57,6 +63,26 @@ class Telemetry:
             SESSIONS.removesuffix("_total"), _HELP[SESSIONS], ["outcome"], registry=registry
         )
 
+        self._tool_calls = Counter(
+            TOOL_CALLS.removesuffix("_total"),
+            _HELP[TOOL_CALLS],
+            ["tool", "outcome"],
+            registry=registry,
+        )
+        self._tool_duration = Histogram(
+            TOOL_DURATION,
+            _HELP[TOOL_DURATION],
+            ["tool"],
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=registry,
+        )
+        self._catalog_reloads = Counter(
+            CATALOG_RELOADS.removesuffix("_total"),
+            _HELP[CATALOG_RELOADS],
+            ["outcome"],
+            registry=registry,
+        )
+
     def task_started(self) -> None:
         self.running += 1
         self._running.set(self.running)
@@ -84,3 +110,13 @@ class Telemetry:
 
     def session(self, outcome: str) -> None:
         self._sessions.labels(outcome).inc()
+
+    def tool_call(self, tool: str, outcome: str, duration_s: float) -> None:
+        self._tool_calls.labels(tool, outcome).inc()
+        self._tool_duration.labels(tool).observe(duration_s)
+        self._reporter.counter(TOOL_CALLS, 1, {"tool": tool, "outcome": outcome})
+        self._reporter.observe(TOOL_DURATION, duration_s, {"tool": tool})
+
+    def catalog_reload(self, outcome: str) -> None:
+        self._catalog_reloads.labels(outcome).inc()
+        self._reporter.counter(CATALOG_RELOADS, 1, {"outcome": outcome})

@@ -21,11 +21,12 @@ from typing import Any
 
 import grpc
 import structlog
-from google.protobuf import json_format, struct_pb2
 
-from taskloom.agents import __version__
-from taskloom.agents.runtime import AgentError, AgentRuntime
+from taskloom.agents import __version__, values
+from taskloom.agents.runtime import AgentError, AgentEvent, AgentRuntime
+from taskloom.agents.streaming import ChunkStream, StreamOptions
 from taskloom.agents.telemetry import Telemetry
+from taskloom.agents.tools.base import TaskInfo
 from taskloom.v1 import common_pb2, worker_hub_pb2, worker_hub_pb2_grpc
 
 log = structlog.get_logger(__name__)
@@ -43,6 +44,7 @@ class WorkerOptions:
     reconnect_initial_s: float = 0.5
     reconnect_max_s: float = 15.0
     heartbeat_interval_s: float = 5.0
+    stream: StreamOptions = field(default_factory=StreamOptions)
     hostname: str = field(default_factory=socket.gethostname)
     version: str = __version__
 
@@ -61,6 +63,9 @@ class _Running:
     task: asyncio.Task[None] | None = None
     # Why the task was cancelled: "hub" (CancelAssignment) or "abandoned" (stream broke).
     cancel_reason: str = ""
+    # The task's credit was lent back to the hub while it waited on child tasks; it is
+    # not granted again when the task ends.
+    credit_lent: bool = False
 
 
 def _trace_id(labels: Any) -> str | None:
@@ -72,9 +77,10 @@ def _trace_id(labels: Any) -> str | None:
 class Worker:
     def __init__(self, options: WorkerOptions, runtime: AgentRuntime, telemetry: Telemetry) -> None:
         self._opts = options
-        self._runtime = runtime
+        self.runtime = runtime
         self._telemetry = telemetry
         self._outbox: asyncio.Queue[worker_hub_pb2.SessionRequest | None] = asyncio.Queue()
+        self._credits_back = _CreditsBack(self._outbox)
         self._running: dict[str, _Running] = {}
         self._draining = False
         self.registered = asyncio.Event()
@@ -95,9 +101,9 @@ class Worker:
                 description=spec.description,
                 provider=spec.provider.value,
                 model=spec.model,
-                tools=list(spec.tools),
+                tools=spec.tool_names(),
             )
-            for spec in self._runtime.catalog.values()
+            for spec in self.runtime.catalog.values()
         ]
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -135,6 +141,7 @@ class Worker:
 
     async def _session(self, stop: asyncio.Event) -> None:
         self._outbox = asyncio.Queue()
+        self._credits_back = _CreditsBack(self._outbox)
         self._draining = False
         async with grpc.aio.insecure_channel(self._opts.orchestrator_addr) as channel:
             stub = worker_hub_pb2_grpc.WorkerHubServiceStub(channel)
@@ -150,7 +157,10 @@ class Worker:
             )
             try:
                 first = await asyncio.wait_for(call.read(), REGISTER_TIMEOUT_S)
-                if first is grpc.aio.EOF or first.WhichOneof("msg") != "registered":
+                if (
+                    not isinstance(first, worker_hub_pb2.SessionResponse)
+                    or first.WhichOneof("msg") != "registered"
+                ):
                     raise _SessionClosed("orchestrator did not answer Register with Registered")
                 reg = first.registered
                 self.worker_id = reg.worker_id or self.worker_id
@@ -164,7 +174,7 @@ class Worker:
                     addr=self._opts.orchestrator_addr,
                     worker_id=self.worker_id,
                     heartbeat_interval_s=heartbeat_s,
-                    agents=list(self._runtime.catalog),
+                    agents=list(self.runtime.catalog),
                 )
                 self._send(credit=worker_hub_pb2.CreditGrant(credits=self._opts.concurrency))
                 reader = asyncio.create_task(self._read(call))
@@ -273,19 +283,35 @@ class Worker:
     async def _execute_bound(
         self, running: _Running, a: worker_hub_pb2.Assignment, task: common_pb2.Task
     ) -> None:
-        seq = 0
         outbox = self._outbox  # this session's stream, even if a new one opens meanwhile
+        credits_back = self._credits_back
 
-        async def on_chunk(text: str) -> None:
-            nonlocal seq
-            outbox.put_nowait(
-                worker_hub_pb2.SessionRequest(
-                    chunk=worker_hub_pb2.TaskChunk(
-                        task_id=task.id, lease_id=a.lease_id, seq=seq, text=text
-                    )
+        def send(chunk: worker_hub_pb2.TaskChunk) -> None:
+            outbox.put_nowait(worker_hub_pb2.SessionRequest(chunk=chunk))
+
+        chunks = ChunkStream(send, task.id, a.lease_id, self._opts.stream)
+
+        async def on_event(event: AgentEvent) -> None:
+            chunks.event(event)
+
+        @contextlib.asynccontextmanager
+        async def suspend_credit() -> AsyncIterator[None]:
+            # While this task waits on others, its slot may run them (a chain of agents
+            # on a worker of concurrency 1); the lent credit is not granted again later.
+            if not running.credit_lent and not self._draining:
+                running.credit_lent = True
+                outbox.put_nowait(
+                    worker_hub_pb2.SessionRequest(credit=worker_hub_pb2.CreditGrant(credits=1))
                 )
-            )
-            seq += 1
+            yield
+
+        info = TaskInfo(
+            task_id=task.id,
+            agent=task.agent,
+            tenant=task.tenant or "default",
+            labels=dict(task.labels),
+            attempt=a.attempt,
+        )
 
         result = worker_hub_pb2.TaskResult(task_id=task.id, lease_id=a.lease_id)
         outcome = "failed"
@@ -293,17 +319,24 @@ class Worker:
         self._telemetry.task_started()
         log.info("task started", agent=task.agent, attempt=a.attempt, lease_id=a.lease_id)
         try:
-            task_input = json_format.MessageToDict(task.input) if task.HasField("input") else None
+            task_input = values.to_python(task.input) if task.HasField("input") else None
+            try:
+                stream = StreamOptions.from_input(task_input, self._opts.stream)
+            except ValueError as err:
+                raise AgentError(str(err), retryable=False) from None
+            chunks.configure(stream)
             # At the deadline the agent is cancelled; the result still goes out below.
             deadline = asyncio.timeout_at(self._deadline(a))
             try:
                 async with deadline:
-                    run = await self._runtime.run(task.agent, task_input, on_chunk)
+                    run = await self.runtime.run(
+                        task.agent, task_input, on_event, info, suspend_credit
+                    )
             except TimeoutError:
                 if not deadline.expired():
                     raise  # the agent's own timeout: reported as a crash below
                 raise _DeadlineExceeded() from None
-            result.output.CopyFrom(_to_value(run.output))
+            values.fill(result.output, run.output)
             result.usage.CopyFrom(
                 common_pb2.TokenUsage(
                     prompt_tokens=run.prompt_tokens,
@@ -314,6 +347,7 @@ class Worker:
             outcome = "succeeded"
         except AgentError as err:
             log.warning("task failed", error=str(err), retryable=err.retryable)
+            chunks.error(str(err))
             result.error.CopyFrom(
                 _error(common_pb2.ERROR_REASON_AGENT_ERROR, str(err), err.retryable)
             )
@@ -344,32 +378,47 @@ class Worker:
                 _error(common_pb2.ERROR_REASON_AGENT_ERROR, f"internal error: {err!r}", True)
             )
         self._finish(task.agent, outcome, started)
+        chunks.flush()  # the last text goes out before the result
         if self._running.get(a.lease_id) is running:
             del self._running[a.lease_id]
             outbox.put_nowait(worker_hub_pb2.SessionRequest(result=result))
-            if not self._draining:
-                outbox.put_nowait(
-                    worker_hub_pb2.SessionRequest(credit=worker_hub_pb2.CreditGrant(credits=1))
-                )
-        log.info("task finished", outcome=outcome, chunks=seq)
+            if not self._draining and not running.credit_lent:
+                credits_back.add(1)
+        log.info("task finished", outcome=outcome, chunks=chunks.seq)
 
     @staticmethod
     def _deadline(a: worker_hub_pb2.Assignment) -> float | None:
         """The assignment's deadline on the event loop's clock; None when it has none."""
         if not a.HasField("deadline") or a.deadline.seconds <= 0:
             return None
-        remaining = a.deadline.seconds + a.deadline.nanos / 1e9 - time.time()
-        return asyncio.get_running_loop().time() + remaining
+        remaining = a.deadline.ToNanoseconds() / 1e9 - time.time()
+        return asyncio.get_running_loop().time() + float(remaining)
 
     def _finish(self, agent: str, outcome: str, started: float) -> None:
         self._telemetry.task_finished(agent, outcome, time.monotonic() - started)
 
 
-def _to_value(output: dict[str, Any]) -> struct_pb2.Value:
-    value = struct_pb2.Value()
-    json_format.ParseDict(output, value)
-    return value
+class _CreditsBack:
+    """Credits of finished tasks, sent as one grant per turn of the event loop: tasks whose
+    LLM calls end together cost one message instead of one each."""
+
+    def __init__(self, outbox: asyncio.Queue[worker_hub_pb2.SessionRequest | None]) -> None:
+        self._outbox = outbox
+        self._pending = 0
+
+    def add(self, credits: int) -> None:
+        if self._pending == 0:
+            asyncio.get_running_loop().call_soon(self._send)
+        self._pending += credits
+
+    def _send(self) -> None:
+        credits, self._pending = self._pending, 0
+        self._outbox.put_nowait(
+            worker_hub_pb2.SessionRequest(credit=worker_hub_pb2.CreditGrant(credits=credits))
+        )
 
 
-def _error(reason: int, message: str, retryable: bool) -> common_pb2.TaskError:
-    return common_pb2.TaskError(reason=reason, message=message, retryable=retryable)  # type: ignore[arg-type]
+def _error(
+    reason: common_pb2.ErrorReason.ValueType, message: str, retryable: bool
+) -> common_pb2.TaskError:
+    return common_pb2.TaskError(reason=reason, message=message, retryable=retryable)

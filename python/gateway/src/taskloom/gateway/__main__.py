@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 
 import uvicorn
-from pydantic_settings import CliApp
 
 from taskloom.gateway.app import create_app
-from taskloom.gateway.config import Settings
+from taskloom.gateway.config import Settings, load_settings
 from taskloom.sdk.logs import configure_logging
 
 
@@ -51,14 +49,14 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
         log_level=settings.log_level.lower(),
         access_log=False,
         # Annotated `int | None` by uvicorn, which hands it to asyncio.wait_for: floats work.
-        timeout_graceful_shutdown=graceful_shutdown_timeout(settings.shutdown_grace_seconds),
+        timeout_graceful_shutdown=graceful_shutdown_timeout(settings.shutdown_grace_seconds),  # type: ignore[arg-type]
     )
 
 
 def main(argv: list[str] | None = None) -> None:
-    settings = CliApp.run(Settings, cli_args=sys.argv[1:] if argv is None else argv)
+    settings = load_settings(argv)
     log = configure_logging("gateway", settings.log_level)
-    log.info("starting", settings=settings.masked())
+    log.info("starting", settings=settings.printable())
     _Server(uvicorn_config(settings)).run()
     log.info("stopped")
 

@@ -7,8 +7,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from taskloom.gateway.body_limit import BodySizeLimit
 from taskloom.gateway.config import Settings
 from taskloom.gateway.errors import install_error_handlers
+from taskloom.gateway.limits import max_request_bytes
 from taskloom.gateway.orchestrator import Orchestrator
 from taskloom.gateway.routes import agents, health, metrics, tasks, workflows
 from taskloom.gateway.telemetry import TelemetryMiddleware
@@ -35,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.add_middleware(BodySizeLimit, max_bytes=max_request_bytes())
     app.add_middleware(TelemetryMiddleware)
     install_error_handlers(app)
     for module in (tasks, agents, workflows, health, metrics):

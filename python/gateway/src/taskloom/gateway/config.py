@@ -1,11 +1,16 @@
-"""The gateway's one typed settings object: flags, `TASKLOOM_*` environment variables, defaults."""
+"""The gateway's one typed settings object, read in the layers of `taskloom.sdk.config`:
+defaults, the `gateway:` section of the config file, `TASKLOOM_*` environment, flags.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Sequence
+from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode
+
+from taskloom.sdk import config
 
 
 def parse_api_keys(raw: str) -> dict[str, str]:
@@ -22,16 +27,11 @@ def parse_api_keys(raw: str) -> dict[str, str]:
     return keys
 
 
-class Settings(BaseSettings):
-    """Every setting of the gateway, with a safe default."""
+class Settings(config.ServiceSettings):
+    """Taskloom's REST gateway in front of the orchestrator."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="TASKLOOM_",
-        extra="ignore",
-        cli_kebab_case=True,
-        cli_prog_name="taskloom-gateway",
-        cli_implicit_flags=True,
-    )
+    config_section: ClassVar[str] = "gateway"
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"api_keys"})
 
     http_addr: str = Field("127.0.0.1:8000", description="host:port the HTTP API listens on")
     orchestrator_addr: str = Field("127.0.0.1:50051", description="host:port of the orchestrator")
@@ -64,11 +64,16 @@ class Settings(BaseSettings):
         host, _, port = self.http_addr.rpartition(":")
         return host.strip("[]") or "127.0.0.1", int(port)
 
-    def masked(self) -> dict[str, Any]:
+    def printable(self) -> dict[str, Any]:
         """The settings as printed at start: API keys reduced to their count and tenants."""
-        data = self.model_dump()
+        data = super().printable()
         data["api_keys"] = {
             "count": len(self.api_keys),
             "tenants": sorted(set(self.api_keys.values())),
         }
         return data
+
+
+def load_settings(argv: Sequence[str] | None = None) -> Settings:
+    """The settings from every layer; exits on `--help`, `--check-config` or a bad setting."""
+    return config.load(Settings, argv, prog="taskloom-gateway")

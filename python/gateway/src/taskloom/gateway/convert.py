@@ -15,7 +15,8 @@ _MAX_SAFE_INT = 2**53
 
 
 def json_to_value(obj: JsonValue) -> struct_pb2.Value:
-    return json_format.ParseDict(obj, struct_pb2.Value())
+    # ParseDict takes any JSON value for a Value message; its stub names only dicts.
+    return json_format.ParseDict(obj, struct_pb2.Value())  # type: ignore[arg-type]
 
 
 def _tidy_numbers(obj: Any) -> Any:
@@ -64,7 +65,7 @@ def task_status_name(number: int) -> models.TaskStatusName | None:
     return _enum_name(common_pb2.TaskStatus, number, "TASK_STATUS_")  # type: ignore[no-any-return]
 
 
-def task_status_number(name: str) -> int:
+def task_status_number(name: str) -> common_pb2.TaskStatus.ValueType:
     return common_pb2.TaskStatus.Value("TASK_STATUS_" + name.upper())
 
 
@@ -74,22 +75,28 @@ def workflow_status_name(number: int) -> models.WorkflowStatusName | None:
 
 def error_reason_name(number: int) -> str:
     try:
-        return common_pb2.ErrorReason.Name(number).removeprefix("ERROR_REASON_")
+        reason = common_pb2.ErrorReason.ValueType(number)
+        return common_pb2.ErrorReason.Name(reason).removeprefix("ERROR_REASON_")
     except ValueError:
         return "UNSPECIFIED"
 
 
-# REST field names of the TaskSpec / WorkflowSpec fields the orchestrator may name.
-_FIELD_RENAMES = {"timeout": "timeout_seconds", "retry.max_attempts": "max_attempts"}
+# Durations travel as seconds over REST; the task's retry policy is flattened into it.
+_SECONDS = {"timeout", "initial_backoff", "max_backoff"}
+_FLATTENED = {"retry.max_attempts": "max_attempts"}
 
 
 def rest_field_name(grpc_field: str) -> str:
-    """`task.agent` -> `agent`, `task.timeout` -> `timeout_seconds`."""
+    """The REST name of a field the orchestrator names, as the gateway's own errors spell
+    it: `task.timeout` -> `timeout_seconds`, `task.retry.max_attempts` -> `max_attempts`,
+    `workflow.steps[2].retry.initial_backoff` -> `steps.2.retry.initial_backoff_seconds`."""
+    is_task = grpc_field.startswith("task.")
     for prefix in ("task.", "workflow."):
-        if grpc_field.startswith(prefix):
-            grpc_field = grpc_field.removeprefix(prefix)
-            break
-    return _FIELD_RENAMES.get(grpc_field, grpc_field)
+        grpc_field = grpc_field.removeprefix(prefix)
+    if is_task and grpc_field in _FLATTENED:
+        return _FLATTENED[grpc_field]
+    parts = grpc_field.replace("[", ".").replace("]", "").split(".")
+    return ".".join(p + "_seconds" if p in _SECONDS else p for p in parts)
 
 
 # Tasks.
@@ -102,7 +109,7 @@ def task_spec(
         agent=body.agent,
         input=json_to_value(body.input),
         tenant=tenant,
-        priority=body.priority,
+        priority=body.priority,  # absent stays absent: the orchestrator's default
         labels={**body.labels, **labels},
         idempotency_key=idempotency_key,
         timeout=_seconds(body.timeout_seconds),
@@ -163,12 +170,29 @@ def agent_out(agent: common_pb2.AgentInfo) -> models.AgentOut:
     )
 
 
+_TEXT_KINDS = (common_pb2.CHUNK_KIND_UNSPECIFIED, common_pb2.CHUNK_KIND_TEXT)
+
+
+def chunk_json(event: orchestrator_pb2.TaskEvent) -> dict[str, Any]:
+    """A chunk event's data: {seq, text, attempt}; a chunk that is not answer text (thought,
+    tool_call, tool_result, usage, error: taskloom.v1.ChunkKind) adds `kind` (its `text`
+    may be empty), and `data` when it has a structured payload."""
+    data: dict[str, Any] = {"seq": event.chunk_seq, "text": event.chunk}
+    if event.chunk_kind not in _TEXT_KINDS:
+        kind = common_pb2.ChunkKind.Name(event.chunk_kind).removeprefix("CHUNK_KIND_")
+        data["kind"] = kind.lower()
+    if event.HasField("chunk_data"):
+        data["data"] = json_format.MessageToDict(event.chunk_data)
+    data["attempt"] = event.attempt
+    return data
+
+
 def task_event(event: orchestrator_pb2.TaskEvent) -> tuple[str, dict[str, Any]] | None:
     """A WatchTask event as an (event name, JSON data) pair; None for unknown types."""
     if event.type == orchestrator_pb2.TASK_EVENT_TYPE_STATUS:
         return "status", {"status": task_status_name(event.status)}
     if event.type == orchestrator_pb2.TASK_EVENT_TYPE_CHUNK:
-        return "chunk", {"seq": event.chunk_seq, "text": event.chunk, "attempt": event.attempt}
+        return "chunk", chunk_json(event)
     if event.type == orchestrator_pb2.TASK_EVENT_TYPE_DONE:
         return "done", task_json(event.task)
     return None

@@ -10,6 +10,7 @@ from starlette.requests import HTTPConnection
 
 from taskloom.gateway.config import Settings
 from taskloom.gateway.errors import ProblemError
+from taskloom.gateway.limits import TaskSpec, text
 from taskloom.gateway.orchestrator import Orchestrator, OrchestratorSession
 from taskloom.gateway.telemetry import TRACEPARENT
 
@@ -68,7 +69,7 @@ IdempotencyKeyHeader = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
-        max_length=256,
+        **text(TaskSpec, "idempotency_key"),
         description="Retrying with the same key returns the first request's result",
     ),
 ]

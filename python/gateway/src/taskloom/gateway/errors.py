@@ -9,7 +9,7 @@ from __future__ import annotations
 import http
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import orjson
@@ -19,7 +19,6 @@ from fastapi.exceptions import RequestValidationError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from taskloom.gateway.convert import rest_field_name
@@ -45,6 +44,12 @@ _GRPC_TO_HTTP: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.PERMISSION_DENIED: 403,
     grpc.StatusCode.CANCELLED: 499,
 }
+# Reasons whose HTTP status is not the one of their gRPC code.
+_REASON_TO_HTTP = {"REQUEST_TOO_LARGE": 413, "IDEMPOTENCY_CONFLICT": 409}
+# ErrorInfo metadata a problem body carries on, by reason.
+_REASON_MEMBERS = {"IDEMPOTENCY_CONFLICT": ("existing_id",), "REQUEST_TOO_LARGE": ("limit_bytes",)}
+# Echoed client strings (field names holding map keys, paths) are cut to this.
+_MAX_ECHO = 128
 _GENERIC_DETAIL = "The orchestrator failed to handle the request; try again later."
 _UNAVAILABLE_DETAIL = "The orchestrator is unreachable; try again later."
 
@@ -71,6 +76,7 @@ class ProblemError(Exception):
         self.extra = extra or {}
 
     def body(self, instance: str) -> dict[str, Any]:
+        instance = clip(instance)
         try:
             title = http.HTTPStatus(self.status).phrase
         except ValueError:
@@ -97,11 +103,23 @@ class ProblemError(Exception):
         )
 
 
+class ProblemHTTPException(StarletteHTTPException):
+    """A ProblemError raised where the framework lets only HTTPException through (while a
+    request body is read); the handlers render the problem as it is."""
+
+    def __init__(self, problem: ProblemError) -> None:
+        super().__init__(problem.status, problem.detail)
+        self.problem = problem
+
+
 def _rich_status(err: grpc.aio.AioRpcError) -> status_pb2.Status | None:
+    # from_call reads only code(), details() and trailing_metadata(), which an AioRpcError
+    # has too, though the typing stubs name only the synchronous grpc.Call.
     try:
-        return rpc_status.from_call(err)  # type: ignore[arg-type]
+        rich: status_pb2.Status | None = rpc_status.from_call(cast(grpc.Call, err))
     except ValueError:  # details disagree with the status line: trust the status line
         return None
+    return rich
 
 
 def problem_from_grpc(err: grpc.aio.AioRpcError) -> ProblemError:
@@ -112,18 +130,20 @@ def problem_from_grpc(err: grpc.aio.AioRpcError) -> ProblemError:
     detail = err.details() or ""
     errors: list[dict[str, str]] = []
     headers: dict[str, str] = {}
+    extra: dict[str, Any] = {}
     rich = _rich_status(err)
     for any_detail in rich.details if rich else ():
-        if any_detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            any_detail.Unpack(info)
+        info, bad = error_details_pb2.ErrorInfo(), error_details_pb2.BadRequest()
+        if any_detail.Unpack(info):  # False when the detail is of another type
             reason = info.reason or reason
+            status = _REASON_TO_HTTP.get(reason, status)
+            extra.update(
+                (k, info.metadata[k]) for k in _REASON_MEMBERS.get(reason, ()) if k in info.metadata
+            )
             retry_ms = info.metadata.get("retry_after_ms", "")
             if retry_ms.isdigit():
                 headers["Retry-After"] = str(max(1, math.ceil(int(retry_ms) / 1000)))
-        elif any_detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            any_detail.Unpack(bad)
+        elif any_detail.Unpack(bad):
             errors.extend(
                 {"field": rest_field_name(v.field), "message": v.description}
                 for v in bad.field_violations
@@ -141,14 +161,19 @@ def problem_from_grpc(err: grpc.aio.AioRpcError) -> ProblemError:
     if status == 500:
         log.error("orchestrator_error", grpc_code=code.name, details=err.details())
         detail, reason = _GENERIC_DETAIL, "INTERNAL"
-    return ProblemError(status, reason, detail, errors=errors, headers=headers)
+    return ProblemError(status, reason, detail, errors=errors, headers=headers, extra=extra)
+
+
+def clip(text: str) -> str:
+    """A client's string, bounded before a problem echoes it."""
+    return text if len(text) <= _MAX_ECHO else text[:_MAX_ECHO] + "…"
 
 
 def _validation_field(loc: Iterable[Any]) -> str:
-    parts = [str(p) for p in loc]
+    parts = [str(p) for p in loc if str(p)]  # an empty map key would leave "a..b"
     if parts and parts[0] in {"body", "query", "path", "header", "cookie"} and len(parts) > 1:
         parts = parts[1:]
-    return ".".join(parts)
+    return clip(".".join(parts))
 
 
 def validation_problem(errors: Sequence[Any]) -> ProblemError:
@@ -179,14 +204,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if isinstance(exc, ProblemHTTPException):
+            return exc.problem.response(request.url.path)
         reasons = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 401: "UNAUTHENTICATED"}
         detail = (
             exc.detail if isinstance(exc.detail, str) else http.HTTPStatus(exc.status_code).phrase
         )
         if exc.status_code == 404 and detail == "Not Found":
-            detail = f"No route matches {request.method} {request.url.path}."
+            detail = f"No route matches {request.method} {clip(request.url.path)}."
         if exc.status_code == 405:
-            detail = f"{request.method} is not allowed on {request.url.path}."
+            detail = f"{request.method} is not allowed on {clip(request.url.path)}."
         problem = ProblemError(
             exc.status_code,
             reasons.get(exc.status_code, "HTTP_ERROR"),
@@ -210,7 +237,3 @@ def install_error_handlers(app: FastAPI) -> None:
 def close_code_for(problem: ProblemError) -> int:
     """WebSocket close code for a problem: 4000 + its HTTP status (4404, 4401, ...)."""
     return 4000 + problem.status if 400 <= problem.status < 600 else 1011
-
-
-def instance_of(conn: HTTPConnection) -> str:
-    return conn.url.path

@@ -1,7 +1,8 @@
 """JSON shapes of the REST API (request bodies and responses), as pydantic models.
 
 They mirror `taskloom.v1` messages in snake_case with lowercase enum names; `convert.py`
-translates between them and protobuf.
+translates between them and protobuf. Every bound on a request field comes from the limits
+the contracts declare (`limits.py`), never from a number written here.
 """
 
 from __future__ import annotations
@@ -10,6 +11,23 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from taskloom.gateway.limits import (
+    RetryPolicy,
+    Step,
+    TaskSpec,
+    Text,
+    WorkflowSpec,
+    bounded_text,
+    count,
+    default,
+    int_range,
+    json_value,
+    labels_type,
+    seconds,
+    text,
+)
+from taskloom.v1 import orchestrator_pb2
 
 TaskStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
 WorkflowStatusName = Literal["running", "succeeded", "failed", "cancelled", "timed_out"]
@@ -24,17 +42,35 @@ class _Strict(BaseModel):
 # Tasks.
 
 
+_PRIORITY = (
+    f"{int_range(TaskSpec, 'priority')['ge']} (lowest) to {int_range(TaskSpec, 'priority')['le']}"
+    f" (highest); absent: {default(TaskSpec, 'priority')}"
+)
+
+
 class TaskCreate(_Strict):
-    agent: str = Field(min_length=1, description="Name of the agent to run")
-    input: JsonValue = Field(None, description="Any JSON value handed to the agent")
-    priority: int = Field(5, ge=0, le=9, description="0 (lowest) to 9 (highest)")
-    labels: dict[str, str] = Field(default_factory=dict)
-    timeout_seconds: float | None = Field(None, gt=0, description="Time allowed for one attempt")
-    max_attempts: int | None = Field(None, ge=1, le=100, description="Attempts in all")
+    agent: Text = Field(description="Name of the agent to run", **text(TaskSpec, "agent"))
+    input: json_value(TaskSpec, "input") = Field(  # type: ignore[valid-type]
+        None, description="Any JSON value handed to the agent"
+    )
+    priority: int | None = Field(None, description=_PRIORITY, **int_range(TaskSpec, "priority"))
+    labels: labels_type(TaskSpec, "labels") = Field(  # type: ignore[valid-type]
+        default_factory=dict, **count(TaskSpec, "labels")
+    )
+    timeout_seconds: float | None = Field(
+        None,
+        description="Time allowed for one attempt; 0 or absent: the orchestrator's default",
+        **seconds(TaskSpec, "timeout"),
+    )
+    max_attempts: int | None = Field(
+        None,
+        description="Attempts in all; 0 or absent: the orchestrator's default",
+        **int_range(RetryPolicy, "max_attempts"),
+    )
 
 
 class TaskCancel(_Strict):
-    reason: str = Field("", max_length=1000)
+    reason: Text = Field("", **text(orchestrator_pb2.CancelTaskRequest, "reason"))
 
 
 class TaskErrorOut(BaseModel):
@@ -93,32 +129,36 @@ class AgentList(BaseModel):
 
 
 class RetryPolicyIn(_Strict):
-    max_attempts: int = Field(0, ge=0, le=100)
-    initial_backoff_seconds: float | None = Field(None, ge=0)
-    max_backoff_seconds: float | None = Field(None, ge=0)
+    max_attempts: int = Field(0, **int_range(RetryPolicy, "max_attempts"))
+    initial_backoff_seconds: float | None = Field(None, **seconds(RetryPolicy, "initial_backoff"))
+    max_backoff_seconds: float | None = Field(None, **seconds(RetryPolicy, "max_backoff"))
 
 
 class StepIn(_Strict):
-    id: str = Field(min_length=1)
-    agent: str = Field(min_length=1)
-    input: JsonValue = None
-    depends_on: list[str] = Field(default_factory=list)
-    map_over: str = ""
-    exit_if: str = ""
+    id: Text = Field(**text(Step, "id"))
+    agent: Text = Field(**text(Step, "agent"))
+    input: json_value(Step, "input") = None  # type: ignore[valid-type]
+    depends_on: list[bounded_text(Step, "depends_on")] = Field(  # type: ignore[valid-type]
+        default_factory=list, **count(Step, "depends_on")
+    )
+    map_over: Text = Field("", **text(Step, "map_over"))
+    exit_if: Text = Field("", **text(Step, "exit_if"))
     retry: RetryPolicyIn | None = None
-    timeout_seconds: float | None = Field(None, gt=0)
-    priority: int = Field(5, ge=0, le=9)
+    timeout_seconds: float | None = Field(None, **seconds(Step, "timeout"))
+    priority: int | None = Field(None, description=_PRIORITY, **int_range(Step, "priority"))
 
 
 class WorkflowCreate(_Strict):
-    name: str = ""
+    name: Text = Field("", **text(WorkflowSpec, "name"))
     mode: WorkflowModeName | None = Field(
         None, description="Default: dag when any step has depends_on, else sequential"
     )
-    steps: list[StepIn] = Field(min_length=1)
-    input: JsonValue = None
+    steps: list[StepIn] = Field(**count(WorkflowSpec, "steps"))
+    input: json_value(WorkflowSpec, "input") = None  # type: ignore[valid-type]
     failure_policy: FailurePolicyName = "fail_fast"
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: labels_type(WorkflowSpec, "labels") = Field(  # type: ignore[valid-type]
+        default_factory=dict, **count(WorkflowSpec, "labels")
+    )
 
 
 class WorkflowCancel(TaskCancel):

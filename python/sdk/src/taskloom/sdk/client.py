@@ -53,7 +53,7 @@ def _raise_for_problem(resp: httpx.Response) -> None:
 
 def _parse_sse(lines: Iterator[str]) -> Iterator[Event]:
     """Server-Sent Events (WHATWG event-stream format) from a stream of lines."""
-    name, data = "message", []
+    name, data = "message", list[str]()
     for line in lines:
         if not line:
             if data:

@@ -4,33 +4,100 @@ Starts cache, metrics, vector, orchestrator, the agent workers and the gateway w
 embedded defaults (no Docker, no Redis), waits until each answers `/readyz`, and on
 SIGINT/SIGTERM stops them in reverse order. Every child also gets SIGTERM from the
 kernel if this launcher dies, so nothing of the stack outlives it.
+
+The user's `TASKLOOM_*` settings and configuration file (`--config` / `TASKLOOM_CONFIG`)
+are passed to every service (each reads its own and ignores the rest), except the
+addresses and directories the launcher assigns itself.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 
-_PR_SET_PDEATHSIG = 1
+from taskloom.sdk.config import CONFIG_ENV, ENV_PREFIX, mask_env_value
+
+# What the launcher itself reads, not passed on.
+_LAUNCHER_ENV = frozenset({CONFIG_ENV, "TASKLOOM_WORKERS"})
 
 
-def _die_with_parent() -> None:
-    """Runs in each child before exec: ask the kernel for SIGTERM when the launcher dies."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+# Each child's first program: it asks the kernel for SIGTERM when the launcher dies, then
+# becomes the service. Not a preexec_fn: Python code between fork and exec can crash the
+# child when other threads (gRPC's, in the tests) hold locks at the fork, while a child
+# without one is started by vfork, which runs no fork handlers at all.
+_DIE_WITH_PARENT = """\
+import ctypes, os, signal, sys
+ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+if os.getppid() != int(sys.argv[1]):
+    sys.exit("the launcher exited before the service started")
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+class _Spawner:
+    """Starts every child from one thread that lives as long as the process.
+
+    The kernel sends the parent-death signal when the *thread* that forked a child exits,
+    not the process: a service started or restarted from a short-lived thread would die
+    with that thread.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], subprocess.Popen[bytes]], Future[Any]]]
+        self._jobs = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name="taskloom-spawner", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            start, done = self._jobs.get()
+            if done.set_running_or_notify_cancel():
+                try:
+                    done.set_result(start())
+                except BaseException as err:
+                    done.set_exception(err)
+
+    def popen(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        done: Future[subprocess.Popen[bytes]] = Future()
+        self._jobs.put((lambda: subprocess.Popen(argv, **kwargs), done))
+        return done.result()
+
+
+_spawner: _Spawner | None = None
+_spawner_lock = threading.Lock()
+
+
+def _spawn_process(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    global _spawner
+    with _spawner_lock:
+        if _spawner is None:
+            _spawner = _Spawner()
+    wrapped = [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *argv]
+    return _spawner.popen(wrapped, **kwargs)
+
+
+def user_settings(environ: Mapping[str, str]) -> dict[str, str]:
+    """The user's `TASKLOOM_*` settings for the services (not the launcher's own)."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if name.startswith(ENV_PREFIX) and name not in _LAUNCHER_ENV
+    }
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -91,15 +158,22 @@ class StackConfig:
     env_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
     # What "started" means: /readyz (dependencies reachable) or /healthz (alive).
     ready_path: str = "/readyz"
+    # The user's TASKLOOM_* settings, passed to every service under what the launcher sets.
+    user_env: dict[str, str] = field(default_factory=dict)
+    # The configuration file every service reads its own section of (TASKLOOM_CONFIG).
+    config_file: Path | None = None
 
 
 def _services(cfg: StackConfig) -> list[Service]:
     p = cfg.ports
     base = {
+        "TASKLOOM_LOG_LEVEL": "info",
+        **cfg.user_env,
         "PATH": os.environ.get("PATH", ""),
         "HOME": os.environ.get("HOME", "/tmp"),
-        "TASKLOOM_LOG_LEVEL": os.environ.get("TASKLOOM_LOG_LEVEL", "info"),
     }
+    if cfg.config_file is not None:
+        base[CONFIG_ENV] = str(cfg.config_file)
 
     def addrs(grpc: int | None, http: int) -> dict[str, str]:
         env = {**base, "TASKLOOM_HTTP_ADDR": f"127.0.0.1:{http}"}
@@ -218,19 +292,25 @@ class Stack:
         if program != self.cfg.python and not Path(program).exists():
             raise FileNotFoundError(f"{program} not found: run 'make build' first")
         svc.log = (self.log_dir / f"{svc.name}.log").open("ab")
-        svc.process = subprocess.Popen(
+        svc.process = _spawn_process(
             svc.argv,
             env=svc.env,
             stdin=subprocess.DEVNULL,
             stdout=svc.log,
             stderr=svc.log,
-            preexec_fn=_die_with_parent,
             start_new_session=True,
         )
 
-    def wait_ready(self) -> None:
+    def restart(self, name: str, timeout: float = 15.0) -> None:
+        """Stop one service as `stop` does, start it again and wait until it is ready."""
+        svc = self.service(name)
+        self._stop_service(svc, timeout)
+        self._spawn(svc)
+        self.wait_ready([svc])
+
+    def wait_ready(self, services: Sequence[Service] | None = None) -> None:
         deadline = time.monotonic() + self.cfg.ready_timeout
-        pending = list(self.services)
+        pending = list(self.services if services is None else services)
         with httpx.Client(timeout=2.0) as http:
             while pending:
                 for svc in list(pending):
@@ -263,17 +343,26 @@ class Stack:
         """
         codes: dict[str, int] = {}
         for svc in reversed(self.services):
-            if svc.process is not None and svc.process.poll() is None:
-                svc.process.send_signal(signal.SIGTERM)
-                try:
-                    codes[svc.name] = svc.process.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    svc.process.kill()
-                    codes[svc.name] = svc.process.wait()
-            if svc.log is not None:
-                svc.log.close()
-                svc.log = None
+            code = self._stop_service(svc, timeout)
+            if code is not None:
+                codes[svc.name] = code
         return codes
+
+    @staticmethod
+    def _stop_service(svc: Service, timeout: float) -> int | None:
+        """SIGTERM, then SIGKILL after `timeout`; the exit code, None if it was not running."""
+        code = None
+        if svc.process is not None and svc.process.poll() is None:
+            svc.process.send_signal(signal.SIGTERM)
+            try:
+                code = svc.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                svc.process.kill()
+                code = svc.process.wait()
+        if svc.log is not None:
+            svc.log.close()
+            svc.log = None
+        return code
 
     def _write_state(self) -> None:
         state = {
@@ -285,6 +374,26 @@ class Stack:
             for svc in self.services
         }
         (self.cfg.state_dir / "stack.json").write_text(json.dumps(state, indent=2))
+
+
+def passed_settings(cfg: StackConfig) -> str:
+    """What of the user's configuration the services get, secrets masked."""
+    services = _services(cfg)
+    overridden = sorted(
+        name
+        for name, value in cfg.user_env.items()
+        if any(svc.env.get(name) != value for svc in services)
+    )
+    passed = {name: value for name, value in cfg.user_env.items() if name not in overridden}
+    if cfg.config_file is not None:
+        passed[CONFIG_ENV] = str(cfg.config_file)
+    if not passed and not overridden:
+        return "No TASKLOOM_* settings or config file given: every service runs on its defaults."
+    lines = ["Passing your settings to the services (each reads its own):"]
+    lines += [f"  {name}={mask_env_value(name, passed[name])}" for name in sorted(passed)]
+    if overridden:
+        lines.append(f"Not passed (the launcher assigns them): {', '.join(overridden)}")
+    return "\n".join(lines)
 
 
 def _banner(stack: Stack) -> str:
@@ -322,6 +431,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--random-ports", action="store_true", help="let the system choose every port"
     )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=os.environ.get(CONFIG_ENV) or None,
+        help=f"YAML file whose sections configure the services [env: {CONFIG_ENV}]",
+    )
     args = parser.parse_args(argv)
 
     cfg = StackConfig(
@@ -329,7 +444,10 @@ def main(argv: list[str] | None = None) -> int:
         state_dir=args.state_dir.resolve(),
         ports=Ports.random() if args.random_ports else Ports(),
         workers=args.workers,
+        user_env=user_settings(os.environ),
+        config_file=args.config.resolve() if args.config else None,
     )
+    print(passed_settings(cfg), flush=True)
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:

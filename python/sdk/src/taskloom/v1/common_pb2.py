@@ -25,9 +25,10 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from taskloom.v1 import limits_pb2 as taskloom_dot_v1_dot_limits__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18taskloom/v1/common.proto\x12\x0btaskloom.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"Y\n\tTaskError\x12(\n\x06reason\x18\x01 \x01(\x0e\x32\x18.taskloom.v1.ErrorReason\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\"Z\n\nTokenUsage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x03\x12\x1a\n\x12\x63\x61\x63hed_completions\x18\x03 \x01(\x03\"\x87\x01\n\x0bRetryPolicy\x12\x14\n\x0cmax_attempts\x18\x01 \x01(\x05\x12\x32\n\x0finitial_backoff\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0bmax_backoff\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xb2\x02\n\x08TaskSpec\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12%\n\x05input\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12\x10\n\x08priority\x18\x04 \x01(\x05\x12\x31\n\x06labels\x18\x05 \x03(\x0b\x32!.taskloom.v1.TaskSpec.LabelsEntry\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12*\n\x07timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x05retry\x18\x08 \x01(\x0b\x32\x18.taskloom.v1.RetryPolicy\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9f\x05\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12%\n\x05input\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12\'\n\x06status\x18\x04 \x01(\x0e\x32\x17.taskloom.v1.TaskStatus\x12&\n\x06result\x18\x05 \x01(\x0b\x32\x16.google.protobuf.Value\x12%\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x16.taskloom.v1.TaskError\x12\x0e\n\x06tenant\x18\x07 \x01(\t\x12\x10\n\x08priority\x18\x08 \x01(\x05\x12-\n\x06labels\x18\t \x03(\x0b\x32\x1d.taskloom.v1.Task.LabelsEntry\x12\x17\n\x0fidempotency_key\x18\n \x01(\t\x12\x10\n\x08\x61ttempts\x18\x0b \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x0c \x01(\x05\x12*\n\x07timeout\x18\r \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\ncreated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bworkflow_id\x18\x11 \x01(\t\x12\x0f\n\x07step_id\x18\x12 \x01(\t\x12&\n\x05usage\x18\x13 \x01(\x0b\x32\x17.taskloom.v1.TokenUsage\x12\x11\n\tworker_id\x18\x14 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"^\n\tAgentInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\r\n\x05tools\x18\x05 \x03(\t*\x91\x05\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12!\n\x1d\x45RROR_REASON_INVALID_ARGUMENT\x10\x01\x12 \n\x1c\x45RROR_REASON_AGENT_NOT_FOUND\x10\x02\x12\x1f\n\x1b\x45RROR_REASON_TASK_NOT_FOUND\x10\x03\x12#\n\x1f\x45RROR_REASON_WORKFLOW_NOT_FOUND\x10\x04\x12\x1b\n\x17\x45RROR_REASON_QUEUE_FULL\x10\x05\x12\x1e\n\x1a\x45RROR_REASON_TASK_FINISHED\x10\x06\x12\x1f\n\x1b\x45RROR_REASON_WORKFLOW_CYCLE\x10\x07\x12\x1d\n\x19\x45RROR_REASON_UNKNOWN_STEP\x10\x08\x12%\n!ERROR_REASON_COLLECTION_NOT_FOUND\x10\t\x12\"\n\x1e\x45RROR_REASON_COLLECTION_EXISTS\x10\n\x12#\n\x1f\x45RROR_REASON_DIMENSION_MISMATCH\x10\x0b\x12\x1b\n\x17\x45RROR_REASON_LEASE_LOST\x10\x0c\x12\x1c\n\x18\x45RROR_REASON_UNAVAILABLE\x10\r\x12\x19\n\x15\x45RROR_REASON_INTERNAL\x10\x0e\x12\"\n\x1e\x45RROR_REASON_DEADLINE_EXCEEDED\x10\x0f\x12\x1c\n\x18\x45RROR_REASON_AGENT_ERROR\x10\x10\x12\x1a\n\x16\x45RROR_REASON_CANCELLED\x10\x11\x12\x1e\n\x1a\x45RROR_REASON_UNIMPLEMENTED\x10\x12\x12\x18\n\x14\x45RROR_REASON_SKIPPED\x10\x13*\xc3\x01\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_STATUS_QUEUED\x10\x01\x12\x17\n\x13TASK_STATUS_RUNNING\x10\x02\x12\x19\n\x15TASK_STATUS_SUCCEEDED\x10\x03\x12\x16\n\x12TASK_STATUS_FAILED\x10\x04\x12\x19\n\x15TASK_STATUS_CANCELLED\x10\x05\x12\x19\n\x15TASK_STATUS_TIMED_OUT\x10\x06\x42RZPgithub.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1;taskloomv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18taskloom/v1/common.proto\x12\x0btaskloom.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18taskloom/v1/limits.proto\"Y\n\tTaskError\x12(\n\x06reason\x18\x01 \x01(\x0e\x32\x18.taskloom.v1.ErrorReason\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08\"Z\n\nTokenUsage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x03\x12\x1a\n\x12\x63\x61\x63hed_completions\x18\x03 \x01(\x03\"\xa3\x01\n\x0bRetryPolicy\x12\x1e\n\x0cmax_attempts\x18\x01 \x01(\x05\x42\x08\xca\xf3\x18\x04@\x00Hd\x12;\n\x0finitial_backoff\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationB\x07\xca\xf3\x18\x03X\x90\x1c\x12\x37\n\x0bmax_backoff\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationB\x07\xca\xf3\x18\x03X\x90\x1c\"\x92\x03\n\x08TaskSpec\x12\x18\n\x05\x61gent\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\x08\x01\x10\x80\x01\x12\x30\n\x05input\x18\x02 \x01(\x0b\x32\x16.google.protobuf.ValueB\t\xca\xf3\x18\x05`\x80\x80\xc0\x01\x12\x17\n\x06tenant\x18\x03 \x01(\tB\x07\xca\xf3\x18\x03\x10\x80\x01\x12!\n\x08priority\x18\x04 \x01(\x05\x42\n\xca\xf3\x18\x06@\x00H\tP\x05H\x00\x88\x01\x01\x12\x41\n\x06labels\x18\x05 \x03(\x0b\x32!.taskloom.v1.TaskSpec.LabelsEntryB\x0e\xca\xf3\x18\n @(\x01\x30\x80\x02\x38\x80 \x12 \n\x0fidempotency_key\x18\x06 \x01(\tB\x07\xca\xf3\x18\x03\x10\x80\x02\x12\x34\n\x07timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.DurationB\x08\xca\xf3\x18\x04X\x80\xa3\x05\x12\'\n\x05retry\x18\x08 \x01(\x0b\x32\x18.taskloom.v1.RetryPolicy\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0b\n\t_priority\"\x9f\x05\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12%\n\x05input\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12\'\n\x06status\x18\x04 \x01(\x0e\x32\x17.taskloom.v1.TaskStatus\x12&\n\x06result\x18\x05 \x01(\x0b\x32\x16.google.protobuf.Value\x12%\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x16.taskloom.v1.TaskError\x12\x0e\n\x06tenant\x18\x07 \x01(\t\x12\x10\n\x08priority\x18\x08 \x01(\x05\x12-\n\x06labels\x18\t \x03(\x0b\x32\x1d.taskloom.v1.Task.LabelsEntry\x12\x17\n\x0fidempotency_key\x18\n \x01(\t\x12\x10\n\x08\x61ttempts\x18\x0b \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x0c \x01(\x05\x12*\n\x07timeout\x18\r \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\ncreated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bworkflow_id\x18\x11 \x01(\t\x12\x0f\n\x07step_id\x18\x12 \x01(\t\x12&\n\x05usage\x18\x13 \x01(\x0b\x32\x17.taskloom.v1.TokenUsage\x12\x11\n\tworker_id\x18\x14 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"i\n\tAgentInfo\x12\x17\n\x04name\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\x08\x01\x10\x80\x01\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\r\n\x05tools\x18\x05 \x03(\t*\x80\x06\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12!\n\x1d\x45RROR_REASON_INVALID_ARGUMENT\x10\x01\x12 \n\x1c\x45RROR_REASON_AGENT_NOT_FOUND\x10\x02\x12\x1f\n\x1b\x45RROR_REASON_TASK_NOT_FOUND\x10\x03\x12#\n\x1f\x45RROR_REASON_WORKFLOW_NOT_FOUND\x10\x04\x12\x1b\n\x17\x45RROR_REASON_QUEUE_FULL\x10\x05\x12\x1e\n\x1a\x45RROR_REASON_TASK_FINISHED\x10\x06\x12\x1f\n\x1b\x45RROR_REASON_WORKFLOW_CYCLE\x10\x07\x12\x1d\n\x19\x45RROR_REASON_UNKNOWN_STEP\x10\x08\x12%\n!ERROR_REASON_COLLECTION_NOT_FOUND\x10\t\x12\"\n\x1e\x45RROR_REASON_COLLECTION_EXISTS\x10\n\x12#\n\x1f\x45RROR_REASON_DIMENSION_MISMATCH\x10\x0b\x12\x1b\n\x17\x45RROR_REASON_LEASE_LOST\x10\x0c\x12\x1c\n\x18\x45RROR_REASON_UNAVAILABLE\x10\r\x12\x19\n\x15\x45RROR_REASON_INTERNAL\x10\x0e\x12\"\n\x1e\x45RROR_REASON_DEADLINE_EXCEEDED\x10\x0f\x12\x1c\n\x18\x45RROR_REASON_AGENT_ERROR\x10\x10\x12\x1a\n\x16\x45RROR_REASON_CANCELLED\x10\x11\x12\x1e\n\x1a\x45RROR_REASON_UNIMPLEMENTED\x10\x12\x12\x18\n\x14\x45RROR_REASON_SKIPPED\x10\x13\x12%\n!ERROR_REASON_IDEMPOTENCY_CONFLICT\x10\x14\x12\"\n\x1e\x45RROR_REASON_REQUEST_TOO_LARGE\x10\x15\x12\"\n\x1e\x45RROR_REASON_CAPACITY_EXCEEDED\x10\x16*\xb6\x01\n\tChunkKind\x12\x1a\n\x16\x43HUNK_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43HUNK_KIND_TEXT\x10\x01\x12\x16\n\x12\x43HUNK_KIND_THOUGHT\x10\x02\x12\x18\n\x14\x43HUNK_KIND_TOOL_CALL\x10\x03\x12\x1a\n\x16\x43HUNK_KIND_TOOL_RESULT\x10\x04\x12\x14\n\x10\x43HUNK_KIND_USAGE\x10\x05\x12\x14\n\x10\x43HUNK_KIND_ERROR\x10\x06*\xc3\x01\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_STATUS_QUEUED\x10\x01\x12\x17\n\x13TASK_STATUS_RUNNING\x10\x02\x12\x19\n\x15TASK_STATUS_SUCCEEDED\x10\x03\x12\x16\n\x12TASK_STATUS_FAILED\x10\x04\x12\x19\n\x15TASK_STATUS_CANCELLED\x10\x05\x12\x19\n\x15TASK_STATUS_TIMED_OUT\x10\x06\x42RZPgithub.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1;taskloomv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,28 +36,52 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'taskloom.v1.common_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'ZPgithub.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1;taskloomv1'
+  _globals['_RETRYPOLICY'].fields_by_name['max_attempts']._loaded_options = None
+  _globals['_RETRYPOLICY'].fields_by_name['max_attempts']._serialized_options = b'\312\363\030\004@\000Hd'
+  _globals['_RETRYPOLICY'].fields_by_name['initial_backoff']._loaded_options = None
+  _globals['_RETRYPOLICY'].fields_by_name['initial_backoff']._serialized_options = b'\312\363\030\003X\220\034'
+  _globals['_RETRYPOLICY'].fields_by_name['max_backoff']._loaded_options = None
+  _globals['_RETRYPOLICY'].fields_by_name['max_backoff']._serialized_options = b'\312\363\030\003X\220\034'
   _globals['_TASKSPEC_LABELSENTRY']._loaded_options = None
   _globals['_TASKSPEC_LABELSENTRY']._serialized_options = b'8\001'
+  _globals['_TASKSPEC'].fields_by_name['agent']._loaded_options = None
+  _globals['_TASKSPEC'].fields_by_name['agent']._serialized_options = b'\312\363\030\005\010\001\020\200\001'
+  _globals['_TASKSPEC'].fields_by_name['input']._loaded_options = None
+  _globals['_TASKSPEC'].fields_by_name['input']._serialized_options = b'\312\363\030\005`\200\200\300\001'
+  _globals['_TASKSPEC'].fields_by_name['tenant']._loaded_options = None
+  _globals['_TASKSPEC'].fields_by_name['tenant']._serialized_options = b'\312\363\030\003\020\200\001'
+  _globals['_TASKSPEC'].fields_by_name['priority']._loaded_options = None
+  _globals['_TASKSPEC'].fields_by_name['priority']._serialized_options = b'\312\363\030\006@\000H\tP\005'
+  _globals['_TASKSPEC'].fields_by_name['labels']._loaded_options = None
+  _globals['_TASKSPEC'].fields_by_name['labels']._serialized_options = b'\312\363\030\n @(\0010\200\0028\200 '
+  _globals['_TASKSPEC'].fields_by_name['idempotency_key']._loaded_options = None
+  _globals['_TASKSPEC'].fields_by_name['idempotency_key']._serialized_options = b'\312\363\030\003\020\200\002'
+  _globals['_TASKSPEC'].fields_by_name['timeout']._loaded_options = None
+  _globals['_TASKSPEC'].fields_by_name['timeout']._serialized_options = b'\312\363\030\004X\200\243\005'
   _globals['_TASK_LABELSENTRY']._loaded_options = None
   _globals['_TASK_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_ERRORREASON']._serialized_start=1537
-  _globals['_ERRORREASON']._serialized_end=2194
-  _globals['_TASKSTATUS']._serialized_start=2197
-  _globals['_TASKSTATUS']._serialized_end=2392
-  _globals['_TASKERROR']._serialized_start=136
-  _globals['_TASKERROR']._serialized_end=225
-  _globals['_TOKENUSAGE']._serialized_start=227
-  _globals['_TOKENUSAGE']._serialized_end=317
-  _globals['_RETRYPOLICY']._serialized_start=320
-  _globals['_RETRYPOLICY']._serialized_end=455
-  _globals['_TASKSPEC']._serialized_start=458
-  _globals['_TASKSPEC']._serialized_end=764
-  _globals['_TASKSPEC_LABELSENTRY']._serialized_start=719
-  _globals['_TASKSPEC_LABELSENTRY']._serialized_end=764
-  _globals['_TASK']._serialized_start=767
-  _globals['_TASK']._serialized_end=1438
-  _globals['_TASK_LABELSENTRY']._serialized_start=719
-  _globals['_TASK_LABELSENTRY']._serialized_end=764
-  _globals['_AGENTINFO']._serialized_start=1440
-  _globals['_AGENTINFO']._serialized_end=1534
+  _globals['_AGENTINFO'].fields_by_name['name']._loaded_options = None
+  _globals['_AGENTINFO'].fields_by_name['name']._serialized_options = b'\312\363\030\005\010\001\020\200\001'
+  _globals['_ERRORREASON']._serialized_start=1698
+  _globals['_ERRORREASON']._serialized_end=2466
+  _globals['_CHUNKKIND']._serialized_start=2469
+  _globals['_CHUNKKIND']._serialized_end=2651
+  _globals['_TASKSTATUS']._serialized_start=2654
+  _globals['_TASKSTATUS']._serialized_end=2849
+  _globals['_TASKERROR']._serialized_start=162
+  _globals['_TASKERROR']._serialized_end=251
+  _globals['_TOKENUSAGE']._serialized_start=253
+  _globals['_TOKENUSAGE']._serialized_end=343
+  _globals['_RETRYPOLICY']._serialized_start=346
+  _globals['_RETRYPOLICY']._serialized_end=509
+  _globals['_TASKSPEC']._serialized_start=512
+  _globals['_TASKSPEC']._serialized_end=914
+  _globals['_TASKSPEC_LABELSENTRY']._serialized_start=856
+  _globals['_TASKSPEC_LABELSENTRY']._serialized_end=901
+  _globals['_TASK']._serialized_start=917
+  _globals['_TASK']._serialized_end=1588
+  _globals['_TASK_LABELSENTRY']._serialized_start=856
+  _globals['_TASK_LABELSENTRY']._serialized_end=901
+  _globals['_AGENTINFO']._serialized_start=1590
+  _globals['_AGENTINFO']._serialized_end=1695
 # @@protoc_insertion_point(module_scope)

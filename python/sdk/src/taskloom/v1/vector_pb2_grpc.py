@@ -69,6 +69,11 @@ class VectorServiceStub:
                 request_serializer=taskloom_dot_v1_dot_vector__pb2.SearchRequest.SerializeToString,
                 response_deserializer=taskloom_dot_v1_dot_vector__pb2.SearchResponse.FromString,
                 _registered_method=True)
+        self.SearchBatch = channel.unary_unary(
+                '/taskloom.v1.VectorService/SearchBatch',
+                request_serializer=taskloom_dot_v1_dot_vector__pb2.SearchBatchRequest.SerializeToString,
+                response_deserializer=taskloom_dot_v1_dot_vector__pb2.SearchBatchResponse.FromString,
+                _registered_method=True)
 
 
 class VectorServiceServicer:
@@ -116,6 +121,14 @@ class VectorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SearchBatch(self, request, context):
+        """Several searches in one call, answered in parallel; all are validated first, and
+        one bad search fails the whole call naming its index (`searches[2].vector`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VectorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -153,6 +166,11 @@ def add_VectorServiceServicer_to_server(servicer, server):
                     servicer.Search,
                     request_deserializer=taskloom_dot_v1_dot_vector__pb2.SearchRequest.FromString,
                     response_serializer=taskloom_dot_v1_dot_vector__pb2.SearchResponse.SerializeToString,
+            ),
+            'SearchBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchBatch,
+                    request_deserializer=taskloom_dot_v1_dot_vector__pb2.SearchBatchRequest.FromString,
+                    response_serializer=taskloom_dot_v1_dot_vector__pb2.SearchBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -344,6 +362,33 @@ class VectorService:
             '/taskloom.v1.VectorService/Search',
             taskloom_dot_v1_dot_vector__pb2.SearchRequest.SerializeToString,
             taskloom_dot_v1_dot_vector__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskloom.v1.VectorService/SearchBatch',
+            taskloom_dot_v1_dot_vector__pb2.SearchBatchRequest.SerializeToString,
+            taskloom_dot_v1_dot_vector__pb2.SearchBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -26,9 +26,10 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from taskloom.v1 import common_pb2 as taskloom_dot_v1_dot_common__pb2
+from taskloom.v1 import limits_pb2 as taskloom_dot_v1_dot_limits__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ctaskloom/v1/worker_hub.proto\x12\x0btaskloom.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18taskloom/v1/common.proto\"\x94\x02\n\x0eSessionRequest\x12)\n\x08register\x18\x01 \x01(\x0b\x32\x15.taskloom.v1.RegisterH\x00\x12*\n\x06\x63redit\x18\x02 \x01(\x0b\x32\x18.taskloom.v1.CreditGrantH\x00\x12+\n\theartbeat\x18\x03 \x01(\x0b\x32\x16.taskloom.v1.HeartbeatH\x00\x12\'\n\x05\x63hunk\x18\x04 \x01(\x0b\x32\x16.taskloom.v1.TaskChunkH\x00\x12)\n\x06result\x18\x05 \x01(\x0b\x32\x17.taskloom.v1.TaskResultH\x00\x12#\n\x05\x64rain\x18\x06 \x01(\x0b\x32\x12.taskloom.v1.DrainH\x00\x42\x05\n\x03msg\"\xa7\x01\n\x0fSessionResponse\x12-\n\nregistered\x18\x01 \x01(\x0b\x32\x17.taskloom.v1.RegisteredH\x00\x12-\n\nassignment\x18\x02 \x01(\x0b\x32\x17.taskloom.v1.AssignmentH\x00\x12/\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x1d.taskloom.v1.CancelAssignmentH\x00\x42\x05\n\x03msg\"}\n\x08Register\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12&\n\x06\x61gents\x18\x02 \x03(\x0b\x32\x16.taskloom.v1.AgentInfo\x12\x13\n\x0b\x63oncurrency\x18\x03 \x01(\x05\x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\"\x84\x01\n\nRegistered\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x35\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\tlease_ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x1e\n\x0b\x43reditGrant\x12\x0f\n\x07\x63redits\x18\x01 \x01(\x05\"\x1e\n\tHeartbeat\x12\x11\n\tlease_ids\x18\x01 \x03(\t\"I\n\tTaskChunk\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x03\x12\x0c\n\x04text\x18\x04 \x01(\t\"\xa6\x01\n\nTaskResult\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12&\n\x06output\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12%\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x16.taskloom.v1.TaskError\x12&\n\x05usage\x18\x05 \x01(\x0b\x32\x17.taskloom.v1.TokenUsage\"\x07\n\x05\x44rain\"~\n\nAssignment\x12\x1f\n\x04task\x18\x01 \x01(\x0b\x32\x11.taskloom.v1.Task\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12,\n\x08\x64\x65\x61\x64line\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"E\n\x10\x43\x61ncelAssignment\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t2\\\n\x10WorkerHubService\x12H\n\x07Session\x12\x1b.taskloom.v1.SessionRequest\x1a\x1c.taskloom.v1.SessionResponse(\x01\x30\x01\x42RZPgithub.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1;taskloomv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ctaskloom/v1/worker_hub.proto\x12\x0btaskloom.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18taskloom/v1/common.proto\x1a\x18taskloom/v1/limits.proto\"\x94\x02\n\x0eSessionRequest\x12)\n\x08register\x18\x01 \x01(\x0b\x32\x15.taskloom.v1.RegisterH\x00\x12*\n\x06\x63redit\x18\x02 \x01(\x0b\x32\x18.taskloom.v1.CreditGrantH\x00\x12+\n\theartbeat\x18\x03 \x01(\x0b\x32\x16.taskloom.v1.HeartbeatH\x00\x12\'\n\x05\x63hunk\x18\x04 \x01(\x0b\x32\x16.taskloom.v1.TaskChunkH\x00\x12)\n\x06result\x18\x05 \x01(\x0b\x32\x17.taskloom.v1.TaskResultH\x00\x12#\n\x05\x64rain\x18\x06 \x01(\x0b\x32\x12.taskloom.v1.DrainH\x00\x42\x05\n\x03msg\"\xa7\x01\n\x0fSessionResponse\x12-\n\nregistered\x18\x01 \x01(\x0b\x32\x17.taskloom.v1.RegisteredH\x00\x12-\n\nassignment\x18\x02 \x01(\x0b\x32\x17.taskloom.v1.AssignmentH\x00\x12/\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x1d.taskloom.v1.CancelAssignmentH\x00\x42\x05\n\x03msg\"\x8e\x01\n\x08Register\x12\x1a\n\tworker_id\x18\x01 \x01(\tB\x07\xca\xf3\x18\x03\x10\x80\x01\x12&\n\x06\x61gents\x18\x02 \x03(\x0b\x32\x16.taskloom.v1.AgentInfo\x12\x1b\n\x0b\x63oncurrency\x18\x03 \x01(\x05\x42\x06\xca\xf3\x18\x02@\x01\x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\"\x84\x01\n\nRegistered\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x35\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\tlease_ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x1e\n\x0b\x43reditGrant\x12\x0f\n\x07\x63redits\x18\x01 \x01(\x05\"\x1e\n\tHeartbeat\x12\x11\n\tlease_ids\x18\x01 \x03(\t\"\x96\x01\n\tTaskChunk\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x03\x12\x0c\n\x04text\x18\x04 \x01(\t\x12$\n\x04kind\x18\x05 \x01(\x0e\x32\x16.taskloom.v1.ChunkKind\x12%\n\x04\x64\x61ta\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xa6\x01\n\nTaskResult\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12&\n\x06output\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12%\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x16.taskloom.v1.TaskError\x12&\n\x05usage\x18\x05 \x01(\x0b\x32\x17.taskloom.v1.TokenUsage\"\x07\n\x05\x44rain\"~\n\nAssignment\x12\x1f\n\x04task\x18\x01 \x01(\x0b\x32\x11.taskloom.v1.Task\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12,\n\x08\x64\x65\x61\x64line\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"E\n\x10\x43\x61ncelAssignment\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t2g\n\x10WorkerHubService\x12H\n\x07Session\x12\x1b.taskloom.v1.SessionRequest\x1a\x1c.taskloom.v1.SessionResponse(\x01\x30\x01\x1a\t\xd2\xf3\x18\x05\x08\x80\x80\x80\x02\x42RZPgithub.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1;taskloomv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,28 +37,34 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'taskloom.v1.worker_hub_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'ZPgithub.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1;taskloomv1'
-  _globals['_SESSIONREQUEST']._serialized_start=167
-  _globals['_SESSIONREQUEST']._serialized_end=443
-  _globals['_SESSIONRESPONSE']._serialized_start=446
-  _globals['_SESSIONRESPONSE']._serialized_end=613
-  _globals['_REGISTER']._serialized_start=615
-  _globals['_REGISTER']._serialized_end=740
-  _globals['_REGISTERED']._serialized_start=743
-  _globals['_REGISTERED']._serialized_end=875
-  _globals['_CREDITGRANT']._serialized_start=877
-  _globals['_CREDITGRANT']._serialized_end=907
-  _globals['_HEARTBEAT']._serialized_start=909
-  _globals['_HEARTBEAT']._serialized_end=939
-  _globals['_TASKCHUNK']._serialized_start=941
-  _globals['_TASKCHUNK']._serialized_end=1014
-  _globals['_TASKRESULT']._serialized_start=1017
-  _globals['_TASKRESULT']._serialized_end=1183
-  _globals['_DRAIN']._serialized_start=1185
-  _globals['_DRAIN']._serialized_end=1192
-  _globals['_ASSIGNMENT']._serialized_start=1194
-  _globals['_ASSIGNMENT']._serialized_end=1320
-  _globals['_CANCELASSIGNMENT']._serialized_start=1322
-  _globals['_CANCELASSIGNMENT']._serialized_end=1391
-  _globals['_WORKERHUBSERVICE']._serialized_start=1393
-  _globals['_WORKERHUBSERVICE']._serialized_end=1485
+  _globals['_REGISTER'].fields_by_name['worker_id']._loaded_options = None
+  _globals['_REGISTER'].fields_by_name['worker_id']._serialized_options = b'\312\363\030\003\020\200\001'
+  _globals['_REGISTER'].fields_by_name['concurrency']._loaded_options = None
+  _globals['_REGISTER'].fields_by_name['concurrency']._serialized_options = b'\312\363\030\002@\001'
+  _globals['_WORKERHUBSERVICE']._loaded_options = None
+  _globals['_WORKERHUBSERVICE']._serialized_options = b'\322\363\030\005\010\200\200\200\002'
+  _globals['_SESSIONREQUEST']._serialized_start=193
+  _globals['_SESSIONREQUEST']._serialized_end=469
+  _globals['_SESSIONRESPONSE']._serialized_start=472
+  _globals['_SESSIONRESPONSE']._serialized_end=639
+  _globals['_REGISTER']._serialized_start=642
+  _globals['_REGISTER']._serialized_end=784
+  _globals['_REGISTERED']._serialized_start=787
+  _globals['_REGISTERED']._serialized_end=919
+  _globals['_CREDITGRANT']._serialized_start=921
+  _globals['_CREDITGRANT']._serialized_end=951
+  _globals['_HEARTBEAT']._serialized_start=953
+  _globals['_HEARTBEAT']._serialized_end=983
+  _globals['_TASKCHUNK']._serialized_start=986
+  _globals['_TASKCHUNK']._serialized_end=1136
+  _globals['_TASKRESULT']._serialized_start=1139
+  _globals['_TASKRESULT']._serialized_end=1305
+  _globals['_DRAIN']._serialized_start=1307
+  _globals['_DRAIN']._serialized_end=1314
+  _globals['_ASSIGNMENT']._serialized_start=1316
+  _globals['_ASSIGNMENT']._serialized_end=1442
+  _globals['_CANCELASSIGNMENT']._serialized_start=1444
+  _globals['_CANCELASSIGNMENT']._serialized_end=1513
+  _globals['_WORKERHUBSERVICE']._serialized_start=1515
+  _globals['_WORKERHUBSERVICE']._serialized_end=1618
 # @@protoc_insertion_point(module_scope)

@@ -59,6 +59,15 @@ const (
 	ErrorReason_ERROR_REASON_UNIMPLEMENTED ErrorReason = 18
 	// A workflow step did not run because a step it depends on failed.
 	ErrorReason_ERROR_REASON_SKIPPED ErrorReason = 19
+	// The idempotency key was used before with a different request; nothing was
+	// created. ErrorInfo.metadata["existing_id"] names what the first request created.
+	ErrorReason_ERROR_REASON_IDEMPOTENCY_CONFLICT ErrorReason = 20
+	// The request is larger than the service accepts (ServiceLimits.max_request_bytes);
+	// ErrorInfo.metadata["limit_bytes"] gives the bound.
+	ErrorReason_ERROR_REASON_REQUEST_TOO_LARGE ErrorReason = 21
+	// A configured capacity (points or bytes of a collection or a service) would be
+	// exceeded; ErrorInfo.metadata["limit"] names the setting.
+	ErrorReason_ERROR_REASON_CAPACITY_EXCEEDED ErrorReason = 22
 )
 
 // Enum value maps for ErrorReason.
@@ -84,6 +93,9 @@ var (
 		17: "ERROR_REASON_CANCELLED",
 		18: "ERROR_REASON_UNIMPLEMENTED",
 		19: "ERROR_REASON_SKIPPED",
+		20: "ERROR_REASON_IDEMPOTENCY_CONFLICT",
+		21: "ERROR_REASON_REQUEST_TOO_LARGE",
+		22: "ERROR_REASON_CAPACITY_EXCEEDED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":          0,
@@ -106,6 +118,9 @@ var (
 		"ERROR_REASON_CANCELLED":            17,
 		"ERROR_REASON_UNIMPLEMENTED":        18,
 		"ERROR_REASON_SKIPPED":              19,
+		"ERROR_REASON_IDEMPOTENCY_CONFLICT": 20,
+		"ERROR_REASON_REQUEST_TOO_LARGE":    21,
+		"ERROR_REASON_CAPACITY_EXCEEDED":    22,
 	}
 )
 
@@ -134,6 +149,82 @@ func (x ErrorReason) Number() protoreflect.EnumNumber {
 // Deprecated: Use ErrorReason.Descriptor instead.
 func (ErrorReason) EnumDescriptor() ([]byte, []int) {
 	return file_taskloom_v1_common_proto_rawDescGZIP(), []int{0}
+}
+
+// ChunkKind says what a streamed chunk of a task carries (TaskChunk from the worker,
+// TaskEvent to watchers). Text and thoughts are in the chunk's text; the other kinds
+// carry a structured payload (TaskChunk.data, TaskEvent.chunk_data):
+//
+//	TOOL_CALL    {"id", "name", "arguments"}: a call the model made; `arguments` is the
+//	             JSON text the model wrote.
+//	TOOL_RESULT  {"id", "name", "ok", "content", "cached"}: a call's result as the model
+//	             sees it (`content` is JSON text: the value, or {"error": ...}).
+//	USAGE        {"prompt_tokens", "completion_tokens"}: the tokens of one LLM turn.
+//	ERROR        text: why the agent failed, sent just before the failed result.
+//
+// A task's `stream.text_only` leaves only TEXT chunks.
+type ChunkKind int32
+
+const (
+	// Text, from workers that send no kind.
+	ChunkKind_CHUNK_KIND_UNSPECIFIED ChunkKind = 0
+	// Visible answer text, in order; the chunks of an attempt join into its answer.
+	ChunkKind_CHUNK_KIND_TEXT ChunkKind = 1
+	// Reasoning text, where the provider streams it.
+	ChunkKind_CHUNK_KIND_THOUGHT     ChunkKind = 2
+	ChunkKind_CHUNK_KIND_TOOL_CALL   ChunkKind = 3
+	ChunkKind_CHUNK_KIND_TOOL_RESULT ChunkKind = 4
+	ChunkKind_CHUNK_KIND_USAGE       ChunkKind = 5
+	ChunkKind_CHUNK_KIND_ERROR       ChunkKind = 6
+)
+
+// Enum value maps for ChunkKind.
+var (
+	ChunkKind_name = map[int32]string{
+		0: "CHUNK_KIND_UNSPECIFIED",
+		1: "CHUNK_KIND_TEXT",
+		2: "CHUNK_KIND_THOUGHT",
+		3: "CHUNK_KIND_TOOL_CALL",
+		4: "CHUNK_KIND_TOOL_RESULT",
+		5: "CHUNK_KIND_USAGE",
+		6: "CHUNK_KIND_ERROR",
+	}
+	ChunkKind_value = map[string]int32{
+		"CHUNK_KIND_UNSPECIFIED": 0,
+		"CHUNK_KIND_TEXT":        1,
+		"CHUNK_KIND_THOUGHT":     2,
+		"CHUNK_KIND_TOOL_CALL":   3,
+		"CHUNK_KIND_TOOL_RESULT": 4,
+		"CHUNK_KIND_USAGE":       5,
+		"CHUNK_KIND_ERROR":       6,
+	}
+)
+
+func (x ChunkKind) Enum() *ChunkKind {
+	p := new(ChunkKind)
+	*p = x
+	return p
+}
+
+func (x ChunkKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ChunkKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_taskloom_v1_common_proto_enumTypes[1].Descriptor()
+}
+
+func (ChunkKind) Type() protoreflect.EnumType {
+	return &file_taskloom_v1_common_proto_enumTypes[1]
+}
+
+func (x ChunkKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ChunkKind.Descriptor instead.
+func (ChunkKind) EnumDescriptor() ([]byte, []int) {
+	return file_taskloom_v1_common_proto_rawDescGZIP(), []int{1}
 }
 
 type TaskStatus int32
@@ -181,11 +272,11 @@ func (x TaskStatus) String() string {
 }
 
 func (TaskStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_taskloom_v1_common_proto_enumTypes[1].Descriptor()
+	return file_taskloom_v1_common_proto_enumTypes[2].Descriptor()
 }
 
 func (TaskStatus) Type() protoreflect.EnumType {
-	return &file_taskloom_v1_common_proto_enumTypes[1]
+	return &file_taskloom_v1_common_proto_enumTypes[2]
 }
 
 func (x TaskStatus) Number() protoreflect.EnumNumber {
@@ -194,7 +285,7 @@ func (x TaskStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskStatus.Descriptor instead.
 func (TaskStatus) EnumDescriptor() ([]byte, []int) {
-	return file_taskloom_v1_common_proto_rawDescGZIP(), []int{1}
+	return file_taskloom_v1_common_proto_rawDescGZIP(), []int{2}
 }
 
 // TaskError says why a task did not succeed.
@@ -391,10 +482,13 @@ type TaskSpec struct {
 	Input *structpb.Value        `protobuf:"bytes,2,opt,name=input,proto3" json:"input,omitempty"`
 	// Tenant for fair share and quotas; the gateway sets it from the API key.
 	Tenant string `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
-	// 0 (lowest) to 9 (highest); default 5.
-	Priority int32             `protobuf:"varint,4,opt,name=priority,proto3" json:"priority,omitempty"`
-	Labels   map[string]string `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	// The same key within a tenant returns the same task, never a duplicate.
+	// 0 (lowest) to 9 (highest); absent means 5. 0 is a real priority.
+	Priority *int32 `protobuf:"varint,4,opt,name=priority,proto3,oneof" json:"priority,omitempty"`
+	// Free-form labels. The `traceparent` label (W3C trace context, set by the
+	// gateway or from the call's metadata) does not count towards max_items.
+	Labels map[string]string `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The same key within a tenant returns the same task, never a duplicate; the
+	// same key with a different request is refused (IDEMPOTENCY_CONFLICT).
 	IdempotencyKey string `protobuf:"bytes,6,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	// Time allowed for one attempt; 0 means the orchestrator's default.
 	Timeout       *durationpb.Duration `protobuf:"bytes,7,opt,name=timeout,proto3" json:"timeout,omitempty"`
@@ -455,8 +549,8 @@ func (x *TaskSpec) GetTenant() string {
 }
 
 func (x *TaskSpec) GetPriority() int32 {
-	if x != nil {
-		return x.Priority
+	if x != nil && x.Priority != nil {
+		return *x.Priority
 	}
 	return 0
 }
@@ -769,7 +863,7 @@ var File_taskloom_v1_common_proto protoreflect.FileDescriptor
 
 const file_taskloom_v1_common_proto_rawDesc = "" +
 	"\n" +
-	"\x18taskloom/v1/common.proto\x12\vtaskloom.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"u\n" +
+	"\x18taskloom/v1/common.proto\x12\vtaskloom.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18taskloom/v1/limits.proto\"u\n" +
 	"\tTaskError\x120\n" +
 	"\x06reason\x18\x01 \x01(\x0e2\x18.taskloom.v1.ErrorReasonR\x06reason\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1c\n" +
@@ -778,24 +872,27 @@ const file_taskloom_v1_common_proto_rawDesc = "" +
 	"TokenUsage\x12#\n" +
 	"\rprompt_tokens\x18\x01 \x01(\x03R\fpromptTokens\x12+\n" +
 	"\x11completion_tokens\x18\x02 \x01(\x03R\x10completionTokens\x12-\n" +
-	"\x12cached_completions\x18\x03 \x01(\x03R\x11cachedCompletions\"\xb0\x01\n" +
-	"\vRetryPolicy\x12!\n" +
-	"\fmax_attempts\x18\x01 \x01(\x05R\vmaxAttempts\x12B\n" +
-	"\x0finitial_backoff\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x0einitialBackoff\x12:\n" +
-	"\vmax_backoff\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"maxBackoff\"\x86\x03\n" +
-	"\bTaskSpec\x12\x14\n" +
-	"\x05agent\x18\x01 \x01(\tR\x05agent\x12,\n" +
-	"\x05input\x18\x02 \x01(\v2\x16.google.protobuf.ValueR\x05input\x12\x16\n" +
-	"\x06tenant\x18\x03 \x01(\tR\x06tenant\x12\x1a\n" +
-	"\bpriority\x18\x04 \x01(\x05R\bpriority\x129\n" +
-	"\x06labels\x18\x05 \x03(\v2!.taskloom.v1.TaskSpec.LabelsEntryR\x06labels\x12'\n" +
-	"\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey\x123\n" +
-	"\atimeout\x18\a \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12.\n" +
+	"\x12cached_completions\x18\x03 \x01(\x03R\x11cachedCompletions\"\xcc\x01\n" +
+	"\vRetryPolicy\x12+\n" +
+	"\fmax_attempts\x18\x01 \x01(\x05B\b\xca\xf3\x18\x04@\x00HdR\vmaxAttempts\x12K\n" +
+	"\x0finitial_backoff\x18\x02 \x01(\v2\x19.google.protobuf.DurationB\a\xca\xf3\x18\x03X\x90\x1cR\x0einitialBackoff\x12C\n" +
+	"\vmax_backoff\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\a\xca\xf3\x18\x03X\x90\x1cR\n" +
+	"maxBackoff\"\xe6\x03\n" +
+	"\bTaskSpec\x12\x1f\n" +
+	"\x05agent\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x05agent\x127\n" +
+	"\x05input\x18\x02 \x01(\v2\x16.google.protobuf.ValueB\t\xca\xf3\x18\x05`\x80\x80\xc0\x01R\x05input\x12\x1f\n" +
+	"\x06tenant\x18\x03 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x01R\x06tenant\x12+\n" +
+	"\bpriority\x18\x04 \x01(\x05B\n" +
+	"\xca\xf3\x18\x06@\x00H\tP\x05H\x00R\bpriority\x88\x01\x01\x12I\n" +
+	"\x06labels\x18\x05 \x03(\v2!.taskloom.v1.TaskSpec.LabelsEntryB\x0e\xca\xf3\x18\n" +
+	" @(\x010\x80\x028\x80 R\x06labels\x120\n" +
+	"\x0fidempotency_key\x18\x06 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x02R\x0eidempotencyKey\x12=\n" +
+	"\atimeout\x18\a \x01(\v2\x19.google.protobuf.DurationB\b\xca\xf3\x18\x04X\x80\xa3\x05R\atimeout\x12.\n" +
 	"\x05retry\x18\b \x01(\v2\x18.taskloom.v1.RetryPolicyR\x05retry\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe5\x06\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\v\n" +
+	"\t_priority\"\xe5\x06\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05agent\x18\x02 \x01(\tR\x05agent\x12,\n" +
@@ -824,13 +921,13 @@ const file_taskloom_v1_common_proto_rawDesc = "" +
 	"\tworker_id\x18\x14 \x01(\tR\bworkerId\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x89\x01\n" +
-	"\tAgentInfo\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x94\x01\n" +
+	"\tAgentInfo\x12\x1d\n" +
+	"\x04name\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1a\n" +
 	"\bprovider\x18\x03 \x01(\tR\bprovider\x12\x14\n" +
 	"\x05model\x18\x04 \x01(\tR\x05model\x12\x14\n" +
-	"\x05tools\x18\x05 \x03(\tR\x05tools*\x91\x05\n" +
+	"\x05tools\x18\x05 \x03(\tR\x05tools*\x80\x06\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dERROR_REASON_INVALID_ARGUMENT\x10\x01\x12 \n" +
@@ -852,7 +949,18 @@ const file_taskloom_v1_common_proto_rawDesc = "" +
 	"\x18ERROR_REASON_AGENT_ERROR\x10\x10\x12\x1a\n" +
 	"\x16ERROR_REASON_CANCELLED\x10\x11\x12\x1e\n" +
 	"\x1aERROR_REASON_UNIMPLEMENTED\x10\x12\x12\x18\n" +
-	"\x14ERROR_REASON_SKIPPED\x10\x13*\xc3\x01\n" +
+	"\x14ERROR_REASON_SKIPPED\x10\x13\x12%\n" +
+	"!ERROR_REASON_IDEMPOTENCY_CONFLICT\x10\x14\x12\"\n" +
+	"\x1eERROR_REASON_REQUEST_TOO_LARGE\x10\x15\x12\"\n" +
+	"\x1eERROR_REASON_CAPACITY_EXCEEDED\x10\x16*\xb6\x01\n" +
+	"\tChunkKind\x12\x1a\n" +
+	"\x16CHUNK_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fCHUNK_KIND_TEXT\x10\x01\x12\x16\n" +
+	"\x12CHUNK_KIND_THOUGHT\x10\x02\x12\x18\n" +
+	"\x14CHUNK_KIND_TOOL_CALL\x10\x03\x12\x1a\n" +
+	"\x16CHUNK_KIND_TOOL_RESULT\x10\x04\x12\x14\n" +
+	"\x10CHUNK_KIND_USAGE\x10\x05\x12\x14\n" +
+	"\x10CHUNK_KIND_ERROR\x10\x06*\xc3\x01\n" +
 	"\n" +
 	"TaskStatus\x12\x1b\n" +
 	"\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
@@ -875,41 +983,42 @@ func file_taskloom_v1_common_proto_rawDescGZIP() []byte {
 	return file_taskloom_v1_common_proto_rawDescData
 }
 
-var file_taskloom_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_taskloom_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_taskloom_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_taskloom_v1_common_proto_goTypes = []any{
 	(ErrorReason)(0),              // 0: taskloom.v1.ErrorReason
-	(TaskStatus)(0),               // 1: taskloom.v1.TaskStatus
-	(*TaskError)(nil),             // 2: taskloom.v1.TaskError
-	(*TokenUsage)(nil),            // 3: taskloom.v1.TokenUsage
-	(*RetryPolicy)(nil),           // 4: taskloom.v1.RetryPolicy
-	(*TaskSpec)(nil),              // 5: taskloom.v1.TaskSpec
-	(*Task)(nil),                  // 6: taskloom.v1.Task
-	(*AgentInfo)(nil),             // 7: taskloom.v1.AgentInfo
-	nil,                           // 8: taskloom.v1.TaskSpec.LabelsEntry
-	nil,                           // 9: taskloom.v1.Task.LabelsEntry
-	(*durationpb.Duration)(nil),   // 10: google.protobuf.Duration
-	(*structpb.Value)(nil),        // 11: google.protobuf.Value
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(ChunkKind)(0),                // 1: taskloom.v1.ChunkKind
+	(TaskStatus)(0),               // 2: taskloom.v1.TaskStatus
+	(*TaskError)(nil),             // 3: taskloom.v1.TaskError
+	(*TokenUsage)(nil),            // 4: taskloom.v1.TokenUsage
+	(*RetryPolicy)(nil),           // 5: taskloom.v1.RetryPolicy
+	(*TaskSpec)(nil),              // 6: taskloom.v1.TaskSpec
+	(*Task)(nil),                  // 7: taskloom.v1.Task
+	(*AgentInfo)(nil),             // 8: taskloom.v1.AgentInfo
+	nil,                           // 9: taskloom.v1.TaskSpec.LabelsEntry
+	nil,                           // 10: taskloom.v1.Task.LabelsEntry
+	(*durationpb.Duration)(nil),   // 11: google.protobuf.Duration
+	(*structpb.Value)(nil),        // 12: google.protobuf.Value
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
 }
 var file_taskloom_v1_common_proto_depIdxs = []int32{
 	0,  // 0: taskloom.v1.TaskError.reason:type_name -> taskloom.v1.ErrorReason
-	10, // 1: taskloom.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
-	10, // 2: taskloom.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
-	11, // 3: taskloom.v1.TaskSpec.input:type_name -> google.protobuf.Value
-	8,  // 4: taskloom.v1.TaskSpec.labels:type_name -> taskloom.v1.TaskSpec.LabelsEntry
-	10, // 5: taskloom.v1.TaskSpec.timeout:type_name -> google.protobuf.Duration
-	4,  // 6: taskloom.v1.TaskSpec.retry:type_name -> taskloom.v1.RetryPolicy
-	11, // 7: taskloom.v1.Task.input:type_name -> google.protobuf.Value
-	1,  // 8: taskloom.v1.Task.status:type_name -> taskloom.v1.TaskStatus
-	11, // 9: taskloom.v1.Task.result:type_name -> google.protobuf.Value
-	2,  // 10: taskloom.v1.Task.error:type_name -> taskloom.v1.TaskError
-	9,  // 11: taskloom.v1.Task.labels:type_name -> taskloom.v1.Task.LabelsEntry
-	10, // 12: taskloom.v1.Task.timeout:type_name -> google.protobuf.Duration
-	12, // 13: taskloom.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	12, // 14: taskloom.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	12, // 15: taskloom.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	3,  // 16: taskloom.v1.Task.usage:type_name -> taskloom.v1.TokenUsage
+	11, // 1: taskloom.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
+	11, // 2: taskloom.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
+	12, // 3: taskloom.v1.TaskSpec.input:type_name -> google.protobuf.Value
+	9,  // 4: taskloom.v1.TaskSpec.labels:type_name -> taskloom.v1.TaskSpec.LabelsEntry
+	11, // 5: taskloom.v1.TaskSpec.timeout:type_name -> google.protobuf.Duration
+	5,  // 6: taskloom.v1.TaskSpec.retry:type_name -> taskloom.v1.RetryPolicy
+	12, // 7: taskloom.v1.Task.input:type_name -> google.protobuf.Value
+	2,  // 8: taskloom.v1.Task.status:type_name -> taskloom.v1.TaskStatus
+	12, // 9: taskloom.v1.Task.result:type_name -> google.protobuf.Value
+	3,  // 10: taskloom.v1.Task.error:type_name -> taskloom.v1.TaskError
+	10, // 11: taskloom.v1.Task.labels:type_name -> taskloom.v1.Task.LabelsEntry
+	11, // 12: taskloom.v1.Task.timeout:type_name -> google.protobuf.Duration
+	13, // 13: taskloom.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	13, // 14: taskloom.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	13, // 15: taskloom.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	4,  // 16: taskloom.v1.Task.usage:type_name -> taskloom.v1.TokenUsage
 	17, // [17:17] is the sub-list for method output_type
 	17, // [17:17] is the sub-list for method input_type
 	17, // [17:17] is the sub-list for extension type_name
@@ -922,12 +1031,14 @@ func file_taskloom_v1_common_proto_init() {
 	if File_taskloom_v1_common_proto != nil {
 		return
 	}
+	file_taskloom_v1_limits_proto_init()
+	file_taskloom_v1_common_proto_msgTypes[3].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_taskloom_v1_common_proto_rawDesc), len(file_taskloom_v1_common_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,

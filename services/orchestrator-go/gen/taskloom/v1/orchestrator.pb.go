@@ -520,7 +520,7 @@ func (x *GetTaskResponse) GetTask() *Task {
 
 type ListTasksRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Up to 1000; 0 means 100.
+	// 0 means the default.
 	PageSize      int32      `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	PageToken     string     `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	Tenant        string     `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
@@ -795,10 +795,13 @@ type TaskEvent struct {
 	Status TaskStatus             `protobuf:"varint,3,opt,name=status,proto3,enum=taskloom.v1.TaskStatus" json:"status,omitempty"`
 	Chunk  string                 `protobuf:"bytes,4,opt,name=chunk,proto3" json:"chunk,omitempty"`
 	// Position of a chunk within its attempt, from 0.
-	ChunkSeq      int64                  `protobuf:"varint,5,opt,name=chunk_seq,json=chunkSeq,proto3" json:"chunk_seq,omitempty"`
-	Attempt       int32                  `protobuf:"varint,6,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Task          *Task                  `protobuf:"bytes,7,opt,name=task,proto3" json:"task,omitempty"`
-	Time          *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=time,proto3" json:"time,omitempty"`
+	ChunkSeq int64                  `protobuf:"varint,5,opt,name=chunk_seq,json=chunkSeq,proto3" json:"chunk_seq,omitempty"`
+	Attempt  int32                  `protobuf:"varint,6,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Task     *Task                  `protobuf:"bytes,7,opt,name=task,proto3" json:"task,omitempty"`
+	Time     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=time,proto3" json:"time,omitempty"`
+	// A CHUNK event's kind and structured payload, as the worker sent them (see ChunkKind).
+	ChunkKind     ChunkKind        `protobuf:"varint,9,opt,name=chunk_kind,json=chunkKind,proto3,enum=taskloom.v1.ChunkKind" json:"chunk_kind,omitempty"`
+	ChunkData     *structpb.Struct `protobuf:"bytes,10,opt,name=chunk_data,json=chunkData,proto3" json:"chunk_data,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -885,6 +888,20 @@ func (x *TaskEvent) GetTask() *Task {
 func (x *TaskEvent) GetTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.Time
+	}
+	return nil
+}
+
+func (x *TaskEvent) GetChunkKind() ChunkKind {
+	if x != nil {
+		return x.ChunkKind
+	}
+	return ChunkKind_CHUNK_KIND_UNSPECIFIED
+}
+
+func (x *TaskEvent) GetChunkData() *structpb.Struct {
+	if x != nil {
+		return x.ChunkData
 	}
 	return nil
 }
@@ -1018,9 +1035,10 @@ func (x *ListAgentsResponse) GetAgents() []*AgentInfo {
 // step's output) and `{{ item }}` (the element of a map step).
 type Step struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Agent string                 `protobuf:"bytes,2,opt,name=agent,proto3" json:"agent,omitempty"`
-	Input *structpb.Value        `protobuf:"bytes,3,opt,name=input,proto3" json:"input,omitempty"`
+	// Letters, digits, '_' and '-'; unique within the workflow.
+	Id    string          `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Agent string          `protobuf:"bytes,2,opt,name=agent,proto3" json:"agent,omitempty"`
+	Input *structpb.Value `protobuf:"bytes,3,opt,name=input,proto3" json:"input,omitempty"`
 	// DAG mode: steps that must succeed first.
 	DependsOn []string `protobuf:"bytes,4,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
 	// A template naming a list: the step runs once per element (fan-out);
@@ -1028,10 +1046,12 @@ type Step struct {
 	MapOver string `protobuf:"bytes,5,opt,name=map_over,json=mapOver,proto3" json:"map_over,omitempty"`
 	// A condition on this step's output, e.g. `{{ output.done }} == true`;
 	// when it holds, the workflow completes with this step's output.
-	ExitIf        string               `protobuf:"bytes,6,opt,name=exit_if,json=exitIf,proto3" json:"exit_if,omitempty"`
-	Retry         *RetryPolicy         `protobuf:"bytes,7,opt,name=retry,proto3" json:"retry,omitempty"`
-	Timeout       *durationpb.Duration `protobuf:"bytes,8,opt,name=timeout,proto3" json:"timeout,omitempty"`
-	Priority      int32                `protobuf:"varint,9,opt,name=priority,proto3" json:"priority,omitempty"`
+	ExitIf string       `protobuf:"bytes,6,opt,name=exit_if,json=exitIf,proto3" json:"exit_if,omitempty"`
+	Retry  *RetryPolicy `protobuf:"bytes,7,opt,name=retry,proto3" json:"retry,omitempty"`
+	// Time allowed for one attempt of the step's task; 0 means the orchestrator's default.
+	Timeout *durationpb.Duration `protobuf:"bytes,8,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// 0 (lowest) to 9 (highest); absent means 5. 0 is a real priority.
+	Priority      *int32 `protobuf:"varint,9,opt,name=priority,proto3,oneof" json:"priority,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1123,24 +1143,28 @@ func (x *Step) GetTimeout() *durationpb.Duration {
 }
 
 func (x *Step) GetPriority() int32 {
-	if x != nil {
-		return x.Priority
+	if x != nil && x.Priority != nil {
+		return *x.Priority
 	}
 	return 0
 }
 
 type WorkflowSpec struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	Name           string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Mode           WorkflowMode           `protobuf:"varint,2,opt,name=mode,proto3,enum=taskloom.v1.WorkflowMode" json:"mode,omitempty"`
-	Steps          []*Step                `protobuf:"bytes,3,rep,name=steps,proto3" json:"steps,omitempty"`
-	Input          *structpb.Value        `protobuf:"bytes,4,opt,name=input,proto3" json:"input,omitempty"`
-	FailurePolicy  FailurePolicy          `protobuf:"varint,5,opt,name=failure_policy,json=failurePolicy,proto3,enum=taskloom.v1.FailurePolicy" json:"failure_policy,omitempty"`
-	Tenant         string                 `protobuf:"bytes,6,opt,name=tenant,proto3" json:"tenant,omitempty"`
-	IdempotencyKey string                 `protobuf:"bytes,7,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	Labels         map[string]string      `protobuf:"bytes,8,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Mode          WorkflowMode           `protobuf:"varint,2,opt,name=mode,proto3,enum=taskloom.v1.WorkflowMode" json:"mode,omitempty"`
+	Steps         []*Step                `protobuf:"bytes,3,rep,name=steps,proto3" json:"steps,omitempty"`
+	Input         *structpb.Value        `protobuf:"bytes,4,opt,name=input,proto3" json:"input,omitempty"`
+	FailurePolicy FailurePolicy          `protobuf:"varint,5,opt,name=failure_policy,json=failurePolicy,proto3,enum=taskloom.v1.FailurePolicy" json:"failure_policy,omitempty"`
+	// Tenant for fair share and quotas; the gateway sets it from the API key.
+	Tenant string `protobuf:"bytes,6,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// The same key within a tenant returns the same workflow; the same key with a
+	// different request is refused (IDEMPOTENCY_CONFLICT).
+	IdempotencyKey string `protobuf:"bytes,7,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	// As TaskSpec.labels; the workflow's step tasks carry them.
+	Labels        map[string]string `protobuf:"bytes,8,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WorkflowSpec) Reset() {
@@ -1897,37 +1921,37 @@ var File_taskloom_v1_orchestrator_proto protoreflect.FileDescriptor
 
 const file_taskloom_v1_orchestrator_proto_rawDesc = "" +
 	"\n" +
-	"\x1etaskloom/v1/orchestrator.proto\x12\vtaskloom.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18taskloom/v1/common.proto\">\n" +
+	"\x1etaskloom/v1/orchestrator.proto\x12\vtaskloom.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18taskloom/v1/common.proto\x1a\x18taskloom/v1/limits.proto\">\n" +
 	"\x11SubmitTaskRequest\x12)\n" +
 	"\x04task\x18\x01 \x01(\v2\x15.taskloom.v1.TaskSpecR\x04task\"W\n" +
 	"\x12SubmitTaskResponse\x12%\n" +
 	"\x04task\x18\x01 \x01(\v2\x11.taskloom.v1.TaskR\x04task\x12\x1a\n" +
-	"\bexisting\x18\x02 \x01(\bR\bexisting\"A\n" +
-	"\x12SubmitTasksRequest\x12+\n" +
-	"\x05tasks\x18\x01 \x03(\v2\x15.taskloom.v1.TaskSpecR\x05tasks\">\n" +
+	"\bexisting\x18\x02 \x01(\bR\bexisting\"L\n" +
+	"\x12SubmitTasksRequest\x126\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x15.taskloom.v1.TaskSpecB\t\xca\xf3\x18\x05\x18\x01 \xe8\aR\x05tasks\">\n" +
 	"\x13SubmitTasksResponse\x12'\n" +
-	"\x05tasks\x18\x01 \x03(\v2\x11.taskloom.v1.TaskR\x05tasks\" \n" +
-	"\x0eGetTaskRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"8\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x11.taskloom.v1.TaskR\x05tasks\"+\n" +
+	"\x0eGetTaskRequest\x12\x19\n" +
+	"\x02id\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x02id\"8\n" +
 	"\x0fGetTaskResponse\x12%\n" +
-	"\x04task\x18\x01 \x01(\v2\x11.taskloom.v1.TaskR\x04task\"\xad\x01\n" +
-	"\x10ListTasksRequest\x12\x1b\n" +
-	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\x04task\x18\x01 \x01(\v2\x11.taskloom.v1.TaskR\x04task\"\xd5\x01\n" +
+	"\x10ListTasksRequest\x12(\n" +
+	"\tpage_size\x18\x01 \x01(\x05B\v\xca\xf3\x18\a@\x00H\xe8\aPdR\bpageSize\x12&\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x16\n" +
-	"\x06tenant\x18\x03 \x01(\tR\x06tenant\x12/\n" +
-	"\x06status\x18\x04 \x01(\x0e2\x17.taskloom.v1.TaskStatusR\x06status\x12\x14\n" +
-	"\x05agent\x18\x05 \x01(\tR\x05agent\"d\n" +
+	"page_token\x18\x02 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\bR\tpageToken\x12\x1f\n" +
+	"\x06tenant\x18\x03 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x01R\x06tenant\x12/\n" +
+	"\x06status\x18\x04 \x01(\x0e2\x17.taskloom.v1.TaskStatusR\x06status\x12\x1d\n" +
+	"\x05agent\x18\x05 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x01R\x05agent\"d\n" +
 	"\x11ListTasksResponse\x12'\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x11.taskloom.v1.TaskR\x05tasks\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\";\n" +
-	"\x11CancelTaskRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\";\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"O\n" +
+	"\x11CancelTaskRequest\x12\x19\n" +
+	"\x02id\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x02id\x12\x1f\n" +
+	"\x06reason\x18\x02 \x01(\tB\a\xca\xf3\x18\x03\x10\xe8\aR\x06reason\";\n" +
 	"\x12CancelTaskResponse\x12%\n" +
-	"\x04task\x18\x01 \x01(\v2\x11.taskloom.v1.TaskR\x04task\"\"\n" +
-	"\x10WatchTaskRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xa9\x02\n" +
+	"\x04task\x18\x01 \x01(\v2\x11.taskloom.v1.TaskR\x04task\"-\n" +
+	"\x10WatchTaskRequest\x12\x19\n" +
+	"\x02id\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x02id\"\x98\x03\n" +
 	"\tTaskEvent\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12.\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x1a.taskloom.v1.TaskEventTypeR\x04type\x12/\n" +
@@ -1936,32 +1960,41 @@ const file_taskloom_v1_orchestrator_proto_rawDesc = "" +
 	"\tchunk_seq\x18\x05 \x01(\x03R\bchunkSeq\x12\x18\n" +
 	"\aattempt\x18\x06 \x01(\x05R\aattempt\x12%\n" +
 	"\x04task\x18\a \x01(\v2\x11.taskloom.v1.TaskR\x04task\x12.\n" +
-	"\x04time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"A\n" +
+	"\x04time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x125\n" +
+	"\n" +
+	"chunk_kind\x18\t \x01(\x0e2\x16.taskloom.v1.ChunkKindR\tchunkKind\x126\n" +
+	"\n" +
+	"chunk_data\x18\n" +
+	" \x01(\v2\x17.google.protobuf.StructR\tchunkData\"A\n" +
 	"\x11WatchTaskResponse\x12,\n" +
 	"\x05event\x18\x01 \x01(\v2\x16.taskloom.v1.TaskEventR\x05event\"\x13\n" +
 	"\x11ListAgentsRequest\"D\n" +
 	"\x12ListAgentsResponse\x12.\n" +
-	"\x06agents\x18\x01 \x03(\v2\x16.taskloom.v1.AgentInfoR\x06agents\"\xae\x02\n" +
-	"\x04Step\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
-	"\x05agent\x18\x02 \x01(\tR\x05agent\x12,\n" +
-	"\x05input\x18\x03 \x01(\v2\x16.google.protobuf.ValueR\x05input\x12\x1d\n" +
+	"\x06agents\x18\x01 \x03(\v2\x16.taskloom.v1.AgentInfoR\x06agents\"\x96\x03\n" +
+	"\x04Step\x12\x18\n" +
+	"\x02id\x18\x01 \x01(\tB\b\xca\xf3\x18\x04\b\x01\x10@R\x02id\x12\x1f\n" +
+	"\x05agent\x18\x02 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x05agent\x127\n" +
+	"\x05input\x18\x03 \x01(\v2\x16.google.protobuf.ValueB\t\xca\xf3\x18\x05`\x80\x80\xc0\x01R\x05input\x12(\n" +
 	"\n" +
-	"depends_on\x18\x04 \x03(\tR\tdependsOn\x12\x19\n" +
-	"\bmap_over\x18\x05 \x01(\tR\amapOver\x12\x17\n" +
-	"\aexit_if\x18\x06 \x01(\tR\x06exitIf\x12.\n" +
-	"\x05retry\x18\a \x01(\v2\x18.taskloom.v1.RetryPolicyR\x05retry\x123\n" +
-	"\atimeout\x18\b \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x1a\n" +
-	"\bpriority\x18\t \x01(\x05R\bpriority\"\xa6\x03\n" +
-	"\fWorkflowSpec\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12-\n" +
-	"\x04mode\x18\x02 \x01(\x0e2\x19.taskloom.v1.WorkflowModeR\x04mode\x12'\n" +
-	"\x05steps\x18\x03 \x03(\v2\x11.taskloom.v1.StepR\x05steps\x12,\n" +
-	"\x05input\x18\x04 \x01(\v2\x16.google.protobuf.ValueR\x05input\x12A\n" +
-	"\x0efailure_policy\x18\x05 \x01(\x0e2\x1a.taskloom.v1.FailurePolicyR\rfailurePolicy\x12\x16\n" +
-	"\x06tenant\x18\x06 \x01(\tR\x06tenant\x12'\n" +
-	"\x0fidempotency_key\x18\a \x01(\tR\x0eidempotencyKey\x12=\n" +
-	"\x06labels\x18\b \x03(\v2%.taskloom.v1.WorkflowSpec.LabelsEntryR\x06labels\x1a9\n" +
+	"depends_on\x18\x04 \x03(\tB\t\xca\xf3\x18\x05\x10@ \xe8\aR\tdependsOn\x12%\n" +
+	"\bmap_over\x18\x05 \x01(\tB\n" +
+	"\xca\xf3\x18\x06\x10\x80\bh\x90NR\amapOver\x12 \n" +
+	"\aexit_if\x18\x06 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\bR\x06exitIf\x12.\n" +
+	"\x05retry\x18\a \x01(\v2\x18.taskloom.v1.RetryPolicyR\x05retry\x12=\n" +
+	"\atimeout\x18\b \x01(\v2\x19.google.protobuf.DurationB\b\xca\xf3\x18\x04X\x80\xa3\x05R\atimeout\x12+\n" +
+	"\bpriority\x18\t \x01(\x05B\n" +
+	"\xca\xf3\x18\x06@\x00H\tP\x05H\x00R\bpriority\x88\x01\x01B\v\n" +
+	"\t_priority\"\xe7\x03\n" +
+	"\fWorkflowSpec\x12\x1b\n" +
+	"\x04name\x18\x01 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x02R\x04name\x12-\n" +
+	"\x04mode\x18\x02 \x01(\x0e2\x19.taskloom.v1.WorkflowModeR\x04mode\x122\n" +
+	"\x05steps\x18\x03 \x03(\v2\x11.taskloom.v1.StepB\t\xca\xf3\x18\x05\x18\x01 \xe8\aR\x05steps\x127\n" +
+	"\x05input\x18\x04 \x01(\v2\x16.google.protobuf.ValueB\t\xca\xf3\x18\x05`\x80\x80\xc0\x01R\x05input\x12A\n" +
+	"\x0efailure_policy\x18\x05 \x01(\x0e2\x1a.taskloom.v1.FailurePolicyR\rfailurePolicy\x12\x1f\n" +
+	"\x06tenant\x18\x06 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x01R\x06tenant\x120\n" +
+	"\x0fidempotency_key\x18\a \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x02R\x0eidempotencyKey\x12M\n" +
+	"\x06labels\x18\b \x03(\v2%.taskloom.v1.WorkflowSpec.LabelsEntryB\x0e\xca\xf3\x18\n" +
+	" @(\x010\x80\x028\x80 R\x06labels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc6\x02\n" +
@@ -1991,18 +2024,18 @@ const file_taskloom_v1_orchestrator_proto_rawDesc = "" +
 	"\bworkflow\x18\x01 \x01(\v2\x19.taskloom.v1.WorkflowSpecR\bworkflow\"g\n" +
 	"\x16SubmitWorkflowResponse\x121\n" +
 	"\bworkflow\x18\x01 \x01(\v2\x15.taskloom.v1.WorkflowR\bworkflow\x12\x1a\n" +
-	"\bexisting\x18\x02 \x01(\bR\bexisting\"$\n" +
-	"\x12GetWorkflowRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"H\n" +
+	"\bexisting\x18\x02 \x01(\bR\bexisting\"/\n" +
+	"\x12GetWorkflowRequest\x12\x19\n" +
+	"\x02id\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x02id\"H\n" +
 	"\x13GetWorkflowResponse\x121\n" +
-	"\bworkflow\x18\x01 \x01(\v2\x15.taskloom.v1.WorkflowR\bworkflow\"?\n" +
-	"\x15CancelWorkflowRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"K\n" +
+	"\bworkflow\x18\x01 \x01(\v2\x15.taskloom.v1.WorkflowR\bworkflow\"S\n" +
+	"\x15CancelWorkflowRequest\x12\x19\n" +
+	"\x02id\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x02id\x12\x1f\n" +
+	"\x06reason\x18\x02 \x01(\tB\a\xca\xf3\x18\x03\x10\xe8\aR\x06reason\"K\n" +
 	"\x16CancelWorkflowResponse\x121\n" +
-	"\bworkflow\x18\x01 \x01(\v2\x15.taskloom.v1.WorkflowR\bworkflow\"&\n" +
-	"\x14WatchWorkflowRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xac\x02\n" +
+	"\bworkflow\x18\x01 \x01(\v2\x15.taskloom.v1.WorkflowR\bworkflow\"1\n" +
+	"\x14WatchWorkflowRequest\x12\x19\n" +
+	"\x02id\x18\x01 \x01(\tB\t\xca\xf3\x18\x05\b\x01\x10\x80\x01R\x02id\"\xac\x02\n" +
 	"\rWorkflowEvent\x12\x1f\n" +
 	"\vworkflow_id\x18\x01 \x01(\tR\n" +
 	"workflowId\x12\x17\n" +
@@ -2035,7 +2068,7 @@ const file_taskloom_v1_orchestrator_proto_rawDesc = "" +
 	"\x19WORKFLOW_STATUS_SUCCEEDED\x10\x02\x12\x1a\n" +
 	"\x16WORKFLOW_STATUS_FAILED\x10\x03\x12\x1d\n" +
 	"\x19WORKFLOW_STATUS_CANCELLED\x10\x04\x12\x1d\n" +
-	"\x19WORKFLOW_STATUS_TIMED_OUT\x10\x052\x96\a\n" +
+	"\x19WORKFLOW_STATUS_TIMED_OUT\x10\x052\xa1\a\n" +
 	"\x13OrchestratorService\x12M\n" +
 	"\n" +
 	"SubmitTask\x12\x1e.taskloom.v1.SubmitTaskRequest\x1a\x1f.taskloom.v1.SubmitTaskResponse\x12P\n" +
@@ -2050,7 +2083,7 @@ const file_taskloom_v1_orchestrator_proto_rawDesc = "" +
 	"\x0eSubmitWorkflow\x12\".taskloom.v1.SubmitWorkflowRequest\x1a#.taskloom.v1.SubmitWorkflowResponse\x12P\n" +
 	"\vGetWorkflow\x12\x1f.taskloom.v1.GetWorkflowRequest\x1a .taskloom.v1.GetWorkflowResponse\x12Y\n" +
 	"\x0eCancelWorkflow\x12\".taskloom.v1.CancelWorkflowRequest\x1a#.taskloom.v1.CancelWorkflowResponse\x12X\n" +
-	"\rWatchWorkflow\x12!.taskloom.v1.WatchWorkflowRequest\x1a\".taskloom.v1.WatchWorkflowResponse0\x01BRZPgithub.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1;taskloomv1b\x06proto3"
+	"\rWatchWorkflow\x12!.taskloom.v1.WatchWorkflowRequest\x1a\".taskloom.v1.WatchWorkflowResponse0\x01\x1a\t\xd2\xf3\x18\x05\b\x80\x80\x80\x02BRZPgithub.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1;taskloomv1b\x06proto3"
 
 var (
 	file_taskloom_v1_orchestrator_proto_rawDescOnce sync.Once
@@ -2104,11 +2137,13 @@ var file_taskloom_v1_orchestrator_proto_goTypes = []any{
 	(*Task)(nil),                   // 34: taskloom.v1.Task
 	(TaskStatus)(0),                // 35: taskloom.v1.TaskStatus
 	(*timestamppb.Timestamp)(nil),  // 36: google.protobuf.Timestamp
-	(*AgentInfo)(nil),              // 37: taskloom.v1.AgentInfo
-	(*structpb.Value)(nil),         // 38: google.protobuf.Value
-	(*RetryPolicy)(nil),            // 39: taskloom.v1.RetryPolicy
-	(*durationpb.Duration)(nil),    // 40: google.protobuf.Duration
-	(*TaskError)(nil),              // 41: taskloom.v1.TaskError
+	(ChunkKind)(0),                 // 37: taskloom.v1.ChunkKind
+	(*structpb.Struct)(nil),        // 38: google.protobuf.Struct
+	(*AgentInfo)(nil),              // 39: taskloom.v1.AgentInfo
+	(*structpb.Value)(nil),         // 40: google.protobuf.Value
+	(*RetryPolicy)(nil),            // 41: taskloom.v1.RetryPolicy
+	(*durationpb.Duration)(nil),    // 42: google.protobuf.Duration
+	(*TaskError)(nil),              // 43: taskloom.v1.TaskError
 }
 var file_taskloom_v1_orchestrator_proto_depIdxs = []int32{
 	33, // 0: taskloom.v1.SubmitTaskRequest.task:type_name -> taskloom.v1.TaskSpec
@@ -2123,64 +2158,66 @@ var file_taskloom_v1_orchestrator_proto_depIdxs = []int32{
 	35, // 9: taskloom.v1.TaskEvent.status:type_name -> taskloom.v1.TaskStatus
 	34, // 10: taskloom.v1.TaskEvent.task:type_name -> taskloom.v1.Task
 	36, // 11: taskloom.v1.TaskEvent.time:type_name -> google.protobuf.Timestamp
-	15, // 12: taskloom.v1.WatchTaskResponse.event:type_name -> taskloom.v1.TaskEvent
-	37, // 13: taskloom.v1.ListAgentsResponse.agents:type_name -> taskloom.v1.AgentInfo
-	38, // 14: taskloom.v1.Step.input:type_name -> google.protobuf.Value
-	39, // 15: taskloom.v1.Step.retry:type_name -> taskloom.v1.RetryPolicy
-	40, // 16: taskloom.v1.Step.timeout:type_name -> google.protobuf.Duration
-	1,  // 17: taskloom.v1.WorkflowSpec.mode:type_name -> taskloom.v1.WorkflowMode
-	19, // 18: taskloom.v1.WorkflowSpec.steps:type_name -> taskloom.v1.Step
-	38, // 19: taskloom.v1.WorkflowSpec.input:type_name -> google.protobuf.Value
-	2,  // 20: taskloom.v1.WorkflowSpec.failure_policy:type_name -> taskloom.v1.FailurePolicy
-	32, // 21: taskloom.v1.WorkflowSpec.labels:type_name -> taskloom.v1.WorkflowSpec.LabelsEntry
-	35, // 22: taskloom.v1.StepState.status:type_name -> taskloom.v1.TaskStatus
-	38, // 23: taskloom.v1.StepState.output:type_name -> google.protobuf.Value
-	41, // 24: taskloom.v1.StepState.error:type_name -> taskloom.v1.TaskError
-	36, // 25: taskloom.v1.StepState.started_at:type_name -> google.protobuf.Timestamp
-	36, // 26: taskloom.v1.StepState.finished_at:type_name -> google.protobuf.Timestamp
-	20, // 27: taskloom.v1.Workflow.spec:type_name -> taskloom.v1.WorkflowSpec
-	3,  // 28: taskloom.v1.Workflow.status:type_name -> taskloom.v1.WorkflowStatus
-	21, // 29: taskloom.v1.Workflow.steps:type_name -> taskloom.v1.StepState
-	38, // 30: taskloom.v1.Workflow.output:type_name -> google.protobuf.Value
-	41, // 31: taskloom.v1.Workflow.error:type_name -> taskloom.v1.TaskError
-	36, // 32: taskloom.v1.Workflow.created_at:type_name -> google.protobuf.Timestamp
-	36, // 33: taskloom.v1.Workflow.finished_at:type_name -> google.protobuf.Timestamp
-	20, // 34: taskloom.v1.SubmitWorkflowRequest.workflow:type_name -> taskloom.v1.WorkflowSpec
-	22, // 35: taskloom.v1.SubmitWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
-	22, // 36: taskloom.v1.GetWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
-	22, // 37: taskloom.v1.CancelWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
-	15, // 38: taskloom.v1.WorkflowEvent.task_event:type_name -> taskloom.v1.TaskEvent
-	3,  // 39: taskloom.v1.WorkflowEvent.status:type_name -> taskloom.v1.WorkflowStatus
-	22, // 40: taskloom.v1.WorkflowEvent.workflow:type_name -> taskloom.v1.Workflow
-	36, // 41: taskloom.v1.WorkflowEvent.time:type_name -> google.protobuf.Timestamp
-	30, // 42: taskloom.v1.WatchWorkflowResponse.event:type_name -> taskloom.v1.WorkflowEvent
-	4,  // 43: taskloom.v1.OrchestratorService.SubmitTask:input_type -> taskloom.v1.SubmitTaskRequest
-	6,  // 44: taskloom.v1.OrchestratorService.SubmitTasks:input_type -> taskloom.v1.SubmitTasksRequest
-	8,  // 45: taskloom.v1.OrchestratorService.GetTask:input_type -> taskloom.v1.GetTaskRequest
-	10, // 46: taskloom.v1.OrchestratorService.ListTasks:input_type -> taskloom.v1.ListTasksRequest
-	12, // 47: taskloom.v1.OrchestratorService.CancelTask:input_type -> taskloom.v1.CancelTaskRequest
-	14, // 48: taskloom.v1.OrchestratorService.WatchTask:input_type -> taskloom.v1.WatchTaskRequest
-	17, // 49: taskloom.v1.OrchestratorService.ListAgents:input_type -> taskloom.v1.ListAgentsRequest
-	23, // 50: taskloom.v1.OrchestratorService.SubmitWorkflow:input_type -> taskloom.v1.SubmitWorkflowRequest
-	25, // 51: taskloom.v1.OrchestratorService.GetWorkflow:input_type -> taskloom.v1.GetWorkflowRequest
-	27, // 52: taskloom.v1.OrchestratorService.CancelWorkflow:input_type -> taskloom.v1.CancelWorkflowRequest
-	29, // 53: taskloom.v1.OrchestratorService.WatchWorkflow:input_type -> taskloom.v1.WatchWorkflowRequest
-	5,  // 54: taskloom.v1.OrchestratorService.SubmitTask:output_type -> taskloom.v1.SubmitTaskResponse
-	7,  // 55: taskloom.v1.OrchestratorService.SubmitTasks:output_type -> taskloom.v1.SubmitTasksResponse
-	9,  // 56: taskloom.v1.OrchestratorService.GetTask:output_type -> taskloom.v1.GetTaskResponse
-	11, // 57: taskloom.v1.OrchestratorService.ListTasks:output_type -> taskloom.v1.ListTasksResponse
-	13, // 58: taskloom.v1.OrchestratorService.CancelTask:output_type -> taskloom.v1.CancelTaskResponse
-	16, // 59: taskloom.v1.OrchestratorService.WatchTask:output_type -> taskloom.v1.WatchTaskResponse
-	18, // 60: taskloom.v1.OrchestratorService.ListAgents:output_type -> taskloom.v1.ListAgentsResponse
-	24, // 61: taskloom.v1.OrchestratorService.SubmitWorkflow:output_type -> taskloom.v1.SubmitWorkflowResponse
-	26, // 62: taskloom.v1.OrchestratorService.GetWorkflow:output_type -> taskloom.v1.GetWorkflowResponse
-	28, // 63: taskloom.v1.OrchestratorService.CancelWorkflow:output_type -> taskloom.v1.CancelWorkflowResponse
-	31, // 64: taskloom.v1.OrchestratorService.WatchWorkflow:output_type -> taskloom.v1.WatchWorkflowResponse
-	54, // [54:65] is the sub-list for method output_type
-	43, // [43:54] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	37, // 12: taskloom.v1.TaskEvent.chunk_kind:type_name -> taskloom.v1.ChunkKind
+	38, // 13: taskloom.v1.TaskEvent.chunk_data:type_name -> google.protobuf.Struct
+	15, // 14: taskloom.v1.WatchTaskResponse.event:type_name -> taskloom.v1.TaskEvent
+	39, // 15: taskloom.v1.ListAgentsResponse.agents:type_name -> taskloom.v1.AgentInfo
+	40, // 16: taskloom.v1.Step.input:type_name -> google.protobuf.Value
+	41, // 17: taskloom.v1.Step.retry:type_name -> taskloom.v1.RetryPolicy
+	42, // 18: taskloom.v1.Step.timeout:type_name -> google.protobuf.Duration
+	1,  // 19: taskloom.v1.WorkflowSpec.mode:type_name -> taskloom.v1.WorkflowMode
+	19, // 20: taskloom.v1.WorkflowSpec.steps:type_name -> taskloom.v1.Step
+	40, // 21: taskloom.v1.WorkflowSpec.input:type_name -> google.protobuf.Value
+	2,  // 22: taskloom.v1.WorkflowSpec.failure_policy:type_name -> taskloom.v1.FailurePolicy
+	32, // 23: taskloom.v1.WorkflowSpec.labels:type_name -> taskloom.v1.WorkflowSpec.LabelsEntry
+	35, // 24: taskloom.v1.StepState.status:type_name -> taskloom.v1.TaskStatus
+	40, // 25: taskloom.v1.StepState.output:type_name -> google.protobuf.Value
+	43, // 26: taskloom.v1.StepState.error:type_name -> taskloom.v1.TaskError
+	36, // 27: taskloom.v1.StepState.started_at:type_name -> google.protobuf.Timestamp
+	36, // 28: taskloom.v1.StepState.finished_at:type_name -> google.protobuf.Timestamp
+	20, // 29: taskloom.v1.Workflow.spec:type_name -> taskloom.v1.WorkflowSpec
+	3,  // 30: taskloom.v1.Workflow.status:type_name -> taskloom.v1.WorkflowStatus
+	21, // 31: taskloom.v1.Workflow.steps:type_name -> taskloom.v1.StepState
+	40, // 32: taskloom.v1.Workflow.output:type_name -> google.protobuf.Value
+	43, // 33: taskloom.v1.Workflow.error:type_name -> taskloom.v1.TaskError
+	36, // 34: taskloom.v1.Workflow.created_at:type_name -> google.protobuf.Timestamp
+	36, // 35: taskloom.v1.Workflow.finished_at:type_name -> google.protobuf.Timestamp
+	20, // 36: taskloom.v1.SubmitWorkflowRequest.workflow:type_name -> taskloom.v1.WorkflowSpec
+	22, // 37: taskloom.v1.SubmitWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
+	22, // 38: taskloom.v1.GetWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
+	22, // 39: taskloom.v1.CancelWorkflowResponse.workflow:type_name -> taskloom.v1.Workflow
+	15, // 40: taskloom.v1.WorkflowEvent.task_event:type_name -> taskloom.v1.TaskEvent
+	3,  // 41: taskloom.v1.WorkflowEvent.status:type_name -> taskloom.v1.WorkflowStatus
+	22, // 42: taskloom.v1.WorkflowEvent.workflow:type_name -> taskloom.v1.Workflow
+	36, // 43: taskloom.v1.WorkflowEvent.time:type_name -> google.protobuf.Timestamp
+	30, // 44: taskloom.v1.WatchWorkflowResponse.event:type_name -> taskloom.v1.WorkflowEvent
+	4,  // 45: taskloom.v1.OrchestratorService.SubmitTask:input_type -> taskloom.v1.SubmitTaskRequest
+	6,  // 46: taskloom.v1.OrchestratorService.SubmitTasks:input_type -> taskloom.v1.SubmitTasksRequest
+	8,  // 47: taskloom.v1.OrchestratorService.GetTask:input_type -> taskloom.v1.GetTaskRequest
+	10, // 48: taskloom.v1.OrchestratorService.ListTasks:input_type -> taskloom.v1.ListTasksRequest
+	12, // 49: taskloom.v1.OrchestratorService.CancelTask:input_type -> taskloom.v1.CancelTaskRequest
+	14, // 50: taskloom.v1.OrchestratorService.WatchTask:input_type -> taskloom.v1.WatchTaskRequest
+	17, // 51: taskloom.v1.OrchestratorService.ListAgents:input_type -> taskloom.v1.ListAgentsRequest
+	23, // 52: taskloom.v1.OrchestratorService.SubmitWorkflow:input_type -> taskloom.v1.SubmitWorkflowRequest
+	25, // 53: taskloom.v1.OrchestratorService.GetWorkflow:input_type -> taskloom.v1.GetWorkflowRequest
+	27, // 54: taskloom.v1.OrchestratorService.CancelWorkflow:input_type -> taskloom.v1.CancelWorkflowRequest
+	29, // 55: taskloom.v1.OrchestratorService.WatchWorkflow:input_type -> taskloom.v1.WatchWorkflowRequest
+	5,  // 56: taskloom.v1.OrchestratorService.SubmitTask:output_type -> taskloom.v1.SubmitTaskResponse
+	7,  // 57: taskloom.v1.OrchestratorService.SubmitTasks:output_type -> taskloom.v1.SubmitTasksResponse
+	9,  // 58: taskloom.v1.OrchestratorService.GetTask:output_type -> taskloom.v1.GetTaskResponse
+	11, // 59: taskloom.v1.OrchestratorService.ListTasks:output_type -> taskloom.v1.ListTasksResponse
+	13, // 60: taskloom.v1.OrchestratorService.CancelTask:output_type -> taskloom.v1.CancelTaskResponse
+	16, // 61: taskloom.v1.OrchestratorService.WatchTask:output_type -> taskloom.v1.WatchTaskResponse
+	18, // 62: taskloom.v1.OrchestratorService.ListAgents:output_type -> taskloom.v1.ListAgentsResponse
+	24, // 63: taskloom.v1.OrchestratorService.SubmitWorkflow:output_type -> taskloom.v1.SubmitWorkflowResponse
+	26, // 64: taskloom.v1.OrchestratorService.GetWorkflow:output_type -> taskloom.v1.GetWorkflowResponse
+	28, // 65: taskloom.v1.OrchestratorService.CancelWorkflow:output_type -> taskloom.v1.CancelWorkflowResponse
+	31, // 66: taskloom.v1.OrchestratorService.WatchWorkflow:output_type -> taskloom.v1.WatchWorkflowResponse
+	56, // [56:67] is the sub-list for method output_type
+	45, // [45:56] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_taskloom_v1_orchestrator_proto_init() }
@@ -2189,6 +2226,8 @@ func file_taskloom_v1_orchestrator_proto_init() {
 		return
 	}
 	file_taskloom_v1_common_proto_init()
+	file_taskloom_v1_limits_proto_init()
+	file_taskloom_v1_orchestrator_proto_msgTypes[15].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

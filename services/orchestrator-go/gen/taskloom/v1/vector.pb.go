@@ -77,11 +77,15 @@ func (Distance) EnumDescriptor() ([]byte, []int) {
 }
 
 type Collection struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Dimension     uint32                 `protobuf:"varint,2,opt,name=dimension,proto3" json:"dimension,omitempty"`
-	Distance      Distance               `protobuf:"varint,3,opt,name=distance,proto3,enum=taskloom.v1.Distance" json:"distance,omitempty"`
-	Points        uint64                 `protobuf:"varint,4,opt,name=points,proto3" json:"points,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Dimension uint32                 `protobuf:"varint,2,opt,name=dimension,proto3" json:"dimension,omitempty"`
+	Distance  Distance               `protobuf:"varint,3,opt,name=distance,proto3,enum=taskloom.v1.Distance" json:"distance,omitempty"`
+	Points    uint64                 `protobuf:"varint,4,opt,name=points,proto3" json:"points,omitempty"`
+	// The parameters in force, defaults filled in.
+	Hnsw *HnswConfig `protobuf:"bytes,5,opt,name=hnsw,proto3" json:"hnsw,omitempty"`
+	// Deleted points still linked into the graph until the next repair.
+	Tombstones    uint64 `protobuf:"varint,6,opt,name=tombstones,proto3" json:"tombstones,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -144,19 +148,98 @@ func (x *Collection) GetPoints() uint64 {
 	return 0
 }
 
+func (x *Collection) GetHnsw() *HnswConfig {
+	if x != nil {
+		return x.Hnsw
+	}
+	return nil
+}
+
+func (x *Collection) GetTombstones() uint64 {
+	if x != nil {
+		return x.Tombstones
+	}
+	return 0
+}
+
+// The HNSW graph of a collection. Zero means the default.
+type HnswConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Links per node (twice that on the bottom layer): 2 to 128, default 16.
+	M uint32 `protobuf:"varint,1,opt,name=m,proto3" json:"m,omitempty"`
+	// Candidates considered while inserting: 1 to 4096, default 200.
+	EfConstruction uint32 `protobuf:"varint,2,opt,name=ef_construction,json=efConstruction,proto3" json:"ef_construction,omitempty"`
+	// Candidates considered while searching, unless a search sets `ef`: 1 to 4096, default 64.
+	EfSearch      uint32 `protobuf:"varint,3,opt,name=ef_search,json=efSearch,proto3" json:"ef_search,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HnswConfig) Reset() {
+	*x = HnswConfig{}
+	mi := &file_taskloom_v1_vector_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HnswConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HnswConfig) ProtoMessage() {}
+
+func (x *HnswConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_taskloom_v1_vector_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HnswConfig.ProtoReflect.Descriptor instead.
+func (*HnswConfig) Descriptor() ([]byte, []int) {
+	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *HnswConfig) GetM() uint32 {
+	if x != nil {
+		return x.M
+	}
+	return 0
+}
+
+func (x *HnswConfig) GetEfConstruction() uint32 {
+	if x != nil {
+		return x.EfConstruction
+	}
+	return 0
+}
+
+func (x *HnswConfig) GetEfSearch() uint32 {
+	if x != nil {
+		return x.EfSearch
+	}
+	return 0
+}
+
 type CreateCollectionRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Dimension uint32                 `protobuf:"varint,2,opt,name=dimension,proto3" json:"dimension,omitempty"`
 	// Default cosine.
-	Distance      Distance `protobuf:"varint,3,opt,name=distance,proto3,enum=taskloom.v1.Distance" json:"distance,omitempty"`
+	Distance      Distance    `protobuf:"varint,3,opt,name=distance,proto3,enum=taskloom.v1.Distance" json:"distance,omitempty"`
+	Hnsw          *HnswConfig `protobuf:"bytes,4,opt,name=hnsw,proto3" json:"hnsw,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateCollectionRequest) Reset() {
 	*x = CreateCollectionRequest{}
-	mi := &file_taskloom_v1_vector_proto_msgTypes[1]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -168,7 +251,7 @@ func (x *CreateCollectionRequest) String() string {
 func (*CreateCollectionRequest) ProtoMessage() {}
 
 func (x *CreateCollectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_taskloom_v1_vector_proto_msgTypes[1]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -181,7 +264,7 @@ func (x *CreateCollectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateCollectionRequest.ProtoReflect.Descriptor instead.
 func (*CreateCollectionRequest) Descriptor() ([]byte, []int) {
-	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{1}
+	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *CreateCollectionRequest) GetName() string {
@@ -205,6 +288,13 @@ func (x *CreateCollectionRequest) GetDistance() Distance {
 	return Distance_DISTANCE_UNSPECIFIED
 }
 
+func (x *CreateCollectionRequest) GetHnsw() *HnswConfig {
+	if x != nil {
+		return x.Hnsw
+	}
+	return nil
+}
+
 type CreateCollectionResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Collection    *Collection            `protobuf:"bytes,1,opt,name=collection,proto3" json:"collection,omitempty"`
@@ -214,7 +304,7 @@ type CreateCollectionResponse struct {
 
 func (x *CreateCollectionResponse) Reset() {
 	*x = CreateCollectionResponse{}
-	mi := &file_taskloom_v1_vector_proto_msgTypes[2]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -226,7 +316,7 @@ func (x *CreateCollectionResponse) String() string {
 func (*CreateCollectionResponse) ProtoMessage() {}
 
 func (x *CreateCollectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_taskloom_v1_vector_proto_msgTypes[2]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -239,7 +329,7 @@ func (x *CreateCollectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateCollectionResponse.ProtoReflect.Descriptor instead.
 func (*CreateCollectionResponse) Descriptor() ([]byte, []int) {
-	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{2}
+	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CreateCollectionResponse) GetCollection() *Collection {
@@ -258,7 +348,7 @@ type GetCollectionRequest struct {
 
 func (x *GetCollectionRequest) Reset() {
 	*x = GetCollectionRequest{}
-	mi := &file_taskloom_v1_vector_proto_msgTypes[3]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -270,7 +360,7 @@ func (x *GetCollectionRequest) String() string {
 func (*GetCollectionRequest) ProtoMessage() {}
 
 func (x *GetCollectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_taskloom_v1_vector_proto_msgTypes[3]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -283,7 +373,7 @@ func (x *GetCollectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCollectionRequest.ProtoReflect.Descriptor instead.
 func (*GetCollectionRequest) Descriptor() ([]byte, []int) {
-	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{3}
+	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetCollectionRequest) GetName() string {
@@ -302,7 +392,7 @@ type GetCollectionResponse struct {
 
 func (x *GetCollectionResponse) Reset() {
 	*x = GetCollectionResponse{}
-	mi := &file_taskloom_v1_vector_proto_msgTypes[4]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -314,7 +404,7 @@ func (x *GetCollectionResponse) String() string {
 func (*GetCollectionResponse) ProtoMessage() {}
 
 func (x *GetCollectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_taskloom_v1_vector_proto_msgTypes[4]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -327,7 +417,7 @@ func (x *GetCollectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCollectionResponse.ProtoReflect.Descriptor instead.
 func (*GetCollectionResponse) Descriptor() ([]byte, []int) {
-	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{4}
+	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetCollectionResponse) GetCollection() *Collection {
@@ -347,7 +437,7 @@ type ListCollectionsRequest struct {
 
 func (x *ListCollectionsRequest) Reset() {
 	*x = ListCollectionsRequest{}
-	mi := &file_taskloom_v1_vector_proto_msgTypes[5]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -359,7 +449,7 @@ func (x *ListCollectionsRequest) String() string {
 func (*ListCollectionsRequest) ProtoMessage() {}
 
 func (x *ListCollectionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_taskloom_v1_vector_proto_msgTypes[5]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -372,7 +462,7 @@ func (x *ListCollectionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCollectionsRequest.ProtoReflect.Descriptor instead.
 func (*ListCollectionsRequest) Descriptor() ([]byte, []int) {
-	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{5}
+	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListCollectionsRequest) GetPageSize() int32 {
@@ -399,7 +489,7 @@ type ListCollectionsResponse struct {
 
 func (x *ListCollectionsResponse) Reset() {
 	*x = ListCollectionsResponse{}
-	mi := &file_taskloom_v1_vector_proto_msgTypes[6]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -411,7 +501,7 @@ func (x *ListCollectionsResponse) String() string {
 func (*ListCollectionsResponse) ProtoMessage() {}
 
 func (x *ListCollectionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_taskloom_v1_vector_proto_msgTypes[6]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -424,7 +514,7 @@ func (x *ListCollectionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCollectionsResponse.ProtoReflect.Descriptor instead.
 func (*ListCollectionsResponse) Descriptor() ([]byte, []int) {
-	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{6}
+	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListCollectionsResponse) GetCollections() []*Collection {
@@ -450,7 +540,7 @@ type DeleteCollectionRequest struct {
 
 func (x *DeleteCollectionRequest) Reset() {
 	*x = DeleteCollectionRequest{}
-	mi := &file_taskloom_v1_vector_proto_msgTypes[7]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -462,7 +552,7 @@ func (x *DeleteCollectionRequest) String() string {
 func (*DeleteCollectionRequest) ProtoMessage() {}
 
 func (x *DeleteCollectionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_taskloom_v1_vector_proto_msgTypes[7]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -475,7 +565,7 @@ func (x *DeleteCollectionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCollectionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteCollectionRequest) Descriptor() ([]byte, []int) {
-	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{7}
+	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DeleteCollectionRequest) GetName() string {
@@ -493,7 +583,7 @@ type DeleteCollectionResponse struct {
 
 func (x *DeleteCollectionResponse) Reset() {
 	*x = DeleteCollectionResponse{}
-	mi := &file_taskloom_v1_vector_proto_msgTypes[8]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -505,7 +595,7 @@ func (x *DeleteCollectionResponse) String() string {
 func (*DeleteCollectionResponse) ProtoMessage() {}
 
 func (x *DeleteCollectionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_taskloom_v1_vector_proto_msgTypes[8]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -518,7 +608,7 @@ func (x *DeleteCollectionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCollectionResponse.ProtoReflect.Descriptor instead.
 func (*DeleteCollectionResponse) Descriptor() ([]byte, []int) {
-	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{8}
+	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{9}
 }
 
 type Point struct {
@@ -532,7 +622,7 @@ type Point struct {
 
 func (x *Point) Reset() {
 	*x = Point{}
-	mi := &file_taskloom_v1_vector_proto_msgTypes[9]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -544,7 +634,7 @@ func (x *Point) String() string {
 func (*Point) ProtoMessage() {}
 
 func (x *Point) ProtoReflect() protoreflect.Message {
-	mi := &file_taskloom_v1_vector_proto_msgTypes[9]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -557,7 +647,7 @@ func (x *Point) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Point.ProtoReflect.Descriptor instead.
 func (*Point) Descriptor() ([]byte, []int) {
-	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{9}
+	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Point) GetId() string {
@@ -591,7 +681,7 @@ type UpsertRequest struct {
 
 func (x *UpsertRequest) Reset() {
 	*x = UpsertRequest{}
-	mi := &file_taskloom_v1_vector_proto_msgTypes[10]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -603,7 +693,7 @@ func (x *UpsertRequest) String() string {
 func (*UpsertRequest) ProtoMessage() {}
 
 func (x *UpsertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_taskloom_v1_vector_proto_msgTypes[10]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -616,7 +706,7 @@ func (x *UpsertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertRequest.ProtoReflect.Descriptor instead.
 func (*UpsertRequest) Descriptor() ([]byte, []int) {
-	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{10}
+	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UpsertRequest) GetCollection() string {
@@ -642,7 +732,7 @@ type UpsertResponse struct {
 
 func (x *UpsertResponse) Reset() {
 	*x = UpsertResponse{}
-	mi := &file_taskloom_v1_vector_proto_msgTypes[11]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -654,7 +744,7 @@ func (x *UpsertResponse) String() string {
 func (*UpsertResponse) ProtoMessage() {}
 
 func (x *UpsertResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_taskloom_v1_vector_proto_msgTypes[11]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -667,7 +757,7 @@ func (x *UpsertResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertResponse.ProtoReflect.Descriptor instead.
 func (*UpsertResponse) Descriptor() ([]byte, []int) {
-	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{11}
+	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UpsertResponse) GetUpserted() uint64 {
@@ -687,7 +777,7 @@ type DeletePointsRequest struct {
 
 func (x *DeletePointsRequest) Reset() {
 	*x = DeletePointsRequest{}
-	mi := &file_taskloom_v1_vector_proto_msgTypes[12]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -699,7 +789,7 @@ func (x *DeletePointsRequest) String() string {
 func (*DeletePointsRequest) ProtoMessage() {}
 
 func (x *DeletePointsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_taskloom_v1_vector_proto_msgTypes[12]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -712,7 +802,7 @@ func (x *DeletePointsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePointsRequest.ProtoReflect.Descriptor instead.
 func (*DeletePointsRequest) Descriptor() ([]byte, []int) {
-	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{12}
+	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeletePointsRequest) GetCollection() string {
@@ -738,7 +828,7 @@ type DeletePointsResponse struct {
 
 func (x *DeletePointsResponse) Reset() {
 	*x = DeletePointsResponse{}
-	mi := &file_taskloom_v1_vector_proto_msgTypes[13]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -750,7 +840,7 @@ func (x *DeletePointsResponse) String() string {
 func (*DeletePointsResponse) ProtoMessage() {}
 
 func (x *DeletePointsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_taskloom_v1_vector_proto_msgTypes[13]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -763,7 +853,7 @@ func (x *DeletePointsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePointsResponse.ProtoReflect.Descriptor instead.
 func (*DeletePointsResponse) Descriptor() ([]byte, []int) {
-	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{13}
+	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeletePointsResponse) GetDeleted() uint64 {
@@ -779,16 +869,27 @@ type SearchRequest struct {
 	Vector     []float32              `protobuf:"fixed32,2,rep,packed,name=vector,proto3" json:"vector,omitempty"`
 	// Default 10, at most 1000.
 	TopK uint32 `protobuf:"varint,3,opt,name=top_k,json=topK,proto3" json:"top_k,omitempty"`
-	// Only points whose payload has each of these keys equal to the value (as a string).
-	Filter        map[string]string `protobuf:"bytes,4,rep,name=filter,proto3" json:"filter,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	WithPayload   bool              `protobuf:"varint,5,opt,name=with_payload,json=withPayload,proto3" json:"with_payload,omitempty"`
+	// Only points whose payload has each of these keys equal to the value (as a string:
+	// strings as they are, numbers and booleans as JSON, so `3` and `true`).
+	Filter      map[string]string `protobuf:"bytes,4,rep,name=filter,proto3" json:"filter,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	WithPayload bool              `protobuf:"varint,5,opt,name=with_payload,json=withPayload,proto3" json:"with_payload,omitempty"`
+	// Candidates considered by this search: 0 for the collection's ef_search, else 1 to 4096
+	// (raised to top_k when smaller).
+	Ef uint32 `protobuf:"varint,6,opt,name=ef,proto3" json:"ef,omitempty"`
+	// Brute force over every matching point instead of the graph, for recall checks.
+	// Small collections and very selective filters are searched exactly anyway.
+	Exact bool `protobuf:"varint,7,opt,name=exact,proto3" json:"exact,omitempty"`
+	// More conditions, all of which must hold besides `filter`: the payload value at `key`
+	// (in the same string form) is one of `any_of`. At most 16 conditions of at most 256
+	// values each.
+	Conditions    []*FilterCondition `protobuf:"bytes,8,rep,name=conditions,proto3" json:"conditions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SearchRequest) Reset() {
 	*x = SearchRequest{}
-	mi := &file_taskloom_v1_vector_proto_msgTypes[14]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -800,7 +901,7 @@ func (x *SearchRequest) String() string {
 func (*SearchRequest) ProtoMessage() {}
 
 func (x *SearchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_taskloom_v1_vector_proto_msgTypes[14]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -813,7 +914,7 @@ func (x *SearchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchRequest.ProtoReflect.Descriptor instead.
 func (*SearchRequest) Descriptor() ([]byte, []int) {
-	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{14}
+	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SearchRequest) GetCollection() string {
@@ -851,6 +952,169 @@ func (x *SearchRequest) GetWithPayload() bool {
 	return false
 }
 
+func (x *SearchRequest) GetEf() uint32 {
+	if x != nil {
+		return x.Ef
+	}
+	return 0
+}
+
+func (x *SearchRequest) GetExact() bool {
+	if x != nil {
+		return x.Exact
+	}
+	return false
+}
+
+func (x *SearchRequest) GetConditions() []*FilterCondition {
+	if x != nil {
+		return x.Conditions
+	}
+	return nil
+}
+
+type FilterCondition struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	AnyOf         []string               `protobuf:"bytes,2,rep,name=any_of,json=anyOf,proto3" json:"any_of,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FilterCondition) Reset() {
+	*x = FilterCondition{}
+	mi := &file_taskloom_v1_vector_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FilterCondition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FilterCondition) ProtoMessage() {}
+
+func (x *FilterCondition) ProtoReflect() protoreflect.Message {
+	mi := &file_taskloom_v1_vector_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FilterCondition.ProtoReflect.Descriptor instead.
+func (*FilterCondition) Descriptor() ([]byte, []int) {
+	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *FilterCondition) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *FilterCondition) GetAnyOf() []string {
+	if x != nil {
+		return x.AnyOf
+	}
+	return nil
+}
+
+type SearchBatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most 1024 searches.
+	Searches      []*SearchRequest `protobuf:"bytes,1,rep,name=searches,proto3" json:"searches,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchBatchRequest) Reset() {
+	*x = SearchBatchRequest{}
+	mi := &file_taskloom_v1_vector_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchBatchRequest) ProtoMessage() {}
+
+func (x *SearchBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_taskloom_v1_vector_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchBatchRequest.ProtoReflect.Descriptor instead.
+func (*SearchBatchRequest) Descriptor() ([]byte, []int) {
+	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *SearchBatchRequest) GetSearches() []*SearchRequest {
+	if x != nil {
+		return x.Searches
+	}
+	return nil
+}
+
+type SearchBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per search, in order.
+	Results       []*SearchResponse `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchBatchResponse) Reset() {
+	*x = SearchBatchResponse{}
+	mi := &file_taskloom_v1_vector_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchBatchResponse) ProtoMessage() {}
+
+func (x *SearchBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_taskloom_v1_vector_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchBatchResponse.ProtoReflect.Descriptor instead.
+func (*SearchBatchResponse) Descriptor() ([]byte, []int) {
+	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *SearchBatchResponse) GetResults() []*SearchResponse {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 type ScoredPoint struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -863,7 +1127,7 @@ type ScoredPoint struct {
 
 func (x *ScoredPoint) Reset() {
 	*x = ScoredPoint{}
-	mi := &file_taskloom_v1_vector_proto_msgTypes[15]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -875,7 +1139,7 @@ func (x *ScoredPoint) String() string {
 func (*ScoredPoint) ProtoMessage() {}
 
 func (x *ScoredPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_taskloom_v1_vector_proto_msgTypes[15]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -888,7 +1152,7 @@ func (x *ScoredPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScoredPoint.ProtoReflect.Descriptor instead.
 func (*ScoredPoint) Descriptor() ([]byte, []int) {
-	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{15}
+	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ScoredPoint) GetId() string {
@@ -921,7 +1185,7 @@ type SearchResponse struct {
 
 func (x *SearchResponse) Reset() {
 	*x = SearchResponse{}
-	mi := &file_taskloom_v1_vector_proto_msgTypes[16]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -933,7 +1197,7 @@ func (x *SearchResponse) String() string {
 func (*SearchResponse) ProtoMessage() {}
 
 func (x *SearchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_taskloom_v1_vector_proto_msgTypes[16]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -946,7 +1210,7 @@ func (x *SearchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchResponse.ProtoReflect.Descriptor instead.
 func (*SearchResponse) Descriptor() ([]byte, []int) {
-	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{16}
+	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SearchResponse) GetHits() []*ScoredPoint {
@@ -960,17 +1224,27 @@ var File_taskloom_v1_vector_proto protoreflect.FileDescriptor
 
 const file_taskloom_v1_vector_proto_rawDesc = "" +
 	"\n" +
-	"\x18taskloom/v1/vector.proto\x12\vtaskloom.v1\x1a\x1cgoogle/protobuf/struct.proto\"\x89\x01\n" +
+	"\x18taskloom/v1/vector.proto\x12\vtaskloom.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xd6\x01\n" +
 	"\n" +
 	"Collection\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tdimension\x18\x02 \x01(\rR\tdimension\x121\n" +
 	"\bdistance\x18\x03 \x01(\x0e2\x15.taskloom.v1.DistanceR\bdistance\x12\x16\n" +
-	"\x06points\x18\x04 \x01(\x04R\x06points\"~\n" +
+	"\x06points\x18\x04 \x01(\x04R\x06points\x12+\n" +
+	"\x04hnsw\x18\x05 \x01(\v2\x17.taskloom.v1.HnswConfigR\x04hnsw\x12\x1e\n" +
+	"\n" +
+	"tombstones\x18\x06 \x01(\x04R\n" +
+	"tombstones\"`\n" +
+	"\n" +
+	"HnswConfig\x12\f\n" +
+	"\x01m\x18\x01 \x01(\rR\x01m\x12'\n" +
+	"\x0fef_construction\x18\x02 \x01(\rR\x0eefConstruction\x12\x1b\n" +
+	"\tef_search\x18\x03 \x01(\rR\befSearch\"\xab\x01\n" +
 	"\x17CreateCollectionRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tdimension\x18\x02 \x01(\rR\tdimension\x121\n" +
-	"\bdistance\x18\x03 \x01(\x0e2\x15.taskloom.v1.DistanceR\bdistance\"S\n" +
+	"\bdistance\x18\x03 \x01(\x0e2\x15.taskloom.v1.DistanceR\bdistance\x12+\n" +
+	"\x04hnsw\x18\x04 \x01(\v2\x17.taskloom.v1.HnswConfigR\x04hnsw\"S\n" +
 	"\x18CreateCollectionResponse\x127\n" +
 	"\n" +
 	"collection\x18\x01 \x01(\v2\x17.taskloom.v1.CollectionR\n" +
@@ -1008,7 +1282,7 @@ const file_taskloom_v1_vector_proto_rawDesc = "" +
 	"collection\x12\x10\n" +
 	"\x03ids\x18\x02 \x03(\tR\x03ids\"0\n" +
 	"\x14DeletePointsResponse\x12\x18\n" +
-	"\adeleted\x18\x01 \x01(\x04R\adeleted\"\xfa\x01\n" +
+	"\adeleted\x18\x01 \x01(\x04R\adeleted\"\xde\x02\n" +
 	"\rSearchRequest\x12\x1e\n" +
 	"\n" +
 	"collection\x18\x01 \x01(\tR\n" +
@@ -1016,10 +1290,22 @@ const file_taskloom_v1_vector_proto_rawDesc = "" +
 	"\x06vector\x18\x02 \x03(\x02R\x06vector\x12\x13\n" +
 	"\x05top_k\x18\x03 \x01(\rR\x04topK\x12>\n" +
 	"\x06filter\x18\x04 \x03(\v2&.taskloom.v1.SearchRequest.FilterEntryR\x06filter\x12!\n" +
-	"\fwith_payload\x18\x05 \x01(\bR\vwithPayload\x1a9\n" +
+	"\fwith_payload\x18\x05 \x01(\bR\vwithPayload\x12\x0e\n" +
+	"\x02ef\x18\x06 \x01(\rR\x02ef\x12\x14\n" +
+	"\x05exact\x18\a \x01(\bR\x05exact\x12<\n" +
+	"\n" +
+	"conditions\x18\b \x03(\v2\x1c.taskloom.v1.FilterConditionR\n" +
+	"conditions\x1a9\n" +
 	"\vFilterEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"f\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\":\n" +
+	"\x0fFilterCondition\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x15\n" +
+	"\x06any_of\x18\x02 \x03(\tR\x05anyOf\"L\n" +
+	"\x12SearchBatchRequest\x126\n" +
+	"\bsearches\x18\x01 \x03(\v2\x1a.taskloom.v1.SearchRequestR\bsearches\"L\n" +
+	"\x13SearchBatchResponse\x125\n" +
+	"\aresults\x18\x01 \x03(\v2\x1b.taskloom.v1.SearchResponseR\aresults\"f\n" +
 	"\vScoredPoint\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05score\x18\x02 \x01(\x02R\x05score\x121\n" +
@@ -1030,7 +1316,7 @@ const file_taskloom_v1_vector_proto_rawDesc = "" +
 	"\x14DISTANCE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fDISTANCE_COSINE\x10\x01\x12\x10\n" +
 	"\fDISTANCE_DOT\x10\x02\x12\x16\n" +
-	"\x12DISTANCE_EUCLIDEAN\x10\x032\xe2\x04\n" +
+	"\x12DISTANCE_EUCLIDEAN\x10\x032\xb4\x05\n" +
 	"\rVectorService\x12_\n" +
 	"\x10CreateCollection\x12$.taskloom.v1.CreateCollectionRequest\x1a%.taskloom.v1.CreateCollectionResponse\x12V\n" +
 	"\rGetCollection\x12!.taskloom.v1.GetCollectionRequest\x1a\".taskloom.v1.GetCollectionResponse\x12\\\n" +
@@ -1038,7 +1324,8 @@ const file_taskloom_v1_vector_proto_rawDesc = "" +
 	"\x10DeleteCollection\x12$.taskloom.v1.DeleteCollectionRequest\x1a%.taskloom.v1.DeleteCollectionResponse\x12A\n" +
 	"\x06Upsert\x12\x1a.taskloom.v1.UpsertRequest\x1a\x1b.taskloom.v1.UpsertResponse\x12S\n" +
 	"\fDeletePoints\x12 .taskloom.v1.DeletePointsRequest\x1a!.taskloom.v1.DeletePointsResponse\x12A\n" +
-	"\x06Search\x12\x1a.taskloom.v1.SearchRequest\x1a\x1b.taskloom.v1.SearchResponseBRZPgithub.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1;taskloomv1b\x06proto3"
+	"\x06Search\x12\x1a.taskloom.v1.SearchRequest\x1a\x1b.taskloom.v1.SearchResponse\x12P\n" +
+	"\vSearchBatch\x12\x1f.taskloom.v1.SearchBatchRequest\x1a .taskloom.v1.SearchBatchResponseBRZPgithub.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1;taskloomv1b\x06proto3"
 
 var (
 	file_taskloom_v1_vector_proto_rawDescOnce sync.Once
@@ -1053,59 +1340,70 @@ func file_taskloom_v1_vector_proto_rawDescGZIP() []byte {
 }
 
 var file_taskloom_v1_vector_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_taskloom_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_taskloom_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_taskloom_v1_vector_proto_goTypes = []any{
 	(Distance)(0),                    // 0: taskloom.v1.Distance
 	(*Collection)(nil),               // 1: taskloom.v1.Collection
-	(*CreateCollectionRequest)(nil),  // 2: taskloom.v1.CreateCollectionRequest
-	(*CreateCollectionResponse)(nil), // 3: taskloom.v1.CreateCollectionResponse
-	(*GetCollectionRequest)(nil),     // 4: taskloom.v1.GetCollectionRequest
-	(*GetCollectionResponse)(nil),    // 5: taskloom.v1.GetCollectionResponse
-	(*ListCollectionsRequest)(nil),   // 6: taskloom.v1.ListCollectionsRequest
-	(*ListCollectionsResponse)(nil),  // 7: taskloom.v1.ListCollectionsResponse
-	(*DeleteCollectionRequest)(nil),  // 8: taskloom.v1.DeleteCollectionRequest
-	(*DeleteCollectionResponse)(nil), // 9: taskloom.v1.DeleteCollectionResponse
-	(*Point)(nil),                    // 10: taskloom.v1.Point
-	(*UpsertRequest)(nil),            // 11: taskloom.v1.UpsertRequest
-	(*UpsertResponse)(nil),           // 12: taskloom.v1.UpsertResponse
-	(*DeletePointsRequest)(nil),      // 13: taskloom.v1.DeletePointsRequest
-	(*DeletePointsResponse)(nil),     // 14: taskloom.v1.DeletePointsResponse
-	(*SearchRequest)(nil),            // 15: taskloom.v1.SearchRequest
-	(*ScoredPoint)(nil),              // 16: taskloom.v1.ScoredPoint
-	(*SearchResponse)(nil),           // 17: taskloom.v1.SearchResponse
-	nil,                              // 18: taskloom.v1.SearchRequest.FilterEntry
-	(*structpb.Struct)(nil),          // 19: google.protobuf.Struct
+	(*HnswConfig)(nil),               // 2: taskloom.v1.HnswConfig
+	(*CreateCollectionRequest)(nil),  // 3: taskloom.v1.CreateCollectionRequest
+	(*CreateCollectionResponse)(nil), // 4: taskloom.v1.CreateCollectionResponse
+	(*GetCollectionRequest)(nil),     // 5: taskloom.v1.GetCollectionRequest
+	(*GetCollectionResponse)(nil),    // 6: taskloom.v1.GetCollectionResponse
+	(*ListCollectionsRequest)(nil),   // 7: taskloom.v1.ListCollectionsRequest
+	(*ListCollectionsResponse)(nil),  // 8: taskloom.v1.ListCollectionsResponse
+	(*DeleteCollectionRequest)(nil),  // 9: taskloom.v1.DeleteCollectionRequest
+	(*DeleteCollectionResponse)(nil), // 10: taskloom.v1.DeleteCollectionResponse
+	(*Point)(nil),                    // 11: taskloom.v1.Point
+	(*UpsertRequest)(nil),            // 12: taskloom.v1.UpsertRequest
+	(*UpsertResponse)(nil),           // 13: taskloom.v1.UpsertResponse
+	(*DeletePointsRequest)(nil),      // 14: taskloom.v1.DeletePointsRequest
+	(*DeletePointsResponse)(nil),     // 15: taskloom.v1.DeletePointsResponse
+	(*SearchRequest)(nil),            // 16: taskloom.v1.SearchRequest
+	(*FilterCondition)(nil),          // 17: taskloom.v1.FilterCondition
+	(*SearchBatchRequest)(nil),       // 18: taskloom.v1.SearchBatchRequest
+	(*SearchBatchResponse)(nil),      // 19: taskloom.v1.SearchBatchResponse
+	(*ScoredPoint)(nil),              // 20: taskloom.v1.ScoredPoint
+	(*SearchResponse)(nil),           // 21: taskloom.v1.SearchResponse
+	nil,                              // 22: taskloom.v1.SearchRequest.FilterEntry
+	(*structpb.Struct)(nil),          // 23: google.protobuf.Struct
 }
 var file_taskloom_v1_vector_proto_depIdxs = []int32{
 	0,  // 0: taskloom.v1.Collection.distance:type_name -> taskloom.v1.Distance
-	0,  // 1: taskloom.v1.CreateCollectionRequest.distance:type_name -> taskloom.v1.Distance
-	1,  // 2: taskloom.v1.CreateCollectionResponse.collection:type_name -> taskloom.v1.Collection
-	1,  // 3: taskloom.v1.GetCollectionResponse.collection:type_name -> taskloom.v1.Collection
-	1,  // 4: taskloom.v1.ListCollectionsResponse.collections:type_name -> taskloom.v1.Collection
-	19, // 5: taskloom.v1.Point.payload:type_name -> google.protobuf.Struct
-	10, // 6: taskloom.v1.UpsertRequest.points:type_name -> taskloom.v1.Point
-	18, // 7: taskloom.v1.SearchRequest.filter:type_name -> taskloom.v1.SearchRequest.FilterEntry
-	19, // 8: taskloom.v1.ScoredPoint.payload:type_name -> google.protobuf.Struct
-	16, // 9: taskloom.v1.SearchResponse.hits:type_name -> taskloom.v1.ScoredPoint
-	2,  // 10: taskloom.v1.VectorService.CreateCollection:input_type -> taskloom.v1.CreateCollectionRequest
-	4,  // 11: taskloom.v1.VectorService.GetCollection:input_type -> taskloom.v1.GetCollectionRequest
-	6,  // 12: taskloom.v1.VectorService.ListCollections:input_type -> taskloom.v1.ListCollectionsRequest
-	8,  // 13: taskloom.v1.VectorService.DeleteCollection:input_type -> taskloom.v1.DeleteCollectionRequest
-	11, // 14: taskloom.v1.VectorService.Upsert:input_type -> taskloom.v1.UpsertRequest
-	13, // 15: taskloom.v1.VectorService.DeletePoints:input_type -> taskloom.v1.DeletePointsRequest
-	15, // 16: taskloom.v1.VectorService.Search:input_type -> taskloom.v1.SearchRequest
-	3,  // 17: taskloom.v1.VectorService.CreateCollection:output_type -> taskloom.v1.CreateCollectionResponse
-	5,  // 18: taskloom.v1.VectorService.GetCollection:output_type -> taskloom.v1.GetCollectionResponse
-	7,  // 19: taskloom.v1.VectorService.ListCollections:output_type -> taskloom.v1.ListCollectionsResponse
-	9,  // 20: taskloom.v1.VectorService.DeleteCollection:output_type -> taskloom.v1.DeleteCollectionResponse
-	12, // 21: taskloom.v1.VectorService.Upsert:output_type -> taskloom.v1.UpsertResponse
-	14, // 22: taskloom.v1.VectorService.DeletePoints:output_type -> taskloom.v1.DeletePointsResponse
-	17, // 23: taskloom.v1.VectorService.Search:output_type -> taskloom.v1.SearchResponse
-	17, // [17:24] is the sub-list for method output_type
-	10, // [10:17] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	2,  // 1: taskloom.v1.Collection.hnsw:type_name -> taskloom.v1.HnswConfig
+	0,  // 2: taskloom.v1.CreateCollectionRequest.distance:type_name -> taskloom.v1.Distance
+	2,  // 3: taskloom.v1.CreateCollectionRequest.hnsw:type_name -> taskloom.v1.HnswConfig
+	1,  // 4: taskloom.v1.CreateCollectionResponse.collection:type_name -> taskloom.v1.Collection
+	1,  // 5: taskloom.v1.GetCollectionResponse.collection:type_name -> taskloom.v1.Collection
+	1,  // 6: taskloom.v1.ListCollectionsResponse.collections:type_name -> taskloom.v1.Collection
+	23, // 7: taskloom.v1.Point.payload:type_name -> google.protobuf.Struct
+	11, // 8: taskloom.v1.UpsertRequest.points:type_name -> taskloom.v1.Point
+	22, // 9: taskloom.v1.SearchRequest.filter:type_name -> taskloom.v1.SearchRequest.FilterEntry
+	17, // 10: taskloom.v1.SearchRequest.conditions:type_name -> taskloom.v1.FilterCondition
+	16, // 11: taskloom.v1.SearchBatchRequest.searches:type_name -> taskloom.v1.SearchRequest
+	21, // 12: taskloom.v1.SearchBatchResponse.results:type_name -> taskloom.v1.SearchResponse
+	23, // 13: taskloom.v1.ScoredPoint.payload:type_name -> google.protobuf.Struct
+	20, // 14: taskloom.v1.SearchResponse.hits:type_name -> taskloom.v1.ScoredPoint
+	3,  // 15: taskloom.v1.VectorService.CreateCollection:input_type -> taskloom.v1.CreateCollectionRequest
+	5,  // 16: taskloom.v1.VectorService.GetCollection:input_type -> taskloom.v1.GetCollectionRequest
+	7,  // 17: taskloom.v1.VectorService.ListCollections:input_type -> taskloom.v1.ListCollectionsRequest
+	9,  // 18: taskloom.v1.VectorService.DeleteCollection:input_type -> taskloom.v1.DeleteCollectionRequest
+	12, // 19: taskloom.v1.VectorService.Upsert:input_type -> taskloom.v1.UpsertRequest
+	14, // 20: taskloom.v1.VectorService.DeletePoints:input_type -> taskloom.v1.DeletePointsRequest
+	16, // 21: taskloom.v1.VectorService.Search:input_type -> taskloom.v1.SearchRequest
+	18, // 22: taskloom.v1.VectorService.SearchBatch:input_type -> taskloom.v1.SearchBatchRequest
+	4,  // 23: taskloom.v1.VectorService.CreateCollection:output_type -> taskloom.v1.CreateCollectionResponse
+	6,  // 24: taskloom.v1.VectorService.GetCollection:output_type -> taskloom.v1.GetCollectionResponse
+	8,  // 25: taskloom.v1.VectorService.ListCollections:output_type -> taskloom.v1.ListCollectionsResponse
+	10, // 26: taskloom.v1.VectorService.DeleteCollection:output_type -> taskloom.v1.DeleteCollectionResponse
+	13, // 27: taskloom.v1.VectorService.Upsert:output_type -> taskloom.v1.UpsertResponse
+	15, // 28: taskloom.v1.VectorService.DeletePoints:output_type -> taskloom.v1.DeletePointsResponse
+	21, // 29: taskloom.v1.VectorService.Search:output_type -> taskloom.v1.SearchResponse
+	19, // 30: taskloom.v1.VectorService.SearchBatch:output_type -> taskloom.v1.SearchBatchResponse
+	23, // [23:31] is the sub-list for method output_type
+	15, // [15:23] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_taskloom_v1_vector_proto_init() }
@@ -1119,7 +1417,7 @@ func file_taskloom_v1_vector_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_taskloom_v1_vector_proto_rawDesc), len(file_taskloom_v1_vector_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   18,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

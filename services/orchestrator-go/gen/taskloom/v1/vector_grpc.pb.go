@@ -28,6 +28,7 @@ const (
 	VectorService_Upsert_FullMethodName           = "/taskloom.v1.VectorService/Upsert"
 	VectorService_DeletePoints_FullMethodName     = "/taskloom.v1.VectorService/DeletePoints"
 	VectorService_Search_FullMethodName           = "/taskloom.v1.VectorService/Search"
+	VectorService_SearchBatch_FullMethodName      = "/taskloom.v1.VectorService/SearchBatch"
 )
 
 // VectorServiceClient is the client API for VectorService service.
@@ -41,6 +42,9 @@ type VectorServiceClient interface {
 	Upsert(ctx context.Context, in *UpsertRequest, opts ...grpc.CallOption) (*UpsertResponse, error)
 	DeletePoints(ctx context.Context, in *DeletePointsRequest, opts ...grpc.CallOption) (*DeletePointsResponse, error)
 	Search(ctx context.Context, in *SearchRequest, opts ...grpc.CallOption) (*SearchResponse, error)
+	// Several searches in one call, answered in parallel; all are validated first, and
+	// one bad search fails the whole call naming its index (`searches[2].vector`).
+	SearchBatch(ctx context.Context, in *SearchBatchRequest, opts ...grpc.CallOption) (*SearchBatchResponse, error)
 }
 
 type vectorServiceClient struct {
@@ -121,6 +125,16 @@ func (c *vectorServiceClient) Search(ctx context.Context, in *SearchRequest, opt
 	return out, nil
 }
 
+func (c *vectorServiceClient) SearchBatch(ctx context.Context, in *SearchBatchRequest, opts ...grpc.CallOption) (*SearchBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SearchBatchResponse)
+	err := c.cc.Invoke(ctx, VectorService_SearchBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // VectorServiceServer is the server API for VectorService service.
 // All implementations must embed UnimplementedVectorServiceServer
 // for forward compatibility.
@@ -132,6 +146,9 @@ type VectorServiceServer interface {
 	Upsert(context.Context, *UpsertRequest) (*UpsertResponse, error)
 	DeletePoints(context.Context, *DeletePointsRequest) (*DeletePointsResponse, error)
 	Search(context.Context, *SearchRequest) (*SearchResponse, error)
+	// Several searches in one call, answered in parallel; all are validated first, and
+	// one bad search fails the whole call naming its index (`searches[2].vector`).
+	SearchBatch(context.Context, *SearchBatchRequest) (*SearchBatchResponse, error)
 	mustEmbedUnimplementedVectorServiceServer()
 }
 
@@ -162,6 +179,9 @@ func (UnimplementedVectorServiceServer) DeletePoints(context.Context, *DeletePoi
 }
 func (UnimplementedVectorServiceServer) Search(context.Context, *SearchRequest) (*SearchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Search not implemented")
+}
+func (UnimplementedVectorServiceServer) SearchBatch(context.Context, *SearchBatchRequest) (*SearchBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SearchBatch not implemented")
 }
 func (UnimplementedVectorServiceServer) mustEmbedUnimplementedVectorServiceServer() {}
 func (UnimplementedVectorServiceServer) testEmbeddedByValue()                       {}
@@ -310,6 +330,24 @@ func _VectorService_Search_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _VectorService_SearchBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SearchBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VectorServiceServer).SearchBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VectorService_SearchBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VectorServiceServer).SearchBatch(ctx, req.(*SearchBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // VectorService_ServiceDesc is the grpc.ServiceDesc for VectorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -344,6 +382,10 @@ var VectorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Search",
 			Handler:    _VectorService_Search_Handler,
+		},
+		{
+			MethodName: "SearchBatch",
+			Handler:    _VectorService_SearchBatch_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

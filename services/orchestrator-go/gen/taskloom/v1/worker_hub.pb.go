@@ -502,11 +502,15 @@ func (x *Heartbeat) GetLeaseIds() []string {
 }
 
 type TaskChunk struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	LeaseId       string                 `protobuf:"bytes,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
-	Seq           int64                  `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
-	Text          string                 `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	TaskId  string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	LeaseId string                 `protobuf:"bytes,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	Seq     int64                  `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	Text    string                 `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
+	// What the chunk carries (see ChunkKind); unset is text.
+	Kind ChunkKind `protobuf:"varint,5,opt,name=kind,proto3,enum=taskloom.v1.ChunkKind" json:"kind,omitempty"`
+	// The payload of a TOOL_CALL, TOOL_RESULT or USAGE chunk (see ChunkKind).
+	Data          *structpb.Struct `protobuf:"bytes,6,opt,name=data,proto3" json:"data,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -567,6 +571,20 @@ func (x *TaskChunk) GetText() string {
 		return x.Text
 	}
 	return ""
+}
+
+func (x *TaskChunk) GetKind() ChunkKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ChunkKind_CHUNK_KIND_UNSPECIFIED
+}
+
+func (x *TaskChunk) GetData() *structpb.Struct {
+	if x != nil {
+		return x.Data
+	}
+	return nil
 }
 
 type TaskResult struct {
@@ -817,7 +835,7 @@ var File_taskloom_v1_worker_hub_proto protoreflect.FileDescriptor
 
 const file_taskloom_v1_worker_hub_proto_rawDesc = "" +
 	"\n" +
-	"\x1ctaskloom/v1/worker_hub.proto\x12\vtaskloom.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18taskloom/v1/common.proto\"\xc7\x02\n" +
+	"\x1ctaskloom/v1/worker_hub.proto\x12\vtaskloom.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18taskloom/v1/common.proto\x1a\x18taskloom/v1/limits.proto\"\xc7\x02\n" +
 	"\x0eSessionRequest\x123\n" +
 	"\bregister\x18\x01 \x01(\v2\x15.taskloom.v1.RegisterH\x00R\bregister\x122\n" +
 	"\x06credit\x18\x02 \x01(\v2\x18.taskloom.v1.CreditGrantH\x00R\x06credit\x126\n" +
@@ -834,11 +852,11 @@ const file_taskloom_v1_worker_hub_proto_rawDesc = "" +
 	"assignment\x18\x02 \x01(\v2\x17.taskloom.v1.AssignmentH\x00R\n" +
 	"assignment\x127\n" +
 	"\x06cancel\x18\x03 \x01(\v2\x1d.taskloom.v1.CancelAssignmentH\x00R\x06cancelB\x05\n" +
-	"\x03msg\"\xaf\x01\n" +
-	"\bRegister\x12\x1b\n" +
-	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12.\n" +
-	"\x06agents\x18\x02 \x03(\v2\x16.taskloom.v1.AgentInfoR\x06agents\x12 \n" +
-	"\vconcurrency\x18\x03 \x01(\x05R\vconcurrency\x12\x1a\n" +
+	"\x03msg\"\xc0\x01\n" +
+	"\bRegister\x12$\n" +
+	"\tworker_id\x18\x01 \x01(\tB\a\xca\xf3\x18\x03\x10\x80\x01R\bworkerId\x12.\n" +
+	"\x06agents\x18\x02 \x03(\v2\x16.taskloom.v1.AgentInfoR\x06agents\x12(\n" +
+	"\vconcurrency\x18\x03 \x01(\x05B\x06\xca\xf3\x18\x02@\x01R\vconcurrency\x12\x1a\n" +
 	"\bhostname\x18\x04 \x01(\tR\bhostname\x12\x18\n" +
 	"\aversion\x18\x05 \x01(\tR\aversion\"\xab\x01\n" +
 	"\n" +
@@ -849,12 +867,14 @@ const file_taskloom_v1_worker_hub_proto_rawDesc = "" +
 	"\vCreditGrant\x12\x18\n" +
 	"\acredits\x18\x01 \x01(\x05R\acredits\"(\n" +
 	"\tHeartbeat\x12\x1b\n" +
-	"\tlease_ids\x18\x01 \x03(\tR\bleaseIds\"e\n" +
+	"\tlease_ids\x18\x01 \x03(\tR\bleaseIds\"\xbe\x01\n" +
 	"\tTaskChunk\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12\x10\n" +
 	"\x03seq\x18\x03 \x01(\x03R\x03seq\x12\x12\n" +
-	"\x04text\x18\x04 \x01(\tR\x04text\"\xcd\x01\n" +
+	"\x04text\x18\x04 \x01(\tR\x04text\x12*\n" +
+	"\x04kind\x18\x05 \x01(\x0e2\x16.taskloom.v1.ChunkKindR\x04kind\x12+\n" +
+	"\x04data\x18\x06 \x01(\v2\x17.google.protobuf.StructR\x04data\"\xcd\x01\n" +
 	"\n" +
 	"TaskResult\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x19\n" +
@@ -872,9 +892,9 @@ const file_taskloom_v1_worker_hub_proto_rawDesc = "" +
 	"\x10CancelAssignment\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason2\\\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason2g\n" +
 	"\x10WorkerHubService\x12H\n" +
-	"\aSession\x12\x1b.taskloom.v1.SessionRequest\x1a\x1c.taskloom.v1.SessionResponse(\x010\x01BRZPgithub.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1;taskloomv1b\x06proto3"
+	"\aSession\x12\x1b.taskloom.v1.SessionRequest\x1a\x1c.taskloom.v1.SessionResponse(\x010\x01\x1a\t\xd2\xf3\x18\x05\b\x80\x80\x80\x02BRZPgithub.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1;taskloomv1b\x06proto3"
 
 var (
 	file_taskloom_v1_worker_hub_proto_rawDescOnce sync.Once
@@ -903,11 +923,13 @@ var file_taskloom_v1_worker_hub_proto_goTypes = []any{
 	(*CancelAssignment)(nil),      // 10: taskloom.v1.CancelAssignment
 	(*AgentInfo)(nil),             // 11: taskloom.v1.AgentInfo
 	(*durationpb.Duration)(nil),   // 12: google.protobuf.Duration
-	(*structpb.Value)(nil),        // 13: google.protobuf.Value
-	(*TaskError)(nil),             // 14: taskloom.v1.TaskError
-	(*TokenUsage)(nil),            // 15: taskloom.v1.TokenUsage
-	(*Task)(nil),                  // 16: taskloom.v1.Task
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(ChunkKind)(0),                // 13: taskloom.v1.ChunkKind
+	(*structpb.Struct)(nil),       // 14: google.protobuf.Struct
+	(*structpb.Value)(nil),        // 15: google.protobuf.Value
+	(*TaskError)(nil),             // 16: taskloom.v1.TaskError
+	(*TokenUsage)(nil),            // 17: taskloom.v1.TokenUsage
+	(*Task)(nil),                  // 18: taskloom.v1.Task
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
 }
 var file_taskloom_v1_worker_hub_proto_depIdxs = []int32{
 	2,  // 0: taskloom.v1.SessionRequest.register:type_name -> taskloom.v1.Register
@@ -922,18 +944,20 @@ var file_taskloom_v1_worker_hub_proto_depIdxs = []int32{
 	11, // 9: taskloom.v1.Register.agents:type_name -> taskloom.v1.AgentInfo
 	12, // 10: taskloom.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
 	12, // 11: taskloom.v1.Registered.lease_ttl:type_name -> google.protobuf.Duration
-	13, // 12: taskloom.v1.TaskResult.output:type_name -> google.protobuf.Value
-	14, // 13: taskloom.v1.TaskResult.error:type_name -> taskloom.v1.TaskError
-	15, // 14: taskloom.v1.TaskResult.usage:type_name -> taskloom.v1.TokenUsage
-	16, // 15: taskloom.v1.Assignment.task:type_name -> taskloom.v1.Task
-	17, // 16: taskloom.v1.Assignment.deadline:type_name -> google.protobuf.Timestamp
-	0,  // 17: taskloom.v1.WorkerHubService.Session:input_type -> taskloom.v1.SessionRequest
-	1,  // 18: taskloom.v1.WorkerHubService.Session:output_type -> taskloom.v1.SessionResponse
-	18, // [18:19] is the sub-list for method output_type
-	17, // [17:18] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	13, // 12: taskloom.v1.TaskChunk.kind:type_name -> taskloom.v1.ChunkKind
+	14, // 13: taskloom.v1.TaskChunk.data:type_name -> google.protobuf.Struct
+	15, // 14: taskloom.v1.TaskResult.output:type_name -> google.protobuf.Value
+	16, // 15: taskloom.v1.TaskResult.error:type_name -> taskloom.v1.TaskError
+	17, // 16: taskloom.v1.TaskResult.usage:type_name -> taskloom.v1.TokenUsage
+	18, // 17: taskloom.v1.Assignment.task:type_name -> taskloom.v1.Task
+	19, // 18: taskloom.v1.Assignment.deadline:type_name -> google.protobuf.Timestamp
+	0,  // 19: taskloom.v1.WorkerHubService.Session:input_type -> taskloom.v1.SessionRequest
+	1,  // 20: taskloom.v1.WorkerHubService.Session:output_type -> taskloom.v1.SessionResponse
+	20, // [20:21] is the sub-list for method output_type
+	19, // [19:20] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_taskloom_v1_worker_hub_proto_init() }
@@ -942,6 +966,7 @@ func file_taskloom_v1_worker_hub_proto_init() {
 		return
 	}
 	file_taskloom_v1_common_proto_init()
+	file_taskloom_v1_limits_proto_init()
 	file_taskloom_v1_worker_hub_proto_msgTypes[0].OneofWrappers = []any{
 		(*SessionRequest_Register)(nil),
 		(*SessionRequest_Credit)(nil),

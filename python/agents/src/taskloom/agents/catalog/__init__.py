@@ -4,35 +4,32 @@ the operator's `--agents-dir` directories, validated into `AgentSpec`s."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from enum import StrEnum
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
+
+from taskloom.agents.catalog.spec import (
+    AgentSpec,
+    McpServerDecl,
+    ProviderKind,
+    SandboxLimits,
+    ToolDecl,
+)
+
+__all__ = [
+    "AgentSpec",
+    "Catalog",
+    "CatalogError",
+    "McpServerDecl",
+    "ProviderKind",
+    "SandboxLimits",
+    "ToolDecl",
+    "load_catalog",
+    "parse_agent",
+]
 
 SHIPPED_DIR = Path(__file__).parent
-
-
-class ProviderKind(StrEnum):
-    SIMULATED = "simulated"
-    OPENAI = "openai"
-    ANTHROPIC = "anthropic"
-
-
-class AgentSpec(BaseModel):
-    """One agent as written in YAML."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")
-    description: str = ""
-    provider: ProviderKind = ProviderKind.SIMULATED
-    model: str = Field(min_length=1)
-    system: str = ""
-    temperature: float = Field(default=0.2, ge=0.0, le=2.0)
-    max_tokens: int = Field(default=512, ge=1, le=1_000_000)
-    cache: bool = True
-    tools: tuple[str, ...] = ()
 
 
 class CatalogError(ValueError):
@@ -40,10 +37,13 @@ class CatalogError(ValueError):
 
 
 class Catalog(Mapping[str, AgentSpec]):
-    """The agents a worker can run, by name."""
+    """The agents a worker can run, by name, with the file each came from."""
 
-    def __init__(self, specs: Iterable[AgentSpec]) -> None:
+    def __init__(
+        self, specs: Iterable[AgentSpec], sources: Mapping[str, Path] | None = None
+    ) -> None:
         self._specs = {spec.name: spec for spec in specs}
+        self.sources: dict[str, Path] = dict(sources or {})
 
     def __getitem__(self, name: str) -> AgentSpec:
         return self._specs[name]
@@ -75,24 +75,48 @@ def parse_agent(path: Path) -> AgentSpec:
         raise CatalogError(f"{path}: invalid agent: {problems}") from err
 
 
-def load_catalog(extra_dirs: Iterable[Path] = ()) -> Catalog:
+def load_catalog(
+    extra_dirs: Iterable[Path] = (),
+    *,
+    previous: Catalog | None = None,
+    errors: list[CatalogError] | None = None,
+) -> Catalog:
     """Load the shipped agents, then each extra directory's `*.yaml`/`*.yml` files.
 
     A later directory may redefine an agent of an earlier one (operators override the
     shipped `assistant`); two files of the same directory may not define the same name.
+    Without `previous` the first bad file raises. With it (a reload), a bad file is
+    refused and recorded in `errors`, and the agents it defined before are kept.
     """
     specs: dict[str, AgentSpec] = {}
+    sources: dict[str, Path] = {}
+
+    def refuse(err: CatalogError, path: Path) -> None:
+        if previous is None or errors is None:
+            raise err
+        errors.append(err)
+        for name, source in previous.sources.items():
+            if source == path:
+                specs[name] = previous[name]
+                sources[name] = path
+
     for directory in (SHIPPED_DIR, *extra_dirs):
         if not directory.is_dir():
-            raise CatalogError(f"{directory}: agents directory does not exist")
+            refuse(CatalogError(f"{directory}: agents directory does not exist"), directory)
+            continue
         seen: dict[str, Path] = {}
         files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
         for path in files:
-            spec = parse_agent(path)
-            if spec.name in seen:
-                raise CatalogError(
-                    f"{path}: agent {spec.name!r} is already defined in {seen[spec.name]}"
-                )
+            try:
+                spec = parse_agent(path)
+                if spec.name in seen:
+                    raise CatalogError(
+                        f"{path}: agent {spec.name!r} is already defined in {seen[spec.name]}"
+                    )
+            except CatalogError as err:
+                refuse(err, path)
+                continue
             seen[spec.name] = path
             specs[spec.name] = spec
-    return Catalog(specs.values())
+            sources[spec.name] = path
+    return Catalog(specs.values(), sources)

@@ -1,8 +1,12 @@
 """The OpenAI-compatible chat completions API over httpx, streamed as server-sent events.
 
-Works with OpenAI, vLLM, Ollama, llama.cpp server and OpenRouter. Rate limits (429) and
-server errors (5xx) are retried with exponential backoff that honours `Retry-After`,
-but only before the first token: a retry after that would repeat streamed text.
+Works with OpenAI, vLLM, Ollama, llama.cpp server and OpenRouter. Tool calling uses the
+API's `tools` / `tool_calls`; argument deltas are assembled per call index and each call
+is yielded complete once the stream has ended. Reasoning deltas (`reasoning_content`, as
+vLLM and DeepSeek send, or `reasoning`, as OpenRouter and Ollama do) become thoughts.
+Rate limits (429) and server errors (5xx) are retried with exponential backoff that
+honours `Retry-After`, but only before the first event: a retry after that would repeat
+streamed text.
 """
 
 from __future__ import annotations
@@ -12,13 +16,26 @@ import email.utils
 import random
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import orjson
 import structlog
 
-from taskloom.agents.providers import GenerationParams, Message, ProviderError, Usage
+from taskloom.agents.providers.base import (
+    GenerationParams,
+    Message,
+    ProviderError,
+    ProviderEvent,
+    TextDelta,
+    ThoughtDelta,
+    ToolCall,
+    ToolCallComplete,
+    ToolCallDelta,
+    ToolDefinition,
+    UsageUpdate,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -79,17 +96,30 @@ class OpenAIProvider:
         messages: Sequence[Message],
         model: str,
         params: GenerationParams,
-        usage: Usage,
-    ) -> AsyncIterator[str]:
-        body = {
+        tools: Sequence[ToolDefinition] = (),
+    ) -> AsyncIterator[ProviderEvent]:
+        body: dict[str, Any] = {
             "model": model,
-            "messages": list(messages),
+            "messages": [to_openai_message(m) for m in messages],
             "temperature": params.temperature,
             "max_tokens": params.max_tokens,
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        if tools:
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": dict(t.parameters),
+                    },
+                }
+                for t in tools
+            ]
         attempt = 0
+        yielded = False
         while True:
             try:
                 async with self._client.stream("POST", self._url, json=body) as response:
@@ -117,12 +147,13 @@ class OpenAIProvider:
                             f"{self.name} returned HTTP {response.status_code}: {detail}",
                             retryable=response.status_code in _RETRYABLE_STATUS,
                         )
-                    async for piece in _read_events(response, usage):
-                        yield piece
+                    async for event in _read_events(response):
+                        yielded = True
+                        yield event
                     return
             except httpx.TransportError as err:
-                # Connection refused/reset before any text: retry like a 503.
-                if attempt < self._max_retries and usage.completion_tokens == 0:
+                # Connection refused/reset before any output: retry like a 503.
+                if attempt < self._max_retries and not yielded:
                     delay = self._backoff(attempt, None)
                     log.warning(
                         "llm call failed, retrying",
@@ -139,6 +170,25 @@ class OpenAIProvider:
                 ) from err
 
 
+def to_openai_message(message: Message) -> dict[str, Any]:
+    """Our message shape to the chat completions API's."""
+    out: dict[str, Any] = {"role": message["role"], "content": message["content"]}
+    if calls := message.get("tool_calls"):
+        out["tool_calls"] = [
+            {
+                "id": c["id"],
+                "type": "function",
+                "function": {"name": c["name"], "arguments": c["arguments"]},
+            }
+            for c in calls
+        ]
+        if not message["content"]:
+            out["content"] = None  # the API's form for a turn that only calls tools
+    if "tool_call_id" in message:
+        out["tool_call_id"] = message["tool_call_id"]
+    return out
+
+
 def _error_detail(response: httpx.Response) -> str:
     try:
         data = orjson.loads(response.content)
@@ -149,8 +199,16 @@ def _error_detail(response: httpx.Response) -> str:
     return response.text[:500] or response.reason_phrase
 
 
-async def _read_events(response: httpx.Response, usage: Usage) -> AsyncIterator[str]:
-    """Yield the content deltas of an SSE chat-completion stream and fill in `usage`."""
+@dataclass
+class _PartialCall:
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+async def _read_events(response: httpx.Response) -> AsyncIterator[ProviderEvent]:
+    """Turn an SSE chat-completion stream into provider events."""
+    calls: dict[int, _PartialCall] = {}
     pieces = 0
     saw_usage = False
     async for line in response.aiter_lines():
@@ -167,14 +225,35 @@ async def _read_events(response: httpx.Response, usage: Usage) -> AsyncIterator[
             error = event["error"]
             message = error.get("message", error) if isinstance(error, dict) else error
             raise ProviderError(f"stream error: {message}", retryable=True)
-        if event.get("usage"):
-            saw_usage = True
-            usage.prompt_tokens = int(event["usage"].get("prompt_tokens") or 0)
-            usage.completion_tokens = int(event["usage"].get("completion_tokens") or 0)
         for choice in event.get("choices") or ():
-            content = (choice.get("delta") or {}).get("content")
+            delta = choice.get("delta") or {}
+            thought = delta.get("reasoning_content") or delta.get("reasoning")
+            if isinstance(thought, str) and thought:
+                yield ThoughtDelta(thought)
+            content = delta.get("content")
             if content:
                 pieces += 1
-                if not saw_usage:
-                    usage.completion_tokens = pieces  # an estimate until the usage event
-                yield content
+                yield TextDelta(content)
+                if not saw_usage:  # an estimate until the usage event
+                    yield UsageUpdate(0, pieces)
+            for raw in delta.get("tool_calls") or ():
+                index = int(raw.get("index", 0))
+                partial = calls.setdefault(index, _PartialCall())
+                function = raw.get("function") or {}
+                partial.id = raw.get("id") or partial.id
+                partial.name += function.get("name") or ""
+                piece = function.get("arguments") or ""
+                partial.arguments += piece
+                yield ToolCallDelta(index, partial.id, partial.name, piece)
+        if event.get("usage"):
+            saw_usage = True
+            yield UsageUpdate(
+                int(event["usage"].get("prompt_tokens") or 0),
+                int(event["usage"].get("completion_tokens") or 0),
+            )
+    for index in sorted(calls):
+        partial = calls[index]
+        if not partial.name:
+            raise ProviderError(f"tool call {index} arrived without a name", retryable=True)
+        call_id = partial.id or f"call_{index}"
+        yield ToolCallComplete(ToolCall(call_id, partial.name, partial.arguments or "{}"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import grpc
-from fastapi import APIRouter, Query, Request, Response, WebSocket
+from fastapi import APIRouter, Path, Query, Request, Response, WebSocket
 from sse_starlette import EventSourceResponse
 
 from taskloom.gateway import convert
@@ -21,6 +21,7 @@ from taskloom.gateway.deps import (
     get_settings,
 )
 from taskloom.gateway.errors import ProblemError, problem_from_grpc
+from taskloom.gateway.limits import default, int_range, text
 from taskloom.gateway.models import TaskCancel, TaskCreate, TaskList, TaskOut, TaskStatusName
 from taskloom.gateway.orchestrator import OrchestratorSession
 from taskloom.gateway.streaming import sse_response, websocket_error, websocket_relay
@@ -29,9 +30,12 @@ from taskloom.v1 import common_pb2, orchestrator_pb2
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
+TaskId = Annotated[str, Path(**text(orchestrator_pb2.GetTaskRequest, "id"))]
+_LIST = orchestrator_pb2.ListTasksRequest
+
 
 async def _owned_task(
-    orchestrator: OrchestratorSession, task_id: str, tenant: str, settings: Settings
+    orchestrator: OrchestratorSession, task_id: TaskId, tenant: str, settings: Settings
 ) -> common_pb2.Task:
     """The task, or 404 when it belongs to another tenant (tenants never see each other)."""
     task = await orchestrator.get_task(task_id)
@@ -72,9 +76,9 @@ async def list_tasks(
     tenant: TenantDep,
     orchestrator: OrchestratorDep,
     status: TaskStatusName | None = None,
-    agent: str = "",
-    page_size: Annotated[int, Query(ge=1, le=1000)] = 100,
-    page_token: str = "",
+    agent: Annotated[str, Query(**text(_LIST, "agent"))] = "",
+    page_size: Annotated[int, Query(**int_range(_LIST, "page_size"))] = default(_LIST, "page_size"),
+    page_token: Annotated[str, Query(**text(_LIST, "page_token"))] = "",
 ) -> TaskList:
     """The caller's tasks, newest first, filtered by status and agent."""
     listed = await orchestrator.list_tasks(
@@ -82,7 +86,9 @@ async def list_tasks(
             page_size=page_size,
             page_token=page_token,
             tenant=tenant,
-            status=convert.task_status_number(status) if status else 0,
+            status=convert.task_status_number(status)
+            if status
+            else common_pb2.TASK_STATUS_UNSPECIFIED,
             agent=agent,
         )
     )
@@ -94,14 +100,14 @@ async def list_tasks(
 
 @router.get("/{task_id}")
 async def get_task(
-    task_id: str, tenant: TenantDep, orchestrator: OrchestratorDep, settings: SettingsDep
+    task_id: TaskId, tenant: TenantDep, orchestrator: OrchestratorDep, settings: SettingsDep
 ) -> TaskOut:
     return convert.task_out(await _owned_task(orchestrator, task_id, tenant, settings))
 
 
 @router.post("/{task_id}/cancel")
 async def cancel_task(
-    task_id: str,
+    task_id: TaskId,
     tenant: TenantDep,
     orchestrator: OrchestratorDep,
     settings: SettingsDep,
@@ -120,7 +126,7 @@ async def cancel_task(
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def task_events(
-    task_id: str,
+    task_id: TaskId,
     request: Request,
     tenant: TenantDep,
     orchestrator: OrchestratorDep,
@@ -137,7 +143,7 @@ async def task_events(
 
 
 @router.websocket("/{task_id}/ws")
-async def task_events_ws(websocket: WebSocket, task_id: str) -> None:
+async def task_events_ws(websocket: WebSocket, task_id: TaskId) -> None:
     """The events of `/events` as WebSocket messages `{"event": ..., "data": ...}`."""
     settings = get_settings(websocket)
     orchestrator = get_orchestrator(websocket)

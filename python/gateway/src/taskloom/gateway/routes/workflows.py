@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, Response
 from sse_starlette import EventSourceResponse
 
 from taskloom.gateway import convert
@@ -15,6 +17,7 @@ from taskloom.gateway.deps import (
     TraceparentDep,
 )
 from taskloom.gateway.errors import ProblemError
+from taskloom.gateway.limits import text
 from taskloom.gateway.models import WorkflowCancel, WorkflowCreate, WorkflowOut
 from taskloom.gateway.orchestrator import OrchestratorSession
 from taskloom.gateway.streaming import sse_response
@@ -23,9 +26,11 @@ from taskloom.v1 import orchestrator_pb2
 
 router = APIRouter(prefix="/v1/workflows", tags=["workflows"])
 
+WorkflowId = Annotated[str, Path(**text(orchestrator_pb2.GetWorkflowRequest, "id"))]
+
 
 async def _owned_workflow(
-    orchestrator: OrchestratorSession, workflow_id: str, tenant: str, settings: Settings
+    orchestrator: OrchestratorSession, workflow_id: WorkflowId, tenant: str, settings: Settings
 ) -> orchestrator_pb2.Workflow:
     workflow = await orchestrator.get_workflow(workflow_id)
     if settings.auth_enabled and workflow.spec.tenant != tenant:
@@ -61,14 +66,14 @@ async def submit_workflow(
 
 @router.get("/{workflow_id}")
 async def get_workflow(
-    workflow_id: str, tenant: TenantDep, orchestrator: OrchestratorDep, settings: SettingsDep
+    workflow_id: WorkflowId, tenant: TenantDep, orchestrator: OrchestratorDep, settings: SettingsDep
 ) -> WorkflowOut:
     return convert.workflow_out(await _owned_workflow(orchestrator, workflow_id, tenant, settings))
 
 
 @router.post("/{workflow_id}/cancel")
 async def cancel_workflow(
-    workflow_id: str,
+    workflow_id: WorkflowId,
     tenant: TenantDep,
     orchestrator: OrchestratorDep,
     settings: SettingsDep,
@@ -86,7 +91,7 @@ async def cancel_workflow(
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def workflow_events(
-    workflow_id: str,
+    workflow_id: WorkflowId,
     request: Request,
     tenant: TenantDep,
     orchestrator: OrchestratorDep,
