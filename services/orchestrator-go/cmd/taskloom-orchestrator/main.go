@@ -115,7 +115,12 @@ func run(cfg config.Config, log *slog.Logger) error {
 		return fmt.Errorf("listen gRPC on %s: %w", cfg.GRPCAddr, err)
 	}
 	var ready httpserver.Readiness
-	httpSrv := httpserver.New(cfg.HTTPAddr, httpserver.Handler(&ready, reg, httpserver.Check{Name: "store", Probe: st.Ping}))
+	handler := httpserver.Handler(&ready, reg, httpserver.Check{Name: "store", Probe: st.Ping})
+	if cfg.Profiling {
+		handler = httpserver.WithProfiling(handler, cfg.ProfilingAllowRemote)
+		log.Warn("profiling endpoints on /debug/pprof", "allow_remote", cfg.ProfilingAllowRemote)
+	}
+	httpSrv := httpserver.New(cfg.HTTPAddr, handler)
 	httpLis, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen HTTP on %s: %w", cfg.HTTPAddr, err)

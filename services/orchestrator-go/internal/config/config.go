@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"slices"
@@ -49,6 +50,10 @@ type Config struct {
 	// MemoryLimit is the Go runtime's soft memory limit in bytes (GOMEMLIMIT);
 	// 0 leaves the runtime's own (GOMEMLIMIT from the environment, else none).
 	MemoryLimit int64
+	// Profiling serves /debug/pprof on the HTTP address; ProfilingAllowRemote lets it
+	// answer peers and listen on addresses other than loopback (the Rust services' flags).
+	Profiling            bool
+	ProfilingAllowRemote bool
 	// File is the YAML file read, if any; CheckOnly is --check-config.
 	File      string
 	CheckOnly bool
@@ -71,7 +76,7 @@ func (s setting) key() string { return strings.ReplaceAll(s.name, "-", "_") }
 func (c *Config) settings() []setting {
 	return []setting{
 		{"grpc-addr", "gRPC listen address (OrchestratorService, WorkerHubService, health, reflection)", (*stringValue)(&c.GRPCAddr)},
-		{"http-addr", "HTTP listen address (/healthz, /readyz, /metrics, /debug/pprof)", (*stringValue)(&c.HTTPAddr)},
+		{"http-addr", "HTTP listen address (/healthz, /readyz, /metrics, and /debug/pprof with --profiling)", (*stringValue)(&c.HTTPAddr)},
 		{"log-level", "log level: debug, info, warn or error", (*stringValue)(&c.LogLevel)},
 		{"data-dir", "directory for durable state (created at start)", (*stringValue)(&c.DataDir)},
 		{"max-queue", "most tasks waiting for a worker; beyond it SubmitTask returns RESOURCE_EXHAUSTED", (*intValue)(&c.MaxQueue)},
@@ -86,6 +91,8 @@ func (c *Config) settings() []setting {
 		{"agent-limit", "most tasks of an agent running at once; NAME=N, repeatable or comma-separated", limitsValue(c.AgentLimits)},
 		{"provider-limit", "most tasks of an LLM provider's agents running at once; NAME=N, repeatable or comma-separated", limitsValue(c.ProviderLimits)},
 		{"memory-limit", "the Go runtime's soft memory limit (GOMEMLIMIT), e.g. 512MiB or 2GiB; 0: the runtime's own", (*bytesValue)(&c.MemoryLimit)},
+		{"profiling", "serve CPU, heap, goroutine and other profiles on /debug/pprof of the HTTP address (loopback peers only)", (*boolValue)(&c.Profiling)},
+		{"profiling-allow-remote", "let /debug/pprof answer non-loopback peers, and --profiling run on a non-loopback --http-addr", (*boolValue)(&c.ProfilingAllowRemote)},
 	}
 }
 
@@ -268,6 +275,9 @@ func (c Config) validate() error {
 	if c.MemoryLimit < 0 {
 		problems = append(problems, "--memory-limit must not be negative")
 	}
+	if c.Profiling && !c.ProfilingAllowRemote && !IsLoopback(c.HTTPAddr) {
+		problems = append(problems, fmt.Sprintf("--profiling on --http-addr %s, which is not loopback, would open profiles to the network (set --profiling-allow-remote to allow it)", c.HTTPAddr))
+	}
 	if len(problems) > 0 {
 		slices.Sort(problems)
 		return errors.New("invalid configuration: " + strings.Join(problems, "; "))
@@ -294,7 +304,22 @@ func (c Config) LogValue() slog.Value {
 		slog.String("retention", c.Retention.String()),
 		slog.Any("agent_limits", c.AgentLimits), slog.Any("provider_limits", c.ProviderLimits),
 		slog.Int64("memory_limit", c.MemoryLimit),
+		slog.Bool("profiling", c.Profiling), slog.Bool("profiling_allow_remote", c.ProfilingAllowRemote),
 	)
+}
+
+// IsLoopback reports whether the listen address addr (host:port) binds loopback only:
+// 127.0.0.0/8, ::1 or localhost. An empty host (":9101") binds every interface.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // maskURL hides the password of a URL for logging.
@@ -315,6 +340,19 @@ type stringValue string
 
 func (v *stringValue) String() string     { return string(*v) }
 func (v *stringValue) Set(s string) error { *v = stringValue(s); return nil }
+
+type boolValue bool
+
+func (v *boolValue) String() string   { return strconv.FormatBool(bool(*v)) }
+func (v *boolValue) IsBoolFlag() bool { return true }
+func (v *boolValue) Set(s string) error {
+	b, err := strconv.ParseBool(strings.TrimSpace(s))
+	if err != nil {
+		return errors.New("not true or false")
+	}
+	*v = boolValue(b)
+	return nil
+}
 
 type intValue int
 
