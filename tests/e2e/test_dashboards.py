@@ -112,14 +112,45 @@ def test_every_exposed_metric_is_documented(stack: Stack, gateway: str) -> None:
     assert undocumented == set()
 
 
+# Alerts on metrics this stack does not produce yet: the LLM breaker state comes with the
+# providers work, per-model LLM request latency with the agent runtime's metrics client.
+# Checked to be absent, so this list has to shrink when they arrive.
+ALERTS_WITHOUT_DATA = {"TaskloomLLMBreakerOpen", "TaskloomLLMLatencyHigh"}
+
+
+def without_threshold(expr: str) -> str:
+    """The left operand of an alert's first comparison outside brackets: what it compares."""
+    depth = 0
+    for i, char in enumerate(expr):
+        depth += char in "([{"
+        depth -= char in ")]}"
+        if depth == 0 and char in "<>=!" and expr[i + 1 : i + 2] in ("=", " "):
+            return expr[:i].strip()
+    raise AssertionError(f"no comparison in {expr!r}")
+
+
+def alert_expressions() -> dict[str, str]:
+    groups = yaml.safe_load((REPO / "deploy/prometheus/alerts.yml").read_text())["groups"]
+    return {r["alert"]: without_threshold(r["expr"]) for g in groups for r in g["rules"]}
+
+
+def prometheus_query(api: str, expr: str) -> list[dict[str, object]]:
+    reply = httpx.get(f"{api}/query", params={"query": expr}).json()
+    assert reply["status"] == "success", (expr, reply)
+    result: list[dict[str, object]] = reply["data"]["result"]
+    return result
+
+
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus is not installed")
 def test_prometheus_scrapes_every_service_and_evaluates_the_dashboard(
     stack: Stack, gateway: str, tmp_path: Path
 ) -> None:
     local = yaml.safe_load((REPO / "deploy/prometheus/prometheus-local.yml").read_text())
-    local["scrape_configs"][0]["static_configs"][0]["targets"] = [
-        svc.base_url.removeprefix("http://") for svc in stack.services
-    ]
+    # One job per service, as in prometheus.yml: the stack's ports instead of the defaults.
+    jobs = {job["job_name"]: job for job in local["scrape_configs"]}
+    assert set(jobs) == {svc.name for svc in stack.services}
+    for svc in stack.services:
+        jobs[svc.name]["static_configs"] = [{"targets": [svc.base_url.removeprefix("http://")]}]
     local["global"]["scrape_interval"] = "1s"
     local["rule_files"] = [str(REPO / "deploy/prometheus/alerts.yml")]
     config = tmp_path / "prometheus.yml"
@@ -151,9 +182,20 @@ def test_prometheus_scrapes_every_service_and_evaluates_the_dashboard(
             time.sleep(0.5)
         assert len(up) == len(stack.services) and set(up.values()) == {"1"}, up
 
-        for expr in dashboard_queries():
-            reply = httpx.get(f"{api}/query", params={"query": expr}).json()
-            assert reply["status"] == "success", (expr, reply)
+        # Every panel shows data once a few tasks ran and two scrapes cover each rate.
+        empty = dashboard_queries()
+        deadline = time.monotonic() + 60
+        while empty and time.monotonic() < deadline:
+            run_one_task(gateway)
+            call_vector(stack)
+            time.sleep(1)
+            empty = [expr for expr in empty if not prometheus_query(api, expr)]
+        assert empty == []
+        # Every alert watches something: its expression without the threshold has series.
+        quiet = {
+            name for name, expr in alert_expressions().items() if not prometheus_query(api, expr)
+        }
+        assert quiet == ALERTS_WITHOUT_DATA
         rules = httpx.get(f"{api}/rules").json()["data"]["groups"]
         assert rules and all(r["health"] != "err" for g in rules for r in g["rules"])
     finally:
