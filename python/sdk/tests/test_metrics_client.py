@@ -47,6 +47,22 @@ class Recorder(metrics_pb2_grpc.MetricsServiceServicer):
             accepted += len(request.samples)
         return metrics_pb2.IngestStreamResponse(accepted=accepted)
 
+    # The client calls IngestStream only.
+    def Ingest(
+        self, request: metrics_pb2.IngestRequest, context: grpc.ServicerContext
+    ) -> metrics_pb2.IngestResponse:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in this test")
+
+    def QueryMetrics(
+        self, request: metrics_pb2.QueryMetricsRequest, context: grpc.ServicerContext
+    ) -> metrics_pb2.QueryMetricsResponse:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in this test")
+
+    def SummarizeAgents(
+        self, request: metrics_pb2.SummarizeAgentsRequest, context: grpc.ServicerContext
+    ) -> metrics_pb2.SummarizeAgentsResponse:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in this test")
+
     @staticmethod
     def _refuse(context: grpc.ServicerContext, applied: int, index: int) -> None:
         info = error_details_pb2.ErrorInfo(

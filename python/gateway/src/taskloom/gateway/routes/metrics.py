@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import grpc
 from fastapi import APIRouter, Depends, FastAPI, Query
@@ -41,12 +41,19 @@ async def _metrics_channel(app: FastAPI) -> AsyncIterator[None]:
 router = APIRouter(prefix="/v1/metrics", tags=["metrics"], lifespan=_metrics_channel)
 
 
-def get_metrics_service(conn: HTTPConnection) -> metrics_pb2_grpc.MetricsServiceStub:
-    stub: metrics_pb2_grpc.MetricsServiceStub = conn.app.state.metrics_service
+# The stub on an aio channel; its typed name exists in the typing stubs only.
+if TYPE_CHECKING:
+    MetricsStub = metrics_pb2_grpc.MetricsServiceAsyncStub
+else:
+    MetricsStub = metrics_pb2_grpc.MetricsServiceStub
+
+
+def get_metrics_service(conn: HTTPConnection) -> MetricsStub:
+    stub: MetricsStub = conn.app.state.metrics_service
     return stub
 
 
-MetricsServiceDep = Annotated[metrics_pb2_grpc.MetricsServiceStub, Depends(get_metrics_service)]
+MetricsServiceDep = Annotated[MetricsStub, Depends(get_metrics_service)]
 
 
 class AgentSummary(BaseModel):
@@ -74,7 +81,17 @@ def window_seconds(window: str) -> int:
     return sum(int(n) * _SECONDS[unit] for n, unit in _WINDOW_PART.findall(window))
 
 
-def _optional(summary: metrics_pb2.AgentSummary, field: str) -> float | None:
+# The summary's optional fields: absent when the window holds no sample for them.
+_OptionalField = Literal[
+    "error_ratio",
+    "latency_p50_seconds",
+    "latency_p90_seconds",
+    "latency_p99_seconds",
+    "cache_hit_ratio",
+]
+
+
+def _optional(summary: metrics_pb2.AgentSummary, field: _OptionalField) -> float | None:
     return getattr(summary, field) if summary.HasField(field) else None
 
 

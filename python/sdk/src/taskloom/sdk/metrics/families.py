@@ -180,7 +180,7 @@ class Family(Generic[ChildT]):
     """All series of one metric. With label names, `labels(*values)` picks a series;
     without, the family records itself."""
 
-    kind: metrics_pb2.MetricKind
+    kind: metrics_pb2.MetricKind.ValueType
 
     def __init__(
         self, client: MetricsClient, name: str, help_text: str, labelnames: tuple[str, ...]
