@@ -19,6 +19,7 @@ from taskloom.gateway.routes import (
     agents,
     collections,
     health,
+    metrics,
     sessions,
     tasks,
     usage,
@@ -71,6 +72,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(TelemetryMiddleware)
     install_error_handlers(app)
     openapi.install(app)
-    for module in (tasks, agents, workflows, usage, sessions, collections, health):
+    for module in (tasks, agents, workflows, usage, sessions, collections, health, metrics):
         app.include_router(module.router)
     return app
