@@ -52,11 +52,12 @@ def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 # The document the gateway serves at /openapi.json (a test below holds them equal); loaded
 # here because schemathesis' lazy fixture loader does not run under pytest 9.
-# Sessions and collections need Redis and the vector service, which this gateway is not
-# given (they answer 503 here): their own tests cover their bad input, against the real
-# services (tests/e2e/test_sessions.py, test_collections.py, test_gateway_sessions.py).
+# Sessions, collections and agent metrics need Redis, the vector service and the metrics
+# service, which this gateway is not given (they answer 503 here): their own tests cover
+# their bad input, against the real services (tests/e2e/test_sessions.py,
+# test_collections.py, test_gateway_sessions.py, test_metrics_service.py).
 schema = schemathesis.openapi.from_dict(create_app(Settings()).openapi()).exclude(
-    path_regex="^/v1/(sessions|collections)"
+    path_regex="^/v1/(sessions|collections|metrics)"
 )
 
 

@@ -58,6 +58,7 @@ pub fn service_spec(settings: &config::Settings) -> anyhow::Result<ServiceSpec> 
         grpc_service_names: vec![SERVICE_NAME],
         registry,
         readiness,
+        exposition: None,
     })
 }
 

@@ -8,5 +8,5 @@ async fn main() -> anyhow::Result<()> {
     let settings: Settings = load_or_exit();
     logging::init("metrics", &settings.common.log_level)?;
     logging::log_config(&config::masked(&settings));
-    serve(service_spec(&settings), &settings.common).await
+    serve(service_spec(&settings)?, &settings.common).await
 }

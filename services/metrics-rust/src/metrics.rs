@@ -1,77 +1,190 @@
-//! Every metric of the metrics service itself, defined in one place.
+//! Every metric of the metrics service itself, defined in one place and documented in
+//! docs/metrics.md. They are plain atomics, written by the exposition beside the ingested
+//! series.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::registry::Registry;
+use crate::exposition::Writer;
+use crate::sample::Kind;
+use crate::series::Cells;
+use crate::store::{DropReason, Ingested, Store};
+use crate::validate::RejectReason;
 
-use crate::store::{Rejection, Store};
+/// Buckets of the exposition's render time, in seconds.
+const RENDER_BUCKETS: [f64; 8] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RejectedLabels {
-    /// One of `Rejection::as_str`.
-    pub reason: &'static str,
+pub struct ServiceMetrics {
+    samples_ingested: AtomicU64,
+    batches_ingested: AtomicU64,
+    /// Indexed like `DropReason::ALL`.
+    samples_dropped: [AtomicU64; DropReason::ALL.len()],
+    /// Indexed like `RejectReason::ALL`.
+    batches_rejected: [AtomicU64; RejectReason::ALL.len()],
+    series_expired: AtomicU64,
+    ingest_streams: AtomicI64,
+    render_seconds: Cells,
 }
 
-pub struct IngestMetrics {
-    /// taskloom_metrics_samples_ingested_total
-    ingested: Counter,
-    /// taskloom_metrics_samples_rejected_total{reason}
-    rejected: Family<RejectedLabels, Counter>,
+impl Default for ServiceMetrics {
+    fn default() -> Self {
+        Self {
+            samples_ingested: AtomicU64::default(),
+            batches_ingested: AtomicU64::default(),
+            samples_dropped: Default::default(),
+            batches_rejected: Default::default(),
+            series_expired: AtomicU64::default(),
+            ingest_streams: AtomicI64::default(),
+            render_seconds: Cells::new(Kind::Histogram, &RENDER_BUCKETS),
+        }
+    }
 }
 
-impl IngestMetrics {
-    pub fn register(registry: &mut Registry, store: Arc<Store>) -> Self {
-        let ingested = Counter::default();
-        registry.register(
+/// Counts an open ingest stream while it lives.
+pub struct OpenStream<'a>(&'a ServiceMetrics);
+
+impl Drop for OpenStream<'_> {
+    fn drop(&mut self) {
+        self.0.ingest_streams.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl ServiceMetrics {
+    pub fn batch_ingested(&self, outcome: &Ingested) {
+        self.batches_ingested.fetch_add(1, Ordering::Relaxed);
+        self.samples_ingested
+            .fetch_add(outcome.accepted, Ordering::Relaxed);
+        for (counter, &n) in self.samples_dropped.iter().zip(&outcome.dropped) {
+            if n > 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub fn batch_rejected(&self, reason: RejectReason) {
+        let index = RejectReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .expect("listed");
+        self.batches_rejected[index].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn series_expired(&self, n: usize) {
+        self.series_expired.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn stream_opened(&self) -> OpenStream<'_> {
+        self.ingest_streams.fetch_add(1, Ordering::Relaxed);
+        OpenStream(self)
+    }
+
+    pub fn rendered(&self, seconds: f64) {
+        self.render_seconds
+            .apply(seconds, None, &[], &RENDER_BUCKETS, 0.0);
+    }
+
+    /// Writes the service's own metrics; `store` answers the series and metric counts.
+    pub fn write(&self, writer: &mut Writer, store: &Store) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
+        let counter = |w: &mut Writer, name: &str, help: &str, value: f64| {
+            w.family(name, Kind::Counter, help);
+            w.sample(&format!("{name}_total"), "", value);
+        };
+        let gauge = |w: &mut Writer, name: &str, help: &str, value: f64| {
+            w.family(name, Kind::Gauge, help);
+            w.sample(name, "", value);
+        };
+        counter(
+            writer,
+            "taskloom_metrics_batches_ingested",
+            "Batches applied (Ingest calls and IngestStream messages).",
+            get(&self.batches_ingested),
+        );
+        writer.family(
+            "taskloom_metrics_batches_rejected",
+            Kind::Counter,
+            "Batches refused whole as bad input, by the reason of their first bad sample.",
+        );
+        for (reason, count) in RejectReason::ALL.iter().zip(&self.batches_rejected) {
+            writer.sample(
+                "taskloom_metrics_batches_rejected_total",
+                &format!("reason=\"{}\"", reason.as_str()),
+                get(count),
+            );
+        }
+        writer.family(
+            "taskloom_metrics_cardinality_dropped_samples",
+            Kind::Counter,
+            "Samples dropped because their metric reached --max-series-per-metric, by metric.",
+        );
+        for family in store.families() {
+            let dropped = family.limit_dropped();
+            if dropped > 0 {
+                let mut labels = String::from("metric=\"");
+                crate::naming::escape_label_value(family.name(), &mut labels);
+                labels.push('"');
+                writer.sample(
+                    "taskloom_metrics_cardinality_dropped_samples_total",
+                    &labels,
+                    dropped as f64,
+                );
+            }
+        }
+        gauge(
+            writer,
+            "taskloom_metrics_ingest_streams",
+            "IngestStream calls open now.",
+            self.ingest_streams.load(Ordering::Relaxed) as f64,
+        );
+        gauge(
+            writer,
+            "taskloom_metrics_metrics",
+            "Metrics (families) held in memory.",
+            store.family_count() as f64,
+        );
+        if let Cells::Histogram(render) = &self.render_seconds {
+            writer.family(
+                "taskloom_metrics_render_duration_seconds",
+                Kind::Histogram,
+                "Time to render the /metrics exposition.",
+            );
+            writer.histogram(
+                "taskloom_metrics_render_duration_seconds",
+                "",
+                &Writer::le_suffixes(&RENDER_BUCKETS),
+                render.buckets(),
+                render.sum(),
+                None,
+            );
+        }
+        writer.family(
+            "taskloom_metrics_samples_dropped",
+            Kind::Counter,
+            "Valid samples not stored, by reason: metric_series_limit, series_limit, conflict.",
+        );
+        for (reason, count) in DropReason::ALL.iter().zip(&self.samples_dropped) {
+            writer.sample(
+                "taskloom_metrics_samples_dropped_total",
+                &format!("reason=\"{}\"", reason.as_str()),
+                get(count),
+            );
+        }
+        counter(
+            writer,
             "taskloom_metrics_samples_ingested",
-            "Samples accepted into the store",
-            ingested.clone(),
+            "Samples accepted into the store.",
+            get(&self.samples_ingested),
         );
-        let rejected = Family::<RejectedLabels, Counter>::default();
-        registry.register(
-            "taskloom_metrics_samples_rejected",
-            "Samples rejected, by reason",
-            rejected.clone(),
-        );
-        registry.register_collector(Box::new(SeriesGauge(store)));
-        Self { ingested, rejected }
-    }
-
-    pub fn accepted(&self, n: u64) {
-        self.ingested.inc_by(n);
-    }
-
-    pub fn rejected(&self, reason: Rejection) {
-        self.rejected
-            .get_or_create(&RejectedLabels {
-                reason: reason.as_str(),
-            })
-            .inc();
-    }
-}
-
-/// taskloom_metrics_series, read from the store at scrape time.
-struct SeriesGauge(Arc<Store>);
-
-impl std::fmt::Debug for SeriesGauge {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SeriesGauge")
-    }
-}
-
-impl Collector for SeriesGauge {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let series = ConstGauge::new(i64::try_from(self.0.series_count()).unwrap_or(i64::MAX));
-        series.encode(encoder.encode_descriptor(
+        gauge(
+            writer,
             "taskloom_metrics_series",
-            "Ingested series held in memory",
-            None,
-            series.metric_type(),
-        )?)
+            "Ingested series held in memory.",
+            store.series_count() as f64,
+        );
+        counter(
+            writer,
+            "taskloom_metrics_series_expired",
+            "Series removed after --series-ttl without a sample.",
+            get(&self.series_expired),
+        );
     }
 }

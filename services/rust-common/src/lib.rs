@@ -12,7 +12,7 @@ pub mod testing;
 
 pub use config::{load_or_exit, CommonArgs, ServiceSettings};
 pub use errors::{error_status, invalid_argument};
-pub use serve::{always_ready, serve, serve_on, NotReady, Readiness, ServiceSpec};
+pub use serve::{always_ready, serve, serve_on, Exposition, NotReady, Readiness, ServiceSpec};
 
 /// jemalloc for every service: faster than the system allocator under many small
 /// allocations, and it samples the heap for `/debug/pprof/heap` ([`profiling`]).

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::{Json, Router};
@@ -40,6 +40,13 @@ pub fn always_ready() -> Readiness {
     Arc::new(|| Box::pin(async { Ok(()) }))
 }
 
+/// A service's own `/metrics`, for a service whose exposition is more than its registry
+/// (the metrics service exposes what it ingested, in the format the scraper asks for).
+pub trait Exposition: Send + Sync + 'static {
+    /// The content type and body answering a request with this `Accept` header.
+    fn render(&self, accept: Option<&str>) -> (&'static str, String);
+}
+
 /// Everything `serve` needs from a service.
 pub struct ServiceSpec {
     /// The service's gRPC routes (its tonic servers).
@@ -49,6 +56,8 @@ pub struct ServiceSpec {
     /// The service's metrics, exposed on `/metrics`.
     pub registry: Registry,
     pub readiness: Readiness,
+    /// When set, `/metrics` serves this instead of `registry`.
+    pub exposition: Option<Arc<dyn Exposition>>,
 }
 
 /// Binds both addresses of `common` and serves until SIGTERM or SIGINT.
@@ -102,7 +111,7 @@ pub async fn serve_on(
     let grpc_server = tonic::transport::Server::builder()
         .add_routes(routes)
         .serve_with_incoming_shutdown(grpc_incoming, stop.clone().cancelled_owned());
-    let mut router = http_router(spec.registry, spec.readiness);
+    let mut router = http_router(spec.registry, spec.readiness, spec.exposition);
     if let Some(access) = profiling {
         router = router.merge(profiling::routes(access).await);
     }
@@ -183,9 +192,14 @@ pub async fn shutdown_signal() {
 struct HttpState {
     registry: Arc<Registry>,
     readiness: Readiness,
+    exposition: Option<Arc<dyn Exposition>>,
 }
 
-fn http_router(registry: Registry, readiness: Readiness) -> Router {
+fn http_router(
+    registry: Registry,
+    readiness: Readiness,
+    exposition: Option<Arc<dyn Exposition>>,
+) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -193,6 +207,7 @@ fn http_router(registry: Registry, readiness: Readiness) -> Router {
         .with_state(HttpState {
             registry: Arc::new(registry),
             readiness,
+            exposition,
         })
 }
 
@@ -210,7 +225,25 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
+async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    if let Some(exposition) = state.exposition {
+        let accept = headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        // A large exposition takes milliseconds to render: keep it off the async workers.
+        return match tokio::task::spawn_blocking(move || exposition.render(accept.as_deref())).await
+        {
+            Ok((content_type, body)) => {
+                (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response()
+            }
+            Err(e) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot render metrics: {e}"),
+            )
+                .into_response(),
+        };
+    }
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
         Ok(()) => (
@@ -227,6 +260,7 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
             format!("cannot encode metrics: {e}"),
         ),
     }
+    .into_response()
 }
 
 #[cfg(test)]

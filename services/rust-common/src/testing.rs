@@ -23,6 +23,7 @@ pub fn bare_spec() -> ServiceSpec {
         grpc_service_names: Vec::new(),
         registry: prometheus_client::registry::Registry::default(),
         readiness: crate::serve::always_ready(),
+        exposition: None,
     }
 }
 

@@ -100,7 +100,12 @@ func run(cfg config.Config, log *slog.Logger) error {
 		defer lead.close()
 		checks = append(checks, httpserver.Check{Name: "leader", Probe: lead.check})
 	}
-	httpSrv := httpserver.New(cfg.HTTPAddr, httpserver.Handler(&ready, reg, checks...))
+	handler := httpserver.Handler(&ready, reg, checks...)
+	if cfg.Profiling {
+		handler = httpserver.WithProfiling(handler, cfg.ProfilingAllowRemote)
+		log.Warn("profiling endpoints on /debug/pprof", "allow_remote", cfg.ProfilingAllowRemote)
+	}
+	httpSrv := httpserver.New(cfg.HTTPAddr, handler)
 	httpLis, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen HTTP on %s: %w", cfg.HTTPAddr, err)

@@ -63,6 +63,10 @@ type Config struct {
 	ServiceToken string
 	WorkerToken  string
 	AdminToken   string
+	// Profiling serves /debug/pprof on the HTTP address; ProfilingAllowRemote lets it
+	// answer peers and listen on addresses other than loopback (the Rust services' flags).
+	Profiling            bool
+	ProfilingAllowRemote bool
 	// File is the YAML file read, if any; CheckOnly is --check-config.
 	File      string
 	CheckOnly bool
@@ -94,7 +98,7 @@ func (s setting) fileEnv() string { return s.env() + SecretFileSuffix }
 func (c *Config) settings() []setting {
 	return []setting{
 		{"grpc-addr", "gRPC listen address (OrchestratorService, WorkerHubService, health, reflection)", (*stringValue)(&c.GRPCAddr), false},
-		{"http-addr", "HTTP listen address (/healthz, /readyz, /metrics, /debug/pprof)", (*stringValue)(&c.HTTPAddr), false},
+		{"http-addr", "HTTP listen address (/healthz, /readyz, /metrics, and /debug/pprof with --profiling)", (*stringValue)(&c.HTTPAddr), false},
 		{"log-level", "log level: debug, info, warn or error", (*stringValue)(&c.LogLevel), false},
 		{"data-dir", "directory for durable state (created at start)", (*stringValue)(&c.DataDir), false},
 		{"max-queue", "most tasks waiting for a worker; beyond it SubmitTask returns RESOURCE_EXHAUSTED", (*intValue)(&c.MaxQueue), false},
@@ -116,6 +120,8 @@ func (c *Config) settings() []setting {
 		{"leader-lease-ttl", "--store redis: the leader lease lasts this long unrenewed; a standby takes over a dead leader's work within it plus --leader-renew-interval", (*durationValue)(&c.LeaderLeaseTTL), false},
 		{"leader-renew-interval", "--store redis: how often the leader renews its lease and a standby tries to take it", (*durationValue)(&c.LeaderRenewInterval), false},
 		{"advertise-addr", "--store redis: this orchestrator's gRPC address as clients and workers reach it, named by standbys that refuse a call; empty: --grpc-addr (its host name when it listens on every interface)", (*stringValue)(&c.AdvertiseAddr), false},
+		{"profiling", "serve CPU, heap, goroutine and other profiles on /debug/pprof of the HTTP address (loopback peers only)", (*boolValue)(&c.Profiling), false},
+		{"profiling-allow-remote", "let /debug/pprof answer non-loopback peers, and --profiling run on a non-loopback --http-addr", (*boolValue)(&c.ProfilingAllowRemote), false},
 	}
 }
 
@@ -336,6 +342,9 @@ func (c Config) validate() error {
 		problems = append(problems, "--memory-limit must not be negative")
 	}
 	problems = append(problems, c.authProblems()...)
+	if c.Profiling && !c.ProfilingAllowRemote && !IsLoopback(c.HTTPAddr) {
+		problems = append(problems, fmt.Sprintf("--profiling on --http-addr %s, which is not loopback, would open profiles to the network (set --profiling-allow-remote to allow it)", c.HTTPAddr))
+	}
 	if len(problems) > 0 {
 		slices.Sort(problems)
 		return errors.New("invalid configuration: " + strings.Join(problems, "; "))
@@ -386,7 +395,22 @@ func (c Config) LogValue() slog.Value {
 		slog.String("admin_token", maskSecret(c.AdminToken)),
 		slog.String("leader_lease_ttl", c.LeaderLeaseTTL.String()), slog.String("leader_renew_interval", c.LeaderRenewInterval.String()),
 		slog.String("advertise_addr", c.AdvertiseAddr),
+		slog.Bool("profiling", c.Profiling), slog.Bool("profiling_allow_remote", c.ProfilingAllowRemote),
 	)
+}
+
+// IsLoopback reports whether the listen address addr (host:port) binds loopback only:
+// 127.0.0.0/8, ::1 or localhost. An empty host (":9101") binds every interface.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // maskURL hides the password of a URL for logging.
@@ -407,6 +431,19 @@ type stringValue string
 
 func (v *stringValue) String() string     { return string(*v) }
 func (v *stringValue) Set(s string) error { *v = stringValue(s); return nil }
+
+type boolValue bool
+
+func (v *boolValue) String() string   { return strconv.FormatBool(bool(*v)) }
+func (v *boolValue) IsBoolFlag() bool { return true }
+func (v *boolValue) Set(s string) error {
+	b, err := strconv.ParseBool(strings.TrimSpace(s))
+	if err != nil {
+		return errors.New("not true or false")
+	}
+	*v = boolValue(b)
+	return nil
+}
 
 type intValue int
 

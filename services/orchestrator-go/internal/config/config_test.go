@@ -178,3 +178,43 @@ func TestAdvertisedAddressNamesTheHostForAWildcardListener(t *testing.T) {
 		}
 	}
 }
+
+// Profiling is off by default, and on a non-loopback HTTP address only with
+// --profiling-allow-remote, whichever layer sets it.
+func TestProfilingIsOffByDefaultAndLoopbackUnlessAllowed(t *testing.T) {
+	c, err := Load(nil, env(nil), io.Discard)
+	if err != nil || c.Profiling || c.ProfilingAllowRemote {
+		t.Fatalf("defaults: profiling=%v allow_remote=%v err=%v", c.Profiling, c.ProfilingAllowRemote, err)
+	}
+	for _, tc := range []struct {
+		args    []string
+		env     map[string]string
+		refused bool
+	}{
+		{args: []string{"--profiling"}},
+		{args: []string{"--profiling", "--http-addr", "[::1]:9101"}},
+		{args: []string{"--profiling", "--http-addr", "localhost:9101"}},
+		{env: map[string]string{"TASKLOOM_PROFILING": "true", "TASKLOOM_HTTP_ADDR": "0.0.0.0:9101"}, refused: true},
+		{args: []string{"--profiling", "--http-addr", ":9101"}, refused: true},
+		{args: []string{"--profiling", "--http-addr", "10.1.2.3:9101"}, refused: true},
+		{args: []string{"--profiling", "--profiling-allow-remote", "--http-addr", ":9101"}},
+		{args: []string{"--http-addr", "0.0.0.0:9101"}},
+	} {
+		c, err := Load(tc.args, env(tc.env), io.Discard)
+		if tc.refused {
+			if err == nil || !strings.Contains(err.Error(), "--profiling-allow-remote") {
+				t.Errorf("Load(%v, %v) err = %v, want a refusal naming --profiling-allow-remote", tc.args, tc.env, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("Load(%v, %v) err = %v", tc.args, tc.env, err)
+		}
+		if want := len(tc.args) > 0 && tc.args[0] == "--profiling"; c.Profiling != want {
+			t.Errorf("Load(%v) profiling = %v, want %v", tc.args, c.Profiling, want)
+		}
+	}
+	if _, err := Load([]string{"--profiling=maybe"}, env(nil), io.Discard); err == nil {
+		t.Error("--profiling=maybe accepted")
+	}
+}

@@ -1,11 +1,12 @@
 // Package httpserver serves the orchestrator's operational HTTP endpoints:
-// /healthz (alive), /readyz (gRPC listening and the store reachable), /metrics and
-// /debug/pprof.
+// /healthz (alive), /readyz (gRPC listening and the store reachable), /metrics, and
+// /debug/pprof when profiling is switched on (WithProfiling).
 package httpserver
 
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"sync/atomic"
@@ -65,12 +66,46 @@ func Handler(ready *Readiness, gatherer prometheus.Gatherer, checks ...Check) ht
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "not_ready": notReady, "checks": results})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
+}
+
+// WithProfiling adds net/http/pprof's endpoints under /debug/pprof/ to h. A profile
+// shows code paths, arguments (cmdline) and data sizes, so they answer loopback peers
+// only unless allowRemote; others get 403.
+func WithProfiling(h http.Handler, allowRemote bool) http.Handler {
+	profiles := http.NewServeMux()
+	profiles.HandleFunc("/debug/pprof/", pprof.Index)
+	profiles.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	profiles.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	profiles.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	profiles.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux := http.NewServeMux()
+	mux.Handle("/", h)
+	mux.HandleFunc("/debug/pprof/", func(w http.ResponseWriter, r *http.Request) {
+		if !allowRemote && !loopbackPeer(r.RemoteAddr) {
+			writeProblem(w, http.StatusForbidden, "profiles are served to loopback clients only (--profiling-allow-remote)")
+			return
+		}
+		profiles.ServeHTTP(w, r)
+	})
+	return mux
+}
+
+func loopbackPeer(remoteAddr string) bool {
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func writeProblem(w http.ResponseWriter, code int, detail string) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"type": "about:blank", "title": http.StatusText(code), "status": code, "detail": detail,
+	})
 }
 
 // New returns the HTTP server for addr.

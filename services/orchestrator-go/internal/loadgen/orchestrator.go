@@ -51,6 +51,7 @@ func spawnOrchestrator(ctx context.Context, binary string, extraArgs []string) (
 	args := append([]string{
 		"--grpc-addr", grpcAddr, "--http-addr", httpAddr,
 		"--data-dir", filepath.Join(dataDir, "data"), "--log-level", "warn",
+		"--profiling", // loopback only: for --profile
 	}, extraArgs...)
 	cmd := exec.Command(binary, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile

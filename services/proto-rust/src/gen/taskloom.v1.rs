@@ -1197,6 +1197,11 @@ impl TaskStatus {
         }
     }
 }
+/// One sample of a series. Names follow Prometheus: metric `[a-zA-Z_:][a-zA-Z0-9_:]*` (not
+/// starting `taskloom_metrics_`, the service's own), label `[a-zA-Z_][a-zA-Z0-9_]*` (not
+/// starting `__`; not `le` on a histogram). A metric keeps the kind of its first sample.
+/// A counter takes finite increments >= 0, a gauge any value but NaN, a histogram finite
+/// observations.
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct MetricSample {
@@ -1205,6 +1210,7 @@ pub struct MetricSample {
     pub name: ::prost::alloc::string::String,
     #[prost(enumeration = "MetricKind", tag = "2")]
     pub kind: i32,
+    /// The increment, the gauge's value or one observation. Must be 0 when `histogram` is set.
     #[prost(double, tag = "3")]
     pub value: f64,
     #[prost(map = "string, string", tag = "4")]
@@ -1214,6 +1220,43 @@ pub struct MetricSample {
     >,
     #[prost(string, tag = "5")]
     pub help: ::prost::alloc::string::String,
+    /// Histogram only: observations the client aggregated itself, instead of `value`.
+    #[prost(message, optional, tag = "6")]
+    pub histogram: ::core::option::Option<HistogramData>,
+    /// Histogram only: observations that belong to a trace; each becomes the exemplar of the
+    /// bucket its value falls in (OpenMetrics exposition).
+    #[prost(message, repeated, tag = "7")]
+    pub exemplars: ::prost::alloc::vec::Vec<Exemplar>,
+}
+/// Observations aggregated by a client. A histogram metric keeps the bounds of the first
+/// aggregated sample it got (or Prometheus' defaults, .005 to 10, when single observations
+/// came first); an aggregated sample with other bounds is refused.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct HistogramData {
+    /// Bucket upper bounds, finite and strictly increasing; +Inf is implied.
+    #[prost(double, repeated, tag = "1")]
+    pub bounds: ::prost::alloc::vec::Vec<f64>,
+    /// Observations per bucket, not cumulative: one more than `bounds`, the last for +Inf.
+    #[prost(uint64, repeated, tag = "2")]
+    pub counts: ::prost::alloc::vec::Vec<u64>,
+    /// Sum of the observations; finite.
+    #[prost(double, tag = "3")]
+    pub sum: f64,
+}
+/// An observation that belongs to a trace.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Exemplar {
+    /// W3C trace id: 32 lowercase hex digits, not all zero.
+    #[prost(string, tag = "1")]
+    pub trace_id: ::prost::alloc::string::String,
+    /// The observed value; finite.
+    #[prost(double, tag = "2")]
+    pub value: f64,
+    /// When it was observed; unset means when the service received it.
+    #[prost(message, optional, tag = "3")]
+    pub time: ::core::option::Option<::prost_types::Timestamp>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -1226,6 +1269,8 @@ pub struct IngestRequest {
 pub struct IngestResponse {
     #[prost(int64, tag = "1")]
     pub accepted: i64,
+    /// Valid samples dropped by the service's limits (series per metric, series in all), as
+    /// counted in its own metrics.
     #[prost(int64, tag = "2")]
     pub rejected: i64,
 }
@@ -1240,6 +1285,7 @@ pub struct IngestStreamRequest {
 pub struct IngestStreamResponse {
     #[prost(int64, tag = "1")]
     pub accepted: i64,
+    /// Valid samples dropped by the service's limits, as in IngestResponse.
     #[prost(int64, tag = "2")]
     pub rejected: i64,
 }
@@ -1281,6 +1327,65 @@ pub struct QueryMetricsResponse {
     pub series: ::prost::alloc::vec::Vec<Series>,
 }
 #[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SummarizeAgentsRequest {
+    /// How far back to look; unset means 5 minutes. At least the service's summary step and
+    /// at most its summary retention (flags of the metrics service).
+    #[prost(message, optional, tag = "1")]
+    pub window: ::core::option::Option<::prost_types::Duration>,
+    /// Only this agent, when set.
+    #[prost(string, tag = "2")]
+    pub agent: ::prost::alloc::string::String,
+    /// Only this model, when set.
+    #[prost(string, tag = "3")]
+    pub model: ::prost::alloc::string::String,
+}
+/// What one agent did with one model over the window.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AgentSummary {
+    #[prost(string, tag = "1")]
+    pub agent: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub model: ::prost::alloc::string::String,
+    /// LLM requests finished (cache hits not included), and per second.
+    #[prost(double, tag = "3")]
+    pub requests: f64,
+    #[prost(double, tag = "4")]
+    pub requests_per_second: f64,
+    /// Requests that failed, and their share of all requests (unset without requests).
+    #[prost(double, tag = "5")]
+    pub errors: f64,
+    #[prost(double, optional, tag = "6")]
+    pub error_ratio: ::core::option::Option<f64>,
+    /// Request latency percentiles, interpolated within histogram buckets as PromQL's
+    /// histogram_quantile does (unset without requests).
+    #[prost(double, optional, tag = "7")]
+    pub latency_p50_seconds: ::core::option::Option<f64>,
+    #[prost(double, optional, tag = "8")]
+    pub latency_p90_seconds: ::core::option::Option<f64>,
+    #[prost(double, optional, tag = "9")]
+    pub latency_p99_seconds: ::core::option::Option<f64>,
+    /// Prompt and completion tokens, and per second.
+    #[prost(double, tag = "10")]
+    pub tokens: f64,
+    #[prost(double, tag = "11")]
+    pub tokens_per_second: f64,
+    /// Cache hits over cache lookups (unset without lookups).
+    #[prost(double, optional, tag = "12")]
+    pub cache_hit_ratio: ::core::option::Option<f64>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct SummarizeAgentsResponse {
+    /// Sorted by agent, then model.
+    #[prost(message, repeated, tag = "1")]
+    pub agents: ::prost::alloc::vec::Vec<AgentSummary>,
+    /// The window summarised: shorter than asked while the service has been up for less.
+    #[prost(message, optional, tag = "2")]
+    pub window: ::core::option::Option<::prost_types::Duration>,
+}
+#[allow(clippy::all)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
 pub enum MetricKind {
@@ -1312,6 +1417,56 @@ impl MetricKind {
             "METRIC_KIND_COUNTER" => Some(Self::Counter),
             "METRIC_KIND_GAUGE" => Some(Self::Gauge),
             "METRIC_KIND_HISTOGRAM" => Some(Self::Histogram),
+            _ => None,
+        }
+    }
+}
+/// Bounds of one MetricSample. The service refuses a sample beyond one (INVALID_ARGUMENT);
+/// clients check them when a metric or series is created.
+#[allow(clippy::all)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum MetricSampleLimit {
+    Unspecified = 0,
+    /// Longest metric or label name, in bytes.
+    MaxNameBytes = 200,
+    /// Most labels on one sample.
+    MaxLabels = 16,
+    /// Longest label value, in bytes of UTF-8.
+    MaxLabelValueBytes = 1024,
+    /// Longest help text, in bytes of UTF-8.
+    MaxHelpBytes = 2048,
+    /// Most bucket bounds of a histogram (+Inf not counted).
+    MaxHistogramBounds = 64,
+    /// Most exemplars on one sample.
+    MaxExemplars = 32,
+}
+impl MetricSampleLimit {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "METRIC_SAMPLE_LIMIT_UNSPECIFIED",
+            Self::MaxNameBytes => "METRIC_SAMPLE_LIMIT_MAX_NAME_BYTES",
+            Self::MaxLabels => "METRIC_SAMPLE_LIMIT_MAX_LABELS",
+            Self::MaxLabelValueBytes => "METRIC_SAMPLE_LIMIT_MAX_LABEL_VALUE_BYTES",
+            Self::MaxHelpBytes => "METRIC_SAMPLE_LIMIT_MAX_HELP_BYTES",
+            Self::MaxHistogramBounds => "METRIC_SAMPLE_LIMIT_MAX_HISTOGRAM_BOUNDS",
+            Self::MaxExemplars => "METRIC_SAMPLE_LIMIT_MAX_EXEMPLARS",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "METRIC_SAMPLE_LIMIT_UNSPECIFIED" => Some(Self::Unspecified),
+            "METRIC_SAMPLE_LIMIT_MAX_NAME_BYTES" => Some(Self::MaxNameBytes),
+            "METRIC_SAMPLE_LIMIT_MAX_LABELS" => Some(Self::MaxLabels),
+            "METRIC_SAMPLE_LIMIT_MAX_LABEL_VALUE_BYTES" => Some(Self::MaxLabelValueBytes),
+            "METRIC_SAMPLE_LIMIT_MAX_HELP_BYTES" => Some(Self::MaxHelpBytes),
+            "METRIC_SAMPLE_LIMIT_MAX_HISTOGRAM_BOUNDS" => Some(Self::MaxHistogramBounds),
+            "METRIC_SAMPLE_LIMIT_MAX_EXEMPLARS" => Some(Self::MaxExemplars),
             _ => None,
         }
     }
@@ -1407,6 +1562,8 @@ pub mod metrics_service_client {
             self.inner = self.inner.max_encoding_message_size(limit);
             self
         }
+        /// Ingest applies one batch. A batch holding bad input (see MetricSample) fails with
+        /// INVALID_ARGUMENT, a BadRequest naming the field (`samples[3].name`), and changes nothing.
         pub async fn ingest(
             &mut self,
             request: impl tonic::IntoRequest<super::IngestRequest>,
@@ -1428,7 +1585,10 @@ pub mod metrics_service_client {
                 .insert(GrpcMethod::new("taskloom.v1.MetricsService", "Ingest"));
             self.inner.unary(req, path, codec).await
         }
-        /// IngestStream takes batches for as long as the client keeps the stream open.
+        /// IngestStream takes batches for as long as the client keeps the stream open. Each batch
+        /// is applied whole or, when it holds bad input, not at all: the stream then ends with
+        /// INVALID_ARGUMENT, whose ErrorInfo metadata `accepted_batches` counts the batches of the
+        /// stream applied before it.
         pub async fn ingest_stream(
             &mut self,
             request: impl tonic::IntoStreamingRequest<
@@ -1479,6 +1639,35 @@ pub mod metrics_service_client {
                 .insert(GrpcMethod::new("taskloom.v1.MetricsService", "QueryMetrics"));
             self.inner.unary(req, path, codec).await
         }
+        /// SummarizeAgents answers, per agent and model, the LLM request rate, latency percentiles,
+        /// token rate, errors and cache hit ratio over a recent window, from the agent metrics
+        /// documented in docs/metrics.md.
+        pub async fn summarize_agents(
+            &mut self,
+            request: impl tonic::IntoRequest<super::SummarizeAgentsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::SummarizeAgentsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/taskloom.v1.MetricsService/SummarizeAgents",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("taskloom.v1.MetricsService", "SummarizeAgents"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -1494,11 +1683,16 @@ pub mod metrics_service_server {
     /// Generated trait containing gRPC methods that should be implemented for use with MetricsServiceServer.
     #[async_trait]
     pub trait MetricsService: std::marker::Send + std::marker::Sync + 'static {
+        /// Ingest applies one batch. A batch holding bad input (see MetricSample) fails with
+        /// INVALID_ARGUMENT, a BadRequest naming the field (`samples[3].name`), and changes nothing.
         async fn ingest(
             &self,
             request: tonic::Request<super::IngestRequest>,
         ) -> std::result::Result<tonic::Response<super::IngestResponse>, tonic::Status>;
-        /// IngestStream takes batches for as long as the client keeps the stream open.
+        /// IngestStream takes batches for as long as the client keeps the stream open. Each batch
+        /// is applied whole or, when it holds bad input, not at all: the stream then ends with
+        /// INVALID_ARGUMENT, whose ErrorInfo metadata `accepted_batches` counts the batches of the
+        /// stream applied before it.
         async fn ingest_stream(
             &self,
             request: tonic::Request<tonic::Streaming<super::IngestStreamRequest>>,
@@ -1511,6 +1705,16 @@ pub mod metrics_service_server {
             request: tonic::Request<super::QueryMetricsRequest>,
         ) -> std::result::Result<
             tonic::Response<super::QueryMetricsResponse>,
+            tonic::Status,
+        >;
+        /// SummarizeAgents answers, per agent and model, the LLM request rate, latency percentiles,
+        /// token rate, errors and cache hit ratio over a recent window, from the agent metrics
+        /// documented in docs/metrics.md.
+        async fn summarize_agents(
+            &self,
+            request: tonic::Request<super::SummarizeAgentsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::SummarizeAgentsResponse>,
             tonic::Status,
         >;
     }
@@ -1712,6 +1916,52 @@ pub mod metrics_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = QueryMetricsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/taskloom.v1.MetricsService/SummarizeAgents" => {
+                    #[allow(non_camel_case_types)]
+                    struct SummarizeAgentsSvc<T: MetricsService>(pub Arc<T>);
+                    impl<
+                        T: MetricsService,
+                    > tonic::server::UnaryService<super::SummarizeAgentsRequest>
+                    for SummarizeAgentsSvc<T> {
+                        type Response = super::SummarizeAgentsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::SummarizeAgentsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as MetricsService>::summarize_agents(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = SummarizeAgentsSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

@@ -20,6 +20,7 @@ from taskloom.gateway.routes import (
     collections,
     console,
     health,
+    metrics,
     sessions,
     tasks,
     usage,
@@ -72,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(TelemetryMiddleware)
     install_error_handlers(app)
     openapi.install(app)
-    for module in (tasks, agents, workflows, usage, sessions, collections, health):
+    for module in (tasks, agents, workflows, usage, sessions, collections, health, metrics):
         app.include_router(module.router)
     console.install(app)
     return app

@@ -42,6 +42,7 @@ class Settings(config.ServiceSettings, EmbeddingSettings):
         description="host:port of the orchestrator, or a comma-separated list of a leader and "
         "its standbys (calls go to whichever leads)",
     )
+    metrics_addr: str = Field("127.0.0.1:50053", description="host:port of the metrics service")
     log_level: str = Field("info", description="debug, info, warning or error")
     api_keys: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,

@@ -284,6 +284,7 @@ def _services(cfg: StackConfig) -> list[Service]:
                 **addrs(None, p.gateway_http),
                 "TASKLOOM_ORCHESTRATOR_ADDR": orchestrator,
                 "TASKLOOM_VECTOR_ADDR": f"127.0.0.1:{p.vector_grpc}",
+                "TASKLOOM_METRICS_ADDR": f"127.0.0.1:{p.metrics_grpc}",
             },
             p.gateway_http,
         )

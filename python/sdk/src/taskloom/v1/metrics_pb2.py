@@ -22,9 +22,11 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19taskloom/v1/metrics.proto\x12\x0btaskloom.v1\"\xc6\x01\n\x0cMetricSample\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x04kind\x18\x02 \x01(\x0e\x32\x17.taskloom.v1.MetricKind\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x35\n\x06labels\x18\x04 \x03(\x0b\x32%.taskloom.v1.MetricSample.LabelsEntry\x12\x0c\n\x04help\x18\x05 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\";\n\rIngestRequest\x12*\n\x07samples\x18\x01 \x03(\x0b\x32\x19.taskloom.v1.MetricSample\"4\n\x0eIngestResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x12\x10\n\x08rejected\x18\x02 \x01(\x03\"A\n\x13IngestStreamRequest\x12*\n\x07samples\x18\x01 \x03(\x0b\x32\x19.taskloom.v1.MetricSample\":\n\x14IngestStreamResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x12\x10\n\x08rejected\x18\x02 \x01(\x03\"\x90\x01\n\x13QueryMetricsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12<\n\x06labels\x18\x02 \x03(\x0b\x32,.taskloom.v1.QueryMetricsRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbb\x01\n\x06Series\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x04kind\x18\x02 \x01(\x0e\x32\x17.taskloom.v1.MetricKind\x12/\n\x06labels\x18\x03 \x03(\x0b\x32\x1f.taskloom.v1.Series.LabelsEntry\x12\r\n\x05value\x18\x04 \x01(\x01\x12\r\n\x05\x63ount\x18\x05 \x01(\x04\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\";\n\x14QueryMetricsResponse\x12#\n\x06series\x18\x01 \x03(\x0b\x32\x13.taskloom.v1.Series*t\n\nMetricKind\x12\x1b\n\x17METRIC_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13METRIC_KIND_COUNTER\x10\x01\x12\x15\n\x11METRIC_KIND_GAUGE\x10\x02\x12\x19\n\x15METRIC_KIND_HISTOGRAM\x10\x03\x32\xff\x01\n\x0eMetricsService\x12\x41\n\x06Ingest\x12\x1a.taskloom.v1.IngestRequest\x1a\x1b.taskloom.v1.IngestResponse\x12U\n\x0cIngestStream\x12 .taskloom.v1.IngestStreamRequest\x1a!.taskloom.v1.IngestStreamResponse(\x01\x12S\n\x0cQueryMetrics\x12 .taskloom.v1.QueryMetricsRequest\x1a!.taskloom.v1.QueryMetricsResponseBRZPgithub.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1;taskloomv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19taskloom/v1/metrics.proto\x12\x0btaskloom.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\x02\n\x0cMetricSample\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x04kind\x18\x02 \x01(\x0e\x32\x17.taskloom.v1.MetricKind\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x35\n\x06labels\x18\x04 \x03(\x0b\x32%.taskloom.v1.MetricSample.LabelsEntry\x12\x0c\n\x04help\x18\x05 \x01(\t\x12-\n\thistogram\x18\x06 \x01(\x0b\x32\x1a.taskloom.v1.HistogramData\x12(\n\texemplars\x18\x07 \x03(\x0b\x32\x15.taskloom.v1.Exemplar\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"<\n\rHistogramData\x12\x0e\n\x06\x62ounds\x18\x01 \x03(\x01\x12\x0e\n\x06\x63ounts\x18\x02 \x03(\x04\x12\x0b\n\x03sum\x18\x03 \x01(\x01\"U\n\x08\x45xemplar\x12\x10\n\x08trace_id\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\";\n\rIngestRequest\x12*\n\x07samples\x18\x01 \x03(\x0b\x32\x19.taskloom.v1.MetricSample\"4\n\x0eIngestResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x12\x10\n\x08rejected\x18\x02 \x01(\x03\"A\n\x13IngestStreamRequest\x12*\n\x07samples\x18\x01 \x03(\x0b\x32\x19.taskloom.v1.MetricSample\":\n\x14IngestStreamResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x12\x10\n\x08rejected\x18\x02 \x01(\x03\"\x90\x01\n\x13QueryMetricsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12<\n\x06labels\x18\x02 \x03(\x0b\x32,.taskloom.v1.QueryMetricsRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbb\x01\n\x06Series\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x04kind\x18\x02 \x01(\x0e\x32\x17.taskloom.v1.MetricKind\x12/\n\x06labels\x18\x03 \x03(\x0b\x32\x1f.taskloom.v1.Series.LabelsEntry\x12\r\n\x05value\x18\x04 \x01(\x01\x12\r\n\x05\x63ount\x18\x05 \x01(\x04\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\";\n\x14QueryMetricsResponse\x12#\n\x06series\x18\x01 \x03(\x0b\x32\x13.taskloom.v1.Series\"a\n\x16SummarizeAgentsRequest\x12)\n\x06window\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\"\xa0\x03\n\x0c\x41gentSummary\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08requests\x18\x03 \x01(\x01\x12\x1b\n\x13requests_per_second\x18\x04 \x01(\x01\x12\x0e\n\x06\x65rrors\x18\x05 \x01(\x01\x12\x18\n\x0b\x65rror_ratio\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12 \n\x13latency_p50_seconds\x18\x07 \x01(\x01H\x01\x88\x01\x01\x12 \n\x13latency_p90_seconds\x18\x08 \x01(\x01H\x02\x88\x01\x01\x12 \n\x13latency_p99_seconds\x18\t \x01(\x01H\x03\x88\x01\x01\x12\x0e\n\x06tokens\x18\n \x01(\x01\x12\x19\n\x11tokens_per_second\x18\x0b \x01(\x01\x12\x1c\n\x0f\x63\x61\x63he_hit_ratio\x18\x0c \x01(\x01H\x04\x88\x01\x01\x42\x0e\n\x0c_error_ratioB\x16\n\x14_latency_p50_secondsB\x16\n\x14_latency_p90_secondsB\x16\n\x14_latency_p99_secondsB\x12\n\x10_cache_hit_ratio\"o\n\x17SummarizeAgentsResponse\x12)\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x19.taskloom.v1.AgentSummary\x12)\n\x06window\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration*t\n\nMetricKind\x12\x1b\n\x17METRIC_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13METRIC_KIND_COUNTER\x10\x01\x12\x15\n\x11METRIC_KIND_GAUGE\x10\x02\x12\x19\n\x15METRIC_KIND_HISTOGRAM\x10\x03*\xb3\x02\n\x11MetricSampleLimit\x12#\n\x1fMETRIC_SAMPLE_LIMIT_UNSPECIFIED\x10\x00\x12\'\n\"METRIC_SAMPLE_LIMIT_MAX_NAME_BYTES\x10\xc8\x01\x12\"\n\x1eMETRIC_SAMPLE_LIMIT_MAX_LABELS\x10\x10\x12.\n)METRIC_SAMPLE_LIMIT_MAX_LABEL_VALUE_BYTES\x10\x80\x08\x12\'\n\"METRIC_SAMPLE_LIMIT_MAX_HELP_BYTES\x10\x80\x10\x12,\n(METRIC_SAMPLE_LIMIT_MAX_HISTOGRAM_BOUNDS\x10@\x12%\n!METRIC_SAMPLE_LIMIT_MAX_EXEMPLARS\x10 2\xdd\x02\n\x0eMetricsService\x12\x41\n\x06Ingest\x12\x1a.taskloom.v1.IngestRequest\x1a\x1b.taskloom.v1.IngestResponse\x12U\n\x0cIngestStream\x12 .taskloom.v1.IngestStreamRequest\x1a!.taskloom.v1.IngestStreamResponse(\x01\x12S\n\x0cQueryMetrics\x12 .taskloom.v1.QueryMetricsRequest\x1a!.taskloom.v1.QueryMetricsResponse\x12\\\n\x0fSummarizeAgents\x12#.taskloom.v1.SummarizeAgentsRequest\x1a$.taskloom.v1.SummarizeAgentsResponseBRZPgithub.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1;taskloomv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,30 +40,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_QUERYMETRICSREQUEST_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_SERIES_LABELSENTRY']._loaded_options = None
   _globals['_SERIES_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_METRICKIND']._serialized_start=883
-  _globals['_METRICKIND']._serialized_end=999
-  _globals['_METRICSAMPLE']._serialized_start=43
-  _globals['_METRICSAMPLE']._serialized_end=241
-  _globals['_METRICSAMPLE_LABELSENTRY']._serialized_start=196
-  _globals['_METRICSAMPLE_LABELSENTRY']._serialized_end=241
-  _globals['_INGESTREQUEST']._serialized_start=243
-  _globals['_INGESTREQUEST']._serialized_end=302
-  _globals['_INGESTRESPONSE']._serialized_start=304
-  _globals['_INGESTRESPONSE']._serialized_end=356
-  _globals['_INGESTSTREAMREQUEST']._serialized_start=358
-  _globals['_INGESTSTREAMREQUEST']._serialized_end=423
-  _globals['_INGESTSTREAMRESPONSE']._serialized_start=425
-  _globals['_INGESTSTREAMRESPONSE']._serialized_end=483
-  _globals['_QUERYMETRICSREQUEST']._serialized_start=486
-  _globals['_QUERYMETRICSREQUEST']._serialized_end=630
-  _globals['_QUERYMETRICSREQUEST_LABELSENTRY']._serialized_start=196
-  _globals['_QUERYMETRICSREQUEST_LABELSENTRY']._serialized_end=241
-  _globals['_SERIES']._serialized_start=633
-  _globals['_SERIES']._serialized_end=820
-  _globals['_SERIES_LABELSENTRY']._serialized_start=196
-  _globals['_SERIES_LABELSENTRY']._serialized_end=241
-  _globals['_QUERYMETRICSRESPONSE']._serialized_start=822
-  _globals['_QUERYMETRICSRESPONSE']._serialized_end=881
-  _globals['_METRICSSERVICE']._serialized_start=1002
-  _globals['_METRICSSERVICE']._serialized_end=1257
+  _globals['_METRICKIND']._serialized_start=1817
+  _globals['_METRICKIND']._serialized_end=1933
+  _globals['_METRICSAMPLELIMIT']._serialized_start=1936
+  _globals['_METRICSAMPLELIMIT']._serialized_end=2243
+  _globals['_METRICSAMPLE']._serialized_start=108
+  _globals['_METRICSAMPLE']._serialized_end=395
+  _globals['_METRICSAMPLE_LABELSENTRY']._serialized_start=350
+  _globals['_METRICSAMPLE_LABELSENTRY']._serialized_end=395
+  _globals['_HISTOGRAMDATA']._serialized_start=397
+  _globals['_HISTOGRAMDATA']._serialized_end=457
+  _globals['_EXEMPLAR']._serialized_start=459
+  _globals['_EXEMPLAR']._serialized_end=544
+  _globals['_INGESTREQUEST']._serialized_start=546
+  _globals['_INGESTREQUEST']._serialized_end=605
+  _globals['_INGESTRESPONSE']._serialized_start=607
+  _globals['_INGESTRESPONSE']._serialized_end=659
+  _globals['_INGESTSTREAMREQUEST']._serialized_start=661
+  _globals['_INGESTSTREAMREQUEST']._serialized_end=726
+  _globals['_INGESTSTREAMRESPONSE']._serialized_start=728
+  _globals['_INGESTSTREAMRESPONSE']._serialized_end=786
+  _globals['_QUERYMETRICSREQUEST']._serialized_start=789
+  _globals['_QUERYMETRICSREQUEST']._serialized_end=933
+  _globals['_QUERYMETRICSREQUEST_LABELSENTRY']._serialized_start=350
+  _globals['_QUERYMETRICSREQUEST_LABELSENTRY']._serialized_end=395
+  _globals['_SERIES']._serialized_start=936
+  _globals['_SERIES']._serialized_end=1123
+  _globals['_SERIES_LABELSENTRY']._serialized_start=350
+  _globals['_SERIES_LABELSENTRY']._serialized_end=395
+  _globals['_QUERYMETRICSRESPONSE']._serialized_start=1125
+  _globals['_QUERYMETRICSRESPONSE']._serialized_end=1184
+  _globals['_SUMMARIZEAGENTSREQUEST']._serialized_start=1186
+  _globals['_SUMMARIZEAGENTSREQUEST']._serialized_end=1283
+  _globals['_AGENTSUMMARY']._serialized_start=1286
+  _globals['_AGENTSUMMARY']._serialized_end=1702
+  _globals['_SUMMARIZEAGENTSRESPONSE']._serialized_start=1704
+  _globals['_SUMMARIZEAGENTSRESPONSE']._serialized_end=1815
+  _globals['_METRICSSERVICE']._serialized_start=2246
+  _globals['_METRICSSERVICE']._serialized_end=2595
 # @@protoc_insertion_point(module_scope)

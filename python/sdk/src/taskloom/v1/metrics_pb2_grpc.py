@@ -49,19 +49,29 @@ class MetricsServiceStub:
                 request_serializer=taskloom_dot_v1_dot_metrics__pb2.QueryMetricsRequest.SerializeToString,
                 response_deserializer=taskloom_dot_v1_dot_metrics__pb2.QueryMetricsResponse.FromString,
                 _registered_method=True)
+        self.SummarizeAgents = channel.unary_unary(
+                '/taskloom.v1.MetricsService/SummarizeAgents',
+                request_serializer=taskloom_dot_v1_dot_metrics__pb2.SummarizeAgentsRequest.SerializeToString,
+                response_deserializer=taskloom_dot_v1_dot_metrics__pb2.SummarizeAgentsResponse.FromString,
+                _registered_method=True)
 
 
 class MetricsServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Ingest(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Ingest applies one batch. A batch holding bad input (see MetricSample) fails with
+        INVALID_ARGUMENT, a BadRequest naming the field (`samples[3].name`), and changes nothing.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def IngestStream(self, request_iterator, context):
-        """IngestStream takes batches for as long as the client keeps the stream open.
+        """IngestStream takes batches for as long as the client keeps the stream open. Each batch
+        is applied whole or, when it holds bad input, not at all: the stream then ends with
+        INVALID_ARGUMENT, whose ErrorInfo metadata `accepted_batches` counts the batches of the
+        stream applied before it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -69,6 +79,15 @@ class MetricsServiceServicer:
 
     def QueryMetrics(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SummarizeAgents(self, request, context):
+        """SummarizeAgents answers, per agent and model, the LLM request rate, latency percentiles,
+        token rate, errors and cache hit ratio over a recent window, from the agent metrics
+        documented in docs/metrics.md.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -90,6 +109,11 @@ def add_MetricsServiceServicer_to_server(servicer, server):
                     servicer.QueryMetrics,
                     request_deserializer=taskloom_dot_v1_dot_metrics__pb2.QueryMetricsRequest.FromString,
                     response_serializer=taskloom_dot_v1_dot_metrics__pb2.QueryMetricsResponse.SerializeToString,
+            ),
+            'SummarizeAgents': grpc.unary_unary_rpc_method_handler(
+                    servicer.SummarizeAgents,
+                    request_deserializer=taskloom_dot_v1_dot_metrics__pb2.SummarizeAgentsRequest.FromString,
+                    response_serializer=taskloom_dot_v1_dot_metrics__pb2.SummarizeAgentsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -173,6 +197,33 @@ class MetricsService:
             '/taskloom.v1.MetricsService/QueryMetrics',
             taskloom_dot_v1_dot_metrics__pb2.QueryMetricsRequest.SerializeToString,
             taskloom_dot_v1_dot_metrics__pb2.QueryMetricsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SummarizeAgents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskloom.v1.MetricsService/SummarizeAgents',
+            taskloom_dot_v1_dot_metrics__pb2.SummarizeAgentsRequest.SerializeToString,
+            taskloom_dot_v1_dot_metrics__pb2.SummarizeAgentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

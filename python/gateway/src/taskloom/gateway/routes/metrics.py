@@ -1,0 +1,152 @@
+"""`/v1/metrics/agents`: what each agent did with each model over a recent window (LLM
+requests/s, latency percentiles, tokens/s, errors, cache hit ratio), from the metrics
+service's `SummarizeAgents`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import grpc
+from fastapi import APIRouter, Depends, FastAPI, Query
+from google.protobuf import duration_pb2
+from pydantic import BaseModel
+from starlette.requests import HTTPConnection
+
+from taskloom.gateway.config import Settings
+from taskloom.gateway.deps import SettingsDep, TenantDep
+from taskloom.gateway.errors import ProblemError, problem_from_grpc
+from taskloom.v1 import metrics_pb2, metrics_pb2_grpc
+
+# `90s`, `5m`, `1h30m`: hours, minutes and seconds, in that order, at least one.
+WINDOW_PATTERN = r"^(\d+h(\d+m)?(\d+s)?|\d+m(\d+s)?|\d+s)$"
+_WINDOW_PART = re.compile(r"(\d+)([hms])")
+_SECONDS = {"h": 3600, "m": 60, "s": 1}
+
+
+@asynccontextmanager
+async def _metrics_channel(app: FastAPI) -> AsyncIterator[None]:
+    """One channel to the metrics service per app, on the server's event loop."""
+    settings: Settings = app.state.settings
+    channel = grpc.aio.insecure_channel(settings.metrics_addr)
+    app.state.metrics_service = metrics_pb2_grpc.MetricsServiceStub(channel)
+    try:
+        yield
+    finally:
+        await channel.close()
+
+
+router = APIRouter(prefix="/v1/metrics", tags=["metrics"], lifespan=_metrics_channel)
+
+
+# The stub on an aio channel; its typed name exists in the typing stubs only.
+if TYPE_CHECKING:
+    MetricsStub = metrics_pb2_grpc.MetricsServiceAsyncStub
+else:
+    MetricsStub = metrics_pb2_grpc.MetricsServiceStub
+
+
+def get_metrics_service(conn: HTTPConnection) -> MetricsStub:
+    stub: MetricsStub = conn.app.state.metrics_service
+    return stub
+
+
+MetricsServiceDep = Annotated[MetricsStub, Depends(get_metrics_service)]
+
+
+class AgentSummary(BaseModel):
+    agent: str
+    model: str
+    requests: float
+    requests_per_second: float
+    errors: float
+    error_ratio: float | None
+    latency_p50_seconds: float | None
+    latency_p90_seconds: float | None
+    latency_p99_seconds: float | None
+    tokens: float
+    tokens_per_second: float
+    cache_hit_ratio: float | None
+
+
+class AgentSummaries(BaseModel):
+    # The window summarised: shorter than asked while the metrics service is young.
+    window_seconds: float
+    agents: list[AgentSummary]
+
+
+def window_seconds(window: str) -> int:
+    return sum(int(n) * _SECONDS[unit] for n, unit in _WINDOW_PART.findall(window))
+
+
+# The summary's optional fields: absent when the window holds no sample for them.
+_OptionalField = Literal[
+    "error_ratio",
+    "latency_p50_seconds",
+    "latency_p90_seconds",
+    "latency_p99_seconds",
+    "cache_hit_ratio",
+]
+
+
+def _optional(summary: metrics_pb2.AgentSummary, field: _OptionalField) -> float | None:
+    return getattr(summary, field) if summary.HasField(field) else None
+
+
+@router.get(
+    "/agents",
+    responses={503: {"description": "The metrics service is unreachable"}},
+)
+async def agent_summaries(
+    _tenant: TenantDep,
+    metrics: MetricsServiceDep,
+    settings: SettingsDep,
+    window: Annotated[
+        str | None,
+        Query(
+            pattern=WINDOW_PATTERN,
+            description="How far back, e.g. `30s`, `5m`, `1h`; default 5m. The metrics "
+            "service bounds it by its summary step and retention.",
+        ),
+    ] = None,
+    agent: Annotated[str | None, Query(max_length=200, description="Only this agent")] = None,
+    model: Annotated[str | None, Query(max_length=200, description="Only this model")] = None,
+) -> AgentSummaries:
+    request = metrics_pb2.SummarizeAgentsRequest(
+        agent=agent or "",
+        model=model or "",
+        window=None if window is None else duration_pb2.Duration(seconds=window_seconds(window)),
+    )
+    try:
+        reply = await metrics.SummarizeAgents(request, timeout=settings.grpc_timeout_seconds)
+    except grpc.aio.AioRpcError as err:
+        if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            raise ProblemError(
+                503,
+                "UNAVAILABLE",
+                "The metrics service is unreachable; try again later.",
+                headers={"Retry-After": "1"},
+            ) from err
+        raise problem_from_grpc(err) from err
+    return AgentSummaries(
+        window_seconds=reply.window.ToTimedelta().total_seconds(),
+        agents=[
+            AgentSummary(
+                agent=s.agent,
+                model=s.model,
+                requests=s.requests,
+                requests_per_second=s.requests_per_second,
+                errors=s.errors,
+                error_ratio=_optional(s, "error_ratio"),
+                latency_p50_seconds=_optional(s, "latency_p50_seconds"),
+                latency_p90_seconds=_optional(s, "latency_p90_seconds"),
+                latency_p99_seconds=_optional(s, "latency_p99_seconds"),
+                tokens=s.tokens,
+                tokens_per_second=s.tokens_per_second,
+                cache_hit_ratio=_optional(s, "cache_hit_ratio"),
+            )
+            for s in reply.agents
+        ],
+    )

@@ -1,0 +1,71 @@
+"""The agent LLM metrics that the metrics service summarizes per agent and model
+(`SummarizeAgents`, `GET /v1/metrics/agents`). The service reads these names and labels
+(services/metrics-rust/src/summary.rs); tests/e2e/test_metrics_service.py checks that the
+two agree by recording here and reading the summary from the real service."""
+
+from __future__ import annotations
+
+from taskloom.sdk.metrics.client import MetricsClient
+
+LLM_REQUESTS = "taskloom_agent_llm_requests_total"
+LLM_REQUEST_DURATION = "taskloom_agent_llm_request_duration_seconds"
+LLM_TOKENS = "taskloom_agent_llm_tokens_total"
+LLM_CACHE = "taskloom_agent_llm_cache_total"
+
+OUTCOME_OK = "ok"
+OUTCOME_ERROR = "error"
+RESULT_HIT = "hit"
+RESULT_MISS = "miss"
+
+# LLM calls take from tens of milliseconds to minutes.
+LLM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+class AgentMetrics:
+    """Records what agents do with their LLMs, labelled by agent and model."""
+
+    def __init__(self, client: MetricsClient) -> None:
+        self._requests = client.counter(
+            LLM_REQUESTS,
+            "LLM requests that reached the provider, by agent, model and outcome (ok|error).",
+            ("agent", "model", "outcome"),
+        )
+        self._duration = client.histogram(
+            LLM_REQUEST_DURATION,
+            "Latency of LLM requests, by agent and model.",
+            ("agent", "model"),
+            buckets=LLM_BUCKETS,
+        )
+        self._tokens = client.counter(
+            LLM_TOKENS,
+            "LLM tokens spent, by agent, model and kind (prompt|completion).",
+            ("agent", "model", "kind"),
+        )
+        self._cache = client.counter(
+            LLM_CACHE,
+            "LLM cache lookups, by agent, model and result (hit|miss).",
+            ("agent", "model", "result"),
+        )
+
+    def llm_request(
+        self,
+        agent: str,
+        model: str,
+        seconds: float,
+        *,
+        ok: bool = True,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        trace_id: str | None = None,
+    ) -> None:
+        """One request to the provider; `trace_id` makes it an exemplar of its latency."""
+        self._requests.labels(agent, model, OUTCOME_OK if ok else OUTCOME_ERROR).inc()
+        self._duration.labels(agent, model).observe(seconds, trace_id)
+        if prompt_tokens:
+            self._tokens.labels(agent, model, "prompt").inc(prompt_tokens)
+        if completion_tokens:
+            self._tokens.labels(agent, model, "completion").inc(completion_tokens)
+
+    def llm_cache(self, agent: str, model: str, *, hit: bool) -> None:
+        """One lookup of the LLM response cache."""
+        self._cache.labels(agent, model, RESULT_HIT if hit else RESULT_MISS).inc()
