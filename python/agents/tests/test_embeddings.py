@@ -11,12 +11,15 @@ import pytest
 from taskloom.agents.cache_client import CacheClient
 from taskloom.agents.embeddings import EMBED_NAMESPACE, CachedEmbedder, cached_embedder
 from taskloom.sdk.embeddings import (
+    MINILM_DIMENSION,
     EmbeddingError,
     HashingEmbedder,
     OpenAIEmbedder,
     build_embedder,
     cosine,
+    local_minilm,
 )
+from taskloom.sdk.embeddings.settings import EmbeddingSettings
 
 pytestmark = pytest.mark.asyncio
 
@@ -97,3 +100,18 @@ async def test_build_embedder_names_what_is_missing() -> None:
         build_embedder("openai", dimension=8)
     with pytest.raises(ValueError, match="hashing, openai"):
         build_embedder("word2vec", dimension=8)
+
+
+async def test_minilm_without_its_extra_names_the_extra(monkeypatch) -> None:
+    monkeypatch.setattr(local_minilm, "MODEL_PACKAGE", "taskloom_no_such_model_package")
+    with pytest.raises(ValueError, match=r"taskloom-agents\[local-embeddings\]"):
+        build_embedder("minilm", dimension=MINILM_DIMENSION)
+    with pytest.raises(ValueError, match="dimension is 384, got 256"):
+        build_embedder("minilm", dimension=256)
+
+
+async def test_minilm_settings_default_to_its_dimension_and_refuse_another() -> None:
+    assert EmbeddingSettings(embedder="minilm").embeddings_dimension == MINILM_DIMENSION
+    assert EmbeddingSettings().embeddings_dimension == 256
+    with pytest.raises(ValueError, match="minilm makes 384-dimension vectors"):
+        EmbeddingSettings(embedder="minilm", embeddings_dimension=256)

@@ -1,6 +1,7 @@
 """Schemathesis over the gateway's OpenAPI document: the gateway served by uvicorn in front of
-the real orchestrator binary (authentication on, the echo worker registered), every operation
-fuzzed with data the document allows and data it forbids.
+the real orchestrator binary (authentication on, the echo worker registered), a real
+redis-server (sessions) and the real vector service (collections), every operation fuzzed
+with data the document allows and data it forbids.
 
 Conformance checked on every response: no 5xx; every status is in the document; every 4xx is
 problem+json, as documented; every body follows its schema; data the document forbids is
@@ -32,7 +33,9 @@ from taskloom.gateway.app import create_app
 from taskloom.gateway.config import Settings
 from taskloom.gateway.errors import VALIDATION_DETAIL
 from taskloom.testing.real_orchestrator import Tokens, serve_real_orchestrator
+from taskloom.testing.redis_server import redis_server
 from taskloom.testing.servers import serve_gateway
+from taskloom.testing.vector_server import vector_server
 
 BIN = Path(__file__).resolve().parents[3] / "bin"
 KEY = "fuzz-key"
@@ -42,9 +45,17 @@ TOKENS = Tokens()
 @pytest.fixture(scope="module")
 def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data = tmp_path_factory.mktemp("orchestrator")
-    with serve_real_orchestrator(BIN / "taskloom-orchestrator", data, tokens=TOKENS) as addr:
+    with (
+        serve_real_orchestrator(BIN / "taskloom-orchestrator", data, tokens=TOKENS) as addr,
+        redis_server() as redis_url,
+        vector_server(BIN / "taskloom-vector") as vector_addr,
+    ):
         settings_ = Settings(
-            orchestrator_addr=addr, orchestrator_token=TOKENS.service, api_keys=f"{KEY}=fuzz"
+            orchestrator_addr=addr,
+            orchestrator_token=TOKENS.service,
+            api_keys=f"{KEY}=fuzz",
+            sessions_redis_url=redis_url,
+            vector_addr=vector_addr,
         )
         with serve_gateway(settings_) as url:
             yield url
@@ -52,12 +63,10 @@ def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 # The document the gateway serves at /openapi.json (a test below holds them equal); loaded
 # here because schemathesis' lazy fixture loader does not run under pytest 9.
-# Sessions, collections and agent metrics need Redis, the vector service and the metrics
-# service, which this gateway is not given (they answer 503 here): their own tests cover
-# their bad input, against the real services (tests/e2e/test_sessions.py,
-# test_collections.py, test_gateway_sessions.py, test_metrics_service.py).
+# Agent metrics need the metrics service, which this gateway is not given (it answers 503
+# here); its bad input is tested against the real service (tests/e2e/test_metrics_service.py).
 schema = schemathesis.openapi.from_dict(create_app(Settings()).openapi()).exclude(
-    path_regex="^/v1/(sessions|collections|metrics)"
+    path_regex="^/v1/metrics"
 )
 
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::distance::Distance;
-use crate::filter::{Filter, Payload, PayloadIndex};
+use crate::filter::{Filter, Payload, PayloadBelow, PayloadIndex};
 use crate::hnsw::{Hnsw, HnswParams, Near, Slot, EF_RANGE, M_RANGE};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -325,6 +325,22 @@ impl Collection {
                 None => false,
             })
             .count()
+    }
+
+    /// Ids of the points any of `bounds` holds for (a scan of every payload: retention
+    /// runs on small memory collections, and an index by number would cost every upsert).
+    pub fn ids_below(&self, bounds: &[PayloadBelow]) -> Vec<String> {
+        if bounds.is_empty() {
+            return Vec::new();
+        }
+        self.ids
+            .iter()
+            .zip(&self.payloads)
+            .filter_map(|(id, payload)| {
+                let id = id.as_ref()?;
+                bounds.iter().any(|b| b.holds(payload)).then(|| id.clone())
+            })
+            .collect()
     }
 
     fn remember(&mut self, slot: Slot, id: String, payload: Payload) {

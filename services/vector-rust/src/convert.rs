@@ -5,18 +5,51 @@
 use prost_types::value::Kind as ProtoKind;
 use serde_json::Value as Json;
 use taskloom_proto::v1::{
-    Collection as ProtoCollection, Distance as ProtoDistance, HnswConfig,
+    Collection as ProtoCollection, DeletePointsRequest, Distance as ProtoDistance, HnswConfig,
     ScoredPoint as ProtoScoredPoint, SearchRequest,
 };
 
 use crate::collection::{CollectionInfo, ScoredPoint, SearchQuery, VectorError};
 use crate::distance::Distance;
-use crate::filter::{Condition, Filter, Payload, MAX_ANY_OF, MAX_CONDITIONS};
+use crate::filter::{Condition, Filter, Payload, PayloadBelow, MAX_ANY_OF, MAX_CONDITIONS};
 use crate::hnsw::{HnswParams, EF_RANGE};
 
 /// Search defaults and limits, as `vector.proto` documents them.
 pub const DEFAULT_TOP_K: usize = 10;
 pub const MAX_TOP_K: usize = 1000;
+
+/// A delete's bounds (`where_below`), checked: keys not empty, bounds finite, at most
+/// [`MAX_CONDITIONS`].
+pub fn below_from_proto(req: &DeletePointsRequest) -> Result<Vec<PayloadBelow>, VectorError> {
+    if req.where_below.len() > MAX_CONDITIONS {
+        return Err(VectorError::invalid(
+            "where_below",
+            format!("at most {MAX_CONDITIONS} bounds"),
+        ));
+    }
+    req.where_below
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if b.key.is_empty() {
+                return Err(VectorError::invalid(
+                    format!("where_below[{i}].key"),
+                    "must not be empty",
+                ));
+            }
+            if !b.less_than.is_finite() {
+                return Err(VectorError::invalid(
+                    format!("where_below[{i}].less_than"),
+                    "must be a finite number",
+                ));
+            }
+            Ok(PayloadBelow {
+                key: b.key.clone(),
+                less_than: b.less_than,
+            })
+        })
+        .collect()
+}
 
 pub fn distance_from_proto(d: ProtoDistance) -> Distance {
     match d {

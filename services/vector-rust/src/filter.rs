@@ -34,6 +34,24 @@ impl Filter {
     }
 }
 
+/// A point whose payload holds a number at `key` below `less_than` (retention deletes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PayloadBelow {
+    pub key: String,
+    pub less_than: f64,
+}
+
+impl PayloadBelow {
+    /// Whether the payload's value at `key` is a number below the bound (absent or not a
+    /// number: no).
+    pub fn holds(&self, payload: &Payload) -> bool {
+        payload
+            .get(&self.key)
+            .and_then(Value::as_f64)
+            .is_some_and(|v| v < self.less_than)
+    }
+}
+
 /// The string form a filter compares with: strings as they are, other values as JSON.
 pub fn filter_form(value: &Value) -> String {
     match value {

@@ -18,8 +18,8 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::collection::{Point, VectorError};
 use crate::convert::{
-    collection_to_proto, distance_from_proto, hit_to_proto, hnsw_from_proto, search_from_proto,
-    struct_to_json,
+    below_from_proto, collection_to_proto, distance_from_proto, hit_to_proto, hnsw_from_proto,
+    search_from_proto, struct_to_json,
 };
 use crate::metrics::VectorMetrics;
 use crate::store::Store;
@@ -200,9 +200,11 @@ impl VectorService for VectorGrpc {
         request: Request<DeletePointsRequest>,
     ) -> Result<Response<DeletePointsResponse>, Status> {
         let req = request.into_inner();
+        let below =
+            below_from_proto(&req).map_err(|e| self.reject("delete_points", to_status(e)))?;
         let deleted = self
             .run("delete_points", move |s| {
-                s.delete_points(&req.collection, &req.ids)
+                s.delete_points(&req.collection, &req.ids, &below)
             })
             .await?;
         Ok(Response::new(DeletePointsResponse {
@@ -507,5 +509,75 @@ mod tests {
             .collection
             .expect("collection");
         assert_eq!((info.points, info.hnsw.expect("hnsw").m), (2, 16));
+    }
+
+    #[tokio::test]
+    async fn retention_deletes_points_below_a_bound_and_refuses_bad_bounds() {
+        use crate::convert::json_to_struct;
+        use taskloom_proto::v1::PayloadBelow as ProtoBelow;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let svc = service(dir.path());
+        svc.create_collection(Request::new(CreateCollectionRequest {
+            name: "mem".into(),
+            dimension: 2,
+            ..Default::default()
+        }))
+        .await
+        .expect("create");
+        let fact = |id: &str, created_at: serde_json::Value| ProtoPoint {
+            id: id.into(),
+            vector: vec![1.0, 0.5],
+            payload: Some(json_to_struct(
+                serde_json::json!({ "created_at": created_at })
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            )),
+        };
+        svc.upsert(Request::new(UpsertRequest {
+            collection: "mem".into(),
+            points: vec![fact("old", 10.into()), fact("new", "10".into())],
+        }))
+        .await
+        .expect("upsert");
+        let delete = |key: &str, less_than: f64| {
+            Request::new(DeletePointsRequest {
+                collection: "mem".into(),
+                ids: vec![],
+                where_below: vec![ProtoBelow {
+                    key: key.into(),
+                    less_than,
+                }],
+            })
+        };
+        for (request, field) in [
+            (delete("", 100.0), "where_below[0].key"),
+            (delete("created_at", f64::NAN), "where_below[0].less_than"),
+        ] {
+            let e = svc.delete_points(request).await.unwrap_err();
+            assert_eq!(
+                (e.code(), reason(&e).as_str(), violation(&e).as_str()),
+                (Code::InvalidArgument, "INVALID_ARGUMENT", field)
+            );
+        }
+        let points = |svc: &VectorGrpc| svc.store.info("mem").expect("info").points;
+        assert_eq!(points(&svc), 2, "a refused delete changes nothing");
+        let deleted = svc
+            .delete_points(delete("created_at", 11.0))
+            .await
+            .expect("delete")
+            .into_inner()
+            .deleted;
+        // "new" holds a string, not a number: kept.
+        assert_eq!((deleted, points(&svc)), (1, 1));
+        assert!(svc.store.info("nope").is_err());
+        let e = svc
+            .delete_points(Request::new(DeletePointsRequest {
+                collection: "nope".into(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(reason(&e), "COLLECTION_NOT_FOUND");
     }
 }

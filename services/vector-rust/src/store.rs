@@ -20,6 +20,7 @@ use crate::collection::{
     VectorError,
 };
 use crate::distance::Distance;
+use crate::filter::PayloadBelow;
 use crate::hnsw::HnswParams;
 use crate::snapshot;
 use crate::wal::{Record, Wal};
@@ -383,14 +384,24 @@ impl Store {
         Ok(n)
     }
 
-    pub fn delete_points(&self, name: &str, ids: &[String]) -> Result<usize, VectorError> {
+    /// Deletes the points with these ids and those any of `below` holds for, in one logged
+    /// record; returns how many existed.
+    pub fn delete_points(
+        &self,
+        name: &str,
+        ids: &[String],
+        below: &[PayloadBelow],
+    ) -> Result<usize, VectorError> {
         let handle = self.get(name)?;
         let mut collection = write_lock(&handle.state);
-        let present: Vec<String> = ids
+        let mut present: Vec<String> = ids
             .iter()
             .filter(|id| collection.contains(id))
             .cloned()
             .collect();
+        present.extend(collection.ids_below(below));
+        present.sort_unstable();
+        present.dedup();
         if present.is_empty() {
             return Ok(0);
         }

@@ -118,6 +118,7 @@ async fn writer(
             let request = DeletePointsRequest {
                 collection: "mem".into(),
                 ids: vec![victim.clone()],
+                ..Default::default()
             };
             if client.delete_points(request).await.is_err() {
                 return;

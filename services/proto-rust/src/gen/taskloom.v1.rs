@@ -4458,12 +4458,27 @@ pub struct UpsertResponse {
     pub upserted: u64,
 }
 #[allow(clippy::all)]
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct DeletePointsRequest {
     #[prost(string, tag = "1")]
     pub collection: ::prost::alloc::string::String,
     #[prost(string, repeated, tag = "2")]
     pub ids: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Also every point whose payload holds a number at one of these keys below its bound
+    /// (retention: facts older than a window, or less important than a floor). Points
+    /// without the key, or with a non-number there, are kept. At most 16.
+    #[prost(message, repeated, tag = "3")]
+    pub where_below: ::prost::alloc::vec::Vec<PayloadBelow>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct PayloadBelow {
+    /// A top-level payload key; not empty.
+    #[prost(string, tag = "1")]
+    pub key: ::prost::alloc::string::String,
+    /// Finite.
+    #[prost(double, tag = "2")]
+    pub less_than: f64,
 }
 #[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]

@@ -59,8 +59,8 @@ fn survives_reopening(snapshot_wal_bytes: u64) {
             .upsert("docs", vec![point("p5", &[1000.0, 0.0])])
             .expect("replace");
         let ids: Vec<String> = (100..200).map(|i| format!("p{i}")).collect();
-        assert_eq!(store.delete_points("docs", &ids).expect("delete"), 100);
-        assert_eq!(store.delete_points("docs", &ids).expect("again"), 0);
+        assert_eq!(store.delete_points("docs", &ids, &[]).expect("delete"), 100);
+        assert_eq!(store.delete_points("docs", &ids, &[]).expect("again"), 0);
         store.delete("gone").expect("delete");
     }
     let store = Store::open(dir.path(), options(snapshot_wal_bytes)).expect("reopen");
@@ -274,4 +274,55 @@ fn collections_of_an_earlier_version_are_imported() {
         "b"
     );
     assert!(!dir.path().join("old.collection.json").exists());
+}
+
+#[test]
+fn deletes_below_a_bound_are_logged_and_survive_reopening() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let aged = |id: &str, age: f64, x: f32| Point {
+        id: id.into(),
+        vector: vec![x, 1.0],
+        payload: json!({ "created_at": age, "importance": x / 10.0 })
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    };
+    {
+        let store = Store::open(dir.path(), options(u64::MAX)).expect("open");
+        store
+            .create("mem", 2, Distance::Euclidean, HnswParams::default())
+            .expect("create");
+        let mut points: Vec<Point> = (0..10)
+            .map(|i| aged(&format!("f{i}"), f64::from(i), i as f32))
+            .collect();
+        points.push(point("untagged", &[0.0, 1.0]));
+        store.upsert("mem", points).expect("upsert");
+        let below = [
+            PayloadBelow {
+                key: "created_at".into(),
+                less_than: 3.0,
+            },
+            PayloadBelow {
+                key: "importance".into(),
+                less_than: 0.15,
+            },
+        ];
+        // f0, f1 (importance 0.1 too) and f2 by age: each once, with an id also named.
+        let ids = ["f1".to_string(), "missing".to_string()];
+        assert_eq!(store.delete_points("mem", &ids, &below).expect("delete"), 3);
+        assert_eq!(store.delete_points("mem", &[], &below).expect("again"), 0);
+    }
+    let store = Store::open(dir.path(), options(u64::MAX)).expect("reopen");
+    let exact = SearchQuery {
+        exact: true,
+        ..query(&[0.0, 1.0], 20)
+    };
+    let mut ids: Vec<String> = store
+        .search("mem", &exact)
+        .expect("search")
+        .into_iter()
+        .map(|h| h.id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["f3", "f4", "f5", "f6", "f7", "f8", "f9", "untagged"]);
 }

@@ -19,6 +19,8 @@ from taskloom.agents import cost, semantic_cache
 from taskloom.agents.cache_client import CacheClient
 from taskloom.agents.catalog import AgentSpec, Catalog
 from taskloom.agents.journal import Journal, JournalResult, JournalTurn
+from taskloom.agents.memory.long_term import LongTermMemory
+from taskloom.agents.memory.recall import recall_into_prompt
 from taskloom.agents.memory.sessions import SessionMemory, SessionsUnavailable
 from taskloom.agents.providers.base import (
     GenerationParams,
@@ -39,6 +41,8 @@ from taskloom.agents.telemetry import Telemetry
 from taskloom.agents.tools import builtin_factories
 from taskloom.agents.tools.base import SuspendCredit, TaskInfo, ToolContext, ToolError
 from taskloom.agents.tools.registry import AgentToolset, ToolOutcome, ToolRegistry
+from taskloom.sdk.collections import CollectionError
+from taskloom.sdk.embeddings import EmbeddingError
 from taskloom.sdk.sessions import SessionStoreError
 
 log = structlog.get_logger(__name__)
@@ -199,8 +203,10 @@ class AgentRuntime:
         accounting: cost.Accounting | None = None,
         sessions: SessionMemory | None = None,
         semantic: semantic_cache.SemanticCache | None = None,
+        memory: LongTermMemory | None = None,
     ) -> None:
         self.semantic = semantic
+        self.memory = memory
         self.catalog = catalog
         self.sessions = sessions or SessionMemory(None)
         self._accounting = accounting
@@ -255,6 +261,8 @@ class AgentRuntime:
             raise AgentError(str(err), retryable=True) from err
         info = task or TaskInfo("", agent)
         new_messages = list(messages)
+        if spec.memory.auto_recall:
+            messages = await self._with_memories(spec, info, messages)
         if info.session_id:
             messages = await self._with_session(spec, info, messages, definitions)
         context = ToolContext(info, messages, suspend_credit)
@@ -317,6 +325,20 @@ class AgentRuntime:
             "without a final answer",
             retryable=False,
         )
+
+    async def _with_memories(
+        self, spec: AgentSpec, task: TaskInfo, messages: list[Message]
+    ) -> list[Message]:
+        if self.memory is None:
+            raise AgentError(
+                f"agent {spec.name!r} recalls memories (memory.auto_recall), which needs a "
+                "vector service: set vector_addr",
+                retryable=False,
+            )
+        try:
+            return await recall_into_prompt(self.memory, spec, task.tenant, messages)
+        except (CollectionError, EmbeddingError) as err:
+            raise AgentError(f"could not recall memories: {err}", retryable=True) from err
 
     async def _with_session(
         self,

@@ -19,7 +19,7 @@ from taskloom.agents.catalog import Catalog, load_catalog
 from taskloom.agents.catalog.reload import CatalogReloader
 from taskloom.agents.embeddings import cached_embedder
 from taskloom.agents.http_server import HttpServer, build_app
-from taskloom.agents.memory import memory_tools
+from taskloom.agents.memory import long_term_memory, memory_tools
 from taskloom.agents.memory.sessions import SessionMemory
 from taskloom.agents.metrics_reporter import MetricsReporter
 from taskloom.agents.providers.registry import LegacySettings, LLMEndpoints, build_llm_endpoints
@@ -163,6 +163,7 @@ def build_worker(
             if collections is not None
             else None
         ),
+        memory=long_term_memory(collections) if collections is not None else None,
     )
     options = WorkerOptions(
         orchestrator_addr=settings.orchestrator_addr,
@@ -254,5 +255,7 @@ async def serve(settings: Settings) -> None:
             await runtime.sessions.store.aclose()
         if runtime.semantic is not None:
             await runtime.semantic.aclose()
+        if runtime.memory is not None:
+            await runtime.memory.memories.aclose()
         await llm.aclose()
         log.info("agent worker stopped")

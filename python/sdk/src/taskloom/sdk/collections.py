@@ -173,6 +173,19 @@ class Collections:
         )
         await self._call(self._stub.Upsert, request, name)
 
+    async def delete_below(self, tenant: str, name: str, below: Mapping[str, float]) -> int:
+        """Deletes every point whose payload holds a number under one of `below`'s keys
+        lower than its bound (the vector service scans the payloads); returns how many."""
+        check_name(name)
+        request = vector_pb2.DeletePointsRequest(
+            collection=vector_name(tenant, name, self.kind),
+            where_below=[
+                vector_pb2.PayloadBelow(key=key, less_than=bound) for key, bound in below.items()
+            ],
+        )
+        resp = await self._call(self._stub.DeletePoints, request, name)
+        return int(resp.deleted)
+
     async def search(
         self,
         tenant: str,

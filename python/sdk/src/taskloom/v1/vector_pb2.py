@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18taskloom/v1/vector.proto\x12\x0btaskloom.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xa1\x01\n\nCollection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\r\x12\'\n\x08\x64istance\x18\x03 \x01(\x0e\x32\x15.taskloom.v1.Distance\x12\x0e\n\x06points\x18\x04 \x01(\x04\x12%\n\x04hnsw\x18\x05 \x01(\x0b\x32\x17.taskloom.v1.HnswConfig\x12\x12\n\ntombstones\x18\x06 \x01(\x04\"C\n\nHnswConfig\x12\t\n\x01m\x18\x01 \x01(\r\x12\x17\n\x0f\x65\x66_construction\x18\x02 \x01(\r\x12\x11\n\tef_search\x18\x03 \x01(\r\"\x8a\x01\n\x17\x43reateCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\r\x12\'\n\x08\x64istance\x18\x03 \x01(\x0e\x32\x15.taskloom.v1.Distance\x12%\n\x04hnsw\x18\x04 \x01(\x0b\x32\x17.taskloom.v1.HnswConfig\"G\n\x18\x43reateCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.taskloom.v1.Collection\"$\n\x14GetCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"D\n\x15GetCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.taskloom.v1.Collection\"?\n\x16ListCollectionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"`\n\x17ListCollectionsResponse\x12,\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x17.taskloom.v1.Collection\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x17\x44\x65leteCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1a\n\x18\x44\x65leteCollectionResponse\"M\n\x05Point\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06vector\x18\x02 \x03(\x02\x12(\n\x07payload\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"G\n\rUpsertRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\"\n\x06points\x18\x02 \x03(\x0b\x32\x12.taskloom.v1.Point\"\"\n\x0eUpsertResponse\x12\x10\n\x08upserted\x18\x01 \x01(\x04\"6\n\x13\x44\x65letePointsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\"\'\n\x14\x44\x65letePointsResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x04\"\x8c\x02\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x06vector\x18\x02 \x03(\x02\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\x36\n\x06\x66ilter\x18\x04 \x03(\x0b\x32&.taskloom.v1.SearchRequest.FilterEntry\x12\x14\n\x0cwith_payload\x18\x05 \x01(\x08\x12\n\n\x02\x65\x66\x18\x06 \x01(\r\x12\r\n\x05\x65xact\x18\x07 \x01(\x08\x12\x30\n\nconditions\x18\x08 \x03(\x0b\x32\x1c.taskloom.v1.FilterCondition\x1a-\n\x0b\x46ilterEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\".\n\x0f\x46ilterCondition\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06\x61ny_of\x18\x02 \x03(\t\"B\n\x12SearchBatchRequest\x12,\n\x08searches\x18\x01 \x03(\x0b\x32\x1a.taskloom.v1.SearchRequest\"C\n\x13SearchBatchResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.taskloom.v1.SearchResponse\"R\n\x0bScoredPoint\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12(\n\x07payload\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"8\n\x0eSearchResponse\x12&\n\x04hits\x18\x01 \x03(\x0b\x32\x18.taskloom.v1.ScoredPoint*c\n\x08\x44istance\x12\x18\n\x14\x44ISTANCE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44ISTANCE_COSINE\x10\x01\x12\x10\n\x0c\x44ISTANCE_DOT\x10\x02\x12\x16\n\x12\x44ISTANCE_EUCLIDEAN\x10\x03\x32\xb4\x05\n\rVectorService\x12_\n\x10\x43reateCollection\x12$.taskloom.v1.CreateCollectionRequest\x1a%.taskloom.v1.CreateCollectionResponse\x12V\n\rGetCollection\x12!.taskloom.v1.GetCollectionRequest\x1a\".taskloom.v1.GetCollectionResponse\x12\\\n\x0fListCollections\x12#.taskloom.v1.ListCollectionsRequest\x1a$.taskloom.v1.ListCollectionsResponse\x12_\n\x10\x44\x65leteCollection\x12$.taskloom.v1.DeleteCollectionRequest\x1a%.taskloom.v1.DeleteCollectionResponse\x12\x41\n\x06Upsert\x12\x1a.taskloom.v1.UpsertRequest\x1a\x1b.taskloom.v1.UpsertResponse\x12S\n\x0c\x44\x65letePoints\x12 .taskloom.v1.DeletePointsRequest\x1a!.taskloom.v1.DeletePointsResponse\x12\x41\n\x06Search\x12\x1a.taskloom.v1.SearchRequest\x1a\x1b.taskloom.v1.SearchResponse\x12P\n\x0bSearchBatch\x12\x1f.taskloom.v1.SearchBatchRequest\x1a .taskloom.v1.SearchBatchResponseBRZPgithub.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1;taskloomv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18taskloom/v1/vector.proto\x12\x0btaskloom.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xa1\x01\n\nCollection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\r\x12\'\n\x08\x64istance\x18\x03 \x01(\x0e\x32\x15.taskloom.v1.Distance\x12\x0e\n\x06points\x18\x04 \x01(\x04\x12%\n\x04hnsw\x18\x05 \x01(\x0b\x32\x17.taskloom.v1.HnswConfig\x12\x12\n\ntombstones\x18\x06 \x01(\x04\"C\n\nHnswConfig\x12\t\n\x01m\x18\x01 \x01(\r\x12\x17\n\x0f\x65\x66_construction\x18\x02 \x01(\r\x12\x11\n\tef_search\x18\x03 \x01(\r\"\x8a\x01\n\x17\x43reateCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\r\x12\'\n\x08\x64istance\x18\x03 \x01(\x0e\x32\x15.taskloom.v1.Distance\x12%\n\x04hnsw\x18\x04 \x01(\x0b\x32\x17.taskloom.v1.HnswConfig\"G\n\x18\x43reateCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.taskloom.v1.Collection\"$\n\x14GetCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"D\n\x15GetCollectionResponse\x12+\n\ncollection\x18\x01 \x01(\x0b\x32\x17.taskloom.v1.Collection\"?\n\x16ListCollectionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"`\n\x17ListCollectionsResponse\x12,\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x17.taskloom.v1.Collection\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x17\x44\x65leteCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1a\n\x18\x44\x65leteCollectionResponse\"M\n\x05Point\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06vector\x18\x02 \x03(\x02\x12(\n\x07payload\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"G\n\rUpsertRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\"\n\x06points\x18\x02 \x03(\x0b\x32\x12.taskloom.v1.Point\"\"\n\x0eUpsertResponse\x12\x10\n\x08upserted\x18\x01 \x01(\x04\"f\n\x13\x44\x65letePointsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12.\n\x0bwhere_below\x18\x03 \x03(\x0b\x32\x19.taskloom.v1.PayloadBelow\".\n\x0cPayloadBelow\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x11\n\tless_than\x18\x02 \x01(\x01\"\'\n\x14\x44\x65letePointsResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x04\"\x8c\x02\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x06vector\x18\x02 \x03(\x02\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\x36\n\x06\x66ilter\x18\x04 \x03(\x0b\x32&.taskloom.v1.SearchRequest.FilterEntry\x12\x14\n\x0cwith_payload\x18\x05 \x01(\x08\x12\n\n\x02\x65\x66\x18\x06 \x01(\r\x12\r\n\x05\x65xact\x18\x07 \x01(\x08\x12\x30\n\nconditions\x18\x08 \x03(\x0b\x32\x1c.taskloom.v1.FilterCondition\x1a-\n\x0b\x46ilterEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\".\n\x0f\x46ilterCondition\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06\x61ny_of\x18\x02 \x03(\t\"B\n\x12SearchBatchRequest\x12,\n\x08searches\x18\x01 \x03(\x0b\x32\x1a.taskloom.v1.SearchRequest\"C\n\x13SearchBatchResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.taskloom.v1.SearchResponse\"R\n\x0bScoredPoint\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12(\n\x07payload\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"8\n\x0eSearchResponse\x12&\n\x04hits\x18\x01 \x03(\x0b\x32\x18.taskloom.v1.ScoredPoint*c\n\x08\x44istance\x12\x18\n\x14\x44ISTANCE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44ISTANCE_COSINE\x10\x01\x12\x10\n\x0c\x44ISTANCE_DOT\x10\x02\x12\x16\n\x12\x44ISTANCE_EUCLIDEAN\x10\x03\x32\xb4\x05\n\rVectorService\x12_\n\x10\x43reateCollection\x12$.taskloom.v1.CreateCollectionRequest\x1a%.taskloom.v1.CreateCollectionResponse\x12V\n\rGetCollection\x12!.taskloom.v1.GetCollectionRequest\x1a\".taskloom.v1.GetCollectionResponse\x12\\\n\x0fListCollections\x12#.taskloom.v1.ListCollectionsRequest\x1a$.taskloom.v1.ListCollectionsResponse\x12_\n\x10\x44\x65leteCollection\x12$.taskloom.v1.DeleteCollectionRequest\x1a%.taskloom.v1.DeleteCollectionResponse\x12\x41\n\x06Upsert\x12\x1a.taskloom.v1.UpsertRequest\x1a\x1b.taskloom.v1.UpsertResponse\x12S\n\x0c\x44\x65letePoints\x12 .taskloom.v1.DeletePointsRequest\x1a!.taskloom.v1.DeletePointsResponse\x12\x41\n\x06Search\x12\x1a.taskloom.v1.SearchRequest\x1a\x1b.taskloom.v1.SearchResponse\x12P\n\x0bSearchBatch\x12\x1f.taskloom.v1.SearchBatchRequest\x1a .taskloom.v1.SearchBatchResponseBRZPgithub.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1;taskloomv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,8 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'ZPgithub.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1;taskloomv1'
   _globals['_SEARCHREQUEST_FILTERENTRY']._loaded_options = None
   _globals['_SEARCHREQUEST_FILTERENTRY']._serialized_options = b'8\001'
-  _globals['_DISTANCE']._serialized_start=1741
-  _globals['_DISTANCE']._serialized_end=1840
+  _globals['_DISTANCE']._serialized_start=1837
+  _globals['_DISTANCE']._serialized_end=1936
   _globals['_COLLECTION']._serialized_start=72
   _globals['_COLLECTION']._serialized_end=233
   _globals['_HNSWCONFIG']._serialized_start=235
@@ -64,23 +64,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPSERTRESPONSE']._serialized_start=1010
   _globals['_UPSERTRESPONSE']._serialized_end=1044
   _globals['_DELETEPOINTSREQUEST']._serialized_start=1046
-  _globals['_DELETEPOINTSREQUEST']._serialized_end=1100
-  _globals['_DELETEPOINTSRESPONSE']._serialized_start=1102
-  _globals['_DELETEPOINTSRESPONSE']._serialized_end=1141
-  _globals['_SEARCHREQUEST']._serialized_start=1144
-  _globals['_SEARCHREQUEST']._serialized_end=1412
-  _globals['_SEARCHREQUEST_FILTERENTRY']._serialized_start=1367
-  _globals['_SEARCHREQUEST_FILTERENTRY']._serialized_end=1412
-  _globals['_FILTERCONDITION']._serialized_start=1414
-  _globals['_FILTERCONDITION']._serialized_end=1460
-  _globals['_SEARCHBATCHREQUEST']._serialized_start=1462
-  _globals['_SEARCHBATCHREQUEST']._serialized_end=1528
-  _globals['_SEARCHBATCHRESPONSE']._serialized_start=1530
-  _globals['_SEARCHBATCHRESPONSE']._serialized_end=1597
-  _globals['_SCOREDPOINT']._serialized_start=1599
-  _globals['_SCOREDPOINT']._serialized_end=1681
-  _globals['_SEARCHRESPONSE']._serialized_start=1683
-  _globals['_SEARCHRESPONSE']._serialized_end=1739
-  _globals['_VECTORSERVICE']._serialized_start=1843
-  _globals['_VECTORSERVICE']._serialized_end=2535
+  _globals['_DELETEPOINTSREQUEST']._serialized_end=1148
+  _globals['_PAYLOADBELOW']._serialized_start=1150
+  _globals['_PAYLOADBELOW']._serialized_end=1196
+  _globals['_DELETEPOINTSRESPONSE']._serialized_start=1198
+  _globals['_DELETEPOINTSRESPONSE']._serialized_end=1237
+  _globals['_SEARCHREQUEST']._serialized_start=1240
+  _globals['_SEARCHREQUEST']._serialized_end=1508
+  _globals['_SEARCHREQUEST_FILTERENTRY']._serialized_start=1463
+  _globals['_SEARCHREQUEST_FILTERENTRY']._serialized_end=1508
+  _globals['_FILTERCONDITION']._serialized_start=1510
+  _globals['_FILTERCONDITION']._serialized_end=1556
+  _globals['_SEARCHBATCHREQUEST']._serialized_start=1558
+  _globals['_SEARCHBATCHREQUEST']._serialized_end=1624
+  _globals['_SEARCHBATCHRESPONSE']._serialized_start=1626
+  _globals['_SEARCHBATCHRESPONSE']._serialized_end=1693
+  _globals['_SCOREDPOINT']._serialized_start=1695
+  _globals['_SCOREDPOINT']._serialized_end=1777
+  _globals['_SEARCHRESPONSE']._serialized_start=1779
+  _globals['_SEARCHRESPONSE']._serialized_end=1835
+  _globals['_VECTORSERVICE']._serialized_start=1939
+  _globals['_VECTORSERVICE']._serialized_end=2631
 # @@protoc_insertion_point(module_scope)

@@ -350,22 +350,55 @@ class DeletePointsRequest(_message.Message):
 
     COLLECTION_FIELD_NUMBER: _builtins.int
     IDS_FIELD_NUMBER: _builtins.int
+    WHERE_BELOW_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     @_builtins.property
     def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def where_below(self) -> _containers.RepeatedCompositeFieldContainer[Global___PayloadBelow]:
+        """Also every point whose payload holds a number at one of these keys below its bound
+        (retention: facts older than a window, or less important than a floor). Points
+        without the key, or with a non-number there, are kept. At most 16.
+        """
+
     def __init__(
         self,
         *,
         collection: _builtins.str = ...,
         ids: _abc.Iterable[_builtins.str] | None = ...,
+        where_below: _abc.Iterable[Global___PayloadBelow] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "ids", b"ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "ids", b"ids", "where_below", b"where_below"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeletePointsRequest: _TypeAlias = DeletePointsRequest  # noqa: Y015
+
+@_typing.final
+class PayloadBelow(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    LESS_THAN_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    """A top-level payload key; not empty."""
+    less_than: _builtins.float
+    """Finite."""
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        less_than: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "less_than", b"less_than"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PayloadBelow: _TypeAlias = PayloadBelow  # noqa: Y015
 
 @_typing.final
 class DeletePointsResponse(_message.Message):

@@ -768,9 +768,13 @@ func (x *UpsertResponse) GetUpserted() uint64 {
 }
 
 type DeletePointsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Collection    string                 `protobuf:"bytes,1,opt,name=collection,proto3" json:"collection,omitempty"`
-	Ids           []string               `protobuf:"bytes,2,rep,name=ids,proto3" json:"ids,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Collection string                 `protobuf:"bytes,1,opt,name=collection,proto3" json:"collection,omitempty"`
+	Ids        []string               `protobuf:"bytes,2,rep,name=ids,proto3" json:"ids,omitempty"`
+	// Also every point whose payload holds a number at one of these keys below its bound
+	// (retention: facts older than a window, or less important than a floor). Points
+	// without the key, or with a non-number there, are kept. At most 16.
+	WhereBelow    []*PayloadBelow `protobuf:"bytes,3,rep,name=where_below,json=whereBelow,proto3" json:"where_below,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -819,6 +823,67 @@ func (x *DeletePointsRequest) GetIds() []string {
 	return nil
 }
 
+func (x *DeletePointsRequest) GetWhereBelow() []*PayloadBelow {
+	if x != nil {
+		return x.WhereBelow
+	}
+	return nil
+}
+
+type PayloadBelow struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A top-level payload key; not empty.
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// Finite.
+	LessThan      float64 `protobuf:"fixed64,2,opt,name=less_than,json=lessThan,proto3" json:"less_than,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PayloadBelow) Reset() {
+	*x = PayloadBelow{}
+	mi := &file_taskloom_v1_vector_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PayloadBelow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PayloadBelow) ProtoMessage() {}
+
+func (x *PayloadBelow) ProtoReflect() protoreflect.Message {
+	mi := &file_taskloom_v1_vector_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PayloadBelow.ProtoReflect.Descriptor instead.
+func (*PayloadBelow) Descriptor() ([]byte, []int) {
+	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *PayloadBelow) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *PayloadBelow) GetLessThan() float64 {
+	if x != nil {
+		return x.LessThan
+	}
+	return 0
+}
+
 type DeletePointsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Deleted       uint64                 `protobuf:"varint,1,opt,name=deleted,proto3" json:"deleted,omitempty"`
@@ -828,7 +893,7 @@ type DeletePointsResponse struct {
 
 func (x *DeletePointsResponse) Reset() {
 	*x = DeletePointsResponse{}
-	mi := &file_taskloom_v1_vector_proto_msgTypes[14]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -840,7 +905,7 @@ func (x *DeletePointsResponse) String() string {
 func (*DeletePointsResponse) ProtoMessage() {}
 
 func (x *DeletePointsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_taskloom_v1_vector_proto_msgTypes[14]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -853,7 +918,7 @@ func (x *DeletePointsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePointsResponse.ProtoReflect.Descriptor instead.
 func (*DeletePointsResponse) Descriptor() ([]byte, []int) {
-	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{14}
+	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeletePointsResponse) GetDeleted() uint64 {
@@ -889,7 +954,7 @@ type SearchRequest struct {
 
 func (x *SearchRequest) Reset() {
 	*x = SearchRequest{}
-	mi := &file_taskloom_v1_vector_proto_msgTypes[15]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -901,7 +966,7 @@ func (x *SearchRequest) String() string {
 func (*SearchRequest) ProtoMessage() {}
 
 func (x *SearchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_taskloom_v1_vector_proto_msgTypes[15]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -914,7 +979,7 @@ func (x *SearchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchRequest.ProtoReflect.Descriptor instead.
 func (*SearchRequest) Descriptor() ([]byte, []int) {
-	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{15}
+	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SearchRequest) GetCollection() string {
@@ -983,7 +1048,7 @@ type FilterCondition struct {
 
 func (x *FilterCondition) Reset() {
 	*x = FilterCondition{}
-	mi := &file_taskloom_v1_vector_proto_msgTypes[16]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1060,7 @@ func (x *FilterCondition) String() string {
 func (*FilterCondition) ProtoMessage() {}
 
 func (x *FilterCondition) ProtoReflect() protoreflect.Message {
-	mi := &file_taskloom_v1_vector_proto_msgTypes[16]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1073,7 @@ func (x *FilterCondition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FilterCondition.ProtoReflect.Descriptor instead.
 func (*FilterCondition) Descriptor() ([]byte, []int) {
-	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{16}
+	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *FilterCondition) GetKey() string {
@@ -1035,7 +1100,7 @@ type SearchBatchRequest struct {
 
 func (x *SearchBatchRequest) Reset() {
 	*x = SearchBatchRequest{}
-	mi := &file_taskloom_v1_vector_proto_msgTypes[17]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1047,7 +1112,7 @@ func (x *SearchBatchRequest) String() string {
 func (*SearchBatchRequest) ProtoMessage() {}
 
 func (x *SearchBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_taskloom_v1_vector_proto_msgTypes[17]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1060,7 +1125,7 @@ func (x *SearchBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchBatchRequest.ProtoReflect.Descriptor instead.
 func (*SearchBatchRequest) Descriptor() ([]byte, []int) {
-	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{17}
+	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SearchBatchRequest) GetSearches() []*SearchRequest {
@@ -1080,7 +1145,7 @@ type SearchBatchResponse struct {
 
 func (x *SearchBatchResponse) Reset() {
 	*x = SearchBatchResponse{}
-	mi := &file_taskloom_v1_vector_proto_msgTypes[18]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1092,7 +1157,7 @@ func (x *SearchBatchResponse) String() string {
 func (*SearchBatchResponse) ProtoMessage() {}
 
 func (x *SearchBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_taskloom_v1_vector_proto_msgTypes[18]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1105,7 +1170,7 @@ func (x *SearchBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchBatchResponse.ProtoReflect.Descriptor instead.
 func (*SearchBatchResponse) Descriptor() ([]byte, []int) {
-	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{18}
+	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SearchBatchResponse) GetResults() []*SearchResponse {
@@ -1127,7 +1192,7 @@ type ScoredPoint struct {
 
 func (x *ScoredPoint) Reset() {
 	*x = ScoredPoint{}
-	mi := &file_taskloom_v1_vector_proto_msgTypes[19]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1139,7 +1204,7 @@ func (x *ScoredPoint) String() string {
 func (*ScoredPoint) ProtoMessage() {}
 
 func (x *ScoredPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_taskloom_v1_vector_proto_msgTypes[19]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1152,7 +1217,7 @@ func (x *ScoredPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScoredPoint.ProtoReflect.Descriptor instead.
 func (*ScoredPoint) Descriptor() ([]byte, []int) {
-	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{19}
+	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ScoredPoint) GetId() string {
@@ -1185,7 +1250,7 @@ type SearchResponse struct {
 
 func (x *SearchResponse) Reset() {
 	*x = SearchResponse{}
-	mi := &file_taskloom_v1_vector_proto_msgTypes[20]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1197,7 +1262,7 @@ func (x *SearchResponse) String() string {
 func (*SearchResponse) ProtoMessage() {}
 
 func (x *SearchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_taskloom_v1_vector_proto_msgTypes[20]
+	mi := &file_taskloom_v1_vector_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1210,7 +1275,7 @@ func (x *SearchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchResponse.ProtoReflect.Descriptor instead.
 func (*SearchResponse) Descriptor() ([]byte, []int) {
-	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{20}
+	return file_taskloom_v1_vector_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SearchResponse) GetHits() []*ScoredPoint {
@@ -1275,12 +1340,17 @@ const file_taskloom_v1_vector_proto_rawDesc = "" +
 	"collection\x12*\n" +
 	"\x06points\x18\x02 \x03(\v2\x12.taskloom.v1.PointR\x06points\",\n" +
 	"\x0eUpsertResponse\x12\x1a\n" +
-	"\bupserted\x18\x01 \x01(\x04R\bupserted\"G\n" +
+	"\bupserted\x18\x01 \x01(\x04R\bupserted\"\x83\x01\n" +
 	"\x13DeletePointsRequest\x12\x1e\n" +
 	"\n" +
 	"collection\x18\x01 \x01(\tR\n" +
 	"collection\x12\x10\n" +
-	"\x03ids\x18\x02 \x03(\tR\x03ids\"0\n" +
+	"\x03ids\x18\x02 \x03(\tR\x03ids\x12:\n" +
+	"\vwhere_below\x18\x03 \x03(\v2\x19.taskloom.v1.PayloadBelowR\n" +
+	"whereBelow\"=\n" +
+	"\fPayloadBelow\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1b\n" +
+	"\tless_than\x18\x02 \x01(\x01R\blessThan\"0\n" +
 	"\x14DeletePointsResponse\x12\x18\n" +
 	"\adeleted\x18\x01 \x01(\x04R\adeleted\"\xde\x02\n" +
 	"\rSearchRequest\x12\x1e\n" +
@@ -1340,7 +1410,7 @@ func file_taskloom_v1_vector_proto_rawDescGZIP() []byte {
 }
 
 var file_taskloom_v1_vector_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_taskloom_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_taskloom_v1_vector_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_taskloom_v1_vector_proto_goTypes = []any{
 	(Distance)(0),                    // 0: taskloom.v1.Distance
 	(*Collection)(nil),               // 1: taskloom.v1.Collection
@@ -1357,15 +1427,16 @@ var file_taskloom_v1_vector_proto_goTypes = []any{
 	(*UpsertRequest)(nil),            // 12: taskloom.v1.UpsertRequest
 	(*UpsertResponse)(nil),           // 13: taskloom.v1.UpsertResponse
 	(*DeletePointsRequest)(nil),      // 14: taskloom.v1.DeletePointsRequest
-	(*DeletePointsResponse)(nil),     // 15: taskloom.v1.DeletePointsResponse
-	(*SearchRequest)(nil),            // 16: taskloom.v1.SearchRequest
-	(*FilterCondition)(nil),          // 17: taskloom.v1.FilterCondition
-	(*SearchBatchRequest)(nil),       // 18: taskloom.v1.SearchBatchRequest
-	(*SearchBatchResponse)(nil),      // 19: taskloom.v1.SearchBatchResponse
-	(*ScoredPoint)(nil),              // 20: taskloom.v1.ScoredPoint
-	(*SearchResponse)(nil),           // 21: taskloom.v1.SearchResponse
-	nil,                              // 22: taskloom.v1.SearchRequest.FilterEntry
-	(*structpb.Struct)(nil),          // 23: google.protobuf.Struct
+	(*PayloadBelow)(nil),             // 15: taskloom.v1.PayloadBelow
+	(*DeletePointsResponse)(nil),     // 16: taskloom.v1.DeletePointsResponse
+	(*SearchRequest)(nil),            // 17: taskloom.v1.SearchRequest
+	(*FilterCondition)(nil),          // 18: taskloom.v1.FilterCondition
+	(*SearchBatchRequest)(nil),       // 19: taskloom.v1.SearchBatchRequest
+	(*SearchBatchResponse)(nil),      // 20: taskloom.v1.SearchBatchResponse
+	(*ScoredPoint)(nil),              // 21: taskloom.v1.ScoredPoint
+	(*SearchResponse)(nil),           // 22: taskloom.v1.SearchResponse
+	nil,                              // 23: taskloom.v1.SearchRequest.FilterEntry
+	(*structpb.Struct)(nil),          // 24: google.protobuf.Struct
 }
 var file_taskloom_v1_vector_proto_depIdxs = []int32{
 	0,  // 0: taskloom.v1.Collection.distance:type_name -> taskloom.v1.Distance
@@ -1375,35 +1446,36 @@ var file_taskloom_v1_vector_proto_depIdxs = []int32{
 	1,  // 4: taskloom.v1.CreateCollectionResponse.collection:type_name -> taskloom.v1.Collection
 	1,  // 5: taskloom.v1.GetCollectionResponse.collection:type_name -> taskloom.v1.Collection
 	1,  // 6: taskloom.v1.ListCollectionsResponse.collections:type_name -> taskloom.v1.Collection
-	23, // 7: taskloom.v1.Point.payload:type_name -> google.protobuf.Struct
+	24, // 7: taskloom.v1.Point.payload:type_name -> google.protobuf.Struct
 	11, // 8: taskloom.v1.UpsertRequest.points:type_name -> taskloom.v1.Point
-	22, // 9: taskloom.v1.SearchRequest.filter:type_name -> taskloom.v1.SearchRequest.FilterEntry
-	17, // 10: taskloom.v1.SearchRequest.conditions:type_name -> taskloom.v1.FilterCondition
-	16, // 11: taskloom.v1.SearchBatchRequest.searches:type_name -> taskloom.v1.SearchRequest
-	21, // 12: taskloom.v1.SearchBatchResponse.results:type_name -> taskloom.v1.SearchResponse
-	23, // 13: taskloom.v1.ScoredPoint.payload:type_name -> google.protobuf.Struct
-	20, // 14: taskloom.v1.SearchResponse.hits:type_name -> taskloom.v1.ScoredPoint
-	3,  // 15: taskloom.v1.VectorService.CreateCollection:input_type -> taskloom.v1.CreateCollectionRequest
-	5,  // 16: taskloom.v1.VectorService.GetCollection:input_type -> taskloom.v1.GetCollectionRequest
-	7,  // 17: taskloom.v1.VectorService.ListCollections:input_type -> taskloom.v1.ListCollectionsRequest
-	9,  // 18: taskloom.v1.VectorService.DeleteCollection:input_type -> taskloom.v1.DeleteCollectionRequest
-	12, // 19: taskloom.v1.VectorService.Upsert:input_type -> taskloom.v1.UpsertRequest
-	14, // 20: taskloom.v1.VectorService.DeletePoints:input_type -> taskloom.v1.DeletePointsRequest
-	16, // 21: taskloom.v1.VectorService.Search:input_type -> taskloom.v1.SearchRequest
-	18, // 22: taskloom.v1.VectorService.SearchBatch:input_type -> taskloom.v1.SearchBatchRequest
-	4,  // 23: taskloom.v1.VectorService.CreateCollection:output_type -> taskloom.v1.CreateCollectionResponse
-	6,  // 24: taskloom.v1.VectorService.GetCollection:output_type -> taskloom.v1.GetCollectionResponse
-	8,  // 25: taskloom.v1.VectorService.ListCollections:output_type -> taskloom.v1.ListCollectionsResponse
-	10, // 26: taskloom.v1.VectorService.DeleteCollection:output_type -> taskloom.v1.DeleteCollectionResponse
-	13, // 27: taskloom.v1.VectorService.Upsert:output_type -> taskloom.v1.UpsertResponse
-	15, // 28: taskloom.v1.VectorService.DeletePoints:output_type -> taskloom.v1.DeletePointsResponse
-	21, // 29: taskloom.v1.VectorService.Search:output_type -> taskloom.v1.SearchResponse
-	19, // 30: taskloom.v1.VectorService.SearchBatch:output_type -> taskloom.v1.SearchBatchResponse
-	23, // [23:31] is the sub-list for method output_type
-	15, // [15:23] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	15, // 9: taskloom.v1.DeletePointsRequest.where_below:type_name -> taskloom.v1.PayloadBelow
+	23, // 10: taskloom.v1.SearchRequest.filter:type_name -> taskloom.v1.SearchRequest.FilterEntry
+	18, // 11: taskloom.v1.SearchRequest.conditions:type_name -> taskloom.v1.FilterCondition
+	17, // 12: taskloom.v1.SearchBatchRequest.searches:type_name -> taskloom.v1.SearchRequest
+	22, // 13: taskloom.v1.SearchBatchResponse.results:type_name -> taskloom.v1.SearchResponse
+	24, // 14: taskloom.v1.ScoredPoint.payload:type_name -> google.protobuf.Struct
+	21, // 15: taskloom.v1.SearchResponse.hits:type_name -> taskloom.v1.ScoredPoint
+	3,  // 16: taskloom.v1.VectorService.CreateCollection:input_type -> taskloom.v1.CreateCollectionRequest
+	5,  // 17: taskloom.v1.VectorService.GetCollection:input_type -> taskloom.v1.GetCollectionRequest
+	7,  // 18: taskloom.v1.VectorService.ListCollections:input_type -> taskloom.v1.ListCollectionsRequest
+	9,  // 19: taskloom.v1.VectorService.DeleteCollection:input_type -> taskloom.v1.DeleteCollectionRequest
+	12, // 20: taskloom.v1.VectorService.Upsert:input_type -> taskloom.v1.UpsertRequest
+	14, // 21: taskloom.v1.VectorService.DeletePoints:input_type -> taskloom.v1.DeletePointsRequest
+	17, // 22: taskloom.v1.VectorService.Search:input_type -> taskloom.v1.SearchRequest
+	19, // 23: taskloom.v1.VectorService.SearchBatch:input_type -> taskloom.v1.SearchBatchRequest
+	4,  // 24: taskloom.v1.VectorService.CreateCollection:output_type -> taskloom.v1.CreateCollectionResponse
+	6,  // 25: taskloom.v1.VectorService.GetCollection:output_type -> taskloom.v1.GetCollectionResponse
+	8,  // 26: taskloom.v1.VectorService.ListCollections:output_type -> taskloom.v1.ListCollectionsResponse
+	10, // 27: taskloom.v1.VectorService.DeleteCollection:output_type -> taskloom.v1.DeleteCollectionResponse
+	13, // 28: taskloom.v1.VectorService.Upsert:output_type -> taskloom.v1.UpsertResponse
+	16, // 29: taskloom.v1.VectorService.DeletePoints:output_type -> taskloom.v1.DeletePointsResponse
+	22, // 30: taskloom.v1.VectorService.Search:output_type -> taskloom.v1.SearchResponse
+	20, // 31: taskloom.v1.VectorService.SearchBatch:output_type -> taskloom.v1.SearchBatchResponse
+	24, // [24:32] is the sub-list for method output_type
+	16, // [16:24] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_taskloom_v1_vector_proto_init() }
@@ -1417,7 +1489,7 @@ func file_taskloom_v1_vector_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_taskloom_v1_vector_proto_rawDesc), len(file_taskloom_v1_vector_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

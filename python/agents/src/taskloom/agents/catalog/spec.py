@@ -17,6 +17,8 @@ from pydantic import (
     model_validator,
 )
 
+from taskloom.sdk.collections import MAX_TOP_K
+
 # The API's rule for function names (OpenAI and Anthropic agree on it).
 TOOL_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
 BUILTIN_TOOLS = frozenset(
@@ -181,6 +183,20 @@ class SemanticCacheOptions(_Strict):
     threshold: float = Field(default=0.95, gt=0, le=1)
 
 
+class MemoryOptions(_Strict):
+    """The agent's long-term memory. Recall without a tool call: before the first LLM
+    call, its `auto_recall` memories most similar to the user's input (at least `min_score`
+    cosine, within `token_budget` tokens) go into the system prompt; 0 (the default) turns
+    it off. Retention: facts older than `max_age_s` or less important than
+    `min_importance` are dropped (0 keeps every fact)."""
+
+    auto_recall: int = Field(default=0, ge=0, le=MAX_TOP_K)
+    min_score: float = Field(default=0.3, ge=-1, le=1)
+    token_budget: int = Field(default=500, ge=1, le=100_000)
+    max_age_s: float = Field(default=0, ge=0, le=100 * 365 * 86_400)
+    min_importance: float = Field(default=0, ge=0, le=1)
+
+
 class AgentSpec(_Strict):
     """One agent as written in YAML."""
 
@@ -198,6 +214,7 @@ class AgentSpec(_Strict):
     # Tokens the model reads at most: a session's history is trimmed to fit it.
     context_window: int = Field(default=8192, ge=1, le=10_000_000)
     semantic_cache: SemanticCacheOptions = Field(default_factory=SemanticCacheOptions)
+    memory: MemoryOptions = Field(default_factory=MemoryOptions)
     cache: bool = True
     tools: tuple[ToolDecl, ...] = ()
     mcp_servers: tuple[McpServerDecl, ...] = ()

@@ -1,15 +1,17 @@
 """Long-term memory of an agent in a tenant: facts the agent chose to keep (`remember`
 tool, with an importance from 0 to 1) in the vector service, recalled by similarity
-(`memory_search` tool) within a token budget. Each (tenant, agent) has its own memory
-collection, in the `m` family of the tenant's namespace: no tenant or agent reads
-another's, and users' document collections never list them."""
+(`memory_search` tool) within a token budget, dropped by the agent's retention (age,
+importance). Each (tenant, agent) has its own memory collection, in the `m` family of the
+tenant's namespace: no tenant or agent reads another's, and users' document collections
+never list them."""
 
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Any
 
-from taskloom.agents.catalog.spec import AgentSpec, MemorySearchOptions, ToolDecl
+from taskloom.agents.catalog.spec import AgentSpec, MemoryOptions, MemorySearchOptions, ToolDecl
 from taskloom.agents.tools.base import FunctionTool, ToolContext, ToolError, declared_policy
 from taskloom.sdk.collections import CollectionError, Collections
 from taskloom.sdk.embeddings import EmbeddingError
@@ -49,6 +51,23 @@ class LongTermMemory:
     def __init__(self, memories: Collections) -> None:
         self.memories = memories
 
+    async def retain(self, tenant: str, agent: str, options: MemoryOptions) -> int:
+        """Drops the facts the agent's retention no longer keeps: stored more than
+        `max_age_s` ago, or less important than `min_importance`. Returns how many."""
+        below: dict[str, float] = {}
+        if options.max_age_s:
+            below["created_at"] = time.time() - options.max_age_s
+        if options.min_importance:
+            below["importance"] = options.min_importance
+        if not below:
+            return 0
+        try:
+            return await self.memories.delete_below(tenant, memory_name(agent), below)
+        except CollectionError as err:
+            if err.reason == "COLLECTION_NOT_FOUND":
+                return 0  # nothing remembered yet
+            raise
+
     async def remember(self, tenant: str, agent: str, fact: str, importance: float) -> str:
         name = memory_name(agent)
         try:
@@ -57,7 +76,7 @@ class LongTermMemory:
             if err.reason != "COLLECTION_EXISTS":
                 raise
         document_id, _ = await self.memories.add_document(
-            tenant, name, fact, metadata={"importance": importance}
+            tenant, name, fact, metadata={"importance": importance, "created_at": time.time()}
         )
         return document_id
 
@@ -82,17 +101,23 @@ class LongTermMemory:
 
 
 def remember_tool(memory: LongTermMemory) -> Any:
-    async def run(arguments: dict[str, Any], context: ToolContext) -> dict[str, Any]:
-        task = context.task
-        try:
-            fact_id = await memory.remember(
-                task.tenant, task.agent, arguments["fact"], float(arguments.get("importance", 0.5))
-            )
-        except (CollectionError, EmbeddingError) as err:
-            raise ToolError(f"could not remember: {err}") from None
-        return {"remembered": fact_id}
-
     def factory(decl: ToolDecl, spec: AgentSpec) -> FunctionTool:
+        retention = spec.memory
+
+        async def run(arguments: dict[str, Any], context: ToolContext) -> dict[str, Any]:
+            task = context.task
+            importance = float(arguments.get("importance", 0.5))
+            if importance < retention.min_importance:
+                return {"remembered": None, "dropped": "importance under memory.min_importance"}
+            try:
+                await memory.retain(task.tenant, task.agent, retention)
+                fact_id = await memory.remember(
+                    task.tenant, task.agent, arguments["fact"], importance
+                )
+            except (CollectionError, EmbeddingError) as err:
+                raise ToolError(f"could not remember: {err}") from None
+            return {"remembered": fact_id}
+
         return FunctionTool(
             name=decl.name,
             description=decl.description
@@ -114,6 +139,7 @@ def memory_search_tool(memory: LongTermMemory) -> Any:
         async def run(arguments: dict[str, Any], context: ToolContext) -> dict[str, Any]:
             task = context.task
             try:
+                await memory.retain(task.tenant, task.agent, spec.memory)
                 facts = await memory.recall(
                     task.tenant,
                     task.agent,

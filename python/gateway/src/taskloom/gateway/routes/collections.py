@@ -21,6 +21,7 @@ from taskloom.gateway.models import (
     HitOut,
     SearchOut,
 )
+from taskloom.gateway.openapi import problems
 from taskloom.sdk.collections import CollectionError, CollectionInfo, Collections
 from taskloom.sdk.embeddings import EmbeddingError
 
@@ -59,7 +60,7 @@ def _out(info: CollectionInfo) -> CollectionOut:
     return CollectionOut(name=info.name, dimension=info.dimension, chunks=info.chunks)
 
 
-@router.post("", status_code=201, response_model=CollectionOut)
+@router.post("", status_code=201, response_model=CollectionOut, responses=problems(400, 409, 413))
 async def create_collection(
     conn: HTTPConnection, body: CollectionCreate, tenant: TenantDep, response: Response
 ) -> CollectionOut:
@@ -71,7 +72,7 @@ async def create_collection(
     return _out(info)
 
 
-@router.get("", response_model=CollectionList)
+@router.get("", response_model=CollectionList, responses=problems())
 async def list_collections(conn: HTTPConnection, tenant: TenantDep) -> CollectionList:
     try:
         found = await _collections(conn).list_collections(tenant)
@@ -80,7 +81,7 @@ async def list_collections(conn: HTTPConnection, tenant: TenantDep) -> Collectio
     return CollectionList(collections=[_out(c) for c in found])
 
 
-@router.get("/{name}", response_model=CollectionOut)
+@router.get("/{name}", response_model=CollectionOut, responses=problems(404))
 async def get_collection(conn: HTTPConnection, name: Name, tenant: TenantDep) -> CollectionOut:
     try:
         return _out(await _collections(conn).get(tenant, name))
@@ -88,7 +89,7 @@ async def get_collection(conn: HTTPConnection, name: Name, tenant: TenantDep) ->
         raise _problem(err) from err
 
 
-@router.delete("/{name}", status_code=204)
+@router.delete("/{name}", status_code=204, responses=problems(404))
 async def delete_collection(conn: HTTPConnection, name: Name, tenant: TenantDep) -> Response:
     try:
         await _collections(conn).delete(tenant, name)
@@ -97,7 +98,12 @@ async def delete_collection(conn: HTTPConnection, name: Name, tenant: TenantDep)
     return Response(status_code=204)
 
 
-@router.post("/{name}/documents", status_code=201, response_model=DocumentOut)
+@router.post(
+    "/{name}/documents",
+    status_code=201,
+    response_model=DocumentOut,
+    responses=problems(400, 404, 413),
+)
 async def add_document(
     conn: HTTPConnection, name: Name, body: DocumentCreate, tenant: TenantDep
 ) -> DocumentOut:
@@ -112,7 +118,7 @@ async def add_document(
     return DocumentOut(document_id=document_id, chunks=chunks)
 
 
-@router.post("/{name}/search", response_model=SearchOut)
+@router.post("/{name}/search", response_model=SearchOut, responses=problems(400, 404, 413))
 async def search_collection(
     conn: HTTPConnection, name: Name, body: CollectionSearch, tenant: TenantDep
 ) -> SearchOut:

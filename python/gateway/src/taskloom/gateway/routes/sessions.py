@@ -12,6 +12,7 @@ from taskloom.gateway.deps import TenantDep
 from taskloom.gateway.errors import ProblemError
 from taskloom.gateway.limits import TaskSpec, text
 from taskloom.gateway.models import SessionMessageOut, SessionOut
+from taskloom.gateway.openapi import problems
 from taskloom.sdk.sessions import RedisSessions, SessionStoreError
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
@@ -36,7 +37,7 @@ def _unreachable(err: SessionStoreError) -> ProblemError:
     return ProblemError(503, "UNAVAILABLE", f"The session store is unreachable: {err}")
 
 
-@router.get("/{session_id}", response_model=SessionOut)
+@router.get("/{session_id}", response_model=SessionOut, responses=problems(404))
 async def get_session(conn: HTTPConnection, session_id: SessionId, tenant: TenantDep) -> SessionOut:
     """The session's messages, oldest first (a sliding window of the newest)."""
     try:
@@ -54,7 +55,7 @@ async def get_session(conn: HTTPConnection, session_id: SessionId, tenant: Tenan
     )
 
 
-@router.delete("/{session_id}", status_code=204)
+@router.delete("/{session_id}", status_code=204, responses=problems(404))
 async def delete_session(
     conn: HTTPConnection, session_id: SessionId, tenant: TenantDep
 ) -> Response:
