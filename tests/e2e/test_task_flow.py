@@ -104,3 +104,28 @@ def test_worker_reports_metrics_to_the_metrics_service(gateway: str, stack: Stac
             return
         time.sleep(0.2)
     raise AssertionError("no taskloom_agent_* series reached the metrics service")
+
+
+def test_worker_llm_requests_reach_the_agent_summary(gateway: str) -> None:
+    """The worker records its LLM requests, latency and cache lookups per agent and model,
+    so `GET /v1/metrics/agents` (SummarizeAgents) has them for a real task."""
+    with httpx.Client(base_url=gateway) as client:
+        payload = {"agent": "assistant", "input": "Summarize me, asked twice"}
+        for _ in range(2):
+            wait_finished(client, client.post("/v1/tasks", json=payload).json()["id"])
+        deadline = time.monotonic() + 30
+        summary: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            reply = client.get("/v1/metrics/agents", params={"agent": "assistant", "window": "1h"})
+            assert reply.status_code == 200, reply.text
+            rows = reply.json()["agents"]
+            summary = rows[0] if rows else {}
+            if summary.get("requests", 0) >= 1 and summary.get("cache_hit_ratio") is not None:
+                break
+            time.sleep(0.2)
+    assert summary.get("model") == "sim-1", summary
+    assert summary["requests"] >= 1 and summary["requests_per_second"] > 0
+    assert summary["latency_p50_seconds"] > 0
+    # The second, identical prompt was answered by the LLM cache.
+    assert 0 < summary["cache_hit_ratio"] < 1
+    assert summary["tokens"] > 0

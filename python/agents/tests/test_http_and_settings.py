@@ -15,7 +15,7 @@ from taskloom.agents.telemetry import Telemetry
 @pytest.mark.asyncio
 async def test_readyz_follows_registration_and_metrics_are_served() -> None:
     telemetry = Telemetry(MetricsReporter(""), registry=CollectorRegistry())
-    telemetry.llm_cache(hit=True)
+    telemetry.llm_cache("writer", "m1", hit=True)
     ready = False
     server = HttpServer(build_app(telemetry.registry, lambda: ready), "127.0.0.1:0")
     server.start()
@@ -28,7 +28,10 @@ async def test_readyz_follows_registration_and_metrics_are_served() -> None:
             ready = True
             assert (await client.get("/readyz")).status_code == 200
             metrics = (await client.get("/metrics")).text
-            assert 'taskloom_agent_llm_cache_total{result="hit"} 1.0' in metrics
+            assert (
+                'taskloom_agent_llm_cache_total{agent="writer",model="m1",result="hit"} 1.0'
+                in metrics
+            )
     finally:
         await server.stop()
 

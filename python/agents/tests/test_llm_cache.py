@@ -6,8 +6,11 @@ import socket
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from taskloom.agents.cache_client import CacheClient
+from taskloom.agents.catalog import load_catalog
+from taskloom.agents.metrics_reporter import MetricsReporter
 from taskloom.agents.providers import (
     GenerationParams,
     Message,
@@ -16,7 +19,8 @@ from taskloom.agents.providers import (
     ToolDefinition,
 )
 from taskloom.agents.providers.simulated import SimulatedProvider
-from taskloom.agents.runtime import LLM_NAMESPACE
+from taskloom.agents.runtime import LLM_NAMESPACE, AgentRuntime
+from taskloom.agents.telemetry import Telemetry
 
 pytestmark = pytest.mark.asyncio
 
@@ -94,3 +98,51 @@ async def test_task_succeeds_when_cache_is_down(runtime_factory) -> None:
     assert output["cached"] is False
     assert output["text"].startswith("[simulated]")
     assert "".join(chunks) == output["text"]
+
+
+async def test_requests_latency_and_cache_are_counted_per_agent_and_model(
+    cache_server, telemetry: Telemetry
+) -> None:
+    """What SummarizeAgents reads: one request (with its latency) per turn that reached the
+    provider, and each cache lookup, labelled by the agent and its model."""
+    _, addr = cache_server
+    cache = CacheClient(addr)
+    runtime = AgentRuntime(load_catalog(), {"simulated": CountingProvider()}, telemetry, cache)
+    try:
+        await run_once(runtime, "count me")
+        await run_once(runtime, "count me")
+    finally:
+        await cache.aclose()
+    agent = {"agent": "assistant", "model": "sim-1"}
+
+    def sample(name: str, **labels: str) -> float | None:
+        return telemetry.registry.get_sample_value(name, {**agent, **labels})
+
+    assert sample("taskloom_agent_llm_requests_total", outcome="ok") == 1
+    assert sample("taskloom_agent_llm_request_duration_seconds_count") == 1
+    assert sample("taskloom_agent_llm_cache_total", result="miss") == 1
+    assert sample("taskloom_agent_llm_cache_total", result="hit") == 1
+
+
+async def test_the_worker_and_agent_metrics_share_one_client() -> None:
+    """AgentMetrics and the worker's own series go through the reporter's one client, each
+    name with one label set (the tokens keep the worker's: tenant and endpoint too)."""
+    reporter = MetricsReporter("")
+    telemetry = Telemetry(reporter, registry=CollectorRegistry())
+    labels = {"tenant": "t", "agent": "a", "endpoint": "e", "model": "m"}
+    telemetry.llm_request("a", "m", 0.2, ok=False)
+    telemetry.llm_cache("a", "m", hit=True)
+    telemetry.llm_usage(labels, 3, 4, None)
+    client = reporter.client
+    assert client.counter(
+        "taskloom_agent_llm_tokens_total",
+        labelnames=("agent", "endpoint", "kind", "model", "tenant"),
+    )
+    with pytest.raises(ValueError):
+        client.counter("taskloom_agent_llm_tokens_total", labelnames=("agent", "model", "kind"))
+    assert (
+        telemetry.registry.get_sample_value(
+            "taskloom_agent_llm_requests_total", {"agent": "a", "model": "m", "outcome": "error"}
+        )
+        == 1
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -399,7 +400,7 @@ class AgentRuntime:
         if spec.cache and self._cache is not None:
             key = cache_key(spec.provider, spec.model, messages, params, tools)
             cached = await self._cached_turn(key)
-            self._telemetry.llm_cache(hit=cached is not None)
+            self._telemetry.llm_cache(spec.name, spec.model, hit=cached is not None)
             if cached is not None and self._accounting is not None:
                 saved = cached.original_usage
                 self._accounting.saved(
@@ -423,6 +424,8 @@ class AgentRuntime:
         calls: list[ToolCall] = []
         usage = Usage()
         parts: list[str] = []
+        started = time.monotonic()
+        ok = False
         try:
             async for event in provider.stream(messages, spec.model, params, tools):
                 if isinstance(event, TextDelta):
@@ -435,8 +438,11 @@ class AgentRuntime:
                 elif not isinstance(event, ThoughtDelta):
                     continue  # argument deltas: the complete call follows
                 await on_event(event)
+            ok = True
         except ProviderError as err:
             raise AgentError(str(err), retryable=err.retryable) from err
+        finally:
+            self._telemetry.llm_request(spec.name, spec.model, time.monotonic() - started, ok=ok)
         turn = JournalTurn("".join(parts), calls, usage)
         await on_event(UsageUpdate(usage.prompt_tokens, usage.completion_tokens))
 

@@ -9,6 +9,16 @@ from collections.abc import Mapping
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from taskloom.agents.metrics_reporter import MetricsReporter
+from taskloom.sdk.metrics.agents import (
+    LLM_BUCKETS,
+    LLM_REQUEST_DURATION,
+    LLM_REQUESTS,
+    OUTCOME_ERROR,
+    OUTCOME_OK,
+    RESULT_HIT,
+    RESULT_MISS,
+    AgentMetrics,
+)
 
 TASKS = "taskloom_agent_tasks_total"
 TASK_DURATION = "taskloom_agent_task_duration_seconds"
@@ -32,7 +42,9 @@ _HELP = {
     TASK_DURATION: "Wall time of one task attempt on this worker.",
     TASKS_RUNNING: "Tasks running on this worker now.",
     LLM_TOKENS: "LLM tokens spent, by tenant, agent, endpoint, model and kind (prompt|completion).",
-    LLM_CACHE: "LLM cache lookups, by result (hit|miss).",
+    LLM_CACHE: "LLM cache lookups, by agent, model and result (hit|miss).",
+    LLM_REQUESTS: "LLM requests that reached the provider, by agent, model and outcome (ok|error).",
+    LLM_REQUEST_DURATION: "Latency of LLM requests, by agent and model.",
     LLM_COST: "USD spent on LLM calls with a configured price, by tenant, agent, endpoint, model.",
     LLM_UNPRICED: "LLM tokens spent on models without a configured price (not in the cost).",
     LLM_SAVED_TOKENS: "LLM tokens the cache answered instead of the endpoint, by kind.",
@@ -52,6 +64,9 @@ class Telemetry:
     def __init__(self, reporter: MetricsReporter, registry: CollectorRegistry = REGISTRY) -> None:
         self.registry = registry
         self._reporter = reporter
+        # The SDK's AgentMetrics owns the names the metrics service summarizes per agent
+        # (requests, latency, cache); the tokens stay here, with tenant and endpoint too.
+        self._agents = AgentMetrics(reporter.client, tokens=False)
         self.running = 0
         for name, help_text in _HELP.items():
             reporter.describe(name, help_text)
@@ -97,7 +112,23 @@ class Telemetry:
         )
         self._breaker = Gauge(LLM_BREAKER, _HELP[LLM_BREAKER], ["endpoint"], registry=registry)
         self._cache = Counter(
-            LLM_CACHE.removesuffix("_total"), _HELP[LLM_CACHE], ["result"], registry=registry
+            LLM_CACHE.removesuffix("_total"),
+            _HELP[LLM_CACHE],
+            ["agent", "model", "result"],
+            registry=registry,
+        )
+        self._requests = Counter(
+            LLM_REQUESTS.removesuffix("_total"),
+            _HELP[LLM_REQUESTS],
+            ["agent", "model", "outcome"],
+            registry=registry,
+        )
+        self._request_duration = Histogram(
+            LLM_REQUEST_DURATION,
+            _HELP[LLM_REQUEST_DURATION],
+            ["agent", "model"],
+            buckets=LLM_BUCKETS,
+            registry=registry,
         )
         self._semantic = Counter(
             SEMANTIC_CACHE.removesuffix("_total"),
@@ -178,10 +209,15 @@ class Telemetry:
         self._breaker.labels(endpoint).set(state)
         self._reporter.gauge(LLM_BREAKER, state, {"endpoint": endpoint})
 
-    def llm_cache(self, hit: bool) -> None:
-        result = "hit" if hit else "miss"
-        self._cache.labels(result).inc()
-        self._reporter.counter(LLM_CACHE, 1, {"result": result})
+    def llm_request(self, agent: str, model: str, seconds: float, *, ok: bool) -> None:
+        """One request that reached the provider (its tokens come through `llm_usage`)."""
+        self._requests.labels(agent, model, OUTCOME_OK if ok else OUTCOME_ERROR).inc()
+        self._request_duration.labels(agent, model).observe(seconds)
+        self._agents.llm_request(agent, model, seconds, ok=ok)
+
+    def llm_cache(self, agent: str, model: str, *, hit: bool) -> None:
+        self._cache.labels(agent, model, RESULT_HIT if hit else RESULT_MISS).inc()
+        self._agents.llm_cache(agent, model, hit=hit)
 
     def semantic_cache(self, result: str) -> None:
         self._semantic.labels(result).inc()

@@ -24,7 +24,10 @@ LLM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 class AgentMetrics:
     """Records what agents do with their LLMs, labelled by agent and model."""
 
-    def __init__(self, client: MetricsClient) -> None:
+    def __init__(self, client: MetricsClient, *, tokens: bool = True) -> None:
+        """`tokens=False` leaves `taskloom_agent_llm_tokens_total` to a process that records
+        it with more labels (the agent worker adds tenant and endpoint), so the name keeps
+        one label set in that process's client."""
         self._requests = client.counter(
             LLM_REQUESTS,
             "LLM requests that reached the provider, by agent, model and outcome (ok|error).",
@@ -36,10 +39,14 @@ class AgentMetrics:
             ("agent", "model"),
             buckets=LLM_BUCKETS,
         )
-        self._tokens = client.counter(
-            LLM_TOKENS,
-            "LLM tokens spent, by agent, model and kind (prompt|completion).",
-            ("agent", "model", "kind"),
+        self._tokens = (
+            client.counter(
+                LLM_TOKENS,
+                "LLM tokens spent, by agent, model and kind (prompt|completion).",
+                ("agent", "model", "kind"),
+            )
+            if tokens
+            else None
         )
         self._cache = client.counter(
             LLM_CACHE,
@@ -61,6 +68,8 @@ class AgentMetrics:
         """One request to the provider; `trace_id` makes it an exemplar of its latency."""
         self._requests.labels(agent, model, OUTCOME_OK if ok else OUTCOME_ERROR).inc()
         self._duration.labels(agent, model).observe(seconds, trace_id)
+        if self._tokens is None:
+            return
         if prompt_tokens:
             self._tokens.labels(agent, model, "prompt").inc(prompt_tokens)
         if completion_tokens:
