@@ -174,7 +174,7 @@ def test_prometheus_scrapes_every_service_and_evaluates_the_dashboard(
             try:
                 result = httpx.get(f"{api}/query", params={"query": "up"}).json()["data"]["result"]
                 up = {r["metric"]["instance"]: r["value"][1] for r in result}
-            except (httpx.HTTPError, KeyError):
+            except (httpx.HTTPError, KeyError, ValueError):  # ValueError: 503 text while starting
                 up = {}
             if len(up) == len(stack.services) and set(up.values()) == {"1"}:
                 break
