@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -90,7 +91,8 @@ def page(
 
 def wait_for(driver: WebDriver, css: str, text: str = "") -> None:
     """Until an element matching css is shown (containing text, when given)."""
-    WebDriverWait(driver, WAIT_SECONDS).until(
+    # The console re-renders as events arrive: an element found may be replaced before it is read.
+    WebDriverWait(driver, WAIT_SECONDS, ignored_exceptions=(StaleElementReferenceException,)).until(
         lambda d: any(
             e.is_displayed() and text in e.text for e in d.find_elements(By.CSS_SELECTOR, css)
         ),
