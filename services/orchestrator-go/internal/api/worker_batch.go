@@ -5,9 +5,9 @@ package api
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	pb "github.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1"
-	"github.com/taskloom/taskloom/services/orchestrator-go/internal/telemetry"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
 )
 
@@ -54,45 +54,25 @@ func (h *WorkerHub) applyResults(w *workers.Worker, b *pb.ResultBatch) {
 	}
 }
 
-// messageCounter counts a session's received messages by kind
-// (worker_messages_total), resolving each kind's counter once per session.
-type messageCounter struct {
-	vec  *prometheus.CounterVec
-	byID map[string]prometheus.Counter
-}
+// messageCounters counts received messages by the name of their oneof field
+// (worker_messages_total{kind}): one counter per kind the proto declares, resolved
+// once, so a kind added to the proto is counted under its own name.
+type messageCounters map[protoreflect.FieldNumber]prometheus.Counter
 
-func newMessageCounter(m *telemetry.Metrics) *messageCounter {
-	return &messageCounter{vec: m.WorkerMessages, byID: map[string]prometheus.Counter{}}
-}
+var sessionRequestMsg = (&pb.SessionRequest{}).ProtoReflect().Descriptor().Oneofs().ByName("msg")
 
-func (c *messageCounter) count(req *pb.SessionRequest) {
-	kind := messageKind(req)
-	counter, ok := c.byID[kind]
-	if !ok {
-		counter = c.vec.WithLabelValues(kind)
-		c.byID[kind] = counter
+func newMessageCounters(vec *prometheus.CounterVec) messageCounters {
+	fields := sessionRequestMsg.Fields()
+	out := make(messageCounters, fields.Len())
+	for i := range fields.Len() {
+		f := fields.Get(i)
+		out[f.Number()] = vec.WithLabelValues(string(f.Name()))
 	}
-	counter.Inc()
+	return out
 }
 
-// messageKind names the message's oneof field (a bounded label value).
-func messageKind(req *pb.SessionRequest) string {
-	switch req.GetMsg().(type) {
-	case *pb.SessionRequest_Register:
-		return "register"
-	case *pb.SessionRequest_Credit:
-		return "credit"
-	case *pb.SessionRequest_Heartbeat:
-		return "heartbeat"
-	case *pb.SessionRequest_Chunk:
-		return "chunk"
-	case *pb.SessionRequest_Result:
-		return "result"
-	case *pb.SessionRequest_Drain:
-		return "drain"
-	case *pb.SessionRequest_Results:
-		return "results"
-	default:
-		return "unknown"
+func (c messageCounters) count(req *pb.SessionRequest) {
+	if f := req.ProtoReflect().WhichOneof(sessionRequestMsg); f != nil {
+		c[f.Number()].Inc()
 	}
 }

@@ -28,13 +28,14 @@ import (
 // bounded.
 type WorkerHub struct {
 	pb.UnimplementedWorkerHubServiceServer
-	sched *scheduler.Scheduler
-	log   *slog.Logger
+	sched   *scheduler.Scheduler
+	log     *slog.Logger
+	counted messageCounters
 }
 
 // NewWorkerHub returns the WorkerHubService handler.
 func NewWorkerHub(sched *scheduler.Scheduler, log *slog.Logger) *WorkerHub {
-	return &WorkerHub{sched: sched, log: log}
+	return &WorkerHub{sched: sched, log: log, counted: newMessageCounters(sched.Metrics().WorkerMessages)}
 }
 
 // registerTimeout bounds how long a new stream may wait before sending Register.
@@ -130,13 +131,12 @@ func (h *WorkerHub) receiveRegister(ctx context.Context, stream pb.WorkerHubServ
 
 // receive applies the worker's messages until the stream ends.
 func (h *WorkerHub) receive(stream pb.WorkerHubService_SessionServer, w *workers.Worker) error {
-	counted := newMessageCounter(h.sched.Metrics())
 	for {
 		req, err := stream.Recv()
 		if err != nil {
 			return err
 		}
-		counted.count(req)
+		h.counted.count(req)
 		switch m := req.GetMsg().(type) {
 		case *pb.SessionRequest_Credit:
 			h.sched.Credit(w, m.Credit.GetCredits())
