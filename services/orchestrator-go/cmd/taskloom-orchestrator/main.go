@@ -102,7 +102,7 @@ func run(cfg config.Config, log *slog.Logger) error {
 	}
 	handler := httpserver.Handler(&ready, reg, checks...)
 	if cfg.Profiling {
-		handler = httpserver.WithProfiling(handler, cfg.ProfilingAllowRemote)
+		handler = httpserver.WithProfiling(handler)
 		log.Warn("profiling endpoints on /debug/pprof", "allow_remote", cfg.ProfilingAllowRemote)
 	}
 	httpSrv := httpserver.New(cfg.HTTPAddr, handler)

@@ -342,7 +342,7 @@ func (c Config) validate() error {
 		problems = append(problems, "--memory-limit must not be negative")
 	}
 	problems = append(problems, c.authProblems()...)
-	if c.Profiling && !c.ProfilingAllowRemote && !IsLoopback(c.HTTPAddr) {
+	if c.Profiling && !c.ProfilingAllowRemote && !loopbackAddr(c.HTTPAddr) {
 		problems = append(problems, fmt.Sprintf("--profiling on --http-addr %s, which is not loopback, would open profiles to the network (set --profiling-allow-remote to allow it)", c.HTTPAddr))
 	}
 	if len(problems) > 0 {
@@ -397,20 +397,6 @@ func (c Config) LogValue() slog.Value {
 		slog.String("advertise_addr", c.AdvertiseAddr),
 		slog.Bool("profiling", c.Profiling), slog.Bool("profiling_allow_remote", c.ProfilingAllowRemote),
 	)
-}
-
-// IsLoopback reports whether the listen address addr (host:port) binds loopback only:
-// 127.0.0.0/8, ::1 or localhost. An empty host (":9101") binds every interface.
-func IsLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // maskURL hides the password of a URL for logging.

@@ -6,7 +6,6 @@ package httpserver
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"net/http/pprof"
 	"sync/atomic"
@@ -69,43 +68,18 @@ func Handler(ready *Readiness, gatherer prometheus.Gatherer, checks ...Check) ht
 	return mux
 }
 
-// WithProfiling adds net/http/pprof's endpoints under /debug/pprof/ to h. A profile
-// shows code paths, arguments (cmdline) and data sizes, so they answer loopback peers
-// only unless allowRemote; others get 403.
-func WithProfiling(h http.Handler, allowRemote bool) http.Handler {
-	profiles := http.NewServeMux()
-	profiles.HandleFunc("/debug/pprof/", pprof.Index)
-	profiles.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	profiles.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	profiles.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	profiles.HandleFunc("/debug/pprof/trace", pprof.Trace)
+// WithProfiling adds net/http/pprof's endpoints under /debug/pprof/ to h. Who may
+// reach them is the listen address's business: the configuration refuses
+// --profiling on a non-loopback --http-addr unless --profiling-allow-remote.
+func WithProfiling(h http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", h)
-	mux.HandleFunc("/debug/pprof/", func(w http.ResponseWriter, r *http.Request) {
-		if !allowRemote && !loopbackPeer(r.RemoteAddr) {
-			writeProblem(w, http.StatusForbidden, "profiles are served to loopback clients only (--profiling-allow-remote)")
-			return
-		}
-		profiles.ServeHTTP(w, r)
-	})
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
-}
-
-func loopbackPeer(remoteAddr string) bool {
-	host, _, err := net.SplitHostPort(remoteAddr)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-func writeProblem(w http.ResponseWriter, code int, detail string) {
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(map[string]any{
-		"type": "about:blank", "title": http.StatusText(code), "status": code, "detail": detail,
-	})
 }
 
 // New returns the HTTP server for addr.
