@@ -1,7 +1,7 @@
 package crash
 
 import (
-	"encoding/json"
+	"context"
 	"net/http"
 	"path/filepath"
 	"reflect"
@@ -19,32 +19,15 @@ func TestReadyzNamesTheStoreWhenRedisIsDown(t *testing.T) {
 	start(t, []string{"--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--log-level", "warn", "--store", "redis", "--redis-url", srv.URL},
 		filepath.Join(t.TempDir(), "orchestrator.log"))
 
-	type body struct {
-		NotReady []string          `json:"not_ready"`
-		Checks   map[string]string `json:"checks"`
-	}
-	readyz := func() (int, body, error) {
-		resp, err := http.Get("http://" + httpAddr + "/readyz")
-		if err != nil {
-			return 0, body{}, err
-		}
-		defer func() { _ = resp.Body.Close() }()
-		var b body
-		err = json.NewDecoder(resp.Body).Decode(&b)
-		return resp.StatusCode, b, err
-	}
-	// start waits for the gRPC port only: the HTTP server may listen, and the service be
-	// marked ready, a moment later (longer on a loaded machine).
-	code, b, err := readyz()
-	for deadline := time.Now().Add(30 * time.Second); (err != nil || code != http.StatusOK) && time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
-		code, b, err = readyz()
-	}
-	if err != nil || code != http.StatusOK || b.Checks["store"] != "ok" {
-		t.Fatalf("/readyz with Redis up = %d %+v (%v)", code, b, err)
+	// start waits for the gRPC port only: the HTTP server listens, and the service is
+	// marked ready, a moment later.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if !waitReady(ctx, t, httpAddr) {
+		t.Fatal("/readyz never answered 200 with Redis up")
 	}
 	srv.Stop()
-	if code, b, err = readyz(); err != nil || code != http.StatusServiceUnavailable || !reflect.DeepEqual(b.NotReady, []string{"store"}) {
-		t.Fatalf("/readyz with Redis down = %d %+v (%v)", code, b, err)
+	if code, notReady := readyz("http://" + httpAddr + "/readyz"); code != http.StatusServiceUnavailable || !reflect.DeepEqual(notReady, []string{"store"}) {
+		t.Fatalf("/readyz with Redis down = %d %v", code, notReady)
 	}
 }
