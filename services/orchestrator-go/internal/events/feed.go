@@ -49,6 +49,7 @@ type member struct {
 	doneSeq      int64      // FeedSeq of Done; 0 before
 	// chunks: the FeedSeq of each chunk forwarded, in order (so also by attempt and
 	// seq): where a chunk replayed from the hub stood, and how far a FeedSeq reached.
+	// At most twice the hub's ReplayChunks: older marks are of chunks it dropped.
 	chunks []chunkMark
 }
 
@@ -140,6 +141,11 @@ func (f *Feed) publishLocked(m *member, ev Event) {
 		m.status, m.attempt, m.statusSeq = ev.Status, ev.Attempt, ev.FeedSeq
 	case KindChunk:
 		m.chunks = append(m.chunks, chunkMark{feedSeq: ev.FeedSeq, attempt: ev.Attempt, seq: ev.Seq})
+		// The hub keeps at most ReplayChunks of a task's chunks, the newest: marks
+		// older than those are never looked up, so they go (in amortised batches).
+		if keep := f.hub.opts.ReplayChunks; keep > 0 && len(m.chunks) >= 2*keep {
+			m.chunks = append(m.chunks[:0], m.chunks[len(m.chunks)-keep:]...)
+		}
 	case KindDone:
 		// The status came in the event before (Hub.Done sends both): statusSeq stays.
 		m.status, m.attempt, m.final, m.doneSeq = ev.Status, ev.Attempt, ev.Task, ev.FeedSeq

@@ -2,6 +2,7 @@ package events
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -207,5 +208,33 @@ func TestFeedNumbersEventsAndResumesAfterAFeedSeq(t *testing.T) {
 	}
 	if again := NewFeed(0, t0.Add(time.Second)); again.seq <= f.seq {
 		t.Fatalf("a feed made later starts at %d, below the earlier one's %d", again.seq, f.seq)
+	}
+}
+
+// A long-streaming member keeps chunk marks only for the chunks the hub still
+// retains (bounded by ReplayChunks), and a watcher resumed after a late chunk still
+// gets exactly the chunks after it.
+func TestFeedChunkMarksAreBoundedByTheHubsReplay(t *testing.T) {
+	const replay = 4
+	h := newHub(Options{SubscriberBuffer: 1024, ReplayChunks: replay, ReplayBytes: 1 << 20, FinishedTasks: 4})
+	f := NewFeed(0, t0)
+	if err := f.Attach(h.Subscribe(running("a"), nil, t0), "step-a"); err != nil {
+		t.Fatal(err)
+	}
+	for seq := range int64(50) {
+		h.Chunk("a", 1, seq, fmt.Sprint("c", seq), t0)
+	}
+	if n := len(f.members["a"].chunks); n >= 2*replay {
+		t.Fatalf("%d chunk marks kept for a hub that retains %d chunks", n, replay)
+	}
+	sub := f.Subscribe(nil, t0)
+	all := drain(t, sub, 1+replay) // a's status, then the retained chunks c46..c49
+	sub.Close()
+	resumed := f.Subscribe(f.CursorAt(all[2].FeedSeq), t0) // after c47
+	defer resumed.Close()
+	h.Chunk("a", 1, 50, "c50", t0)
+	got := drain(t, resumed, 3)
+	if got[0].Chunk != "c48" || got[1].Chunk != "c49" || got[2].Chunk != "c50" {
+		t.Fatalf("resumed after c47 = %+v", got)
 	}
 }
