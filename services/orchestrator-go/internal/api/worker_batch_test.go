@@ -154,8 +154,7 @@ func TestBatchingWorkerKilledMidBatchLosesNothing(t *testing.T) {
 	for i := range specs {
 		specs[i] = &pb.TaskSpec{Agent: "echo"}
 	}
-	sub, err := ts.client.SubmitTasks(ctx, &pb.SubmitTasksRequest{Tasks: specs})
-	if err != nil {
+	if _, err := ts.client.SubmitTasks(ctx, &pb.SubmitTasksRequest{Tasks: specs}); err != nil {
 		t.Fatal(err)
 	}
 	w1.send(&pb.SessionRequest{Msg: &pb.SessionRequest_Credit{Credit: &pb.CreditGrant{Credits: n}}})
@@ -207,9 +206,6 @@ func TestBatchingWorkerKilledMidBatchLosesNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 		watchedText(t, watch)
-	}
-	if len(sub.GetTasks()) != n {
-		t.Fatalf("submitted %d tasks, want %d", len(sub.GetTasks()), n)
 	}
 	for i, a := range first {
 		tk, err := ts.client.GetTask(ctx, &pb.GetTaskRequest{Id: a.GetTask().GetId()})

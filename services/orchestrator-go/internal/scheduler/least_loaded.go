@@ -14,8 +14,10 @@ import (
 type loadPool []*workers.Worker
 
 // newLoadPool returns the workers of all that can take work, least-loaded first.
+// It filters all in place (the registry hands out a fresh slice), so a dispatch
+// pass allocates one slice, not two.
 func newLoadPool(all []*workers.Worker) *loadPool {
-	p := make(loadPool, 0, len(all))
+	p := loadPool(all[:0])
 	for _, w := range all {
 		if w.CanTake() {
 			p = append(p, w)
