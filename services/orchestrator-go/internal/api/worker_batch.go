@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	pb "github.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/scheduler"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
 )
 
@@ -40,18 +41,18 @@ func sessionResponses(msgs []workers.Message, batches bool) []*pb.SessionRespons
 	return out
 }
 
-// applyResults applies a worker's ResultBatch: its chunks, then its results, then
-// its credits, each in order (see the proto).
+// applyResults applies a worker's ResultBatch in one scheduler call: its chunks,
+// then its results, then its credits, each in order (see the proto).
 func (h *WorkerHub) applyResults(w *workers.Worker, b *pb.ResultBatch) {
-	for _, c := range b.GetChunks() {
-		h.chunk(w, c)
+	chunks := make([]scheduler.Chunk, len(b.GetChunks()))
+	for i, c := range b.GetChunks() {
+		chunks[i] = chunkFromProto(c)
 	}
-	for _, r := range b.GetResults() {
-		h.sched.Complete(w, resultFromProto(r))
+	results := make([]scheduler.Result, len(b.GetResults()))
+	for i, r := range b.GetResults() {
+		results[i] = resultFromProto(r)
 	}
-	if n := b.GetCredits(); n > 0 {
-		h.sched.Credit(w, n)
-	}
+	h.sched.Report(w, chunks, results, b.GetCredits())
 }
 
 // messageCounters counts received messages by the name of their oneof field

@@ -163,8 +163,15 @@ func (h *WorkerHub) receive(stream pb.WorkerHubService_SessionServer, w *workers
 }
 
 func (h *WorkerHub) chunk(w *workers.Worker, c *pb.TaskChunk) {
-	piece := events.Piece{Kind: int32(c.GetKind()), Text: c.GetText(), Data: c.GetData()}
-	h.sched.ChunkPiece(w, c.GetTaskId(), c.GetLeaseId(), c.GetSeq(), piece)
+	ch := chunkFromProto(c)
+	h.sched.ChunkPiece(w, ch.TaskID, ch.LeaseID, ch.Seq, ch.Piece)
+}
+
+func chunkFromProto(c *pb.TaskChunk) scheduler.Chunk {
+	return scheduler.Chunk{
+		TaskID: c.GetTaskId(), LeaseID: c.GetLeaseId(), Seq: c.GetSeq(),
+		Piece: events.Piece{Kind: int32(c.GetKind()), Text: c.GetText(), Data: c.GetData()},
+	}
 }
 
 func resultFromProto(r *pb.TaskResult) scheduler.Result {

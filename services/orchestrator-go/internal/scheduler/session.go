@@ -95,6 +95,10 @@ func (s *Scheduler) endSessionLocked(w *workers.Worker, err error) {
 func (s *Scheduler) Credit(w *workers.Worker, n int32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.creditLocked(w, n)
+}
+
+func (s *Scheduler) creditLocked(w *workers.Worker, n int32) {
 	if w.Gone || n <= 0 {
 		return
 	}
@@ -145,13 +149,24 @@ func (s *Scheduler) Chunk(w *workers.Worker, taskID, leaseID string, seq int64, 
 func (s *Scheduler) ChunkPiece(w *workers.Worker, taskID, leaseID string, seq int64, p events.Piece) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l := s.currentLeaseLocked(w, taskID, leaseID, "chunk")
+	s.chunkLocked(w, Chunk{TaskID: taskID, LeaseID: leaseID, Seq: seq, Piece: p})
+}
+
+// Chunk is a piece of an attempt's output as a worker reports it.
+type Chunk struct {
+	TaskID, LeaseID string
+	Seq             int64
+	Piece           events.Piece
+}
+
+func (s *Scheduler) chunkLocked(w *workers.Worker, c Chunk) {
+	l := s.currentLeaseLocked(w, c.TaskID, c.LeaseID, "chunk")
 	if l == nil {
 		return
 	}
 	now := s.now()
 	l.expires = now.Add(s.cfg.LeaseTTL)
-	s.hub.ChunkPiece(taskID, l.attempt, seq, p, now)
+	s.hub.ChunkPiece(c.TaskID, l.attempt, c.Seq, c.Piece, now)
 }
 
 // Result is the end of an attempt: success, or a failure retried after backoff
@@ -172,6 +187,27 @@ type Result struct {
 func (s *Scheduler) Complete(w *workers.Worker, r Result) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.completeLocked(w, r)
+	s.afterLeaseChangeLocked()
+}
+
+// Report applies what a worker reported at once (a ResultBatch) under one lock:
+// its chunks, then its results, then its credits, each in order; tasks freed by
+// the results and the credits are then dispatched together.
+func (s *Scheduler) Report(w *workers.Worker, chunks []Chunk, results []Result, credits int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range chunks {
+		s.chunkLocked(w, c)
+	}
+	for _, r := range results {
+		s.completeLocked(w, r)
+	}
+	s.creditLocked(w, credits)
+	s.afterLeaseChangeLocked()
+}
+
+func (s *Scheduler) completeLocked(w *workers.Worker, r Result) {
 	l := s.currentLeaseLocked(w, r.TaskID, r.LeaseID, "result")
 	if l == nil {
 		return
@@ -191,7 +227,6 @@ func (s *Scheduler) Complete(w *workers.Worker, r Result) {
 			s.attemptFailedLocked(e, l, r.Failure, now)
 		}
 	}
-	s.afterLeaseChangeLocked()
 }
 
 // addUsage sums usage over attempts: every attempt spent its tokens.
