@@ -19,7 +19,7 @@ venv: ## Create .venv with every Python package (editable) and the dev tools
 tools: ## Install the pinned generators and linters into .tools/
 	@scripts/tools.sh
 
-deps: ## Install the system programs the tests run (redis-server, prometheus, bwrap) if missing
+deps: ## Install the system programs the tests and benches run if missing (scripts/deps.sh)
 	@scripts/deps.sh
 
 build: venv build-go build-rust ## Build every service (incremental)
@@ -114,10 +114,10 @@ compose-secrets: ## The tokens and provider key files docker-compose.yml mounts 
 compose-test: build wheels ## docker-compose.yml for real: e2e suite, 3 workers, orchestrator restart
 	@scripts/compose-test.sh
 
-bench: build ## Quick benchmark run beside the peers (SCENARIO=name for one); bench/README.md
+bench: deps build ## Quick benchmark run beside the peers (SCENARIO=name for one); bench/README.md
 	$(PY) bench/run.py $(if $(SCENARIO),--scenario $(SCENARIO))
 
-bench-full: build ## The full benchmark counts, which the goals are judged on (SCENARIO=name for one)
+bench-full: deps build ## The full benchmark counts, which the goals are judged on (SCENARIO=name for one)
 	$(PY) bench/run.py --full $(if $(SCENARIO),--scenario $(SCENARIO))
 
 clean: ## Remove build output and local state

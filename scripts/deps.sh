@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make deps`: installs the system programs the tests run for real (Redis, Prometheus, the
-# bubblewrap sandbox, chromium and chromedriver for the console's browser test) when they
-# are missing, and the Rust lint components. Says what it did.
+# bubblewrap sandbox, chromium and chromedriver for the console's browser test, hey for the
+# e2e bench scenario), the C toolchain cgo and the Rust linker need, and Python's venv
+# module when they are missing, and the Rust lint components. Says what it did.
 # Code generation needs no system package: scripts/protoc uses the protoc that grpcio-tools
 # ships in .venv.
 set -euo pipefail
@@ -13,14 +14,17 @@ declare -A wanted=(
   [prometheus]=prometheus
   [promtool]=prometheus
   [bwrap]=bubblewrap
-  [hey]=hey # the HTTP load generator of the e2e bench scenario
+  [hey]=hey # the HTTP load generator of the e2e bench scenario (make bench runs deps too)
   [chromium]=chromium
   [chromedriver]=chromium-driver
+  [cc]=build-essential # go test -race (cgo), cargo's linker, jemalloc's build
 )
 missing=()
 for cmd in "${!wanted[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${wanted[$cmd]}")
 done
+# Debian's own python3 makes no virtual environment (scripts/venv.sh) without python3-venv.
+"${PYTHON:-python3}" -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
   sudo=()
