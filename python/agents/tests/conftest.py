@@ -36,6 +36,7 @@ from taskloom.agents.wire_batch import unbatched
 from taskloom.agents.worker import Worker, WorkerOptions
 from taskloom.sdk.embeddings import HashingEmbedder
 from taskloom.sdk.localstack import free_port
+from taskloom.testing.vector_server import vector_server
 from taskloom.v1 import cache_pb2, cache_pb2_grpc, worker_hub_pb2, worker_hub_pb2_grpc
 
 WAIT_S = 10.0  # generous bound so a broken test fails instead of hanging
@@ -497,3 +498,10 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(10)
+
+
+@pytest.fixture(scope="module")
+def vector_addr() -> Iterator[str]:
+    """A real vector service on a loopback port, one per test module."""
+    with vector_server() as addr:
+        yield addr
