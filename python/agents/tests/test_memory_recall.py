@@ -7,17 +7,21 @@ the prompt it was sent."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from taskloom.agents.catalog import Catalog, ProviderKind, load_catalog
+from taskloom.agents.catalog import Catalog, CatalogError, ProviderKind, load_catalog
 from taskloom.agents.catalog.spec import MemoryOptions
 from taskloom.agents.memory.long_term import RETAIN_INTERVAL_S, LongTermMemory
 from taskloom.agents.memory.recall import SECTION_TITLE
 from taskloom.agents.providers.openai import OpenAIProvider
 from taskloom.agents.runtime import AgentError, AgentRuntime
+from taskloom.agents.service import build_worker
+from taskloom.agents.settings import Settings
+from taskloom.agents.tools import ToolRegistry, builtin_factories
 from taskloom.agents.tools.base import TaskInfo
 from taskloom.sdk.collections import Collections
 from taskloom.sdk.embeddings import HashingEmbedder
@@ -117,6 +121,17 @@ async def test_recall_without_a_vector_service_fails_the_task_saying_so(
     with pytest.raises(AgentError, match="needs a vector service") as err:
         await ask(runtime, "anything")
     assert not err.value.retryable and fake_openai.requests == []
+
+
+async def test_a_worker_without_a_vector_service_refuses_a_recalling_agent(
+    tmp_path: Path, telemetry: Any
+) -> None:
+    (tmp_path / "recaller.yaml").write_text(
+        "name: recaller\nprovider: simulated\nmodel: sim-1\nmemory: {auto_recall: 3}\n"
+    )
+    settings = Settings(agents_dir=[tmp_path], vector_addr="")
+    with pytest.raises(CatalogError, match=r"recaller.yaml: agent 'recaller' .*set vector_addr"):
+        build_worker(settings, telemetry, None, ToolRegistry(builtin_factories()))
 
 
 async def test_retention_drops_old_and_unimportant_facts_before_recall(

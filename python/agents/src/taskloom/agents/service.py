@@ -15,7 +15,7 @@ import structlog
 
 from taskloom.agents import __version__
 from taskloom.agents.cache_client import CacheClient
-from taskloom.agents.catalog import Catalog, load_catalog
+from taskloom.agents.catalog import Catalog, CatalogError, load_catalog
 from taskloom.agents.catalog.reload import CatalogReloader
 from taskloom.agents.embeddings import cached_embedder
 from taskloom.agents.http_server import HttpServer, build_app
@@ -144,6 +144,8 @@ def build_worker(
     memory: LongTermMemory | None = None,
 ) -> tuple[Worker, LLMEndpoints]:
     catalog = load_catalog(settings.agents_dir)
+    if memory is None:
+        _refuse_recall(catalog)
     llm = build_providers(settings, catalog, telemetry)
     sessions = (
         RedisSessions(
@@ -185,6 +187,17 @@ def build_worker(
         journal=settings.journal,
     )
     return Worker(options, runtime, telemetry), llm
+
+
+def _refuse_recall(catalog: Catalog) -> None:
+    """Without a vector service, an agent that recalls memories would fail every task: the
+    worker does not start with one (a catalog reload can still add one; its tasks fail)."""
+    for name, spec in catalog.items():
+        if spec.memory.auto_recall:
+            raise CatalogError(
+                f"{catalog.sources.get(name, name)}: agent {name!r} recalls memories "
+                "(memory.auto_recall), which needs a vector service: set vector_addr"
+            )
 
 
 async def _start_sandbox(pool: SandboxPool, catalog: Catalog) -> None:
