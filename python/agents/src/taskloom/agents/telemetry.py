@@ -40,6 +40,9 @@ TOOL_CALLS = "taskloom_agent_tool_calls_total"
 TOOL_DURATION = "taskloom_agent_tool_duration_seconds"
 CATALOG_RELOADS = "taskloom_agent_catalog_reloads_total"
 
+TASK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+TOOL_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
 # The series this worker sends through its reporter. The requests, their latency and the
 # cache lookups go through the SDK's AgentMetrics, which names them and gives their help.
 _HELP = {
@@ -62,6 +65,8 @@ _HELP = {
     CATALOG_RELOADS: "Agent catalog reloads after a file changed, by outcome (ok|refused).",
 }
 
+_BUCKETS = {TASK_DURATION: TASK_BUCKETS, TOOL_DURATION: TOOL_BUCKETS}
+
 
 class Telemetry:
     def __init__(self, reporter: MetricsReporter, registry: CollectorRegistry = REGISTRY) -> None:
@@ -72,7 +77,7 @@ class Telemetry:
         self._agents = AgentMetrics(reporter.client, tokens=False)
         self.running = 0
         for name, help_text in _HELP.items():
-            reporter.describe(name, help_text)
+            reporter.describe(name, help_text, _BUCKETS.get(name, ()))
         # prometheus_client appends `_total` to counters itself.
         self._tasks = Counter(
             TASKS.removesuffix("_total"), _HELP[TASKS], ["agent", "outcome"], registry=registry
@@ -81,7 +86,7 @@ class Telemetry:
             TASK_DURATION,
             _HELP[TASK_DURATION],
             ["agent"],
-            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            buckets=TASK_BUCKETS,
             registry=registry,
         )
         self._running = Gauge(TASKS_RUNNING, _HELP[TASKS_RUNNING], registry=registry)
@@ -153,7 +158,7 @@ class Telemetry:
             TOOL_DURATION,
             _HELP[TOOL_DURATION],
             ["tool"],
-            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            buckets=TOOL_BUCKETS,
             registry=registry,
         )
         self._catalog_reloads = Counter(
