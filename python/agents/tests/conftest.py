@@ -36,7 +36,10 @@ from taskloom.agents.wire_batch import unbatched
 from taskloom.agents.worker import Worker, WorkerOptions
 from taskloom.sdk.embeddings import HashingEmbedder
 from taskloom.sdk.localstack import free_port
-from taskloom.v1 import cache_pb2, cache_pb2_grpc, worker_hub_pb2, worker_hub_pb2_grpc
+from taskloom.sdk.metrics import MetricsClient
+from taskloom.sdk.metrics.client import _encode
+from taskloom.testing.vector_server import vector_server
+from taskloom.v1 import cache_pb2, cache_pb2_grpc, metrics_pb2, worker_hub_pb2, worker_hub_pb2_grpc
 
 WAIT_S = 10.0  # generous bound so a broken test fails instead of hanging
 
@@ -497,3 +500,26 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(10)
+
+
+@pytest.fixture(scope="module")
+def vector_addr() -> Iterator[str]:
+    """A real vector service on a loopback port, one per test module."""
+    with vector_server() as addr:
+        yield addr
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], Any]
+
+
+def take_samples(client: MetricsClient) -> Samples:
+    """What the client's next flush would send, by name and sorted labels (the framed
+    request decoded, as the SDK's own tests read it)."""
+    encoded = b"".join(_encode(client._take_all(time.monotonic())))
+    request = metrics_pb2.IngestStreamRequest.FromString(encoded)
+    return {(s.name, tuple(sorted(s.labels.items()))): s for s in request.samples}
+
+
+@pytest.fixture
+def client_samples() -> Callable[[MetricsClient], Samples]:
+    return take_samples

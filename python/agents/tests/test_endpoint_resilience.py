@@ -115,6 +115,51 @@ async def test_a_storm_of_500s_opens_the_breaker_which_then_fails_fast(
     assert llm.states()["claude"]["breaker"] == "open"
 
 
+async def test_only_attempts_that_reached_the_provider_count_as_llm_requests(
+    telemetry, fake_anthropic
+) -> None:
+    """Each failed attempt is a request (outcome=error, with its latency); the calls the open
+    breaker refuses never reached the provider and are none."""
+    fake_anthropic.respond = lambda body: 500
+    config = {
+        "kind": "anthropic",
+        "base_url": fake_anthropic.base_url,
+        "api_key_env": "KEY",
+        "retry": {"max_retries": 0},
+        "breaker": {"failures": 2, "cooldown_s": 60},
+    }
+    llm = endpoints(telemetry, {"claude": config})
+    try:
+        with cost.task_usage("t", "writer"):
+            for _ in range(2):
+                with pytest.raises(ProviderError, match="HTTP 500"):
+                    await call(llm, "claude")
+            for _ in range(3):
+                with pytest.raises(ProviderError, match="circuit breaker open"):
+                    await call(llm, "claude")
+    finally:
+        await llm.aclose()
+    agent = {"agent": "writer", "model": "m"}
+    assert sample(telemetry, "taskloom_agent_llm_requests_total", **agent, outcome="error") == 2
+    assert sample(telemetry, "taskloom_agent_llm_request_duration_seconds_count", **agent) == 2
+
+
+async def test_a_rate_limited_call_is_no_llm_request_and_a_successful_one_is(telemetry) -> None:
+    config = {"kind": "simulated", "limits": {"requests_per_second": 1, "max_wait_s": 0}}
+    llm = endpoints(telemetry, {"sim": config})
+    try:
+        with cost.task_usage("t", "writer"):
+            await call(llm, "sim")
+            with pytest.raises(ProviderError, match="rate limit of sim reached"):
+                await call(llm, "sim")
+    finally:
+        await llm.aclose()
+    agent = {"agent": "writer", "model": "m"}
+    assert sample(telemetry, "taskloom_agent_llm_requests_total", **agent, outcome="ok") == 1
+    assert sample(telemetry, "taskloom_agent_llm_requests_total", **agent, outcome="error") == 0
+    assert sample(telemetry, "taskloom_agent_llm_request_duration_seconds_count", **agent) == 1
+
+
 async def test_retries_stop_when_the_breaker_opens_mid_call(telemetry, fake_openai) -> None:
     fake_openai.respond = lambda body: 503
     config = {

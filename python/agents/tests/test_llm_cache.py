@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
 
 from taskloom.agents.cache_client import CacheClient
 from taskloom.agents.catalog import load_catalog
@@ -18,11 +19,21 @@ from taskloom.agents.providers import (
     TextDelta,
     ToolDefinition,
 )
+from taskloom.agents.providers.registry import LegacySettings, build_llm_endpoints
 from taskloom.agents.providers.simulated import SimulatedProvider
 from taskloom.agents.runtime import LLM_NAMESPACE, AgentRuntime
 from taskloom.agents.telemetry import Telemetry
 
 pytestmark = pytest.mark.asyncio
+
+SIMULATED_ONLY = LegacySettings(
+    openai_base_url="http://127.0.0.1:9/v1",
+    openai_api_key=SecretStr(""),
+    llm_timeout_s=10,
+    llm_max_retries=0,
+    sim_latency_s=0,
+    sim_tokens_per_second=0,
+)
 
 
 class CountingProvider(SimulatedProvider):
@@ -107,12 +118,17 @@ async def test_requests_latency_and_cache_are_counted_per_agent_and_model(
     provider, and each cache lookup, labelled by the agent and its model."""
     _, addr = cache_server
     cache = CacheClient(addr)
-    runtime = AgentRuntime(load_catalog(), {"simulated": CountingProvider()}, telemetry, cache)
+    catalog = load_catalog()
+    llm = build_llm_endpoints(
+        {}, [(n, s.provider) for n, s in catalog.items()], {}, SIMULATED_ONLY, telemetry
+    )
+    runtime = AgentRuntime(catalog, llm.providers, telemetry, cache)
     try:
         await run_once(runtime, "count me")
         await run_once(runtime, "count me")
     finally:
         await cache.aclose()
+        await llm.aclose()
     agent = {"agent": "assistant", "model": "sim-1"}
 
     def sample(name: str, **labels: str) -> float | None:

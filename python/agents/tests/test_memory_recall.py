@@ -6,23 +6,25 @@ the prompt it was sent."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from taskloom.agents.catalog import Catalog, ProviderKind, load_catalog
+from taskloom.agents.catalog import Catalog, CatalogError, ProviderKind, load_catalog
 from taskloom.agents.catalog.spec import MemoryOptions
-from taskloom.agents.memory import long_term
-from taskloom.agents.memory.long_term import LongTermMemory
+from taskloom.agents.memory.long_term import RETAIN_INTERVAL_S, LongTermMemory
 from taskloom.agents.memory.recall import SECTION_TITLE
 from taskloom.agents.providers.openai import OpenAIProvider
 from taskloom.agents.runtime import AgentError, AgentRuntime
+from taskloom.agents.service import build_worker
+from taskloom.agents.settings import Settings
+from taskloom.agents.tools import ToolRegistry, builtin_factories
 from taskloom.agents.tools.base import TaskInfo
 from taskloom.sdk.collections import Collections
 from taskloom.sdk.embeddings import HashingEmbedder
-from taskloom.testing.vector_server import vector_server
 
 pytestmark = pytest.mark.asyncio
 
@@ -30,16 +32,25 @@ TEAL = "Ada's favourite colour is teal"
 DEBIAN = "The build server runs Debian"
 
 
-@pytest.fixture(scope="module")
-def vector_addr() -> Iterator[str]:
-    with vector_server() as addr:
-        yield addr
+class Clock:
+    """The wall time the memory stores and ages facts by, set by the test."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(1_800_000_000.0)
 
 
 @pytest_asyncio.fixture
-async def memory(vector_addr: str) -> AsyncIterator[LongTermMemory]:
+async def memory(vector_addr: str, clock: Clock) -> AsyncIterator[LongTermMemory]:
     store = Collections(vector_addr, HashingEmbedder(64), kind="m")
-    yield LongTermMemory(store)
+    yield LongTermMemory(store, clock=clock)
     await store.aclose()
 
 
@@ -112,13 +123,24 @@ async def test_recall_without_a_vector_service_fails_the_task_saying_so(
     assert not err.value.retryable and fake_openai.requests == []
 
 
-async def test_retention_drops_old_and_unimportant_facts_before_recall(
-    memory: LongTermMemory, agent_runtime: Any, fake_openai: Any, monkeypatch: Any
+async def test_a_worker_without_a_vector_service_refuses_a_recalling_agent(
+    tmp_path: Path, telemetry: Any
 ) -> None:
-    now = 1_800_000_000.0
-    monkeypatch.setattr(long_term.time, "time", lambda: now - 7200)
+    (tmp_path / "recaller.yaml").write_text(
+        "name: recaller\nprovider: simulated\nmodel: sim-1\nmemory: {auto_recall: 3}\n"
+    )
+    settings = Settings(agents_dir=[tmp_path], vector_addr="")
+    with pytest.raises(CatalogError, match=r"recaller.yaml: agent 'recaller' .*set vector_addr"):
+        build_worker(settings, telemetry, None, ToolRegistry(builtin_factories()))
+
+
+async def test_retention_drops_old_and_unimportant_facts_before_recall(
+    memory: LongTermMemory, agent_runtime: Any, fake_openai: Any, clock: Clock
+) -> None:
+    now = clock.now
+    clock.now = now - 7200
     await memory.remember("retained", "assistant", "Ada's old favourite colour was red", 0.9)
-    monkeypatch.setattr(long_term.time, "time", lambda: now)
+    clock.now = now
     await memory.remember("retained", "assistant", TEAL, 0.9)
     await memory.remember("retained", "assistant", "Ada's favourite colour guess: blue", 0.1)
     runtime = agent_runtime(
@@ -131,3 +153,28 @@ async def test_retention_drops_old_and_unimportant_facts_before_recall(
     # Dropped for good, in the vector service: a search without retention finds only teal.
     facts = await memory.recall("retained", "assistant", "Ada's favourite colour", 5, 500)
     assert [f["fact"] for f in facts] == [TEAL]
+
+
+async def test_retention_runs_at_most_once_per_interval_for_each_tenant_and_agent(
+    memory: LongTermMemory, clock: Clock
+) -> None:
+    """Retention scans the whole collection in the vector service, so it is not repeated on
+    every call: a fact that ages out within the interval is dropped at the next run."""
+    retention = MemoryOptions(max_age_s=3600)
+    start = clock.now
+    clock.now = start - 7200
+    await memory.remember("throttled", "assistant", "Ada's old favourite colour was red", 0.9)
+    await memory.remember("throttled", "assistant", "Ada's old favourite food was soup", 0.9)
+    await memory.remember("throttled", "other-agent", "Ada's old favourite colour was red", 0.9)
+    clock.now = start
+    assert await memory.retain("throttled", "assistant", retention) == 2
+    clock.now = start - 7200
+    await memory.remember("throttled", "assistant", TEAL, 0.9)
+    clock.now = start + RETAIN_INTERVAL_S / 2
+    assert await memory.retain("throttled", "assistant", retention) == 0  # within the interval
+    assert await memory.retain("throttled", "other-agent", retention) == 1  # its own interval
+    facts = await memory.recall("throttled", "assistant", "Ada's favourite colour", 5, 500)
+    assert [f["fact"] for f in facts] == [TEAL]
+    clock.now = start + RETAIN_INTERVAL_S
+    assert await memory.retain("throttled", "assistant", retention) == 1
+    assert await memory.recall("throttled", "assistant", "Ada's favourite colour", 5, 500) == []

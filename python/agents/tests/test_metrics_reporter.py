@@ -8,8 +8,10 @@ from concurrent import futures
 
 import grpc
 import pytest
+from prometheus_client import CollectorRegistry
 
 from taskloom.agents.metrics_reporter import MetricsReporter
+from taskloom.agents.telemetry import TASK_BUCKETS, TOOL_BUCKETS, Telemetry
 from taskloom.v1 import metrics_pb2, metrics_pb2_grpc
 
 
@@ -56,11 +58,26 @@ async def test_telemetry_calls_reach_the_service_aggregated_on_stop(
     assert got[("taskloom_agent_tasks_running", ())].value == 2
     duration = got[("taskloom_agent_task_duration_seconds", (("agent", "a"),))]
     assert sum(duration.histogram.counts) == 1 and duration.histogram.sum == 0.3
-    assert reporter.dropped == 0
+    assert reporter.client.dropped_series == 0
 
 
 def test_without_an_address_nothing_is_sent_and_recording_still_works() -> None:
     reporter = MetricsReporter("")
-    assert not reporter.enabled
+    assert not reporter.client.enabled
     reporter.counter("taskloom_agent_tasks_total", 1, {"agent": "a", "outcome": "failed"})
     reporter.start()
+
+
+def test_the_service_gets_the_buckets_of_the_worker_histograms(client_samples) -> None:
+    """The task and tool durations go past the client's default buckets (10 s): the metrics
+    service's histograms have the same buckets as the worker's own."""
+    reporter = MetricsReporter("")
+    telemetry = Telemetry(reporter, registry=CollectorRegistry())
+    telemetry.task_started()
+    telemetry.task_finished("a", "succeeded", 200.0)
+    telemetry.tool_call("python", "ok", 20.0)
+    samples = client_samples(reporter.client)
+    task = samples[("taskloom_agent_task_duration_seconds", (("agent", "a"),))].histogram
+    assert tuple(task.bounds) == TASK_BUCKETS and task.counts[TASK_BUCKETS.index(300)] == 1
+    tool = samples[("taskloom_agent_tool_duration_seconds", (("tool", "python"),))].histogram
+    assert tuple(tool.bounds) == TOOL_BUCKETS and tool.counts[TOOL_BUCKETS.index(30)] == 1

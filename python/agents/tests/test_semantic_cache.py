@@ -7,7 +7,7 @@ another tenant never gets the answer."""
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,7 +21,6 @@ from taskloom.agents.semantic_cache import SemanticCache, question
 from taskloom.agents.tools.base import TaskInfo
 from taskloom.sdk.collections import Collections
 from taskloom.sdk.embeddings import OpenAIEmbedder
-from taskloom.testing.vector_server import vector_server
 
 pytestmark = pytest.mark.asyncio
 
@@ -37,12 +36,6 @@ def unit(angle: float, axis: int = 1) -> list[float]:
     v = [0.0] * DIM
     v[0], v[axis] = math.cos(angle), math.sin(angle)
     return v
-
-
-@pytest.fixture(scope="module")
-def vector_addr() -> Iterator[str]:
-    with vector_server() as addr:
-        yield addr
 
 
 @pytest_asyncio.fixture

@@ -14,7 +14,8 @@ from taskloom.sdk.metrics.families import Family
 
 class MetricsReporter:
     """Names and label sets as the telemetry gives them; each name becomes one metric of
-    the client, its label names those of its first call."""
+    the client, its label names those of its first call, its help and (for a histogram)
+    buckets those `describe` gave."""
 
     def __init__(
         self,
@@ -24,24 +25,18 @@ class MetricsReporter:
         timeout_s: float = 2.0,
         max_series: int = 10_000,
     ) -> None:
-        self.addr = addr
         self.client = MetricsClient(
             addr, interval_s=interval_s, timeout_s=timeout_s, max_series=max_series
         )
         self._help: dict[str, str] = {}
+        self._buckets: dict[str, tuple[float, ...]] = {}
         self._families: dict[str, Family[Any]] = {}
 
-    @property
-    def enabled(self) -> bool:
-        return self.client.enabled
-
-    @property
-    def dropped(self) -> int:
-        """Series not recorded because the client's bound was reached."""
-        return self.client.dropped_series
-
-    def describe(self, name: str, help_text: str) -> None:
+    def describe(self, name: str, help_text: str, buckets: tuple[float, ...] = ()) -> None:
+        """The help of a metric and, for a histogram, its buckets (else the client's)."""
         self._help[name] = help_text
+        if buckets:
+            self._buckets[name] = buckets
 
     def counter(self, name: str, value: float, labels: dict[str, str]) -> None:
         self._series(self.client.counter, name, labels).inc(value)
@@ -57,7 +52,13 @@ class MetricsReporter:
     def _series(self, make: Any, name: str, labels: dict[str, str]) -> Any:
         family = self._families.get(name)
         if family is None:
-            family = make(name, self._help.get(name, ""), tuple(sorted(labels)))
+            buckets = self._buckets.get(name)
+            family = make(
+                name,
+                self._help.get(name, ""),
+                tuple(sorted(labels)),
+                **({"buckets": buckets} if buckets else {}),
+            )
             self._families[name] = family
         return family.labels(*(labels[n] for n in family.labelnames))
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -424,8 +423,6 @@ class AgentRuntime:
         calls: list[ToolCall] = []
         usage = Usage()
         parts: list[str] = []
-        started = time.monotonic()
-        ok = False
         try:
             async for event in provider.stream(messages, spec.model, params, tools):
                 if isinstance(event, TextDelta):
@@ -438,11 +435,8 @@ class AgentRuntime:
                 elif not isinstance(event, ThoughtDelta):
                     continue  # argument deltas: the complete call follows
                 await on_event(event)
-            ok = True
         except ProviderError as err:
             raise AgentError(str(err), retryable=err.retryable) from err
-        finally:
-            self._telemetry.llm_request(spec.name, spec.model, time.monotonic() - started, ok=ok)
         turn = JournalTurn("".join(parts), calls, usage)
         await on_event(UsageUpdate(usage.prompt_tokens, usage.completion_tokens))
 

@@ -15,11 +15,12 @@ import structlog
 
 from taskloom.agents import __version__
 from taskloom.agents.cache_client import CacheClient
-from taskloom.agents.catalog import Catalog, load_catalog
+from taskloom.agents.catalog import Catalog, CatalogError, load_catalog
 from taskloom.agents.catalog.reload import CatalogReloader
 from taskloom.agents.embeddings import cached_embedder
 from taskloom.agents.http_server import HttpServer, build_app
 from taskloom.agents.memory import long_term_memory, memory_tools
+from taskloom.agents.memory.long_term import LongTermMemory
 from taskloom.agents.memory.sessions import SessionMemory
 from taskloom.agents.metrics_reporter import MetricsReporter
 from taskloom.agents.providers.registry import LegacySettings, LLMEndpoints, build_llm_endpoints
@@ -73,8 +74,12 @@ class ToolResources:
     children: ChildTasks
     mcp: McpServers = field(default_factory=McpServers)
     collections: Collections | None = None
+    # The agents' long-term memory, shared by the memory tools and the runtime's recall.
+    memory: LongTermMemory | None = None
 
     async def aclose(self) -> None:
+        if self.memory is not None:
+            await self.memory.memories.aclose()
         if self.collections is not None:
             await self.collections.aclose()
             await self.collections.embedder.aclose()
@@ -114,12 +119,13 @@ def build_tools(
             cache_ttl_s=settings.embed_cache_ttl_s,
         )
         resources.collections = Collections(settings.vector_addr, embedder)
+        resources.memory = long_term_memory(resources.collections)
     registry = ToolRegistry(
         builtin_factories(
             sandbox=resources.sandbox,
             http=resources.http,
             children=resources.children,
-            memory=memory_tools(resources.collections, cache),
+            memory=memory_tools(resources.collections, resources.memory, cache),
         ),
         mcp=resources.mcp,
         cache=cache,
@@ -135,8 +141,11 @@ def build_worker(
     cache: CacheClient | None,
     tools: ToolRegistry,
     collections: Collections | None = None,
+    memory: LongTermMemory | None = None,
 ) -> tuple[Worker, LLMEndpoints]:
     catalog = load_catalog(settings.agents_dir)
+    if memory is None:
+        _refuse_recall(catalog)
     llm = build_providers(settings, catalog, telemetry)
     sessions = (
         RedisSessions(
@@ -163,7 +172,7 @@ def build_worker(
             if collections is not None
             else None
         ),
-        memory=long_term_memory(collections) if collections is not None else None,
+        memory=memory,
     )
     options = WorkerOptions(
         orchestrator_addr=settings.orchestrator_addr,
@@ -178,6 +187,17 @@ def build_worker(
         journal=settings.journal,
     )
     return Worker(options, runtime, telemetry), llm
+
+
+def _refuse_recall(catalog: Catalog) -> None:
+    """Without a vector service, an agent that recalls memories would fail every task: the
+    worker does not start with one (a catalog reload can still add one; its tasks fail)."""
+    for name, spec in catalog.items():
+        if spec.memory.auto_recall:
+            raise CatalogError(
+                f"{catalog.sources.get(name, name)}: agent {name!r} recalls memories "
+                "(memory.auto_recall), which needs a vector service: set vector_addr"
+            )
 
 
 async def _start_sandbox(pool: SandboxPool, catalog: Catalog) -> None:
@@ -196,7 +216,9 @@ async def serve(settings: Settings) -> None:
         else None
     )
     tools, resources = build_tools(settings, telemetry, cache)
-    worker, llm = build_worker(settings, telemetry, cache, tools, resources.collections)
+    worker, llm = build_worker(
+        settings, telemetry, cache, tools, resources.collections, resources.memory
+    )
     runtime = worker.runtime
     http = HttpServer(
         build_app(telemetry.registry, lambda: worker.ready, lambda: {"endpoints": llm.states()}),
@@ -255,7 +277,5 @@ async def serve(settings: Settings) -> None:
             await runtime.sessions.store.aclose()
         if runtime.semantic is not None:
             await runtime.semantic.aclose()
-        if runtime.memory is not None:
-            await runtime.memory.memories.aclose()
         await llm.aclose()
         log.info("agent worker stopped")

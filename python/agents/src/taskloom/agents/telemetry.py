@@ -11,8 +11,13 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from taskloom.agents.metrics_reporter import MetricsReporter
 from taskloom.sdk.metrics.agents import (
     LLM_BUCKETS,
+    LLM_CACHE,
+    LLM_CACHE_HELP,
     LLM_REQUEST_DURATION,
+    LLM_REQUEST_DURATION_HELP,
     LLM_REQUESTS,
+    LLM_REQUESTS_HELP,
+    LLM_TOKENS,
     OUTCOME_ERROR,
     OUTCOME_OK,
     RESULT_HIT,
@@ -23,8 +28,6 @@ from taskloom.sdk.metrics.agents import (
 TASKS = "taskloom_agent_tasks_total"
 TASK_DURATION = "taskloom_agent_task_duration_seconds"
 TASKS_RUNNING = "taskloom_agent_tasks_running"
-LLM_TOKENS = "taskloom_agent_llm_tokens_total"
-LLM_CACHE = "taskloom_agent_llm_cache_total"
 LLM_COST = "taskloom_agent_llm_cost_usd_total"
 LLM_UNPRICED = "taskloom_agent_llm_unpriced_tokens_total"
 LLM_SAVED_TOKENS = "taskloom_agent_llm_cache_saved_tokens_total"
@@ -37,14 +40,17 @@ TOOL_CALLS = "taskloom_agent_tool_calls_total"
 TOOL_DURATION = "taskloom_agent_tool_duration_seconds"
 CATALOG_RELOADS = "taskloom_agent_catalog_reloads_total"
 
+TASK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+TOOL_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+# The series this worker sends through its reporter. The requests, their latency and the
+# cache lookups go through the SDK's AgentMetrics, which names them and gives their help.
 _HELP = {
     TASKS: "Agent tasks finished, by agent and outcome (succeeded|failed|cancelled|timed_out).",
     TASK_DURATION: "Wall time of one task attempt on this worker.",
     TASKS_RUNNING: "Tasks running on this worker now.",
+    # The SDK's name, with the worker's labels (tenant and endpoint too): its own help.
     LLM_TOKENS: "LLM tokens spent, by tenant, agent, endpoint, model and kind (prompt|completion).",
-    LLM_CACHE: "LLM cache lookups, by agent, model and result (hit|miss).",
-    LLM_REQUESTS: "LLM requests that reached the provider, by agent, model and outcome (ok|error).",
-    LLM_REQUEST_DURATION: "Latency of LLM requests, by agent and model.",
     LLM_COST: "USD spent on LLM calls with a configured price, by tenant, agent, endpoint, model.",
     LLM_UNPRICED: "LLM tokens spent on models without a configured price (not in the cost).",
     LLM_SAVED_TOKENS: "LLM tokens the cache answered instead of the endpoint, by kind.",
@@ -59,6 +65,8 @@ _HELP = {
     CATALOG_RELOADS: "Agent catalog reloads after a file changed, by outcome (ok|refused).",
 }
 
+_BUCKETS = {TASK_DURATION: TASK_BUCKETS, TOOL_DURATION: TOOL_BUCKETS}
+
 
 class Telemetry:
     def __init__(self, reporter: MetricsReporter, registry: CollectorRegistry = REGISTRY) -> None:
@@ -69,7 +77,7 @@ class Telemetry:
         self._agents = AgentMetrics(reporter.client, tokens=False)
         self.running = 0
         for name, help_text in _HELP.items():
-            reporter.describe(name, help_text)
+            reporter.describe(name, help_text, _BUCKETS.get(name, ()))
         # prometheus_client appends `_total` to counters itself.
         self._tasks = Counter(
             TASKS.removesuffix("_total"), _HELP[TASKS], ["agent", "outcome"], registry=registry
@@ -78,7 +86,7 @@ class Telemetry:
             TASK_DURATION,
             _HELP[TASK_DURATION],
             ["agent"],
-            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            buckets=TASK_BUCKETS,
             registry=registry,
         )
         self._running = Gauge(TASKS_RUNNING, _HELP[TASKS_RUNNING], registry=registry)
@@ -113,19 +121,19 @@ class Telemetry:
         self._breaker = Gauge(LLM_BREAKER, _HELP[LLM_BREAKER], ["endpoint"], registry=registry)
         self._cache = Counter(
             LLM_CACHE.removesuffix("_total"),
-            _HELP[LLM_CACHE],
+            LLM_CACHE_HELP,
             ["agent", "model", "result"],
             registry=registry,
         )
         self._requests = Counter(
             LLM_REQUESTS.removesuffix("_total"),
-            _HELP[LLM_REQUESTS],
+            LLM_REQUESTS_HELP,
             ["agent", "model", "outcome"],
             registry=registry,
         )
         self._request_duration = Histogram(
             LLM_REQUEST_DURATION,
-            _HELP[LLM_REQUEST_DURATION],
+            LLM_REQUEST_DURATION_HELP,
             ["agent", "model"],
             buckets=LLM_BUCKETS,
             registry=registry,
@@ -150,7 +158,7 @@ class Telemetry:
             TOOL_DURATION,
             _HELP[TOOL_DURATION],
             ["tool"],
-            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            buckets=TOOL_BUCKETS,
             registry=registry,
         )
         self._catalog_reloads = Counter(
@@ -225,6 +233,7 @@ class Telemetry:
 
     def session(self, outcome: str) -> None:
         self._sessions.labels(outcome).inc()
+        self._reporter.counter(SESSIONS, 1, {"outcome": outcome})
 
     def tool_call(self, tool: str, outcome: str, duration_s: float) -> None:
         self._tool_calls.labels(tool, outcome).inc()

@@ -17,12 +17,11 @@ def long_term_memory(collections: Collections) -> LongTermMemory:
 
 
 def memory_tools(
-    collections: Collections | None, cache: CacheClient | None
+    collections: Collections | None, memory: LongTermMemory | None, cache: CacheClient | None
 ) -> dict[str, BuiltinFactory]:
     """The memory tools a worker with a vector service offers (none without one)."""
-    if collections is None:
+    if collections is None or memory is None:
         return {}
-    memory = long_term_memory(collections)
     return {
         "rag": rag_tool(collections, cache),
         "remember": remember_tool(memory),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 from taskloom.agents.catalog.spec import AgentSpec, MemoryOptions, MemorySearchOptions, ToolDecl
@@ -17,6 +18,10 @@ from taskloom.sdk.collections import CollectionError, Collections
 from taskloom.sdk.embeddings import EmbeddingError
 
 MAX_FACT = 2000
+# Retention deletes by a payload filter, which the vector service answers by scanning every
+# point of the collection: it runs at most this often per (tenant, agent), not on every
+# remember, search and recall. A fact may so outlive its max_age_s by up to this long.
+RETAIN_INTERVAL_S = 60.0
 
 REMEMBER = {
     "type": "object",
@@ -48,19 +53,35 @@ def within_budget(facts: list[dict[str, Any]], budget: int) -> list[dict[str, An
 
 
 class LongTermMemory:
-    def __init__(self, memories: Collections) -> None:
+    def __init__(
+        self,
+        memories: Collections,
+        *,
+        clock: Callable[[], float] = time.time,
+        retain_interval_s: float = RETAIN_INTERVAL_S,
+    ) -> None:
+        """`clock` gives the wall time facts are stored at and aged by."""
         self.memories = memories
+        self._clock = clock
+        self._retain_interval_s = retain_interval_s
+        self._retained_at: dict[tuple[str, str], float] = {}
 
     async def retain(self, tenant: str, agent: str, options: MemoryOptions) -> int:
         """Drops the facts the agent's retention no longer keeps: stored more than
-        `max_age_s` ago, or less important than `min_importance`. Returns how many."""
+        `max_age_s` ago, or less important than `min_importance`; at most once per
+        RETAIN_INTERVAL_S for each (tenant, agent). Returns how many."""
         below: dict[str, float] = {}
+        now = self._clock()
         if options.max_age_s:
-            below["created_at"] = time.time() - options.max_age_s
+            below["created_at"] = now - options.max_age_s
         if options.min_importance:
             below["importance"] = options.min_importance
         if not below:
             return 0
+        last = self._retained_at.get((tenant, agent))
+        if last is not None and now - last < self._retain_interval_s:
+            return 0
+        self._retained_at[(tenant, agent)] = now
         try:
             return await self.memories.delete_below(tenant, memory_name(agent), below)
         except CollectionError as err:
@@ -76,7 +97,7 @@ class LongTermMemory:
             if err.reason != "COLLECTION_EXISTS":
                 raise
         document_id, _ = await self.memories.add_document(
-            tenant, name, fact, metadata={"importance": importance, "created_at": time.time()}
+            tenant, name, fact, metadata={"importance": importance, "created_at": self._clock()}
         )
         return document_id
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
 
@@ -36,6 +37,8 @@ class EndpointMetrics(Protocol):
     def llm_call(self, endpoint: str, outcome: str) -> None: ...
 
     def llm_breaker_state(self, endpoint: str, state: int) -> None: ...
+
+    def llm_request(self, agent: str, model: str, seconds: float, *, ok: bool) -> None: ...
 
 
 def backoff_s(retry: RetrySettings, attempt: int, retry_after_s: float | None) -> float:
@@ -133,6 +136,7 @@ class EndpointProvider:
                 raise ProviderError(f"endpoint {self.name}: {err}", retryable=True) from None
             usage: UsageUpdate | None = None
             yielded = False
+            started = time.monotonic()
             try:
                 async for event in self._attempt(messages, sent_model, params, tools):
                     if isinstance(event, UsageUpdate):
@@ -146,6 +150,7 @@ class EndpointProvider:
                     # A refused request (400, 401, ...) says nothing of the endpoint's health.
                     self.breaker.release()
                 self._metrics.llm_call(self.name, "error")
+                self._request(model, started, ok=False)
                 retry = self._config.retry
                 delay = backoff_s(retry, attempt, err.retry_after_s)
                 if (
@@ -164,6 +169,7 @@ class EndpointProvider:
             else:
                 self.breaker.success()
                 self._metrics.llm_call(self.name, "ok")
+                self._request(model, started, ok=True)
                 return
             finally:
                 await self._limiter.release(
@@ -174,6 +180,14 @@ class EndpointProvider:
                     self._accounting.spent(
                         self.name, model, usage.prompt_tokens, usage.completion_tokens
                     )
+
+    def _request(self, model: str, started: float, *, ok: bool) -> None:
+        """One attempt that reached the provider, by the agent (of the task's ledger) and the
+        model it asked for. Refusals before the call (rate limit, open breaker) and
+        cancellations are no request."""
+        ledger = cost.current()
+        agent = ledger.agent if ledger is not None else ""
+        self._metrics.llm_request(agent, model, time.monotonic() - started, ok=ok)
 
     async def _attempt(
         self,

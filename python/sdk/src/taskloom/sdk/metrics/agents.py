@@ -12,6 +12,13 @@ LLM_REQUEST_DURATION = "taskloom_agent_llm_request_duration_seconds"
 LLM_TOKENS = "taskloom_agent_llm_tokens_total"
 LLM_CACHE = "taskloom_agent_llm_cache_total"
 
+LLM_REQUESTS_HELP = (
+    "LLM requests that reached the provider, by agent, model and outcome (ok|error)."
+)
+LLM_REQUEST_DURATION_HELP = "Latency of LLM requests, by agent and model."
+LLM_TOKENS_HELP = "LLM tokens spent, by agent, model and kind (prompt|completion)."
+LLM_CACHE_HELP = "LLM cache lookups, by agent, model and result (hit|miss)."
+
 OUTCOME_OK = "ok"
 OUTCOME_ERROR = "error"
 RESULT_HIT = "hit"
@@ -30,19 +37,19 @@ class AgentMetrics:
         one label set in that process's client."""
         self._requests = client.counter(
             LLM_REQUESTS,
-            "LLM requests that reached the provider, by agent, model and outcome (ok|error).",
+            LLM_REQUESTS_HELP,
             ("agent", "model", "outcome"),
         )
         self._duration = client.histogram(
             LLM_REQUEST_DURATION,
-            "Latency of LLM requests, by agent and model.",
+            LLM_REQUEST_DURATION_HELP,
             ("agent", "model"),
             buckets=LLM_BUCKETS,
         )
         self._tokens = (
             client.counter(
                 LLM_TOKENS,
-                "LLM tokens spent, by agent, model and kind (prompt|completion).",
+                LLM_TOKENS_HELP,
                 ("agent", "model", "kind"),
             )
             if tokens
@@ -50,7 +57,7 @@ class AgentMetrics:
         )
         self._cache = client.counter(
             LLM_CACHE,
-            "LLM cache lookups, by agent, model and result (hit|miss).",
+            LLM_CACHE_HELP,
             ("agent", "model", "result"),
         )
 
