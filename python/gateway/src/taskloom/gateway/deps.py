@@ -32,7 +32,7 @@ async def get_traceparent(conn: HTTPConnection) -> str:
 
 async def get_orchestrator(conn: HTTPConnection) -> OrchestratorSession:
     orchestrator: Orchestrator = conn.app.state.orchestrator
-    return orchestrator.session(str(conn.scope["state"][TRACEPARENT]))
+    return orchestrator.session(await get_traceparent(conn))
 
 
 async def get_caller(conn: HTTPConnection) -> Caller:
