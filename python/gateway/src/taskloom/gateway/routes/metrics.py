@@ -17,7 +17,8 @@ from starlette.requests import HTTPConnection
 
 from taskloom.gateway.config import Settings
 from taskloom.gateway.deps import SettingsDep, TenantDep
-from taskloom.gateway.errors import ProblemError, problem_from_grpc
+from taskloom.gateway.errors import problem_from_grpc
+from taskloom.gateway.openapi import problems
 from taskloom.v1 import metrics_pb2, metrics_pb2_grpc
 
 # `90s`, `5m`, `1h30m`: hours, minutes and seconds, in that order, at least one.
@@ -95,10 +96,7 @@ def _optional(summary: metrics_pb2.AgentSummary, field: _OptionalField) -> float
     return getattr(summary, field) if summary.HasField(field) else None
 
 
-@router.get(
-    "/agents",
-    responses={503: {"description": "The metrics service is unreachable"}},
-)
+@router.get("/agents", responses=problems())
 async def agent_summaries(
     _tenant: TenantDep,
     metrics: MetricsServiceDep,
@@ -122,14 +120,7 @@ async def agent_summaries(
     try:
         reply = await metrics.SummarizeAgents(request, timeout=settings.grpc_timeout_seconds)
     except grpc.aio.AioRpcError as err:
-        if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-            raise ProblemError(
-                503,
-                "UNAVAILABLE",
-                "The metrics service is unreachable; try again later.",
-                headers={"Retry-After": "1"},
-            ) from err
-        raise problem_from_grpc(err) from err
+        raise problem_from_grpc(err, peer="metrics service") from err
     return AgentSummaries(
         window_seconds=reply.window.ToTimedelta().total_seconds(),
         agents=[
