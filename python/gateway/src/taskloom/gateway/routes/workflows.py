@@ -15,7 +15,7 @@ from sse_starlette import EventSourceResponse
 from taskloom.gateway import convert
 from taskloom.gateway.deps import CallerDep, IdempotencyKeyHeader, OrchestratorDep, TraceparentDep
 from taskloom.gateway.errors import ProblemError
-from taskloom.gateway.limits import default, int_range, text
+from taskloom.gateway.limits import default, int_field_bounds, text
 from taskloom.gateway.models import (
     WorkflowCancel,
     WorkflowCreate,
@@ -127,7 +127,9 @@ async def list_workflows(
     orchestrator: OrchestratorDep,
     status: WorkflowStatusName | None = None,
     name: Annotated[str, Query(**text(_LIST, "name"))] = "",
-    page_size: Annotated[int, Query(**int_range(_LIST, "page_size"))] = default(_LIST, "page_size"),
+    page_size: Annotated[int, Query(**int_field_bounds(_LIST, "page_size"))] = default(
+        _LIST, "page_size"
+    ),
     page_token: Annotated[str, Query(**text(_LIST, "page_token"))] = "",
     tenant: TenantFilter = "",
 ) -> WorkflowList:
