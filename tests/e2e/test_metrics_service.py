@@ -24,7 +24,9 @@ TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 
 
 @pytest.fixture(scope="module")
-def metrics_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def metrics_stack(
+    local_processes: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     """The metrics service and a gateway in front of it (no orchestrator needed)."""
     cfg = StackConfig(
         bin_dir=REPO / "bin",
