@@ -71,11 +71,13 @@ async def _yaml_as_json(request: Request) -> Request:
 router = APIRouter(prefix="/v1/workflows", tags=["workflows"], route_class=YamlBodyRoute)
 
 WorkflowId = Annotated[str, Path(**text(orchestrator_pb2.GetWorkflowRequest, "id"))]
+# A step event's id: its seq (empty: from the start).
+EVENT_ID_PATTERN = r"^([0-9]{1,18})?$"
 WorkflowLastEventId = Annotated[
     str,
     Header(
         alias="Last-Event-ID",
-        pattern=r"^([0-9]{1,18})?$",
+        pattern=EVENT_ID_PATTERN,
         description="Resume after this event: the id (its seq) of the last step event received",
     ),
 ]
@@ -188,11 +190,19 @@ async def workflow_events(
     `Last-Event-ID` gets the workflow status, then only the step events after that one
     (a step status that changed since comes as it is now).
     """
-    req = orchestrator_pb2.WatchWorkflowRequest(id=workflow_id, tenant=caller.scope)
+    stream = await orchestrator.watch_workflow(
+        watch_request(workflow_id, caller.scope, last_event_id)
+    )
+    return sse_response(stream, convert.workflow_event, request.url.path, step_event_id)
+
+
+def watch_request(
+    workflow_id: str, tenant: str, last_event_id: str
+) -> orchestrator_pb2.WatchWorkflowRequest:
+    req = orchestrator_pb2.WatchWorkflowRequest(id=workflow_id, tenant=tenant)
     if last_event_id:
         req.from_seq = int(last_event_id)
-    stream = await orchestrator.watch_workflow(req)
-    return sse_response(stream, convert.workflow_event, request.url.path, step_event_id)
+    return req
 
 
 def step_event_id(name: str, data: dict[str, Any]) -> str | None:
