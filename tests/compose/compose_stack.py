@@ -43,9 +43,13 @@ class ComposeStack:
             raise AssertionError(f"{' '.join(command + list(args))} failed:\n{done.stderr}")
         return done.stdout
 
+    def address(self, service: str, port: int) -> str:
+        """host:port where a port of the service's (first) container is published."""
+        return self.run("port", service, str(port)).strip()
+
     def url(self, service: str, port: int) -> str:
         """http://host:port of a published port of the service's (first) container."""
-        return "http://" + self.run("port", service, str(port)).strip()
+        return "http://" + self.address(service, port)
 
     def container_ids(self, service: str) -> list[str]:
         return self.run("ps", "-q", service).split()

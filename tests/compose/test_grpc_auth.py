@@ -19,7 +19,7 @@ SECRETS = Path(__file__).resolve().parents[2] / "deploy/secrets"
 
 
 def list_agents(compose: ComposeStack, token: str | None) -> orchestrator_pb2.ListAgentsResponse:
-    target = compose.run("port", "orchestrator", "50051").strip()
+    target = compose.address("orchestrator", 50051)
     metadata = (("authorization", f"Bearer {token}"),) if token is not None else ()
     with grpc.insecure_channel(target) as channel:
         stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)

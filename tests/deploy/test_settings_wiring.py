@@ -1,5 +1,6 @@
 """Every TASKLOOM_* variable that compose, the images and the Kubernetes manifests give a
-service is a setting that service reads; a misspelt or stale one fails here."""
+service is a setting that service reads; a misspelt or stale one fails here. And the
+gateway is given the backends it shares with the workers."""
 
 from __future__ import annotations
 
@@ -69,3 +70,36 @@ def test_images_listen_on_every_interface_at_the_ports_the_manifests_name(servic
         assert "http" in ports, (target, service)
         for name, number in ports.items():
             assert env[f"TASKLOOM_{name.upper()}_ADDR"] == f"0.0.0.0:{number}", (target, name)
+
+
+# Backends the gateway reaches as the workers do: the metrics service (GET
+# /v1/metrics/agents) and the vector service (/v1/collections). Without them there it
+# answers 503 while the workers use them.
+SHARED_BACKENDS = ("TASKLOOM_METRICS_ADDR", "TASKLOOM_VECTOR_ADDR")
+
+
+def k8s_environment(target: str, service: str) -> dict[str, str]:
+    """The literal environment of the service's containers in the rendered manifests."""
+    return {
+        env["name"]: env.get("value", "")
+        for workload in workloads(target)
+        for container in containers(workload)
+        if container["name"] == service
+        for env in container.get("env", [])
+    }
+
+
+@pytest.mark.parametrize("source", ["docker-compose", *(f"deploy/k8s/{t}" for t in K8S_TARGETS)])
+def test_the_gateway_reaches_the_metrics_and_vector_services_the_workers_use(
+    source: str,
+) -> None:
+    def backends(service: str) -> dict[str, str]:
+        if source == "docker-compose":
+            env = compose_environment(service)
+        else:
+            env = k8s_environment(source.removeprefix("deploy/k8s/"), service)
+        return {name: env.get(name, "") for name in SHARED_BACKENDS}
+
+    worker = backends("worker")
+    assert all(worker.values()), (source, worker)
+    assert backends("gateway") == worker, source

@@ -31,7 +31,9 @@ WAIT_SECONDS = 90
 
 
 @pytest.fixture(scope="module")
-def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def console_stack(
+    local_processes: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     cfg = StackConfig(
         bin_dir=REPO / "bin",
         state_dir=tmp_path_factory.mktemp("console-stack"),

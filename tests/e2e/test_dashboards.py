@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
 import pytest
 import yaml
 
-from taskloom.sdk.localstack import Stack, free_port
+from taskloom.sdk.localstack import Stack
+from taskloom.testing.prometheus_server import prometheus_server
 from taskloom.v1 import vector_pb2, vector_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,14 +72,20 @@ def call_vector(stack: Stack) -> None:
         )
 
 
-def test_every_dashboard_metric_and_label_is_exposed(stack: Stack, gateway: str) -> None:
+@pytest.fixture(scope="module")
+def seen(stack: Stack, gateway: str) -> dict[str, set[str]]:
+    """What the services expose once a task, a workflow and a vector call ran and the
+    worker reported them (to the metrics service, once a second)."""
     run_one_task(gateway)
     call_vector(stack)
-    # The worker reports to the metrics service once a second.
     deadline = time.monotonic() + 10
-    while "taskloom_agent_tasks_total" not in (seen := exposed(stack)):
+    while "taskloom_agent_tasks_total" not in (found := exposed(stack)):
         assert time.monotonic() < deadline
         time.sleep(0.2)
+    return found
+
+
+def test_every_dashboard_metric_and_label_is_exposed(seen: dict[str, set[str]]) -> None:
     missing = []
     for expr in dashboard_queries():
         names = METRIC.findall(expr)
@@ -93,14 +99,8 @@ def test_every_dashboard_metric_and_label_is_exposed(stack: Stack, gateway: str)
     assert missing == []
 
 
-def test_every_exposed_metric_is_documented(stack: Stack, gateway: str) -> None:
+def test_every_exposed_metric_is_documented(seen: dict[str, set[str]]) -> None:
     """docs/metrics.md lists every taskloom_ metric the stack's services expose."""
-    run_one_task(gateway)
-    call_vector(stack)
-    deadline = time.monotonic() + 10
-    while "taskloom_agent_tasks_total" not in (seen := exposed(stack)):
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
     documented = set(re.findall(r"^\| `(taskloom_[a-z0-9_]+)`", METRICS_DOC.read_text(), re.M))
     assert len(documented) > 40, documented
     undocumented = set()
@@ -133,14 +133,13 @@ def alert_expressions() -> dict[str, str]:
     return {r["alert"]: without_threshold(r["expr"]) for g in groups for r in g["rules"]}
 
 
-def prometheus_query(api: str, expr: str) -> list[dict[str, object]]:
+def prometheus_query(api: str, expr: str) -> list[dict[str, Any]]:
     reply = httpx.get(f"{api}/query", params={"query": expr}).json()
     assert reply["status"] == "success", (expr, reply)
-    result: list[dict[str, object]] = reply["data"]["result"]
+    result: list[dict[str, Any]] = reply["data"]["result"]
     return result
 
 
-@pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus is not installed")
 def test_prometheus_scrapes_every_service_and_evaluates_the_dashboard(
     stack: Stack, gateway: str, tmp_path: Path
 ) -> None:
@@ -154,28 +153,12 @@ def test_prometheus_scrapes_every_service_and_evaluates_the_dashboard(
     local["rule_files"] = [str(REPO / "deploy/prometheus/alerts.yml")]
     config = tmp_path / "prometheus.yml"
     config.write_text(yaml.safe_dump(local))
-    port = free_port()
-    prometheus = subprocess.Popen(
-        [
-            "prometheus",
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    api = f"http://127.0.0.1:{port}/api/v1"
-    try:
+    with prometheus_server(config) as api:
         deadline = time.monotonic() + 60
         up: dict[str, str] = {}
         while time.monotonic() < deadline:
             run_one_task(gateway)
-            try:
-                result = httpx.get(f"{api}/query", params={"query": "up"}).json()["data"]["result"]
-                up = {r["metric"]["instance"]: r["value"][1] for r in result}
-            except (httpx.HTTPError, KeyError, ValueError):  # ValueError: 503 text while starting
-                up = {}
+            up = {r["metric"]["instance"]: r["value"][1] for r in prometheus_query(api, "up")}
             if len(up) == len(stack.services) and set(up.values()) == {"1"}:
                 break
             time.sleep(0.5)
@@ -197,6 +180,3 @@ def test_prometheus_scrapes_every_service_and_evaluates_the_dashboard(
         assert quiet == ALERTS_WITHOUT_DATA
         rules = httpx.get(f"{api}/rules").json()["data"]["groups"]
         assert rules and all(r["health"] != "err" for g in rules for r in g["rules"])
-    finally:
-        prometheus.terminate()
-        prometheus.wait(10)

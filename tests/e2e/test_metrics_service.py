@@ -5,7 +5,6 @@ OpenMetrics exposition with exemplars."""
 from __future__ import annotations
 
 import math
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +14,9 @@ import httpx
 import pytest
 import yaml
 
-from taskloom.sdk.localstack import Ports, Stack, StackConfig, free_port
+from taskloom.sdk.localstack import Ports, Stack, StackConfig
 from taskloom.sdk.metrics import DEFAULT_BUCKETS, AgentMetrics, MetricsClient
+from taskloom.testing.prometheus_server import prometheus_server
 from taskloom.v1 import metrics_pb2, metrics_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,7 +24,9 @@ TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 
 
 @pytest.fixture(scope="module")
-def metrics_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def metrics_stack(
+    local_processes: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     """The metrics service and a gateway in front of it (no orchestrator needed)."""
     cfg = StackConfig(
         bin_dir=REPO / "bin",
@@ -166,32 +168,16 @@ def test_prometheus_scrapes_openmetrics_with_the_exemplar_trace_id(
             }
         )
     )
-    port = free_port()
-    prometheus = subprocess.Popen(
-        [
-            "prometheus",
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--enable-feature=exemplar-storage",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    api = f"http://127.0.0.1:{port}/api/v1"
-    try:
+    with prometheus_server(config, "--enable-feature=exemplar-storage") as api:
         deadline = time.monotonic() + 60
         found: list[dict[str, object]] = []
         while not found:
             assert time.monotonic() < deadline, "Prometheus never stored the exemplar"
             time.sleep(0.5)
-            try:
-                reply = httpx.get(
-                    f"{api}/query_exemplars",
-                    params={"query": "exemplar_demo_seconds_bucket", "start": time.time() - 600},
-                ).json()
-            except httpx.HTTPError:
-                continue
+            reply = httpx.get(
+                f"{api}/query_exemplars",
+                params={"query": "exemplar_demo_seconds_bucket", "start": time.time() - 600},
+            ).json()
             found = [
                 e
                 for series in reply.get("data") or []
@@ -201,6 +187,3 @@ def test_prometheus_scrapes_openmetrics_with_the_exemplar_trace_id(
         assert float(str(found[0]["value"])) == 0.3
         up = httpx.get(f"{api}/query", params={"query": "exemplar_demo_seconds_count"}).json()
         assert up["data"]["result"][0]["value"][1] == "1"
-    finally:
-        prometheus.terminate()
-        prometheus.wait(10)

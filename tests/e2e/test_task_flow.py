@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -23,21 +24,28 @@ def wait_finished(client: httpx.Client, task_id: str, timeout: float = 30.0) -> 
     raise AssertionError(f"task {task_id} did not finish: {task}")
 
 
+def sse_events(response: httpx.Response) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(id, name, data) of each event of an SSE response as it arrives; id "" for an event
+    without one."""
+    ident, name, data = "", "message", []
+    for line in response.iter_lines():
+        if line.startswith("id:"):
+            ident = line.removeprefix("id:").strip()
+        elif line.startswith("event:"):
+            name = line.removeprefix("event:").strip()
+        elif line.startswith("data:"):
+            data.append(line.removeprefix("data:").strip())
+        elif line == "" and data:
+            yield ident, name, orjson.loads("\n".join(data))
+            ident, name, data = "", "message", []
+
+
 def read_sse(client: httpx.Client, path: str) -> list[tuple[str, dict[str, Any]]]:
-    events: list[tuple[str, dict[str, Any]]] = []
-    name, data = "message", []
+    """(name, data) of every event of the stream at `path`, read to its end."""
     with client.stream("GET", path, timeout=30.0) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
-        for line in response.iter_lines():
-            if line.startswith("event:"):
-                name = line.removeprefix("event:").strip()
-            elif line.startswith("data:"):
-                data.append(line.removeprefix("data:").strip())
-            elif line == "" and data:
-                events.append((name, orjson.loads("\n".join(data))))
-                name, data = "message", []
-    return events
+        return [(name, data) for _, name, data in sse_events(response)]
 
 
 def test_agents_lists_the_shipped_assistant(gateway: str) -> None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import orjson
 
-from .test_task_flow import read_sse
+from .test_task_flow import read_sse, sse_events
 
 
 def run_workflow(
@@ -99,21 +97,6 @@ def test_cycle_is_rejected_naming_it(gateway: str) -> None:
     assert "a -> b -> a" in problem["detail"] or "b -> a -> b" in problem["detail"]
 
 
-def read_step_events(response: httpx.Response) -> Iterator[tuple[int, str, dict[str, Any]]]:
-    """(id, name, data) of each SSE event; id 0 for events without one."""
-    ident, name, data = 0, "message", []
-    for line in response.iter_lines():
-        if line.startswith("id:"):
-            ident = int(line.removeprefix("id:").strip())
-        elif line.startswith("event:"):
-            name = line.removeprefix("event:").strip()
-        elif line.startswith("data:"):
-            data.append(line.removeprefix("data:").strip())
-        elif line == "" and data:
-            yield ident, name, orjson.loads("\n".join(data))
-            ident, name, data = 0, "message", []
-
-
 def test_a_workflow_stream_reopened_with_last_event_id_goes_on_after_it(gateway: str) -> None:
     # `hold` waits a minute for its model, so the workflow runs while both streams are read;
     # it is cancelled at the end.
@@ -133,9 +116,9 @@ def test_a_workflow_stream_reopened_with_last_event_id_goes_on_after_it(gateway:
         path = f"/v1/workflows/{workflow_id}/events"
         first: list[tuple[int, dict[str, Any]]] = []
         with client.stream("GET", path) as response:
-            for ident, name, data in read_step_events(response):
+            for ident, name, data in sse_events(response):
                 if name == "step" and data["step_id"] == "say":
-                    first.append((ident, data))
+                    first.append((int(ident or 0), data))
                     if data["event"] == "done":
                         break
         chunks = [(i, d["data"]["text"]) for i, d in first if d["event"] == "chunk"]
@@ -144,8 +127,8 @@ def test_a_workflow_stream_reopened_with_last_event_id_goes_on_after_it(gateway:
 
         resumed: list[tuple[int, str, dict[str, Any]]] = []
         with client.stream("GET", path, headers={"Last-Event-ID": str(resume_after)}) as response:
-            for ident, name, data in read_step_events(response):
-                resumed.append((ident, name, data))
+            for ident, name, data in sse_events(response):
+                resumed.append((int(ident or 0), name, data))
                 if name == "step" and data["step_id"] == "say" and data["event"] == "done":
                     assert client.post(f"/v1/workflows/{workflow_id}/cancel").status_code == 200
     assert resumed[0][1] == "status"  # the workflow's status comes first, as always

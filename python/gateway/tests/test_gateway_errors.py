@@ -5,10 +5,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
+import grpc
 from fastapi.testclient import TestClient
 
 from taskloom.gateway.app import create_app
 from taskloom.gateway.config import Settings
+from taskloom.gateway.errors import problem_from_grpc
 from taskloom.testing.servers import unused_address
 from taskloom.testing.under_test import OrchestratorUnderTest
 
@@ -42,6 +44,27 @@ def test_orchestrator_down_is_503_problem(make_client: MakeClient) -> None:
     assert problem["reason"] == "UNAVAILABLE"
     assert "127.0.0.1" not in problem["detail"]  # no internal addresses leak
     assert client.get("/v1/tasks/x/events").status_code == 503
+
+
+def test_metrics_service_down_is_503_problem_naming_it(make_client: MakeClient) -> None:
+    client = make_client(metrics_addr=unused_address())
+    resp = client.get("/v1/metrics/agents")
+    assert resp.status_code == 503
+    assert resp.headers["content-type"] == PROBLEM
+    assert resp.headers["retry-after"] == "1"
+    problem = resp.json()
+    assert problem["reason"] == "UNAVAILABLE"
+    assert problem["detail"] == "The metrics service is unreachable; try again later."
+
+
+def test_a_backends_deadline_is_504_naming_it() -> None:
+    err = grpc.aio.AioRpcError(
+        grpc.StatusCode.DEADLINE_EXCEEDED, grpc.aio.Metadata(), grpc.aio.Metadata()
+    )
+    problem = problem_from_grpc(err, peer="metrics service")
+    assert (problem.status, problem.reason) == (504, "DEADLINE_EXCEEDED")
+    assert problem.detail == "The metrics service did not answer in time."
+    assert "orchestrator" in problem_from_grpc(err).detail
 
 
 def test_readyz_follows_the_orchestrators_health(make_client: MakeClient) -> None:

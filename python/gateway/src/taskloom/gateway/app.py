@@ -1,10 +1,11 @@
-"""Builds the FastAPI app: settings, the orchestrator channel, middleware, errors, routes."""
+"""Builds the FastAPI app: settings, the backends' channels, middleware, errors, routes."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import grpc
 from fastapi import FastAPI
 
 from taskloom.gateway import openapi
@@ -29,6 +30,7 @@ from taskloom.gateway.routes import (
 from taskloom.gateway.telemetry import TelemetryMiddleware
 from taskloom.sdk.collections import Collections
 from taskloom.sdk.sessions import RedisSessions
+from taskloom.v1 import metrics_pb2_grpc
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -42,6 +44,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.grpc_timeout_seconds,
             settings.orchestrator_token.get_secret_value(),
         )
+        metrics_channel = grpc.aio.insecure_channel(settings.metrics_addr)
+        app.state.metrics = metrics_pb2_grpc.MetricsServiceStub(metrics_channel)
         app.state.rate_limits = RateLimits(settings)
         app.state.sessions = (
             RedisSessions(settings.sessions_redis_url) if settings.sessions_redis_url else None
@@ -55,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await app.state.orchestrator.close()
+            await metrics_channel.close()
             if app.state.collections is not None:
                 await app.state.collections.aclose()
                 await app.state.collections.embedder.aclose()

@@ -7,7 +7,7 @@ of the gateway's time per request under load.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Header
 from starlette.requests import HTTPConnection
@@ -18,6 +18,13 @@ from taskloom.gateway.limits import TaskSpec, text
 from taskloom.gateway.orchestrator import Orchestrator, OrchestratorSession
 from taskloom.gateway.ratelimit import RateLimits
 from taskloom.gateway.telemetry import TRACEPARENT
+from taskloom.v1 import metrics_pb2_grpc
+
+# The metrics service's stub on an aio channel; its typed name exists in the typing stubs only.
+if TYPE_CHECKING:
+    MetricsStub = metrics_pb2_grpc.MetricsServiceAsyncStub
+else:
+    MetricsStub = metrics_pb2_grpc.MetricsServiceStub
 
 
 async def get_settings(conn: HTTPConnection) -> Settings:
@@ -32,7 +39,12 @@ async def get_traceparent(conn: HTTPConnection) -> str:
 
 async def get_orchestrator(conn: HTTPConnection) -> OrchestratorSession:
     orchestrator: Orchestrator = conn.app.state.orchestrator
-    return orchestrator.session(str(conn.scope["state"][TRACEPARENT]))
+    return orchestrator.session(await get_traceparent(conn))
+
+
+async def get_metrics(conn: HTTPConnection) -> MetricsStub:
+    metrics: MetricsStub = conn.app.state.metrics
+    return metrics
 
 
 async def get_caller(conn: HTTPConnection) -> Caller:
@@ -56,6 +68,7 @@ async def get_tenant(caller: CallerDep) -> str:
 TenantDep = Annotated[str, Depends(get_tenant)]
 TraceparentDep = Annotated[str, Depends(get_traceparent)]
 OrchestratorDep = Annotated[OrchestratorSession, Depends(get_orchestrator)]
+MetricsDep = Annotated[MetricsStub, Depends(get_metrics)]
 IdempotencyKeyHeader = Annotated[
     str | None,
     Header(

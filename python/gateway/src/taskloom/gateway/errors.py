@@ -1,7 +1,8 @@
 """Every error the gateway returns, as an RFC 9457 `application/problem+json` body.
 
-gRPC statuses from the orchestrator are mapped to HTTP codes here; the `reason` member
-carries `google.rpc.ErrorInfo.reason` and `errors` the fields named by `google.rpc.BadRequest`.
+gRPC statuses from the orchestrator (and the other backends) are mapped to HTTP codes here;
+the `reason` member carries `google.rpc.ErrorInfo.reason` and `errors` the fields named by
+`google.rpc.BadRequest`.
 """
 
 from __future__ import annotations
@@ -53,8 +54,6 @@ _MAX_ECHO = 128
 # How the problems of the gateway's own validation (its models, from the contracts'
 # limits) begin, as against the orchestrator's (a step graph with a cycle, say).
 VALIDATION_DETAIL = "The request is invalid: check "
-_GENERIC_DETAIL = "The orchestrator failed to handle the request; try again later."
-_UNAVAILABLE_DETAIL = "The orchestrator is unreachable; try again later."
 
 
 class ProblemError(Exception):
@@ -125,8 +124,9 @@ def _rich_status(err: grpc.aio.AioRpcError) -> status_pb2.Status | None:
     return rich
 
 
-def problem_from_grpc(err: grpc.aio.AioRpcError) -> ProblemError:
-    """Map a failed orchestrator call to the problem the client sees."""
+def problem_from_grpc(err: grpc.aio.AioRpcError, *, peer: str = "orchestrator") -> ProblemError:
+    """Map a failed call to a backend to the problem the client sees; `peer` names the
+    backend in the texts that replace the transport's (503, 504) or hide its error (500)."""
     code = err.code()
     status = _GRPC_TO_HTTP.get(code, 500)
     reason = code.name
@@ -157,13 +157,13 @@ def problem_from_grpc(err: grpc.aio.AioRpcError) -> ProblemError:
         # Without ErrorInfo the status came from the transport (e.g. connection refused),
         # whose message names internal addresses: say it plainly instead.
         if rich is None or not detail:
-            detail = _UNAVAILABLE_DETAIL
+            detail = f"The {peer} is unreachable; try again later."
         headers.setdefault("Retry-After", "1")
     if status == 504 and rich is None:
-        detail = "The orchestrator did not answer in time."
+        detail = f"The {peer} did not answer in time."
     if status == 500:
-        log.error("orchestrator_error", grpc_code=code.name, details=err.details())
-        detail, reason = _GENERIC_DETAIL, "INTERNAL"
+        log.error("orchestrator_error", peer=peer, grpc_code=code.name, details=err.details())
+        detail, reason = f"The {peer} failed to handle the request; try again later.", "INTERNAL"
     return ProblemError(status, reason, detail, errors=errors, headers=headers, extra=extra)
 
 

@@ -51,8 +51,9 @@ def count(message: type[Message], name: str) -> dict[str, Any]:
     return _kwargs(min_length=lim.min_items or None, max_length=lim.max_items or None)
 
 
-def int_range(message: type[Message], name: str) -> dict[str, Any]:
-    """`Field` keywords bounding an integer."""
+def int_field_bounds(message: type[Message], name: str) -> dict[str, Any]:
+    """`Field` keywords bounding an integer (`ge`, `le`: only the ends it declares), unlike
+    `taskloom.sdk.proto_limits.int_range`, which gives both ends as a tuple."""
     lim = field_limits(message, name)
     return _kwargs(
         ge=lim.min if lim.HasField("min") else None, le=lim.max if lim.HasField("max") else None
@@ -177,7 +178,7 @@ def table() -> str:
         if desc.full_name in seen:
             return
         for field in desc.fields:
-            lim = field.GetOptions().Extensions[limits_pb2.limits]
+            lim = field_limits(desc, field.name)
             if lim.ByteSize():
                 rows.setdefault(f"`{desc.name}.{field.name}`", _describe(lim))
             if field.message_type is not None and not field.message_type.full_name.startswith(

@@ -22,7 +22,7 @@ from taskloom.gateway.limits import (
     bounded_text,
     count,
     default,
-    int_range,
+    int_field_bounds,
     json_value,
     labels_type,
     seconds,
@@ -44,8 +44,9 @@ class _Strict(BaseModel):
 # Tasks.
 
 
+_PRIORITY_BOUNDS = int_field_bounds(TaskSpec, "priority")
 _PRIORITY = (
-    f"{int_range(TaskSpec, 'priority')['ge']} (lowest) to {int_range(TaskSpec, 'priority')['le']}"
+    f"{_PRIORITY_BOUNDS['ge']} (lowest) to {_PRIORITY_BOUNDS['le']}"
     f" (highest); absent: {default(TaskSpec, 'priority')}"
 )
 
@@ -58,13 +59,13 @@ class StreamOptionsIn(_Strict):
         None,
         description="Text is sent once this many bytes are buffered; 0: every piece as it "
         "comes; absent: the worker's default",
-        **int_range(StreamOptions, "buffer_size"),
+        **int_field_bounds(StreamOptions, "buffer_size"),
     )
     flush_interval_ms: int | None = Field(
         None,
         description="...or once the first buffered piece is this old; 0: every piece as it "
         "comes; absent: the worker's default",
-        **int_range(StreamOptions, "flush_interval_ms"),
+        **int_field_bounds(StreamOptions, "flush_interval_ms"),
     )
 
 
@@ -73,7 +74,9 @@ class TaskCreate(_Strict):
     input: json_value(TaskSpec, "input") = Field(  # type: ignore[valid-type]
         None, description="Any JSON value handed to the agent"
     )
-    priority: int | None = Field(None, description=_PRIORITY, **int_range(TaskSpec, "priority"))
+    priority: int | None = Field(
+        None, description=_PRIORITY, **int_field_bounds(TaskSpec, "priority")
+    )
     labels: labels_type(TaskSpec, "labels") = Field(  # type: ignore[valid-type]
         default_factory=dict, **count(TaskSpec, "labels")
     )
@@ -85,7 +88,7 @@ class TaskCreate(_Strict):
     max_attempts: int | None = Field(
         None,
         description="Attempts in all; 0 or absent: the orchestrator's default",
-        **int_range(RetryPolicy, "max_attempts"),
+        **int_field_bounds(RetryPolicy, "max_attempts"),
     )
     stream: StreamOptionsIn | None = Field(
         None, description="How the worker streams the task's output; absent: its defaults"
@@ -199,7 +202,7 @@ class AgentList(BaseModel):
 
 
 class RetryPolicyIn(_Strict):
-    max_attempts: int = Field(0, **int_range(RetryPolicy, "max_attempts"))
+    max_attempts: int = Field(0, **int_field_bounds(RetryPolicy, "max_attempts"))
     initial_backoff_seconds: float | None = Field(None, **seconds(RetryPolicy, "initial_backoff"))
     max_backoff_seconds: float | None = Field(None, **seconds(RetryPolicy, "max_backoff"))
 
@@ -215,7 +218,7 @@ class StepIn(_Strict):
     exit_if: Text = Field("", **text(Step, "exit_if"))
     retry: RetryPolicyIn | None = None
     timeout_seconds: float | None = Field(None, **seconds(Step, "timeout"))
-    priority: int | None = Field(None, description=_PRIORITY, **int_range(Step, "priority"))
+    priority: int | None = Field(None, description=_PRIORITY, **int_field_bounds(Step, "priority"))
 
 
 class WorkflowCreate(_Strict):

@@ -45,8 +45,8 @@ _DESCRIPTIONS = {
     429: "A rate limit or the queue is full; see Retry-After",
     500: "The gateway failed",
     501: "The orchestrator does not offer this",
-    503: "The orchestrator is unreachable; see Retry-After",
-    504: "The orchestrator did not answer in time",
+    503: "A backend the route needs is unreachable or off; see Retry-After",
+    504: "A backend the route needs did not answer in time",
 }
 
 # Every route can answer these: authentication, rate limits, the orchestrator's state.

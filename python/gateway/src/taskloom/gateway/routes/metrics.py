@@ -5,20 +5,17 @@ service's `SummarizeAgents`."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 import grpc
-from fastapi import APIRouter, Depends, FastAPI, Query
+from fastapi import APIRouter, Query
 from google.protobuf import duration_pb2
 from pydantic import BaseModel
-from starlette.requests import HTTPConnection
 
-from taskloom.gateway.config import Settings
-from taskloom.gateway.deps import SettingsDep, TenantDep
-from taskloom.gateway.errors import ProblemError, problem_from_grpc
-from taskloom.v1 import metrics_pb2, metrics_pb2_grpc
+from taskloom.gateway.deps import MetricsDep, SettingsDep, TenantDep
+from taskloom.gateway.errors import problem_from_grpc
+from taskloom.gateway.openapi import problems
+from taskloom.v1 import metrics_pb2
 
 # `90s`, `5m`, `1h30m`: hours, minutes and seconds, in that order, at least one.
 WINDOW_PATTERN = r"^(\d+h(\d+m)?(\d+s)?|\d+m(\d+s)?|\d+s)$"
@@ -26,34 +23,7 @@ _WINDOW_PART = re.compile(r"(\d+)([hms])")
 _SECONDS = {"h": 3600, "m": 60, "s": 1}
 
 
-@asynccontextmanager
-async def _metrics_channel(app: FastAPI) -> AsyncIterator[None]:
-    """One channel to the metrics service per app, on the server's event loop."""
-    settings: Settings = app.state.settings
-    channel = grpc.aio.insecure_channel(settings.metrics_addr)
-    app.state.metrics_service = metrics_pb2_grpc.MetricsServiceStub(channel)
-    try:
-        yield
-    finally:
-        await channel.close()
-
-
-router = APIRouter(prefix="/v1/metrics", tags=["metrics"], lifespan=_metrics_channel)
-
-
-# The stub on an aio channel; its typed name exists in the typing stubs only.
-if TYPE_CHECKING:
-    MetricsStub = metrics_pb2_grpc.MetricsServiceAsyncStub
-else:
-    MetricsStub = metrics_pb2_grpc.MetricsServiceStub
-
-
-def get_metrics_service(conn: HTTPConnection) -> MetricsStub:
-    stub: MetricsStub = conn.app.state.metrics_service
-    return stub
-
-
-MetricsServiceDep = Annotated[MetricsStub, Depends(get_metrics_service)]
+router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
 
 
 class AgentSummary(BaseModel):
@@ -95,13 +65,10 @@ def _optional(summary: metrics_pb2.AgentSummary, field: _OptionalField) -> float
     return getattr(summary, field) if summary.HasField(field) else None
 
 
-@router.get(
-    "/agents",
-    responses={503: {"description": "The metrics service is unreachable"}},
-)
+@router.get("/agents", responses=problems())
 async def agent_summaries(
     _tenant: TenantDep,
-    metrics: MetricsServiceDep,
+    metrics: MetricsDep,
     settings: SettingsDep,
     window: Annotated[
         str | None,
@@ -122,14 +89,7 @@ async def agent_summaries(
     try:
         reply = await metrics.SummarizeAgents(request, timeout=settings.grpc_timeout_seconds)
     except grpc.aio.AioRpcError as err:
-        if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-            raise ProblemError(
-                503,
-                "UNAVAILABLE",
-                "The metrics service is unreachable; try again later.",
-                headers={"Retry-After": "1"},
-            ) from err
-        raise problem_from_grpc(err) from err
+        raise problem_from_grpc(err, peer="metrics service") from err
     return AgentSummaries(
         window_seconds=reply.window.ToTimedelta().total_seconds(),
         agents=[

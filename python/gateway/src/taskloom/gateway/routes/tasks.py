@@ -23,7 +23,7 @@ from taskloom.gateway.deps import (
     get_orchestrator,
 )
 from taskloom.gateway.errors import ProblemError, problem_from_grpc
-from taskloom.gateway.limits import default, int_range, text
+from taskloom.gateway.limits import default, int_field_bounds, text
 from taskloom.gateway.models import (
     TaskBatch,
     TaskBatchCreate,
@@ -127,7 +127,9 @@ async def list_tasks(
     orchestrator: OrchestratorDep,
     status: TaskStatusName | None = None,
     agent: Annotated[str, Query(**text(_LIST, "agent"))] = "",
-    page_size: Annotated[int, Query(**int_range(_LIST, "page_size"))] = default(_LIST, "page_size"),
+    page_size: Annotated[int, Query(**int_field_bounds(_LIST, "page_size"))] = default(
+        _LIST, "page_size"
+    ),
     page_token: Annotated[str, Query(**text(_LIST, "page_token"))] = "",
     tenant: TenantFilter = "",
 ) -> TaskList:

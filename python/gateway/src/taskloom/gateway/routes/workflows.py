@@ -15,7 +15,7 @@ from sse_starlette import EventSourceResponse
 from taskloom.gateway import convert
 from taskloom.gateway.deps import CallerDep, IdempotencyKeyHeader, OrchestratorDep, TraceparentDep
 from taskloom.gateway.errors import ProblemError
-from taskloom.gateway.limits import default, int_range, text
+from taskloom.gateway.limits import default, int_field_bounds, text
 from taskloom.gateway.models import (
     WorkflowCancel,
     WorkflowCreate,
@@ -71,11 +71,13 @@ async def _yaml_as_json(request: Request) -> Request:
 router = APIRouter(prefix="/v1/workflows", tags=["workflows"], route_class=YamlBodyRoute)
 
 WorkflowId = Annotated[str, Path(**text(orchestrator_pb2.GetWorkflowRequest, "id"))]
+# A step event's id: its seq (empty: from the start).
+EVENT_ID_PATTERN = r"^([0-9]{1,18})?$"
 WorkflowLastEventId = Annotated[
     str,
     Header(
         alias="Last-Event-ID",
-        pattern=r"^([0-9]{1,18})?$",
+        pattern=EVENT_ID_PATTERN,
         description="Resume after this event: the id (its seq) of the last step event received",
     ),
 ]
@@ -127,7 +129,9 @@ async def list_workflows(
     orchestrator: OrchestratorDep,
     status: WorkflowStatusName | None = None,
     name: Annotated[str, Query(**text(_LIST, "name"))] = "",
-    page_size: Annotated[int, Query(**int_range(_LIST, "page_size"))] = default(_LIST, "page_size"),
+    page_size: Annotated[int, Query(**int_field_bounds(_LIST, "page_size"))] = default(
+        _LIST, "page_size"
+    ),
     page_token: Annotated[str, Query(**text(_LIST, "page_token"))] = "",
     tenant: TenantFilter = "",
 ) -> WorkflowList:
@@ -186,11 +190,19 @@ async def workflow_events(
     `Last-Event-ID` gets the workflow status, then only the step events after that one
     (a step status that changed since comes as it is now).
     """
-    req = orchestrator_pb2.WatchWorkflowRequest(id=workflow_id, tenant=caller.scope)
+    stream = await orchestrator.watch_workflow(
+        watch_request(workflow_id, caller.scope, last_event_id)
+    )
+    return sse_response(stream, convert.workflow_event, request.url.path, step_event_id)
+
+
+def watch_request(
+    workflow_id: str, tenant: str, last_event_id: str
+) -> orchestrator_pb2.WatchWorkflowRequest:
+    req = orchestrator_pb2.WatchWorkflowRequest(id=workflow_id, tenant=tenant)
     if last_event_id:
         req.from_seq = int(last_event_id)
-    stream = await orchestrator.watch_workflow(req)
-    return sse_response(stream, convert.workflow_event, request.url.path, step_event_id)
+    return req
 
 
 def step_event_id(name: str, data: dict[str, Any]) -> str | None:
