@@ -94,8 +94,6 @@ pub struct Series {
     hash: u64,
     /// `Now::mono_ms` of the latest sample.
     last_seen: AtomicU64,
-    /// Set under its shard's write lock when expiry takes the series out of the store.
-    removed: AtomicBool,
     pub cells: Cells,
 }
 
@@ -228,11 +226,11 @@ impl Family {
         &self.shards[(hash >> 32) as usize % SHARDS]
     }
 
-    /// The series with these (normalized) labels, if the family holds it.
-    fn find(&self, hash: u64, labels: &[(&[u8], &[u8])]) -> Option<Arc<Series>> {
+    /// Whether the family holds a series with these (normalized) labels.
+    fn holds(&self, hash: u64, labels: &[(&[u8], &[u8])]) -> bool {
         read(self.shard(hash))
             .find(hash, |s| s.matches(labels))
-            .map(Arc::clone)
+            .is_some()
     }
 }
 
@@ -268,8 +266,6 @@ struct Planned {
     /// Index into the batch's families.
     slot: usize,
     hash: u64,
-    /// The series, when the store held it at check time.
-    series: Option<Arc<Series>>,
 }
 
 /// A checked batch.
@@ -333,16 +329,7 @@ impl Store {
         } = plan;
         let mut outcome = Ingested::default();
         for (sample, plan) in samples.iter().zip(planned) {
-            let entry = &mut families[plan.slot];
-            let recorded = plan
-                .series
-                .is_some_and(|series| Self::record_held(entry, &series, sample, now));
-            let applied = if recorded {
-                Ok(())
-            } else {
-                self.apply(entry, sample, plan.hash, now)
-            };
-            match applied {
+            match self.apply(&mut families[plan.slot], sample, plan.hash, now) {
                 Ok(()) => outcome.accepted += 1,
                 Err(reason) => {
                     let index = DropReason::ALL
@@ -427,40 +414,21 @@ impl Store {
                 }
             }
             let hash = self.hasher.hash_one(sample.labels.as_slice());
-            let series = family
+            // Labels the store already holds were checked when their series was created.
+            let held = family
                 .family
                 .as_ref()
-                .and_then(|f| f.find(hash, &sample.labels));
-            if series.is_none() {
+                .is_some_and(|f| f.holds(hash, &sample.labels));
+            if !held {
                 check_labels(kind, &sample.labels).map_err(invalid)?;
             }
             check_payload(kind, sample).map_err(invalid)?;
-            planned.push(Planned { slot, hash, series });
+            planned.push(Planned { slot, hash });
         }
         Ok(Plan {
             families,
             samples: planned,
         })
-    }
-
-    /// Records into a series found at check time, unless expiry took it out since (then
-    /// `false`). If the batch's family was replaced since, the old one was emptied, so
-    /// the series is marked removed whichever shard lock is held.
-    fn record_held(
-        entry: &BatchFamily<'_>,
-        series: &Series,
-        sample: &SampleView<'_>,
-        now: Now,
-    ) -> bool {
-        let Some(family) = &entry.family else {
-            return false;
-        };
-        let _shard = read(family.shard(series.hash));
-        if series.removed.load(Ordering::Acquire) {
-            return false;
-        }
-        series.record(sample, &family.bounds, now);
-        true
     }
 
     /// How the batch sees the family `key` that its first sample names: the store's, or a
@@ -530,7 +498,8 @@ impl Store {
         Ok(family)
     }
 
-    /// Phase two for a sample whose series the check did not find (or expiry removed).
+    /// Phase two for one sample: records into its series, created if the store does not
+    /// hold it (new, or removed by expiry since the check).
     fn apply(
         &self,
         entry: &mut BatchFamily<'_>,
@@ -597,7 +566,8 @@ impl Store {
             family.series.fetch_sub(1, Ordering::AcqRel);
             return Err(Some(DropReason::SeriesLimit));
         }
-        // Checked as UTF-8 (`check_labels`) before the batch was applied.
+        // Checked as UTF-8 (`check_labels`) before the batch was applied, or equal to the
+        // labels of a series the store held at check time (expiry removed it since).
         let labels: Box<[(Box<str>, Box<str>)]> = labels
             .iter()
             .map(|&(k, v)| {
@@ -610,7 +580,6 @@ impl Store {
             labels,
             hash,
             last_seen: AtomicU64::new(now.mono_ms),
-            removed: AtomicBool::new(false),
             cells: Cells::new(family.kind, &family.bounds),
         });
         series.record(sample, &family.bounds, now);
@@ -632,13 +601,7 @@ impl Store {
                 }
                 let mut table = shard.write().unwrap_or_else(|e| e.into_inner());
                 let before = table.len();
-                table.retain(|s| {
-                    let keep = !stale(s);
-                    if !keep {
-                        s.removed.store(true, Ordering::Release);
-                    }
-                    keep
-                });
+                table.retain(|s| !stale(s));
                 let removed = before - table.len();
                 family.series.fetch_sub(removed, Ordering::AcqRel);
                 self.series.fetch_sub(removed, Ordering::AcqRel);
@@ -1025,10 +988,6 @@ mod tests {
         .expect("new");
         let mut batch = vec![sample("c_total", MetricKind::Counter, 5.0, &labels)];
         let plan = store.check(&mut batch).expect("valid");
-        assert!(
-            plan.samples[0].series.is_some(),
-            "the check found the series"
-        );
         assert_eq!(store.expire(Now::at(100_000), 10_000), 1);
         let outcome = store.apply_plan(plan, &batch, Now::at(100_000));
         assert_eq!(outcome.accepted, 1);

@@ -9,6 +9,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use hashbrown::Equivalent;
+
 use crate::clock::Now;
 use crate::series::Cells;
 use crate::store::{Series, Store};
@@ -65,6 +67,25 @@ impl Gains {
 
 type AgentModel = (String, String);
 
+/// An (agent, model) key borrowed from a series' labels: finds its gains without
+/// allocating. Hashes as `AgentModel` does (field by field, `str` as `String`).
+#[derive(Hash)]
+struct AgentModelRef<'a>(&'a str, &'a str);
+
+impl Equivalent<AgentModel> for AgentModelRef<'_> {
+    fn equivalent(&self, key: &AgentModel) -> bool {
+        self.0 == key.0 && self.1 == key.1
+    }
+}
+
+impl From<&AgentModelRef<'_>> for AgentModel {
+    fn from(key: &AgentModelRef<'_>) -> Self {
+        (key.0.to_string(), key.1.to_string())
+    }
+}
+
+type GainsByAgent = hashbrown::HashMap<AgentModel, Gains>;
+
 /// A series' cumulative value when last looked at.
 enum Baseline {
     Value(f64),
@@ -76,7 +97,7 @@ type Baselines = HashMap<usize, (Arc<Series>, Baseline)>;
 
 struct Step {
     start_ms: u64,
-    gains: HashMap<AgentModel, Gains>,
+    gains: GainsByAgent,
 }
 
 struct State {
@@ -151,7 +172,8 @@ impl Summaries {
     /// Closes a step: records what every agent series gained since the last one.
     pub fn tick(&self, store: &Store, now: Now) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let (gains, baselines) = gains_since(store, &state.baselines);
+        let mut baselines = Baselines::new();
+        let gains = gains_since(store, &state.baselines, Some(&mut baselines));
         let start_ms = state.last_tick_ms;
         state.steps.push_back(Step { start_ms, gains });
         state.baselines = baselines;
@@ -178,7 +200,7 @@ impl Summaries {
             });
         }
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let (live, _) = gains_since(store, &state.baselines);
+        let live = gains_since(store, &state.baselines, None);
         let since = now.mono_ms.saturating_sub(window_ms);
         let mut start_ms = state.last_tick_ms;
         let mut totals: BTreeMap<AgentModel, Gains> = BTreeMap::new();
@@ -229,11 +251,14 @@ impl Summaries {
     }
 }
 
-/// What each agent series gained since `baselines`, per (agent, model), and the new
-/// baselines.
-fn gains_since(store: &Store, baselines: &Baselines) -> (HashMap<AgentModel, Gains>, Baselines) {
-    let mut gains: HashMap<AgentModel, Gains> = HashMap::new();
-    let mut next: Baselines = HashMap::new();
+/// What each agent series gained since `baselines`, per (agent, model); the series'
+/// current values go to `next` when the caller keeps them as the new baselines.
+fn gains_since(
+    store: &Store,
+    baselines: &Baselines,
+    mut next: Option<&mut Baselines>,
+) -> GainsByAgent {
+    let mut gains = GainsByAgent::new();
     for name in [LLM_REQUESTS, LLM_REQUEST_DURATION, LLM_TOKENS, LLM_CACHE] {
         let Some(family) = store.family(name) else {
             continue;
@@ -244,13 +269,10 @@ fn gains_since(store: &Store, baselines: &Baselines) -> (HashMap<AgentModel, Gai
                 let Some(agent) = s.label("agent") else {
                     continue;
                 };
-                let key = (
-                    agent.to_string(),
-                    s.label("model").unwrap_or("").to_string(),
-                );
+                let key = AgentModelRef(agent, s.label("model").unwrap_or(""));
                 let id = Arc::as_ptr(s) as usize;
                 let before = baselines.get(&id).map(|(_, b)| b);
-                let entry = gains.entry(key).or_default();
+                let entry = gains.entry_ref(&key).or_default();
                 match &s.cells {
                     Cells::Counter(total) => {
                         let now = total.get();
@@ -274,7 +296,9 @@ fn gains_since(store: &Store, baselines: &Baselines) -> (HashMap<AgentModel, Gai
                             }
                             _ => {}
                         }
-                        next.insert(id, (Arc::clone(s), Baseline::Value(now)));
+                        if let Some(next) = next.as_deref_mut() {
+                            next.insert(id, (Arc::clone(s), Baseline::Value(now)));
+                        }
                     }
                     Cells::Histogram(h) if name == LLM_REQUEST_DURATION => {
                         let now = h.snapshot().buckets;
@@ -287,7 +311,9 @@ fn gains_since(store: &Store, baselines: &Baselines) -> (HashMap<AgentModel, Gai
                             _ => now.clone(),
                         };
                         entry.add_latency(&bounds, &gained);
-                        next.insert(id, (Arc::clone(s), Baseline::Buckets(now)));
+                        if let Some(next) = next.as_deref_mut() {
+                            next.insert(id, (Arc::clone(s), Baseline::Buckets(now)));
+                        }
                     }
                     // The agent metrics under another kind than documented: not summarized.
                     _ => {}
@@ -295,7 +321,7 @@ fn gains_since(store: &Store, baselines: &Baselines) -> (HashMap<AgentModel, Gai
             }
         });
     }
-    (gains, next)
+    gains
 }
 
 /// The `q` quantile of per-bucket counts as PromQL's `histogram_quantile` estimates it:
@@ -335,6 +361,16 @@ mod tests {
     use taskloom_proto::v1::MetricKind;
 
     const BOUNDS: [f64; 3] = [0.1, 0.5, 1.0];
+
+    #[test]
+    fn a_borrowed_agent_model_finds_the_owned_key() {
+        let mut gains = GainsByAgent::new();
+        gains.insert(("a".into(), "m".into()), Gains::default());
+        assert!(gains.get(&AgentModelRef("a", "m")).is_some());
+        assert!(gains.get(&AgentModelRef("a", "")).is_none());
+        gains.entry_ref(&AgentModelRef("a", "m")).or_default();
+        assert_eq!(gains.len(), 1, "the entry was found, not added again");
+    }
 
     fn store() -> Store {
         Store::new(Limits {

@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{counter, gauge, http_get_accept, http_get_full, start, wait_for};
+use common::{counter, gauge, http_get_accept, start, wait_for};
 use taskloom_proto::v1::metrics_service_client::MetricsServiceClient;
 use taskloom_proto::v1::{
     Exemplar, IngestRequest, IngestStreamRequest, MetricKind, MetricSample, QueryMetricsRequest,
@@ -58,7 +58,7 @@ async fn stream_ingest_then_query_and_scrape() -> anyhow::Result<()> {
     assert_eq!(series.len(), 1);
     assert_eq!(series[0].value, 15.0);
 
-    let (status, text) = http_get_accept(server.http_addr, "/metrics", "*/*").await?;
+    let (status, _, text) = http_get_accept(server.http_addr, "/metrics", "*/*").await?;
     assert_eq!(status, 200);
     for line in [
         "# TYPE taskloom_agent_llm_tokens_total counter",
@@ -134,7 +134,7 @@ async fn a_bad_batch_ends_the_stream_naming_the_field_and_changes_nothing() -> a
         .expect("info")
         .metadata
         .contains_key("accepted_batches"));
-    let (_, text) = http_get_accept(server.http_addr, "/metrics", "*/*").await?;
+    let (_, _, text) = http_get_accept(server.http_addr, "/metrics", "*/*").await?;
     for line in [
         r#"taskloom_metrics_batches_rejected_total{reason="conflict"} 1"#,
         r#"taskloom_metrics_batches_rejected_total{reason="invalid_label"} 1"#,
@@ -225,7 +225,7 @@ async fn a_metric_beyond_its_series_limit_drops_and_counts_samples() -> anyhow::
         .await?
         .into_inner();
     assert_eq!((totals.accepted, totals.rejected), (6, 3));
-    let (_, text) = http_get_accept(server.http_addr, "/metrics", "*/*").await?;
+    let (_, _, text) = http_get_accept(server.http_addr, "/metrics", "*/*").await?;
     for line in [
         r#"taskloom_metrics_cardinality_dropped_samples_total{metric="per_user"} 3"#,
         r#"taskloom_metrics_samples_dropped_total{reason="metric_series_limit"} 3"#,
@@ -249,11 +249,11 @@ async fn series_that_stop_receiving_samples_expire() -> anyhow::Result<()> {
             samples: vec![gauge("idle_gauge", 1.0, &[("w", "gone")])],
         })
         .await?;
-    let (_, text) = http_get_accept(server.http_addr, "/metrics", "*/*").await?;
+    let (_, _, text) = http_get_accept(server.http_addr, "/metrics", "*/*").await?;
     assert!(text.contains(r#"idle_gauge{w="gone"} 1"#), "{text}");
     // No timing margin: wait (bounded generously) until expiry has run.
     let expired = wait_for(Duration::from_secs(30), || async {
-        let (_, text) = http_get_accept(server.http_addr, "/metrics", "*/*").await?;
+        let (_, _, text) = http_get_accept(server.http_addr, "/metrics", "*/*").await?;
         Ok((!text.contains("idle_gauge")).then_some(text))
     })
     .await?;
@@ -297,7 +297,7 @@ async fn openmetrics_when_asked_with_exemplars_carrying_trace_ids() -> anyhow::R
             ],
         })
         .await?;
-    let (_, content_type, om) = http_get_full(
+    let (_, content_type, om) = http_get_accept(
         server.http_addr,
         "/metrics",
         "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
@@ -318,7 +318,7 @@ async fn openmetrics_when_asked_with_exemplars_carrying_trace_ids() -> anyhow::R
     ] {
         assert!(om.lines().any(|l| l == line), "{line} missing from:\n{om}");
     }
-    let (_, content_type, text) = http_get_full(server.http_addr, "/metrics", "*/*").await?;
+    let (_, content_type, text) = http_get_accept(server.http_addr, "/metrics", "*/*").await?;
     assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
     assert!(!text.contains("trace_id") && text.contains("# TYPE requests_total counter"));
     server.shutdown().await

@@ -78,7 +78,7 @@ async fn the_text_exposition_passes_promtool_check_metrics() -> anyhow::Result<(
         counter("taskloom_agent_llm_cache_total", 1.0, &[("r", "4")]),
     ];
     client.ingest(IngestRequest { samples }).await?;
-    let (status, text) = http_get_accept(server.http_addr, "/metrics", "text/plain").await?;
+    let (status, _, text) = http_get_accept(server.http_addr, "/metrics", "text/plain").await?;
     assert_eq!(status, 200);
     assert!(text.contains("taskloom_metrics_cardinality_dropped_samples_total{metric=\"taskloom_agent_llm_cache\"} 1"), "{text}");
     let (ok, report) = promtool_check(&text)?;

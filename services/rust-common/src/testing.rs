@@ -85,8 +85,43 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, Stri
 
 /// As [`http_get`], for a binary body.
 pub async fn http_get_bytes(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+    let response = http_get_with(addr, path, &[]).await?;
+    Ok((response.status, response.body))
+}
+
+/// A response as [`http_get_with`] reads it.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// The status line and headers, without the blank line.
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The value of the first header `name` (any case), trimmed.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (field, value) = line.split_once(':')?;
+            field.eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+    }
+}
+
+/// GETs `path` over HTTP/1.1 with these extra request headers. Refuses a chunked
+/// response, whose body this reader would return with its framing.
+pub async fn http_get_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<HttpResponse> {
     let mut stream = TcpStream::connect(addr).await?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await?;
@@ -94,19 +129,25 @@ pub async fn http_get_bytes(addr: SocketAddr, path: &str) -> anyhow::Result<(u16
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .ok_or_else(|| anyhow::anyhow!("malformed response: {response:?}"))?;
-    let head = String::from_utf8_lossy(&response[..split]);
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
     let status = head
         .split(' ')
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| anyhow::anyhow!("malformed status line: {head:?}"))?;
+    let response = HttpResponse {
+        status,
+        body: response[split + 4..].to_vec(),
+        head,
+    };
     anyhow::ensure!(
-        !head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked"),
-        "chunked responses are not supported here: {head}"
+        response
+            .header("transfer-encoding")
+            .is_none_or(|coding| !coding.eq_ignore_ascii_case("chunked")),
+        "chunked responses are not supported here: {}",
+        response.head
     );
-    Ok((status, response[split + 4..].to_vec()))
+    Ok(response)
 }
 
 /// A test needs `program` and it is not installed. With `require_env` set (`make test` sets

@@ -1,4 +1,4 @@
-//! Shared by the black-box tests: a server on loopback ports, sample builders, and a raw
+//! Shared by the black-box tests: a server on loopback ports, sample builders, and an
 //! HTTP GET that sends an `Accept` header.
 
 #![allow(dead_code)] // each test file uses a different part
@@ -9,12 +9,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use taskloom_common::config::parse_config_from;
-use taskloom_common::testing::TestServer;
+use taskloom_common::testing::{http_get_with, TestServer};
 use taskloom_metrics::config::{Settings, DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR};
 use taskloom_metrics::service_spec;
 use taskloom_proto::v1::{MetricKind, MetricSample};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// The metrics service with these extra flags, on ports the system chooses.
 pub async fn start(flags: &[&str]) -> anyhow::Result<TestServer> {
@@ -52,46 +50,19 @@ pub fn gauge(name: &str, value: f64, labels: &[(&str, &str)]) -> MetricSample {
     sample(name, MetricKind::Gauge, value, labels)
 }
 
-/// GETs `path` with an `Accept` header; returns the status and body.
+/// GETs `path` with an `Accept` header: the status, the `content-type` and the body.
 pub async fn http_get_accept(
     addr: SocketAddr,
     path: &str,
     accept: &str,
-) -> anyhow::Result<(u16, String)> {
-    let (status, _, body) = http_get_full(addr, path, accept).await?;
-    Ok((status, body))
-}
-
-/// Like `http_get_accept`, with the response's `content-type`.
-pub async fn http_get_full(
-    addr: SocketAddr,
-    path: &str,
-    accept: &str,
 ) -> anyhow::Result<(u16, String, String)> {
-    let mut stream = TcpStream::connect(addr).await?;
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await?;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| anyhow::anyhow!("malformed response: {response:?}"))?;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no status in {head:?}"))?;
-    let content_type = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-type")
-                .then(|| value.trim().to_string())
-        })
-        .unwrap_or_default();
-    Ok((status, content_type, body.to_string()))
+    let response = http_get_with(addr, path, &[("Accept", accept)]).await?;
+    let content_type = response.header("content-type").unwrap_or("").to_string();
+    Ok((
+        response.status,
+        content_type,
+        String::from_utf8(response.body)?,
+    ))
 }
 
 /// Polls `probe` until it returns a value, failing after `limit`.
