@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -77,12 +78,12 @@ func endedSpan(t *testing.T, sr *tracetest.SpanRecorder, name string) sdktrace.R
 }
 
 func spanAttr(s sdktrace.ReadOnlySpan, key string) string {
-	for _, kv := range s.Attributes() {
-		if string(kv.Key) == key {
-			return kv.Value.Emit()
-		}
+	set := attribute.NewSet(s.Attributes()...)
+	v, ok := set.Value(attribute.Key(key))
+	if !ok {
+		return ""
 	}
-	return ""
+	return v.String()
 }
 
 // traceparentOf is the W3C traceparent of a sampled span.

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -77,10 +78,10 @@ func TestTracingOffRecordsNothing(t *testing.T) {
 }
 
 func attr(s sdktrace.ReadOnlySpan, key string) string {
-	for _, kv := range s.Attributes() {
-		if string(kv.Key) == key {
-			return kv.Value.Emit()
-		}
+	set := attribute.NewSet(s.Attributes()...)
+	v, ok := set.Value(attribute.Key(key))
+	if !ok {
+		return ""
 	}
-	return ""
+	return v.String()
 }

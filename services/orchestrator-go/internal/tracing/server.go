@@ -85,7 +85,9 @@ func serverFault(code codes.Code) bool {
 	return false
 }
 
-func (h *serverHandler) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+func (h *serverHandler) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
+	return ctx
+}
 
 func (h *serverHandler) HandleConn(context.Context, stats.ConnStats) {}
 
