@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -77,13 +76,13 @@ func endedSpan(t *testing.T, sr *tracetest.SpanRecorder, name string) sdktrace.R
 	}
 }
 
-func spanAttr(s sdktrace.ReadOnlySpan, key string) string {
-	set := attribute.NewSet(s.Attributes()...)
-	v, ok := set.Value(attribute.Key(key))
-	if !ok {
-		return ""
+// attrsOf is the span's attributes as text.
+func attrsOf(s sdktrace.ReadOnlySpan) map[string]string {
+	out := make(map[string]string, len(s.Attributes()))
+	for _, kv := range s.Attributes() {
+		out[string(kv.Key)] = kv.Value.String()
 	}
-	return v.String()
+	return out
 }
 
 // traceparentOf is the W3C traceparent of a sampled span.
@@ -108,9 +107,9 @@ func TestTracedSubmitIsTheParentOfTheQueueWaitAndTheAssignment(t *testing.T) {
 	if submit.Parent().TraceID().String() != callerTrace || submit.Parent().SpanID().String() != callerSpan || !submit.Parent().IsRemote() {
 		t.Errorf("submit's parent = %v, want the caller's metadata", submit.Parent())
 	}
-	if submit.SpanKind() != trace.SpanKindServer || spanAttr(submit, "rpc.system") != "grpc" ||
-		spanAttr(submit, "rpc.service") != "taskloom.v1.OrchestratorService" || spanAttr(submit, "rpc.method") != "SubmitTask" ||
-		spanAttr(submit, "rpc.grpc.status_code") != "0" {
+	if submit.SpanKind() != trace.SpanKindServer || attrsOf(submit)["rpc.system"] != "grpc" ||
+		attrsOf(submit)["rpc.service"] != "taskloom.v1.OrchestratorService" || attrsOf(submit)["rpc.method"] != "SubmitTask" ||
+		attrsOf(submit)["rpc.grpc.status_code"] != "0" {
 		t.Errorf("submit span: kind %v, attributes %v", submit.SpanKind(), submit.Attributes())
 	}
 	if got := sub.GetTask().GetLabels()["traceparent"]; got != traceparentOf(submit.SpanContext()) {
@@ -119,11 +118,11 @@ func TestTracedSubmitIsTheParentOfTheQueueWaitAndTheAssignment(t *testing.T) {
 
 	wait, assign := endedSpan(t, sr, "task.queue_wait"), endedSpan(t, sr, "task.assign")
 	for _, s := range []sdktrace.ReadOnlySpan{wait, assign} {
-		if s.Parent().SpanID() != submit.SpanContext().SpanID() || s.SpanContext().TraceID().String() != callerTrace || spanAttr(s, "taskloom.task_id") != id {
-			t.Errorf("%s: parent %v, task id %q; want a child of submit for %s", s.Name(), s.Parent(), spanAttr(s, "taskloom.task_id"), id)
+		if s.Parent().SpanID() != submit.SpanContext().SpanID() || s.SpanContext().TraceID().String() != callerTrace || attrsOf(s)["taskloom.task_id"] != id {
+			t.Errorf("%s: parent %v, task id %q; want a child of submit for %s", s.Name(), s.Parent(), attrsOf(s)["taskloom.task_id"], id)
 		}
 	}
-	if spanAttr(assign, "taskloom.worker_id") != w.id || spanAttr(assign, "taskloom.attempt") != "1" {
+	if attrsOf(assign)["taskloom.worker_id"] != w.id || attrsOf(assign)["taskloom.attempt"] != "1" {
 		t.Errorf("assign attributes %v", assign.Attributes())
 	}
 	if got := a.GetTask().GetLabels()["traceparent"]; got != traceparentOf(assign.SpanContext()) {
@@ -148,7 +147,7 @@ func TestTracedWorkflowStepsHangUnderTheWorkflowSubmit(t *testing.T) {
 	submit := endedSpan(t, sr, "taskloom.v1.OrchestratorService/SubmitWorkflow")
 	assign := endedSpan(t, sr, "task.assign")
 	if submit.Parent().SpanID().String() != callerSpan || assign.Parent().SpanID() != submit.SpanContext().SpanID() ||
-		spanAttr(assign, "taskloom.task_id") != a.GetTask().GetId() {
+		attrsOf(assign)["taskloom.task_id"] != a.GetTask().GetId() {
 		t.Errorf("submit's parent %v, assign's parent %v (submit %v)", submit.Parent().SpanID(), assign.Parent().SpanID(), submit.SpanContext().SpanID())
 	}
 }

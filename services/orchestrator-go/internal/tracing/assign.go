@@ -10,16 +10,8 @@ import (
 	"context"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
-)
-
-// The attributes of the task spans.
-const (
-	attrTaskID   = attribute.Key("taskloom.task_id")
-	attrWorkerID = attribute.Key("taskloom.worker_id")
-	attrAttempt  = attribute.Key("taskloom.attempt")
 )
 
 // Assignments records the spans of assignments; a nil *Assignments (tracing off)

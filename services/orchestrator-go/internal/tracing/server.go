@@ -8,7 +8,6 @@ import (
 	"context"
 	"strings"
 
-	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -16,15 +15,6 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
-)
-
-// The span attributes of a gRPC call (the RPC semantic conventions every Taskloom
-// service uses).
-const (
-	attrRPCSystem     = attribute.Key("rpc.system")
-	attrRPCService    = attribute.Key("rpc.service")
-	attrRPCMethod     = attribute.Key("rpc.method")
-	attrRPCStatusCode = attribute.Key("rpc.grpc.status_code")
 )
 
 // tracedPrefix is the package of the services traced.

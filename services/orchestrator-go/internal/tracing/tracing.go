@@ -106,6 +106,19 @@ func (t *Tracing) Shutdown(ctx context.Context) error {
 	return t.provider.Shutdown(ctx)
 }
 
+// Every attribute of the orchestrator's spans, named as in every Taskloom service.
+const (
+	// A gRPC call's (the RPC semantic conventions).
+	attrRPCSystem     = attribute.Key("rpc.system")
+	attrRPCService    = attribute.Key("rpc.service")
+	attrRPCMethod     = attribute.Key("rpc.method")
+	attrRPCStatusCode = attribute.Key("rpc.grpc.status_code")
+	// A task's.
+	attrTaskID   = attribute.Key("taskloom.task_id")
+	attrWorkerID = attribute.Key("taskloom.worker_id")
+	attrAttempt  = attribute.Key("taskloom.attempt")
+)
+
 // instrumentation names the tracer of this package's spans.
 const instrumentation = "github.com/taskloom/taskloom/services/orchestrator-go/internal/tracing"
 
