@@ -1,6 +1,6 @@
 //! `taskloom-metrics`: reads config, wires the metrics service, serves until SIGTERM/SIGINT.
 
-use taskloom_common::{config, load_or_exit, logging, serve};
+use taskloom_common::{config, load_or_exit, logging, serve, Tracing};
 use taskloom_metrics::{config::Settings, service_spec};
 
 #[tokio::main]
@@ -8,5 +8,6 @@ async fn main() -> anyhow::Result<()> {
     let settings: Settings = load_or_exit();
     logging::init("metrics", &settings.common.log_level)?;
     logging::log_config(&config::masked(&settings));
-    serve(service_spec(&settings)?, &settings.common).await
+    let tracing = Tracing::start(&settings.common.tracing, "taskloom-metrics")?;
+    serve(service_spec(&settings)?, &settings.common, tracing).await
 }

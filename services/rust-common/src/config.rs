@@ -20,6 +20,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::otel::TracingArgs;
 use crate::profiling::{check_address, ProfilingAccess};
 use crate::secrets::mask_url;
 
@@ -47,6 +48,10 @@ pub struct CommonArgs {
     /// Serve profiles to non-loopback clients and on a non-loopback HTTP address too.
     #[arg(long, env = "TASKLOOM_PROFILING_ALLOW_REMOTE")]
     pub profiling_allow_remote: bool,
+
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub tracing: TracingArgs,
 }
 
 impl CommonArgs {
@@ -61,7 +66,7 @@ impl CommonArgs {
         if self.profiling {
             check_address(self.http_addr, self.profiling_allow_remote)?;
         }
-        Ok(())
+        self.tracing.validate()
     }
 }
 

@@ -24,6 +24,7 @@ use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
 use crate::config::CommonArgs;
+use crate::otel::{RpcSpanLayer, Tracing};
 use crate::profiling::{self, ProfilingAccess};
 
 /// How long in-flight requests may run on after a shutdown signal.
@@ -60,28 +61,42 @@ pub struct ServiceSpec {
     pub exposition: Option<Arc<dyn Exposition>>,
 }
 
-/// Binds both addresses of `common` and serves until SIGTERM or SIGINT.
-pub async fn serve(spec: ServiceSpec, common: &CommonArgs) -> anyhow::Result<()> {
-    let grpc = TcpListener::bind(common.grpc_addr).await?;
-    let http = TcpListener::bind(common.http_addr).await?;
-    serve_on(
-        spec,
-        grpc,
-        http,
-        common.profiling_access(),
-        shutdown_signal(),
-    )
-    .await
+/// Binds both addresses of `common` and serves until SIGTERM or SIGINT, with a span per RPC
+/// when `tracing` is on; then flushes the spans.
+pub async fn serve(
+    spec: ServiceSpec,
+    common: &CommonArgs,
+    tracing: Option<Tracing>,
+) -> anyhow::Result<()> {
+    let served = async {
+        let grpc = TcpListener::bind(common.grpc_addr).await?;
+        let http = TcpListener::bind(common.http_addr).await?;
+        serve_on(
+            spec,
+            grpc,
+            http,
+            common.profiling_access(),
+            tracing.as_ref().map(Tracing::rpc_spans),
+            shutdown_signal(),
+        )
+        .await
+    }
+    .await;
+    if let Some(tracing) = tracing {
+        tracing.shutdown().await;
+    }
+    served
 }
 
-/// Serves on bound listeners (with the profiling endpoints when `profiling` is given) until
-/// `shutdown` completes, then drains for at most [`DRAIN_TIMEOUT`]. Tests bind 127.0.0.1:0
-/// and pass their own `shutdown`.
+/// Serves on bound listeners (with the profiling endpoints when `profiling` is given, and a
+/// span per RPC with `rpc_spans`) until `shutdown` completes, then drains for at most
+/// [`DRAIN_TIMEOUT`]. Tests bind 127.0.0.1:0 and pass their own `shutdown`.
 pub async fn serve_on(
     spec: ServiceSpec,
     grpc: TcpListener,
     http: TcpListener,
     profiling: Option<ProfilingAccess>,
+    rpc_spans: Option<RpcSpanLayer>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -108,7 +123,9 @@ pub async fn serve_on(
     // TCP_NODELAY on every accepted socket: with Nagle on, a response smaller than a segment
     // waits for the client's delayed ACK (tens of ms) while other calls share the connection.
     let grpc_incoming = TcpIncoming::from(grpc).with_nodelay(Some(true));
+    // Without tracing the layer is tower's identity: nothing runs per call.
     let grpc_server = tonic::transport::Server::builder()
+        .layer(tower::util::option_layer(rpc_spans))
         .add_routes(routes)
         .serve_with_incoming_shutdown(grpc_incoming, stop.clone().cancelled_owned());
     let mut router = http_router(spec.registry, spec.readiness, spec.exposition);

@@ -1,9 +1,10 @@
 //! Helpers for black-box tests: run a service on system-chosen loopback ports, talk to its
 //! HTTP side without an HTTP client dependency, and read the options of its TCP sockets.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::os::fd::{BorrowedFd, RawFd};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use socket2::SockRef;
@@ -49,7 +50,7 @@ impl TestServer {
         let http = TcpListener::bind("127.0.0.1:0").await?;
         let (grpc_addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve_on(spec, grpc, http, profiling, async {
+        let task = tokio::spawn(serve_on(spec, grpc, http, profiling, None, async {
             let _ = stopped.await;
         }));
         Ok(Self {
@@ -74,6 +75,84 @@ impl TestServer {
             Some(task) => task.await?,
             None => Ok(()),
         }
+    }
+}
+
+/// A service binary run as a child process on loopback ports it chose, killed on drop.
+pub struct ServiceProcess {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    child: Child,
+}
+
+impl ServiceProcess {
+    /// Starts `program` on `127.0.0.1:0` with these extra arguments and environment, and
+    /// returns once it serves. No `TASKLOOM_CONFIG` or `OTEL_*` variable of this process
+    /// reaches it: only what `env` sets.
+    pub fn start(program: &str, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let mut command = Command::new(program);
+        command
+            .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args(args)
+            .env_remove(crate::config::CONFIG_ENV);
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("OTEL_") {
+                command.env_remove(name);
+            }
+        }
+        let mut child = command
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let stderr = child.stderr.take().expect("piped");
+        let mut lines = BufReader::new(stderr).lines();
+        // The "serving" log line names the ports the process bound.
+        let serving = loop {
+            let Some(line) = lines.next() else {
+                let status = child.wait()?;
+                anyhow::bail!("{program} exited ({status}) before serving");
+            };
+            let line: serde_json::Value = serde_json::from_str(&line?)?;
+            if line["msg"] == "serving" {
+                break line;
+            }
+        };
+        // Keep reading, so the process never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        let addr = |name: &str| -> anyhow::Result<SocketAddr> {
+            Ok(serving[name]
+                .as_str()
+                .ok_or_else(|| anyhow::anyhow!("no {name} in {serving}"))?
+                .parse()?)
+        };
+        Ok(Self {
+            grpc_addr: addr("grpc_addr")?,
+            http_addr: addr("http_addr")?,
+            child,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT` of the gRPC server, for generated clients' `connect`.
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    /// Sends SIGTERM and waits for the graceful shutdown to end.
+    pub fn terminate(mut self) -> anyhow::Result<ExitStatus> {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(sent.success(), "kill -TERM failed: {sent}");
+        Ok(self.child.wait()?)
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

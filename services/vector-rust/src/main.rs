@@ -1,6 +1,6 @@
 //! `taskloom-vector`: reads config, opens the store, serves until SIGTERM/SIGINT.
 
-use taskloom_common::{config, load_or_exit, logging, serve};
+use taskloom_common::{config, load_or_exit, logging, serve, Tracing};
 use taskloom_vector::{config::Settings, service_spec};
 
 #[tokio::main]
@@ -8,5 +8,6 @@ async fn main() -> anyhow::Result<()> {
     let settings: Settings = load_or_exit();
     logging::init("vector", &settings.common.log_level)?;
     logging::log_config(&config::masked(&settings));
-    serve(service_spec(&settings)?, &settings.common).await
+    let tracing = Tracing::start(&settings.common.tracing, "taskloom-vector")?;
+    serve(service_spec(&settings)?, &settings.common, tracing).await
 }
