@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import orjson
 import structlog
+from opentelemetry.trace import Span, SpanKind
 
 from taskloom.agents import cost, semantic_cache
 from taskloom.agents.cache_client import CacheClient
@@ -41,6 +42,7 @@ from taskloom.agents.telemetry import Telemetry
 from taskloom.agents.tools import builtin_factories
 from taskloom.agents.tools.base import SuspendCredit, TaskInfo, ToolContext, ToolError
 from taskloom.agents.tools.registry import AgentToolset, ToolOutcome, ToolRegistry
+from taskloom.sdk import tracing
 from taskloom.sdk.collections import CollectionError
 from taskloom.sdk.embeddings import EmbeddingError
 from taskloom.sdk.sessions import SessionStoreError
@@ -395,11 +397,38 @@ class AgentRuntime:
         on_event: OnEvent,
         tenant: str = "default",
     ) -> JournalTurn:
+        """One LLM turn, traced as an `llm.call` span whether the cache or the provider
+        answers it."""
+        with tracing.span(
+            "llm.call",
+            kind=SpanKind.CLIENT,
+            attributes={"gen_ai.system": spec.provider, "gen_ai.request.model": spec.model},
+        ) as span:
+            turn = await self._answer(
+                spec, provider, messages, params, tools, on_event, tenant, span
+            )
+            # Tokens spent by this call: none when a cache answered.
+            span.set_attribute("gen_ai.usage.input_tokens", turn.usage.prompt_tokens)
+            span.set_attribute("gen_ai.usage.output_tokens", turn.usage.completion_tokens)
+            return turn
+
+    async def _answer(
+        self,
+        spec: AgentSpec,
+        provider: Provider,
+        messages: Sequence[Message],
+        params: GenerationParams,
+        tools: Sequence[ToolDefinition],
+        on_event: OnEvent,
+        tenant: str,
+        span: Span,
+    ) -> JournalTurn:
         key = ""
         if spec.cache and self._cache is not None:
             key = cache_key(spec.provider, spec.model, messages, params, tools)
             cached = await self._cached_turn(key)
             self._telemetry.llm_cache(spec.name, spec.model, hit=cached is not None)
+            span.set_attribute("taskloom.cache", "miss" if cached is None else "hit")
             if cached is not None and self._accounting is not None:
                 saved = cached.original_usage
                 self._accounting.saved(
@@ -410,6 +439,7 @@ class AgentRuntime:
                 return cached
         semantic = await self._semantic_lookup(spec, tenant, messages, params, tools)
         if semantic is not None and semantic.hit is not None:
+            span.set_attribute("taskloom.cache", "hit")
             similar = JournalTurn(
                 text=semantic.hit.text,
                 calls=[

@@ -95,7 +95,9 @@ class TelemetryMiddleware:
     async def _traced(
         self, scope: Scope, receive: Receive, send: Send, incoming: str | None
     ) -> None:
-        carrier = {TRACEPARENT: incoming} if valid_traceparent(incoming) else {}
+        carrier: dict[str, str] = {}
+        if incoming is not None and valid_traceparent(incoming):
+            carrier[TRACEPARENT] = incoming
         if carrier and (state := Headers(scope=scope).get(tracing.TRACESTATE)):
             carrier[tracing.TRACESTATE] = state
         method = method_label(scope["method"])
