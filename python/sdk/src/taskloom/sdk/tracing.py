@@ -84,8 +84,9 @@ def setup(service_name: str, environ: Mapping[str, str] = os.environ) -> bool:
         resource=Resource.create({SERVICE_NAME: name}),
     )
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    # Not the global provider: libraries that trace through it (FastAPI's own spans per
+    # dependency and endpoint) stay no-ops, and the spans are the ones docs/tracing.md names.
     install(provider)
-    trace.set_tracer_provider(provider)  # for libraries that trace through the global one
     log.info("tracing on", endpoint=endpoint, service_name=name, sampler_ratio=ratio)
     return True
 

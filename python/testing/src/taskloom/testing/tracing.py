@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -126,9 +126,22 @@ class OtlpReceiver(trace_service_pb2_grpc.TraceServiceServicer):
     def wait_for(self, trace_id: str, names: set[str], timeout_s: float) -> list[ReceivedSpan]:
         """The spans of `trace_id` once every name in `names` is among them, or at the
         timeout (what arrived by then: the test's assertions say what is missing)."""
+        self.wait_until(lambda spans: names <= {s.name for s in spans}, timeout_s, trace_id)
+        return self.trace(trace_id)
+
+    def wait_until(
+        self,
+        done: Callable[[list[ReceivedSpan]], bool],
+        timeout_s: float,
+        trace_id: str | None = None,
+    ) -> bool:
+        """Whether `done` held of the spans received (of `trace_id` only, if given) before
+        the timeout."""
         deadline = time.monotonic() + timeout_s
         while True:
-            spans = self.trace(trace_id)
-            if names <= {s.name for s in spans} or time.monotonic() > deadline:
-                return spans
+            spans = self.spans() if trace_id is None else self.trace(trace_id)
+            if done(spans):
+                return True
+            if time.monotonic() > deadline:
+                return False
             time.sleep(0.1)
