@@ -113,7 +113,8 @@ def submit_and_finish(gateway: str) -> tuple[str, dict[str, object]]:
 
 def describe(spans: list[ReceivedSpan]) -> str:
     return "\n".join(
-        f"  {s.service:22} {s.name:45} kind={s.kind} id={s.span_id} parent={s.parent_span_id or '-'}"
+        f"  {s.service:22} {s.name:45} kind={s.kind} id={s.span_id} "
+        f"parent={s.parent_span_id or '-'}"
         for s in spans
     )
 
