@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -94,7 +95,7 @@ def traced_stack(
         yield running
 
 
-def submit_and_finish(gateway: str) -> tuple[str, dict[str, object]]:
+def submit_and_finish(gateway: str) -> tuple[str, dict[str, Any]]:
     """The trace id of one task submitted through REST (no traceparent sent: the gateway's
     span is the root), and the finished task."""
     with httpx.Client(base_url=gateway, timeout=20) as http:
