@@ -68,12 +68,15 @@ def _value(v: Any) -> Any:
 
 
 class OtlpReceiver(trace_service_pb2_grpc.TraceServiceServicer):
-    """Collects the spans of every ExportTraceServiceRequest sent to `endpoint`."""
+    """Collects the spans of every ExportTraceServiceRequest sent to `endpoint`; with
+    `discard`, only counts them (`received`), as a sink for benchmarks."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, discard: bool = False) -> None:
         self._lock = threading.Lock()
         self._spans: list[ReceivedSpan] = []
+        self._discard = discard
         self.requests = 0
+        self.received = 0
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         # The generated module carries no type hints.
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, self._server)  # type: ignore[no-untyped-call]
@@ -94,6 +97,14 @@ class OtlpReceiver(trace_service_pb2_grpc.TraceServiceServicer):
     def Export(
         self, request: trace_service_pb2.ExportTraceServiceRequest, context: Any
     ) -> trace_service_pb2.ExportTraceServiceResponse:
+        if self._discard:
+            count = sum(
+                len(scope.spans) for rs in request.resource_spans for scope in rs.scope_spans
+            )
+            with self._lock:
+                self.received += count
+                self.requests += 1
+            return trace_service_pb2.ExportTraceServiceResponse()
         got = []
         for resource_spans in request.resource_spans:
             attrs = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
@@ -113,6 +124,7 @@ class OtlpReceiver(trace_service_pb2_grpc.TraceServiceServicer):
                     )
         with self._lock:
             self._spans.extend(got)
+            self.received += len(got)
             self.requests += 1
         return trace_service_pb2.ExportTraceServiceResponse()
 
