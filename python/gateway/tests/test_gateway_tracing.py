@@ -71,3 +71,23 @@ def test_off_the_request_is_untraced_and_its_traceparent_goes_on_as_it_came(
     resp = make_client().post("/v1/tasks", json={"agent": "echo"}, headers={"traceparent": tp})
     assert resp.headers["traceparent"] == tp
     assert fake.last_metadata["traceparent"] == tp
+
+
+def test_a_watch_stream_is_a_client_span_under_its_request_that_ends_with_the_stream(
+    make_client: MakeClient,
+) -> None:
+    with captured_spans() as exporter:
+        client = make_client()
+        task_id = client.post("/v1/tasks", json={"agent": "echo"}).json()["id"]
+        resp = client.get(f"/v1/tasks/{task_id}/events")
+        assert resp.status_code == 200 and "event: done" in resp.text
+        missing = client.get("/v1/tasks/nope/events")
+        assert missing.status_code == 404
+        client.__exit__(None, None, None)  # the app's loop ends: every stream has ended
+        spans = exporter.get_finished_spans()
+    requests = [s for s in spans if s.name == "GET /v1/tasks/{task_id}/events"]
+    watches = [s for s in spans if s.name == "taskloom.v1.OrchestratorService/WatchTask"]
+    assert len(requests) == len(watches) == 2
+    assert {parent_id(w) for w in watches} == {r.context.span_id for r in requests}
+    codes = sorted((w.attributes or {}).get("rpc.grpc.status_code", -1) for w in watches)
+    assert codes[1] == 5  # NOT_FOUND; the finished stream ends OK or CANCELLED by the gateway

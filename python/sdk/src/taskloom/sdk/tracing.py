@@ -171,11 +171,7 @@ def _end(span_: Span, code: grpc.StatusCode | None) -> None:
     span_.end()
 
 
-class _AioClientInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-):
+class _AioSpans:
     """A CLIENT span per call of an aio channel, its context in the call's metadata. Unary
     responses end the span before the caller sees them; streams end it when they finish.
     (Bidirectional streams, the worker's session, are not traced: they last hours.)"""
@@ -183,7 +179,8 @@ class _AioClientInterceptor(
     def __init__(self) -> None:
         self._streams: set[asyncio.Task[None]] = set()
 
-    def _details(self, details: Any, span_: Span) -> grpc.aio.ClientCallDetails:
+    @staticmethod
+    def _details(details: Any, span_: Span) -> grpc.aio.ClientCallDetails:
         return grpc.aio.ClientCallDetails(
             details.method,
             details.timeout,
@@ -226,20 +223,27 @@ class _AioClientInterceptor(
         task.add_done_callback(self._streams.discard)
         return call
 
+
+# grpc.aio files an interceptor under the first kind it implements: one class per kind.
+class _AioUnaryUnary(_AioSpans, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(
         self, continuation: Any, client_call_details: Any, request: Any
     ) -> Any:
         return await self._unary_response(continuation, client_call_details, request)
 
-    async def intercept_stream_unary(
-        self, continuation: Any, client_call_details: Any, request_iterator: Any
-    ) -> Any:
-        return await self._unary_response(continuation, client_call_details, request_iterator)
 
+class _AioUnaryStream(_AioSpans, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(
         self, continuation: Any, client_call_details: Any, request: Any
     ) -> Any:
         return await self._stream_response(continuation, client_call_details, request)
+
+
+class _AioStreamUnary(_AioSpans, grpc.aio.StreamUnaryClientInterceptor):
+    async def intercept_stream_unary(
+        self, continuation: Any, client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        return await self._unary_response(continuation, client_call_details, request_iterator)
 
 
 class _SyncDetails(
@@ -286,7 +290,9 @@ class _SyncClientInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.StreamUnaryC
 
 def aio_interceptors() -> list[grpc.aio.ClientInterceptor] | None:
     """The client interceptors of an aio channel: None when tracing is off."""
-    return [_AioClientInterceptor()] if enabled() else None
+    if not enabled():
+        return None
+    return [_AioUnaryUnary(), _AioUnaryStream(), _AioStreamUnary()]
 
 
 def aio_channel(target: str, options: Sequence[tuple[str, Any]] = ()) -> grpc.aio.Channel:
