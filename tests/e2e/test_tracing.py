@@ -16,23 +16,11 @@ import httpx
 import pytest
 
 from taskloom.sdk.localstack import Ports, Stack, StackConfig
-from taskloom.testing.tracing import OtlpReceiver, ReceivedSpan
+from taskloom.testing.tracing import SCRIPTED_INPUT, TRACED_AGENT, OtlpReceiver, ReceivedSpan
 
 BIN = Path(__file__).resolve().parents[2] / "bin"
 TERMINAL = {"succeeded", "failed", "cancelled", "timed_out"}
 SPANS_WAIT_S = 30.0  # bounded: the batch processors export within a second (OTEL_BSP_*)
-
-# An agent that calls the calculator, then answers; its LLM turns go through the cache.
-AGENT = """\
-name: traced
-model: sim-1
-cache: true
-tools: [calculator]
-"""
-SCRIPT = [
-    {"tool_calls": [{"name": "calculator", "arguments": {"expression": "6*7"}}]},
-    {"text": "The answer is 42."},
-]
 
 SERVER, CLIENT, INTERNAL, CONSUMER = 2, 3, 1, 5  # opentelemetry.proto.trace.v1.Span.SpanKind
 GATEWAY, ORCHESTRATOR, WORKER, CACHE = (
@@ -70,7 +58,7 @@ def traced_stack(
     local_processes: None, receiver: OtlpReceiver, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     agents = tmp_path_factory.mktemp("traced-agents")
-    (agents / "traced.yaml").write_text(AGENT)
+    (agents / "traced.yaml").write_text(TRACED_AGENT)
     otel = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
         "OTEL_TRACES_SAMPLER_ARG": "1.0",
@@ -101,7 +89,7 @@ def submit_and_finish(gateway: str) -> tuple[str, dict[str, Any]]:
     with httpx.Client(base_url=gateway, timeout=20) as http:
         resp = http.post(
             "/v1/tasks",
-            json={"agent": "traced", "input": {"prompt": "6*7?", "simulate": {"script": SCRIPT}}},
+            json={"agent": "traced", "input": SCRIPTED_INPUT},
         )
         assert resp.status_code == 202, resp.text
         trace_id = resp.headers["traceparent"].split("-")[1]

@@ -19,7 +19,14 @@ from taskloom.agents.providers.simulated import SimulatedProvider
 from taskloom.agents.runtime import AgentRuntime
 from taskloom.agents.tools import ToolRegistry, builtin_factories
 from taskloom.sdk import tracing
-from taskloom.testing.tracing import captured_spans, named, one, parent_id
+from taskloom.testing.tracing import (
+    SCRIPTED_INPUT,
+    TRACED_AGENT,
+    captured_spans,
+    named,
+    one,
+    parent_id,
+)
 from taskloom.v1 import common_pb2, worker_hub_pb2
 
 pytestmark = pytest.mark.asyncio
@@ -28,29 +35,18 @@ TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 ASSIGN_SPAN_ID = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{TRACE_ID}-{ASSIGN_SPAN_ID}-01"
 
-AGENT = """\
-name: counter
-model: sim-1
-cache: true
-tools: [calculator]
-"""
-SCRIPT = [
-    {"tool_calls": [{"name": "calculator", "arguments": {"expression": "6*7"}}]},
-    {"text": "The answer is 42.", "completion_tokens": 5},
-]
-
 
 def assignment(task_id: str) -> worker_hub_pb2.Assignment:
     value = struct_pb2.Value()
-    json_format.ParseDict({"prompt": "6*7?", "simulate": {"script": SCRIPT}}, value)
+    json_format.ParseDict(SCRIPTED_INPUT, value)
     task = common_pb2.Task(
-        id=task_id, agent="counter", input=value, labels={"traceparent": TRACEPARENT}
+        id=task_id, agent="traced", input=value, labels={"traceparent": TRACEPARENT}
     )
     return worker_hub_pb2.Assignment(task=task, lease_id=f"lease-{task_id}", attempt=2)
 
 
 def runtime(agents: Path, cache: CacheClient, telemetry: Any) -> AgentRuntime:
-    (agents / "counter.yaml").write_text(AGENT)
+    (agents / "traced.yaml").write_text(TRACED_AGENT)
     provider = SimulatedProvider(latency_s=0, tokens_per_second=0)
     return AgentRuntime(
         load_catalog([agents]),
@@ -87,7 +83,7 @@ async def test_the_run_hangs_under_the_assignment_with_llm_tool_and_cache_spans(
     assert run.parent.is_remote
     assert dict(run.attributes or {}) == {
         "taskloom.task_id": "t1",
-        "taskloom.agent": "counter",
+        "taskloom.agent": "traced",
         "taskloom.attempt": 2,
     }
 

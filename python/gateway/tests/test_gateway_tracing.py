@@ -89,5 +89,5 @@ def test_a_watch_stream_is_a_client_span_under_its_request_that_ends_with_the_st
     watches = [s for s in spans if s.name == "taskloom.v1.OrchestratorService/WatchTask"]
     assert len(requests) == len(watches) == 2
     assert {parent_id(w) for w in watches} == {r.context.span_id for r in requests}
-    codes = sorted((w.attributes or {}).get("rpc.grpc.status_code", -1) for w in watches)
+    codes = sorted(int((w.attributes or {}).get("rpc.grpc.status_code", -1)) for w in watches)  # type: ignore[arg-type]
     assert codes[1] == 5  # NOT_FOUND; the finished stream ends OK or CANCELLED by the gateway

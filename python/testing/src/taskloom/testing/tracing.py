@@ -21,6 +21,24 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from taskloom.sdk import tracing
 
+# An agent whose run makes every kind of worker span: it calls the calculator, then answers
+# (SCRIPTED_INPUT scripts the simulated provider so), and its LLM turns ask the cache.
+TRACED_AGENT = """\
+name: traced
+model: sim-1
+cache: true
+tools: [calculator]
+"""
+SCRIPTED_INPUT = {
+    "prompt": "6*7?",
+    "simulate": {
+        "script": [
+            {"tool_calls": [{"name": "calculator", "arguments": {"expression": "6*7"}}]},
+            {"text": "The answer is 42.", "completion_tokens": 5},
+        ]
+    },
+}
+
 
 @contextmanager
 def captured_spans(service_name: str = "test") -> Iterator[InMemorySpanExporter]:
