@@ -30,6 +30,7 @@ import (
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/scheduler"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/store"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/telemetry"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/tracing"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/usage"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workflow"
@@ -60,6 +61,9 @@ func main() {
 // tuning off.
 const gcHeapFloor = 128 << 20
 
+// traceFlushTimeout bounds exporting the spans still buffered at shutdown.
+const traceFlushTimeout = 5 * time.Second
+
 func run(cfg config.Config, log *slog.Logger) error {
 	log.Info("starting", "config", cfg)
 	if cfg.MemoryLimit > 0 {
@@ -70,6 +74,25 @@ func run(cfg config.Config, log *slog.Logger) error {
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
+	}
+
+	traceSettings, err := tracing.SettingsFromEnv(os.Getenv)
+	if err != nil {
+		return err
+	}
+	traces, err := tracing.Start(context.Background(), traceSettings)
+	if err != nil {
+		return err
+	}
+	defer func() { // after the servers stopped: their last spans are exported too
+		ctx, cancel := context.WithTimeout(context.Background(), traceFlushTimeout)
+		defer cancel()
+		if err := traces.Shutdown(ctx); err != nil {
+			log.Warn("exporting the last spans failed", "err", err)
+		}
+	}()
+	if traces != nil {
+		log.Info("tracing on", "endpoint", traceSettings.Endpoint, "sampler_ratio", traceSettings.Ratio, "service_name", traceSettings.ServiceName)
 	}
 
 	reg := prometheus.NewRegistry()
@@ -86,6 +109,9 @@ func run(cfg config.Config, log *slog.Logger) error {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	)
+	if traces != nil { // off: no handler, so no work per call
+		serverOpts = append(serverOpts, grpc.StatsHandler(tracing.NewServerHandler(traces.Provider())))
+	}
 	lis, err := net.Listen("tcp", cfg.GRPCAddr)
 	if err != nil {
 		return fmt.Errorf("listen gRPC on %s: %w", cfg.GRPCAddr, err)
@@ -167,7 +193,7 @@ func run(cfg config.Config, log *slog.Logger) error {
 	auth := api.NewAuth(api.AuthConfig{
 		Enabled: cfg.AuthEnabled(), ServiceToken: cfg.ServiceToken, WorkerToken: cfg.WorkerToken, AdminToken: cfg.AdminToken, Keys: keys,
 	})
-	health := api.Register(grpcServer, sched, engine, catalog, log, api.WithAuth(auth), api.WithKeys(keys))
+	health := api.Register(grpcServer, sched, engine, catalog, log, api.WithAuth(auth), api.WithKeys(keys), api.WithTracing(traces.Provider()))
 	go func() { errc <- grpcServer.Serve(lis) }()
 	ready.Set(true)
 	log.Info("serving", "grpc_addr", lis.Addr().String(), "http_addr", httpLis.Addr().String())

@@ -3,6 +3,7 @@ package api
 import (
 	"log/slog"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -11,6 +12,7 @@ import (
 	pb "github.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/apikeys"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/scheduler"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/tracing"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workflow"
 )
@@ -31,7 +33,7 @@ func Register(s *grpc.Server, sched *scheduler.Scheduler, engine *workflow.Engin
 	orch := NewOrchestrator(sched, engine, catalog, log)
 	orch.keys = o.keys
 	s.RegisterService(authenticated(guarded(&pb.OrchestratorService_ServiceDesc), o.auth), orch)
-	s.RegisterService(authenticated(guarded(&pb.WorkerHubService_ServiceDesc), o.auth), NewWorkerHub(sched, log))
+	s.RegisterService(authenticated(guarded(&pb.WorkerHubService_ServiceDesc), o.auth), NewWorkerHub(sched, log, tracing.NewAssignments(o.tracer)))
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(s, hs)
 	for _, name := range []string{"", pb.OrchestratorService_ServiceDesc.ServiceName, pb.WorkerHubService_ServiceDesc.ServiceName} {
@@ -45,8 +47,9 @@ func Register(s *grpc.Server, sched *scheduler.Scheduler, engine *workflow.Engin
 type Option func(*options)
 
 type options struct {
-	auth *Auth
-	keys *apikeys.Service
+	auth   *Auth
+	keys   *apikeys.Service
+	tracer trace.TracerProvider
 }
 
 // WithAuth authenticates every call with a.
@@ -54,3 +57,8 @@ func WithAuth(a *Auth) Option { return func(o *options) { o.auth = a } }
 
 // WithKeys serves the API key RPCs from keys (without it they are UNIMPLEMENTED).
 func WithKeys(keys *apikeys.Service) Option { return func(o *options) { o.keys = keys } }
+
+// WithTracing records the assignment spans with tp (internal/tracing); without it,
+// or with a nil tp, none. The server spans come from the server's stats handler
+// (tracing.NewServerHandler).
+func WithTracing(tp trace.TracerProvider) Option { return func(o *options) { o.tracer = tp } }

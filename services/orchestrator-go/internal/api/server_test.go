@@ -49,6 +49,12 @@ func startServer(t *testing.T, cfg scheduler.Config) *testServer {
 // startServerWith is startServer over st, with Register's options.
 func startServerWith(t *testing.T, cfg scheduler.Config, st store.Store, opts ...Option) *testServer {
 	t.Helper()
+	return startGRPCServer(t, cfg, st, nil, opts...)
+}
+
+// startGRPCServer is startServerWith with gRPC server options besides ServerOptions.
+func startGRPCServer(t *testing.T, cfg scheduler.Config, st store.Store, serverOpts []grpc.ServerOption, opts ...Option) *testServer {
+	t.Helper()
 	m := telemetry.NewTestMetrics()
 	catalog := workers.NewCatalog()
 	sched := scheduler.New(cfg, scheduler.Deps{
@@ -62,7 +68,7 @@ func startServerWith(t *testing.T, cfg scheduler.Config, st store.Store, opts ..
 		t.Fatal(err)
 	}
 	t.Cleanup(eng.Stop)
-	srv := grpc.NewServer(ServerOptions()...)
+	srv := grpc.NewServer(append(ServerOptions(), serverOpts...)...)
 	Register(srv, sched, eng, catalog, telemetry.NewLogger(io.Discard, 0), opts...)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -15,16 +15,16 @@ import (
 // sessionResponses turns the outbox's messages into stream messages, in order.
 // With batches, each run of consecutive assignments becomes one AssignmentBatch
 // (a single assignment stays an Assignment); a cancel stays where it was posted.
-func sessionResponses(msgs []workers.Message, batches bool) []*pb.SessionResponse {
+func sessionResponses(msgs []workers.Message, batches bool, to sentTo) []*pb.SessionResponse {
 	out := make([]*pb.SessionResponse, 0, len(msgs))
 	var run *pb.AssignmentBatch
 	for _, m := range msgs {
 		if m.Assignment == nil || !batches {
 			run = nil
-			out = append(out, messageToProto(m))
+			out = append(out, messageToProto(m, to))
 			continue
 		}
-		a := assignmentToProto(m.Assignment)
+		a := assignmentToProto(m.Assignment, to)
 		if run != nil {
 			run.Assignments = append(run.Assignments, a)
 			continue

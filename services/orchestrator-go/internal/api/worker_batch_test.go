@@ -41,10 +41,10 @@ func TestSessionResponsesBatchRunsOfAssignmentsAndKeepOrder(t *testing.T) {
 		}
 		return s
 	}
-	if got := describe(sessionResponses(msgs, true)); got != "[abc]!d![ef]" {
+	if got := describe(sessionResponses(msgs, true, sentTo{})); got != "[abc]!d![ef]" {
 		t.Fatalf("batched = %s, want [abc]!d![ef]", got)
 	}
-	if got := describe(sessionResponses(msgs, false)); got != "abc!d!ef" {
+	if got := describe(sessionResponses(msgs, false, sentTo{})); got != "abc!d!ef" {
 		t.Fatalf("unbatched = %s, want abc!d!ef (a worker that did not ask for batches)", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -13,6 +14,8 @@ import (
 	pb "github.com/taskloom/taskloom/services/orchestrator-go/gen/taskloom/v1"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/events"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/scheduler"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/task"
+	"github.com/taskloom/taskloom/services/orchestrator-go/internal/tracing"
 	"github.com/taskloom/taskloom/services/orchestrator-go/internal/workers"
 )
 
@@ -31,11 +34,13 @@ type WorkerHub struct {
 	sched   *scheduler.Scheduler
 	log     *slog.Logger
 	counted messageCounters
+	// spans records the assignment spans; nil: tracing is off.
+	spans *tracing.Assignments
 }
 
-// NewWorkerHub returns the WorkerHubService handler.
-func NewWorkerHub(sched *scheduler.Scheduler, log *slog.Logger) *WorkerHub {
-	return &WorkerHub{sched: sched, log: log, counted: newMessageCounters(sched.Metrics().WorkerMessages)}
+// NewWorkerHub returns the WorkerHubService handler; spans may be nil (tracing off).
+func NewWorkerHub(sched *scheduler.Scheduler, log *slog.Logger, spans *tracing.Assignments) *WorkerHub {
+	return &WorkerHub{sched: sched, log: log, counted: newMessageCounters(sched.Metrics().WorkerMessages), spans: spans}
 }
 
 // registerTimeout bounds how long a new stream may wait before sending Register.
@@ -84,7 +89,7 @@ func (h *WorkerHub) Session(stream pb.WorkerHubService_SessionServer) error {
 		if err != nil {
 			return toStatus(h.log, err)
 		}
-		for _, m := range sessionResponses(msgs, batches) {
+		for _, m := range sessionResponses(msgs, batches, sentTo{w.ID, h.spans}) {
 			if err := stream.Send(m); err != nil {
 				return err
 			}
@@ -184,9 +189,16 @@ func resultFromProto(r *pb.TaskResult) scheduler.Result {
 	return out
 }
 
-func messageToProto(m workers.Message) *pb.SessionResponse {
+// sentTo is the worker a session's messages go to, and the recorder of their
+// assignment spans (nil: tracing off).
+type sentTo struct {
+	workerID string
+	spans    *tracing.Assignments
+}
+
+func messageToProto(m workers.Message, to sentTo) *pb.SessionResponse {
 	if a := m.Assignment; a != nil {
-		return &pb.SessionResponse{Msg: &pb.SessionResponse_Assignment{Assignment: assignmentToProto(a)}}
+		return &pb.SessionResponse{Msg: &pb.SessionResponse_Assignment{Assignment: assignmentToProto(a, to)}}
 	}
 	c := m.Cancel
 	return &pb.SessionResponse{Msg: &pb.SessionResponse_Cancel{Cancel: &pb.CancelAssignment{
@@ -194,9 +206,25 @@ func messageToProto(m workers.Message) *pb.SessionResponse {
 	}}}
 }
 
-func assignmentToProto(a *workers.Assignment) *pb.Assignment {
-	return &pb.Assignment{
+// assignmentToProto is the assignment the worker receives. With its spans recorded,
+// the task's traceparent label is the task.assign span's, so the worker's run
+// hangs under it; the stored label is unchanged.
+func assignmentToProto(a *workers.Assignment, to sentTo) *pb.Assignment {
+	out := &pb.Assignment{
 		Task: taskToProto(a.Task), LeaseId: a.LeaseID, Attempt: a.Attempt, Deadline: timestamppb.New(a.Deadline),
 		Journal: journalToProto(a.Journal, a.LeaseID),
 	}
+	if to.spans == nil {
+		return out
+	}
+	tp := to.spans.Record(tracing.Assignment{
+		Traceparent: a.Task.Labels[task.LabelTraceparent], TaskID: a.Task.ID, WorkerID: to.workerID,
+		Attempt: a.Attempt, EnqueuedAt: a.EnqueuedAt, AssignedAt: a.AssignedAt,
+	})
+	if tp != "" { // the labels are the task's own map: replaced, never written
+		labels := maps.Clone(out.Task.Labels)
+		labels[task.LabelTraceparent] = tp
+		out.Task.Labels = labels
+	}
+	return out
 }

@@ -101,7 +101,10 @@ func (s *Scheduler) assignLocked(w *workers.Worker, item *queued) {
 	w.Leases[l.id] = struct{}{}
 	w.Credits--
 	// The snapshot is read by the worker's stream, outside the lock.
-	w.Outbox.Post(workers.Message{Assignment: &workers.Assignment{Task: snap, LeaseID: l.id, Attempt: l.attempt, Deadline: l.deadline, Journal: e.journal.records}})
+	w.Outbox.Post(workers.Message{Assignment: &workers.Assignment{
+		Task: snap, LeaseID: l.id, Attempt: l.attempt, Deadline: l.deadline, Journal: e.journal.records,
+		EnqueuedAt: item.enqueuedAt, AssignedAt: now,
+	}})
 	s.metrics.AssignmentsSent.Inc()
 	s.metrics.SchedulingLatency.Observe(now.Sub(item.enqueuedAt).Seconds())
 	s.hub.Status(t.ID, task.StatusRunning, t.Attempts, now)

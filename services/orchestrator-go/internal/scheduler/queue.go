@@ -13,7 +13,7 @@ type queued struct {
 	agent      string
 	priority   int32
 	seq        uint64    // global enqueue order: FIFO within a tenant
-	enqueuedAt time.Time // for the scheduling-latency metric
+	enqueuedAt time.Time // for the scheduling-latency metric and the task.queue_wait span
 	line       *tenantLine
 }
 

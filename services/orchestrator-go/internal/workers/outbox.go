@@ -16,6 +16,9 @@ type Assignment struct {
 	Deadline time.Time
 	// Journal is the task's journal so far, for the attempt to replay (read only).
 	Journal []task.JournalRecord
+	// EnqueuedAt is when the task last joined the queue, AssignedAt when it left it
+	// for this attempt (the task.queue_wait span, internal/tracing).
+	EnqueuedAt, AssignedAt time.Time
 }
 
 // Cancel tells a worker to stop the attempt holding the lease.
