@@ -115,7 +115,7 @@ def test_one_task_is_one_trace_across_every_service(
     assert task["status"] == "succeeded", task
     assert task["result"]["tool_calls"] == [{"name": "calculator", "ok": True, "cached": False}]
 
-    spans = receiver.wait_for(trace_id, {name for _, name, _ in EXPECTED}, SPANS_WAIT_S)
+    spans = receiver.wait_for(trace_id, set(EXPECTED), SPANS_WAIT_S)
     by_id = {s.span_id: s for s in spans}
     failures: list[str] = []
 

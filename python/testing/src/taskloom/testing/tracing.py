@@ -153,10 +153,17 @@ class OtlpReceiver(trace_service_pb2_grpc.TraceServiceServicer):
     def trace(self, trace_id: str) -> list[ReceivedSpan]:
         return [s for s in self.spans() if s.trace_id == trace_id]
 
-    def wait_for(self, trace_id: str, names: set[str], timeout_s: float) -> list[ReceivedSpan]:
-        """The spans of `trace_id` once every name in `names` is among them, or at the
-        timeout (what arrived by then: the test's assertions say what is missing)."""
-        self.wait_until(lambda spans: names <= {s.name for s in spans}, timeout_s, trace_id)
+    def wait_for(
+        self, trace_id: str, wanted: set[tuple[str, str, int]], timeout_s: float
+    ) -> list[ReceivedSpan]:
+        """The spans of `trace_id` once each (service, name, kind) in `wanted` is among
+        them, or at the timeout (what arrived by then: the test's assertions say what is
+        missing)."""
+
+        def arrived(spans: list[ReceivedSpan]) -> bool:
+            return wanted <= {(s.service, s.name, s.kind) for s in spans}
+
+        self.wait_until(arrived, timeout_s, trace_id)
         return self.trace(trace_id)
 
     def wait_until(
