@@ -31,7 +31,7 @@ class Recorder(metrics_pb2_grpc.MetricsServiceServicer):
         self.batches: list[list[metrics_pb2.MetricSample]] = []
         self.down = False
         self.refuse: str | None = None
-        self.traceparents: list[str | None] = []  # each call's traceparent metadata
+        self.traceparents: list[str | bytes | None] = []  # each call's traceparent metadata
 
     def IngestStream(
         self,
