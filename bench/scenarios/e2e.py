@@ -22,6 +22,10 @@ cache off (the workers get no cache address), every input unique unless noted.
   the default coalescing; `coalescing_added_latency_p99_ms`: the p99, over a few such
   tasks, of submit → last text chunk at a gRPC watcher, less the same without
   coalescing (`stream.buffer_size` 0).
+- `tracing_overhead_pct`: how much lower `rest_tasks_per_s` is with tracing on at a 10 %
+  sampler (OTEL_TRACES_SAMPLER_ARG=0.1) exporting to a local OTLP receiver that discards
+  the spans, than with tracing off, each on a fresh stack measured the same way one after
+  the other; `tracing_overhead_pct_at_100`: the same with every trace sampled.
 
 `make bench-full` runs longer (quick, `make bench`, keeps each part to seconds).
 Needs `make build-go` and `hey` (Debian package `hey`, scripts/deps.sh).
@@ -48,6 +52,7 @@ from peers import celery_peer
 from run import Result
 
 from taskloom.sdk.localstack import Ports, Stack, StackConfig, free_port
+from taskloom.testing.tracing import OtlpReceiver
 from taskloom.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,28 +96,7 @@ def run(quick: bool = True) -> list[Result]:
     (agents / "streamer.yaml").write_text(
         "name: streamer\nprovider: simulated\nmodel: sim-1\nmax_tokens: 4096\ncache: false\n"
     )
-    worker = {
-        "TASKLOOM_CONCURRENCY": str(WORKER_CONCURRENCY),
-        "TASKLOOM_SIM_LATENCY_MS": "0",
-        "TASKLOOM_SIM_TOKENS_PER_SECOND": "0",
-        "TASKLOOM_CACHE_ADDR": "",  # the LLM cache off
-        "TASKLOOM_METRICS_ADDR": "",
-        "TASKLOOM_LOG_LEVEL": "warning",
-        "TASKLOOM_AGENTS_DIR": str(agents),
-    }
-    cfg = StackConfig(
-        bin_dir=ROOT / "bin",
-        state_dir=state,
-        ports=Ports.random(),
-        workers=2,
-        ready_timeout=180.0,  # a loaded machine starts Python workers slowly
-        only=("orchestrator", "worker-1", "worker-2", "gateway"),
-        env_overrides={
-            **dict.fromkeys(("worker-1", "worker-2"), worker),
-            "orchestrator": {"TASKLOOM_LOG_LEVEL": "warn"},
-            "gateway": {"TASKLOOM_LOG_LEVEL": "warning"},
-        },
-    )
+    cfg = _stack_config(state, agents)
     with (
         Stack(cfg) as stack,
         grpc.insecure_channel(f"127.0.0.1:{cfg.ports.orchestrator_grpc}") as channel,
@@ -125,6 +109,7 @@ def run(quick: bool = True) -> list[Result]:
         p50, p95, p99 = asyncio.run(e2e.fixed_rate_latencies())
         _progress(f"at {FIXED_RATE}/s: p50 {p50} p95 {p95} p99 {p99} ms")
         messages, added_ms = e2e.streaming()
+    tracing_off, tracing_10, tracing_100 = _rest_tasks_per_s_traced(state, agents, hey, counts)
     bare_rps = _bare_fastapi_rps(hey, counts.hey_seconds)
     # No-op Celery tasks on a prefork worker of one process per core (this machine's 2).
     celery_tps = celery_peer.throughput(counts.celery_tasks, processes=os.cpu_count() or 2)
@@ -157,7 +142,82 @@ def run(quick: bool = True) -> list[Result]:
         Result("orchestrator_cpu_us_per_task", round(orch_us), "us", "lower"),
         Result("messages_per_1000_tokens", messages, "messages", "lower", goal="value <= 50"),
         Result("coalescing_added_latency_p99_ms", added_ms, "ms", "lower", goal="value <= 50"),
+        # Issue #14's goal.
+        Result(
+            "tracing_overhead_pct",
+            _overhead_pct(tracing_off, tracing_10),
+            "%",
+            "lower",
+            goal="value <= 10",
+        ),
+        Result(
+            "tracing_overhead_pct_at_100", _overhead_pct(tracing_off, tracing_100), "%", "lower"
+        ),
     ]
+
+
+def _stack_config(state: Path, agents: Path, env: dict[str, str] | None = None) -> StackConfig:
+    """Orchestrator, two workers (cache and metrics off) and the gateway; `env` on every one."""
+    extra = env or {}
+    worker = {
+        "TASKLOOM_CONCURRENCY": str(WORKER_CONCURRENCY),
+        "TASKLOOM_SIM_LATENCY_MS": "0",
+        "TASKLOOM_SIM_TOKENS_PER_SECOND": "0",
+        "TASKLOOM_CACHE_ADDR": "",  # the LLM cache off
+        "TASKLOOM_METRICS_ADDR": "",
+        "TASKLOOM_LOG_LEVEL": "warning",
+        "TASKLOOM_AGENTS_DIR": str(agents),
+        **extra,
+    }
+    return StackConfig(
+        bin_dir=ROOT / "bin",
+        state_dir=Path(tempfile.mkdtemp(prefix="stack-", dir=state)),
+        ports=Ports.random(),
+        workers=2,
+        ready_timeout=180.0,  # a loaded machine starts Python workers slowly
+        only=("orchestrator", "worker-1", "worker-2", "gateway"),
+        env_overrides={
+            **dict.fromkeys(("worker-1", "worker-2"), worker),
+            "orchestrator": {"TASKLOOM_LOG_LEVEL": "warn", **extra},
+            "gateway": {"TASKLOOM_LOG_LEVEL": "warning", **extra},
+        },
+    )
+
+
+def _rest_tasks_per_s_traced(
+    state: Path, agents: Path, hey: str, counts: Counts
+) -> tuple[float, float, float]:
+    """`rest_tasks_per_s` with tracing off, on at a 10 % sampler and on at 100 %, each on a
+    fresh stack, one after the other; the spans go to a receiver that discards them."""
+    figures = []
+    with OtlpReceiver(discard=True) as receiver:
+        for ratio in (None, "0.1", "1.0"):
+            env = (
+                {}
+                if ratio is None
+                else {
+                    "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+                    "OTEL_TRACES_SAMPLER_ARG": ratio,
+                }
+            )
+            cfg = _stack_config(state, agents, env)
+            with (
+                Stack(cfg) as stack,
+                grpc.insecure_channel(f"127.0.0.1:{cfg.ports.orchestrator_grpc}") as channel,
+            ):
+                path = _Path(stack, orchestrator_pb2_grpc.OrchestratorServiceStub(channel), counts)
+                figures.append(path.hey_run(hey)[2])
+            _progress(
+                f"tracing {'off' if ratio is None else f'at {ratio}'}: rest tasks "
+                f"{figures[-1]:.0f}/s ({receiver.received} spans received so far)"
+            )
+    off, at_10, at_100 = figures
+    return off, at_10, at_100
+
+
+def _overhead_pct(off: float, on: float) -> float:
+    """How much lower `on` is than `off`, in percent (negative: higher, within the noise)."""
+    return round((off - on) / off * 100, 1)
 
 
 class _Path:

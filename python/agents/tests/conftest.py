@@ -112,8 +112,11 @@ class FakeHub(worker_hub_pb2_grpc.WorkerHubServiceServicer):
 class FakeCache(cache_pb2_grpc.CacheServiceServicer):
     def __init__(self) -> None:
         self.data: dict[tuple[str, str], bytes] = {}
+        self.traceparents: list[str | None] = []  # each Get's traceparent metadata
 
     async def Get(self, request: Any, context: Any) -> cache_pb2.GetResponse:
+        metadata = dict(context.invocation_metadata() or ())
+        self.traceparents.append(metadata.get("traceparent"))
         value = self.data.get((request.namespace, request.key))
         return cache_pb2.GetResponse(found=value is not None, value=value or b"")
 

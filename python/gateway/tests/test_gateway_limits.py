@@ -173,11 +173,9 @@ def test_the_openapi_schema_shows_the_limits(client: TestClient) -> None:
 
 
 def test_priority_absent_stays_absent_and_zero_is_sent() -> None:
-    absent = convert.task_spec(
-        models.TaskCreate(agent="a"), tenant="t", idempotency_key="", labels={}
-    )
+    absent = convert.task_spec(models.TaskCreate(agent="a"), tenant="t", idempotency_key="")
     zero = convert.task_spec(
-        models.TaskCreate(agent="a", priority=0), tenant="t", idempotency_key="", labels={}
+        models.TaskCreate(agent="a", priority=0), tenant="t", idempotency_key=""
     )
     assert not absent.HasField("priority")
     assert zero.HasField("priority") and zero.priority == 0
@@ -185,7 +183,6 @@ def test_priority_absent_stays_absent_and_zero_is_sent() -> None:
         models.WorkflowCreate(steps=[models.StepIn(id="s", agent="a")]),
         tenant="t",
         idempotency_key="",
-        labels={},
     )
     assert not wf.steps[0].HasField("priority")
 

@@ -80,7 +80,7 @@ def test_every_rest_task_field_reaches_the_task_spec() -> None:
         session_id="chat-1",
     )
     assert not [k for k, v in body.model_dump().items() if v in (None, {}, "")]
-    spec = convert.task_spec(body, tenant="t", idempotency_key="key", labels={})
+    spec = convert.task_spec(body, tenant="t", idempotency_key="key")
     assert _unset(spec) == []
     assert _unset(spec.stream) == []  # 0 is a real buffer size, kept as present
     assert spec.retry.max_attempts == 2
@@ -116,7 +116,7 @@ def test_every_rest_workflow_field_reaches_the_workflow_spec() -> None:
     body = models.WorkflowCreate(
         name="n", mode="dag", steps=[step], input={"items": [1]}, labels={"k": "v"}
     )
-    spec = convert.workflow_spec(body, tenant="t", idempotency_key="key", labels={})
+    spec = convert.workflow_spec(body, tenant="t", idempotency_key="key")
     assert _unset(spec) == []
     assert _unset(spec.steps[0]) == []
     assert _unset(spec.steps[0].retry) == []

@@ -182,7 +182,9 @@ def test_agents_are_listed(client: TestClient) -> None:
     assert missing.status_code == 404 and missing.json()["reason"] == "AGENT_NOT_FOUND"
 
 
-def test_traceparent_is_kept_and_echoed_and_labels_the_task(client: TestClient) -> None:
+def test_traceparent_is_kept_and_echoed_and_the_orchestrator_labels_the_task_with_it(
+    client: TestClient,
+) -> None:
     tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     resp = client.post("/v1/tasks", json={"agent": "echo"}, headers={"traceparent": tp})
     assert resp.headers["traceparent"] == tp
@@ -206,6 +208,8 @@ def test_traceparent_reaches_the_orchestrator_in_the_metadata(
     tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     fake_client.post("/v1/tasks", json={"agent": "echo"}, headers={"traceparent": tp})
     assert fake.last_metadata["traceparent"] == tp
+    # Once: in the metadata, not in the task's labels too (the orchestrator stores it).
+    assert "traceparent" not in fake.submitted_labels
 
 
 def test_orchestrator_invalid_argument_names_the_rest_field(

@@ -17,6 +17,7 @@ from grpc_status import rpc_status
 
 from taskloom.sdk.metrics import DEFAULT_BUCKETS, MetricsClient
 from taskloom.sdk.metrics.client import _encode
+from taskloom.testing.tracing import captured_spans
 from taskloom.v1 import metrics_pb2, metrics_pb2_grpc
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -30,12 +31,14 @@ class Recorder(metrics_pb2_grpc.MetricsServiceServicer):
         self.batches: list[list[metrics_pb2.MetricSample]] = []
         self.down = False
         self.refuse: str | None = None
+        self.traceparents: list[str | bytes | None] = []  # each call's traceparent metadata
 
     def IngestStream(
         self,
         request_iterator: Iterator[metrics_pb2.IngestStreamRequest],
         context: grpc.ServicerContext,
     ) -> metrics_pb2.IngestStreamResponse:
+        self.traceparents.append(dict(context.invocation_metadata()).get("traceparent"))
         if self.down:
             context.abort(grpc.StatusCode.UNAVAILABLE, "down for the test")
         accepted = 0
@@ -286,3 +289,33 @@ def test_the_framed_request_is_what_protobuf_decodes() -> None:
     assert histogram.histogram.sum == 0.5
     assert [(e.trace_id, e.value) for e in histogram.exemplars] == [(TRACE_ID, 0.5)]
     assert abs(histogram.exemplars[0].time.ToNanoseconds() / 1e9 - time.time()) < 3600
+
+
+def test_traced_a_flush_is_a_root_client_span_whose_context_the_service_receives(
+    recorder: tuple[Recorder, str],
+) -> None:
+    server, addr = recorder
+    with captured_spans() as exporter:
+        client = MetricsClient(addr)  # made while tracing is on: its calls are traced
+        client.counter("tasks_total", "Tasks.").inc()
+        assert client.flush().accepted == 1
+        server.down = True
+        client.counter("tasks_total", "Tasks.").inc()
+        assert client.flush().error is not None
+        client.close()
+        spans = exporter.get_finished_spans()
+    ok, failed = [s for s in spans if s.name == "taskloom.v1.MetricsService/IngestStream"][:2]
+    assert ok.parent is None and ok.kind.name == "CLIENT"
+    assert (ok.attributes or {})["rpc.grpc.status_code"] == 0
+    assert (failed.attributes or {})["rpc.grpc.status_code"] == grpc.StatusCode.UNAVAILABLE.value[0]
+    assert not failed.status.is_ok
+    # Flags 03: sampled, and a random trace id (W3C level 2), as the SDK marks its roots.
+    assert server.traceparents[0] == f"00-{ok.context.trace_id:032x}-{ok.context.span_id:016x}-03"
+
+
+def test_untraced_a_flush_sends_no_trace_context(recorder: tuple[Recorder, str]) -> None:
+    server, addr = recorder
+    client = MetricsClient(addr)
+    client.counter("tasks_total", "Tasks.").inc()
+    client.close()
+    assert server.traceparents == [None]

@@ -7,6 +7,7 @@ import grpc
 import structlog
 from google.protobuf import duration_pb2
 
+from taskloom.sdk import tracing
 from taskloom.v1 import cache_pb2, cache_pb2_grpc
 
 log = structlog.get_logger(__name__)
@@ -14,7 +15,7 @@ log = structlog.get_logger(__name__)
 
 class CacheClient:
     def __init__(self, addr: str, *, timeout_s: float = 0.5) -> None:
-        self._channel = grpc.aio.insecure_channel(addr)
+        self._channel = tracing.aio_channel(addr)
         self._stub = cache_pb2_grpc.CacheServiceStub(self._channel)
         self._timeout_s = timeout_s
         self.addr = addr

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import orjson
 import structlog
+from opentelemetry.trace import SpanKind
 
 from taskloom.agents import cost, semantic_cache
 from taskloom.agents.cache_client import CacheClient
@@ -41,6 +42,7 @@ from taskloom.agents.telemetry import Telemetry
 from taskloom.agents.tools import builtin_factories
 from taskloom.agents.tools.base import SuspendCredit, TaskInfo, ToolContext, ToolError
 from taskloom.agents.tools.registry import AgentToolset, ToolOutcome, ToolRegistry
+from taskloom.sdk import tracing
 from taskloom.sdk.collections import CollectionError
 from taskloom.sdk.embeddings import EmbeddingError
 from taskloom.sdk.sessions import SessionStoreError
@@ -395,62 +397,76 @@ class AgentRuntime:
         on_event: OnEvent,
         tenant: str = "default",
     ) -> JournalTurn:
-        key = ""
-        if spec.cache and self._cache is not None:
-            key = cache_key(spec.provider, spec.model, messages, params, tools)
-            cached = await self._cached_turn(key)
-            self._telemetry.llm_cache(spec.name, spec.model, hit=cached is not None)
-            if cached is not None and self._accounting is not None:
-                saved = cached.original_usage
-                self._accounting.saved(
-                    spec.provider, spec.model, saved.prompt_tokens, saved.completion_tokens
+        """One LLM turn, answered by the cache or the provider: an `llm.call` span."""
+        with tracing.span(
+            "llm.call",
+            kind=SpanKind.CLIENT,
+            attributes={"gen_ai.system": spec.provider, "gen_ai.request.model": spec.model},
+        ) as span:
+            key = ""
+            if spec.cache and self._cache is not None:
+                key = cache_key(spec.provider, spec.model, messages, params, tools)
+                cached = await self._cached_turn(key)
+                self._telemetry.llm_cache(spec.name, spec.model, hit=cached is not None)
+                span.set_attribute("taskloom.cache", "miss" if cached is None else "hit")
+                if cached is not None and self._accounting is not None:
+                    saved = cached.original_usage
+                    self._accounting.saved(
+                        spec.provider, spec.model, saved.prompt_tokens, saved.completion_tokens
+                    )
+                if cached is not None:
+                    await _replay(cached, on_event)
+                    return cached
+            semantic = await self._semantic_lookup(spec, tenant, messages, params, tools)
+            if semantic is not None and semantic.hit is not None:
+                span.set_attribute("taskloom.cache", "hit")
+                similar = JournalTurn(
+                    text=semantic.hit.text,
+                    calls=[
+                        ToolCall(c["id"], c["name"], c["arguments"])
+                        for c in semantic.hit.tool_calls
+                    ],
+                    cached=True,
                 )
-            if cached is not None:
-                await _replay(cached, on_event)
-                return cached
-        semantic = await self._semantic_lookup(spec, tenant, messages, params, tools)
-        if semantic is not None and semantic.hit is not None:
-            similar = JournalTurn(
-                text=semantic.hit.text,
-                calls=[
-                    ToolCall(c["id"], c["name"], c["arguments"]) for c in semantic.hit.tool_calls
-                ],
-                cached=True,
-            )
-            await _replay(similar, on_event)
-            return similar
+                await _replay(similar, on_event)
+                return similar
 
-        calls: list[ToolCall] = []
-        usage = Usage()
-        parts: list[str] = []
-        try:
-            async for event in provider.stream(messages, spec.model, params, tools):
-                if isinstance(event, TextDelta):
-                    parts.append(event.text)
-                elif isinstance(event, ToolCallComplete):
-                    calls.append(event.call)
-                elif isinstance(event, UsageUpdate):
-                    usage = Usage(event.prompt_tokens, event.completion_tokens)
-                    continue  # usage is reported once per task, in the result
-                elif not isinstance(event, ThoughtDelta):
-                    continue  # argument deltas: the complete call follows
-                await on_event(event)
-        except ProviderError as err:
-            raise AgentError(str(err), retryable=err.retryable) from err
-        turn = JournalTurn("".join(parts), calls, usage)
-        await on_event(UsageUpdate(usage.prompt_tokens, usage.completion_tokens))
+            calls: list[ToolCall] = []
+            usage = Usage()
+            parts: list[str] = []
+            try:
+                async for event in provider.stream(messages, spec.model, params, tools):
+                    if isinstance(event, TextDelta):
+                        parts.append(event.text)
+                    elif isinstance(event, ToolCallComplete):
+                        calls.append(event.call)
+                    elif isinstance(event, UsageUpdate):
+                        usage = Usage(event.prompt_tokens, event.completion_tokens)
+                        continue  # usage is reported once per task, in the result
+                    elif not isinstance(event, ThoughtDelta):
+                        continue  # argument deltas: the complete call follows
+                    await on_event(event)
+            except ProviderError as err:
+                raise AgentError(str(err), retryable=err.retryable) from err
+            turn = JournalTurn("".join(parts), calls, usage)
+            await on_event(UsageUpdate(usage.prompt_tokens, usage.completion_tokens))
 
-        if key and self._cache is not None:
-            value = {
-                "text": turn.text,
-                "tool_calls": [_call_message(c) for c in turn.calls],
-                "usage": [turn.usage.prompt_tokens, turn.usage.completion_tokens],
-            }
-            await self._cache.set(LLM_NAMESPACE, key, orjson.dumps(value), self._cache_ttl_s)
-        if semantic is not None and semantic.vector is not None and self.semantic is not None:
-            answered: list[dict[str, Any]] = [dict(_call_message(c)) for c in turn.calls]
-            await self.semantic.store(tenant, semantic.scope, semantic.vector, turn.text, answered)
-        return turn
+            if key and self._cache is not None:
+                value = {
+                    "text": turn.text,
+                    "tool_calls": [_call_message(c) for c in turn.calls],
+                    "usage": [turn.usage.prompt_tokens, turn.usage.completion_tokens],
+                }
+                await self._cache.set(LLM_NAMESPACE, key, orjson.dumps(value), self._cache_ttl_s)
+            if semantic is not None and semantic.vector is not None and self.semantic is not None:
+                answered: list[dict[str, Any]] = [dict(_call_message(c)) for c in turn.calls]
+                await self.semantic.store(
+                    tenant, semantic.scope, semantic.vector, turn.text, answered
+                )
+            # Tokens spent by this call (a cache's answer spent none).
+            span.set_attribute("gen_ai.usage.input_tokens", turn.usage.prompt_tokens)
+            span.set_attribute("gen_ai.usage.output_tokens", turn.usage.completion_tokens)
+            return turn
 
     async def _semantic_lookup(
         self,

@@ -39,6 +39,7 @@ from taskloom.agents.tools.sandbox import (
     sandbox_pool,
 )
 from taskloom.agents.worker import Worker, WorkerOptions
+from taskloom.sdk import tracing
 from taskloom.sdk.collections import Collections
 from taskloom.sdk.sessions import RedisSessions
 
@@ -208,6 +209,15 @@ async def _start_sandbox(pool: SandboxPool, catalog: Catalog) -> None:
 
 
 async def serve(settings: Settings) -> None:
+    # Off unless OTEL_EXPORTER_OTLP_ENDPOINT is set; before the clients, whose channels it traces.
+    tracing.setup("taskloom-worker")
+    try:
+        await _serve(settings)
+    finally:
+        tracing.shutdown()  # the spans still queued go out before the exit
+
+
+async def _serve(settings: Settings) -> None:
     reporter = MetricsReporter(settings.metrics_addr, interval_s=settings.metrics_interval_s)
     telemetry = Telemetry(reporter)
     cache = (

@@ -21,6 +21,7 @@ from typing import Any
 
 import grpc
 import structlog
+from opentelemetry.trace import SpanKind
 
 from taskloom.agents import __version__, values
 from taskloom.agents.journal import CHANNEL_OPTIONS, attempt_journal
@@ -30,6 +31,7 @@ from taskloom.agents.telemetry import Telemetry
 from taskloom.agents.tools.base import TaskInfo
 from taskloom.agents.usage_wire import token_usage
 from taskloom.agents.wire_batch import MAX_BATCH_MESSAGES, assignments, batch_requests
+from taskloom.sdk import tracing
 from taskloom.sdk.channel import WORKER_HUB_SERVICE, orchestrator_channel
 from taskloom.v1 import common_pb2, worker_hub_pb2, worker_hub_pb2_grpc
 
@@ -312,7 +314,20 @@ class Worker:
         context = {"task_id": task.id}
         if trace_id := _trace_id(task.labels):
             context["trace_id"] = trace_id
-        with structlog.contextvars.bound_contextvars(**context):
+        # The run hangs under the orchestrator's assignment, whose context the label holds.
+        with (
+            structlog.contextvars.bound_contextvars(**context),
+            tracing.span(
+                "agent.run",
+                kind=SpanKind.CONSUMER,
+                attributes={
+                    "taskloom.task_id": task.id,
+                    "taskloom.agent": task.agent,
+                    "taskloom.attempt": a.attempt,
+                },
+                context=tracing.context_from(task.labels),
+            ),
+        ):
             await self._execute_bound(running, a, task)
 
     async def _execute_bound(

@@ -11,6 +11,7 @@ import uvicorn
 
 from taskloom.gateway.app import create_app
 from taskloom.gateway.config import Settings, load_settings
+from taskloom.sdk import tracing
 from taskloom.sdk.logs import configure_logging
 
 
@@ -60,7 +61,11 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings(argv)
     log = configure_logging("gateway", settings.log_level)
     log.info("starting", settings=settings.printable())
-    _Server(uvicorn_config(settings)).run()
+    tracing.setup("taskloom-gateway")  # off unless OTEL_EXPORTER_OTLP_ENDPOINT is set
+    try:
+        _Server(uvicorn_config(settings)).run()
+    finally:
+        tracing.shutdown()  # the spans still queued go out before the exit
     log.info("stopped")
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import grpc
 from fastapi import FastAPI
 
 from taskloom.gateway import openapi
@@ -28,6 +27,7 @@ from taskloom.gateway.routes import (
     workflows,
 )
 from taskloom.gateway.telemetry import TelemetryMiddleware
+from taskloom.sdk import tracing
 from taskloom.sdk.collections import Collections
 from taskloom.sdk.sessions import RedisSessions
 from taskloom.v1 import metrics_pb2_grpc
@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.grpc_timeout_seconds,
             settings.orchestrator_token.get_secret_value(),
         )
-        metrics_channel = grpc.aio.insecure_channel(settings.metrics_addr)
+        metrics_channel = tracing.aio_channel(settings.metrics_addr)
         app.state.metrics = metrics_pb2_grpc.MetricsServiceStub(metrics_channel)
         app.state.rate_limits = RateLimits(settings)
         app.state.sessions = (

@@ -102,15 +102,13 @@ def rest_field_name(grpc_field: str) -> str:
 # Tasks.
 
 
-def task_spec(
-    body: models.TaskCreate, *, tenant: str, idempotency_key: str, labels: dict[str, str]
-) -> common_pb2.TaskSpec:
+def task_spec(body: models.TaskCreate, *, tenant: str, idempotency_key: str) -> common_pb2.TaskSpec:
     spec = common_pb2.TaskSpec(
         agent=body.agent,
         input=json_to_value(body.input),
         tenant=tenant,
         priority=body.priority,  # absent stays absent: the orchestrator's default
-        labels={**body.labels, **labels},
+        labels=dict(body.labels),
         idempotency_key=idempotency_key,
         timeout=_seconds(body.timeout_seconds),
         session_id=body.session_id,
@@ -236,7 +234,7 @@ def _retry(policy: models.RetryPolicyIn | None) -> common_pb2.RetryPolicy | None
 
 
 def workflow_spec(
-    body: models.WorkflowCreate, *, tenant: str, idempotency_key: str, labels: dict[str, str]
+    body: models.WorkflowCreate, *, tenant: str, idempotency_key: str
 ) -> orchestrator_pb2.WorkflowSpec:
     return orchestrator_pb2.WorkflowSpec(
         name=body.name,
@@ -263,7 +261,7 @@ def workflow_spec(
         ),
         tenant=tenant,
         idempotency_key=idempotency_key,
-        labels={**body.labels, **labels},
+        labels=dict(body.labels),
     )
 
 

@@ -33,7 +33,9 @@ async def get_settings(conn: HTTPConnection) -> Settings:
 
 
 async def get_traceparent(conn: HTTPConnection) -> str:
-    """The request's W3C trace context, accepted or created by TelemetryMiddleware."""
+    """The request's W3C trace context, accepted or created by TelemetryMiddleware (with
+    tracing on, its SERVER span's). It goes to the orchestrator in the call's metadata, the
+    one copy of it: the orchestrator stores it in the task's `traceparent` label."""
     return str(conn.scope["state"][TRACEPARENT])
 
 
@@ -66,7 +68,6 @@ async def get_tenant(caller: CallerDep) -> str:
 
 
 TenantDep = Annotated[str, Depends(get_tenant)]
-TraceparentDep = Annotated[str, Depends(get_traceparent)]
 OrchestratorDep = Annotated[OrchestratorSession, Depends(get_orchestrator)]
 MetricsDep = Annotated[MetricsStub, Depends(get_metrics)]
 IdempotencyKeyHeader = Annotated[

@@ -1,4 +1,5 @@
-"""Every metric of the gateway, and the ASGI middleware that records requests and trace context."""
+"""Every metric of the gateway, and the ASGI middleware that records requests and trace
+context (and, when tracing is on, makes each HTTP request's SERVER span)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import time
 from typing import Any
 
 import structlog
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from prometheus_client import Counter, Gauge, Histogram
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from taskloom.sdk import tracing
 
 REQUESTS = Counter(
     "taskloom_gateway_requests_total",
@@ -69,6 +73,8 @@ def _route_template(scope: Scope) -> str:
 class TelemetryMiddleware:
     """Accepts or creates a W3C `traceparent` (kept in `scope["state"]`, echoed in the
     response, bound to the logs) and counts and times every HTTP request by route template.
+    With tracing on, each HTTP request is a SERVER span `<METHOD> <route template>`, child of
+    the request's `traceparent`, and the traceparent kept and echoed is the span's.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -79,8 +85,44 @@ class TelemetryMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = Headers(scope=scope).get(TRACEPARENT)
+        if scope["type"] == "http" and tracing.enabled():
+            await self._traced(scope, receive, send, incoming)
+            return
         traceparent = incoming if valid_traceparent(incoming) else new_traceparent()
         assert traceparent is not None
+        await self._serve(scope, receive, send, traceparent)
+
+    async def _traced(
+        self, scope: Scope, receive: Receive, send: Send, incoming: str | None
+    ) -> None:
+        carrier: dict[str, str] = {}
+        if incoming is not None and valid_traceparent(incoming):
+            carrier[TRACEPARENT] = incoming
+        if carrier and (state := Headers(scope=scope).get(tracing.TRACESTATE)):
+            carrier[tracing.TRACESTATE] = state
+        method = method_label(scope["method"])
+        with tracing.span(
+            method,
+            kind=SpanKind.SERVER,
+            attributes={"http.request.method": method},
+            context=tracing.context_from(carrier),
+        ) as span:
+            traceparent = tracing.current_traceparent() or new_traceparent()
+            try:
+                await self._serve(scope, receive, send, traceparent, span)
+            finally:
+                route = _route_template(scope)
+                span.update_name(f"{method} {route}")
+                span.set_attribute("http.route", route)
+
+    async def _serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        traceparent: str,
+        span: Span | None = None,
+    ) -> None:
         scope.setdefault("state", {})[TRACEPARENT] = traceparent
         structlog.contextvars.bind_contextvars(trace_id=trace_id_of(traceparent))
         if scope["type"] == "websocket":
@@ -109,3 +151,7 @@ class TelemetryMiddleware:
         finally:
             REQUESTS.labels(method, _route_template(scope), str(status)).inc()
             structlog.contextvars.unbind_contextvars("trace_id")
+            if span is not None:
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_status(Status(StatusCode.ERROR))

@@ -25,6 +25,7 @@ from typing import Annotated, Any
 import grpc
 from pydantic import AfterValidator
 
+from taskloom.sdk import tracing
 from taskloom.v1 import orchestrator_pb2, worker_hub_pb2
 
 ORCHESTRATOR_SERVICE: str = orchestrator_pb2.DESCRIPTOR.services_by_name[
@@ -108,11 +109,13 @@ def orchestrator_channel(
     options: Sequence[tuple[str, Any]] = (),
 ) -> grpc.aio.Channel:
     """An insecure channel (a private network) to the leader among the orchestrators at
-    `addrs`, for calls of `service`, with gRPC channel `options` besides."""
+    `addrs`, for calls of `service`, with gRPC channel `options` besides; its calls are
+    traced when tracing is on (taskloom.sdk.tracing)."""
     return grpc.aio.insecure_channel(
         target(addrs),
         options=[
             ("grpc.service_config", service_config(service, wait_for_ready=wait_for_ready)),
             *options,
         ],
+        interceptors=tracing.aio_interceptors(),
     )

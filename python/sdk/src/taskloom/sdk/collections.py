@@ -18,6 +18,7 @@ import grpc
 from google.protobuf import json_format, struct_pb2
 from google.rpc import error_details_pb2, status_pb2
 
+from taskloom.sdk import tracing
 from taskloom.sdk.embeddings import Embedder
 from taskloom.v1 import vector_pb2, vector_pb2_grpc
 
@@ -85,7 +86,7 @@ class Collections:
     ) -> None:
         self.kind = kind
         self.vector_addr = vector_addr
-        self._channel = grpc.aio.insecure_channel(vector_addr)
+        self._channel = tracing.aio_channel(vector_addr)
         self._stub = vector_pb2_grpc.VectorServiceStub(self._channel)
         self.embedder = embedder
         self._timeout_s = timeout_s

@@ -173,6 +173,7 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self.queue_full = False
         self.reject_field = ""  # when set, SubmitTask answers INVALID_ARGUMENT naming it
         self.last_metadata: dict[str, str] = {}
+        self.submitted_labels: dict[str, str] = {}  # the labels of the last SubmitTask as sent
         self.open_watches = 0  # WatchTask calls in progress
         # GetUsage answers these rows as they are; the requests are kept for inspection.
         self.usage_rows: list[orchestrator_pb2.UsageRow] = []
@@ -186,6 +187,8 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self, request: orchestrator_pb2.SubmitTaskRequest, context: Context
     ) -> orchestrator_pb2.SubmitTaskResponse:
         self.last_metadata = {k: str(v) for k, v in context.invocation_metadata() or ()}
+        self.submitted_labels = dict(request.task.labels)
+        _label_traceparent(request.task.labels, context)
         task, existing = self._submit(request.task)
         return orchestrator_pb2.SubmitTaskResponse(task=task, existing=existing)
 
@@ -298,6 +301,7 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     ) -> orchestrator_pb2.SubmitTasksResponse:
         for spec in request.tasks:  # all or none: check every spec first
             self._check(spec)
+            _label_traceparent(spec.labels, context)
         tasks = [self._submit(spec)[0] for spec in request.tasks]
         return orchestrator_pb2.SubmitTasksResponse(tasks=tasks)
 
@@ -404,6 +408,7 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self, request: orchestrator_pb2.SubmitWorkflowRequest, context: Context
     ) -> orchestrator_pb2.SubmitWorkflowResponse:
         spec = request.workflow
+        _label_traceparent(spec.labels, context)
         key = (spec.tenant, spec.idempotency_key)
         if spec.idempotency_key and key in self.workflows_by_key:
             existing = self.workflows[self.workflows_by_key[key]]
@@ -796,3 +801,13 @@ def serve_fake_orchestrator(
     finally:
         runner.run(server.stop(grace=None))
         runner.stop()
+
+
+def _label_traceparent(labels: Any, context: Context) -> None:
+    """As the orchestrator does: the call's `traceparent` metadata becomes the task's label
+    when the spec has none."""
+    if "traceparent" in labels:
+        return
+    for key, value in context.invocation_metadata() or ():
+        if key == "traceparent":
+            labels["traceparent"] = str(value)

@@ -34,6 +34,7 @@ from taskloom.agents.tools.base import (
     ToolError,
     declared_policy,
 )
+from taskloom.sdk import tracing
 from taskloom.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
 log = structlog.get_logger(__name__)
@@ -58,7 +59,7 @@ class ChildTasks:
     """Runs child tasks through the orchestrator and waits for their end."""
 
     def __init__(self, orchestrator_addr: str, max_depth: int = 5) -> None:
-        self._channel = grpc.aio.insecure_channel(orchestrator_addr)
+        self._channel = tracing.aio_channel(orchestrator_addr)
         self._stub = orchestrator_pb2_grpc.OrchestratorServiceStub(self._channel)
         self.max_depth = max_depth
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 import structlog
+from opentelemetry.trace import Status, StatusCode
 
 from taskloom.agents.cache_client import CacheClient
 from taskloom.agents.catalog.spec import MCP_SEPARATOR, AgentSpec, McpServerDecl, ToolDecl
@@ -33,6 +34,7 @@ from taskloom.agents.tools.base import (
     ToolError,
 )
 from taskloom.agents.tools.functions import function_tool
+from taskloom.sdk import tracing
 
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
@@ -146,7 +148,10 @@ class AgentToolset:
         self, entries: Mapping[str, _Entry], call: ToolCall, context: ToolContext
     ) -> ToolOutcome:
         started = time.monotonic()
-        outcome = await self._run(entries, call, context)
+        with tracing.span("tool.call", attributes={"taskloom.tool": call.name}) as span:
+            outcome = await self._run(entries, call, context)
+            if not outcome.ok:
+                span.set_status(Status(StatusCode.ERROR, "the tool answered an error"))
         self._registry.metrics.tool_call(
             call.name if call.name in entries else "unknown",
             "cached" if outcome.cached else ("ok" if outcome.ok else "error"),

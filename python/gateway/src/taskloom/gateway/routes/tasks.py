@@ -18,7 +18,6 @@ from taskloom.gateway.deps import (
     CallerDep,
     IdempotencyKeyHeader,
     OrchestratorDep,
-    TraceparentDep,
     get_caller,
     get_orchestrator,
 )
@@ -35,7 +34,6 @@ from taskloom.gateway.models import (
 )
 from taskloom.gateway.openapi import problems
 from taskloom.gateway.streaming import sse_response, websocket_refusal, websocket_relay
-from taskloom.gateway.telemetry import TRACEPARENT
 from taskloom.v1 import common_pb2, orchestrator_pb2
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
@@ -84,7 +82,6 @@ async def submit_task(
     response: Response,
     caller: CallerDep,
     orchestrator: OrchestratorDep,
-    traceparent: TraceparentDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> TaskOut:
     """Queue one task; 202 with its state, or 200 when the Idempotency-Key was seen before."""
@@ -92,7 +89,6 @@ async def submit_task(
         body,
         tenant=caller.tenant,
         idempotency_key=idempotency_key or "",
-        labels={TRACEPARENT: traceparent},
     )
     submitted = await orchestrator.submit_task(spec)
     response.status_code = 200 if submitted.existing else 202
@@ -105,7 +101,6 @@ async def submit_tasks(
     body: TaskBatchCreate,
     caller: CallerDep,
     orchestrator: OrchestratorDep,
-    traceparent: TraceparentDep,
 ) -> TaskBatch:
     """Queue many tasks, all or none: one bad item (named in `errors` as `tasks.N.field`)
     queues nothing. An item whose idempotency_key was seen before gives the first task."""
@@ -114,7 +109,6 @@ async def submit_tasks(
             item,
             tenant=caller.tenant,
             idempotency_key=item.idempotency_key or "",
-            labels={TRACEPARENT: traceparent},
         )
         for item in body.tasks
     ]

@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from sse_starlette import EventSourceResponse
 
 from taskloom.gateway import convert
-from taskloom.gateway.deps import CallerDep, IdempotencyKeyHeader, OrchestratorDep, TraceparentDep
+from taskloom.gateway.deps import CallerDep, IdempotencyKeyHeader, OrchestratorDep
 from taskloom.gateway.errors import ProblemError
 from taskloom.gateway.limits import default, int_field_bounds, text
 from taskloom.gateway.models import (
@@ -26,7 +26,6 @@ from taskloom.gateway.models import (
 from taskloom.gateway.openapi import problems
 from taskloom.gateway.routes.tasks import TenantFilter, listed_tenant
 from taskloom.gateway.streaming import sse_response
-from taskloom.gateway.telemetry import TRACEPARENT
 from taskloom.v1 import orchestrator_pb2
 
 YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml"})
@@ -107,7 +106,6 @@ async def submit_workflow(
     response: Response,
     caller: CallerDep,
     orchestrator: OrchestratorDep,
-    traceparent: TraceparentDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> WorkflowOut:
     """Run a workflow, given as JSON or as YAML (`Content-Type: application/yaml`)."""
@@ -115,7 +113,6 @@ async def submit_workflow(
         body,
         tenant=caller.tenant,
         idempotency_key=idempotency_key or "",
-        labels={TRACEPARENT: traceparent},
     )
     submitted = await orchestrator.submit_workflow(spec)
     response.status_code = 200 if submitted.existing else 202

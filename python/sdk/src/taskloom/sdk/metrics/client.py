@@ -22,6 +22,7 @@ import structlog
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from taskloom.sdk import tracing
 from taskloom.sdk.metrics.families import (
     DEFAULT_BUCKETS,
     Counter,
@@ -84,7 +85,7 @@ class MetricsClient:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._series = 0
-        self._channel = grpc.insecure_channel(addr) if addr else None
+        self._channel = tracing.sync_channel(addr) if addr else None
         # Requests go out as bytes that `_encode` framed (see there).
         self._ingest_stream: (
             grpc.StreamUnaryMultiCallable[bytes, metrics_pb2.IngestStreamResponse] | None
