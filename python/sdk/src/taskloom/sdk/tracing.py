@@ -50,7 +50,9 @@ def enabled() -> bool:
 
 
 def sampler_ratio(environ: Mapping[str, str] = os.environ) -> float:
-    """OTEL_TRACES_SAMPLER_ARG as a ratio in [0, 1]; the default 1.0 when unset or bad."""
+    """OTEL_TRACES_SAMPLER_ARG as a ratio in [0, 1], the default 1.0 when unset. A value that
+    is not such a ratio is refused, naming the variable, as the orchestrator and the Rust
+    services refuse it at start."""
     raw = environ.get(RATIO_ENV, "").strip()
     if not raw:
         return DEFAULT_RATIO
@@ -59,8 +61,7 @@ def sampler_ratio(environ: Mapping[str, str] = os.environ) -> float:
     except ValueError:
         ratio = -1.0
     if not 0.0 <= ratio <= 1.0:
-        log.warning("ignoring a bad sampler ratio", env=RATIO_ENV, value=raw, used=DEFAULT_RATIO)
-        return DEFAULT_RATIO
+        raise ValueError(f"{RATIO_ENV}={raw!r}: the sampler ratio must be a number from 0 to 1")
     return ratio
 
 
