@@ -1,13 +1,14 @@
 //! The HNSW graph (Malkov & Yashunin, 2016) behind a collection's approximate search:
 //! dense slot numbers, every vector in one contiguous buffer, layer-0 links in one flat
-//! array, distances from simsimd's SIMD kernels.
+//! array, distances from the SIMD kernels of `kernel.rs`.
 //!
-//! Written here over simsimd rather than taken whole from a crate: Taskloom needs
+//! Written here rather than taken whole from a crate: Taskloom needs
 //! tombstones with repair, a filter inside the walk, a parallel batch build and a
 //! snapshot of the graph itself, and it measured level with hnswlib (README, "Vector
 //! search", where `vector-bench --features ann-peers` measures `hnsw_rs` and `usearch`).
 
 mod codec;
+mod kernel;
 mod repair;
 mod visited;
 
@@ -17,7 +18,6 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use simsimd::SpatialSimilarity;
 
 use visited::Visited;
 
@@ -64,10 +64,7 @@ pub enum Metric {
 impl Metric {
     #[inline]
     pub fn distance(self, a: &[f32], b: &[f32]) -> f32 {
-        match self {
-            Metric::L2 => f32::l2sq(a, b).unwrap_or(f64::INFINITY) as f32,
-            Metric::InnerProduct => 1.0 - f32::dot(a, b).unwrap_or(0.0) as f32,
-        }
+        kernel::select(self)(a, b)
     }
 }
 
@@ -112,6 +109,8 @@ const PARALLEL_CHUNK: usize = 1024;
 pub struct Hnsw {
     dim: usize,
     metric: Metric,
+    /// `metric`'s kernel for this CPU, chosen once.
+    kernel: kernel::Kernel,
     params: HnswParams,
     /// Links per node on layer 0 (`2 m`).
     m0: usize,
@@ -137,6 +136,7 @@ impl Hnsw {
         Self {
             dim,
             metric,
+            kernel: kernel::select(metric),
             params,
             m0: params.m * 2,
             level_mult: 1.0 / (params.m.max(2) as f64).ln(),
@@ -208,7 +208,7 @@ impl Hnsw {
 
     #[inline]
     fn distance_to(&self, query: &[f32], slot: Slot) -> f32 {
-        self.metric.distance(query, self.vector(slot))
+        (self.kernel)(query, self.vector(slot))
     }
 
     #[inline]
@@ -393,7 +393,7 @@ impl Hnsw {
     ) -> Vec<Vec<Near>> {
         let Some(entry) = self.entry else {
             return Self::chunk_candidates(
-                self.metric,
+                self.kernel,
                 vector,
                 earlier,
                 0,
@@ -427,7 +427,7 @@ impl Hnsw {
             entries = found.clone();
             if !earlier.is_empty() {
                 found.extend(
-                    Self::chunk_candidates(self.metric, vector, earlier, layer, layer, usize::MAX)
+                    Self::chunk_candidates(self.kernel, vector, earlier, layer, layer, usize::MAX)
                         .pop()
                         .unwrap_or_default(),
                 );
@@ -442,7 +442,7 @@ impl Hnsw {
 
     /// Candidates among a chunk's earlier points for layers `from..=to`.
     fn chunk_candidates(
-        metric: Metric,
+        kernel: kernel::Kernel,
         vector: &[f32],
         earlier: &[(&[f32], usize)],
         from: usize,
@@ -451,7 +451,7 @@ impl Hnsw {
     ) -> Vec<Vec<Near>> {
         let mut layers = vec![Vec::new(); to + 1];
         for (i, (other, other_level)) in earlier.iter().enumerate() {
-            let distance = metric.distance(vector, other);
+            let distance = kernel(vector, other);
             for layer in layers
                 .iter_mut()
                 .take((*other_level).min(to) + 1)
@@ -516,7 +516,7 @@ impl Hnsw {
         let mut candidates: Vec<Near> = current
             .iter()
             .map(|&s| Near {
-                distance: self.metric.distance(node_vector, self.vector(s)),
+                distance: (self.kernel)(node_vector, self.vector(s)),
                 slot: s,
             })
             .collect();
@@ -539,9 +539,9 @@ impl Hnsw {
                 break;
             }
             let vector = self.vector(candidate.slot);
-            let diverse = chosen.iter().all(|kept| {
-                self.metric.distance(vector, self.vector(kept.slot)) >= candidate.distance
-            });
+            let diverse = chosen
+                .iter()
+                .all(|kept| (self.kernel)(vector, self.vector(kept.slot)) >= candidate.distance);
             if diverse {
                 chosen.push(*candidate);
             }

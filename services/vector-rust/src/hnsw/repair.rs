@@ -97,7 +97,7 @@ impl Hnsw {
         let mut near: Vec<Near> = candidates
             .into_iter()
             .map(|s| Near {
-                distance: self.metric.distance(base, self.vector(s)),
+                distance: (self.kernel)(base, self.vector(s)),
                 slot: s,
             })
             .collect();
