@@ -15,7 +15,8 @@
 - `gateway_rss_mb`: the gateway process's largest RSS during the hold.
 
 Quick: 2 batches per client and 200 streams held 10 s; full: 10 batches per client and
-5,000 streams held 30 s (the goal's load).
+5,000 streams held 30 s (the goal's load), on as many workers as the proto's limit on a
+worker's concurrency needs (two for 5,000).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ import progress
 import stack
 from run import Result
 
-from taskloom.v1 import common_pb2, orchestrator_pb2
+from taskloom.sdk.proto_limits import int_range
+from taskloom.v1 import common_pb2, orchestrator_pb2, worker_hub_pb2
 
 CLIENTS = 4
 BATCH = 1_000
@@ -54,9 +56,13 @@ PACED_INPUT = {
 
 def run(quick: bool = False) -> list[Result]:
     streams = STREAMS[quick]
+    # One task per stream: enough workers, each at most the concurrency the proto allows.
+    _, per_worker = int_range(worker_hub_pb2.Register, "concurrency")
+    workers = -(-(streams + 10) // per_worker)
+    concurrency = -(-(streams + 10) // workers)
     with (
         progress.phases("gateway", 3) as phase,
-        stack.running(worker_env={"TASKLOOM_CONCURRENCY": str(streams + 10)}) as s,
+        stack.running(workers=workers, worker_env={"TASKLOOM_CONCURRENCY": str(concurrency)}) as s,
     ):
         batches = BATCHES_PER_CLIENT[quick]
         phase("REST batch submit")
