@@ -42,6 +42,20 @@ def endpoints(
     )
 
 
+def failing_anthropic(telemetry: Any, fake: Any, breaker_failures: int) -> LLMEndpoints:
+    """Endpoint `claude` on a fake Anthropic server that answers every call with a 500,
+    no retries, its breaker opening after `breaker_failures` failures."""
+    fake.respond = lambda body: 500
+    config = {
+        "kind": "anthropic",
+        "base_url": fake.base_url,
+        "api_key_env": "KEY",
+        "retry": {"max_retries": 0},
+        "breaker": {"failures": breaker_failures, "cooldown_s": 60},
+    }
+    return endpoints(telemetry, {"claude": config})
+
+
 async def call(llm: LLMEndpoints, name: str, model: str = "m") -> str:
     events = [e async for e in llm.providers[name].stream(MESSAGES, model, PARAMS)]
     return text_of(events)
@@ -91,15 +105,7 @@ async def test_a_retry_after_past_the_backoff_cap_fails_at_once_as_retryable(
 async def test_a_storm_of_500s_opens_the_breaker_which_then_fails_fast(
     telemetry, fake_anthropic
 ) -> None:
-    fake_anthropic.respond = lambda body: 500
-    config = {
-        "kind": "anthropic",
-        "base_url": fake_anthropic.base_url,
-        "api_key_env": "KEY",
-        "retry": {"max_retries": 0},
-        "breaker": {"failures": 3, "cooldown_s": 60},
-    }
-    llm = endpoints(telemetry, {"claude": config})
+    llm = failing_anthropic(telemetry, fake_anthropic, breaker_failures=3)
     try:
         for _ in range(3):
             with pytest.raises(ProviderError, match="HTTP 500"):
@@ -120,15 +126,7 @@ async def test_only_attempts_that_reached_the_provider_count_as_llm_requests(
 ) -> None:
     """Each failed attempt is a request (outcome=error, with its latency); the calls the open
     breaker refuses never reached the provider and are none."""
-    fake_anthropic.respond = lambda body: 500
-    config = {
-        "kind": "anthropic",
-        "base_url": fake_anthropic.base_url,
-        "api_key_env": "KEY",
-        "retry": {"max_retries": 0},
-        "breaker": {"failures": 2, "cooldown_s": 60},
-    }
-    llm = endpoints(telemetry, {"claude": config})
+    llm = failing_anthropic(telemetry, fake_anthropic, breaker_failures=2)
     try:
         with cost.task_usage("t", "writer"):
             for _ in range(2):
