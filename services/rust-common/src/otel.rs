@@ -213,6 +213,17 @@ where
             .layer
             .propagator
             .extract(&MetadataExtractor(request.headers()));
+        let caller = parent.span().span_context().clone();
+        if caller.is_valid() && !caller.is_sampled() {
+            // The caller's trace is not recorded: no span to build, name or end, only the
+            // trace id for the call's logs.
+            let trace_id = caller.trace_id();
+            return Box::pin(
+                self.inner
+                    .call(request)
+                    .instrument(tracing::info_span!("rpc", trace_id = %trace_id)),
+            );
+        }
         let span = self
             .layer
             .tracer
